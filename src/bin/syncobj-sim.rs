@@ -1,0 +1,182 @@
+//! `syncobj-sim`: runs the deterministic simulator over many seeds, or replays one with a trace.
+//!
+//! ```text
+//! cargo run --release --bin syncobj-sim -- --seeds 500 --nodes 5
+//! cargo run --release --bin syncobj-sim -- --seed 42 --nodes 5 [--messages]
+//! ```
+
+use std::process::ExitCode;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use syncobj::sim::{Faults, RunReport, SeedFailure, SimConfig, run_seed};
+
+/// Run the syncobj Raft simulator.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Args {
+    /// How many seeds to run, starting at --first-seed.
+    #[arg(long, default_value_t = 100)]
+    seeds: u64,
+    /// The first seed of a multi-seed run.
+    #[arg(long, default_value_t = 0)]
+    first_seed: u64,
+    /// Replay this one seed and print its trace.
+    #[arg(long, conflicts_with = "seeds")]
+    seed: Option<u64>,
+    /// Voting nodes per cluster.
+    #[arg(long, default_value_t = 5)]
+    nodes: usize,
+    /// Non-voting nodes per cluster (default: 0 or 1, chosen by each seed).
+    #[arg(long)]
+    non_voters: Option<usize>,
+    /// Seconds of virtual time with faults, per seed.
+    #[arg(long, default_value_t = 20)]
+    fault_seconds: u64,
+    /// Faults to inject: all, none, or a comma-separated list of crash, partition, lossy.
+    #[arg(long, default_value = "all")]
+    faults: String,
+    /// With --seed: also trace every delivered message.
+    #[arg(long)]
+    messages: bool,
+    /// Worker threads for multi-seed runs (default: the number of cores).
+    #[arg(long)]
+    jobs: Option<usize>,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let config = match sim_config(&args) {
+        Ok(config) => config,
+        Err(message) => {
+            eprintln!("syncobj-sim: {message}");
+            return ExitCode::from(2);
+        }
+    };
+    match args.seed {
+        Some(seed) => replay(seed, &config, args.messages),
+        None => run_many(&args, &config),
+    }
+}
+
+fn sim_config(args: &Args) -> Result<SimConfig, String> {
+    if args.nodes == 0 {
+        return Err("--nodes must be at least 1".into());
+    }
+    Ok(SimConfig {
+        nodes: args.nodes,
+        non_voters: args.non_voters,
+        fault_duration: Duration::from_secs(args.fault_seconds),
+        faults: parse_faults(&args.faults)?,
+        ..SimConfig::default()
+    })
+}
+
+fn parse_faults(spec: &str) -> Result<Faults, String> {
+    match spec {
+        "all" => return Ok(Faults::all()),
+        "none" => return Ok(Faults::none()),
+        _ => {}
+    }
+    let mut faults = Faults::none();
+    for part in spec.split(',') {
+        match part.trim() {
+            "crash" => faults.crashes = true,
+            "partition" => faults.partitions = true,
+            "lossy" => faults.lossy_network = true,
+            other => {
+                return Err(format!(
+                    "unknown fault {other:?} in --faults (crash, partition, lossy, all, none)"
+                ));
+            }
+        }
+    }
+    Ok(faults)
+}
+
+fn replay(seed: u64, config: &SimConfig, messages: bool) -> ExitCode {
+    let sink = Box::new(
+        |at: syncobj::raft::Instant, event: &syncobj::sim::TraceEvent| {
+            println!("{at:>9} {event}");
+        },
+    );
+    match run_seed(seed, config, Some((sink, messages))) {
+        Ok(report) => {
+            println!(
+                "{}",
+                summary(1, config.nodes, report.steps, report.committed, 0)
+            );
+            ExitCode::SUCCESS
+        }
+        Err(failure) => {
+            println!("{failure}");
+            println!("{}", summary(1, config.nodes, 0, 0, 1));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run_many(args: &Args, config: &SimConfig) -> ExitCode {
+    let started = Instant::now();
+    let next = AtomicU64::new(args.first_seed);
+    let end = args.first_seed.saturating_add(args.seeds);
+    let reports: Mutex<Vec<RunReport>> = Mutex::new(Vec::new());
+    let failures: Mutex<Vec<SeedFailure>> = Mutex::new(Vec::new());
+    let jobs = args
+        .jobs
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    std::thread::scope(|scope| {
+        for _ in 0..jobs.max(1) {
+            scope.spawn(|| {
+                loop {
+                    let seed = next.fetch_add(1, Ordering::Relaxed);
+                    if seed >= end {
+                        break;
+                    }
+                    match run_seed(seed, config, None) {
+                        Ok(report) => reports
+                            .lock()
+                            .expect("no worker panics holding the lock")
+                            .push(report),
+                        Err(failure) => {
+                            eprintln!("{failure}");
+                            failures
+                                .lock()
+                                .expect("no worker panics holding the lock")
+                                .push(failure);
+                        }
+                    }
+                }
+            });
+        }
+    });
+    let reports = reports.into_inner().expect("workers are done");
+    let failures = failures.into_inner().expect("workers are done");
+    let steps: u64 = reports.iter().map(|r| r.steps).sum();
+    let committed: u64 = reports.iter().map(|r| r.committed).sum();
+    let acknowledged: u64 = reports.iter().map(|r| r.acknowledged).sum();
+    let wall = started.elapsed().as_secs_f64();
+    println!(
+        "wall={wall:.1}s jobs={jobs} acknowledged={acknowledged} commits_per_wall_second={:.0} steps_per_wall_second={:.0}",
+        committed as f64 / wall,
+        steps as f64 / wall
+    );
+    let count = reports.len() + failures.len();
+    println!(
+        "{}",
+        summary(count, config.nodes, steps, committed, failures.len())
+    );
+    if failures.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+fn summary(seeds: usize, nodes: usize, steps: u64, committed: u64, violations: usize) -> String {
+    format!(
+        "seeds={seeds} nodes={nodes} steps={steps} committed={committed} violations={violations}"
+    )
+}

@@ -1,0 +1,14 @@
+//! The engine of `syncobj`.
+//!
+//! - [`raft`]: the sans-IO Raft state machine.
+//! - `sim` (feature `sim`): the deterministic cluster simulator that drives it and checks the
+//!   protocol's invariants after every step.
+//!
+//! Users depend on the `syncobj` crate, which re-exports what they need from here.
+
+#![deny(missing_docs)]
+
+pub mod raft;
+
+#[cfg(feature = "sim")]
+pub mod sim;

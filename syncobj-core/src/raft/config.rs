@@ -1,0 +1,145 @@
+//! The settings of one Raft node, with validation.
+
+use std::time::Duration;
+
+use thiserror::Error;
+
+/// The settings of one Raft node.
+///
+/// Defaults follow PySyncObj where it has the option (`raftMinTimeout`, `raftMaxTimeout`,
+/// `appendEntriesPeriod`, `appendEntriesBatchSizeBytes`) and safe choices elsewhere.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RaftConfig {
+    /// The lower bound of the randomized election timeout (PySyncObj `raftMinTimeout`, 0.4 s).
+    pub election_timeout_min: Duration,
+    /// The upper bound of the randomized election timeout (PySyncObj `raftMaxTimeout`, 1.4 s).
+    pub election_timeout_max: Duration,
+    /// How often the leader sends heartbeats and retries (PySyncObj `appendEntriesPeriod`, 0.1 s).
+    pub heartbeat_interval: Duration,
+    /// With `check_quorum`, a leader that has not heard from a majority of voters for this long
+    /// steps down (PySyncObj `leaderFallbackTimeout`).
+    ///
+    /// The default is 0.4 s, the minimum election timeout, where PySyncObj waits 30 s: a leader
+    /// cut off from its majority then steps down at about the time that majority can first elect a
+    /// successor, so two nodes seldom both believe they lead (and serve stale local reads), while
+    /// three lost heartbeats in a row are still tolerated.
+    pub leader_fallback_timeout: Duration,
+    /// Run a pre-vote round before a real election (Raft thesis §9.6), so that a node that was cut
+    /// off cannot disrupt a healthy leader by raising the term when it comes back.
+    pub pre_vote: bool,
+    /// Leaders step down without a majority (thesis §6.2), and voters that heard from a leader
+    /// within the minimum election timeout refuse to vote for anyone else (thesis §4.2.3).
+    pub check_quorum: bool,
+    /// The most command bytes one AppendEntries carries; a single larger entry is still sent
+    /// alone (PySyncObj `appendEntriesBatchSizeBytes`, 64 KiB).
+    pub append_entries_batch_size_bytes: usize,
+    /// The most AppendEntries in flight to one follower while pipelining.
+    pub max_inflight_appends: usize,
+    /// The most entries the node hands out for applying in one [`Ready`](super::Ready).
+    pub apply_batch_entries_max: usize,
+    /// The most uncommitted entries a leader holds before it refuses proposals, so a leader cut
+    /// off from its followers cannot grow its log without bound.
+    pub uncommitted_entries_max: u64,
+    /// The seed of the node's random number generator, used for election timeouts.
+    pub seed: u64,
+}
+
+impl Default for RaftConfig {
+    fn default() -> Self {
+        RaftConfig {
+            election_timeout_min: Duration::from_millis(400),
+            election_timeout_max: Duration::from_millis(1400),
+            heartbeat_interval: Duration::from_millis(100),
+            leader_fallback_timeout: Duration::from_millis(400),
+            pre_vote: true,
+            check_quorum: true,
+            append_entries_batch_size_bytes: 64 * 1024,
+            max_inflight_appends: 64,
+            apply_batch_entries_max: 4096,
+            uncommitted_entries_max: 100_000,
+            seed: 0,
+        }
+    }
+}
+
+impl RaftConfig {
+    /// Checks that the settings make sense together.
+    ///
+    /// # Errors
+    /// A [`RaftConfigError`] naming the first setting that is out of range.
+    pub fn validate(&self) -> Result<(), RaftConfigError> {
+        if self.heartbeat_interval.is_zero() {
+            return Err(RaftConfigError::ZeroHeartbeat);
+        }
+        if self.election_timeout_min <= self.heartbeat_interval * 3 {
+            return Err(RaftConfigError::ElectionTimeoutTooShort {
+                election_timeout_min: self.election_timeout_min,
+                heartbeat_interval: self.heartbeat_interval,
+            });
+        }
+        if self.election_timeout_max <= self.election_timeout_min {
+            return Err(RaftConfigError::ElectionTimeoutRange {
+                min: self.election_timeout_min,
+                max: self.election_timeout_max,
+            });
+        }
+        if self.leader_fallback_timeout <= self.heartbeat_interval {
+            return Err(RaftConfigError::FallbackTooShort {
+                leader_fallback_timeout: self.leader_fallback_timeout,
+                heartbeat_interval: self.heartbeat_interval,
+            });
+        }
+        if self.append_entries_batch_size_bytes == 0 {
+            return Err(RaftConfigError::Zero("append_entries_batch_size_bytes"));
+        }
+        if self.max_inflight_appends == 0 {
+            return Err(RaftConfigError::Zero("max_inflight_appends"));
+        }
+        if self.apply_batch_entries_max == 0 {
+            return Err(RaftConfigError::Zero("apply_batch_entries_max"));
+        }
+        if self.uncommitted_entries_max == 0 {
+            return Err(RaftConfigError::Zero("uncommitted_entries_max"));
+        }
+        Ok(())
+    }
+}
+
+/// A [`RaftConfig`] that cannot work.
+#[derive(Clone, Debug, PartialEq, Eq, Error)]
+pub enum RaftConfigError {
+    /// `heartbeat_interval` is zero.
+    #[error("heartbeat_interval must be greater than zero")]
+    ZeroHeartbeat,
+    /// The minimum election timeout leaves room for fewer than three heartbeats.
+    #[error(
+        "election_timeout_min ({election_timeout_min:?}) must be more than three heartbeat_intervals ({heartbeat_interval:?} each)"
+    )]
+    ElectionTimeoutTooShort {
+        /// The configured minimum election timeout.
+        election_timeout_min: Duration,
+        /// The configured heartbeat interval.
+        heartbeat_interval: Duration,
+    },
+    /// The election timeout range is empty.
+    #[error("election_timeout_max ({max:?}) must be greater than election_timeout_min ({min:?})")]
+    ElectionTimeoutRange {
+        /// The configured minimum.
+        min: Duration,
+        /// The configured maximum.
+        max: Duration,
+    },
+    /// The leader would step down between two heartbeats.
+    #[error(
+        "leader_fallback_timeout ({leader_fallback_timeout:?}) must be greater than heartbeat_interval ({heartbeat_interval:?})"
+    )]
+    FallbackTooShort {
+        /// The configured fallback timeout.
+        leader_fallback_timeout: Duration,
+        /// The configured heartbeat interval.
+        heartbeat_interval: Duration,
+    },
+    /// A limit that must be positive is zero.
+    #[error("{0} must be greater than zero")]
+    Zero(&'static str),
+}

@@ -1,0 +1,332 @@
+//! Terms, votes and role changes: leader election (Raft paper §5.2, §5.4.1), pre-vote (thesis
+//! §9.6) and check-quorum (thesis §6.2, §4.2.3).
+
+use bytes::Bytes;
+
+use super::error::ProtocolViolation;
+use super::message::{AppendOutcome, AppendResponse, Message, RequestVote, VoteKind, VoteResponse};
+use super::node::RaftNode;
+use super::progress::Progress;
+use super::role::{Role, RoleKind, Votes};
+use super::timers::Timer;
+use super::types::{EntryKind, Instant, NodeId, Term};
+
+impl RaftNode {
+    /// Dispatches a message from a member, after the term rules of §5.1.
+    pub(crate) fn step_message(
+        &mut self,
+        from: NodeId,
+        message: Message,
+        now: Instant,
+    ) -> Result<(), ProtocolViolation> {
+        let term = message.term();
+        if term > self.term && !self.accept_higher_term(from, &message, now) {
+            return Ok(());
+        }
+        if term < self.term {
+            self.answer_stale_term(from, &message);
+            return Ok(());
+        }
+        match message {
+            Message::RequestVote(request) => self.on_request_vote(from, &request, now),
+            Message::VoteResponse(response) => self.on_vote_response(from, &response, now),
+            Message::AppendEntries(append) => return self.on_append_entries(from, append, now),
+            Message::AppendResponse(response) => {
+                return self.on_append_response(from, response, now);
+            }
+        }
+        Ok(())
+    }
+
+    /// A message from a later term: adopt the term (§5.1) unless it is a pre-vote, or a vote
+    /// request arriving while a leader is known to be alive. Returns whether to go on.
+    fn accept_higher_term(&mut self, from: NodeId, message: &Message, now: Instant) -> bool {
+        match message {
+            Message::RequestVote(request) => {
+                let lease_applies = request.kind == VoteKind::PreVote || self.config.check_quorum;
+                if lease_applies && self.heard_from_leader_recently(now) {
+                    self.counters.votes_ignored_in_lease += 1;
+                    if request.kind == VoteKind::PreVote {
+                        self.refuse_vote(from, VoteKind::PreVote);
+                    }
+                    return false;
+                }
+                if request.kind == VoteKind::Vote {
+                    self.become_follower(request.term, None, now);
+                }
+            }
+            // A granted pre-vote echoes the term we would start; we adopt it only on winning.
+            Message::VoteResponse(response)
+                if response.kind == VoteKind::PreVote && response.granted => {}
+            Message::AppendEntries(append) => self.become_follower(append.term, Some(from), now),
+            other => self.become_follower(other.term(), None, now),
+        }
+        true
+    }
+
+    /// A message from an earlier term. Tell a stale leader or pre-candidate the current term so
+    /// it steps down; drop everything else.
+    fn answer_stale_term(&mut self, from: NodeId, message: &Message) {
+        match message {
+            Message::AppendEntries(append) => {
+                let outcome = AppendOutcome::Rejected {
+                    rejected: append.prev_log_index,
+                    hint: append.prev_log_index,
+                };
+                self.send(
+                    from,
+                    Message::AppendResponse(AppendResponse {
+                        term: self.term,
+                        outcome,
+                    }),
+                );
+            }
+            Message::RequestVote(request) if request.kind == VoteKind::PreVote => {
+                self.refuse_vote(from, VoteKind::PreVote);
+            }
+            _ => {}
+        }
+    }
+
+    fn on_request_vote(&mut self, from: NodeId, request: &RequestVote, now: Instant) {
+        let free = self.vote == Some(from) || (self.vote.is_none() && self.leader().is_none());
+        let may_vote = match request.kind {
+            VoteKind::Vote => free,
+            VoteKind::PreVote => free || request.term > self.term,
+        };
+        let grant = may_vote
+            && self.membership.is_voter(self.id)
+            && self
+                .log
+                .is_up_to_date(request.last_log_index, request.last_log_term);
+        if !grant {
+            self.refuse_vote(from, request.kind);
+            return;
+        }
+        if request.kind == VoteKind::Vote {
+            self.vote = Some(from);
+            self.reset_election_timer(now);
+        }
+        let response = VoteResponse {
+            kind: request.kind,
+            term: request.term,
+            granted: true,
+        };
+        self.send(from, Message::VoteResponse(response));
+    }
+
+    fn refuse_vote(&mut self, to: NodeId, kind: VoteKind) {
+        let response = VoteResponse {
+            kind,
+            term: self.term,
+            granted: false,
+        };
+        self.send(to, Message::VoteResponse(response));
+    }
+
+    fn on_vote_response(&mut self, from: NodeId, response: &VoteResponse, now: Instant) {
+        if !self.membership.is_voter(from) {
+            return;
+        }
+        let quorum = self.membership.quorum();
+        let outcome = match (&mut self.role, response.kind) {
+            (Role::PreCandidate { votes }, VoteKind::PreVote) => {
+                if response.granted && response.term != self.term.next() {
+                    return;
+                }
+                votes.record(from, response.granted);
+                votes.outcome(quorum)
+            }
+            (Role::Candidate { votes }, VoteKind::Vote) => {
+                votes.record(from, response.granted);
+                votes.outcome(quorum)
+            }
+            _ => return,
+        };
+        match (outcome, self.role.kind()) {
+            (Some(true), RoleKind::PreCandidate) => self.become_candidate(now),
+            (Some(true), _) => self.become_leader(now),
+            (Some(false), _) => self.become_follower(self.term, None, now),
+            (None, _) => {}
+        }
+    }
+
+    pub(crate) fn on_election_timeout(&mut self, now: Instant) {
+        if !self.membership.is_voter(self.id) {
+            self.reset_election_timer(now);
+        } else if self.config.pre_vote {
+            self.become_pre_candidate(now);
+        } else {
+            self.become_candidate(now);
+        }
+    }
+
+    pub(crate) fn on_heartbeat_timeout(&mut self, now: Instant) {
+        if self.config.check_quorum && !self.quorum_heard_within_fallback(now) {
+            self.counters.check_quorum_step_downs += 1;
+            tracing::info!(node = %self.id, term = %self.term, "leader lost contact with a majority, stepping down");
+            self.become_follower(self.term, None, now);
+            return;
+        }
+        self.send_heartbeats();
+        self.timers
+            .set(Timer::Heartbeat, now + self.config.heartbeat_interval);
+    }
+
+    /// Whether a majority of voters (this leader included) answered within the fallback timeout.
+    fn quorum_heard_within_fallback(&self, now: Instant) -> bool {
+        let Role::Leader { progress } = &self.role else {
+            return false;
+        };
+        let fallback = self.config.leader_fallback_timeout;
+        let heard = self
+            .membership
+            .voters()
+            .iter()
+            .filter(|&&v| {
+                v == self.id
+                    || progress
+                        .get(&v)
+                        .is_some_and(|p| now - p.last_heard <= fallback)
+            })
+            .count();
+        heard >= self.membership.quorum()
+    }
+
+    /// Whether this node is a leader, or a follower that heard from its leader within the
+    /// minimum election timeout.
+    fn heard_from_leader_recently(&self, now: Instant) -> bool {
+        match self.role {
+            Role::Leader { .. } => true,
+            Role::Follower { leader: Some(_) } => self
+                .leader_contact
+                .is_some_and(|at| now - at < self.config.election_timeout_min),
+            _ => false,
+        }
+    }
+
+    pub(crate) fn become_follower(&mut self, term: Term, leader: Option<NodeId>, now: Instant) {
+        assert!(
+            term >= self.term,
+            "terms never go back ({} -> {term})",
+            self.term
+        );
+        if term > self.term {
+            self.term = term;
+            self.vote = None;
+        }
+        self.log_role_change("follower");
+        self.role = Role::Follower { leader };
+        self.timers.stop(Timer::Heartbeat);
+        self.reset_election_timer(now);
+    }
+
+    fn become_pre_candidate(&mut self, now: Instant) {
+        self.counters.pre_votes_started += 1;
+        self.log_role_change("pre-candidate");
+        self.role = Role::PreCandidate {
+            votes: Votes::default(),
+        };
+        self.reset_election_timer(now);
+        self.request_votes(VoteKind::PreVote, now);
+    }
+
+    fn become_candidate(&mut self, now: Instant) {
+        self.counters.elections_started += 1;
+        self.term = self.term.next();
+        self.vote = Some(self.id);
+        self.log_role_change("candidate");
+        self.role = Role::Candidate {
+            votes: Votes::default(),
+        };
+        self.reset_election_timer(now);
+        self.request_votes(VoteKind::Vote, now);
+    }
+
+    /// Votes for itself and asks every other voter; wins at once in a one-voter cluster.
+    fn request_votes(&mut self, kind: VoteKind, now: Instant) {
+        let term = match kind {
+            VoteKind::PreVote => self.term.next(),
+            VoteKind::Vote => self.term,
+        };
+        let own = VoteResponse {
+            kind,
+            term,
+            granted: true,
+        };
+        self.on_vote_response(self.id, &own, now);
+        if !matches!(
+            self.role,
+            Role::PreCandidate { .. } | Role::Candidate { .. }
+        ) {
+            return;
+        }
+        let request = RequestVote {
+            kind,
+            term,
+            last_log_index: self.log.last_index(),
+            last_log_term: self.log.last_term(),
+        };
+        let voters: Vec<NodeId> = self
+            .membership
+            .voters()
+            .iter()
+            .copied()
+            .filter(|&v| v != self.id)
+            .collect();
+        for voter in voters {
+            self.send(voter, Message::RequestVote(request.clone()));
+        }
+    }
+
+    fn become_leader(&mut self, now: Instant) {
+        assert!(
+            matches!(self.role, Role::Candidate { .. }),
+            "only a candidate becomes leader"
+        );
+        assert_eq!(
+            self.vote,
+            Some(self.id),
+            "a leader voted for itself in its term"
+        );
+        let next = self.log.last_index().next();
+        let progress = self
+            .membership
+            .peers_of(self.id)
+            .map(|p| (p, Progress::new(next, now)))
+            .collect();
+        self.log_role_change("leader");
+        self.role = Role::Leader { progress };
+        self.leader_contact = Some(now);
+        self.timers.stop(Timer::Election);
+        self.timers
+            .set(Timer::Heartbeat, now + self.config.heartbeat_interval);
+        // Raft paper §8: a no-op of the new term commits everything before it.
+        self.append_own(EntryKind::Noop, Bytes::new());
+    }
+
+    /// Accepts `from` as the leader of the current term, as an AppendEntries of this term says.
+    pub(crate) fn recognize_leader(
+        &mut self,
+        from: NodeId,
+        now: Instant,
+    ) -> Result<(), ProtocolViolation> {
+        match self.role {
+            Role::Leader { .. } => return Err(ProtocolViolation::SecondLeader { term: self.term }),
+            Role::Follower {
+                leader: Some(leader),
+            } if leader != from => {
+                return Err(ProtocolViolation::SecondLeader { term: self.term });
+            }
+            Role::Follower { leader: Some(_) } => {}
+            _ => self.become_follower(self.term, Some(from), now),
+        }
+        self.leader_contact = Some(now);
+        self.reset_election_timer(now);
+        Ok(())
+    }
+
+    fn log_role_change(&self, to: &str) {
+        tracing::debug!(node = %self.id, term = %self.term, from = ?self.role.kind(), to, "role change");
+    }
+}

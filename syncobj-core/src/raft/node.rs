@@ -1,0 +1,414 @@
+//! [`RaftNode`]: the sans-IO Raft state machine of one node.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+use super::config::{RaftConfig, RaftConfigError};
+use super::error::{ProposeError, RestoreError, StepError};
+use super::log::RaftLog;
+use super::membership::Membership;
+use super::message::{AppendOutcome, Envelope, Message};
+use super::ready::{PersistAck, Ready};
+use super::role::{Role, RoleKind};
+use super::timers::{Timer, Timers};
+use super::types::{Entry, EntryKind, HardState, Instant, LogIndex, NodeId, Term};
+
+/// The Raft state machine of one node: no sockets, threads, clocks or OS randomness.
+///
+/// Inputs ([`step`](Self::step), [`tick`](Self::tick), [`propose`](Self::propose),
+/// [`on_persisted`](Self::on_persisted)) carry the current [`Instant`]; outputs are drained with
+/// [`ready`](Self::ready). The driver calls `tick` at [`next_deadline`](Self::next_deadline) or
+/// later.
+#[derive(Debug)]
+pub struct RaftNode {
+    pub(crate) id: NodeId,
+    pub(crate) config: RaftConfig,
+    pub(crate) membership: Membership,
+    pub(crate) term: Term,
+    pub(crate) vote: Option<NodeId>,
+    pub(crate) log: RaftLog,
+    pub(crate) role: Role,
+    pub(crate) timers: Timers,
+    rng: ChaCha8Rng,
+    /// When this node last heard from the leader of its term (followers) or confirmed its
+    /// quorum (leaders). Voters refuse to help depose a leader they heard from recently.
+    pub(crate) leader_contact: Option<Instant>,
+    /// The hard state last handed out in a [`Ready`].
+    handed_out: HardState,
+    outbox: Outbox,
+    /// The commit index rose; caught-up followers should hear of it without waiting for a
+    /// heartbeat.
+    pub(crate) commit_broadcast_pending: bool,
+    pub(crate) counters: RaftCounters,
+}
+
+/// What a restarted node recovered from durable storage.
+#[derive(Clone, Debug, Default)]
+pub struct Restored {
+    /// The saved term, vote and commit index.
+    pub hard_state: HardState,
+    /// The saved log, from index 1, in order.
+    pub entries: Vec<Entry>,
+}
+
+/// Counters of notable events, for the status report.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RaftCounters {
+    /// Messages that broke the protocol and were dropped.
+    pub protocol_errors: u64,
+    /// Messages from non-members or for other nodes, dropped.
+    pub misdirected_messages: u64,
+    /// Elections (real votes) this node started.
+    pub elections_started: u64,
+    /// Pre-vote rounds this node started.
+    pub pre_votes_started: u64,
+    /// Times this node stepped down as leader because it lost contact with a majority.
+    pub check_quorum_step_downs: u64,
+    /// Vote requests ignored because a leader was heard from recently.
+    pub votes_ignored_in_lease: u64,
+}
+
+#[derive(Debug, Default)]
+struct Outbox {
+    now: Vec<Envelope>,
+    after_persist: Vec<Envelope>,
+}
+
+/// A (index, term) pair naming one log entry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct LogPosition {
+    /// The entry's index.
+    pub index: LogIndex,
+    /// The entry's term.
+    pub term: Term,
+}
+
+impl RaftNode {
+    /// A node starting from `restored` state (use `Restored::default()` for a new node).
+    ///
+    /// # Errors
+    /// [`NewNodeError`] if the configuration is invalid, `id` is not a member, or the restored
+    /// state is inconsistent.
+    pub fn new(
+        id: NodeId,
+        membership: Membership,
+        config: RaftConfig,
+        restored: Restored,
+        now: Instant,
+    ) -> Result<RaftNode, NewNodeError> {
+        config.validate()?;
+        if !membership.contains(id) {
+            return Err(RestoreError::NotAMember(id).into());
+        }
+        check_restored(&restored)?;
+        let rng = ChaCha8Rng::seed_from_u64(config.seed);
+        let hard_state = restored.hard_state;
+        let mut node = RaftNode {
+            id,
+            config,
+            membership,
+            term: hard_state.term,
+            vote: hard_state.vote,
+            log: RaftLog::restored(restored.entries, hard_state.commit),
+            role: Role::Follower { leader: None },
+            timers: Timers::default(),
+            rng,
+            leader_contact: None,
+            handed_out: hard_state,
+            outbox: Outbox::default(),
+            commit_broadcast_pending: false,
+            counters: RaftCounters::default(),
+        };
+        node.reset_election_timer(now);
+        Ok(node)
+    }
+
+    /// Handles a message from a peer.
+    ///
+    /// # Errors
+    /// [`StepError`] when the message was refused: it comes from a non-member, is addressed to
+    /// another node, or breaks the protocol. The node's state is unchanged and the event is
+    /// counted.
+    pub fn step(&mut self, envelope: Envelope, now: Instant) -> Result<(), StepError> {
+        if envelope.to != self.id {
+            self.counters.misdirected_messages += 1;
+            return Err(StepError::WrongRecipient {
+                to: envelope.to,
+                this: self.id,
+            });
+        }
+        if envelope.from == self.id || !self.membership.contains(envelope.from) {
+            self.counters.misdirected_messages += 1;
+            return Err(StepError::UnknownSender(envelope.from));
+        }
+        let from = envelope.from;
+        let result = self.step_message(from, envelope.message, now);
+        if let Err(violation) = result {
+            self.counters.protocol_errors += 1;
+            return Err(StepError::Protocol { from, violation });
+        }
+        Ok(())
+    }
+
+    /// Fires the timers that are due at `now`.
+    pub fn tick(&mut self, now: Instant) {
+        if self.timers.expired(Timer::Election, now) {
+            self.on_election_timeout(now);
+        }
+        if self.timers.expired(Timer::Heartbeat, now) {
+            self.on_heartbeat_timeout(now);
+        }
+    }
+
+    /// Appends a command to the log, if this node is the leader.
+    ///
+    /// The entry is sent with the next [`ready`](Self::ready), batched with the other entries
+    /// proposed before it. Being appended is no promise: the entry commits only if it is applied
+    /// at the returned position with the returned term.
+    ///
+    /// # Errors
+    /// [`ProposeError::NotLeader`] on any other node; [`ProposeError::TooManyUncommitted`] when
+    /// the leader already holds `uncommitted_entries_max` uncommitted entries.
+    pub fn propose(&mut self, data: Bytes, _now: Instant) -> Result<LogPosition, ProposeError> {
+        if !matches!(self.role, Role::Leader { .. }) {
+            return Err(ProposeError::NotLeader {
+                leader: self.leader(),
+            });
+        }
+        let uncommitted = self.log.last_index().0 - self.log.committed().0;
+        if uncommitted >= self.config.uncommitted_entries_max {
+            return Err(ProposeError::TooManyUncommitted { uncommitted });
+        }
+        Ok(self.append_own(EntryKind::Command, data))
+    }
+
+    /// Whether [`ready`](Self::ready) would return any work.
+    pub fn has_ready(&self) -> bool {
+        self.hard_state() != self.handed_out
+            || self.log.has_unpersisted()
+            || !self.outbox.now.is_empty()
+            || !self.outbox.after_persist.is_empty()
+            || self.log.has_applicable()
+            || self.has_appends_to_send()
+    }
+
+    /// Drains the work the node has for its driver. See [`Ready`] for what to do with it.
+    pub fn ready(&mut self) -> Ready {
+        self.send_pending_appends();
+        let hard_state = self.hard_state();
+        let changed = hard_state != self.handed_out;
+        self.handed_out = hard_state;
+        let entries = self.log.take_unpersisted();
+        let ack = PersistAck {
+            last_entry: entries.last().map(|e| (e.index, e.term)),
+        };
+        Ready {
+            hard_state: changed.then_some(hard_state),
+            entries,
+            messages: std::mem::take(&mut self.outbox.now),
+            persisted_messages: std::mem::take(&mut self.outbox.after_persist),
+            committed_entries: self
+                .log
+                .take_applicable(self.config.apply_batch_entries_max),
+            ack,
+        }
+    }
+
+    /// Records that the writes of the [`Ready`] that returned `ack` are durable.
+    pub fn on_persisted(&mut self, ack: PersistAck) {
+        if let Some((index, term)) = ack.last_entry {
+            self.log.persisted_to(index, term);
+            self.maybe_commit();
+        }
+    }
+
+    /// The earliest instant at which [`tick`](Self::tick) has something to do.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        self.timers.next_deadline()
+    }
+
+    /// This node's id.
+    pub fn id(&self) -> NodeId {
+        self.id
+    }
+
+    /// The current term.
+    pub fn term(&self) -> Term {
+        self.term
+    }
+
+    /// The vote cast in the current term.
+    pub fn vote(&self) -> Option<NodeId> {
+        self.vote
+    }
+
+    /// The role this node plays now.
+    pub fn role(&self) -> RoleKind {
+        self.role.kind()
+    }
+
+    /// Whether this node is the leader.
+    pub fn is_leader(&self) -> bool {
+        matches!(self.role, Role::Leader { .. })
+    }
+
+    /// The leader of the current term as far as this node knows.
+    pub fn leader(&self) -> Option<NodeId> {
+        match self.role {
+            Role::Follower { leader } => leader,
+            Role::Leader { .. } => Some(self.id),
+            Role::PreCandidate { .. } | Role::Candidate { .. } => None,
+        }
+    }
+
+    /// The highest index known to be committed.
+    pub fn commit_index(&self) -> LogIndex {
+        self.log.committed()
+    }
+
+    /// The highest index handed out for applying.
+    pub fn applied_index(&self) -> LogIndex {
+        self.log.applied()
+    }
+
+    /// The highest index reported durable.
+    pub fn persisted_index(&self) -> LogIndex {
+        self.log.persisted()
+    }
+
+    /// The index of the last entry in the log.
+    pub fn last_index(&self) -> LogIndex {
+        self.log.last_index()
+    }
+
+    /// The number of entries held in memory.
+    pub fn log_len(&self) -> usize {
+        self.log.len()
+    }
+
+    /// The entry at `index`, if the log holds it.
+    pub fn entry(&self, index: LogIndex) -> Option<&Entry> {
+        self.log.get(index)
+    }
+
+    /// Every entry the log holds, oldest first.
+    pub fn entries(&self) -> impl Iterator<Item = &Entry> {
+        self.log.iter()
+    }
+
+    /// The members of the cluster.
+    pub fn membership(&self) -> &Membership {
+        &self.membership
+    }
+
+    /// Counters of notable events.
+    pub fn counters(&self) -> RaftCounters {
+        self.counters
+    }
+
+    /// On the leader, the (next index, match index) of each other member.
+    pub fn progress(&self) -> Vec<(NodeId, LogIndex, LogIndex)> {
+        match &self.role {
+            Role::Leader { progress } => progress
+                .iter()
+                .map(|(&id, p)| (id, p.next_index, p.match_index))
+                .collect(),
+            _ => Vec::new(),
+        }
+    }
+
+    pub(crate) fn hard_state(&self) -> HardState {
+        HardState {
+            term: self.term,
+            vote: self.vote,
+            commit: self.log.committed(),
+        }
+    }
+
+    /// Queues a message, holding it back until the next persist if it depends on unsaved state.
+    pub(crate) fn send(&mut self, to: NodeId, message: Message) {
+        let acknowledges_log = matches!(&message, Message::AppendResponse(r) if matches!(r.outcome, AppendOutcome::Accepted { .. }));
+        let unsaved_term = (self.term, self.vote) != (self.handed_out.term, self.handed_out.vote);
+        let envelope = Envelope {
+            from: self.id,
+            to,
+            message,
+        };
+        if acknowledges_log || unsaved_term {
+            self.outbox.after_persist.push(envelope);
+        } else {
+            self.outbox.now.push(envelope);
+        }
+    }
+
+    /// Appends an entry of the current term as leader and returns its position.
+    pub(crate) fn append_own(&mut self, kind: EntryKind, data: Bytes) -> LogPosition {
+        debug_assert!(self.is_leader(), "only the leader appends its own entries");
+        let position = LogPosition {
+            index: self.log.last_index().next(),
+            term: self.term,
+        };
+        self.log.push(Entry {
+            index: position.index,
+            term: position.term,
+            kind,
+            data,
+        });
+        position
+    }
+
+    pub(crate) fn reset_election_timer(&mut self, now: Instant) {
+        let timeout = self.random_election_timeout();
+        self.timers.set(Timer::Election, now + timeout);
+    }
+
+    fn random_election_timeout(&mut self) -> Duration {
+        let min = self.config.election_timeout_min.as_nanos();
+        let max = self.config.election_timeout_max.as_nanos();
+        let nanos = self.rng.random_range(min..=max);
+        Duration::from_nanos(u64::try_from(nanos).unwrap_or(u64::MAX))
+    }
+}
+
+/// Why a node could not be created.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum NewNodeError {
+    /// The configuration is invalid.
+    #[error(transparent)]
+    Config(#[from] RaftConfigError),
+    /// The restored state is inconsistent.
+    #[error(transparent)]
+    Restore(#[from] RestoreError),
+}
+
+fn check_restored(restored: &Restored) -> Result<(), RestoreError> {
+    let mut expected = LogIndex(1);
+    let mut last_term = Term(0);
+    for entry in &restored.entries {
+        if entry.index != expected {
+            return Err(RestoreError::Gap {
+                expected,
+                found: entry.index,
+            });
+        }
+        if entry.term < last_term || entry.term > restored.hard_state.term {
+            return Err(RestoreError::TermOrder {
+                index: entry.index,
+                term: entry.term,
+            });
+        }
+        last_term = entry.term;
+        expected = expected.next();
+    }
+    let last = expected.prev();
+    if restored.hard_state.commit > last {
+        return Err(RestoreError::CommitBeyondLog {
+            commit: restored.hard_state.commit,
+            last,
+        });
+    }
+    Ok(())
+}

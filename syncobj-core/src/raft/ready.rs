@@ -1,0 +1,50 @@
+//! The output of the Raft core: what to persist, what to send and when, what to apply.
+
+use super::message::Envelope;
+use super::types::{Entry, HardState, LogIndex, Term};
+
+/// Everything the node wants done, drained at once with [`RaftNode::ready`](super::RaftNode::ready).
+///
+/// The driver must, in this order:
+/// 1. send [`messages`](Self::messages) (they depend on nothing unsaved; this may overlap with 2);
+/// 2. durably write [`hard_state`](Self::hard_state) and [`entries`](Self::entries);
+/// 3. only then send [`persisted_messages`](Self::persisted_messages) and call
+///    [`RaftNode::on_persisted`](super::RaftNode::on_persisted) with [`ack`](Self::ack);
+/// 4. apply [`committed_entries`](Self::committed_entries) in order.
+#[derive(Debug, Default)]
+#[must_use = "a Ready holds work the driver must do"]
+pub struct Ready {
+    /// Term, vote and commit index to save, if they changed.
+    pub hard_state: Option<HardState>,
+    /// Entries to append. Storage drops every entry it holds at or after `entries[0].index`
+    /// first: that is how a follower's conflicting suffix is replaced.
+    pub entries: Vec<Entry>,
+    /// Messages that may be sent at once.
+    pub messages: Vec<Envelope>,
+    /// Messages that may leave only after `hard_state` and `entries` are durable: vote grants,
+    /// append acknowledgements, and anything sent in a term not yet saved.
+    pub persisted_messages: Vec<Envelope>,
+    /// Committed, durable entries to apply to the state machine, in log order.
+    pub committed_entries: Vec<Entry>,
+    pub(crate) ack: PersistAck,
+}
+
+impl Ready {
+    /// The token to hand to [`RaftNode::on_persisted`](super::RaftNode::on_persisted) once
+    /// `hard_state` and `entries` are durable.
+    pub fn ack(&self) -> PersistAck {
+        self.ack
+    }
+
+    /// Whether the driver has to write anything before sending `persisted_messages`.
+    pub fn must_persist(&self) -> bool {
+        self.hard_state.is_some() || !self.entries.is_empty()
+    }
+}
+
+/// Proof that the writes of one [`Ready`] are durable.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PersistAck {
+    /// The last entry handed out, if the Ready carried entries.
+    pub(crate) last_entry: Option<(LogIndex, Term)>,
+}

@@ -1,0 +1,279 @@
+//! Log replication (Raft paper §5.3) and commitment (§5.4.2): the leader's pipelined appends and
+//! the follower's consistency check.
+
+use super::error::ProtocolViolation;
+use super::message::{AppendEntries, AppendOutcome, AppendResponse, Message};
+use super::node::RaftNode;
+use super::progress::Mode;
+use super::role::Role;
+use super::types::{Entry, Instant, LogIndex, NodeId};
+
+impl RaftNode {
+    /// Whether the leader has entries it may send to some follower now.
+    pub(crate) fn has_appends_to_send(&self) -> bool {
+        let Role::Leader { progress } = &self.role else {
+            return false;
+        };
+        let last = self.log.last_index();
+        self.commit_broadcast_pending
+            || progress
+                .values()
+                .any(|p| p.next_index <= last && p.can_send(self.config.max_inflight_appends))
+    }
+
+    /// Sends every follower what it may receive now: batches up to the pipelining window, or one
+    /// probe. Called when the driver drains [`Ready`](super::Ready), so entries proposed in one
+    /// batch travel together.
+    pub(crate) fn send_pending_appends(&mut self) {
+        let Role::Leader { progress } = &self.role else {
+            return;
+        };
+        let peers: Vec<NodeId> = progress.keys().copied().collect();
+        let broadcast_commit = std::mem::take(&mut self.commit_broadcast_pending);
+        for peer in peers {
+            let mut sent = false;
+            while self.may_send_entries(peer) {
+                self.send_append(peer, false);
+                sent = true;
+            }
+            if broadcast_commit && !sent && self.is_replicating(peer) {
+                self.send_append(peer, true);
+            }
+        }
+    }
+
+    /// Sends every follower an append: its pending entries if the window allows, else an empty
+    /// heartbeat that carries the commit index and re-probes a silent follower.
+    pub(crate) fn send_heartbeats(&mut self) {
+        let Role::Leader { progress } = &mut self.role else {
+            return;
+        };
+        let peers: Vec<NodeId> = progress.keys().copied().collect();
+        for p in progress.values_mut() {
+            p.heartbeat_due();
+        }
+        for peer in peers {
+            self.send_append(peer, true);
+        }
+    }
+
+    fn may_send_entries(&self, peer: NodeId) -> bool {
+        let Role::Leader { progress } = &self.role else {
+            return false;
+        };
+        progress.get(&peer).is_some_and(|p| {
+            p.next_index <= self.log.last_index() && p.can_send(self.config.max_inflight_appends)
+        })
+    }
+
+    fn is_replicating(&self, peer: NodeId) -> bool {
+        let Role::Leader { progress } = &self.role else {
+            return false;
+        };
+        progress
+            .get(&peer)
+            .is_some_and(|p| matches!(p.mode, Mode::Replicate { .. }))
+    }
+
+    /// Sends one append to `peer`. A heartbeat goes out even when the window is full, empty then.
+    fn send_append(&mut self, peer: NodeId, heartbeat: bool) {
+        let Role::Leader { progress } = &mut self.role else {
+            return;
+        };
+        let Some(p) = progress.get_mut(&peer) else {
+            return;
+        };
+        let prev_log_index = p.next_index.prev();
+        let prev_log_term = self
+            .log
+            .term(prev_log_index)
+            .expect("the leader holds every entry after its base, and next_index > base");
+        let entries = if p.can_send(self.config.max_inflight_appends) {
+            self.log
+                .entries_from(p.next_index, self.config.append_entries_batch_size_bytes)
+        } else {
+            debug_assert!(heartbeat, "only heartbeats go out past the window");
+            Vec::new()
+        };
+        if let Some(last) = entries.last() {
+            p.sent(last.index);
+        }
+        let append = AppendEntries {
+            term: self.term,
+            prev_log_index,
+            prev_log_term,
+            entries,
+            leader_commit: self.log.committed(),
+        };
+        self.send(peer, Message::AppendEntries(append));
+    }
+
+    pub(crate) fn on_append_response(
+        &mut self,
+        from: NodeId,
+        response: AppendResponse,
+        now: Instant,
+    ) -> Result<(), ProtocolViolation> {
+        let last = self.log.last_index();
+        let Role::Leader { progress } = &mut self.role else {
+            return Ok(());
+        };
+        let Some(p) = progress.get_mut(&from) else {
+            return Ok(());
+        };
+        p.last_heard = now;
+        match response.outcome {
+            AppendOutcome::Accepted { match_index } => {
+                if match_index > last {
+                    return Err(ProtocolViolation::AckBeyondLog {
+                        claimed: match_index,
+                        last,
+                    });
+                }
+                if p.accepted(match_index) {
+                    self.maybe_commit();
+                }
+            }
+            AppendOutcome::Rejected { rejected, hint } => {
+                p.rejected(rejected, hint);
+            }
+        }
+        Ok(())
+    }
+
+    /// Commits the highest index a majority of voters hold, if it is from the current term
+    /// (Raft paper §5.4.2). The leader counts itself only up to what it has persisted.
+    pub(crate) fn maybe_commit(&mut self) {
+        let Role::Leader { progress } = &self.role else {
+            return;
+        };
+        let mut matched: Vec<LogIndex> = self
+            .membership
+            .voters()
+            .iter()
+            .map(|&v| {
+                if v == self.id {
+                    self.log.persisted()
+                } else {
+                    progress.get(&v).map_or(LogIndex::ZERO, |p| p.match_index)
+                }
+            })
+            .collect();
+        matched.sort_unstable_by(|a, b| b.cmp(a));
+        let Some(&candidate) = matched.get(self.membership.quorum() - 1) else {
+            return;
+        };
+        if candidate > self.log.committed() && self.log.term(candidate) == Some(self.term) {
+            self.log.commit_to(candidate);
+            self.commit_broadcast_pending = true;
+        }
+    }
+
+    pub(crate) fn on_append_entries(
+        &mut self,
+        from: NodeId,
+        append: AppendEntries,
+        now: Instant,
+    ) -> Result<(), ProtocolViolation> {
+        self.recognize_leader(from, now)?;
+        check_contiguous(&append)?;
+        let committed = self.log.committed();
+        let AppendEntries {
+            prev_log_index,
+            prev_log_term,
+            entries,
+            leader_commit,
+            ..
+        } = append;
+        // Entries at or below our commit index are committed everywhere; skip them.
+        let (prev, prev_term, entries) = if prev_log_index < committed {
+            let skip = usize::try_from(committed.0 - prev_log_index.0).unwrap_or(usize::MAX);
+            match entries.get(skip.saturating_sub(1)) {
+                Some(e) if entries.len() > skip => (e.index, e.term, entries[skip..].to_vec()),
+                _ => {
+                    self.accept_append(from, committed);
+                    return Ok(());
+                }
+            }
+        } else {
+            (prev_log_index, prev_log_term, entries)
+        };
+        if !self.log.matches(prev, prev_term) {
+            if prev <= committed {
+                return Err(ProtocolViolation::TruncateCommitted {
+                    index: prev,
+                    committed,
+                });
+            }
+            let hint = self
+                .log
+                .last_index_with_term_at_most(prev.prev(), prev_term)
+                .max(committed);
+            let outcome = AppendOutcome::Rejected {
+                rejected: prev_log_index,
+                hint,
+            };
+            self.send(
+                from,
+                Message::AppendResponse(AppendResponse {
+                    term: self.term,
+                    outcome,
+                }),
+            );
+            return Ok(());
+        }
+        let last_new = prev + entries.len() as u64;
+        self.append_from_leader(entries)?;
+        self.log.commit_to(leader_commit.min(last_new));
+        self.accept_append(from, last_new);
+        Ok(())
+    }
+
+    /// Appends the entries the log lacks, replacing a conflicting suffix (never a committed one).
+    fn append_from_leader(&mut self, entries: Vec<Entry>) -> Result<(), ProtocolViolation> {
+        let first_new = entries
+            .iter()
+            .position(|e| !self.log.matches(e.index, e.term));
+        let Some(first_new) = first_new else {
+            return Ok(());
+        };
+        let index = entries[first_new].index;
+        if index <= self.log.last_index() {
+            let committed = self.log.committed();
+            if index <= committed {
+                return Err(ProtocolViolation::TruncateCommitted { index, committed });
+            }
+            self.log.truncate_from(index);
+        }
+        for entry in entries.into_iter().skip(first_new) {
+            self.log.push(entry);
+        }
+        Ok(())
+    }
+
+    fn accept_append(&mut self, leader: NodeId, match_index: LogIndex) {
+        let outcome = AppendOutcome::Accepted { match_index };
+        self.send(
+            leader,
+            Message::AppendResponse(AppendResponse {
+                term: self.term,
+                outcome,
+            }),
+        );
+    }
+}
+
+fn check_contiguous(append: &AppendEntries) -> Result<(), ProtocolViolation> {
+    let mut expected = append.prev_log_index.next();
+    let mut previous_term = append.prev_log_term;
+    for entry in &append.entries {
+        if entry.index != expected || entry.term < previous_term || entry.term > append.term {
+            return Err(ProtocolViolation::NonContiguous {
+                prev: append.prev_log_index,
+            });
+        }
+        expected = expected.next();
+        previous_term = entry.term;
+    }
+    Ok(())
+}

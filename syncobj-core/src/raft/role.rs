@@ -1,0 +1,80 @@
+//! The role a node plays, each holding the state only that role needs.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::{Deserialize, Serialize};
+
+use super::progress::Progress;
+use super::types::NodeId;
+
+/// A node's role, with its own state.
+#[derive(Debug)]
+pub(crate) enum Role {
+    Follower {
+        /// The leader of the current term, once heard from.
+        leader: Option<NodeId>,
+    },
+    /// Running a pre-vote round (Raft thesis §9.6); the term is not raised yet.
+    PreCandidate {
+        votes: Votes,
+    },
+    Candidate {
+        votes: Votes,
+    },
+    Leader {
+        /// One entry per other member, voter or not.
+        progress: BTreeMap<NodeId, Progress>,
+    },
+}
+
+impl Role {
+    pub(crate) fn kind(&self) -> RoleKind {
+        match self {
+            Role::Follower { .. } => RoleKind::Follower,
+            Role::PreCandidate { .. } => RoleKind::PreCandidate,
+            Role::Candidate { .. } => RoleKind::Candidate,
+            Role::Leader { .. } => RoleKind::Leader,
+        }
+    }
+}
+
+/// The votes a (pre-)candidate has collected from voters, its own included.
+#[derive(Debug, Default)]
+pub(crate) struct Votes {
+    granted: BTreeSet<NodeId>,
+    refused: BTreeSet<NodeId>,
+}
+
+impl Votes {
+    pub(crate) fn record(&mut self, from: NodeId, granted: bool) {
+        if granted {
+            self.granted.insert(from);
+        } else {
+            self.refused.insert(from);
+        }
+    }
+
+    /// The election's outcome given `quorum`: `Some(true)` won, `Some(false)` lost.
+    pub(crate) fn outcome(&self, quorum: usize) -> Option<bool> {
+        if self.granted.len() >= quorum {
+            Some(true)
+        } else if self.refused.len() >= quorum {
+            Some(false)
+        } else {
+            None
+        }
+    }
+}
+
+/// The role of a node, without its state; what status reports show.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum RoleKind {
+    /// Follows a leader, or waits for one.
+    Follower,
+    /// Asks whether it could win an election, without raising the term.
+    PreCandidate,
+    /// Runs an election.
+    Candidate,
+    /// Leads the cluster in the current term.
+    Leader,
+}

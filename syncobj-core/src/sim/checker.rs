@@ -1,0 +1,278 @@
+//! The invariants checked after every simulation step, across every node and every restart.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use bytes::Bytes;
+
+use crate::raft::{
+    AppendOutcome, Entry, EntryKind, HardState, Instant, LogIndex, Message, NodeId, RaftNode, Term,
+    VoteKind,
+};
+
+/// A broken invariant: what broke, where and when.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Violation {
+    /// The virtual time of the step that broke it.
+    pub at: Instant,
+    /// Which invariant, and the evidence.
+    pub what: String,
+}
+
+impl fmt::Display for Violation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "at {}: {}", self.at, self.what)
+    }
+}
+
+/// What the checker knows of an entry: enough to tell two versions of one (index, term) apart.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct EntryFact {
+    kind: EntryKind,
+    data: Bytes,
+    prev_term: Term,
+}
+
+/// The cluster-wide record the invariants are checked against.
+#[derive(Debug, Default)]
+pub(crate) struct Checker {
+    /// Election safety: the leader of each term.
+    leaders: BTreeMap<Term, NodeId>,
+    /// Log matching: every (index, term) ever written determines its content and its
+    /// predecessor's term.
+    entries: BTreeMap<(LogIndex, Term), EntryFact>,
+    /// Every committed index and its term.
+    committed: BTreeMap<LogIndex, Term>,
+    /// State machine safety: what was applied at each index.
+    applied: BTreeMap<LogIndex, (Term, Bytes)>,
+    /// Per node: (term, commit, applied) seen last, for monotonicity.
+    seen: BTreeMap<NodeId, Seen>,
+}
+
+#[derive(Clone, Copy, Debug, Default)]
+struct Seen {
+    term: Term,
+    commit: LogIndex,
+    applied: LogIndex,
+    was_leader: bool,
+}
+
+type Check = Result<(), String>;
+
+impl Checker {
+    /// Checks a node's state after it was stepped: election safety, leader completeness,
+    /// committed entries and monotone term, commit and applied index.
+    pub(crate) fn after_step(&mut self, node: &RaftNode) -> Check {
+        let id = node.id();
+        let seen = self.seen.get(&id).copied().unwrap_or_default();
+        if node.term() < seen.term {
+            return Err(format!(
+                "{id}: term went back from {} to {}",
+                seen.term,
+                node.term()
+            ));
+        }
+        if node.commit_index() < seen.commit {
+            return Err(format!(
+                "{id}: commit index went back from {} to {}",
+                seen.commit,
+                node.commit_index()
+            ));
+        }
+        self.check_leader(node, seen)?;
+        self.record_commits(node, seen.commit)?;
+        self.seen.insert(
+            id,
+            Seen {
+                term: node.term(),
+                commit: node.commit_index(),
+                applied: seen.applied,
+                was_leader: node.is_leader(),
+            },
+        );
+        Ok(())
+    }
+
+    /// A node restarted: its volatile commit and applied index start over, its term does not.
+    pub(crate) fn on_restart(&mut self, node: &RaftNode) -> Check {
+        let id = node.id();
+        let seen = self.seen.get(&id).copied().unwrap_or_default();
+        if node.term() < seen.term {
+            return Err(format!(
+                "{id}: restarted at {} after reaching {}",
+                node.term(),
+                seen.term
+            ));
+        }
+        self.seen.insert(
+            id,
+            Seen {
+                term: node.term(),
+                ..Seen::default()
+            },
+        );
+        self.record_commits(node, LogIndex::ZERO)
+    }
+
+    fn check_leader(&mut self, node: &RaftNode, seen: Seen) -> Check {
+        if !node.is_leader() {
+            return Ok(());
+        }
+        let id = node.id();
+        let term = node.term();
+        match self.leaders.get(&term) {
+            Some(&other) if other != id => {
+                return Err(format!("two leaders in {term}: {other} and {id}"));
+            }
+            Some(_) if seen.was_leader && seen.term == term => return Ok(()),
+            _ => {}
+        }
+        self.leaders.insert(term, id);
+        // Leader completeness (§5.4): every entry committed so far is in the new leader's log.
+        for (&index, &committed_term) in &self.committed {
+            let held = node.entry(index).map(|e| e.term);
+            if held != Some(committed_term) {
+                return Err(format!(
+                    "leader {id} of {term} lacks committed entry {index} of {committed_term} (holds {held:?})"
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Records the entries `node` newly counts as committed; a committed index never changes term.
+    fn record_commits(&mut self, node: &RaftNode, from: LogIndex) -> Check {
+        let mut index = from.next();
+        while index <= node.commit_index() {
+            let entry = node
+                .entry(index)
+                .ok_or_else(|| format!("{}: committed {index} is not in its log", node.id()))?;
+            match self.committed.insert(index, entry.term) {
+                Some(term) if term != entry.term => {
+                    return Err(format!(
+                        "committed entry {index} changed: {term} before, {} on {}",
+                        entry.term,
+                        node.id()
+                    ));
+                }
+                _ => {}
+            }
+            index = index.next();
+        }
+        Ok(())
+    }
+
+    /// Log matching (§5.3): entries a node wrote agree with every entry ever written at the same
+    /// (index, term), predecessor included. `log` is the node's whole durable log.
+    pub(crate) fn on_persist(&mut self, node: NodeId, log: &[Entry], new: &[Entry]) -> Check {
+        for entry in new {
+            let prev_term = match entry.index.0 {
+                1 => Term(0),
+                i => log
+                    .get(usize::try_from(i - 2).unwrap_or(usize::MAX))
+                    .map(|e| e.term)
+                    .ok_or_else(|| {
+                        format!("{node}: persisted {} without its predecessor", entry.index)
+                    })?,
+            };
+            let fact = EntryFact {
+                kind: entry.kind,
+                data: entry.data.clone(),
+                prev_term,
+            };
+            match self.entries.get(&(entry.index, entry.term)) {
+                Some(known) if *known != fact => {
+                    return Err(format!(
+                        "log matching: {node} wrote {} of {} unlike another node's (prev term {} vs {})",
+                        entry.index, entry.term, fact.prev_term, known.prev_term
+                    ));
+                }
+                Some(_) => {}
+                None => {
+                    self.entries.insert((entry.index, entry.term), fact);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// State machine safety: `node` applies `entry`, next after its last applied index.
+    pub(crate) fn on_apply(&mut self, node: NodeId, entry: &Entry) -> Check {
+        let seen = self.seen.entry(node).or_default();
+        if entry.index != seen.applied.next() {
+            return Err(format!(
+                "{node} applied {} after {}",
+                entry.index, seen.applied
+            ));
+        }
+        seen.applied = entry.index;
+        match self.applied.get(&entry.index) {
+            Some((term, data)) if (*term, data) != (entry.term, &entry.data) => Err(format!(
+                "{node} applied {} of {} where another node applied {term}",
+                entry.index, entry.term
+            )),
+            Some(_) => Ok(()),
+            None => {
+                self.applied
+                    .insert(entry.index, (entry.term, entry.data.clone()));
+                Ok(())
+            }
+        }
+    }
+
+    /// Persist before send: a message may leave only if the state it depends on is durable.
+    pub(crate) fn on_send(
+        message: &Message,
+        to: NodeId,
+        durable: &HardState,
+        durable_last: LogIndex,
+    ) -> Check {
+        if message.term() > durable.term && !is_pre_vote(message) {
+            return Err(format!(
+                "sent a {} message while {} is durable",
+                message.term(),
+                durable.term
+            ));
+        }
+        match message {
+            Message::VoteResponse(r)
+                if r.kind == VoteKind::Vote && r.granted && durable.vote != Some(to) =>
+            {
+                Err(format!(
+                    "granted a vote to {to} in {} before saving it",
+                    r.term
+                ))
+            }
+            Message::AppendResponse(r) => match r.outcome {
+                AppendOutcome::Accepted { match_index } if match_index > durable_last => Err(
+                    format!("acknowledged {match_index} with only {durable_last} durable"),
+                ),
+                _ => Ok(()),
+            },
+            _ => Ok(()),
+        }
+    }
+
+    /// The (index, term) committed at `index`, if known.
+    pub(crate) fn committed_term(&self, index: LogIndex) -> Option<Term> {
+        self.committed.get(&index).copied()
+    }
+
+    /// The highest index known committed anywhere.
+    pub(crate) fn highest_committed(&self) -> LogIndex {
+        self.committed
+            .keys()
+            .next_back()
+            .copied()
+            .unwrap_or(LogIndex::ZERO)
+    }
+}
+
+/// Pre-vote requests and grants carry a future term the sender has not adopted.
+fn is_pre_vote(message: &Message) -> bool {
+    match message {
+        Message::RequestVote(r) => r.kind == VoteKind::PreVote,
+        Message::VoteResponse(r) => r.kind == VoteKind::PreVote && r.granted,
+        _ => false,
+    }
+}

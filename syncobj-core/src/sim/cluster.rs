@@ -1,0 +1,631 @@
+//! [`Cluster`]: simulated nodes on a simulated network under a virtual clock, checked after every
+//! step.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use bytes::Bytes;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+
+use super::checker::{Checker, Violation};
+use super::net::{NetConfig, NetStats, SimNet};
+use super::node::{Durable, SimNode};
+use super::trace::TraceEvent;
+use crate::raft::{
+    Entry, Envelope, Instant, LogIndex, LogPosition, Membership, NodeId, ProposeError, RaftConfig,
+    RaftNode, Restored, RoleKind, Term,
+};
+
+/// The most Ready rounds one step may take before the simulator calls it a livelock.
+const READY_ROUNDS_MAX: usize = 1_000;
+
+/// The shape of a simulated cluster.
+#[derive(Clone, Debug)]
+pub struct ClusterConfig {
+    /// Voting members, with ids `1..=voters`.
+    pub voters: usize,
+    /// Non-voting members, numbered after the voters.
+    pub non_voters: usize,
+    /// The seed every random choice derives from.
+    pub seed: u64,
+    /// The Raft settings of every node (each node's `seed` is derived from the cluster's).
+    pub raft: RaftConfig,
+    /// How the network behaves.
+    pub net: NetConfig,
+}
+
+impl ClusterConfig {
+    /// `voters` voting nodes with default Raft settings on a reliable network.
+    pub fn new(voters: usize, seed: u64) -> ClusterConfig {
+        ClusterConfig {
+            voters,
+            non_voters: 0,
+            seed,
+            raft: RaftConfig::default(),
+            net: NetConfig::reliable(),
+        }
+    }
+}
+
+/// What a client call made on a node became.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CallOutcome {
+    /// Not applied yet on the node that made it.
+    Pending,
+    /// Applied at its position: the write is acknowledged.
+    Applied,
+    /// Another entry was applied at its position: the write was lost before it committed.
+    Discarded,
+    /// The node crashed before it applied the entry; the outcome is unknown to the client.
+    Unknown,
+}
+
+#[derive(Clone, Debug)]
+struct Call {
+    node: NodeId,
+    position: LogPosition,
+    data: Bytes,
+    outcome: CallOutcome,
+}
+
+/// Counters of one simulation.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ClusterStats {
+    /// Events processed: message deliveries and timer ticks.
+    pub steps: u64,
+    /// What the network did.
+    pub net: NetStats,
+}
+
+type TraceSink = Box<dyn FnMut(Instant, &TraceEvent)>;
+
+/// A simulated cluster running the real [`RaftNode`] code.
+///
+/// Time is virtual and advances only from event to event. Every random choice comes from
+/// generators derived from [`ClusterConfig::seed`], so one seed always replays the same run. After
+/// every step the invariants of the Raft paper are checked (see `docs/architecture.md`); the first
+/// violation stops the cluster and is returned by every later call.
+pub struct Cluster {
+    config: ClusterConfig,
+    membership: Membership,
+    now: Instant,
+    rng: ChaCha8Rng,
+    nodes: BTreeMap<NodeId, SimNode>,
+    net: SimNet,
+    checker: Checker,
+    calls: Vec<Call>,
+    pending_calls: BTreeMap<(NodeId, LogIndex), usize>,
+    steps: u64,
+    violation: Option<Violation>,
+    trace: Option<TraceSink>,
+    trace_messages: bool,
+}
+
+impl Cluster {
+    /// A cluster whose nodes all start empty at time zero.
+    ///
+    /// # Panics
+    /// If `config.raft` is invalid or there are no voters.
+    pub fn new(config: ClusterConfig) -> Cluster {
+        assert!(config.voters > 0, "a cluster needs a voter");
+        let count = u64::try_from(config.voters + config.non_voters).expect("node count fits u64");
+        let voters = u64::try_from(config.voters).expect("voter count fits u64");
+        let membership =
+            Membership::new((1..=voters).map(NodeId), (voters + 1..=count).map(NodeId));
+        let mut cluster = Cluster {
+            rng: ChaCha8Rng::seed_from_u64(config.seed),
+            net: SimNet::new(config.net.clone()),
+            config,
+            membership,
+            now: Instant::ZERO,
+            nodes: BTreeMap::new(),
+            checker: Checker::default(),
+            calls: Vec::new(),
+            pending_calls: BTreeMap::new(),
+            steps: 0,
+            violation: None,
+            trace: None,
+            trace_messages: false,
+        };
+        for id in (1..=count).map(NodeId) {
+            let node = SimNode {
+                raft: None,
+                durable: Durable::default(),
+                applied: Vec::new(),
+                starts: 0,
+            };
+            cluster.nodes.insert(id, node);
+            cluster.start(id);
+        }
+        cluster
+    }
+
+    /// Sends every event to `sink`; with `messages`, every delivered message too.
+    pub fn set_trace(&mut self, sink: impl FnMut(Instant, &TraceEvent) + 'static, messages: bool) {
+        self.trace = Some(Box::new(sink));
+        self.trace_messages = messages;
+    }
+
+    /// The current virtual time.
+    pub fn now(&self) -> Instant {
+        self.now
+    }
+
+    /// The ids of every member, running or not.
+    pub fn node_ids(&self) -> Vec<NodeId> {
+        self.nodes.keys().copied().collect()
+    }
+
+    /// The members.
+    pub fn membership(&self) -> &Membership {
+        &self.membership
+    }
+
+    /// The Raft state of `id`, unless it is crashed.
+    pub fn node(&self, id: NodeId) -> Option<&RaftNode> {
+        self.nodes.get(&id).and_then(|n| n.raft.as_ref())
+    }
+
+    /// The entries `id` applied since it last started, in order.
+    pub fn applied(&self, id: NodeId) -> &[Entry] {
+        self.nodes.get(&id).map_or(&[], |n| n.applied.as_slice())
+    }
+
+    /// The running node that leads the highest term, if any.
+    pub fn leader(&self) -> Option<NodeId> {
+        self.running()
+            .filter(|n| n.is_leader())
+            .max_by_key(|n| n.term())
+            .map(RaftNode::id)
+    }
+
+    /// The highest term of any running node.
+    pub fn max_term(&self) -> Term {
+        self.running().map(RaftNode::term).max().unwrap_or_default()
+    }
+
+    /// The running nodes.
+    pub fn running(&self) -> impl Iterator<Item = &RaftNode> {
+        self.nodes.values().filter_map(|n| n.raft.as_ref())
+    }
+
+    /// The first invariant that broke, if any.
+    pub fn violation(&self) -> Option<&Violation> {
+        self.violation.as_ref()
+    }
+
+    /// Counters of the run so far.
+    pub fn stats(&self) -> ClusterStats {
+        ClusterStats {
+            steps: self.steps,
+            net: self.net.stats,
+        }
+    }
+
+    /// The highest index known committed on any node.
+    pub fn highest_committed(&self) -> LogIndex {
+        self.checker.highest_committed()
+    }
+
+    /// Changes how the network behaves from now on.
+    pub fn set_net(&mut self, net: NetConfig) {
+        self.emit(TraceEvent::NetworkChanged {
+            description: format!("{net:?}"),
+        });
+        self.net.config = net;
+    }
+
+    /// Processes every event up to `deadline`, then sets the clock to it.
+    ///
+    /// # Errors
+    /// The first [`Violation`] of the run.
+    pub fn run_until(&mut self, deadline: Instant) -> Result<(), Violation> {
+        while let Some(at) = self.next_event_time() {
+            if at > deadline {
+                break;
+            }
+            self.step()?;
+        }
+        self.now = self.now.max(deadline);
+        self.violation.clone().map_or(Ok(()), Err)
+    }
+
+    /// Runs for `duration` of virtual time.
+    ///
+    /// # Errors
+    /// The first [`Violation`] of the run.
+    pub fn run_for(&mut self, duration: Duration) -> Result<(), Violation> {
+        self.run_until(self.now + duration)
+    }
+
+    /// Runs until `done` holds, checking it after every step, for at most `limit` of virtual time.
+    /// Returns whether `done` held.
+    ///
+    /// # Errors
+    /// The first [`Violation`] of the run.
+    pub fn run_until_true(
+        &mut self,
+        limit: Duration,
+        mut done: impl FnMut(&Cluster) -> bool,
+    ) -> Result<bool, Violation> {
+        let deadline = self.now + limit;
+        while !done(self) {
+            match self.next_event_time() {
+                Some(at) if at <= deadline => {
+                    self.step()?;
+                }
+                _ => {
+                    self.now = self.now.max(deadline);
+                    return Ok(done(self));
+                }
+            }
+        }
+        Ok(true)
+    }
+
+    /// Processes the next event: the earliest message arrival or timer. Returns `false` if there
+    /// was none.
+    ///
+    /// # Errors
+    /// The first [`Violation`] of the run.
+    pub fn step(&mut self) -> Result<bool, Violation> {
+        if let Some(violation) = &self.violation {
+            return Err(violation.clone());
+        }
+        let arrival = self.net.next_arrival();
+        let timer = self.next_timer();
+        let result = match (arrival, timer) {
+            (Some(at), Some((t, _))) if at <= t => self.deliver_next(at),
+            (Some(at), None) => self.deliver_next(at),
+            (_, Some((t, id))) => self.tick(id, t),
+            (None, None) => return Ok(false),
+        };
+        self.steps += 1;
+        result.map_err(|what| self.fail(what))?;
+        Ok(true)
+    }
+
+    /// Hands a command to `node`, as a client would; only a leader accepts it.
+    ///
+    /// # Errors
+    /// The node's [`ProposeError`]; [`ProposeError::NotLeader`] for a crashed node too.
+    pub fn propose(&mut self, node: NodeId, data: Bytes) -> Result<LogPosition, ProposeError> {
+        let now = self.now;
+        let raft = self
+            .nodes
+            .get_mut(&node)
+            .and_then(|n| n.raft.as_mut())
+            .ok_or(ProposeError::NotLeader { leader: None })?;
+        let position = raft.propose(data.clone(), now)?;
+        self.emit(TraceEvent::Proposed {
+            node,
+            index: position.index,
+            term: position.term,
+        });
+        self.pending_calls
+            .insert((node, position.index), self.calls.len());
+        self.calls.push(Call {
+            node,
+            position,
+            data,
+            outcome: CallOutcome::Pending,
+        });
+        if let Err(what) = self.drain(node) {
+            return Err(self.fail_propose(what));
+        }
+        Ok(position)
+    }
+
+    /// What became of the call `node` made at `position`.
+    pub fn call_outcome(&self, node: NodeId, position: LogPosition) -> Option<CallOutcome> {
+        self.calls
+            .iter()
+            .rev()
+            .find(|c| c.node == node && c.position == position)
+            .map(|c| c.outcome)
+    }
+
+    /// Every acknowledged call: (node, position, data).
+    pub fn acknowledged(&self) -> impl Iterator<Item = (NodeId, LogPosition, &Bytes)> {
+        self.calls
+            .iter()
+            .filter(|c| c.outcome == CallOutcome::Applied)
+            .map(|c| (c.node, c.position, &c.data))
+    }
+
+    /// Delivers `envelope` to its addressee now, bypassing the network: for tests that forge
+    /// messages.
+    ///
+    /// # Errors
+    /// The first [`Violation`] of the run.
+    pub fn inject(&mut self, envelope: Envelope) -> Result<(), Violation> {
+        if let Some(violation) = &self.violation {
+            return Err(violation.clone());
+        }
+        let at = self.now;
+        self.deliver(envelope, at).map_err(|what| self.fail(what))
+    }
+
+    /// Stops `node`: everything not durable is lost, messages to it are dropped.
+    pub fn crash(&mut self, node: NodeId) {
+        let Some(sim) = self.nodes.get_mut(&node) else {
+            return;
+        };
+        if sim.raft.take().is_none() {
+            return;
+        }
+        sim.applied.clear();
+        for call in &mut self.calls {
+            if call.node == node && call.outcome == CallOutcome::Pending {
+                call.outcome = CallOutcome::Unknown;
+            }
+        }
+        self.pending_calls.retain(|&(n, _), _| n != node);
+        self.emit(TraceEvent::Crashed { node });
+    }
+
+    /// Starts a crashed `node` again from its durable state.
+    ///
+    /// # Errors
+    /// The first [`Violation`] of the run (a node that cannot restart from its own durable state
+    /// is one).
+    pub fn restart(&mut self, node: NodeId) -> Result<(), Violation> {
+        if self.nodes.get(&node).is_some_and(SimNode::is_up) {
+            return Ok(());
+        }
+        self.start(node);
+        self.violation.clone().map_or(Ok(()), Err)
+    }
+
+    /// Splits the network into `groups`; nodes not listed form one more group.
+    pub fn partition(&mut self, groups: &[Vec<NodeId>]) {
+        let listed: Vec<NodeId> = groups.iter().flatten().copied().collect();
+        let rest: Vec<NodeId> = self
+            .nodes
+            .keys()
+            .copied()
+            .filter(|n| !listed.contains(n))
+            .collect();
+        let mut all = groups.to_vec();
+        if !rest.is_empty() {
+            all.push(rest);
+        }
+        self.net.partition(&all);
+        self.emit(TraceEvent::Partitioned { groups: all });
+    }
+
+    /// Cuts `node` off from every other node.
+    pub fn isolate(&mut self, node: NodeId) {
+        self.partition(&[vec![node]]);
+    }
+
+    /// Ends every partition (the network's loss and delay settings stay).
+    pub fn heal(&mut self) {
+        self.net.heal();
+        self.emit(TraceEvent::Healed);
+    }
+
+    fn start(&mut self, id: NodeId) {
+        let Some(sim) = self.nodes.get_mut(&id) else {
+            return;
+        };
+        sim.starts += 1;
+        let mut raft_config = self.config.raft.clone();
+        raft_config.seed = derive_seed(self.config.seed, id.0, sim.starts);
+        let restored = Restored {
+            hard_state: sim.durable.hard_state,
+            entries: sim.durable.log.clone(),
+        };
+        match RaftNode::new(id, self.membership.clone(), raft_config, restored, self.now) {
+            Ok(raft) => {
+                let (term, entries, commit) = (raft.term(), raft.log_len(), raft.commit_index());
+                if sim.starts > 1 {
+                    self.emit(TraceEvent::Restarted {
+                        node: id,
+                        term,
+                        entries,
+                        commit,
+                    });
+                }
+                self.install(id, raft);
+            }
+            Err(error) => {
+                self.fail(format!(
+                    "{id} cannot restart from its durable state: {error}"
+                ));
+            }
+        }
+    }
+
+    fn install(&mut self, id: NodeId, raft: RaftNode) {
+        let check = self.checker.on_restart(&raft);
+        if let Some(sim) = self.nodes.get_mut(&id) {
+            sim.raft = Some(raft);
+        }
+        let result = check.and_then(|()| self.drain(id));
+        if let Err(what) = result {
+            self.fail(what);
+        }
+    }
+
+    fn next_timer(&self) -> Option<(Instant, NodeId)> {
+        self.nodes
+            .iter()
+            .filter_map(|(&id, n)| n.raft.as_ref()?.next_deadline().map(|t| (t, id)))
+            .min()
+    }
+
+    fn next_event_time(&self) -> Option<Instant> {
+        match (self.net.next_arrival(), self.next_timer()) {
+            (Some(a), Some((t, _))) => Some(a.min(t)),
+            (a, t) => a.or(t.map(|(t, _)| t)),
+        }
+    }
+
+    fn deliver_next(&mut self, at: Instant) -> Result<(), String> {
+        self.now = self.now.max(at);
+        match self.net.pop() {
+            Some(envelope) => self.deliver(envelope, self.now),
+            None => Ok(()),
+        }
+    }
+
+    fn deliver(&mut self, envelope: Envelope, now: Instant) -> Result<(), String> {
+        let to = envelope.to;
+        if self.trace_messages {
+            self.emit(TraceEvent::Delivered {
+                envelope: envelope.clone(),
+            });
+        }
+        let Some(raft) = self.nodes.get_mut(&to).and_then(|n| n.raft.as_mut()) else {
+            self.net.stats.dropped += 1;
+            return Ok(());
+        };
+        self.net.stats.delivered += 1;
+        let before = (raft.role(), raft.term(), raft.commit_index());
+        if let Err(error) = raft.step(envelope, now) {
+            self.emit(TraceEvent::Refused { node: to, error });
+        }
+        self.after_input(to, before)
+    }
+
+    fn tick(&mut self, id: NodeId, at: Instant) -> Result<(), String> {
+        self.now = self.now.max(at);
+        let now = self.now;
+        let Some(raft) = self.nodes.get_mut(&id).and_then(|n| n.raft.as_mut()) else {
+            return Ok(());
+        };
+        let before = (raft.role(), raft.term(), raft.commit_index());
+        raft.tick(now);
+        self.after_input(id, before)
+    }
+
+    /// Drains the node's work, then checks it and reports what changed.
+    fn after_input(
+        &mut self,
+        id: NodeId,
+        before: (RoleKind, Term, LogIndex),
+    ) -> Result<(), String> {
+        self.drain(id)?;
+        let Some(raft) = self.nodes.get(&id).and_then(|n| n.raft.as_ref()) else {
+            return Ok(());
+        };
+        let after = (raft.role(), raft.term(), raft.commit_index());
+        self.checker.after_step(raft)?;
+        if (after.0, after.1) != (before.0, before.1) {
+            self.emit(TraceEvent::RoleChanged {
+                node: id,
+                term: after.1,
+                role: after.0,
+            });
+        }
+        if after.2 > before.2 {
+            self.emit(TraceEvent::Committed {
+                node: id,
+                index: after.2,
+            });
+        }
+        Ok(())
+    }
+
+    /// Plays the driver: persist, send, apply, until the node has nothing more to do.
+    fn drain(&mut self, id: NodeId) -> Result<(), String> {
+        for _ in 0..READY_ROUNDS_MAX {
+            let now = self.now;
+            let Some(sim) = self.nodes.get_mut(&id) else {
+                return Ok(());
+            };
+            let Some(raft) = sim.raft.as_mut() else {
+                return Ok(());
+            };
+            if !raft.has_ready() {
+                return Ok(());
+            }
+            let ready = raft.ready();
+            for envelope in ready.messages {
+                Checker::on_send(
+                    &envelope.message,
+                    envelope.to,
+                    &sim.durable.hard_state,
+                    sim.durable.last_index(),
+                )?;
+                self.net.send(envelope, now, &mut self.rng);
+            }
+            if let Some(hard_state) = ready.hard_state {
+                sim.durable.hard_state = hard_state;
+            }
+            sim.durable.append(&ready.entries);
+            self.checker
+                .on_persist(id, &sim.durable.log, &ready.entries)?;
+            if sim.durable.hard_state.commit > sim.durable.last_index() {
+                return Err(format!(
+                    "{id} saved commit {} past its log",
+                    sim.durable.hard_state.commit
+                ));
+            }
+            for envelope in ready.persisted_messages {
+                Checker::on_send(
+                    &envelope.message,
+                    envelope.to,
+                    &sim.durable.hard_state,
+                    sim.durable.last_index(),
+                )?;
+                self.net.send(envelope, now, &mut self.rng);
+            }
+            raft.on_persisted(ready.ack);
+            for entry in ready.committed_entries {
+                self.checker.on_apply(id, &entry)?;
+                self.complete_call(id, &entry);
+                if let Some(sim) = self.nodes.get_mut(&id) {
+                    sim.applied.push(entry);
+                }
+            }
+        }
+        Err(format!(
+            "{id} still had work after {READY_ROUNDS_MAX} Ready rounds"
+        ))
+    }
+
+    fn complete_call(&mut self, node: NodeId, entry: &Entry) {
+        let Some(call) = self.pending_calls.remove(&(node, entry.index)) else {
+            return;
+        };
+        let call = &mut self.calls[call];
+        call.outcome = if call.position.term == entry.term && call.data == entry.data {
+            CallOutcome::Applied
+        } else {
+            CallOutcome::Discarded
+        };
+    }
+
+    fn emit(&mut self, event: TraceEvent) {
+        if let Some(trace) = &mut self.trace {
+            trace(self.now, &event);
+        }
+    }
+
+    fn fail(&mut self, what: String) -> Violation {
+        let at = self.now;
+        self.violation.get_or_insert(Violation { at, what }).clone()
+    }
+
+    fn fail_propose(&mut self, what: String) -> ProposeError {
+        self.fail(what);
+        ProposeError::NotLeader { leader: None }
+    }
+
+    /// The checker's record of the committed term at `index`.
+    pub fn committed_term(&self, index: LogIndex) -> Option<Term> {
+        self.checker.committed_term(index)
+    }
+}
+
+/// A seed for one node's life, derived from the cluster seed (SplitMix64 finalizer).
+fn derive_seed(seed: u64, node: u64, start: u64) -> u64 {
+    let mut z =
+        seed ^ node.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ start.wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}

@@ -1,0 +1,393 @@
+//! Randomized runs: one seed drives a cluster through client load and faults, then requires it
+//! to recover, and checks that no acknowledged write was lost.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::time::Duration;
+
+use bytes::{BufMut, Bytes, BytesMut};
+use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+use super::checker::Violation;
+use super::cluster::{CallOutcome, Cluster, ClusterConfig};
+use super::net::{NetConfig, NetStats};
+use super::trace::TraceEvent;
+use crate::raft::{Instant, LogPosition, NodeId, RaftConfig};
+
+/// Which faults a run injects.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Faults {
+    /// Crash nodes (losing everything not durable) and restart them later.
+    pub crashes: bool,
+    /// Split the network into groups that cannot talk.
+    pub partitions: bool,
+    /// Lose, duplicate, delay and reorder messages.
+    pub lossy_network: bool,
+}
+
+impl Faults {
+    /// Every fault the simulator knows.
+    pub fn all() -> Faults {
+        Faults {
+            crashes: true,
+            partitions: true,
+            lossy_network: true,
+        }
+    }
+
+    /// No faults: a reliable network and no crashes.
+    pub fn none() -> Faults {
+        Faults {
+            crashes: false,
+            partitions: false,
+            lossy_network: false,
+        }
+    }
+}
+
+/// The shape of a randomized run.
+#[derive(Clone, Debug)]
+pub struct SimConfig {
+    /// Voting nodes.
+    pub nodes: usize,
+    /// Non-voting nodes; `None` picks 0 or 1 from the seed.
+    pub non_voters: Option<usize>,
+    /// How long (virtual time) faults are injected.
+    pub fault_duration: Duration,
+    /// How long (virtual time) the healed cluster has to elect a leader and commit a new entry.
+    pub liveness_timeout: Duration,
+    /// Which faults to inject.
+    pub faults: Faults,
+    /// The longest pause between two client proposals.
+    pub propose_interval_max: Duration,
+    /// The Raft settings of every node.
+    pub raft: RaftConfig,
+}
+
+impl Default for SimConfig {
+    fn default() -> Self {
+        SimConfig {
+            nodes: 5,
+            non_voters: None,
+            fault_duration: Duration::from_secs(20),
+            liveness_timeout: Duration::from_secs(20),
+            faults: Faults::all(),
+            propose_interval_max: Duration::from_millis(20),
+            raft: RaftConfig::default(),
+        }
+    }
+}
+
+/// What one seed did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RunReport {
+    /// The seed.
+    pub seed: u64,
+    /// Events processed.
+    pub steps: u64,
+    /// Entries committed (the highest committed index at the end).
+    pub committed: u64,
+    /// Client calls acknowledged, every one of them checked present on every node at the end.
+    pub acknowledged: u64,
+    /// What the network did.
+    pub net: NetStats,
+}
+
+/// A seed that broke an invariant (or panicked), with what is needed to replay it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SeedFailure {
+    /// The seed that replays the failure.
+    pub seed: u64,
+    /// Voting nodes in the run.
+    pub nodes: usize,
+    /// What broke.
+    pub violation: Violation,
+}
+
+impl fmt::Display for SeedFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "seed={} violation {}\n  replay: cargo run --release --bin syncobj-sim -- --seed {} --nodes {}",
+            self.seed, self.violation, self.seed, self.nodes
+        )
+    }
+}
+
+/// Runs one seed: faults and client load for `fault_duration`, then healing, a liveness check
+/// and the check that every acknowledged write is on every node. A panic inside the run counts
+/// as a violation.
+///
+/// # Errors
+/// The [`SeedFailure`] naming the first violation.
+pub fn run_seed(
+    seed: u64,
+    config: &SimConfig,
+    trace: Option<(Box<dyn FnMut(Instant, &TraceEvent)>, bool)>,
+) -> Result<RunReport, SeedFailure> {
+    let outcome = catch_unwind(AssertUnwindSafe(|| {
+        let mut runner = Runner::new(seed, config);
+        if let Some((sink, messages)) = trace {
+            runner.cluster.set_trace(sink, messages);
+        }
+        runner.run()
+    }));
+    let result = match outcome {
+        Ok(result) => result,
+        Err(panic) => Err(Violation {
+            at: Instant::ZERO,
+            what: format!("panic: {}", panic_message(&panic)),
+        }),
+    };
+    result.map_err(|violation| SeedFailure {
+        seed,
+        nodes: config.nodes,
+        violation,
+    })
+}
+
+fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
+    if let Some(s) = panic.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else if let Some(s) = panic.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "non-string panic payload".to_owned()
+    }
+}
+
+struct Runner<'a> {
+    config: &'a SimConfig,
+    seed: u64,
+    cluster: Cluster,
+    rng: ChaCha8Rng,
+    restarts: BTreeMap<NodeId, Instant>,
+    next_propose: Instant,
+    next_fault: Instant,
+    payloads: u64,
+}
+
+impl<'a> Runner<'a> {
+    fn new(seed: u64, config: &'a SimConfig) -> Runner<'a> {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x5EED_0F_FA17_u64);
+        let non_voters = config.non_voters.unwrap_or_else(|| rng.random_range(0..=1));
+        let cluster_config = ClusterConfig {
+            voters: config.nodes,
+            non_voters,
+            seed,
+            raft: config.raft.clone(),
+            net: NetConfig::reliable(),
+        };
+        Runner {
+            config,
+            seed,
+            cluster: Cluster::new(cluster_config),
+            rng,
+            restarts: BTreeMap::new(),
+            next_propose: Instant::ZERO,
+            next_fault: Instant::ZERO + Duration::from_millis(500),
+            payloads: 0,
+        }
+    }
+
+    fn run(&mut self) -> Result<RunReport, Violation> {
+        self.fault_phase()?;
+        self.liveness_phase()?;
+        let acknowledged = self.check_acknowledged()?;
+        let stats = self.cluster.stats();
+        Ok(RunReport {
+            seed: self.seed,
+            steps: stats.steps,
+            committed: self.cluster.highest_committed().0,
+            acknowledged,
+            net: stats.net,
+        })
+    }
+
+    fn fault_phase(&mut self) -> Result<(), Violation> {
+        let end = self.cluster.now() + self.config.fault_duration;
+        loop {
+            let next_restart = self.restarts.values().min().copied().unwrap_or(end);
+            let next = self
+                .next_propose
+                .min(self.next_fault)
+                .min(next_restart)
+                .min(end);
+            self.cluster.run_until(next)?;
+            let now = self.cluster.now();
+            if now >= end {
+                return Ok(());
+            }
+            let due: Vec<NodeId> = self
+                .restarts
+                .iter()
+                .filter(|&(_, &at)| at <= now)
+                .map(|(&n, _)| n)
+                .collect();
+            for node in due {
+                self.restarts.remove(&node);
+                self.cluster.restart(node)?;
+            }
+            if now >= self.next_propose {
+                self.propose_somewhere();
+                let max = self.config.propose_interval_max.as_micros().max(1) as u64;
+                self.next_propose = now + Duration::from_micros(self.rng.random_range(1..=max));
+            }
+            if now >= self.next_fault {
+                self.inject_fault();
+                self.next_fault = now + Duration::from_millis(self.rng.random_range(100..=3000));
+            }
+        }
+    }
+
+    /// A burst of client calls made at a random node, which forwards them to the leader it knows
+    /// of (as the driver will); they are lost if neither believes it leads.
+    fn propose_somewhere(&mut self) {
+        let ids = self.cluster.node_ids();
+        let mut node = ids[self.rng.random_range(0..ids.len())];
+        if let Some(leader) = self.cluster.node(node).and_then(|n| n.leader()) {
+            node = leader;
+        }
+        let burst = if self.rng.random_bool(0.1) {
+            self.rng.random_range(1..=64)
+        } else {
+            1
+        };
+        for _ in 0..burst {
+            self.payloads += 1;
+            let padding = self.rng.random_range(0..=32);
+            let mut data = BytesMut::with_capacity(8 + padding);
+            data.put_u64_le(self.payloads);
+            data.put_bytes(0xAB, padding);
+            if self.cluster.propose(node, data.freeze()).is_err() {
+                return;
+            }
+        }
+    }
+
+    fn inject_fault(&mut self) {
+        let faults = self.config.faults;
+        let mut menu = Vec::new();
+        if faults.crashes {
+            menu.extend(["crash", "crash"]);
+        }
+        if faults.partitions {
+            menu.extend(["partition", "heal"]);
+        }
+        if faults.lossy_network {
+            menu.extend(["lossy", "calm"]);
+        }
+        let Some(&fault) = menu.get(self.rng.random_range(0..menu.len().max(1))) else {
+            return;
+        };
+        match fault {
+            "crash" => self.crash_one(),
+            "partition" => self.partition_randomly(),
+            "heal" => self.cluster.heal(),
+            "lossy" => self.cluster.set_net(NetConfig::random(&mut self.rng)),
+            _ => self.cluster.set_net(NetConfig::reliable()),
+        }
+    }
+
+    fn crash_one(&mut self) {
+        let up: Vec<NodeId> = self.cluster.running().map(|n| n.id()).collect();
+        let Some(&node) = up.get(self.rng.random_range(0..up.len().max(1))) else {
+            return;
+        };
+        self.cluster.crash(node);
+        let down = Duration::from_millis(self.rng.random_range(10..=5000));
+        self.restarts.insert(node, self.cluster.now() + down);
+    }
+
+    fn partition_randomly(&mut self) {
+        let mut ids = self.cluster.node_ids();
+        ids.shuffle(&mut self.rng);
+        let groups = self.rng.random_range(2..=3).min(ids.len());
+        let mut split: Vec<Vec<NodeId>> = vec![Vec::new(); groups];
+        for (i, id) in ids.into_iter().enumerate() {
+            let group = if i < groups {
+                i
+            } else {
+                self.rng.random_range(0..groups)
+            };
+            split[group].push(id);
+        }
+        self.cluster.partition(&split);
+    }
+
+    /// Heals everything; the cluster must then elect a leader and commit and apply a new entry
+    /// on every node within `liveness_timeout`.
+    fn liveness_phase(&mut self) -> Result<(), Violation> {
+        self.cluster.heal();
+        self.cluster.set_net(NetConfig::reliable());
+        for node in std::mem::take(&mut self.restarts).into_keys() {
+            self.cluster.restart(node)?;
+        }
+        let deadline = self.cluster.now() + self.config.liveness_timeout;
+        let mut marker: Option<(NodeId, LogPosition)> = None;
+        while self.cluster.now() < deadline {
+            let lost = marker.is_none_or(|(node, position)| {
+                matches!(
+                    self.cluster.call_outcome(node, position),
+                    Some(CallOutcome::Discarded | CallOutcome::Unknown)
+                )
+            });
+            if lost && let Some(leader) = self.cluster.leader() {
+                let position = self
+                    .cluster
+                    .propose(leader, Bytes::from_static(b"liveness marker"));
+                marker = position.ok().map(|p| (leader, p));
+            }
+            if let Some((_, position)) = marker
+                && self.all_applied(position)
+            {
+                return Ok(());
+            }
+            self.cluster.run_for(Duration::from_millis(5))?;
+        }
+        Err(Violation {
+            at: self.cluster.now(),
+            what: format!(
+                "liveness: no new entry committed on every node within {:?} of healing (leader {:?}, max term {})",
+                self.config.liveness_timeout,
+                self.cluster.leader(),
+                self.cluster.max_term()
+            ),
+        })
+    }
+
+    fn all_applied(&self, position: LogPosition) -> bool {
+        let slot = usize::try_from(position.index.0 - 1).unwrap_or(usize::MAX);
+        self.cluster.node_ids().into_iter().all(|id| {
+            self.cluster
+                .applied(id)
+                .get(slot)
+                .is_some_and(|e| e.term == position.term)
+        })
+    }
+
+    /// Every acknowledged call is applied, unchanged, on every node.
+    fn check_acknowledged(&self) -> Result<u64, Violation> {
+        let mut count = 0;
+        for (node, position, data) in self.cluster.acknowledged() {
+            count += 1;
+            let slot = usize::try_from(position.index.0 - 1).unwrap_or(usize::MAX);
+            for id in self.cluster.node_ids() {
+                let held = self.cluster.applied(id).get(slot);
+                if !held.is_some_and(|e| e.term == position.term && &e.data == data) {
+                    return Err(Violation {
+                        at: self.cluster.now(),
+                        what: format!(
+                            "acknowledged write lost: {node}'s call at {} in {} is not on {id}",
+                            position.index, position.term
+                        ),
+                    });
+                }
+            }
+        }
+        Ok(count)
+    }
+}

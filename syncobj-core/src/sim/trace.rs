@@ -1,0 +1,149 @@
+//! What the simulator reports as it runs: readable events for traces, the demo and tests.
+
+use std::fmt;
+
+use crate::raft::{Envelope, LogIndex, Message, NodeId, RoleKind, StepError, Term};
+
+/// Something that happened in a simulated cluster.
+#[derive(Clone, Debug, PartialEq)]
+pub enum TraceEvent {
+    /// A node changed role or term.
+    RoleChanged {
+        /// The node.
+        node: NodeId,
+        /// Its term now.
+        term: Term,
+        /// Its role now.
+        role: RoleKind,
+    },
+    /// A node's commit index rose.
+    Committed {
+        /// The node.
+        node: NodeId,
+        /// Its new commit index.
+        index: LogIndex,
+    },
+    /// A client command was appended on a leader.
+    Proposed {
+        /// The leader.
+        node: NodeId,
+        /// Where the command went.
+        index: LogIndex,
+        /// In which term.
+        term: Term,
+    },
+    /// A node crashed, losing everything not durable.
+    Crashed {
+        /// The node.
+        node: NodeId,
+    },
+    /// A node restarted from its durable state.
+    Restarted {
+        /// The node.
+        node: NodeId,
+        /// The term it recovered.
+        term: Term,
+        /// The number of log entries it recovered.
+        entries: usize,
+        /// The commit index it recovered.
+        commit: LogIndex,
+    },
+    /// The network was split into groups that cannot talk to each other.
+    Partitioned {
+        /// The groups.
+        groups: Vec<Vec<NodeId>>,
+    },
+    /// Every partition ended and the network became reliable.
+    Healed,
+    /// The network's loss, duplication and delay changed.
+    NetworkChanged {
+        /// A short description.
+        description: String,
+    },
+    /// A node refused a message.
+    Refused {
+        /// The node.
+        node: NodeId,
+        /// Why.
+        error: StepError,
+    },
+    /// A message was delivered (only in message-level traces).
+    Delivered {
+        /// The message.
+        envelope: Envelope,
+    },
+}
+
+impl fmt::Display for TraceEvent {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TraceEvent::RoleChanged { node, term, role } => {
+                write!(f, "{node} is {role:?} in {term}")
+            }
+            TraceEvent::Committed { node, index } => write!(f, "{node} commits up to {index}"),
+            TraceEvent::Proposed { node, index, term } => {
+                write!(f, "{node} appends a command at {index} in {term}")
+            }
+            TraceEvent::Crashed { node } => write!(f, "{node} crashes"),
+            TraceEvent::Restarted {
+                node,
+                term,
+                entries,
+                commit,
+            } => {
+                write!(
+                    f,
+                    "{node} restarts in {term} with {entries} entries, commit {commit}"
+                )
+            }
+            TraceEvent::Partitioned { groups } => {
+                let groups: Vec<String> = groups
+                    .iter()
+                    .map(|g| {
+                        g.iter()
+                            .map(ToString::to_string)
+                            .collect::<Vec<_>>()
+                            .join(" ")
+                    })
+                    .collect();
+                write!(f, "network partitioned into [{}]", groups.join("] ["))
+            }
+            TraceEvent::Healed => write!(f, "network healed"),
+            TraceEvent::NetworkChanged { description } => write!(f, "network now {description}"),
+            TraceEvent::Refused { node, error } => write!(f, "{node} refuses a message: {error}"),
+            TraceEvent::Delivered { envelope } => {
+                write!(
+                    f,
+                    "{} -> {}: {}",
+                    envelope.from,
+                    envelope.to,
+                    describe(&envelope.message)
+                )
+            }
+        }
+    }
+}
+
+fn describe(message: &Message) -> String {
+    match message {
+        Message::RequestVote(m) => format!(
+            "{:?} request {} (last {} {})",
+            m.kind, m.term, m.last_log_index, m.last_log_term
+        ),
+        Message::VoteResponse(m) => format!(
+            "{:?} {} in {}",
+            m.kind,
+            if m.granted { "granted" } else { "refused" },
+            m.term
+        ),
+        Message::AppendEntries(m) => format!(
+            "append {} after {} {} +{} commit {}",
+            m.term,
+            m.prev_log_index,
+            m.prev_log_term,
+            m.entries.len(),
+            m.leader_commit
+        ),
+        Message::AppendResponse(m) => format!("append response {} {:?}", m.term, m.outcome),
+    }
+}
