@@ -12,7 +12,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use super::checker::Violation;
-use super::cluster::{CallOutcome, Cluster, ClusterConfig};
+use super::cluster::{Cluster, ClusterConfig};
 use super::net::{NetConfig, NetStats};
 use super::trace::TraceEvent;
 use crate::raft::{Instant, LogPosition, NodeId, RaftConfig};
@@ -327,22 +327,27 @@ impl<'a> Runner<'a> {
             self.cluster.restart(node)?;
         }
         let deadline = self.cluster.now() + self.config.liveness_timeout;
-        let mut marker: Option<(NodeId, LogPosition)> = None;
+        // A marker proposed to a leader that is then deposed may never resolve; propose a new one
+        // to each new leader and succeed when any marker is applied everywhere.
+        let mut markers: Vec<(NodeId, LogPosition)> = Vec::new();
         while self.cluster.now() < deadline {
-            let lost = marker.is_none_or(|(node, position)| {
-                matches!(
-                    self.cluster.call_outcome(node, position),
-                    Some(CallOutcome::Discarded | CallOutcome::Unknown)
-                )
-            });
-            if lost && let Some(leader) = self.cluster.leader() {
-                let position = self
-                    .cluster
-                    .propose(leader, Bytes::from_static(b"liveness marker"));
-                marker = position.ok().map(|p| (leader, p));
+            if let Some(leader) = self.cluster.leader() {
+                let term = self.cluster.node(leader).map(|n| n.term());
+                if markers
+                    .last()
+                    .is_none_or(|&(node, p)| (node, Some(p.term)) != (leader, term))
+                {
+                    if let Ok(position) = self
+                        .cluster
+                        .propose(leader, Bytes::from_static(b"liveness marker"))
+                    {
+                        markers.push((leader, position));
+                    }
+                }
             }
-            if let Some((_, position)) = marker
-                && self.all_applied(position)
+            if markers
+                .iter()
+                .any(|&(_, position)| self.all_applied(position))
             {
                 return Ok(());
             }
