@@ -5,6 +5,7 @@
 //! cargo run --release --bin syncobj-sim -- --seed 42 --nodes 5 [--messages]
 //! ```
 
+use std::io::Write;
 use std::process::ExitCode;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -99,7 +100,8 @@ fn parse_faults(spec: &str) -> Result<Faults, String> {
 fn replay(seed: u64, config: &SimConfig, messages: bool) -> ExitCode {
     let sink = Box::new(
         |at: syncobj::raft::Instant, event: &syncobj::sim::TraceEvent| {
-            println!("{at:>9} {event}");
+            // A closed pipe (`| head`) ends the trace, not the run.
+            let _ = writeln!(std::io::stdout(), "{at:>9} {event}");
         },
     );
     match run_seed(seed, config, Some((sink, messages))) {

@@ -25,6 +25,9 @@ pub struct NetConfig {
     pub long_delay_rate: f64,
     /// The longest delay of a held-back message.
     pub long_delay_max: Duration,
+    /// Whether messages between one pair of nodes may overtake each other. Without it each link
+    /// is first-in first-out, as a TCP connection is.
+    pub reorder: bool,
 }
 
 impl NetConfig {
@@ -37,6 +40,7 @@ impl NetConfig {
             duplicate_rate: 0.0,
             long_delay_rate: 0.0,
             long_delay_max: Duration::ZERO,
+            reorder: false,
         }
     }
 
@@ -50,6 +54,7 @@ impl NetConfig {
             duplicate_rate: pick(rng, &[0.0, 0.01, 0.05, 0.2]),
             long_delay_rate: pick(rng, &[0.0, 0.01, 0.05]),
             long_delay_max: Duration::from_millis(rng.random_range(100..=2000)),
+            reorder: rng.random_bool(0.3),
         }
     }
 }
@@ -67,6 +72,8 @@ pub(crate) struct SimNet {
     next_seq: u64,
     /// Each node's side of the current partition; nodes on different sides cannot talk.
     sides: BTreeMap<NodeId, u32>,
+    /// The latest arrival scheduled on each link, which FIFO links do not undercut.
+    link_tail: BTreeMap<(NodeId, NodeId), Instant>,
     pub(crate) stats: NetStats,
 }
 
@@ -91,6 +98,7 @@ impl SimNet {
             messages: BTreeMap::new(),
             next_seq: 0,
             sides: BTreeMap::new(),
+            link_tail: BTreeMap::new(),
             stats: NetStats::default(),
         }
     }
@@ -104,11 +112,24 @@ impl SimNet {
         }
         if rng.random_bool(self.config.duplicate_rate) {
             self.stats.duplicated += 1;
-            let at = now + self.delay(rng);
+            let at = self.arrival(&envelope, now, rng);
             self.enqueue(envelope.clone(), at);
         }
-        let at = now + self.delay(rng);
+        let at = self.arrival(&envelope, now, rng);
         self.enqueue(envelope, at);
+    }
+
+    fn arrival(&mut self, envelope: &Envelope, now: Instant, rng: &mut ChaCha8Rng) -> Instant {
+        let mut at = now + self.delay(rng);
+        let tail = self
+            .link_tail
+            .entry((envelope.from, envelope.to))
+            .or_insert(Instant::ZERO);
+        if !self.config.reorder {
+            at = at.max(*tail);
+        }
+        *tail = (*tail).max(at);
+        at
     }
 
     fn delay(&self, rng: &mut ChaCha8Rng) -> Duration {

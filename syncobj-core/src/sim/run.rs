@@ -65,6 +65,9 @@ pub struct SimConfig {
     pub propose_interval_max: Duration,
     /// The Raft settings of every node.
     pub raft: RaftConfig,
+    /// Let each seed shrink the batch size and the pipelining window, so that appends split
+    /// entries at every boundary and runs cover probing, back-off and single-entry batches.
+    pub vary_replication: bool,
 }
 
 impl Default for SimConfig {
@@ -77,6 +80,7 @@ impl Default for SimConfig {
             faults: Faults::all(),
             propose_interval_max: Duration::from_millis(20),
             raft: RaftConfig::default(),
+            vary_replication: true,
         }
     }
 }
@@ -159,6 +163,29 @@ fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
     }
 }
 
+/// The Raft settings of one seed.
+fn raft_config(config: &SimConfig, rng: &mut ChaCha8Rng) -> RaftConfig {
+    let mut raft = config.raft.clone();
+    if config.vary_replication {
+        // (batch bytes, window): 1 byte means one entry per append. Each pair keeps enough
+        // entries in flight for the backlog of a run to drain within the liveness timeout.
+        const SHAPES: [(usize, usize); 8] = [
+            (1, 8),
+            (1, 64),
+            (100, 4),
+            (1000, 1),
+            (1000, 2),
+            (65536, 1),
+            (65536, 2),
+            (65536, 8),
+        ];
+        let (batch, window) = SHAPES[rng.random_range(0..SHAPES.len())];
+        raft.append_entries_batch_size_bytes = batch;
+        raft.max_inflight_appends = window;
+    }
+    raft
+}
+
 struct Runner<'a> {
     config: &'a SimConfig,
     seed: u64,
@@ -178,7 +205,7 @@ impl<'a> Runner<'a> {
             voters: config.nodes,
             non_voters,
             seed,
-            raft: config.raft.clone(),
+            raft: raft_config(config, &mut rng),
             net: NetConfig::reliable(),
         };
         Runner {
@@ -345,10 +372,8 @@ impl<'a> Runner<'a> {
                     }
                 }
             }
-            if markers
-                .iter()
-                .any(|&(_, position)| self.all_applied(position))
-            {
+            let marker_applied = markers.iter().any(|&(_, p)| self.all_applied(p));
+            if marker_applied && self.all_caught_up() {
                 return Ok(());
             }
             self.cluster.run_for(Duration::from_millis(5))?;
@@ -356,7 +381,7 @@ impl<'a> Runner<'a> {
         Err(Violation {
             at: self.cluster.now(),
             what: format!(
-                "liveness: no new entry committed on every node within {:?} of healing (leader {:?}, max term {})",
+                "liveness: no new entry applied on every node within {:?} of healing (leader {:?}, max term {})",
                 self.config.liveness_timeout,
                 self.cluster.leader(),
                 self.cluster.max_term()
@@ -374,6 +399,15 @@ impl<'a> Runner<'a> {
         })
     }
 
+    /// Every node has applied everything known committed.
+    fn all_caught_up(&self) -> bool {
+        let committed = self.cluster.highest_committed().0;
+        self.cluster
+            .node_ids()
+            .into_iter()
+            .all(|id| self.cluster.applied(id).len() as u64 >= committed)
+    }
+
     /// Every acknowledged call is applied, unchanged, on every node.
     fn check_acknowledged(&self) -> Result<u64, Violation> {
         let mut count = 0;
@@ -386,8 +420,10 @@ impl<'a> Runner<'a> {
                     return Err(Violation {
                         at: self.cluster.now(),
                         what: format!(
-                            "acknowledged write lost: {node}'s call at {} in {} is not on {id}",
-                            position.index, position.term
+                            "acknowledged write lost: {node}'s call at {} in {} is not on {id} (holds {:?})",
+                            position.index,
+                            position.term,
+                            held.map(|e| e.term)
                         ),
                     });
                 }
