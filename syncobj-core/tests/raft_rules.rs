@@ -792,11 +792,6 @@ fn append_below_commit_index_never_rewrites_the_log() {
 /// stepping: a vote grant repeated before the first grant's vote is durable must still wait for
 /// persistence (it must not be among the messages that may be sent at once).
 #[test]
-#[ignore = "BUG (latent, async drivers only): RaftNode::send decides 'unsaved' by comparing with \
-            the hard state handed out in the last Ready, not with what the driver reported \
-            durable, and PersistAck does not cover the hard state; a repeated RequestVote \
-            stepped between ready() and the end of that Ready's write is granted in \
-            Ready::messages (send now). The simulator persists synchronously, so it cannot see it."]
 fn repeated_vote_grant_waits_for_outstanding_persist() {
     let voters = [NodeId(1), NodeId(2), NodeId(3)];
     let mut node = RaftNode::new(

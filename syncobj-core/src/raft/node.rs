@@ -38,6 +38,9 @@ pub struct RaftNode {
     pub(crate) leader_contact: Option<Instant>,
     /// The hard state last handed out in a [`Ready`].
     handed_out: HardState,
+    /// The hard state the driver last reported durable; messages that depend on a newer term
+    /// or vote wait for the next persist.
+    persisted: HardState,
     outbox: Outbox,
     /// The commit index rose; caught-up followers should hear of it without waiting for a
     /// heartbeat.
@@ -118,6 +121,7 @@ impl RaftNode {
             rng,
             leader_contact: None,
             handed_out: hard_state,
+            persisted: hard_state,
             outbox: Outbox::default(),
             commit_broadcast_pending: false,
             counters: RaftCounters::default(),
@@ -202,11 +206,13 @@ impl RaftNode {
         let changed = hard_state != self.handed_out;
         self.handed_out = hard_state;
         let entries = self.log.take_unpersisted();
+        let hard_state = changed.then_some(hard_state);
         let ack = PersistAck {
+            hard_state,
             last_entry: entries.last().map(|e| (e.index, e.term)),
         };
         Ready {
-            hard_state: changed.then_some(hard_state),
+            hard_state,
             entries,
             messages: std::mem::take(&mut self.outbox.now),
             persisted_messages: std::mem::take(&mut self.outbox.after_persist),
@@ -219,6 +225,9 @@ impl RaftNode {
 
     /// Records that the writes of the [`Ready`] that returned `ack` are durable.
     pub fn on_persisted(&mut self, ack: PersistAck) {
+        if let Some(hard_state) = ack.hard_state {
+            self.persisted = hard_state;
+        }
         if let Some((index, term)) = ack.last_entry {
             self.log.persisted_to(index, term);
             self.maybe_commit();
@@ -331,7 +340,7 @@ impl RaftNode {
     /// Queues a message, holding it back until the next persist if it depends on unsaved state.
     pub(crate) fn send(&mut self, to: NodeId, message: Message) {
         let acknowledges_log = matches!(&message, Message::AppendResponse(r) if matches!(r.outcome, AppendOutcome::Accepted { .. }));
-        let unsaved_term = (self.term, self.vote) != (self.handed_out.term, self.handed_out.vote);
+        let unsaved_term = (self.term, self.vote) != (self.persisted.term, self.persisted.vote);
         let envelope = Envelope {
             from: self.id,
             to,

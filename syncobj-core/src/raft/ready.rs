@@ -11,6 +11,11 @@ use super::types::{Entry, HardState, LogIndex, Term};
 /// 3. only then send [`persisted_messages`](Self::persisted_messages) and call
 ///    [`RaftNode::on_persisted`](super::RaftNode::on_persisted) with [`ack`](Self::ack);
 /// 4. apply [`committed_entries`](Self::committed_entries) in order.
+///
+/// Writes of successive Readys must become durable in the order the Readys were drained. The
+/// driver may go on stepping the node while a write is in flight: until `on_persisted`, every
+/// message that depends on the unsaved term, vote or entries lands in a later Ready's
+/// `persisted_messages`.
 #[derive(Debug, Default)]
 #[must_use = "a Ready holds work the driver must do"]
 pub struct Ready {
@@ -45,6 +50,8 @@ impl Ready {
 /// Proof that the writes of one [`Ready`] are durable.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct PersistAck {
+    /// The hard state handed out, if the Ready carried one.
+    pub(crate) hard_state: Option<HardState>,
     /// The last entry handed out, if the Ready carried entries.
     pub(crate) last_entry: Option<(LogIndex, Term)>,
 }

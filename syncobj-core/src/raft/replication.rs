@@ -177,6 +177,7 @@ impl RaftNode {
     ) -> Result<(), ProtocolViolation> {
         self.recognize_leader(from, now)?;
         check_contiguous(&append)?;
+        self.check_committed_prefix(&append)?;
         let committed = self.log.committed();
         let AppendEntries {
             prev_log_index,
@@ -226,6 +227,19 @@ impl RaftNode {
         self.append_from_leader(entries)?;
         self.log.commit_to(leader_commit.min(last_new));
         self.accept_append(from, last_new);
+        Ok(())
+    }
+
+    /// Refuses an append that contradicts an entry at or below the commit index.
+    fn check_committed_prefix(&self, append: &AppendEntries) -> Result<(), ProtocolViolation> {
+        let committed = self.log.committed();
+        let prev = (append.prev_log_index, append.prev_log_term);
+        let claims = std::iter::once(prev).chain(append.entries.iter().map(|e| (e.index, e.term)));
+        for (index, term) in claims.take_while(|&(index, _)| index <= committed) {
+            if self.log.term(index).is_some_and(|held| held != term) {
+                return Err(ProtocolViolation::TruncateCommitted { index, committed });
+            }
+        }
         Ok(())
     }
 

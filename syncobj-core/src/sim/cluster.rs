@@ -11,7 +11,7 @@ use rand_chacha::ChaCha8Rng;
 use super::checker::{Checker, Violation};
 use super::net::{NetConfig, NetStats, SimNet};
 use super::node::{Durable, SimNode};
-use super::trace::TraceEvent;
+use super::trace::{TraceEvent, TraceSink};
 use crate::raft::{
     Entry, Envelope, Instant, LogIndex, LogPosition, Membership, NodeId, ProposeError, RaftConfig,
     RaftNode, Restored, RoleKind, Term,
@@ -77,8 +77,6 @@ pub struct ClusterStats {
     /// What the network did.
     pub net: NetStats,
 }
-
-type TraceSink = Box<dyn FnMut(Instant, &TraceEvent)>;
 
 /// A simulated cluster running the real [`RaftNode`] code.
 ///

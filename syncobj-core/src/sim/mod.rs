@@ -32,4 +32,4 @@ pub use checker::Violation;
 pub use cluster::{CallOutcome, Cluster, ClusterConfig, ClusterStats};
 pub use net::{NetConfig, NetStats};
 pub use run::{Faults, RunReport, SeedFailure, SimConfig, run_seed};
-pub use trace::TraceEvent;
+pub use trace::{TraceEvent, TraceSink};

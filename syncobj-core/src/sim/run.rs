@@ -14,7 +14,7 @@ use rand_chacha::ChaCha8Rng;
 use super::checker::Violation;
 use super::cluster::{Cluster, ClusterConfig};
 use super::net::{NetConfig, NetStats};
-use super::trace::TraceEvent;
+use super::trace::TraceSink;
 use crate::raft::{Instant, LogPosition, NodeId, RaftConfig};
 
 /// Which faults a run injects.
@@ -130,7 +130,7 @@ impl fmt::Display for SeedFailure {
 pub fn run_seed(
     seed: u64,
     config: &SimConfig,
-    trace: Option<(Box<dyn FnMut(Instant, &TraceEvent)>, bool)>,
+    trace: Option<(TraceSink, bool)>,
 ) -> Result<RunReport, SeedFailure> {
     let outcome = catch_unwind(AssertUnwindSafe(|| {
         let mut runner = Runner::new(seed, config);
@@ -199,7 +199,7 @@ struct Runner<'a> {
 
 impl<'a> Runner<'a> {
     fn new(seed: u64, config: &'a SimConfig) -> Runner<'a> {
-        let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x5EED_0F_FA17_u64);
+        let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x005E_ED0F_FA17_u64);
         let non_voters = config.non_voters.unwrap_or_else(|| rng.random_range(0..=1));
         let cluster_config = ClusterConfig {
             voters: config.nodes,
@@ -358,19 +358,15 @@ impl<'a> Runner<'a> {
         // to each new leader and succeed when any marker is applied everywhere.
         let mut markers: Vec<(NodeId, LogPosition)> = Vec::new();
         while self.cluster.now() < deadline {
-            if let Some(leader) = self.cluster.leader() {
-                let term = self.cluster.node(leader).map(|n| n.term());
-                if markers
-                    .last()
-                    .is_none_or(|&(node, p)| (node, Some(p.term)) != (leader, term))
-                {
-                    if let Ok(position) = self
-                        .cluster
-                        .propose(leader, Bytes::from_static(b"liveness marker"))
-                    {
-                        markers.push((leader, position));
-                    }
-                }
+            if let Some(leader) = self.cluster.leader()
+                && markers.last().is_none_or(|&(node, p)| {
+                    (node, Some(p.term)) != (leader, self.cluster.node(leader).map(|n| n.term()))
+                })
+                && let Ok(position) = self
+                    .cluster
+                    .propose(leader, Bytes::from_static(b"liveness marker"))
+            {
+                markers.push((leader, position));
             }
             let marker_applied = markers.iter().any(|&(_, p)| self.all_applied(p));
             if marker_applied && self.all_caught_up() {
@@ -416,7 +412,7 @@ impl<'a> Runner<'a> {
             let slot = usize::try_from(position.index.0 - 1).unwrap_or(usize::MAX);
             for id in self.cluster.node_ids() {
                 let held = self.cluster.applied(id).get(slot);
-                if !held.is_some_and(|e| e.term == position.term && &e.data == data) {
+                if !held.is_some_and(|e| e.term == position.term && e.data == data) {
                     return Err(Violation {
                         at: self.cluster.now(),
                         what: format!(

@@ -2,7 +2,10 @@
 
 use std::fmt;
 
-use crate::raft::{Envelope, LogIndex, Message, NodeId, RoleKind, StepError, Term};
+use crate::raft::{Envelope, Instant, LogIndex, Message, NodeId, RoleKind, StepError, Term};
+
+/// Where a simulation sends its [`TraceEvent`]s, with the virtual time of each.
+pub type TraceSink = Box<dyn FnMut(Instant, &TraceEvent)>;
 
 /// Something that happened in a simulated cluster.
 #[derive(Clone, Debug, PartialEq)]
