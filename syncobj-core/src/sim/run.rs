@@ -325,7 +325,9 @@ impl<'a> Runner<'a> {
             return;
         };
         self.cluster.crash(node);
-        let down = Duration::from_millis(self.rng.random_range(10..=5000));
+        // Half the crashes are quick bounces, as a supervisor restarting a process would give.
+        let down_ms = if self.rng.random_bool(0.5) { 1..=100 } else { 100..=5000 };
+        let down = Duration::from_millis(self.rng.random_range(down_ms));
         self.restarts.insert(node, self.cluster.now() + down);
     }
 
