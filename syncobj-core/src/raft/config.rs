@@ -143,3 +143,138 @@ pub enum RaftConfigError {
     #[error("{0} must be greater than zero")]
     Zero(&'static str),
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::{RaftConfig, RaftConfigError};
+
+    /// Milliseconds as a `Duration`.
+    fn ms(millis: u64) -> Duration {
+        Duration::from_millis(millis)
+    }
+
+    /// The default configuration is valid.
+    #[test]
+    fn default_validates() {
+        assert_eq!(RaftConfig::default().validate(), Ok(()));
+    }
+
+    /// A zero heartbeat interval is rejected as `ZeroHeartbeat`, naming `heartbeat_interval`.
+    #[test]
+    fn zero_heartbeat_is_rejected() {
+        let config = RaftConfig {
+            heartbeat_interval: Duration::ZERO,
+            ..RaftConfig::default()
+        };
+        let error = config
+            .validate()
+            .expect_err("zero heartbeat must be rejected");
+        assert_eq!(error, RaftConfigError::ZeroHeartbeat);
+        assert!(error.to_string().contains("heartbeat_interval"), "{error}");
+    }
+
+    /// A minimum election timeout of three heartbeats or less is rejected, naming both settings;
+    /// just above three heartbeats is accepted.
+    #[test]
+    fn election_timeout_min_must_exceed_three_heartbeats() {
+        for min in [ms(300), ms(250), ms(100)] {
+            let config = RaftConfig {
+                heartbeat_interval: ms(100),
+                election_timeout_min: min,
+                election_timeout_max: ms(1000),
+                ..RaftConfig::default()
+            };
+            let error = config.validate().expect_err("min timeout <= 3 heartbeats");
+            assert_eq!(
+                error,
+                RaftConfigError::ElectionTimeoutTooShort {
+                    election_timeout_min: min,
+                    heartbeat_interval: ms(100),
+                }
+            );
+            let text = error.to_string();
+            assert!(text.contains("election_timeout_min"), "{text}");
+            assert!(text.contains("heartbeat_interval"), "{text}");
+        }
+        let config = RaftConfig {
+            heartbeat_interval: ms(100),
+            election_timeout_min: ms(301),
+            election_timeout_max: ms(1000),
+            ..RaftConfig::default()
+        };
+        assert_eq!(config.validate(), Ok(()));
+    }
+
+    /// A maximum election timeout at or below the minimum is rejected as an empty range, naming
+    /// both bounds.
+    #[test]
+    fn election_timeout_max_must_exceed_min() {
+        for max in [ms(400), ms(399), ms(1)] {
+            let config = RaftConfig {
+                election_timeout_min: ms(400),
+                election_timeout_max: max,
+                ..RaftConfig::default()
+            };
+            let error = config.validate().expect_err("max <= min");
+            assert_eq!(
+                error,
+                RaftConfigError::ElectionTimeoutRange { min: ms(400), max }
+            );
+            let text = error.to_string();
+            assert!(text.contains("election_timeout_max"), "{text}");
+            assert!(text.contains("election_timeout_min"), "{text}");
+        }
+    }
+
+    /// A leader fallback timeout at or below the heartbeat interval is rejected, naming both
+    /// settings.
+    #[test]
+    fn fallback_must_exceed_heartbeat() {
+        for fallback in [ms(100), ms(50), Duration::ZERO] {
+            let config = RaftConfig {
+                heartbeat_interval: ms(100),
+                leader_fallback_timeout: fallback,
+                ..RaftConfig::default()
+            };
+            let error = config.validate().expect_err("fallback <= heartbeat");
+            assert_eq!(
+                error,
+                RaftConfigError::FallbackTooShort {
+                    leader_fallback_timeout: fallback,
+                    heartbeat_interval: ms(100),
+                }
+            );
+            let text = error.to_string();
+            assert!(text.contains("leader_fallback_timeout"), "{text}");
+            assert!(text.contains("heartbeat_interval"), "{text}");
+        }
+    }
+
+    /// Each limit set to zero is rejected as `Zero` naming exactly that setting.
+    #[test]
+    fn each_zero_limit_is_rejected_by_name() {
+        type SetZero = fn(&mut RaftConfig);
+        let cases: [(&str, SetZero); 4] = [
+            ("append_entries_batch_size_bytes", |c| {
+                c.append_entries_batch_size_bytes = 0;
+            }),
+            ("max_inflight_appends", |c| c.max_inflight_appends = 0),
+            ("apply_batch_entries_max", |c| c.apply_batch_entries_max = 0),
+            ("uncommitted_entries_max", |c| c.uncommitted_entries_max = 0),
+        ];
+        for (name, set_zero) in cases {
+            let mut config = RaftConfig::default();
+            set_zero(&mut config);
+            let error = config
+                .validate()
+                .expect_err("a zero limit must be rejected");
+            assert_eq!(error, RaftConfigError::Zero(name));
+            assert_eq!(
+                error.to_string(),
+                format!("{name} must be greater than zero")
+            );
+        }
+    }
+}

@@ -212,3 +212,297 @@ impl RaftLog {
         self.entries.iter()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+
+    use super::RaftLog;
+    use crate::raft::types::{Entry, EntryKind, LogIndex, Term};
+
+    /// A command entry at `index` in `term` carrying `data_bytes` bytes.
+    fn entry_sized(index: u64, term: u64, data_bytes: usize) -> Entry {
+        Entry {
+            index: LogIndex(index),
+            term: Term(term),
+            kind: EntryKind::Command,
+            data: Bytes::from(vec![0xAB; data_bytes]),
+        }
+    }
+
+    /// A small command entry at `index` in `term`.
+    fn entry(index: u64, term: u64) -> Entry {
+        entry_sized(index, term, 4)
+    }
+
+    /// A restored log whose entry `i + 1` has term `terms[i]`.
+    fn log_with_terms(terms: &[u64], committed: u64) -> RaftLog {
+        let entries = (1..)
+            .zip(terms)
+            .map(|(index, &term)| entry(index, term))
+            .collect();
+        RaftLog::restored(entries, LogIndex(committed))
+    }
+
+    /// The indexes of `entries`, in order.
+    fn indexes(entries: &[Entry]) -> Vec<u64> {
+        entries.iter().map(|e| e.index.0).collect()
+    }
+
+    /// `entries_from` stops before the entry that would push the batch past the byte budget.
+    #[test]
+    fn entries_from_respects_the_byte_budget() {
+        let entries = (1..=5).map(|i| entry_sized(i, 1, 10)).collect();
+        let log = RaftLog::restored(entries, LogIndex::ZERO);
+        let one = entry_sized(1, 1, 10).size_bytes();
+
+        let batch = log.entries_from(LogIndex(2), 2 * one + one / 2);
+        assert_eq!(indexes(&batch), [2, 3]);
+        // A budget that fits exactly is not exceeded and not undershot.
+        let batch = log.entries_from(LogIndex(1), 3 * one);
+        assert_eq!(indexes(&batch), [1, 2, 3]);
+        let batch = log.entries_from(LogIndex(1), 3 * one - 1);
+        assert_eq!(indexes(&batch), [1, 2]);
+        let total: usize = batch.iter().map(Entry::size_bytes).sum();
+        assert!(total < 3 * one);
+        // A large budget returns everything from `from` to the end, in order.
+        let batch = log.entries_from(LogIndex(3), usize::MAX / 2);
+        assert_eq!(indexes(&batch), [3, 4, 5]);
+    }
+
+    /// `entries_from` returns one entry larger than the whole budget rather than none, and
+    /// nothing when there is no entry at `from`.
+    #[test]
+    fn entries_from_returns_at_least_one_entry_when_one_exists() {
+        let entries = vec![entry_sized(1, 1, 1000), entry_sized(2, 1, 1000)];
+        let log = RaftLog::restored(entries, LogIndex::ZERO);
+
+        assert_eq!(indexes(&log.entries_from(LogIndex(1), 10)), [1]);
+        assert_eq!(indexes(&log.entries_from(LogIndex(2), 0)), [2]);
+        assert!(log.entries_from(LogIndex(3), usize::MAX / 2).is_empty());
+        assert!(log.entries_from(LogIndex::ZERO, usize::MAX / 2).is_empty());
+    }
+
+    /// `term` of index 0 is the base term (zero), and `None` for an index the log does not hold.
+    #[test]
+    fn term_of_index_zero_and_of_missing_indexes() {
+        let empty = RaftLog::restored(Vec::new(), LogIndex::ZERO);
+        assert_eq!(empty.term(LogIndex::ZERO), Some(Term(0)));
+        assert_eq!(empty.term(LogIndex(1)), None);
+
+        let log = log_with_terms(&[1, 2, 2], 0);
+        assert_eq!(log.term(LogIndex::ZERO), Some(Term(0)));
+        assert_eq!(log.term(LogIndex(1)), Some(Term(1)));
+        assert_eq!(log.term(LogIndex(3)), Some(Term(2)));
+        assert_eq!(log.term(LogIndex(4)), None);
+        assert_eq!(log.term(LogIndex(u64::MAX)), None);
+    }
+
+    /// `matches` is true only for an index the log holds with exactly that term (Raft §5.3).
+    #[test]
+    fn matches_requires_same_index_and_term() {
+        let log = log_with_terms(&[1, 2, 2], 0);
+        assert!(log.matches(LogIndex::ZERO, Term(0)));
+        assert!(log.matches(LogIndex(2), Term(2)));
+        assert!(!log.matches(LogIndex(2), Term(1)));
+        assert!(!log.matches(LogIndex(2), Term(3)));
+        assert!(!log.matches(LogIndex(4), Term(2)));
+        assert!(!log.matches(LogIndex::ZERO, Term(1)));
+    }
+
+    /// `is_up_to_date` compares the last term first and the last index only on equal terms
+    /// (Raft §5.4.1).
+    #[test]
+    fn is_up_to_date_compares_last_term_then_index() {
+        // Last entry: index 3, term 2.
+        let log = log_with_terms(&[1, 2, 2], 0);
+        // A higher last term wins even with a shorter log.
+        assert!(log.is_up_to_date(LogIndex(1), Term(3)));
+        // A lower last term loses even with a longer log.
+        assert!(!log.is_up_to_date(LogIndex(10), Term(1)));
+        // Equal terms: the longer or equal log is up to date, the shorter is not.
+        assert!(log.is_up_to_date(LogIndex(3), Term(2)));
+        assert!(log.is_up_to_date(LogIndex(4), Term(2)));
+        assert!(!log.is_up_to_date(LogIndex(2), Term(2)));
+
+        let empty = RaftLog::restored(Vec::new(), LogIndex::ZERO);
+        assert!(empty.is_up_to_date(LogIndex::ZERO, Term(0)));
+        // An empty log is behind any non-empty one.
+        assert!(!log.is_up_to_date(LogIndex::ZERO, Term(0)));
+    }
+
+    /// The rejection hint skips entries whose term is above the given term, never looks past
+    /// `at_most` or the last index, and stops at the base.
+    #[test]
+    fn last_index_with_term_at_most_skips_higher_terms_and_stops_at_base() {
+        let log = log_with_terms(&[1, 1, 2, 3, 3], 0);
+        assert_eq!(
+            log.last_index_with_term_at_most(LogIndex(5), Term(3)),
+            LogIndex(5)
+        );
+        assert_eq!(
+            log.last_index_with_term_at_most(LogIndex(5), Term(2)),
+            LogIndex(3)
+        );
+        assert_eq!(
+            log.last_index_with_term_at_most(LogIndex(5), Term(1)),
+            LogIndex(2)
+        );
+        assert_eq!(
+            log.last_index_with_term_at_most(LogIndex(5), Term(0)),
+            LogIndex::ZERO
+        );
+        // `at_most` caps the answer even when later entries qualify.
+        assert_eq!(
+            log.last_index_with_term_at_most(LogIndex(2), Term(3)),
+            LogIndex(2)
+        );
+        // An `at_most` past the end starts from the last entry.
+        assert_eq!(
+            log.last_index_with_term_at_most(LogIndex(100), Term(2)),
+            LogIndex(3)
+        );
+        assert_eq!(
+            log.last_index_with_term_at_most(LogIndex::ZERO, Term(9)),
+            LogIndex::ZERO
+        );
+
+        let empty = RaftLog::restored(Vec::new(), LogIndex::ZERO);
+        assert_eq!(
+            empty.last_index_with_term_at_most(LogIndex(7), Term(9)),
+            LogIndex::ZERO
+        );
+    }
+
+    /// Truncating at the commit index panics: committed entries are never removed (Raft §5.4).
+    #[test]
+    #[should_panic(expected = "truncating committed entry")]
+    fn truncate_from_at_commit_index_panics() {
+        let mut log = log_with_terms(&[1, 1, 1], 2);
+        log.truncate_from(LogIndex(2));
+    }
+
+    /// Truncating below the commit index panics: committed entries are never removed (Raft §5.4).
+    #[test]
+    #[should_panic(expected = "truncating committed entry")]
+    fn truncate_from_below_commit_index_panics() {
+        let mut log = log_with_terms(&[1, 1, 1], 2);
+        log.truncate_from(LogIndex(1));
+    }
+
+    /// Truncation removes the suffix and pulls the persisted and handed-out cursors back to the
+    /// new last index, so replacement entries are handed out and acknowledged afresh.
+    #[test]
+    fn truncate_from_pulls_back_handed_out_and_persisted() {
+        let mut log = log_with_terms(&[1, 1, 1, 1, 1], 1);
+        assert_eq!(log.persisted(), LogIndex(5));
+
+        log.truncate_from(LogIndex(3));
+        assert_eq!(log.last_index(), LogIndex(2));
+        assert_eq!(log.len(), 2);
+        assert_eq!(log.persisted(), LogIndex(2));
+        assert!(!log.has_unpersisted());
+
+        log.push(entry(3, 2));
+        assert!(log.has_unpersisted());
+        assert_eq!(indexes(&log.take_unpersisted()), [3]);
+
+        // Handed out but not yet persisted: truncation pulls `handed_out` back too.
+        log.push(entry(4, 2));
+        log.push(entry(5, 2));
+        assert_eq!(indexes(&log.take_unpersisted()), [4, 5]);
+        log.truncate_from(LogIndex(4));
+        assert!(!log.has_unpersisted());
+        log.push(entry(4, 3));
+        assert_eq!(indexes(&log.take_unpersisted()), [4]);
+        assert_eq!(log.persisted(), LogIndex(2));
+    }
+
+    /// `take_unpersisted` hands each entry out exactly once, in order.
+    #[test]
+    fn take_unpersisted_hands_each_entry_out_once() {
+        let mut log = log_with_terms(&[1, 1], 0);
+        assert!(
+            log.take_unpersisted().is_empty(),
+            "restored entries are durable"
+        );
+
+        log.push(entry(3, 1));
+        log.push(entry(4, 2));
+        assert!(log.has_unpersisted());
+        assert_eq!(indexes(&log.take_unpersisted()), [3, 4]);
+        assert!(!log.has_unpersisted());
+        assert!(log.take_unpersisted().is_empty());
+
+        log.push(entry(5, 2));
+        assert_eq!(indexes(&log.take_unpersisted()), [5]);
+        assert!(log.take_unpersisted().is_empty());
+    }
+
+    /// An acknowledgement for an entry that was replaced by one of another term, or for an entry
+    /// not yet handed out, does not advance `persisted`; neither does an older one lower it.
+    #[test]
+    fn persisted_to_ignores_replaced_and_unhanded_entries() {
+        let mut log = log_with_terms(&[1, 1], 0);
+        log.push(entry(3, 1));
+        assert_eq!(indexes(&log.take_unpersisted()), [3]);
+        // Entry 3 of term 1 is replaced by entry 3 of term 2 before its write is acknowledged.
+        log.truncate_from(LogIndex(3));
+        log.push(entry(3, 2));
+        assert_eq!(indexes(&log.take_unpersisted()), [3]);
+
+        log.persisted_to(LogIndex(3), Term(1));
+        assert_eq!(log.persisted(), LogIndex(2), "ack for the replaced entry");
+
+        log.push(entry(4, 2));
+        log.persisted_to(LogIndex(4), Term(2));
+        assert_eq!(
+            log.persisted(),
+            LogIndex(2),
+            "ack for an entry never handed out"
+        );
+
+        log.persisted_to(LogIndex(3), Term(2));
+        assert_eq!(log.persisted(), LogIndex(3));
+
+        log.persisted_to(LogIndex(1), Term(1));
+        assert_eq!(
+            log.persisted(),
+            LogIndex(3),
+            "an older ack never lowers persisted"
+        );
+    }
+
+    /// `take_applicable` hands out entries only up to min(committed, persisted), at most `max`
+    /// at a time, each exactly once.
+    #[test]
+    fn take_applicable_stops_at_committed_and_persisted_and_respects_max() {
+        // Committed bound.
+        let mut log = log_with_terms(&[1, 1, 1, 1, 1], 3);
+        assert_eq!(indexes(&log.take_applicable(2)), [1, 2]);
+        assert_eq!(indexes(&log.take_applicable(10)), [3]);
+        assert!(!log.has_applicable());
+        assert!(log.take_applicable(10).is_empty());
+        assert_eq!(log.applied(), LogIndex(3));
+        assert!(log.take_applicable(0).is_empty());
+
+        // Persisted bound: committed entries that are not yet durable are not applied.
+        let mut log = log_with_terms(&[1, 1], 0);
+        for i in 3..=5 {
+            log.push(entry(i, 1));
+        }
+        assert!(log.commit_to(LogIndex(5)));
+        assert_eq!(log.committed(), LogIndex(5));
+        assert_eq!(indexes(&log.take_applicable(10)), [1, 2]);
+        assert!(!log.has_applicable());
+
+        assert_eq!(indexes(&log.take_unpersisted()), [3, 4, 5]);
+        log.persisted_to(LogIndex(4), Term(1));
+        assert!(log.has_applicable());
+        assert_eq!(indexes(&log.take_applicable(0)), Vec::<u64>::new());
+        assert_eq!(indexes(&log.take_applicable(10)), [3, 4]);
+        log.persisted_to(LogIndex(5), Term(1));
+        assert_eq!(indexes(&log.take_applicable(10)), [5]);
+        assert_eq!(log.applied(), LogIndex(5));
+    }
+}

@@ -111,3 +111,229 @@ impl Progress {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::VecDeque;
+
+    use super::{Mode, Progress};
+    use crate::raft::types::{Instant, LogIndex};
+
+    /// The pipelining window used by these tests.
+    const WINDOW: usize = 3;
+
+    /// A progress in Replicate mode that matches up to `match_index`, nothing in flight.
+    fn replicating(match_index: u64) -> Progress {
+        let mut p = Progress::new(LogIndex(match_index + 1), Instant::ZERO);
+        p.sent(LogIndex(match_index));
+        assert!(p.accepted(LogIndex(match_index)));
+        assert_eq!(
+            p.mode,
+            Mode::Replicate {
+                inflight: VecDeque::new()
+            }
+        );
+        p
+    }
+
+    /// The in-flight appends of a progress in Replicate mode.
+    fn inflight(p: &Progress) -> Vec<u64> {
+        match &p.mode {
+            Mode::Replicate { inflight } => inflight.iter().map(|i| i.0).collect(),
+            Mode::Probe { .. } => panic!("expected Replicate, got {:?}", p.mode),
+        }
+    }
+
+    /// A new progress probes: one append goes out, then nothing until an answer (Raft §5.3).
+    #[test]
+    fn probe_sends_one_append_and_waits() {
+        let mut p = Progress::new(LogIndex(6), Instant::ZERO);
+        assert_eq!(p.mode, Mode::Probe { waiting: false });
+        assert!(p.can_send(WINDOW));
+
+        p.sent(LogIndex(8));
+        assert_eq!(p.mode, Mode::Probe { waiting: true });
+        assert!(!p.can_send(WINDOW));
+        assert!(
+            !p.can_send(usize::MAX),
+            "the window does not apply to a probe"
+        );
+        assert_eq!(
+            p.next_index,
+            LogIndex(6),
+            "a probe does not advance next_index"
+        );
+        assert_eq!(p.match_index, LogIndex::ZERO);
+    }
+
+    /// An acceptance while probing switches to Replicate with next = match + 1.
+    #[test]
+    fn acceptance_in_probe_switches_to_replicate() {
+        let mut p = Progress::new(LogIndex(6), Instant::ZERO);
+        p.sent(LogIndex(8));
+
+        assert!(p.accepted(LogIndex(8)));
+        assert_eq!(p.match_index, LogIndex(8));
+        assert_eq!(p.next_index, LogIndex(9));
+        assert_eq!(
+            p.mode,
+            Mode::Replicate {
+                inflight: VecDeque::new()
+            }
+        );
+        assert!(p.can_send(WINDOW));
+    }
+
+    /// Replicate streams appends up to the window, advancing next_index, and an acceptance pops
+    /// every in-flight append it covers.
+    #[test]
+    fn replicate_pipelines_up_to_window_and_pops_on_acceptance() {
+        let mut p = replicating(8);
+        for last in [10, 12, 14] {
+            assert!(p.can_send(WINDOW));
+            p.sent(LogIndex(last));
+            assert_eq!(p.next_index, LogIndex(last + 1));
+        }
+        assert!(!p.can_send(WINDOW), "window of {WINDOW} is full");
+        assert_eq!(inflight(&p), [10, 12, 14]);
+
+        assert!(p.accepted(LogIndex(12)));
+        assert_eq!(p.match_index, LogIndex(12));
+        assert_eq!(inflight(&p), [14]);
+        assert_eq!(
+            p.next_index,
+            LogIndex(15),
+            "next_index never moves back on acceptance"
+        );
+        assert!(p.can_send(WINDOW));
+
+        assert!(p.accepted(LogIndex(14)));
+        assert!(inflight(&p).is_empty());
+        assert_eq!(p.next_index, LogIndex(15));
+    }
+
+    /// A stale acceptance (below match_index) never lowers match_index, in either mode.
+    #[test]
+    fn stale_acceptance_never_lowers_match_index() {
+        let mut p = replicating(8);
+        p.sent(LogIndex(10));
+        p.sent(LogIndex(12));
+        assert!(p.accepted(LogIndex(12)));
+
+        assert!(
+            !p.accepted(LogIndex(10)),
+            "a stale acceptance changes nothing"
+        );
+        assert_eq!(p.match_index, LogIndex(12));
+        assert_eq!(p.next_index, LogIndex(13));
+        assert!(
+            !p.accepted(LogIndex(12)),
+            "a repeated acceptance changes nothing"
+        );
+        assert_eq!(p.match_index, LogIndex(12));
+
+        // Back in Probe after a rejection, a stale acceptance still leaves match_index alone
+        // and resumes from match + 1.
+        p.sent(LogIndex(14));
+        assert!(p.rejected(LogIndex(13), LogIndex(13)));
+        assert_eq!(p.mode, Mode::Probe { waiting: false });
+        let _ = p.accepted(LogIndex(4));
+        assert_eq!(p.match_index, LogIndex(12));
+        assert_eq!(p.next_index, LogIndex(13));
+    }
+
+    /// In Replicate, a rejection at or below match_index is stale and changes nothing.
+    #[test]
+    fn stale_rejection_in_replicate_changes_nothing() {
+        let mut p = replicating(8);
+        p.sent(LogIndex(10));
+        p.sent(LogIndex(12));
+
+        for rejected in [8, 5, 0] {
+            assert!(!p.rejected(LogIndex(rejected), LogIndex::ZERO));
+            assert_eq!(p.match_index, LogIndex(8));
+            assert_eq!(p.next_index, LogIndex(13));
+            assert_eq!(inflight(&p), [10, 12]);
+        }
+    }
+
+    /// In Probe, a rejection of any append but the one at next_index - 1 is stale and changes
+    /// nothing, not even the waiting flag.
+    #[test]
+    fn stale_rejection_in_probe_changes_nothing() {
+        let mut p = Progress::new(LogIndex(6), Instant::ZERO);
+        p.sent(LogIndex(8));
+
+        for rejected in [3, 4, 6, 9] {
+            assert!(!p.rejected(LogIndex(rejected), LogIndex::ZERO));
+            assert_eq!(p.next_index, LogIndex(6));
+            assert_eq!(p.match_index, LogIndex::ZERO);
+            assert_eq!(p.mode, Mode::Probe { waiting: true });
+        }
+    }
+
+    /// A current rejection in Replicate falls back to Probe at match + 1, ignoring the hint.
+    #[test]
+    fn current_rejection_in_replicate_falls_back_to_probe_at_match_plus_one() {
+        let mut p = replicating(8);
+        for last in [10, 12, 14] {
+            p.sent(LogIndex(last));
+        }
+
+        assert!(p.rejected(LogIndex(10), LogIndex(2)));
+        assert_eq!(p.mode, Mode::Probe { waiting: false });
+        assert_eq!(p.next_index, LogIndex(9));
+        assert_eq!(p.match_index, LogIndex(8));
+        assert!(p.can_send(WINDOW));
+    }
+
+    /// In Probe, a current rejection moves next to max(min(rejected, hint + 1), match + 1).
+    #[test]
+    fn current_rejection_in_probe_uses_the_hint() {
+        // The hint skips back past several entries.
+        let mut p = Progress::new(LogIndex(11), Instant::ZERO);
+        p.sent(LogIndex(11));
+        assert!(p.rejected(LogIndex(10), LogIndex(4)));
+        assert_eq!(p.next_index, LogIndex(5));
+        assert_eq!(p.mode, Mode::Probe { waiting: false });
+
+        // A hint at or past the rejected index still backs off by one.
+        let mut p = Progress::new(LogIndex(11), Instant::ZERO);
+        p.sent(LogIndex(11));
+        assert!(p.rejected(LogIndex(10), LogIndex(20)));
+        assert_eq!(p.next_index, LogIndex(10));
+
+        // Never below match + 1.
+        let mut p = Progress {
+            match_index: LogIndex(8),
+            next_index: LogIndex(20),
+            mode: Mode::Probe { waiting: true },
+            last_heard: Instant::ZERO,
+        };
+        assert!(p.rejected(LogIndex(19), LogIndex(3)));
+        assert_eq!(p.next_index, LogIndex(9));
+        assert_eq!(p.match_index, LogIndex(8));
+        assert_eq!(p.mode, Mode::Probe { waiting: false });
+    }
+
+    /// A due heartbeat lets an unanswered probe go out again, and leaves a full Replicate window
+    /// full.
+    #[test]
+    fn heartbeat_due_rearms_a_waiting_probe_only() {
+        let mut p = Progress::new(LogIndex(6), Instant::ZERO);
+        p.sent(LogIndex(8));
+        assert!(!p.can_send(WINDOW));
+        p.heartbeat_due();
+        assert_eq!(p.mode, Mode::Probe { waiting: false });
+        assert!(p.can_send(WINDOW));
+        assert_eq!(p.next_index, LogIndex(6));
+
+        let mut p = replicating(8);
+        for last in [10, 12, 14] {
+            p.sent(LogIndex(last));
+        }
+        p.heartbeat_due();
+        assert!(!p.can_send(WINDOW));
+        assert_eq!(inflight(&p), [10, 12, 14]);
+    }
+}

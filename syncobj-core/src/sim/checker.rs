@@ -41,12 +41,19 @@ pub(crate) struct Checker {
     /// Log matching: every (index, term) ever written determines its content and its
     /// predecessor's term.
     entries: BTreeMap<(LogIndex, Term), EntryFact>,
-    /// Every committed index and its term.
-    committed: BTreeMap<LogIndex, Term>,
+    /// Every committed index: the entry's term, and the lowest term in which a node was seen
+    /// counting it committed (an upper bound on the term of the leader that committed it).
+    committed: BTreeMap<LogIndex, Committed>,
     /// State machine safety: what was applied at each index.
     applied: BTreeMap<LogIndex, (Term, Bytes)>,
     /// Per node: (term, commit, applied) seen last, for monotonicity.
     seen: BTreeMap<NodeId, Seen>,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Committed {
+    term: Term,
+    seen_in: Term,
 }
 
 #[derive(Clone, Copy, Debug, Default)]
@@ -128,12 +135,14 @@ impl Checker {
             _ => {}
         }
         self.leaders.insert(term, id);
-        // Leader completeness (§5.4): every entry committed so far is in the new leader's log.
-        for (&index, &committed_term) in &self.committed {
+        // Leader completeness (§5.4): every entry committed in an earlier term is in the new
+        // leader's log. (A leader of an older term may still win after a newer term committed.)
+        for (&index, committed) in self.committed.iter().filter(|(_, c)| c.seen_in < term) {
             let held = node.entry(index).map(|e| e.term);
-            if held != Some(committed_term) {
+            if held != Some(committed.term) {
                 return Err(format!(
-                    "leader {id} of {term} lacks committed entry {index} of {committed_term} (holds {held:?})"
+                    "leader {id} of {term} lacks entry {index} of {} committed by {} (holds {held:?})",
+                    committed.term, committed.seen_in
                 ));
             }
         }
@@ -147,16 +156,20 @@ impl Checker {
             let entry = node
                 .entry(index)
                 .ok_or_else(|| format!("{}: committed {index} is not in its log", node.id()))?;
-            match self.committed.insert(index, entry.term) {
-                Some(term) if term != entry.term => {
-                    return Err(format!(
-                        "committed entry {index} changed: {term} before, {} on {}",
-                        entry.term,
-                        node.id()
-                    ));
-                }
-                _ => {}
+            let seen_in = node.term();
+            let record = self.committed.entry(index).or_insert(Committed {
+                term: entry.term,
+                seen_in,
+            });
+            if record.term != entry.term {
+                return Err(format!(
+                    "committed entry {index} changed: {} before, {} on {}",
+                    record.term,
+                    entry.term,
+                    node.id()
+                ));
             }
+            record.seen_in = record.seen_in.min(seen_in);
             index = index.next();
         }
         Ok(())
@@ -255,7 +268,7 @@ impl Checker {
 
     /// The (index, term) committed at `index`, if known.
     pub(crate) fn committed_term(&self, index: LogIndex) -> Option<Term> {
-        self.committed.get(&index).copied()
+        self.committed.get(&index).map(|c| c.term)
     }
 
     /// The highest index known committed anywhere.

@@ -265,7 +265,14 @@ impl<'a> Runner<'a> {
             }
             if now >= self.next_fault {
                 self.inject_fault();
-                self.next_fault = now + Duration::from_millis(self.rng.random_range(100..=3000));
+                // Now and then a storm: faults milliseconds apart catch elections and commits
+                // half done.
+                let gap_ms = if self.rng.random_bool(0.3) {
+                    1..=50
+                } else {
+                    100..=3000
+                };
+                self.next_fault = now + Duration::from_millis(self.rng.random_range(gap_ms));
             }
         }
     }
@@ -326,7 +333,11 @@ impl<'a> Runner<'a> {
         };
         self.cluster.crash(node);
         // Half the crashes are quick bounces, as a supervisor restarting a process would give.
-        let down_ms = if self.rng.random_bool(0.5) { 1..=100 } else { 100..=5000 };
+        let down_ms = if self.rng.random_bool(0.5) {
+            1..=100
+        } else {
+            100..=5000
+        };
         let down = Duration::from_millis(self.rng.random_range(down_ms));
         self.restarts.insert(node, self.cluster.now() + down);
     }
