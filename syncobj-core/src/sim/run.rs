@@ -66,7 +66,8 @@ pub struct SimConfig {
     /// The Raft settings of every node.
     pub raft: RaftConfig,
     /// Let each seed shrink the batch size and the pipelining window, so that appends split
-    /// entries at every boundary and runs cover probing, back-off and single-entry batches.
+    /// entries at every boundary and runs cover probing, back-off and single-entry batches; and
+    /// switch pre-vote or check-quorum off for a quarter of the seeds each.
     pub vary_replication: bool,
 }
 
@@ -182,6 +183,9 @@ fn raft_config(config: &SimConfig, rng: &mut ChaCha8Rng) -> RaftConfig {
         let (batch, window) = SHAPES[rng.random_range(0..SHAPES.len())];
         raft.append_entries_batch_size_bytes = batch;
         raft.max_inflight_appends = window;
+        // Some seeds run without the election guards, whose elections are rougher.
+        raft.pre_vote = rng.random_bool(0.75);
+        raft.check_quorum = rng.random_bool(0.75);
     }
     raft
 }
