@@ -17,7 +17,7 @@ pub struct RaftConfig {
     /// How often the leader sends heartbeats and retries (PySyncObj `appendEntriesPeriod`, 0.1 s).
     pub heartbeat_interval: Duration,
     /// With `check_quorum`, a leader that has not heard from a majority of voters for this long
-    /// steps down (PySyncObj `leaderFallbackTimeout`).
+    /// steps down at its next heartbeat (PySyncObj `leaderFallbackTimeout`).
     ///
     /// The default is 0.4 s, the minimum election timeout, where PySyncObj waits 30 s: a leader
     /// cut off from its majority then steps down at about the time that majority can first elect a

@@ -96,6 +96,7 @@ impl RaftNode {
         };
         let grant = may_vote
             && self.membership.is_voter(self.id)
+            && self.membership.is_voter(from)
             && self
                 .log
                 .is_up_to_date(request.last_log_index, request.last_log_term);

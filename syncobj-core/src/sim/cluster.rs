@@ -541,15 +541,13 @@ impl Cluster {
                 return Ok(());
             }
             let ready = raft.ready();
-            for envelope in ready.messages {
-                Checker::on_send(
-                    &envelope.message,
-                    envelope.to,
-                    &sim.durable.hard_state,
-                    sim.durable.last_index(),
-                )?;
-                self.net.send(envelope, now, &mut self.rng);
-            }
+            send_checked(
+                &mut self.net,
+                &mut self.rng,
+                &sim.durable,
+                ready.messages,
+                now,
+            )?;
             if let Some(hard_state) = ready.hard_state {
                 sim.durable.hard_state = hard_state;
             }
@@ -562,15 +560,13 @@ impl Cluster {
                     sim.durable.hard_state.commit
                 ));
             }
-            for envelope in ready.persisted_messages {
-                Checker::on_send(
-                    &envelope.message,
-                    envelope.to,
-                    &sim.durable.hard_state,
-                    sim.durable.last_index(),
-                )?;
-                self.net.send(envelope, now, &mut self.rng);
-            }
+            send_checked(
+                &mut self.net,
+                &mut self.rng,
+                &sim.durable,
+                ready.persisted_messages,
+                now,
+            )?;
             raft.on_persisted(ready.ack);
             for entry in ready.committed_entries {
                 self.checker.on_apply(id, &entry)?;
@@ -617,6 +613,26 @@ impl Cluster {
     pub fn committed_term(&self, index: LogIndex) -> Option<Term> {
         self.checker.committed_term(index)
     }
+}
+
+/// Puts messages on the wire, each after checking that the state it depends on is durable.
+fn send_checked(
+    net: &mut SimNet,
+    rng: &mut ChaCha8Rng,
+    durable: &Durable,
+    envelopes: Vec<Envelope>,
+    now: Instant,
+) -> Result<(), String> {
+    for envelope in envelopes {
+        Checker::on_send(
+            &envelope.message,
+            envelope.to,
+            &durable.hard_state,
+            durable.last_index(),
+        )?;
+        net.send(envelope, now, rng);
+    }
+    Ok(())
 }
 
 /// A seed for one node's life, derived from the cluster seed (SplitMix64 finalizer).
