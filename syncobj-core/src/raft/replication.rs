@@ -182,22 +182,24 @@ impl RaftNode {
         let AppendEntries {
             prev_log_index,
             prev_log_term,
-            entries,
+            mut entries,
             leader_commit,
             ..
         } = append;
-        // Entries at or below our commit index are committed everywhere; skip them.
-        let (prev, prev_term, entries) = if prev_log_index < committed {
+        // Entries at or below our commit index are committed everywhere (and were just checked
+        // to agree): skip them.
+        let (prev, prev_term) = if prev_log_index < committed {
             let skip = usize::try_from(committed.0 - prev_log_index.0).unwrap_or(usize::MAX);
-            match entries.get(skip.saturating_sub(1)) {
-                Some(e) if entries.len() > skip => (e.index, e.term, entries[skip..].to_vec()),
-                _ => {
-                    self.accept_append(from, committed);
-                    return Ok(());
-                }
+            if entries.len() <= skip {
+                self.accept_append(from, committed);
+                return Ok(());
             }
+            let rest = entries.split_off(skip);
+            let last_skipped = entries.pop().expect("skip >= 1 because prev < committed");
+            entries = rest;
+            (last_skipped.index, last_skipped.term)
         } else {
-            (prev_log_index, prev_log_term, entries)
+            (prev_log_index, prev_log_term)
         };
         if !self.log.matches(prev, prev_term) {
             if prev <= committed {
