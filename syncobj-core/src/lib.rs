@@ -8,6 +8,7 @@
 
 #![deny(missing_docs)]
 
+pub mod object;
 pub mod raft;
 
 #[cfg(feature = "sim")]

@@ -1,5 +1,15 @@
-//! Procedural macros for `syncobj`.
-//!
-//! This crate will hold `#[derive(Replicated)]` and `#[replicated]` (see the replicated-objects
-//! issue). It is part of the workspace from the start so that the layering of
-//! `docs/architecture.md` holds from the first commit; it exports nothing yet.
+//! Procedural macros for `syncobj`: `#[derive(Replicated)]` and `#[replicated]`.
+
+use proc_macro::TokenStream;
+
+/// Placeholder until the macro pipeline lands.
+#[proc_macro_derive(Replicated, attributes(syncobj))]
+pub fn derive_replicated(_input: TokenStream) -> TokenStream {
+    TokenStream::new()
+}
+
+/// Placeholder until the macro pipeline lands.
+#[proc_macro_attribute]
+pub fn replicated(_args: TokenStream, input: TokenStream) -> TokenStream {
+    input
+}

@@ -1,0 +1,342 @@
+//! Calls: how a replicated method call is submitted, and how its outcome comes back — by
+//! waiting, by callback, or as a future.
+
+use std::fmt;
+use std::future::Future;
+use std::marker::PhantomData;
+use std::pin::Pin;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::task::{Context, Poll, Waker};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use thiserror::Error;
+
+use super::command::{CommandHeader, MethodSpec};
+
+/// Why a call did not return a result. PySyncObj's `FAIL_REASON` values have the same names.
+#[derive(Clone, Debug, PartialEq, Eq, Error)]
+pub enum FailReason {
+    /// The node's command queue was full (PySyncObj `QUEUE_FULL`).
+    #[error("the command queue is full")]
+    QueueFull,
+    /// No leader is known, and the node does not wait for one (`MISSING_LEADER`).
+    #[error("no leader is known")]
+    MissingLeader,
+    /// Another entry was committed where the call's entry was (`DISCARDED`).
+    #[error("the call's entry was replaced by a new leader")]
+    Discarded,
+    /// The node the call was forwarded to was no longer leader (`NOT_LEADER`).
+    #[error("the node the call was forwarded to is not the leader")]
+    NotLeader,
+    /// The leader changed while the call waited for its position (`LEADER_CHANGED`).
+    #[error("the leader changed before the call was placed")]
+    LeaderChanged,
+    /// The request was refused, as a membership change can be (`REQUEST_DENIED`).
+    #[error("the request was denied")]
+    RequestDenied,
+    /// The caller stopped waiting; the call may still be applied later.
+    #[error("timed out waiting; the call may still be applied")]
+    Timeout,
+    /// The node shut down before the call completed; it may still be applied elsewhere.
+    #[error("the node shut down; the call may still be applied")]
+    Shutdown,
+    /// The method panicked, identically on every node; the log moved on.
+    #[error("the method panicked: {0}")]
+    Panicked(String),
+    /// No version of the method is enabled at the cluster's code version.
+    #[error("no version of {method} is enabled at code version {enabled}")]
+    VersionNotEnabled {
+        /// The method's name.
+        method: &'static str,
+        /// The cluster's enabled code version.
+        enabled: u32,
+    },
+    /// The caller would wait on the thread that has to complete the call.
+    #[error("waiting on the tick thread would deadlock; use on_done or detach there")]
+    WouldDeadlock,
+    /// The arguments could not be encoded.
+    #[error("the arguments do not encode: {0}")]
+    BadArguments(String),
+    /// The result could not be decoded as the method's return type.
+    #[error("the result does not decode: {0}")]
+    BadResult(String),
+}
+
+impl FailReason {
+    /// PySyncObj's integer code for the reasons it has (`SUCCESS` is 0), `None` for ours.
+    pub fn pysyncobj_code(&self) -> Option<u8> {
+        Some(match self {
+            FailReason::QueueFull => 1,
+            FailReason::MissingLeader => 2,
+            FailReason::Discarded => 3,
+            FailReason::NotLeader => 4,
+            FailReason::LeaderChanged => 5,
+            FailReason::RequestDenied => 6,
+            _ => return None,
+        })
+    }
+}
+
+/// What the driver does with calls, as seen by [`Caller`] and [`Call`].
+pub trait Submit: Send + Sync {
+    /// Queues an encoded command. The driver completes `completion` exactly once, at once if
+    /// the command cannot be queued.
+    fn submit(&self, command: Bytes, completion: Completion);
+
+    /// The code version the cluster has enabled.
+    fn enabled_code_version(&self) -> u32;
+
+    /// Called by a thread blocked in [`Call::wait`]: ticks the node for at most `max_wait` if
+    /// nothing else ticks it, and says what it did.
+    fn help_while_waiting(&self, max_wait: Duration) -> TickHelp;
+}
+
+/// What [`Submit::help_while_waiting`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TickHelp {
+    /// It ran one tick of a manually ticked node.
+    Ticked,
+    /// Another thread ticks the node; the caller should just wait.
+    TickThreadRuns,
+    /// The caller is the tick thread itself: waiting would deadlock.
+    OnTickThread,
+}
+
+/// Submits calls of one replicated object of one node. Generated call surfaces hold one.
+#[derive(Clone)]
+pub struct Caller {
+    submit: Arc<dyn Submit>,
+    object: u16,
+}
+
+impl fmt::Debug for Caller {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Caller").field("object", &self.object).finish_non_exhaustive()
+    }
+}
+
+impl Caller {
+    /// A caller for object number `object` (0 is the main object) of the node behind `submit`.
+    pub fn new(submit: Arc<dyn Submit>, object: u16) -> Caller {
+        Caller { submit, object }
+    }
+
+    /// Calls the highest of `versions` (ascending) that the cluster has enabled, with `args`.
+    pub fn call<A, R>(&self, versions: &[MethodSpec], args: &A) -> Call<R>
+    where
+        A: Serialize + ?Sized,
+        R: DeserializeOwned + Send + 'static,
+    {
+        let enabled = self.submit.enabled_code_version();
+        let Some(spec) = versions.iter().rev().find(|m| m.version <= enabled) else {
+            let method = versions.first().map_or("?", |m| m.name);
+            return Call::failed(&self.submit, FailReason::VersionNotEnabled { method, enabled });
+        };
+        let mut command = Vec::with_capacity(CommandHeader::LEN + 16);
+        let header = CommandHeader { object: self.object, method: spec.id, fingerprint: spec.fingerprint };
+        header.encode(&mut command);
+        if let Err(error) = rmp_serde::encode::write(&mut command, args) {
+            return Call::failed(&self.submit, FailReason::BadArguments(error.to_string()));
+        }
+        let (completion, call) = Call::pending(&self.submit);
+        self.submit.submit(Bytes::from(command), completion);
+        call
+    }
+}
+
+type Outcome = Result<Vec<u8>, FailReason>;
+type Callback = Box<dyn FnOnce(Outcome) + Send>;
+
+enum Slot {
+    Waiting(Option<Waker>),
+    Callback(Callback),
+    Done(Outcome),
+    Taken,
+}
+
+struct Cell {
+    slot: Mutex<Slot>,
+    done: Condvar,
+}
+
+impl Cell {
+    fn lock(&self) -> MutexGuard<'_, Slot> {
+        self.slot.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// The driver's end of a call: complete it once with the encoded result or a reason.
+#[must_use = "a dropped Completion leaves its call waiting forever"]
+pub struct Completion {
+    cell: Arc<Cell>,
+}
+
+impl fmt::Debug for Completion {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Completion").finish_non_exhaustive()
+    }
+}
+
+impl Completion {
+    /// Delivers the outcome: runs the callback (on this thread), wakes the future or the waiting
+    /// thread, or drops it if the call was detached.
+    pub fn complete(self, outcome: Result<Vec<u8>, FailReason>) {
+        let mut slot = self.cell.lock();
+        match std::mem::replace(&mut *slot, Slot::Taken) {
+            Slot::Callback(callback) => {
+                drop(slot);
+                callback(outcome);
+            }
+            Slot::Waiting(waker) => {
+                *slot = Slot::Done(outcome);
+                drop(slot);
+                self.cell.done.notify_all();
+                if let Some(waker) = waker {
+                    waker.wake();
+                }
+            }
+            Slot::Done(_) | Slot::Taken => {}
+        }
+    }
+}
+
+/// A replicated call in flight, returning `R`.
+///
+/// Finish it one of four ways: [`wait`](Self::wait) (or [`wait_timeout`](Self::wait_timeout)),
+/// [`on_done`](Self::on_done), `.await`, or [`detach`](Self::detach). The command was queued when
+/// the call was made; dropping the `Call` does not cancel it.
+#[must_use = "a call is in flight: wait for it, await it, give it a callback, or detach it"]
+pub struct Call<R> {
+    cell: Arc<Cell>,
+    submit: Arc<dyn Submit>,
+    result: PhantomData<fn() -> R>,
+}
+
+impl<R> fmt::Debug for Call<R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Call").finish_non_exhaustive()
+    }
+}
+
+impl<R: DeserializeOwned + Send + 'static> Call<R> {
+    fn pending(submit: &Arc<dyn Submit>) -> (Completion, Call<R>) {
+        let cell = Arc::new(Cell { slot: Mutex::new(Slot::Waiting(None)), done: Condvar::new() });
+        let call = Call { cell: Arc::clone(&cell), submit: Arc::clone(submit), result: PhantomData };
+        (Completion { cell }, call)
+    }
+
+    fn failed(submit: &Arc<dyn Submit>, reason: FailReason) -> Call<R> {
+        let (completion, call) = Call::pending(submit);
+        completion.complete(Err(reason));
+        call
+    }
+
+    /// Blocks until the call completes. On a manually ticked node, the waiting thread ticks it.
+    ///
+    /// # Errors
+    /// The [`FailReason`]; [`FailReason::WouldDeadlock`] when called on the tick thread.
+    pub fn wait(self) -> Result<R, FailReason> {
+        self.wait_until(None)
+    }
+
+    /// Blocks until the call completes or `timeout` passes.
+    ///
+    /// # Errors
+    /// The [`FailReason`]; [`FailReason::Timeout`] if `timeout` passed first (the call may still
+    /// be applied later).
+    pub fn wait_timeout(self, timeout: Duration) -> Result<R, FailReason> {
+        self.wait_until(Some(Instant::now() + timeout))
+    }
+
+    fn wait_until(self, deadline: Option<Instant>) -> Result<R, FailReason> {
+        /// How long one manual tick may block while a caller waits.
+        const TICK_SLICE: Duration = Duration::from_millis(10);
+        loop {
+            if let Some(outcome) = self.take_done() {
+                return decode(outcome);
+            }
+            let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+            if left.is_some_and(|l| l.is_zero()) {
+                return Err(FailReason::Timeout);
+            }
+            let slice = left.map_or(TICK_SLICE, |l| l.min(TICK_SLICE));
+            match self.submit.help_while_waiting(slice) {
+                TickHelp::Ticked => {}
+                TickHelp::OnTickThread => return Err(FailReason::WouldDeadlock),
+                TickHelp::TickThreadRuns => self.block(left),
+            }
+        }
+    }
+
+    /// Waits on the condition variable until the call is done or `left` passes.
+    fn block(&self, left: Option<Duration>) {
+        let slot = self.cell.lock();
+        if matches!(*slot, Slot::Done(_)) {
+            return;
+        }
+        // A poisoned lock only means a callback panicked elsewhere; the slot is still valid.
+        match left {
+            Some(left) => drop(self.cell.done.wait_timeout(slot, left)),
+            None => drop(self.cell.done.wait(slot)),
+        }
+    }
+
+    fn take_done(&self) -> Option<Outcome> {
+        let mut slot = self.cell.lock();
+        match std::mem::replace(&mut *slot, Slot::Taken) {
+            Slot::Done(outcome) => Some(outcome),
+            other => {
+                *slot = other;
+                None
+            }
+        }
+    }
+
+    /// Runs `callback` with the outcome: on the tick thread when the call completes, or at once
+    /// on this thread if it already has. Keep callbacks short: the node waits for them.
+    pub fn on_done(self, callback: impl FnOnce(Result<R, FailReason>) + Send + 'static) {
+        let mut slot = self.cell.lock();
+        match std::mem::replace(&mut *slot, Slot::Taken) {
+            Slot::Done(outcome) => {
+                drop(slot);
+                callback(decode(outcome));
+            }
+            _ => *slot = Slot::Callback(Box::new(move |outcome| callback(decode(outcome)))),
+        }
+    }
+
+    /// Lets the call go on without anyone waiting for its outcome.
+    pub fn detach(self) {
+        let mut slot = self.cell.lock();
+        if matches!(*slot, Slot::Waiting(_)) {
+            *slot = Slot::Callback(Box::new(|_| {}));
+        }
+    }
+}
+
+impl<R: DeserializeOwned + Send + 'static> Future for Call<R> {
+    type Output = Result<R, FailReason>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut slot = self.cell.lock();
+        match std::mem::replace(&mut *slot, Slot::Taken) {
+            Slot::Done(outcome) => Poll::Ready(decode(outcome)),
+            Slot::Waiting(_) => {
+                *slot = Slot::Waiting(Some(cx.waker().clone()));
+                Poll::Pending
+            }
+            other => {
+                *slot = other;
+                Poll::Pending
+            }
+        }
+    }
+}
+
+fn decode<R: DeserializeOwned>(outcome: Outcome) -> Result<R, FailReason> {
+    let bytes = outcome?;
+    rmp_serde::from_slice(&bytes).map_err(|e| FailReason::BadResult(e.to_string()))
+}
