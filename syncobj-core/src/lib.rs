@@ -8,8 +8,11 @@
 
 #![deny(missing_docs)]
 
+pub mod conf;
+pub mod driver;
 pub mod object;
 pub mod raft;
+pub mod status;
 
 #[cfg(feature = "sim")]
 pub mod sim;

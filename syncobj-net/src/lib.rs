@@ -1,5 +1,47 @@
 //! The network layer of `syncobj`.
 //!
-//! It moves opaque frames between node addresses and knows nothing of Raft. The mio poller, the
-//! TCP transport, framing, the handshake and encryption arrive with the network issue; until then
-//! the only transport is the simulator's in-memory network in `syncobj-core`.
+//! It moves opaque frames between node addresses and knows nothing of Raft. [`Transport`] is
+//! what the driver polls; the TCP implementation over mio (framing, handshake, encryption)
+//! arrives with the network release, and `syncobj-core` provides an in-memory one.
+
+#![deny(missing_docs)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+
+/// A frame received from a peer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Incoming {
+    /// The address of the node that sent it.
+    pub from: String,
+    /// The frame's payload.
+    pub frame: Bytes,
+}
+
+/// Wakes a thread blocked in [`Transport::poll`], from any thread.
+pub trait Wake: Send + Sync {
+    /// Makes the current or next `poll` return promptly.
+    fn wake(&self);
+}
+
+/// Moves frames between this node and its peers, named by address.
+///
+/// Implementations never block in `send`, bound what they buffer, and drop what they cannot
+/// deliver: the protocol above retries.
+pub trait Transport: Send + 'static {
+    /// Queues `frame` for the node at `to`. Returns `false` if it was dropped (not connected,
+    /// buffer full).
+    fn send(&mut self, to: &str, frame: Bytes) -> bool;
+
+    /// Waits at most `timeout` for frames (returning early once any arrived or on a
+    /// [`Wake::wake`]) and appends them to `out`.
+    fn poll(&mut self, timeout: Duration, out: &mut Vec<Incoming>);
+
+    /// A handle other threads use to interrupt [`poll`](Self::poll).
+    fn waker(&self) -> Arc<dyn Wake>;
+
+    /// Whether a link to `node` is up.
+    fn is_connected(&self, node: &str) -> bool;
+}

@@ -114,7 +114,9 @@ pub struct Caller {
 
 impl fmt::Debug for Caller {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Caller").field("object", &self.object).finish_non_exhaustive()
+        f.debug_struct("Caller")
+            .field("object", &self.object)
+            .finish_non_exhaustive()
     }
 }
 
@@ -133,10 +135,17 @@ impl Caller {
         let enabled = self.submit.enabled_code_version();
         let Some(spec) = versions.iter().rev().find(|m| m.version <= enabled) else {
             let method = versions.first().map_or("?", |m| m.name);
-            return Call::failed(&self.submit, FailReason::VersionNotEnabled { method, enabled });
+            return Call::failed(
+                &self.submit,
+                FailReason::VersionNotEnabled { method, enabled },
+            );
         };
         let mut command = Vec::with_capacity(CommandHeader::LEN + 16);
-        let header = CommandHeader { object: self.object, method: spec.id, fingerprint: spec.fingerprint };
+        let header = CommandHeader {
+            object: self.object,
+            method: spec.id,
+            fingerprint: spec.fingerprint,
+        };
         header.encode(&mut command);
         if let Err(error) = rmp_serde::encode::write(&mut command, args) {
             return Call::failed(&self.submit, FailReason::BadArguments(error.to_string()));
@@ -223,8 +232,15 @@ impl<R> fmt::Debug for Call<R> {
 
 impl<R: DeserializeOwned + Send + 'static> Call<R> {
     fn pending(submit: &Arc<dyn Submit>) -> (Completion, Call<R>) {
-        let cell = Arc::new(Cell { slot: Mutex::new(Slot::Waiting(None)), done: Condvar::new() });
-        let call = Call { cell: Arc::clone(&cell), submit: Arc::clone(submit), result: PhantomData };
+        let cell = Arc::new(Cell {
+            slot: Mutex::new(Slot::Waiting(None)),
+            done: Condvar::new(),
+        });
+        let call = Call {
+            cell: Arc::clone(&cell),
+            submit: Arc::clone(submit),
+            result: PhantomData,
+        };
         (Completion { cell }, call)
     }
 

@@ -96,7 +96,11 @@ mod tests {
     /// A header survives encoding, and the arguments after it are returned untouched.
     #[test]
     fn header_round_trips() {
-        let header = CommandHeader { object: 3, method: 513, fingerprint: 0xDEAD_BEEF };
+        let header = CommandHeader {
+            object: 3,
+            method: 513,
+            fingerprint: 0xDEAD_BEEF,
+        };
         let mut bytes = Vec::new();
         header.encode(&mut bytes);
         bytes.extend_from_slice(b"args");

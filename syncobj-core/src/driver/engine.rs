@@ -1,0 +1,404 @@
+//! The tick loop's state: the Raft node, the transport, the user's state and the calls in
+//! flight. Exactly one thread at a time runs [`Engine::tick`].
+
+use std::collections::{BTreeMap, VecDeque};
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
+use std::time::{Duration, Instant as StdInstant};
+
+use bytes::Bytes;
+use crossbeam_channel::Receiver;
+use parking_lot::RwLock;
+use syncobj_net::{Incoming, Transport};
+
+use super::wire::{NodeMessage, Refusal};
+use crate::object::{CommandHeader, Completion, FailReason, Replicated};
+use crate::raft::{
+    Entry, EntryKind, Envelope, Instant, LogIndex, NodeId, ProposeError, RaftNode, Term,
+};
+
+/// The most queued commands one tick takes in, so a flood cannot starve the network.
+const COMMANDS_PER_TICK_MAX: usize = 10_000;
+
+/// How many results of recently applied entries a node keeps for forwarded calls whose
+/// placement arrives after the entry (rare: the leader answers before it replicates).
+const RECENT_RESULTS_MAX: usize = 1_024;
+
+/// A queued call: the encoded command and where its outcome goes.
+pub(crate) type Queued = (Bytes, Completion);
+
+/// The node's addresses and the Raft ids derived from them (ids follow the sorted addresses,
+/// so every node derives the same ones).
+#[derive(Debug)]
+pub(crate) struct Addresses {
+    pub(crate) by_id: BTreeMap<NodeId, String>,
+    pub(crate) by_address: BTreeMap<String, NodeId>,
+}
+
+impl Addresses {
+    pub(crate) fn new(all: impl IntoIterator<Item = String>) -> Addresses {
+        let mut sorted: Vec<String> = all.into_iter().collect();
+        sorted.sort();
+        sorted.dedup();
+        let by_id: BTreeMap<NodeId, String> = sorted
+            .into_iter()
+            .enumerate()
+            .map(|(i, a)| (NodeId(i as u64 + 1), a))
+            .collect();
+        let by_address = by_id.iter().map(|(&id, a)| (a.clone(), id)).collect();
+        Addresses { by_id, by_address }
+    }
+}
+
+/// A call forwarded to the leader, waiting to hear where it was placed.
+struct Forwarded {
+    completion: Completion,
+    leader: NodeId,
+    deadline: Option<StdInstant>,
+}
+
+/// Settings the engine reads on every tick.
+#[derive(Clone, Debug)]
+pub(crate) struct EngineSettings {
+    pub(crate) commands_wait_leader: bool,
+    pub(crate) call_timeout: Option<Duration>,
+    pub(crate) backlog_max: usize,
+}
+
+/// Everything the tick loop owns.
+pub(crate) struct Engine<T: Replicated> {
+    pub(crate) raft: RaftNode,
+    transport: Box<dyn Transport>,
+    pub(crate) addresses: Addresses,
+    state: Arc<RwLock<T>>,
+    queue: Receiver<Queued>,
+    settings: EngineSettings,
+    started: StdInstant,
+    /// Calls held until a leader is known (`commands_wait_leader`).
+    backlog: VecDeque<Queued>,
+    /// Calls made here, placed at (index, term), waiting to be applied.
+    placed: BTreeMap<LogIndex, (Term, Completion)>,
+    forwarded: BTreeMap<u64, Forwarded>,
+    next_request: u64,
+    recent: VecDeque<(LogIndex, Term, Result<Vec<u8>, FailReason>)>,
+    last_leader: Option<NodeId>,
+    incoming: Vec<Incoming>,
+    /// Frames that did not decode, or came from unknown addresses.
+    pub(crate) bad_frames: u64,
+}
+
+impl<T: Replicated> Engine<T> {
+    pub(crate) fn new(
+        raft: RaftNode,
+        transport: Box<dyn Transport>,
+        addresses: Addresses,
+        state: Arc<RwLock<T>>,
+        queue: Receiver<Queued>,
+        settings: EngineSettings,
+        started: StdInstant,
+    ) -> Engine<T> {
+        Engine {
+            raft,
+            transport,
+            addresses,
+            state,
+            queue,
+            settings,
+            started,
+            backlog: VecDeque::new(),
+            placed: BTreeMap::new(),
+            forwarded: BTreeMap::new(),
+            next_request: 0,
+            recent: VecDeque::new(),
+            last_leader: None,
+            incoming: Vec::new(),
+            bad_frames: 0,
+        }
+    }
+
+    fn now(&self) -> Instant {
+        Instant::from_nanos(u64::try_from(self.started.elapsed().as_nanos()).unwrap_or(u64::MAX))
+    }
+
+    /// One iteration: wait for frames (at most `max_wait`, less if a Raft timer is due sooner),
+    /// handle them, take in queued calls, fire timers, and do what Raft asks.
+    pub(crate) fn tick(&mut self, max_wait: Duration) {
+        let wait = self.raft.next_deadline().map_or(max_wait, |d| {
+            d.saturating_duration_since(self.now()).min(max_wait)
+        });
+        let mut incoming = std::mem::take(&mut self.incoming);
+        self.transport.poll(wait, &mut incoming);
+        for frame in incoming.drain(..) {
+            self.on_frame(frame);
+        }
+        self.incoming = incoming;
+        let now = self.now();
+        self.raft.tick(now);
+        self.take_calls();
+        self.process_ready();
+        self.watch_leader();
+        self.expire_forwarded();
+    }
+
+    fn on_frame(&mut self, incoming: Incoming) {
+        let Some(&from) = self.addresses.by_address.get(&incoming.from) else {
+            self.bad_frames += 1;
+            tracing::warn!(from = %incoming.from, "frame from an address outside the cluster dropped");
+            return;
+        };
+        match NodeMessage::decode(&incoming.frame) {
+            Ok(NodeMessage::Raft(envelope)) => self.on_raft(from, envelope),
+            Ok(NodeMessage::Forward { request, command }) => {
+                self.on_forward(from, request, command)
+            }
+            Ok(NodeMessage::Placed { request, outcome }) => self.on_placed(request, outcome),
+            Err(error) => {
+                self.bad_frames += 1;
+                tracing::warn!(from = %incoming.from, %error, "undecodable frame dropped");
+            }
+        }
+    }
+
+    fn on_raft(&mut self, from: NodeId, envelope: Envelope) {
+        if envelope.from != from {
+            self.bad_frames += 1;
+            tracing::warn!(%from, claimed = %envelope.from, "raft message with a forged sender dropped");
+            return;
+        }
+        let now = self.now();
+        if let Err(error) = self.raft.step(envelope, now) {
+            tracing::warn!(%error, "raft message refused");
+        }
+    }
+
+    /// The leader places a follower's call and tells it where.
+    fn on_forward(&mut self, from: NodeId, request: u64, command: Bytes) {
+        let now = self.now();
+        let outcome = match self.raft.propose(command, now) {
+            Ok(position) => Ok((position.index, position.term)),
+            Err(ProposeError::NotLeader { .. }) => Err(Refusal::NotLeader),
+            Err(ProposeError::TooManyUncommitted { .. }) => Err(Refusal::QueueFull),
+        };
+        self.send_to(from, &NodeMessage::Placed { request, outcome });
+    }
+
+    fn on_placed(&mut self, request: u64, outcome: Result<(LogIndex, Term), Refusal>) {
+        let Some(forwarded) = self.forwarded.remove(&request) else {
+            return;
+        };
+        match outcome {
+            Ok((index, term)) => self.await_apply(index, term, forwarded.completion),
+            Err(Refusal::NotLeader) => forwarded.completion.complete(Err(FailReason::NotLeader)),
+            Err(Refusal::QueueFull) => forwarded.completion.complete(Err(FailReason::QueueFull)),
+        }
+    }
+
+    /// Waits for (index, term) to be applied here; resolves at once if it already was.
+    fn await_apply(&mut self, index: LogIndex, term: Term, completion: Completion) {
+        if index > self.raft.applied_index() {
+            self.placed.insert(index, (term, completion));
+            return;
+        }
+        let outcome = match self.recent.iter().find(|(i, _, _)| *i == index) {
+            Some((_, t, outcome)) if *t == term => outcome.clone(),
+            Some(_) => Err(FailReason::Discarded),
+            None => Err(FailReason::Timeout),
+        };
+        completion.complete(outcome);
+    }
+
+    /// Takes queued calls: the leader appends them, a follower forwards them, and without a
+    /// leader they wait (or fail, per `commands_wait_leader`).
+    fn take_calls(&mut self) {
+        let queued: Vec<Queued> = self.queue.try_iter().take(COMMANDS_PER_TICK_MAX).collect();
+        let mut calls = std::mem::take(&mut self.backlog);
+        calls.extend(queued);
+        while let Some((command, completion)) = calls.pop_front() {
+            match self.raft.leader() {
+                Some(leader) if leader == self.raft.id() => self.propose_own(command, completion),
+                Some(leader) => self.forward(leader, command, completion),
+                None if self.settings.commands_wait_leader
+                    && self.backlog.len() < self.settings.backlog_max =>
+                {
+                    self.backlog.push_back((command, completion));
+                }
+                None => completion.complete(Err(FailReason::MissingLeader)),
+            }
+        }
+    }
+
+    fn propose_own(&mut self, command: Bytes, completion: Completion) {
+        let now = self.now();
+        match self.raft.propose(command, now) {
+            Ok(position) => {
+                self.placed
+                    .insert(position.index, (position.term, completion));
+            }
+            Err(ProposeError::NotLeader { .. }) => completion.complete(Err(FailReason::NotLeader)),
+            Err(ProposeError::TooManyUncommitted { .. }) => {
+                completion.complete(Err(FailReason::QueueFull))
+            }
+        }
+    }
+
+    fn forward(&mut self, leader: NodeId, command: Bytes, completion: Completion) {
+        let request = self.next_request;
+        self.next_request += 1;
+        let deadline = self.settings.call_timeout.map(|t| StdInstant::now() + t);
+        self.forwarded.insert(
+            request,
+            Forwarded {
+                completion,
+                leader,
+                deadline,
+            },
+        );
+        self.send_to(leader, &NodeMessage::Forward { request, command });
+    }
+
+    /// A forwarded call whose leader changed will never hear back: fail it.
+    fn watch_leader(&mut self) {
+        let leader = self.raft.leader();
+        if leader == self.last_leader {
+            return;
+        }
+        self.last_leader = leader;
+        let lost: Vec<u64> = self
+            .forwarded
+            .iter()
+            .filter(|(_, f)| Some(f.leader) != leader)
+            .map(|(&r, _)| r)
+            .collect();
+        for request in lost {
+            if let Some(forwarded) = self.forwarded.remove(&request) {
+                forwarded
+                    .completion
+                    .complete(Err(FailReason::LeaderChanged));
+            }
+        }
+    }
+
+    fn expire_forwarded(&mut self) {
+        let now = StdInstant::now();
+        let expired: Vec<u64> = self
+            .forwarded
+            .iter()
+            .filter(|(_, f)| f.deadline.is_some_and(|d| d <= now))
+            .map(|(&r, _)| r)
+            .collect();
+        for request in expired {
+            if let Some(forwarded) = self.forwarded.remove(&request) {
+                forwarded.completion.complete(Err(FailReason::Timeout));
+            }
+        }
+    }
+
+    /// Plays the Raft node's outputs: send, persist (memory only until the journal exists),
+    /// acknowledge, apply.
+    fn process_ready(&mut self) {
+        while self.raft.has_ready() {
+            let ready = self.raft.ready();
+            for envelope in ready.messages.into_iter().chain(ready.persisted_messages) {
+                self.send_to(envelope.to, &NodeMessage::Raft(envelope));
+            }
+            self.raft.on_persisted(ready.ack);
+            self.apply(ready.committed_entries);
+        }
+    }
+
+    fn apply(&mut self, entries: Vec<Entry>) {
+        if entries.is_empty() {
+            return;
+        }
+        let mut state = self.state.write();
+        let mut outcomes = Vec::with_capacity(entries.len());
+        for entry in entries {
+            let outcome = match entry.kind {
+                EntryKind::Command => apply_command(&mut *state, &entry.data),
+                EntryKind::Noop => Err(FailReason::Discarded),
+            };
+            outcomes.push((entry.index, entry.term, outcome));
+        }
+        drop(state);
+        for (index, term, outcome) in outcomes {
+            self.complete_placed(index, term, &outcome);
+            self.recent.push_back((index, term, outcome));
+            if self.recent.len() > RECENT_RESULTS_MAX {
+                self.recent.pop_front();
+            }
+        }
+    }
+
+    fn complete_placed(
+        &mut self,
+        index: LogIndex,
+        term: Term,
+        outcome: &Result<Vec<u8>, FailReason>,
+    ) {
+        let Some((expected, completion)) = self.placed.remove(&index) else {
+            return;
+        };
+        if expected == term {
+            completion.complete(outcome.clone());
+        } else {
+            completion.complete(Err(FailReason::Discarded));
+        }
+    }
+
+    fn send_to(&mut self, to: NodeId, message: &NodeMessage) {
+        if let Some(address) = self.addresses.by_id.get(&to) {
+            self.transport.send(address, message.encode());
+        }
+    }
+
+    /// Fails every call in flight: the node is shutting down.
+    pub(crate) fn shut_down(&mut self) {
+        let queued: Vec<Queued> = self.queue.try_iter().collect();
+        for (_, completion) in self.backlog.drain(..).chain(queued) {
+            completion.complete(Err(FailReason::Shutdown));
+        }
+        for (_, (_, completion)) in std::mem::take(&mut self.placed) {
+            completion.complete(Err(FailReason::Shutdown));
+        }
+        for (_, forwarded) in std::mem::take(&mut self.forwarded) {
+            forwarded.completion.complete(Err(FailReason::Shutdown));
+        }
+    }
+
+    /// Whether `address` has a live link.
+    pub(crate) fn is_connected(&self, address: &str) -> bool {
+        self.transport.is_connected(address)
+    }
+}
+
+/// Runs one command on the state. A panic is caught and becomes the call's failure, the same on
+/// every node, and the log moves on. A command this code cannot decode fails the same way.
+fn apply_command<T: Replicated>(state: &mut T, command: &[u8]) -> Result<Vec<u8>, FailReason> {
+    let (header, args) =
+        CommandHeader::decode(command).map_err(|e| FailReason::BadArguments(e.to_string()))?;
+    let Some(spec) = T::METHODS.get(usize::from(header.method)) else {
+        return Err(FailReason::BadArguments(format!(
+            "unknown method id {}",
+            header.method
+        )));
+    };
+    if spec.fingerprint != header.fingerprint {
+        return Err(FailReason::BadArguments(format!(
+            "method {} has another signature on this node",
+            spec.name
+        )));
+    }
+    match catch_unwind(AssertUnwindSafe(|| state.apply(header.method, args))) {
+        Ok(Ok(result)) => Ok(result),
+        Ok(Err(error)) => Err(FailReason::BadArguments(error.to_string())),
+        Err(panic) => Err(FailReason::Panicked(panic_text(panic.as_ref()))),
+    }
+}
+
+fn panic_text(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a non-string panic".to_owned())
+}

@@ -1,0 +1,304 @@
+//! [`SyncObj`]: a node that holds a replicated object, takes calls from any thread, and runs the
+//! tick loop that drives Raft, the transport and the object.
+
+mod engine;
+mod memory;
+mod wire;
+
+pub use memory::{MemoryNetwork, MemoryTransport};
+
+use std::ops::Deref;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::thread::{JoinHandle, ThreadId};
+use std::time::{Duration, Instant as StdInstant};
+
+use bytes::Bytes;
+use crossbeam_channel::{Sender, TrySendError};
+use parking_lot::{Mutex, RwLock, RwLockReadGuard};
+use syncobj_net::{Transport, Wake};
+use thiserror::Error;
+
+use self::engine::{Addresses, Engine, EngineSettings, Queued};
+use crate::conf::{ConfError, SyncObjConf};
+use crate::object::{Caller, Completion, FailReason, Replicated, Submit, TickHelp};
+use crate::raft::{Instant, LogIndex, Membership, NewNodeError, RaftNode, Restored, Term};
+
+/// A node of a cluster that replicates a `T`.
+///
+/// Calls made through it (it dereferences to `T`'s generated call surface, so `node.add(5)`
+/// works) are appended to the Raft log, applied on every node in the same order, and complete
+/// on this node with the value the method returned here. Reads go through [`read`](Self::read)
+/// and see this node's state, which may lag the leader's.
+pub struct SyncObj<T: Replicated> {
+    shared: Arc<Shared<T>>,
+    calls: T::Calls,
+    tick_thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+/// Why a node could not start.
+#[derive(Debug, Error)]
+pub enum StartError {
+    /// The configuration is invalid.
+    #[error(transparent)]
+    Conf(#[from] ConfError),
+    /// The Raft node could not be created.
+    #[error(transparent)]
+    Raft(#[from] NewNodeError),
+    /// The tick thread could not be spawned.
+    #[error("cannot spawn the tick thread: {0}")]
+    Thread(std::io::Error),
+}
+
+struct Shared<T: Replicated> {
+    engine: Mutex<Engine<T>>,
+    state: Arc<RwLock<T>>,
+    queue: Sender<Queued>,
+    waker: Arc<dyn Wake>,
+    auto_tick: bool,
+    tick_period: Duration,
+    ticking_thread: Mutex<Option<ThreadId>>,
+    code_version: AtomicU32,
+    stopped: AtomicBool,
+}
+
+impl<T: Replicated> SyncObj<T> {
+    /// Starts a node at `self_address` in a cluster with `partners`, holding `state`, talking
+    /// through `transport`. An entry of `partners` equal to `self_address` is ignored.
+    ///
+    /// With `conf.auto_tick` a thread named `syncobj-tick` runs the tick loop; otherwise call
+    /// [`do_tick`](Self::do_tick) in a loop.
+    ///
+    /// # Errors
+    /// [`StartError`] if the configuration is invalid or the tick thread cannot start.
+    pub fn with_transport(
+        self_address: &str,
+        partners: impl IntoIterator<Item = impl Into<String>>,
+        state: T,
+        conf: SyncObjConf,
+        transport: impl Transport,
+    ) -> Result<SyncObj<T>, StartError> {
+        conf.validate()?;
+        let partners: Vec<String> = partners.into_iter().map(Into::into).collect();
+        let addresses = Addresses::new(partners.into_iter().chain([self_address.to_owned()]));
+        let id = addresses.by_address[self_address];
+        let membership = Membership::new(addresses.by_id.keys().copied(), []);
+        let seed = conf.seed.unwrap_or_else(|| seed_from_address(self_address));
+        let started = StdInstant::now();
+        let raft = RaftNode::new(
+            id,
+            membership,
+            conf.raft_config(seed),
+            Restored::default(),
+            Instant::ZERO,
+        )?;
+        let (queue, receiver) = crossbeam_channel::bounded(conf.commands_queue_size);
+        let state = Arc::new(RwLock::new(state));
+        let settings = EngineSettings {
+            commands_wait_leader: conf.commands_wait_leader,
+            call_timeout: conf.call_timeout,
+            backlog_max: conf.commands_queue_size,
+        };
+        let waker = transport.waker();
+        let engine = Engine::new(
+            raft,
+            Box::new(transport),
+            addresses,
+            Arc::clone(&state),
+            receiver,
+            settings,
+            started,
+        );
+        let shared = Arc::new(Shared {
+            engine: Mutex::new(engine),
+            state,
+            queue,
+            waker,
+            auto_tick: conf.auto_tick,
+            tick_period: conf.auto_tick_period,
+            ticking_thread: Mutex::new(None),
+            code_version: AtomicU32::new(0),
+            stopped: AtomicBool::new(false),
+        });
+        let calls = T::Calls::from(Caller::new(Arc::clone(&shared) as Arc<dyn Submit>, 0));
+        let node = SyncObj {
+            shared,
+            calls,
+            tick_thread: Mutex::new(None),
+        };
+        if conf.auto_tick {
+            node.spawn_tick_thread()?;
+        }
+        Ok(node)
+    }
+
+    fn spawn_tick_thread(&self) -> Result<(), StartError> {
+        let shared = Arc::clone(&self.shared);
+        let handle = std::thread::Builder::new()
+            .name("syncobj-tick".into())
+            .spawn(move || {
+                while !shared.stopped.load(Ordering::Acquire) {
+                    shared.tick(shared.tick_period);
+                }
+                shared.engine.lock().shut_down();
+            })
+            .map_err(StartError::Thread)?;
+        *self.tick_thread.lock() = Some(handle);
+        Ok(())
+    }
+
+    /// Runs one iteration of the tick loop, waiting at most `max_wait` for network input. For
+    /// nodes built with `auto_tick = false`; with the tick thread running it only waits.
+    pub fn do_tick(&self, max_wait: Duration) {
+        if self.shared.auto_tick {
+            std::thread::sleep(max_wait);
+            return;
+        }
+        self.shared.tick(max_wait);
+    }
+
+    /// A read guard on this node's state. Hold it briefly: the tick loop waits for it to apply.
+    pub fn read(&self) -> RwLockReadGuard<'_, T> {
+        self.shared.state.read()
+    }
+
+    /// The leader's address as far as this node knows.
+    pub fn leader(&self) -> Option<String> {
+        let engine = self.shared.engine.lock();
+        engine
+            .raft
+            .leader()
+            .and_then(|id| engine.addresses.by_id.get(&id).cloned())
+    }
+
+    /// Whether this node is the leader.
+    pub fn is_leader(&self) -> bool {
+        self.shared.engine.lock().raft.is_leader()
+    }
+
+    /// The current Raft term.
+    pub fn raft_current_term(&self) -> Term {
+        self.shared.engine.lock().raft.term()
+    }
+
+    /// The highest index this node knows committed.
+    pub fn raft_commit_index(&self) -> LogIndex {
+        self.shared.engine.lock().raft.commit_index()
+    }
+
+    /// The highest index this node applied.
+    pub fn raft_last_applied(&self) -> LogIndex {
+        self.shared.engine.lock().raft.applied_index()
+    }
+
+    /// Whether the link to `address` is up.
+    pub fn is_node_connected(&self, address: &str) -> bool {
+        self.shared.engine.lock().is_connected(address)
+    }
+
+    /// Whether the tick thread runs.
+    pub fn tick_thread_alive(&self) -> bool {
+        self.tick_thread
+            .lock()
+            .as_ref()
+            .is_some_and(|h| !h.is_finished())
+    }
+
+    /// Stops the node: the tick thread ends at its next iteration and every call in flight
+    /// fails with [`FailReason::Shutdown`]. Also done on drop.
+    pub fn destroy(&self) {
+        self.shared.stopped.store(true, Ordering::Release);
+        self.shared.waker.wake();
+        if !self.shared.auto_tick {
+            self.shared.engine.lock().shut_down();
+        }
+    }
+
+    /// Stops the node and waits for the tick thread to end.
+    pub fn destroy_synchronous(&self) {
+        self.destroy();
+        if let Some(handle) = self.tick_thread.lock().take() {
+            let _ = handle.join();
+        }
+    }
+}
+
+impl<T: Replicated> Deref for SyncObj<T> {
+    type Target = T::Calls;
+
+    fn deref(&self) -> &T::Calls {
+        &self.calls
+    }
+}
+
+impl<T: Replicated> Drop for SyncObj<T> {
+    fn drop(&mut self) {
+        self.destroy_synchronous();
+    }
+}
+
+impl<T: Replicated> Shared<T> {
+    fn tick(&self, max_wait: Duration) {
+        let mut engine = self.engine.lock();
+        *self.ticking_thread.lock() = Some(std::thread::current().id());
+        engine.tick(max_wait);
+        *self.ticking_thread.lock() = None;
+    }
+
+    fn on_tick_thread(&self) -> bool {
+        *self.ticking_thread.lock() == Some(std::thread::current().id())
+    }
+}
+
+impl<T: Replicated> Submit for Shared<T> {
+    fn submit(&self, command: Bytes, completion: Completion) {
+        if self.stopped.load(Ordering::Acquire) {
+            completion.complete(Err(FailReason::Shutdown));
+            return;
+        }
+        match self.queue.try_send((command, completion)) {
+            Ok(()) => self.waker.wake(),
+            Err(TrySendError::Full((_, completion))) => {
+                completion.complete(Err(FailReason::QueueFull))
+            }
+            Err(TrySendError::Disconnected((_, completion))) => {
+                completion.complete(Err(FailReason::Shutdown))
+            }
+        }
+    }
+
+    fn enabled_code_version(&self) -> u32 {
+        self.code_version.load(Ordering::Acquire)
+    }
+
+    fn help_while_waiting(&self, max_wait: Duration) -> TickHelp {
+        if self.on_tick_thread() {
+            return TickHelp::OnTickThread;
+        }
+        if self.auto_tick || self.stopped.load(Ordering::Acquire) {
+            return TickHelp::TickThreadRuns;
+        }
+        match self.engine.try_lock() {
+            Some(mut engine) => {
+                *self.ticking_thread.lock() = Some(std::thread::current().id());
+                engine.tick(max_wait);
+                *self.ticking_thread.lock() = None;
+                TickHelp::Ticked
+            }
+            None => TickHelp::TickThreadRuns,
+        }
+    }
+}
+
+/// A seed for the election-timeout generator when the configuration gives none: distinct per
+/// address (FNV-1a) and per start (the clock), which is all elections need.
+fn seed_from_address(address: &str) -> u64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in address.bytes() {
+        hash = (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3);
+    }
+    let clock = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    hash ^ clock
+}

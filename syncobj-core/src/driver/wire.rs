@@ -1,0 +1,46 @@
+//! What nodes send each other through the transport: Raft messages and forwarded calls.
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+
+use crate::raft::{Envelope, LogIndex, Term};
+
+/// One frame's payload.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) enum NodeMessage {
+    /// A Raft message.
+    Raft(Envelope),
+    /// A follower hands a call to the leader.
+    Forward {
+        /// The follower's number for the call.
+        request: u64,
+        /// The encoded command.
+        command: Bytes,
+    },
+    /// The leader's answer to a [`NodeMessage::Forward`].
+    Placed {
+        /// The follower's number for the call.
+        request: u64,
+        /// Where the leader appended the command, or why it did not.
+        outcome: Result<(LogIndex, Term), Refusal>,
+    },
+}
+
+/// Why a leader did not take a forwarded call.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) enum Refusal {
+    /// The receiver is not the leader.
+    NotLeader,
+    /// The leader holds too many uncommitted entries.
+    QueueFull,
+}
+
+impl NodeMessage {
+    pub(crate) fn encode(&self) -> Bytes {
+        Bytes::from(rmp_serde::to_vec(self).expect("node messages always encode"))
+    }
+
+    pub(crate) fn decode(frame: &[u8]) -> Result<NodeMessage, rmp_serde::decode::Error> {
+        rmp_serde::from_slice(frame)
+    }
+}

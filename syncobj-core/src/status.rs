@@ -1,0 +1,416 @@
+//! The status report of a `SyncObj` node: every field of PySyncObj's `getStatus()`, typed.
+
+use std::fmt;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::conf::RaftState;
+use crate::raft::RaftCounters;
+
+/// The version of syncobj reported as [`Status::version`].
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// A snapshot of one node's state, as PySyncObj's `getStatus()` reports it, plus syncobj's own
+/// counters.
+///
+/// `Display` prints one `key: value` line per entry of [`key_values`](Self::key_values), sorted
+/// by key, with PySyncObj's key names where PySyncObj has the field. [`Default`] is a fresh
+/// follower that knows nothing yet, with [`VERSION`] filled in.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Status {
+    /// The syncobj version, [`VERSION`] (key `version`; PySyncObj's `revision` is omitted).
+    pub version: String,
+    /// This node's address; `None` on a read-only node (key `self`).
+    pub self_node: Option<String>,
+    /// This node's Raft state (key `state`, PySyncObj's integer code; key `role`, its name).
+    pub state: RaftState,
+    /// The leader this node knows of, if any (key `leader`).
+    pub leader: Option<String>,
+    /// Whether this node and the voters connected to it form a majority (key `has_quorum`).
+    pub has_quorum: bool,
+    /// The other voting members (keys `partner_nodes_count`, `partner_node_status_server_<addr>`,
+    /// and the next and match index keys).
+    pub partner_nodes: Vec<PeerStatus>,
+    /// The read-only nodes (keys `readonly_nodes_count`, `readonly_node_status_server_<addr>`,
+    /// and the next and match index keys).
+    pub readonly_nodes: Vec<PeerStatus>,
+    /// How many entries the log holds (key `log_len`).
+    pub log_len: u64,
+    /// The index of the last entry applied to the state (key `last_applied`).
+    pub last_applied: u64,
+    /// The highest index this node knows to be committed (key `commit_idx`).
+    pub commit_index: u64,
+    /// This node's current term (key `raft_term`).
+    pub raft_term: u64,
+    /// The leader's commit index as last heard from it (key `leader_commit_idx`).
+    pub leader_commit_index: u64,
+    /// How long the node has run (key `uptime`, in whole seconds).
+    pub uptime: Duration,
+    /// The highest code version this node's code supports (key `self_code_version`).
+    pub self_code_version: u32,
+    /// The code version the cluster has enabled (key `enabled_code_version`).
+    pub enabled_code_version: u32,
+    /// The version the cluster enabled that this node's code lacks, when it has stopped applying
+    /// because of it (key `stalled_at_code_version`); `None` while it keeps up.
+    pub stalled_at_code_version: Option<u32>,
+    /// Counters of notable Raft events (one key per counter).
+    pub counters: StatusCounters,
+}
+
+impl Status {
+    /// The `(key, value)` pairs that `Display` prints, sorted by key; `None` shows as `None`.
+    /// The driver's `print_status` logs each one. Allocates one pair of strings per key.
+    pub fn key_values(&self) -> Vec<(String, String)> {
+        let mut pairs = self.scalar_pairs();
+        pairs.extend(self.peer_pairs());
+        pairs.extend(self.counters.pairs());
+        pairs.sort();
+        pairs
+    }
+
+    /// The keys with one value each.
+    fn scalar_pairs(&self) -> Vec<(String, String)> {
+        let pairs = [
+            ("version", self.version.clone()),
+            ("self", optional(self.self_node.as_ref())),
+            ("state", self.state.code().to_string()),
+            ("role", self.state.to_string()),
+            ("leader", optional(self.leader.as_ref())),
+            ("has_quorum", self.has_quorum.to_string()),
+            ("log_len", self.log_len.to_string()),
+            ("last_applied", self.last_applied.to_string()),
+            ("commit_idx", self.commit_index.to_string()),
+            ("raft_term", self.raft_term.to_string()),
+            ("leader_commit_idx", self.leader_commit_index.to_string()),
+            ("uptime", self.uptime.as_secs().to_string()),
+            ("self_code_version", self.self_code_version.to_string()),
+            (
+                "enabled_code_version",
+                self.enabled_code_version.to_string(),
+            ),
+            (
+                "stalled_at_code_version",
+                optional(self.stalled_at_code_version.as_ref()),
+            ),
+        ];
+        pairs.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()
+    }
+
+    /// The per-peer keys: connection state, next index and match index.
+    fn peer_pairs(&self) -> Vec<(String, String)> {
+        let mut pairs = connection_pairs("partner_node", &self.partner_nodes);
+        pairs.extend(connection_pairs("readonly_node", &self.readonly_nodes));
+        let peers = || self.partner_nodes.iter().chain(&self.readonly_nodes);
+        pairs.extend(index_pairs(
+            "next_node_idx",
+            peers().map(|p| (&p.node, p.next_index)),
+        ));
+        pairs.extend(index_pairs(
+            "match_idx",
+            peers().map(|p| (&p.node, p.match_index)),
+        ));
+        pairs
+    }
+}
+
+impl Default for Status {
+    fn default() -> Self {
+        Status {
+            version: VERSION.to_owned(),
+            self_node: None,
+            state: RaftState::Follower,
+            leader: None,
+            has_quorum: false,
+            partner_nodes: Vec::new(),
+            readonly_nodes: Vec::new(),
+            log_len: 0,
+            last_applied: 0,
+            commit_index: 0,
+            raft_term: 0,
+            leader_commit_index: 0,
+            uptime: Duration::ZERO,
+            self_code_version: 0,
+            enabled_code_version: 0,
+            stalled_at_code_version: None,
+            counters: StatusCounters::default(),
+        }
+    }
+}
+
+impl fmt::Display for Status {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, (key, value)) in self.key_values().iter().enumerate() {
+            if i > 0 {
+                f.write_str("\n")?;
+            }
+            write!(f, "{key}: {value}")?;
+        }
+        Ok(())
+    }
+}
+
+/// What a node knows of one other node.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PeerStatus {
+    /// The other node's address.
+    pub node: String,
+    /// Whether a connection to it is up (PySyncObj status 2 when connected, 0 when not).
+    pub connected: bool,
+    /// On the leader, the next log index to send it; `None` elsewhere.
+    pub next_index: Option<u64>,
+    /// On the leader, the highest log index known to be replicated on it; `None` elsewhere.
+    pub match_index: Option<u64>,
+}
+
+/// Counters of notable Raft events, as [`RaftCounters`] counts them. Default: all zero.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatusCounters {
+    /// Messages that broke the protocol and were dropped.
+    pub protocol_errors: u64,
+    /// Messages from non-members or for other nodes, dropped.
+    pub misdirected_messages: u64,
+    /// Elections (real votes) this node started.
+    pub elections_started: u64,
+    /// Pre-vote rounds this node started.
+    pub pre_votes_started: u64,
+    /// Times this node stepped down as leader because it lost contact with a majority.
+    pub check_quorum_step_downs: u64,
+    /// Vote requests ignored because a leader was heard from recently.
+    pub votes_ignored_in_lease: u64,
+}
+
+impl StatusCounters {
+    /// One `(key, value)` pair per counter, keyed by the field name.
+    fn pairs(&self) -> Vec<(String, String)> {
+        [
+            ("protocol_errors", self.protocol_errors),
+            ("misdirected_messages", self.misdirected_messages),
+            ("elections_started", self.elections_started),
+            ("pre_votes_started", self.pre_votes_started),
+            ("check_quorum_step_downs", self.check_quorum_step_downs),
+            ("votes_ignored_in_lease", self.votes_ignored_in_lease),
+        ]
+        .into_iter()
+        .map(|(key, value)| (key.to_owned(), value.to_string()))
+        .collect()
+    }
+}
+
+impl From<RaftCounters> for StatusCounters {
+    fn from(counters: RaftCounters) -> Self {
+        let RaftCounters {
+            protocol_errors,
+            misdirected_messages,
+            elections_started,
+            pre_votes_started,
+            check_quorum_step_downs,
+            votes_ignored_in_lease,
+        } = counters;
+        StatusCounters {
+            protocol_errors,
+            misdirected_messages,
+            elections_started,
+            pre_votes_started,
+            check_quorum_step_downs,
+            votes_ignored_in_lease,
+        }
+    }
+}
+
+/// A value, or `None`.
+fn optional<T: ToString>(value: Option<&T>) -> String {
+    value.map_or_else(|| "None".to_owned(), ToString::to_string)
+}
+
+/// `<prefix>s_count` and `<prefix>_status_server_<addr>` (2 connected, 0 not) for `peers`.
+fn connection_pairs(prefix: &str, peers: &[PeerStatus]) -> Vec<(String, String)> {
+    let mut pairs = vec![(format!("{prefix}s_count"), peers.len().to_string())];
+    pairs.extend(peers.iter().map(|peer| {
+        let code = if peer.connected { "2" } else { "0" };
+        (
+            format!("{prefix}_status_server_{}", peer.node),
+            code.to_owned(),
+        )
+    }));
+    pairs
+}
+
+/// `<prefix>_count` and `<prefix>_server_<addr>` for the peers whose index is known.
+fn index_pairs<'a>(
+    prefix: &str,
+    indexes: impl Iterator<Item = (&'a String, Option<u64>)>,
+) -> Vec<(String, String)> {
+    let mut pairs: Vec<(String, String)> = indexes
+        .filter_map(|(node, index)| Some((format!("{prefix}_server_{node}"), index?.to_string())))
+        .collect();
+    pairs.push((format!("{prefix}_count"), pairs.len().to_string()));
+    pairs
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::{PeerStatus, Status, StatusCounters, VERSION};
+    use crate::conf::RaftState;
+    use crate::raft::RaftCounters;
+
+    /// A peer with the given connection state and indexes.
+    fn peer(node: &str, connected: bool, next: Option<u64>, matched: Option<u64>) -> PeerStatus {
+        PeerStatus {
+            node: node.to_owned(),
+            connected,
+            next_index: next,
+            match_index: matched,
+        }
+    }
+
+    /// A leader of three voters and one read-only node, one voter disconnected.
+    fn leader_status() -> Status {
+        Status {
+            self_node: Some("127.0.0.1:4321".to_owned()),
+            state: RaftState::Leader,
+            leader: Some("127.0.0.1:4321".to_owned()),
+            has_quorum: true,
+            partner_nodes: vec![
+                peer("127.0.0.1:4322", true, Some(8), Some(7)),
+                peer("127.0.0.1:4323", false, Some(3), Some(0)),
+            ],
+            readonly_nodes: vec![peer("127.0.0.1:5000", true, Some(8), Some(7))],
+            log_len: 7,
+            last_applied: 6,
+            commit_index: 7,
+            raft_term: 3,
+            leader_commit_index: 7,
+            uptime: Duration::from_millis(12_900),
+            self_code_version: 2,
+            enabled_code_version: 1,
+            stalled_at_code_version: None,
+            counters: StatusCounters {
+                elections_started: 1,
+                pre_votes_started: 2,
+                ..StatusCounters::default()
+            },
+            ..Status::default()
+        }
+    }
+
+    /// `Display` prints sorted `key: value` lines with PySyncObj's key names, state as its
+    /// integer code, uptime in whole seconds, connection as 2/0 and `None` as `None`.
+    #[test]
+    fn display_is_sorted_and_uses_pysyncobj_keys() {
+        let text = leader_status().to_string();
+        let lines: Vec<&str> = text.lines().collect();
+        let keys: Vec<&str> = lines
+            .iter()
+            .map(|l| l.rsplit_once(": ").expect("every line is key: value").0)
+            .collect();
+        let mut sorted = keys.clone();
+        sorted.sort_unstable();
+        assert_eq!(keys, sorted, "{text}");
+        let expected = [
+            format!("version: {VERSION}"),
+            "self: 127.0.0.1:4321".to_owned(),
+            "state: 2".to_owned(),
+            "role: leader".to_owned(),
+            "leader: 127.0.0.1:4321".to_owned(),
+            "has_quorum: true".to_owned(),
+            "partner_nodes_count: 2".to_owned(),
+            "partner_node_status_server_127.0.0.1:4322: 2".to_owned(),
+            "partner_node_status_server_127.0.0.1:4323: 0".to_owned(),
+            "readonly_nodes_count: 1".to_owned(),
+            "readonly_node_status_server_127.0.0.1:5000: 2".to_owned(),
+            "log_len: 7".to_owned(),
+            "last_applied: 6".to_owned(),
+            "commit_idx: 7".to_owned(),
+            "raft_term: 3".to_owned(),
+            "next_node_idx_count: 3".to_owned(),
+            "next_node_idx_server_127.0.0.1:4323: 3".to_owned(),
+            "match_idx_count: 3".to_owned(),
+            "match_idx_server_127.0.0.1:4322: 7".to_owned(),
+            "leader_commit_idx: 7".to_owned(),
+            "uptime: 12".to_owned(),
+            "self_code_version: 2".to_owned(),
+            "enabled_code_version: 1".to_owned(),
+            "stalled_at_code_version: None".to_owned(),
+            "elections_started: 1".to_owned(),
+            "pre_votes_started: 2".to_owned(),
+            "protocol_errors: 0".to_owned(),
+        ];
+        for line in &expected {
+            assert!(
+                lines.contains(&line.as_str()),
+                "missing {line:?} in\n{text}"
+            );
+        }
+        assert_eq!(lines.len(), 34, "{text}");
+        assert!(!text.ends_with('\n'));
+    }
+
+    /// A fresh follower prints `None` for unknown nodes and no per-peer index keys, and shows a
+    /// pre-candidate as PySyncObj's candidate (1).
+    #[test]
+    fn display_of_a_fresh_pre_candidate() {
+        let status = Status {
+            state: RaftState::PreCandidate,
+            partner_nodes: vec![peer("b:1", false, None, None)],
+            stalled_at_code_version: Some(4),
+            ..Status::default()
+        };
+        let text = status.to_string();
+        for line in [
+            "self: None",
+            "leader: None",
+            "state: 1",
+            "role: pre_candidate",
+            "next_node_idx_count: 0",
+            "match_idx_count: 0",
+            "partner_node_status_server_b:1: 0",
+            "stalled_at_code_version: 4",
+        ] {
+            assert!(
+                text.lines().any(|l| l == line),
+                "missing {line:?} in\n{text}"
+            );
+        }
+        assert!(!text.contains("next_node_idx_server_"), "{text}");
+    }
+
+    /// `Status` round-trips through MessagePack, as arrays and as maps.
+    #[test]
+    fn round_trips_through_messagepack() {
+        let status = leader_status();
+        let compact = rmp_serde::to_vec(&status).expect("a status serializes");
+        let back: Status = rmp_serde::from_slice(&compact).expect("and deserializes");
+        assert_eq!(back, status);
+        let named = rmp_serde::to_vec_named(&status).expect("a status serializes with names");
+        let back: Status = rmp_serde::from_slice(&named).expect("and deserializes");
+        assert_eq!(back, status);
+    }
+
+    /// `StatusCounters` carries every Raft counter over.
+    #[test]
+    fn counters_come_from_raft_counters() {
+        let raft = RaftCounters {
+            protocol_errors: 1,
+            misdirected_messages: 2,
+            elections_started: 3,
+            pre_votes_started: 4,
+            check_quorum_step_downs: 5,
+            votes_ignored_in_lease: 6,
+        };
+        let counters = StatusCounters::from(raft);
+        let values: Vec<String> = counters.pairs().into_iter().map(|(_, v)| v).collect();
+        assert_eq!(values, ["1", "2", "3", "4", "5", "6"]);
+    }
+
+    /// The default status reports this crate's version and a follower that knows nothing.
+    #[test]
+    fn default_reports_the_crate_version() {
+        let status = Status::default();
+        assert_eq!(status.version, env!("CARGO_PKG_VERSION"));
+        assert_eq!(status.state, RaftState::Follower);
+        assert_eq!(status.uptime, Duration::ZERO);
+    }
+}

@@ -1,0 +1,339 @@
+//! The `SyncObj` driver on in-process clusters: every call form, the failure reasons that can
+//! arise without a network, a panicking method, and shutdown. The replicated type is written
+//! by hand here (the macros live in the `syncobj` package and have their own tests).
+
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Wake, Waker};
+use std::thread::Thread;
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+use syncobj_core::conf::SyncObjConf;
+use syncobj_core::driver::{MemoryNetwork, SyncObj};
+use syncobj_core::object::{
+    ApplyError, Call, Caller, FailReason, MethodSpec, ReplicatedMethods, ReplicatedState,
+};
+
+/// A counter, with the trait implementations the macros would generate.
+#[derive(Default, Serialize, Deserialize)]
+struct Counter {
+    value: i64,
+}
+
+const ADD: MethodSpec = MethodSpec {
+    id: 0,
+    name: "add",
+    version: 0,
+    fingerprint: 1,
+};
+const BOOM: MethodSpec = MethodSpec {
+    id: 1,
+    name: "boom",
+    version: 0,
+    fingerprint: 2,
+};
+
+impl ReplicatedState for Counter {
+    const NAME: &'static str = "Counter";
+}
+
+impl ReplicatedMethods for Counter {
+    const METHODS: &'static [MethodSpec] = &[ADD, BOOM];
+    type Calls = CounterCalls;
+
+    fn apply(&mut self, id: u16, args: &[u8]) -> Result<Vec<u8>, ApplyError> {
+        let bad = |e: rmp_serde::decode::Error| ApplyError::BadArguments {
+            method: "?",
+            reason: e.to_string(),
+        };
+        let result = match id {
+            0 => {
+                let (n,): (i64,) = rmp_serde::from_slice(args).map_err(bad)?;
+                self.value += n;
+                self.value
+            }
+            1 => panic!("boom at {}", self.value),
+            other => return Err(ApplyError::UnknownMethod(other)),
+        };
+        Ok(rmp_serde::to_vec(&result).expect("an i64 encodes"))
+    }
+}
+
+struct CounterCalls {
+    caller: Caller,
+}
+
+impl From<Caller> for CounterCalls {
+    fn from(caller: Caller) -> Self {
+        CounterCalls { caller }
+    }
+}
+
+impl CounterCalls {
+    fn add(&self, n: i64) -> Call<i64> {
+        self.caller.call(&[ADD], &(n,))
+    }
+
+    fn boom(&self) -> Call<i64> {
+        self.caller.call(&[BOOM], &())
+    }
+}
+
+/// Fast timers so elections take tens of milliseconds of real time.
+fn conf(auto_tick: bool) -> SyncObjConf {
+    SyncObjConf {
+        auto_tick,
+        auto_tick_period: Duration::from_millis(5),
+        append_entries_period: Duration::from_millis(10),
+        raft_min_timeout: Duration::from_millis(50),
+        raft_max_timeout: Duration::from_millis(100),
+        leader_fallback_timeout: Duration::from_millis(50),
+        connection_timeout: Duration::from_millis(100),
+        ..SyncObjConf::default()
+    }
+}
+
+const ADDRESSES: [&str; 3] = ["node-a", "node-b", "node-c"];
+
+fn cluster(conf: &SyncObjConf) -> (MemoryNetwork, Vec<SyncObj<Counter>>) {
+    let network = MemoryNetwork::new();
+    let nodes = ADDRESSES
+        .iter()
+        .map(|&me| {
+            let partners = ADDRESSES
+                .iter()
+                .filter(|&&a| a != me)
+                .map(|&a| a.to_owned());
+            SyncObj::with_transport(
+                me,
+                partners,
+                Counter::default(),
+                conf.clone(),
+                network.endpoint(me),
+            )
+            .expect("a valid node")
+        })
+        .collect();
+    (network, nodes)
+}
+
+/// Ticks manual nodes until `done`, each tick waiting up to 1 ms for frames; fails the test
+/// after 10 s of real time.
+fn tick_until(nodes: &[SyncObj<Counter>], mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !done() {
+        assert!(
+            Instant::now() < deadline,
+            "condition not reached within 10 s"
+        );
+        for node in nodes {
+            node.do_tick(Duration::from_millis(1));
+        }
+    }
+}
+
+/// Makes a call on every node and waits for it: once a node has applied its own call, it has
+/// applied everything committed before it. Returns every node's value afterwards.
+fn settle(nodes: &[SyncObj<Counter>]) -> Vec<i64> {
+    for node in nodes {
+        node.add(0)
+            .wait_timeout(Duration::from_secs(10))
+            .expect("the sync call succeeds");
+    }
+    values(nodes)
+}
+
+fn values(nodes: &[SyncObj<Counter>]) -> Vec<i64> {
+    nodes.iter().map(|n| n.read().value).collect()
+}
+
+/// Blocking calls on every node of an auto-ticked cluster return the value the method returned
+/// on that node, and every node ends with the same state.
+#[test]
+fn wait_on_every_node_with_auto_tick() {
+    let (_network, nodes) = cluster(&conf(true));
+    let mut total = 0;
+    for (i, node) in nodes.iter().enumerate() {
+        let n = i as i64 + 1;
+        total += n;
+        let got = node
+            .add(n)
+            .wait_timeout(Duration::from_secs(10))
+            .expect("the call succeeds");
+        assert_eq!(got, total, "node {i} sees its own write");
+    }
+    assert_eq!(settle(&nodes), vec![total; 3]);
+}
+
+/// Callbacks on manually ticked nodes: each fires once with the method's result.
+#[test]
+fn on_done_with_manual_ticks() {
+    let (_network, nodes) = cluster(&conf(false));
+    tick_until(&nodes, || nodes.iter().any(|n| n.is_leader()));
+    let results = Arc::new(Mutex::new(Vec::new()));
+    for node in &nodes {
+        let results = Arc::clone(&results);
+        node.add(10)
+            .on_done(move |r| results.lock().expect("not poisoned").push(r));
+    }
+    tick_until(&nodes, || results.lock().expect("not poisoned").len() == 3);
+    let mut got: Vec<i64> = results
+        .lock()
+        .expect("not poisoned")
+        .iter()
+        .map(|r| r.clone().expect("success"))
+        .collect();
+    got.sort_unstable();
+    assert_eq!(got, vec![10, 20, 30]);
+    tick_until(&nodes, || values(&nodes) == vec![30; 3]);
+}
+
+/// A blocking wait on a manually ticked single node ticks the node itself instead of hanging.
+#[test]
+fn wait_drives_a_manual_single_node() {
+    let network = MemoryNetwork::new();
+    let node = SyncObj::with_transport(
+        "solo",
+        Vec::<String>::new(),
+        Counter::default(),
+        conf(false),
+        network.endpoint("solo"),
+    )
+    .expect("a valid node");
+    assert_eq!(node.add(7).wait_timeout(Duration::from_secs(10)), Ok(7));
+    assert_eq!(node.add(1).wait(), Ok(8));
+}
+
+/// Calls can be awaited with any executor.
+#[test]
+fn calls_are_futures() {
+    let (_network, nodes) = cluster(&conf(true));
+    assert_eq!(block_on(nodes[1].add(4)), Ok(4));
+}
+
+/// A panicking method fails the call on the caller with the panic's message, on every node
+/// alike, and the log moves on.
+#[test]
+fn a_panicking_method_does_not_wedge_the_cluster() {
+    let (_network, nodes) = cluster(&conf(true));
+    assert_eq!(nodes[0].add(3).wait_timeout(Duration::from_secs(10)), Ok(3));
+    let failure = nodes[2]
+        .boom()
+        .wait_timeout(Duration::from_secs(10))
+        .expect_err("the method panics");
+    assert_eq!(failure, FailReason::Panicked("boom at 3".into()));
+    assert_eq!(nodes[1].add(1).wait_timeout(Duration::from_secs(10)), Ok(4));
+    assert_eq!(settle(&nodes), vec![4; 3]);
+}
+
+/// A full command queue fails the call at once.
+#[test]
+fn full_queue_fails_with_queue_full() {
+    let network = MemoryNetwork::new();
+    let conf = SyncObjConf {
+        commands_queue_size: 1,
+        ..conf(false)
+    };
+    let node = SyncObj::with_transport("a", ["b"], Counter::default(), conf, network.endpoint("a"))
+        .expect("a valid node");
+    node.add(1).detach();
+    let (tx, rx) = std::sync::mpsc::channel();
+    node.add(2)
+        .on_done(move |r| tx.send(r).expect("receiver alive"));
+    assert_eq!(
+        rx.try_recv().expect("completed at once"),
+        Err(FailReason::QueueFull)
+    );
+}
+
+/// Without a leader, and with `commands_wait_leader` off, a call fails with `MissingLeader`.
+#[test]
+fn no_leader_fails_with_missing_leader() {
+    let network = MemoryNetwork::new();
+    let conf = SyncObjConf {
+        commands_wait_leader: false,
+        ..conf(false)
+    };
+    let node = SyncObj::with_transport(
+        "a",
+        ["b", "c"],
+        Counter::default(),
+        conf,
+        network.endpoint("a"),
+    )
+    .expect("a valid node");
+    assert_eq!(
+        node.add(1).wait_timeout(Duration::from_secs(5)),
+        Err(FailReason::MissingLeader)
+    );
+}
+
+/// Waiting for a call from inside a callback, on the tick thread, fails fast instead of
+/// deadlocking.
+#[test]
+fn waiting_on_the_tick_thread_fails_fast() {
+    let (_network, nodes) = cluster(&conf(true));
+    nodes[0]
+        .add(0)
+        .wait_timeout(Duration::from_secs(10))
+        .expect("a leader is elected");
+    let nodes = Arc::new(nodes);
+    let (tx, rx) = std::sync::mpsc::channel();
+    let inner = Arc::clone(&nodes);
+    nodes[0].add(1).on_done(move |_| {
+        let nested = inner[0].add(1).wait();
+        tx.send(nested).expect("receiver alive");
+    });
+    let nested = rx
+        .recv_timeout(Duration::from_secs(10))
+        .expect("the callback ran");
+    assert_eq!(nested, Err(FailReason::WouldDeadlock));
+}
+
+/// Destroying a node fails what it still had in flight with `Shutdown`, and later calls too.
+#[test]
+fn destroy_fails_calls_with_shutdown() {
+    let network = MemoryNetwork::new();
+    let node = SyncObj::with_transport(
+        "a",
+        ["b", "c"],
+        Counter::default(),
+        conf(true),
+        network.endpoint("a"),
+    )
+    .expect("a valid node");
+    let pending = node.add(1);
+    node.destroy_synchronous();
+    assert!(!node.tick_thread_alive());
+    assert_eq!(
+        pending.wait_timeout(Duration::from_secs(5)),
+        Err(FailReason::Shutdown)
+    );
+    assert_eq!(
+        node.add(2).wait_timeout(Duration::from_secs(5)),
+        Err(FailReason::Shutdown)
+    );
+}
+
+struct ThreadWaker(Thread);
+
+impl Wake for ThreadWaker {
+    fn wake(self: Arc<Self>) {
+        self.0.unpark();
+    }
+}
+
+/// A minimal executor: polls `future`, parking the thread between wake-ups, for at most 10 s.
+fn block_on<F: std::future::Future>(future: F) -> F::Output {
+    let mut future = std::pin::pin!(future);
+    let waker = Waker::from(Arc::new(ThreadWaker(std::thread::current())));
+    let mut context = Context::from_waker(&waker);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Poll::Ready(output) = future.as_mut().poll(&mut context) {
+            return output;
+        }
+        assert!(Instant::now() < deadline, "future not ready within 10 s");
+        std::thread::park_timeout(Duration::from_millis(50));
+    }
+}
