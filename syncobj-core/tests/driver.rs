@@ -8,7 +8,7 @@ use std::thread::Thread;
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
-use syncobj_core::conf::SyncObjConf;
+use syncobj_core::conf::{RaftState, SyncObjConf};
 use syncobj_core::driver::{MemoryNetwork, SyncObj};
 use syncobj_core::object::{
     ApplyError, Call, Caller, FailReason, MethodSpec, ReplicatedMethods, ReplicatedState,
@@ -336,4 +336,58 @@ fn block_on<F: std::future::Future>(future: F) -> F::Output {
         assert!(Instant::now() < deadline, "future not ready within 10 s");
         std::thread::park_timeout(Duration::from_millis(50));
     }
+}
+
+/// `on_state_changed` reports the leader's rise, `on_ready` fires once the node caught up, and
+/// the status report names the leader, the quorum and every partner.
+#[test]
+fn callbacks_and_status() {
+    let changes = Arc::new(Mutex::new(Vec::new()));
+    let ready = Arc::new(Mutex::new(0));
+    let recorder = Arc::clone(&changes);
+    let counter = Arc::clone(&ready);
+    let conf = conf(true)
+        .with_on_state_changed(move |old, new| {
+            recorder.lock().expect("not poisoned").push((old, new))
+        })
+        .with_on_ready(move || *counter.lock().expect("not poisoned") += 1);
+    let (_network, nodes) = cluster(&conf);
+    assert_eq!(settle(&nodes), vec![0; 3]);
+    assert!(nodes.iter().all(|n| n.is_ready() && n.has_quorum()));
+    let leader = nodes
+        .iter()
+        .find(|n| n.is_leader())
+        .expect("one node leads");
+    let status = leader.status();
+    assert_eq!(status.state, RaftState::Leader);
+    assert_eq!(status.leader.as_deref(), Some(leader.self_node().as_str()));
+    assert_eq!(status.partner_nodes.len(), 2);
+    assert!(
+        status
+            .partner_nodes
+            .iter()
+            .all(|p| p.connected && p.match_index.is_some())
+    );
+    assert!(status.to_string().contains("has_quorum: true"));
+    assert!(
+        changes
+            .lock()
+            .expect("not poisoned")
+            .contains(&(RaftState::Candidate, RaftState::Leader))
+    );
+    assert_eq!(
+        *ready.lock().expect("not poisoned"),
+        3,
+        "on_ready fires once per node"
+    );
+}
+
+/// A node cut off from both partners loses its quorum.
+#[test]
+fn isolation_loses_the_quorum() {
+    let (network, nodes) = cluster(&conf(true));
+    settle(&nodes);
+    network.isolate(ADDRESSES[0]);
+    assert!(!nodes[0].has_quorum());
+    assert!(nodes[1].has_quorum());
 }

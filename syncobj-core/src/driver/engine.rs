@@ -4,6 +4,7 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant as StdInstant};
 
 use bytes::Bytes;
@@ -12,10 +13,12 @@ use parking_lot::RwLock;
 use syncobj_net::{Incoming, Transport};
 
 use super::wire::{NodeMessage, Refusal};
+use crate::conf::{OnReady, OnStateChanged, RaftState};
 use crate::object::{CommandHeader, Completion, FailReason, Replicated};
 use crate::raft::{
     Entry, EntryKind, Envelope, Instant, LogIndex, NodeId, ProposeError, RaftNode, Term,
 };
+use crate::status::{PeerStatus, Status};
 
 /// The most queued commands one tick takes in, so a flood cannot starve the network.
 const COMMANDS_PER_TICK_MAX: usize = 10_000;
@@ -58,11 +61,15 @@ struct Forwarded {
 }
 
 /// Settings the engine reads on every tick.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub(crate) struct EngineSettings {
     pub(crate) commands_wait_leader: bool,
     pub(crate) call_timeout: Option<Duration>,
     pub(crate) backlog_max: usize,
+    pub(crate) on_state_changed: Option<OnStateChanged>,
+    pub(crate) on_ready: Option<OnReady>,
+    /// Set once the node has caught up with the leader the first time (PySyncObj `isReady`).
+    pub(crate) ready: Arc<AtomicBool>,
 }
 
 /// Everything the tick loop owns.
@@ -82,6 +89,7 @@ pub(crate) struct Engine<T: Replicated> {
     next_request: u64,
     recent: VecDeque<(LogIndex, Term, Result<Vec<u8>, FailReason>)>,
     last_leader: Option<NodeId>,
+    last_state: RaftState,
     incoming: Vec<Incoming>,
     /// Frames that did not decode, or came from unknown addresses.
     pub(crate) bad_frames: u64,
@@ -111,6 +119,7 @@ impl<T: Replicated> Engine<T> {
             next_request: 0,
             recent: VecDeque::new(),
             last_leader: None,
+            last_state: RaftState::Follower,
             incoming: Vec::new(),
             bad_frames: 0,
         }
@@ -138,6 +147,78 @@ impl<T: Replicated> Engine<T> {
         self.process_ready();
         self.watch_leader();
         self.expire_forwarded();
+        self.report_changes();
+    }
+
+    /// Runs `on_state_changed` on a role change and `on_ready` on the first catch-up.
+    fn report_changes(&mut self) {
+        let state = RaftState::from(self.raft.role());
+        if state != self.last_state {
+            let old = std::mem::replace(&mut self.last_state, state);
+            if let Some(callback) = &self.settings.on_state_changed {
+                callback(old, state);
+            }
+        }
+        let caught_up = self.raft.leader().is_some()
+            && self.raft.commit_index() > LogIndex::ZERO
+            && self.raft.applied_index() >= self.raft.commit_index();
+        if caught_up && !self.settings.ready.swap(true, Ordering::AcqRel) {
+            if let Some(callback) = &self.settings.on_ready {
+                callback();
+            }
+        }
+    }
+
+    /// Whether this node and the voters linked to it make a majority (PySyncObj `hasQuorum`).
+    pub(crate) fn has_quorum(&self) -> bool {
+        let me = self.raft.id();
+        let linked = self
+            .addresses
+            .by_id
+            .iter()
+            .filter(|&(&id, address)| id == me || self.transport.is_connected(address))
+            .count();
+        linked > self.addresses.by_id.len() / 2
+    }
+
+    /// The node's status report.
+    pub(crate) fn status(&self) -> Status {
+        let raft = &self.raft;
+        let progress: BTreeMap<NodeId, (LogIndex, LogIndex)> = raft
+            .progress()
+            .into_iter()
+            .map(|(id, next, matched)| (id, (next, matched)))
+            .collect();
+        let partner_nodes = self
+            .addresses
+            .by_id
+            .iter()
+            .filter(|&(&id, _)| id != raft.id())
+            .map(|(id, address)| PeerStatus {
+                node: address.clone(),
+                connected: self.transport.is_connected(address),
+                next_index: progress.get(id).map(|p| p.0.0),
+                match_index: progress.get(id).map(|p| p.1.0),
+            })
+            .collect();
+        Status {
+            self_node: self.addresses.by_id.get(&raft.id()).cloned(),
+            state: raft.role().into(),
+            leader: raft
+                .leader()
+                .and_then(|id| self.addresses.by_id.get(&id).cloned()),
+            has_quorum: self.has_quorum(),
+            partner_nodes,
+            log_len: raft.log_len() as u64,
+            last_applied: raft.applied_index().0,
+            commit_index: raft.commit_index().0,
+            raft_term: raft.term().0,
+            leader_commit_index: raft.commit_index().0,
+            uptime: self.started.elapsed(),
+            self_code_version: T::code_version(),
+            counters: raft.counters().into(),
+            ..Status::default()
+        }
     }
 
     fn on_frame(&mut self, incoming: Incoming) {

@@ -23,6 +23,7 @@ use self::engine::{Addresses, Engine, EngineSettings, Queued};
 use crate::conf::{ConfError, SyncObjConf};
 use crate::object::{Caller, Completion, FailReason, Replicated, Submit, TickHelp};
 use crate::raft::{Instant, LogIndex, Membership, NewNodeError, RaftNode, Restored, Term};
+use crate::status::Status;
 
 /// A node of a cluster that replicates a `T`.
 ///
@@ -60,6 +61,7 @@ struct Shared<T: Replicated> {
     ticking_thread: Mutex<Option<ThreadId>>,
     code_version: AtomicU32,
     stopped: AtomicBool,
+    ready: Arc<AtomicBool>,
 }
 
 impl<T: Replicated> SyncObj<T> {
@@ -94,11 +96,21 @@ impl<T: Replicated> SyncObj<T> {
         )?;
         let (queue, receiver) = crossbeam_channel::bounded(conf.commands_queue_size);
         let state = Arc::new(RwLock::new(state));
+        let ready = Arc::new(AtomicBool::new(false));
         let settings = EngineSettings {
             commands_wait_leader: conf.commands_wait_leader,
             call_timeout: conf.call_timeout,
             backlog_max: conf.commands_queue_size,
+            on_state_changed: conf.on_state_changed.clone(),
+            on_ready: conf.on_ready.clone(),
+            ready: Arc::clone(&ready),
         };
+        for option in conf.pending_options() {
+            tracing::warn!(
+                option,
+                "option accepted but not implemented yet in this release"
+            );
+        }
         let waker = transport.waker();
         let engine = Engine::new(
             raft,
@@ -119,6 +131,7 @@ impl<T: Replicated> SyncObj<T> {
             ticking_thread: Mutex::new(None),
             code_version: AtomicU32::new(0),
             stopped: AtomicBool::new(false),
+            ready,
         });
         let calls = T::Calls::from(Caller::new(Arc::clone(&shared) as Arc<dyn Submit>, 0));
         let node = SyncObj {
@@ -189,6 +202,52 @@ impl<T: Replicated> SyncObj<T> {
     /// The highest index this node applied.
     pub fn raft_last_applied(&self) -> LogIndex {
         self.shared.engine.lock().raft.applied_index()
+    }
+
+    /// Whether this node has caught up with a leader at least once (PySyncObj `isReady`).
+    pub fn is_ready(&self) -> bool {
+        self.shared.ready.load(Ordering::Acquire)
+    }
+
+    /// Whether this node and the voters linked to it make a majority.
+    pub fn has_quorum(&self) -> bool {
+        self.shared.engine.lock().has_quorum()
+    }
+
+    /// The node's status report; `Display` prints it as sorted `key: value` lines.
+    pub fn status(&self) -> Status {
+        self.shared.engine.lock().status()
+    }
+
+    /// Logs the status report through `tracing`, one line per key, at `info` level.
+    pub fn print_status(&self) {
+        for (key, value) in self.status().key_values() {
+            tracing::info!("{key}: {value}");
+        }
+    }
+
+    /// This node's address.
+    pub fn self_node(&self) -> String {
+        let engine = self.shared.engine.lock();
+        engine
+            .addresses
+            .by_id
+            .get(&engine.raft.id())
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// The other voting members' addresses.
+    pub fn other_nodes(&self) -> Vec<String> {
+        let engine = self.shared.engine.lock();
+        let me = engine.raft.id();
+        engine
+            .addresses
+            .by_id
+            .iter()
+            .filter(|&(&id, _)| id != me)
+            .map(|(_, a)| a.clone())
+            .collect()
     }
 
     /// Whether the link to `address` is up.
