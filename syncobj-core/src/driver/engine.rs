@@ -162,10 +162,11 @@ impl<T: Replicated> Engine<T> {
         let caught_up = self.raft.leader().is_some()
             && self.raft.commit_index() > LogIndex::ZERO
             && self.raft.applied_index() >= self.raft.commit_index();
-        if caught_up && !self.settings.ready.swap(true, Ordering::AcqRel) {
-            if let Some(callback) = &self.settings.on_ready {
-                callback();
-            }
+        if caught_up
+            && !self.settings.ready.swap(true, Ordering::AcqRel)
+            && let Some(callback) = &self.settings.on_ready
+        {
+            callback();
         }
     }
 
