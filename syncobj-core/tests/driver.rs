@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 use syncobj_core::conf::{RaftState, SyncObjConf};
-use syncobj_core::driver::{MemoryNetwork, SyncObj};
+use syncobj_core::driver::{Consumers, MemoryNetwork, SyncObj};
 use syncobj_core::object::{
     ApplyError, Call, Caller, FailReason, MethodSpec, ReplicatedMethods, ReplicatedState,
 };
@@ -390,4 +390,251 @@ fn isolation_loses_the_quorum() {
     network.isolate(ADDRESSES[0]);
     assert!(!nodes[0].has_quorum());
     assert!(nodes[1].has_quorum());
+}
+
+/// A second replicated type, used as a consumer and for code versions: `bump` has two
+/// versions, and version 1 adds ten.
+#[derive(Default, Serialize, Deserialize)]
+struct Versioned {
+    value: i64,
+}
+
+const BUMP_V0: MethodSpec = MethodSpec {
+    id: 0,
+    name: "bump",
+    version: 0,
+    fingerprint: 10,
+};
+const BUMP_V1: MethodSpec = MethodSpec {
+    id: 1,
+    name: "bump",
+    version: 1,
+    fingerprint: 11,
+};
+
+impl ReplicatedState for Versioned {
+    const NAME: &'static str = "Versioned";
+}
+
+impl ReplicatedMethods for Versioned {
+    const METHODS: &'static [MethodSpec] = &[BUMP_V0, BUMP_V1];
+    type Calls = VersionedCalls;
+
+    fn apply(&mut self, id: u16, _args: &[u8]) -> Result<Vec<u8>, ApplyError> {
+        self.value += match id {
+            0 => 1,
+            1 => 10,
+            other => return Err(ApplyError::UnknownMethod(other)),
+        };
+        Ok(rmp_serde::to_vec(&self.value).expect("an i64 encodes"))
+    }
+}
+
+struct VersionedCalls {
+    caller: Caller,
+}
+
+impl From<Caller> for VersionedCalls {
+    fn from(caller: Caller) -> Self {
+        VersionedCalls { caller }
+    }
+}
+
+impl VersionedCalls {
+    fn bump(&self) -> Call<i64> {
+        self.caller.call(&[BUMP_V0, BUMP_V1], &())
+    }
+}
+
+/// Consumers replicate beside the main object, each in its own command space, and a handle
+/// of the wrong type is refused.
+#[test]
+fn consumers_have_their_own_state() {
+    let network = MemoryNetwork::new();
+    let nodes: Vec<SyncObj<Counter>> = ADDRESSES
+        .iter()
+        .map(|&me| {
+            let partners = ADDRESSES
+                .iter()
+                .filter(|&&a| a != me)
+                .map(|&a| a.to_owned());
+            let consumers = Consumers::new()
+                .with(Versioned::default())
+                .with(Counter::default());
+            SyncObj::with_consumers(
+                me,
+                partners,
+                Counter::default(),
+                consumers,
+                conf(true),
+                network.endpoint(me),
+            )
+            .expect("a valid node")
+        })
+        .collect();
+    let versioned = nodes[1]
+        .consumer::<Versioned>(0)
+        .expect("consumer 0 is a Versioned");
+    let second = nodes[2]
+        .consumer::<Counter>(1)
+        .expect("consumer 1 is a Counter");
+    assert!(
+        nodes[0].consumer::<Counter>(0).is_none(),
+        "consumer 0 is not a Counter"
+    );
+    assert_eq!(
+        versioned.bump().wait_timeout(Duration::from_secs(10)),
+        Ok(1)
+    );
+    assert_eq!(second.add(5).wait_timeout(Duration::from_secs(10)), Ok(5));
+    assert_eq!(nodes[0].add(2).wait_timeout(Duration::from_secs(10)), Ok(2));
+    settle(&nodes);
+    for node in &nodes {
+        assert_eq!(node.read().value, 2);
+        assert_eq!(
+            node.consumer::<Versioned>(0).expect("present").read().value,
+            1
+        );
+        assert_eq!(
+            node.consumer::<Counter>(1).expect("present").read().value,
+            5
+        );
+    }
+}
+
+/// `set_code_version` is a replicated entry: every node switches to the new method version and
+/// reports it, and versions outside the code's range are refused at once.
+#[test]
+fn code_version_switches_every_node() {
+    let changes = Arc::new(Mutex::new(Vec::new()));
+    let recorder = Arc::clone(&changes);
+    let conf = conf(true).with_on_code_version_changed(move |old, new| {
+        recorder.lock().expect("not poisoned").push((old, new))
+    });
+    let network = MemoryNetwork::new();
+    let nodes: Vec<SyncObj<Versioned>> = ADDRESSES
+        .iter()
+        .map(|&me| {
+            let partners = ADDRESSES
+                .iter()
+                .filter(|&&a| a != me)
+                .map(|&a| a.to_owned());
+            SyncObj::with_transport(
+                me,
+                partners,
+                Versioned::default(),
+                conf.clone(),
+                network.endpoint(me),
+            )
+            .expect("a valid node")
+        })
+        .collect();
+    assert_eq!(nodes[0].bump().wait_timeout(Duration::from_secs(10)), Ok(1));
+    assert_eq!(
+        nodes[0]
+            .set_code_version(2)
+            .wait_timeout(Duration::from_secs(1)),
+        Err(FailReason::RequestDenied)
+    );
+    assert_eq!(
+        nodes[1]
+            .set_code_version(1)
+            .wait_timeout(Duration::from_secs(10)),
+        Ok(())
+    );
+    assert_eq!(nodes[1].code_version(), 1);
+    assert_eq!(
+        nodes[1].bump().wait_timeout(Duration::from_secs(10)),
+        Ok(11)
+    );
+    for node in &nodes {
+        node.bump()
+            .wait_timeout(Duration::from_secs(10))
+            .expect("the call succeeds");
+        assert_eq!(node.code_version(), 1);
+        assert_eq!(node.status().enabled_code_version, 1);
+    }
+    assert_eq!(
+        nodes[2]
+            .set_code_version(0)
+            .wait_timeout(Duration::from_secs(1)),
+        Err(FailReason::RequestDenied)
+    );
+    assert_eq!(*changes.lock().expect("not poisoned"), vec![(0, 1); 3]);
+}
+
+/// The previous release of [`Versioned`]: it knows only version 0 of `bump`.
+#[derive(Default, Serialize, Deserialize)]
+struct VersionedOld {
+    value: i64,
+}
+
+impl ReplicatedState for VersionedOld {
+    const NAME: &'static str = "Versioned";
+}
+
+impl ReplicatedMethods for VersionedOld {
+    const METHODS: &'static [MethodSpec] = &[BUMP_V0];
+    type Calls = VersionedCalls;
+
+    fn apply(&mut self, id: u16, _args: &[u8]) -> Result<Vec<u8>, ApplyError> {
+        match id {
+            0 => self.value += 1,
+            other => return Err(ApplyError::UnknownMethod(other)),
+        }
+        Ok(rmp_serde::to_vec(&self.value).expect("an i64 encodes"))
+    }
+}
+
+/// A node whose code lacks the version the cluster enabled stops applying at that entry and
+/// says so in its status, rather than diverge; the upgraded nodes go on.
+#[test]
+fn old_code_stalls_at_a_new_code_version() {
+    let network = MemoryNetwork::new();
+    let partners = |me: &str| {
+        ADDRESSES
+            .iter()
+            .filter(|&&a| a != me)
+            .map(|&a| a.to_owned())
+            .collect::<Vec<_>>()
+    };
+    let new: Vec<SyncObj<Versioned>> = ADDRESSES[..2]
+        .iter()
+        .map(|&me| {
+            SyncObj::with_transport(
+                me,
+                partners(me),
+                Versioned::default(),
+                conf(true),
+                network.endpoint(me),
+            )
+            .expect("a valid node")
+        })
+        .collect();
+    let me = ADDRESSES[2];
+    let old = SyncObj::with_transport(
+        me,
+        partners(me),
+        VersionedOld::default(),
+        conf(true),
+        network.endpoint(me),
+    )
+    .expect("a valid node");
+    assert_eq!(old.bump().wait_timeout(Duration::from_secs(10)), Ok(1));
+    assert_eq!(
+        new[0]
+            .set_code_version(1)
+            .wait_timeout(Duration::from_secs(10)),
+        Ok(())
+    );
+    assert_eq!(new[0].bump().wait_timeout(Duration::from_secs(10)), Ok(11));
+    assert_eq!(new[1].bump().wait_timeout(Duration::from_secs(10)), Ok(21));
+    let stalled = old.bump().wait_timeout(Duration::from_millis(300));
+    assert_eq!(
+        stalled,
+        Err(FailReason::Timeout),
+        "the old node applies nothing past the version entry"
+    );
+    assert_eq!(old.status().stalled_at_code_version, Some(1));
+    assert_eq!(old.read().value, 1);
 }

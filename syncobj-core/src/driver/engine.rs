@@ -2,19 +2,18 @@
 //! flight. Exactly one thread at a time runs [`Engine::tick`].
 
 use std::collections::{BTreeMap, VecDeque};
-use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::{Duration, Instant as StdInstant};
 
 use bytes::Bytes;
 use crossbeam_channel::Receiver;
-use parking_lot::RwLock;
 use syncobj_net::{Incoming, Transport};
 
+use super::objects::{ErasedObject, SET_CODE_VERSION, SYSTEM_OBJECT};
 use super::wire::{NodeMessage, Refusal};
-use crate::conf::{OnReady, OnStateChanged, RaftState};
-use crate::object::{CommandHeader, Completion, FailReason, Replicated};
+use crate::conf::{OnCodeVersionChanged, OnReady, OnStateChanged, RaftState};
+use crate::object::{CommandHeader, Completion, FailReason};
 use crate::raft::{
     Entry, EntryKind, Envelope, Instant, LogIndex, NodeId, ProposeError, RaftNode, Term,
 };
@@ -68,18 +67,24 @@ pub(crate) struct EngineSettings {
     pub(crate) backlog_max: usize,
     pub(crate) on_state_changed: Option<OnStateChanged>,
     pub(crate) on_ready: Option<OnReady>,
+    pub(crate) on_code_version_changed: Option<OnCodeVersionChanged>,
     /// Set once the node has caught up with the leader the first time (PySyncObj `isReady`).
     pub(crate) ready: Arc<AtomicBool>,
+    /// The code version the cluster enabled, as applied here; callers read it.
+    pub(crate) code_version: Arc<AtomicU32>,
 }
 
 /// Everything the tick loop owns.
-pub(crate) struct Engine<T: Replicated> {
+pub(crate) struct Engine {
     pub(crate) raft: RaftNode,
     transport: Box<dyn Transport>,
     pub(crate) addresses: Addresses,
-    state: Arc<RwLock<T>>,
+    /// The main object, then the consumers.
+    objects: Vec<Arc<dyn ErasedObject>>,
     queue: Receiver<Queued>,
     settings: EngineSettings,
+    /// The code version the cluster enabled that this code lacks; nothing is applied past it.
+    stalled_at: Option<u32>,
     started: StdInstant,
     /// Calls held until a leader is known (`commands_wait_leader`).
     backlog: VecDeque<Queued>,
@@ -95,23 +100,24 @@ pub(crate) struct Engine<T: Replicated> {
     pub(crate) bad_frames: u64,
 }
 
-impl<T: Replicated> Engine<T> {
+impl Engine {
     pub(crate) fn new(
         raft: RaftNode,
         transport: Box<dyn Transport>,
         addresses: Addresses,
-        state: Arc<RwLock<T>>,
+        objects: Vec<Arc<dyn ErasedObject>>,
         queue: Receiver<Queued>,
         settings: EngineSettings,
         started: StdInstant,
-    ) -> Engine<T> {
+    ) -> Engine {
         Engine {
             raft,
             transport,
             addresses,
-            state,
+            objects,
             queue,
             settings,
+            stalled_at: None,
             started,
             backlog: VecDeque::new(),
             placed: BTreeMap::new(),
@@ -216,7 +222,9 @@ impl<T: Replicated> Engine<T> {
             raft_term: raft.term().0,
             leader_commit_index: raft.commit_index().0,
             uptime: self.started.elapsed(),
-            self_code_version: T::code_version(),
+            self_code_version: self.self_code_version(),
+            enabled_code_version: self.settings.code_version.load(Ordering::Acquire),
+            stalled_at_code_version: self.stalled_at,
             counters: raft.counters().into(),
             ..Status::default()
         }
@@ -389,26 +397,81 @@ impl<T: Replicated> Engine<T> {
     }
 
     fn apply(&mut self, entries: Vec<Entry>) {
-        if entries.is_empty() {
-            return;
-        }
-        let mut state = self.state.write();
-        let mut outcomes = Vec::with_capacity(entries.len());
         for entry in entries {
+            if self.stalled_at.is_some() {
+                return;
+            }
             let outcome = match entry.kind {
-                EntryKind::Command => apply_command(&mut *state, &entry.data),
+                EntryKind::Command => self.apply_command(&entry.data),
                 EntryKind::Noop => Err(FailReason::Discarded),
             };
-            outcomes.push((entry.index, entry.term, outcome));
-        }
-        drop(state);
-        for (index, term, outcome) in outcomes {
-            self.complete_placed(index, term, &outcome);
-            self.recent.push_back((index, term, outcome));
+            if self.stalled_at.is_some() {
+                return;
+            }
+            self.complete_placed(entry.index, entry.term, &outcome);
+            self.recent.push_back((entry.index, entry.term, outcome));
             if self.recent.len() > RECENT_RESULTS_MAX {
                 self.recent.pop_front();
             }
         }
+    }
+
+    /// Runs one command on the object it names. A command this code cannot run (unknown
+    /// object or method, another signature) fails the same way on every node with that code.
+    fn apply_command(&mut self, command: &[u8]) -> Result<Vec<u8>, FailReason> {
+        let (header, args) =
+            CommandHeader::decode(command).map_err(|e| FailReason::BadArguments(e.to_string()))?;
+        if header.object == SYSTEM_OBJECT {
+            return self.apply_system(header.method, args);
+        }
+        match self.objects.get(usize::from(header.object)) {
+            Some(object) => object.apply(header, args),
+            None => Err(FailReason::BadArguments(format!(
+                "no replicated object number {}",
+                header.object
+            ))),
+        }
+    }
+
+    fn apply_system(&mut self, method: u16, args: &[u8]) -> Result<Vec<u8>, FailReason> {
+        if method != SET_CODE_VERSION {
+            return Err(FailReason::BadArguments(format!(
+                "no system command {method}"
+            )));
+        }
+        let (version,): (u32,) =
+            rmp_serde::from_slice(args).map_err(|e| FailReason::BadArguments(e.to_string()))?;
+        let enabled = self.settings.code_version.load(Ordering::Acquire);
+        if version < enabled {
+            return Err(FailReason::RequestDenied);
+        }
+        if version > self.self_code_version() {
+            // PySyncObj's rule: stop applying rather than run old code on a new log.
+            tracing::error!(
+                version,
+                own = self.self_code_version(),
+                "the cluster enabled a code version this node lacks; applying stops until it is upgraded"
+            );
+            self.stalled_at = Some(version);
+            self.raft.hold_applying();
+            return Err(FailReason::RequestDenied);
+        }
+        self.settings.code_version.store(version, Ordering::Release);
+        if version != enabled
+            && let Some(callback) = &self.settings.on_code_version_changed
+        {
+            callback(enabled, version);
+        }
+        Ok(rmp_serde::to_vec(&()).expect("unit encodes"))
+    }
+
+    /// The highest method version any object of this node knows (PySyncObj `self_code_version`).
+    pub(crate) fn self_code_version(&self) -> u32 {
+        self.objects
+            .iter()
+            .map(|o| o.code_version())
+            .max()
+            .unwrap_or(0)
     }
 
     fn complete_placed(
@@ -451,36 +514,4 @@ impl<T: Replicated> Engine<T> {
     pub(crate) fn is_connected(&self, address: &str) -> bool {
         self.transport.is_connected(address)
     }
-}
-
-/// Runs one command on the state. A panic is caught and becomes the call's failure, the same on
-/// every node, and the log moves on. A command this code cannot decode fails the same way.
-fn apply_command<T: Replicated>(state: &mut T, command: &[u8]) -> Result<Vec<u8>, FailReason> {
-    let (header, args) =
-        CommandHeader::decode(command).map_err(|e| FailReason::BadArguments(e.to_string()))?;
-    let Some(spec) = T::METHODS.get(usize::from(header.method)) else {
-        return Err(FailReason::BadArguments(format!(
-            "unknown method id {}",
-            header.method
-        )));
-    };
-    if spec.fingerprint != header.fingerprint {
-        return Err(FailReason::BadArguments(format!(
-            "method {} has another signature on this node",
-            spec.name
-        )));
-    }
-    match catch_unwind(AssertUnwindSafe(|| state.apply(header.method, args))) {
-        Ok(Ok(result)) => Ok(result),
-        Ok(Err(error)) => Err(FailReason::BadArguments(error.to_string())),
-        Err(panic) => Err(FailReason::Panicked(panic_text(panic.as_ref()))),
-    }
-}
-
-fn panic_text(panic: &(dyn std::any::Any + Send)) -> String {
-    panic
-        .downcast_ref::<&str>()
-        .map(|s| (*s).to_owned())
-        .or_else(|| panic.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "a non-string panic".to_owned())
 }

@@ -3,9 +3,11 @@
 
 mod engine;
 mod memory;
+mod objects;
 mod wire;
 
 pub use memory::{MemoryNetwork, MemoryTransport};
+pub use objects::{Consumer, Consumers};
 
 use std::ops::Deref;
 use std::sync::Arc;
@@ -20,8 +22,11 @@ use syncobj_net::{Transport, Wake};
 use thiserror::Error;
 
 use self::engine::{Addresses, Engine, EngineSettings, Queued};
+use self::objects::{ErasedObject, ObjectCell, SET_CODE_VERSION, SYSTEM_OBJECT};
 use crate::conf::{ConfError, SyncObjConf};
-use crate::object::{Caller, Completion, FailReason, Replicated, Submit, TickHelp};
+use crate::object::{
+    Call, Caller, Completion, FailReason, MethodSpec, Replicated, Submit, TickHelp,
+};
 use crate::raft::{Instant, LogIndex, Membership, NewNodeError, RaftNode, Restored, Term};
 use crate::status::Status;
 
@@ -32,7 +37,10 @@ use crate::status::Status;
 /// on this node with the value the method returned here. Reads go through [`read`](Self::read)
 /// and see this node's state, which may lag the leader's.
 pub struct SyncObj<T: Replicated> {
-    shared: Arc<Shared<T>>,
+    shared: Arc<Shared>,
+    main: Arc<ObjectCell<T>>,
+    /// The consumers, as given at construction.
+    consumers: Vec<Arc<dyn ErasedObject>>,
     calls: T::Calls,
     tick_thread: Mutex<Option<JoinHandle<()>>>,
 }
@@ -46,20 +54,22 @@ pub enum StartError {
     /// The Raft node could not be created.
     #[error(transparent)]
     Raft(#[from] NewNodeError),
+    /// More consumers than command headers can address.
+    #[error("{0} consumers; at most 65534 fit")]
+    TooManyConsumers(usize),
     /// The tick thread could not be spawned.
     #[error("cannot spawn the tick thread: {0}")]
     Thread(std::io::Error),
 }
 
-struct Shared<T: Replicated> {
-    engine: Mutex<Engine<T>>,
-    state: Arc<RwLock<T>>,
+struct Shared {
+    engine: Mutex<Engine>,
     queue: Sender<Queued>,
     waker: Arc<dyn Wake>,
     auto_tick: bool,
     tick_period: Duration,
     ticking_thread: Mutex<Option<ThreadId>>,
-    code_version: AtomicU32,
+    code_version: Arc<AtomicU32>,
     stopped: AtomicBool,
     ready: Arc<AtomicBool>,
 }
@@ -80,13 +90,39 @@ impl<T: Replicated> SyncObj<T> {
         conf: SyncObjConf,
         transport: impl Transport,
     ) -> Result<SyncObj<T>, StartError> {
+        SyncObj::with_consumers(
+            self_address,
+            partners,
+            state,
+            Consumers::new(),
+            conf,
+            transport,
+        )
+    }
+
+    /// Like [`with_transport`](Self::with_transport), with `consumers`: more replicated objects
+    /// on the same log, each with its own command space (PySyncObj's `consumers=[...]`). Reach
+    /// them with [`consumer`](Self::consumer).
+    ///
+    /// # Errors
+    /// [`StartError`] if the configuration is invalid or the tick thread cannot start.
+    pub fn with_consumers(
+        self_address: &str,
+        partners: impl IntoIterator<Item = impl Into<String>>,
+        state: T,
+        consumers: Consumers,
+        conf: SyncObjConf,
+        transport: impl Transport,
+    ) -> Result<SyncObj<T>, StartError> {
         conf.validate()?;
+        if consumers.len() >= usize::from(SYSTEM_OBJECT) {
+            return Err(StartError::TooManyConsumers(consumers.len()));
+        }
         let partners: Vec<String> = partners.into_iter().map(Into::into).collect();
         let addresses = Addresses::new(partners.into_iter().chain([self_address.to_owned()]));
         let id = addresses.by_address[self_address];
         let membership = Membership::new(addresses.by_id.keys().copied(), []);
         let seed = conf.seed.unwrap_or_else(|| seed_from_address(self_address));
-        let started = StdInstant::now();
         let raft = RaftNode::new(
             id,
             membership,
@@ -95,15 +131,23 @@ impl<T: Replicated> SyncObj<T> {
             Instant::ZERO,
         )?;
         let (queue, receiver) = crossbeam_channel::bounded(conf.commands_queue_size);
-        let state = Arc::new(RwLock::new(state));
+        let main = Arc::new(ObjectCell {
+            state: RwLock::new(state),
+        });
+        let mut objects: Vec<Arc<dyn ErasedObject>> =
+            vec![Arc::clone(&main) as Arc<dyn ErasedObject>];
+        objects.extend(consumers.cells.iter().cloned());
         let ready = Arc::new(AtomicBool::new(false));
+        let code_version = Arc::new(AtomicU32::new(0));
         let settings = EngineSettings {
             commands_wait_leader: conf.commands_wait_leader,
             call_timeout: conf.call_timeout,
             backlog_max: conf.commands_queue_size,
             on_state_changed: conf.on_state_changed.clone(),
             on_ready: conf.on_ready.clone(),
+            on_code_version_changed: conf.on_code_version_changed.clone(),
             ready: Arc::clone(&ready),
+            code_version: Arc::clone(&code_version),
         };
         for option in conf.pending_options() {
             tracing::warn!(
@@ -111,31 +155,38 @@ impl<T: Replicated> SyncObj<T> {
                 "option accepted but not implemented yet in this release"
             );
         }
+        for option in conf.ignored_options() {
+            tracing::info!(
+                option,
+                "option has no effect in syncobj (see its documentation)"
+            );
+        }
         let waker = transport.waker();
         let engine = Engine::new(
             raft,
             Box::new(transport),
             addresses,
-            Arc::clone(&state),
+            objects,
             receiver,
             settings,
-            started,
+            StdInstant::now(),
         );
         let shared = Arc::new(Shared {
             engine: Mutex::new(engine),
-            state,
             queue,
             waker,
             auto_tick: conf.auto_tick,
             tick_period: conf.auto_tick_period,
             ticking_thread: Mutex::new(None),
-            code_version: AtomicU32::new(0),
+            code_version,
             stopped: AtomicBool::new(false),
             ready,
         });
         let calls = T::Calls::from(Caller::new(Arc::clone(&shared) as Arc<dyn Submit>, 0));
         let node = SyncObj {
             shared,
+            main,
+            consumers: consumers.cells,
             calls,
             tick_thread: Mutex::new(None),
         };
@@ -143,6 +194,46 @@ impl<T: Replicated> SyncObj<T> {
             node.spawn_tick_thread()?;
         }
         Ok(node)
+    }
+
+    /// The consumer at `position` (0 is the first one given), if it holds a `C`.
+    pub fn consumer<C: Replicated>(&self, position: usize) -> Option<Consumer<C>> {
+        let cell = Arc::clone(self.consumers.get(position)?)
+            .as_any()
+            .downcast::<ObjectCell<C>>()
+            .ok()?;
+        let object = u16::try_from(position + 1).ok()?;
+        let calls = C::Calls::from(Caller::new(
+            Arc::clone(&self.shared) as Arc<dyn Submit>,
+            object,
+        ));
+        Some(Consumer { cell, calls })
+    }
+
+    /// Enables code version `version` on every node, as a replicated entry: from then on calls
+    /// run the highest version of each method at or below it. A node whose code lacks the
+    /// version stops applying at that entry and says so in its status and logs.
+    ///
+    /// Fails at once with [`FailReason::RequestDenied`] if `version` is above this node's own
+    /// code version or below the enabled one.
+    pub fn set_code_version(&self, version: u32) -> Call<()> {
+        let own = self.shared.engine.lock().self_code_version();
+        let caller = Caller::new(Arc::clone(&self.shared) as Arc<dyn Submit>, SYSTEM_OBJECT);
+        let spec = MethodSpec {
+            id: SET_CODE_VERSION,
+            name: "set_code_version",
+            version: 0,
+            fingerprint: 0,
+        };
+        if version > own || version < self.code_version() {
+            return caller.refuse(FailReason::RequestDenied);
+        }
+        caller.call(&[spec], &(version,))
+    }
+
+    /// The code version the cluster has enabled, as applied on this node.
+    pub fn code_version(&self) -> u32 {
+        self.shared.code_version.load(Ordering::Acquire)
     }
 
     fn spawn_tick_thread(&self) -> Result<(), StartError> {
@@ -172,7 +263,7 @@ impl<T: Replicated> SyncObj<T> {
 
     /// A read guard on this node's state. Hold it briefly: the tick loop waits for it to apply.
     pub fn read(&self) -> RwLockReadGuard<'_, T> {
-        self.shared.state.read()
+        self.main.state.read()
     }
 
     /// The leader's address as far as this node knows.
@@ -296,7 +387,7 @@ impl<T: Replicated> Drop for SyncObj<T> {
     }
 }
 
-impl<T: Replicated> Shared<T> {
+impl Shared {
     fn tick(&self, max_wait: Duration) {
         let mut engine = self.engine.lock();
         *self.ticking_thread.lock() = Some(std::thread::current().id());
@@ -309,7 +400,7 @@ impl<T: Replicated> Shared<T> {
     }
 }
 
-impl<T: Replicated> Submit for Shared<T> {
+impl Submit for Shared {
     fn submit(&self, command: Bytes, completion: Completion) {
         if self.stopped.load(Ordering::Acquire) {
             completion.complete(Err(FailReason::Shutdown));

@@ -126,6 +126,14 @@ impl Caller {
         Caller { submit, object }
     }
 
+    /// A call that has already failed with `reason`, for requests refused before submission.
+    pub fn refuse<R>(&self, reason: FailReason) -> Call<R>
+    where
+        R: DeserializeOwned + Send + 'static,
+    {
+        Call::failed(&self.submit, reason)
+    }
+
     /// Calls the highest of `versions` (ascending) that the cluster has enabled, with `args`.
     pub fn call<A, R>(&self, versions: &[MethodSpec], args: &A) -> Call<R>
     where

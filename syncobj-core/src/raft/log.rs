@@ -22,6 +22,8 @@ pub(crate) struct RaftLog {
     persisted: LogIndex,
     committed: LogIndex,
     applied: LogIndex,
+    /// Set when the driver can apply nothing more (its code is too old for the log).
+    apply_held: bool,
 }
 
 impl RaftLog {
@@ -36,6 +38,7 @@ impl RaftLog {
             persisted: last,
             committed,
             applied: LogIndex::ZERO,
+            apply_held: false,
         }
     }
 
@@ -204,7 +207,16 @@ impl RaftLog {
     }
 
     fn applicable_upto(&self) -> LogIndex {
-        self.committed.min(self.persisted)
+        if self.apply_held {
+            self.applied
+        } else {
+            self.committed.min(self.persisted)
+        }
+    }
+
+    /// Hands out no more entries for applying, for good.
+    pub(crate) fn hold_applying(&mut self) {
+        self.apply_held = true;
     }
 
     /// Every entry, oldest first.

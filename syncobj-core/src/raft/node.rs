@@ -234,6 +234,13 @@ impl RaftNode {
         }
     }
 
+    /// Stops handing out committed entries for good: the driver met an entry its code cannot
+    /// apply (a code version it lacks) and must stop rather than diverge. The node goes on
+    /// replicating, voting and committing.
+    pub fn hold_applying(&mut self) {
+        self.log.hold_applying();
+    }
+
     /// The earliest instant at which [`tick`](Self::tick) has something to do.
     pub fn next_deadline(&self) -> Option<Instant> {
         self.timers.next_deadline()

@@ -1,0 +1,134 @@
+//! The replicated objects of a node: the main one and its consumers (PySyncObj's
+//! `consumers=[...]`), each with its own command space, behind one type-erased interface.
+
+use std::any::Any;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
+
+use parking_lot::{RwLock, RwLockReadGuard};
+
+use crate::object::{CommandHeader, FailReason, Replicated};
+
+/// The object number that addresses the node itself (code versions), not a user object.
+pub(crate) const SYSTEM_OBJECT: u16 = u16::MAX;
+
+/// The `set_code_version` command of [`SYSTEM_OBJECT`].
+pub(crate) const SET_CODE_VERSION: u16 = 0;
+
+/// One replicated object, whatever its type.
+pub(crate) trait ErasedObject: Send + Sync {
+    /// Applies a command addressed to this object. A panic in the method is caught and becomes
+    /// the outcome, identical on every node.
+    fn apply(&self, header: CommandHeader, args: &[u8]) -> Result<Vec<u8>, FailReason>;
+
+    /// The highest method version this object's code knows.
+    fn code_version(&self) -> u32;
+
+    /// This object as `Any`, to hand out typed handles.
+    fn as_any(self: Arc<Self>) -> Arc<dyn Any + Send + Sync>;
+}
+
+/// A replicated object's state behind its lock.
+pub(crate) struct ObjectCell<T> {
+    pub(crate) state: RwLock<T>,
+}
+
+impl<T: Replicated> ErasedObject for ObjectCell<T> {
+    fn apply(&self, header: CommandHeader, args: &[u8]) -> Result<Vec<u8>, FailReason> {
+        let Some(spec) = T::METHODS.get(usize::from(header.method)) else {
+            return Err(FailReason::BadArguments(format!(
+                "{} has no method id {}",
+                T::NAME,
+                header.method
+            )));
+        };
+        if spec.fingerprint != header.fingerprint {
+            return Err(FailReason::BadArguments(format!(
+                "{}::{} has another signature on this node",
+                T::NAME,
+                spec.name
+            )));
+        }
+        let mut state = self.state.write();
+        match catch_unwind(AssertUnwindSafe(|| state.apply(header.method, args))) {
+            Ok(Ok(result)) => Ok(result),
+            Ok(Err(error)) => Err(FailReason::BadArguments(error.to_string())),
+            Err(panic) => Err(FailReason::Panicked(panic_text(panic.as_ref()))),
+        }
+    }
+
+    fn code_version(&self) -> u32 {
+        T::code_version()
+    }
+
+    fn as_any(self: Arc<Self>) -> Arc<dyn Any + Send + Sync> {
+        self
+    }
+}
+
+fn panic_text(panic: &(dyn Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a non-string panic".to_owned())
+}
+
+/// The consumers a node starts with, in order: PySyncObj's `consumers=[...]`.
+///
+/// ```
+/// # use syncobj_core::driver::Consumers;
+/// let consumers = Consumers::new();
+/// assert!(consumers.is_empty());
+/// ```
+#[derive(Default)]
+pub struct Consumers {
+    pub(crate) cells: Vec<Arc<dyn ErasedObject>>,
+}
+
+impl Consumers {
+    /// No consumers.
+    pub fn new() -> Consumers {
+        Consumers::default()
+    }
+
+    /// Adds a consumer holding `state`; it is number `len()` before the call.
+    #[must_use]
+    pub fn with<C: Replicated>(mut self, state: C) -> Consumers {
+        self.cells.push(Arc::new(ObjectCell {
+            state: RwLock::new(state),
+        }));
+        self
+    }
+
+    /// How many consumers there are.
+    pub fn len(&self) -> usize {
+        self.cells.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.cells.is_empty()
+    }
+}
+
+/// A handle on one consumer of a node: its calls (through `Deref`) and its state.
+pub struct Consumer<C: Replicated> {
+    pub(crate) cell: Arc<ObjectCell<C>>,
+    pub(crate) calls: C::Calls,
+}
+
+impl<C: Replicated> Consumer<C> {
+    /// A read guard on this node's copy of the consumer's state.
+    pub fn read(&self) -> RwLockReadGuard<'_, C> {
+        self.cell.state.read()
+    }
+}
+
+impl<C: Replicated> std::ops::Deref for Consumer<C> {
+    type Target = C::Calls;
+
+    fn deref(&self) -> &C::Calls {
+        &self.calls
+    }
+}
