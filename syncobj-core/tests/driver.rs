@@ -638,3 +638,83 @@ fn old_code_stalls_at_a_new_code_version() {
     assert_eq!(old.status().stalled_at_code_version, Some(1));
     assert_eq!(old.read().value, 1);
 }
+
+/// The leader of `nodes`, after a call proved one exists.
+fn leader_index(nodes: &[SyncObj<Counter>]) -> usize {
+    nodes[0]
+        .add(0)
+        .wait_timeout(Duration::from_secs(10))
+        .expect("a leader is elected");
+    nodes
+        .iter()
+        .position(|n| n.is_leader())
+        .expect("one node leads")
+}
+
+/// Calls `add(n)`, retrying while the call was lost to a change of leader, as a client would.
+fn add_retrying(node: &SyncObj<Counter>, n: i64) -> Result<i64, FailReason> {
+    for _ in 0..20 {
+        match node.add(n).wait_timeout(Duration::from_secs(10)) {
+            Err(FailReason::LeaderChanged | FailReason::NotLeader) => continue,
+            other => return other,
+        }
+    }
+    Err(FailReason::LeaderChanged)
+}
+
+/// A call appended by a leader that is then cut off is replaced by the new leader's entries:
+/// the caller learns `Discarded` once it rejoins.
+#[test]
+fn a_deposed_leaders_call_is_discarded() {
+    let (network, nodes) = cluster(&conf(true));
+    let old = leader_index(&nodes);
+    network.isolate(ADDRESSES[old]);
+    let (tx, rx) = std::sync::mpsc::channel();
+    // The test may end before the call does; a closed channel is fine then.
+    nodes[old].add(100).on_done(move |r| drop(tx.send(r)));
+    let other = (old + 1) % 3;
+    assert_eq!(
+        add_retrying(&nodes[other], 1),
+        Ok(1),
+        "the majority goes on"
+    );
+    network.reconnect(ADDRESSES[old]);
+    assert_eq!(
+        rx.recv_timeout(Duration::from_secs(10))
+            .expect("the call completes"),
+        Err(FailReason::Discarded)
+    );
+    assert_eq!(settle(&nodes), vec![1; 3]);
+}
+
+/// A call forwarded to a leader that went silent fails with `LeaderChanged` when another node
+/// takes over, instead of hanging.
+#[test]
+fn a_forwarded_call_fails_when_the_leader_changes() {
+    let (network, nodes) = cluster(&conf(true));
+    let old = leader_index(&nodes);
+    network.isolate(ADDRESSES[old]);
+    let follower = (old + 1) % 3;
+    let outcome = nodes[follower].add(5).wait_timeout(Duration::from_secs(10));
+    assert_eq!(outcome, Err(FailReason::LeaderChanged));
+}
+
+/// A forwarded call whose answer does not come within `call_timeout` fails with `Timeout`.
+#[test]
+fn a_forwarded_call_times_out() {
+    // Elections slow enough that the 5 ms deadline always passes before a new leader appears.
+    let conf = SyncObjConf {
+        call_timeout: Some(Duration::from_millis(5)),
+        raft_min_timeout: Duration::from_millis(500),
+        raft_max_timeout: Duration::from_millis(1000),
+        leader_fallback_timeout: Duration::from_millis(500),
+        connection_timeout: Duration::from_millis(1000),
+        ..conf(true)
+    };
+    let (network, nodes) = cluster(&conf);
+    let old = leader_index(&nodes);
+    network.isolate(ADDRESSES[old]);
+    let follower = (old + 1) % 3;
+    let outcome = nodes[follower].add(5).wait_timeout(Duration::from_secs(10));
+    assert_eq!(outcome, Err(FailReason::Timeout));
+}

@@ -2,6 +2,7 @@
 //! flight. Exactly one thread at a time runs [`Engine::tick`].
 
 use std::collections::{BTreeMap, VecDeque};
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::{Duration, Instant as StdInstant};
@@ -162,7 +163,7 @@ impl Engine {
         if state != self.last_state {
             let old = std::mem::replace(&mut self.last_state, state);
             if let Some(callback) = &self.settings.on_state_changed {
-                callback(old, state);
+                contain("on_state_changed", || callback(old, state));
             }
         }
         let caught_up = self.raft.leader().is_some()
@@ -172,7 +173,7 @@ impl Engine {
             && !self.settings.ready.swap(true, Ordering::AcqRel)
             && let Some(callback) = &self.settings.on_ready
         {
-            callback();
+            contain("on_ready", || callback());
         }
     }
 
@@ -460,7 +461,7 @@ impl Engine {
         if version != enabled
             && let Some(callback) = &self.settings.on_code_version_changed
         {
-            callback(enabled, version);
+            contain("on_code_version_changed", || callback(enabled, version));
         }
         Ok(rmp_serde::to_vec(&()).expect("unit encodes"))
     }
@@ -513,5 +514,15 @@ impl Engine {
     /// Whether `address` has a live link.
     pub(crate) fn is_connected(&self, address: &str) -> bool {
         self.transport.is_connected(address)
+    }
+}
+
+/// Runs a user callback on the tick thread; a panic in it is logged and contained.
+fn contain(name: &str, callback: impl FnOnce()) {
+    if catch_unwind(AssertUnwindSafe(callback)).is_err() {
+        tracing::error!(
+            callback = name,
+            "a user callback panicked; the panic was contained"
+        );
     }
 }

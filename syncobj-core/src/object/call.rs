@@ -4,6 +4,7 @@
 use std::fmt;
 use std::future::Future;
 use std::marker::PhantomData;
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::pin::Pin;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll, Waker};
@@ -205,7 +206,7 @@ impl Completion {
         match std::mem::replace(&mut *slot, Slot::Taken) {
             Slot::Callback(callback) => {
                 drop(slot);
-                callback(outcome);
+                run_callback(callback, outcome);
             }
             Slot::Waiting(waker) => {
                 *slot = Slot::Done(outcome);
@@ -357,6 +358,14 @@ impl<R: DeserializeOwned + Send + 'static> Future for Call<R> {
                 Poll::Pending
             }
         }
+    }
+}
+
+/// Runs a user's callback; a panic in it is logged and contained, so it cannot stop the tick
+/// thread that completes calls.
+fn run_callback(callback: Callback, outcome: Outcome) {
+    if catch_unwind(AssertUnwindSafe(|| callback(outcome))).is_err() {
+        tracing::error!("a call's on_done callback panicked; the panic was contained");
     }
 }
 
