@@ -78,8 +78,14 @@ pub(crate) struct EngineSettings {
 /// Everything the tick loop owns.
 pub(crate) struct Engine {
     pub(crate) raft: RaftNode,
-    transport: Box<dyn Transport>,
     pub(crate) addresses: Addresses,
+    /// Frames for the transport, sent by the tick loop after each iteration.
+    outbox: Vec<(String, Bytes)>,
+    /// Completions and callbacks of this iteration, run once the engine is unlocked so that
+    /// user code may call back into the node.
+    deferred: Vec<Deferred>,
+    /// Which peers had a live link at the last iteration.
+    links: BTreeMap<String, bool>,
     /// The main object, then the consumers.
     objects: Vec<Arc<dyn ErasedObject>>,
     queue: Receiver<Queued>,
@@ -96,7 +102,6 @@ pub(crate) struct Engine {
     recent: VecDeque<(LogIndex, Term, Result<Vec<u8>, FailReason>)>,
     last_leader: Option<NodeId>,
     last_state: RaftState,
-    incoming: Vec<Incoming>,
     /// Frames that did not decode, or came from unknown addresses.
     pub(crate) bad_frames: u64,
 }
@@ -104,17 +109,25 @@ pub(crate) struct Engine {
 impl Engine {
     pub(crate) fn new(
         raft: RaftNode,
-        transport: Box<dyn Transport>,
         addresses: Addresses,
         objects: Vec<Arc<dyn ErasedObject>>,
         queue: Receiver<Queued>,
         settings: EngineSettings,
         started: StdInstant,
     ) -> Engine {
+        let me = raft.id();
+        let links = addresses
+            .by_id
+            .iter()
+            .filter(|&(&id, _)| id != me)
+            .map(|(_, a)| (a.clone(), false))
+            .collect();
         Engine {
             raft,
-            transport,
             addresses,
+            outbox: Vec::new(),
+            deferred: Vec::new(),
+            links,
             objects,
             queue,
             settings,
@@ -127,7 +140,6 @@ impl Engine {
             recent: VecDeque::new(),
             last_leader: None,
             last_state: RaftState::Follower,
-            incoming: Vec::new(),
             bad_frames: 0,
         }
     }
@@ -136,18 +148,19 @@ impl Engine {
         Instant::from_nanos(u64::try_from(self.started.elapsed().as_nanos()).unwrap_or(u64::MAX))
     }
 
-    /// One iteration: wait for frames (at most `max_wait`, less if a Raft timer is due sooner),
-    /// handle them, take in queued calls, fire timers, and do what Raft asks.
-    pub(crate) fn tick(&mut self, max_wait: Duration) {
-        let wait = self.raft.next_deadline().map_or(max_wait, |d| {
+    /// How long the next poll may wait: at most `max_wait`, less if a Raft timer is due sooner.
+    pub(crate) fn poll_wait(&self, max_wait: Duration) -> Duration {
+        self.raft.next_deadline().map_or(max_wait, |d| {
             d.saturating_duration_since(self.now()).min(max_wait)
-        });
-        let mut incoming = std::mem::take(&mut self.incoming);
-        self.transport.poll(wait, &mut incoming);
+        })
+    }
+
+    /// One iteration after a poll: handle the frames that arrived, take in queued calls, fire
+    /// timers, do what Raft asks, and leave the frames to send in the outbox.
+    pub(crate) fn run(&mut self, incoming: &mut Vec<Incoming>, transport: &mut dyn Transport) {
         for frame in incoming.drain(..) {
             self.on_frame(frame);
         }
-        self.incoming = incoming;
         let now = self.now();
         self.raft.tick(now);
         self.take_calls();
@@ -155,6 +168,12 @@ impl Engine {
         self.watch_leader();
         self.expire_forwarded();
         self.report_changes();
+        for (to, frame) in self.outbox.drain(..) {
+            transport.send(&to, frame);
+        }
+        for (address, up) in &mut self.links {
+            *up = transport.is_connected(address);
+        }
     }
 
     /// Runs `on_state_changed` on a role change and `on_ready` on the first catch-up.
@@ -162,8 +181,8 @@ impl Engine {
         let state = RaftState::from(self.raft.role());
         if state != self.last_state {
             let old = std::mem::replace(&mut self.last_state, state);
-            if let Some(callback) = &self.settings.on_state_changed {
-                contain("on_state_changed", || callback(old, state));
+            if let Some(callback) = self.settings.on_state_changed.clone() {
+                self.defer("on_state_changed", move || callback(old, state));
             }
         }
         let caught_up = self.raft.leader().is_some()
@@ -171,9 +190,9 @@ impl Engine {
             && self.raft.applied_index() >= self.raft.commit_index();
         if caught_up
             && !self.settings.ready.swap(true, Ordering::AcqRel)
-            && let Some(callback) = &self.settings.on_ready
+            && let Some(callback) = self.settings.on_ready.clone()
         {
-            contain("on_ready", || callback());
+            self.defer("on_ready", move || callback());
         }
     }
 
@@ -184,7 +203,7 @@ impl Engine {
             .addresses
             .by_id
             .iter()
-            .filter(|&(&id, address)| id == me || self.transport.is_connected(address))
+            .filter(|&(&id, address)| id == me || self.is_connected(address))
             .count();
         linked > self.addresses.by_id.len() / 2
     }
@@ -204,7 +223,7 @@ impl Engine {
             .filter(|&(&id, _)| id != raft.id())
             .map(|(id, address)| PeerStatus {
                 node: address.clone(),
-                connected: self.transport.is_connected(address),
+                connected: self.is_connected(address),
                 next_index: progress.get(id).map(|p| p.0.0),
                 match_index: progress.get(id).map(|p| p.1.0),
             })
@@ -279,8 +298,12 @@ impl Engine {
         };
         match outcome {
             Ok((index, term)) => self.await_apply(index, term, forwarded.completion),
-            Err(Refusal::NotLeader) => forwarded.completion.complete(Err(FailReason::NotLeader)),
-            Err(Refusal::QueueFull) => forwarded.completion.complete(Err(FailReason::QueueFull)),
+            Err(Refusal::NotLeader) => {
+                self.finish(forwarded.completion, Err(FailReason::NotLeader))
+            }
+            Err(Refusal::QueueFull) => {
+                self.finish(forwarded.completion, Err(FailReason::QueueFull))
+            }
         }
     }
 
@@ -295,7 +318,7 @@ impl Engine {
             Some(_) => Err(FailReason::Discarded),
             None => Err(FailReason::Timeout),
         };
-        completion.complete(outcome);
+        self.finish(completion, outcome);
     }
 
     /// Takes queued calls: the leader appends them, a follower forwards them, and without a
@@ -313,7 +336,7 @@ impl Engine {
                 {
                     self.backlog.push_back((command, completion));
                 }
-                None => completion.complete(Err(FailReason::MissingLeader)),
+                None => self.finish(completion, Err(FailReason::MissingLeader)),
             }
         }
     }
@@ -325,9 +348,11 @@ impl Engine {
                 self.placed
                     .insert(position.index, (position.term, completion));
             }
-            Err(ProposeError::NotLeader { .. }) => completion.complete(Err(FailReason::NotLeader)),
+            Err(ProposeError::NotLeader { .. }) => {
+                self.finish(completion, Err(FailReason::NotLeader))
+            }
             Err(ProposeError::TooManyUncommitted { .. }) => {
-                completion.complete(Err(FailReason::QueueFull))
+                self.finish(completion, Err(FailReason::QueueFull))
             }
         }
     }
@@ -362,9 +387,7 @@ impl Engine {
             .collect();
         for request in lost {
             if let Some(forwarded) = self.forwarded.remove(&request) {
-                forwarded
-                    .completion
-                    .complete(Err(FailReason::LeaderChanged));
+                self.finish(forwarded.completion, Err(FailReason::LeaderChanged));
             }
         }
     }
@@ -379,7 +402,7 @@ impl Engine {
             .collect();
         for request in expired {
             if let Some(forwarded) = self.forwarded.remove(&request) {
-                forwarded.completion.complete(Err(FailReason::Timeout));
+                self.finish(forwarded.completion, Err(FailReason::Timeout));
             }
         }
     }
@@ -459,9 +482,11 @@ impl Engine {
         }
         self.settings.code_version.store(version, Ordering::Release);
         if version != enabled
-            && let Some(callback) = &self.settings.on_code_version_changed
+            && let Some(callback) = self.settings.on_code_version_changed.clone()
         {
-            contain("on_code_version_changed", || callback(enabled, version));
+            self.defer("on_code_version_changed", move || {
+                callback(enabled, version)
+            });
         }
         Ok(rmp_serde::to_vec(&()).expect("unit encodes"))
     }
@@ -485,16 +510,30 @@ impl Engine {
             return;
         };
         if expected == term {
-            completion.complete(outcome.clone());
+            self.finish(completion, outcome.clone());
         } else {
-            completion.complete(Err(FailReason::Discarded));
+            self.finish(completion, Err(FailReason::Discarded));
         }
     }
 
     fn send_to(&mut self, to: NodeId, message: &NodeMessage) {
         if let Some(address) = self.addresses.by_id.get(&to) {
-            self.transport.send(address, message.encode());
+            self.outbox.push((address.clone(), message.encode()));
         }
+    }
+
+    fn finish(&mut self, completion: Completion, outcome: Result<Vec<u8>, FailReason>) {
+        self.deferred.push(Deferred::Complete(completion, outcome));
+    }
+
+    fn defer(&mut self, name: &'static str, callback: impl FnOnce() + Send + 'static) {
+        self.deferred
+            .push(Deferred::Callback(name, Box::new(callback)));
+    }
+
+    /// The completions and callbacks of the last iteration, to run without the engine locked.
+    pub(crate) fn take_deferred(&mut self) -> Vec<Deferred> {
+        std::mem::take(&mut self.deferred)
     }
 
     /// Fails every call in flight: the node is shutting down.
@@ -511,18 +550,33 @@ impl Engine {
         }
     }
 
-    /// Whether `address` has a live link.
+    /// Whether `address` had a live link at the last iteration.
     pub(crate) fn is_connected(&self, address: &str) -> bool {
-        self.transport.is_connected(address)
+        self.links.get(address).copied().unwrap_or(false)
     }
 }
 
-/// Runs a user callback on the tick thread; a panic in it is logged and contained.
-fn contain(name: &str, callback: impl FnOnce()) {
-    if catch_unwind(AssertUnwindSafe(callback)).is_err() {
-        tracing::error!(
-            callback = name,
-            "a user callback panicked; the panic was contained"
-        );
+/// Work left for the tick thread to do once the engine is unlocked.
+pub(crate) enum Deferred {
+    /// Complete a call (its `on_done` callback, if any, runs now).
+    Complete(Completion, Result<Vec<u8>, FailReason>),
+    /// Run a configuration callback.
+    Callback(&'static str, Box<dyn FnOnce() + Send>),
+}
+
+impl Deferred {
+    /// Does the work; a panic in a user callback is logged and contained.
+    pub(crate) fn run(self) {
+        match self {
+            Deferred::Complete(completion, outcome) => completion.complete(outcome),
+            Deferred::Callback(name, callback) => {
+                if catch_unwind(AssertUnwindSafe(callback)).is_err() {
+                    tracing::error!(
+                        callback = name,
+                        "a user callback panicked; it was contained"
+                    );
+                }
+            }
+        }
     }
 }

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant as StdInstant};
 use bytes::Bytes;
 use crossbeam_channel::{Sender, TrySendError};
 use parking_lot::{Mutex, RwLock, RwLockReadGuard};
-use syncobj_net::{Transport, Wake};
+use syncobj_net::{Incoming, Transport, Wake};
 use thiserror::Error;
 
 use self::engine::{Addresses, Engine, EngineSettings, Queued};
@@ -63,6 +63,9 @@ pub enum StartError {
 }
 
 struct Shared {
+    /// The transport and the frames it delivered, locked by the ticking thread while it polls,
+    /// so that readers of the engine are never held up by a poll.
+    io: Mutex<Io>,
     engine: Mutex<Engine>,
     queue: Sender<Queued>,
     waker: Arc<dyn Wake>,
@@ -162,9 +165,12 @@ impl<T: Replicated> SyncObj<T> {
             );
         }
         let waker = transport.waker();
+        let io = Io {
+            transport: Box::new(transport),
+            incoming: Vec::new(),
+        };
         let engine = Engine::new(
             raft,
-            Box::new(transport),
             addresses,
             objects,
             receiver,
@@ -172,6 +178,7 @@ impl<T: Replicated> SyncObj<T> {
             StdInstant::now(),
         );
         let shared = Arc::new(Shared {
+            io: Mutex::new(io),
             engine: Mutex::new(engine),
             queue,
             waker,
@@ -387,11 +394,38 @@ impl<T: Replicated> Drop for SyncObj<T> {
     }
 }
 
+/// The transport and its receive buffer.
+struct Io {
+    transport: Box<dyn Transport>,
+    incoming: Vec<Incoming>,
+}
+
 impl Shared {
+    /// One tick: poll the transport without holding the engine, then run the engine.
     fn tick(&self, max_wait: Duration) {
-        let mut engine = self.engine.lock();
+        let mut io = self.io.lock();
+        self.tick_with(&mut io, max_wait);
+    }
+
+    fn tick_with(&self, io: &mut Io, max_wait: Duration) {
+        if self.stopped.load(Ordering::Acquire) {
+            return;
+        }
         *self.ticking_thread.lock() = Some(std::thread::current().id());
-        engine.tick(max_wait);
+        let wait = self.engine.lock().poll_wait(max_wait);
+        let Io {
+            transport,
+            incoming,
+        } = io;
+        transport.poll(wait, incoming);
+        let deferred = {
+            let mut engine = self.engine.lock();
+            engine.run(incoming, transport.as_mut());
+            engine.take_deferred()
+        };
+        for work in deferred {
+            work.run();
+        }
         *self.ticking_thread.lock() = None;
     }
 
@@ -428,11 +462,9 @@ impl Submit for Shared {
         if self.auto_tick || self.stopped.load(Ordering::Acquire) {
             return TickHelp::TickThreadRuns;
         }
-        match self.engine.try_lock() {
-            Some(mut engine) => {
-                *self.ticking_thread.lock() = Some(std::thread::current().id());
-                engine.tick(max_wait);
-                *self.ticking_thread.lock() = None;
+        match self.io.try_lock() {
+            Some(mut io) => {
+                self.tick_with(&mut io, max_wait);
                 TickHelp::Ticked
             }
             None => TickHelp::TickThreadRuns,
