@@ -1212,10 +1212,11 @@ fn randomized_seeds_pass_and_failures_print_replay() {
             at: Instant::ZERO,
             what: "example".to_owned(),
         },
+        replay_flags: " --level raft",
     };
     let shown = failure.to_string();
     assert!(
-        shown.contains("--seed 1234") && shown.contains("--nodes 5"),
+        shown.contains("--seed 1234") && shown.contains("--nodes 5 --level raft"),
         "{shown}"
     );
 }

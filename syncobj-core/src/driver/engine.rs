@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, VecDeque};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
-use std::time::{Duration, Instant as StdInstant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use crossbeam_channel::Receiver;
@@ -57,7 +57,7 @@ impl Addresses {
 struct Forwarded {
     completion: Completion,
     leader: NodeId,
-    deadline: Option<StdInstant>,
+    deadline: Option<Instant>,
 }
 
 /// Settings the engine reads on every tick.
@@ -73,6 +73,42 @@ pub(crate) struct EngineSettings {
     pub(crate) ready: Arc<AtomicBool>,
     /// The code version the cluster enabled, as applied here; callers read it.
     pub(crate) code_version: Arc<AtomicU32>,
+    /// A number that differs between incarnations of the node (random, or from the seed).
+    pub(crate) session: u64,
+}
+
+/// The most forwarded placements a leader remembers for answering duplicates.
+const PLACED_FORWARDS_MAX: usize = 16_384;
+
+/// A call placed in the log, waiting for its index to be applied.
+struct Placement {
+    term: Term,
+    completion: Completion,
+    /// When the caller stops waiting (`call_timeout`), if ever.
+    deadline: Option<Instant>,
+}
+
+/// How often deadlines of placed calls are checked.
+const DEADLINE_SCAN_INTERVAL: Duration = Duration::from_millis(100);
+
+/// Forwarded calls a leader placed in one term, by (follower, session, request).
+#[derive(Debug, Default)]
+struct PlacedForwards {
+    term: Term,
+    by_key: BTreeMap<(NodeId, u64, u64), (LogIndex, Term)>,
+    order: VecDeque<(NodeId, u64, u64)>,
+}
+
+impl PlacedForwards {
+    fn remember(&mut self, key: (NodeId, u64, u64), placement: (LogIndex, Term)) {
+        self.by_key.insert(key, placement);
+        self.order.push_back(key);
+        if self.order.len() > PLACED_FORWARDS_MAX
+            && let Some(oldest) = self.order.pop_front()
+        {
+            self.by_key.remove(&oldest);
+        }
+    }
 }
 
 /// Everything the tick loop owns.
@@ -92,13 +128,21 @@ pub(crate) struct Engine {
     settings: EngineSettings,
     /// The code version the cluster enabled that this code lacks; nothing is applied past it.
     stalled_at: Option<u32>,
-    started: StdInstant,
+    /// The time of the current iteration, on the driver's clock (zero when the node started).
+    now: Instant,
     /// Calls held until a leader is known (`commands_wait_leader`).
     backlog: VecDeque<Queued>,
-    /// Calls made here, placed at (index, term), waiting to be applied.
-    placed: BTreeMap<LogIndex, (Term, Completion)>,
+    /// Calls made here, placed at an index, waiting for it to be applied. Several calls can
+    /// wait on one index (placed in different terms); the one whose term is applied succeeds.
+    placed: BTreeMap<LogIndex, Vec<Placement>>,
+    /// When deadlines of placed calls are next checked.
+    next_deadline_scan: Instant,
     forwarded: BTreeMap<u64, Forwarded>,
     next_request: u64,
+    /// This incarnation's number, sent with forwarded calls.
+    session: u64,
+    /// On the leader: forwarded calls placed in the current term, to answer duplicates.
+    placed_forwards: PlacedForwards,
     recent: VecDeque<(LogIndex, Term, Result<Vec<u8>, FailReason>)>,
     last_leader: Option<NodeId>,
     last_state: RaftState,
@@ -113,8 +157,8 @@ impl Engine {
         objects: Vec<Arc<dyn ErasedObject>>,
         queue: Receiver<Queued>,
         settings: EngineSettings,
-        started: StdInstant,
     ) -> Engine {
+        let session = settings.session;
         let me = raft.id();
         let links = addresses
             .by_id
@@ -132,11 +176,14 @@ impl Engine {
             queue,
             settings,
             stalled_at: None,
-            started,
+            now: Instant::ZERO,
             backlog: VecDeque::new(),
             placed: BTreeMap::new(),
+            next_deadline_scan: Instant::ZERO,
             forwarded: BTreeMap::new(),
             next_request: 0,
+            session,
+            placed_forwards: PlacedForwards::default(),
             recent: VecDeque::new(),
             last_leader: None,
             last_state: RaftState::Follower,
@@ -145,19 +192,30 @@ impl Engine {
     }
 
     fn now(&self) -> Instant {
-        Instant::from_nanos(u64::try_from(self.started.elapsed().as_nanos()).unwrap_or(u64::MAX))
+        self.now
     }
 
     /// How long the next poll may wait: at most `max_wait`, less if a Raft timer is due sooner.
-    pub(crate) fn poll_wait(&self, max_wait: Duration) -> Duration {
-        self.raft.next_deadline().map_or(max_wait, |d| {
-            d.saturating_duration_since(self.now()).min(max_wait)
-        })
+    pub(crate) fn poll_wait(&self, now: Instant, max_wait: Duration) -> Duration {
+        self.raft
+            .next_deadline()
+            .map_or(max_wait, |d| d.saturating_duration_since(now).min(max_wait))
+    }
+
+    /// When the Raft node next needs a tick, if ever.
+    pub(crate) fn next_deadline(&self) -> Option<Instant> {
+        self.raft.next_deadline()
     }
 
     /// One iteration after a poll: handle the frames that arrived, take in queued calls, fire
     /// timers, do what Raft asks, and leave the frames to send in the outbox.
-    pub(crate) fn run(&mut self, incoming: &mut Vec<Incoming>, transport: &mut dyn Transport) {
+    pub(crate) fn run(
+        &mut self,
+        now: Instant,
+        incoming: &mut Vec<Incoming>,
+        transport: &mut dyn Transport,
+    ) {
+        self.now = self.now.max(now);
         for frame in incoming.drain(..) {
             self.on_frame(frame);
         }
@@ -167,6 +225,7 @@ impl Engine {
         self.process_ready();
         self.watch_leader();
         self.expire_forwarded();
+        self.settle_placements();
         self.report_changes();
         for (to, frame) in self.outbox.drain(..) {
             transport.send(&to, frame);
@@ -241,7 +300,7 @@ impl Engine {
             commit_index: raft.commit_index().0,
             raft_term: raft.term().0,
             leader_commit_index: raft.commit_index().0,
-            uptime: self.started.elapsed(),
+            uptime: self.now - Instant::ZERO,
             self_code_version: self.self_code_version(),
             enabled_code_version: self.settings.code_version.load(Ordering::Acquire),
             stalled_at_code_version: self.stalled_at,
@@ -258,9 +317,12 @@ impl Engine {
         };
         match NodeMessage::decode(&incoming.frame) {
             Ok(NodeMessage::Raft(envelope)) => self.on_raft(from, envelope),
-            Ok(NodeMessage::Forward { request, command }) => {
-                self.on_forward(from, request, command)
-            }
+            Ok(NodeMessage::Forward {
+                term,
+                session,
+                request,
+                command,
+            }) => self.on_forward(from, term, (session, request), command),
             Ok(NodeMessage::Placed { request, outcome }) => self.on_placed(request, outcome),
             Err(error) => {
                 self.bad_frames += 1;
@@ -282,14 +344,41 @@ impl Engine {
     }
 
     /// The leader places a follower's call and tells it where.
-    fn on_forward(&mut self, from: NodeId, request: u64, command: Bytes) {
-        let now = self.now();
-        let outcome = match self.raft.propose(command, now) {
-            Ok(position) => Ok((position.index, position.term)),
-            Err(ProposeError::NotLeader { .. }) => Err(Refusal::NotLeader),
-            Err(ProposeError::TooManyUncommitted { .. }) => Err(Refusal::QueueFull),
-        };
+    fn on_forward(&mut self, from: NodeId, term: Term, id: (u64, u64), command: Bytes) {
+        let outcome = self.place_forwarded(from, term, id, command);
+        let request = id.1;
         self.send_to(from, &NodeMessage::Placed { request, outcome });
+    }
+
+    /// Appends a forwarded call once: a duplicate of a call already placed in this term gets
+    /// the first placement back.
+    fn place_forwarded(
+        &mut self,
+        from: NodeId,
+        term: Term,
+        (session, request): (u64, u64),
+        command: Bytes,
+    ) -> Result<(LogIndex, Term), Refusal> {
+        if term != self.raft.term() || !self.raft.is_leader() {
+            return Err(Refusal::NotLeader);
+        }
+        if self.placed_forwards.term != term {
+            self.placed_forwards = PlacedForwards {
+                term,
+                ..PlacedForwards::default()
+            };
+        }
+        let key = (from, session, request);
+        if let Some(&placement) = self.placed_forwards.by_key.get(&key) {
+            return Ok(placement);
+        }
+        let position = match self.raft.propose(command, self.now) {
+            Ok(position) => (position.index, position.term),
+            Err(ProposeError::NotLeader { .. }) => return Err(Refusal::NotLeader),
+            Err(ProposeError::TooManyUncommitted { .. }) => return Err(Refusal::QueueFull),
+        };
+        self.placed_forwards.remember(key, position);
+        Ok(position)
     }
 
     fn on_placed(&mut self, request: u64, outcome: Result<(LogIndex, Term), Refusal>) {
@@ -310,7 +399,7 @@ impl Engine {
     /// Waits for (index, term) to be applied here; resolves at once if it already was.
     fn await_apply(&mut self, index: LogIndex, term: Term, completion: Completion) {
         if index > self.raft.applied_index() {
-            self.placed.insert(index, (term, completion));
+            self.place(index, term, completion);
             return;
         }
         let outcome = match self.recent.iter().find(|(i, _, _)| *i == index) {
@@ -345,8 +434,7 @@ impl Engine {
         let now = self.now();
         match self.raft.propose(command, now) {
             Ok(position) => {
-                self.placed
-                    .insert(position.index, (position.term, completion));
+                self.place(position.index, position.term, completion);
             }
             Err(ProposeError::NotLeader { .. }) => {
                 self.finish(completion, Err(FailReason::NotLeader))
@@ -360,7 +448,7 @@ impl Engine {
     fn forward(&mut self, leader: NodeId, command: Bytes, completion: Completion) {
         let request = self.next_request;
         self.next_request += 1;
-        let deadline = self.settings.call_timeout.map(|t| StdInstant::now() + t);
+        let deadline = self.settings.call_timeout.map(|t| self.now + t);
         self.forwarded.insert(
             request,
             Forwarded {
@@ -369,7 +457,16 @@ impl Engine {
                 deadline,
             },
         );
-        self.send_to(leader, &NodeMessage::Forward { request, command });
+        let (term, session) = (self.raft.term(), self.session);
+        self.send_to(
+            leader,
+            &NodeMessage::Forward {
+                term,
+                session,
+                request,
+                command,
+            },
+        );
     }
 
     /// A forwarded call whose leader changed will never hear back: fail it.
@@ -393,7 +490,7 @@ impl Engine {
     }
 
     fn expire_forwarded(&mut self) {
-        let now = StdInstant::now();
+        let now = self.now;
         let expired: Vec<u64> = self
             .forwarded
             .iter()
@@ -500,19 +597,55 @@ impl Engine {
             .unwrap_or(0)
     }
 
+    /// Completes the calls waiting on `index`: the one placed in `term` gets the outcome,
+    /// the others were replaced by it. Only an applied (so committed) entry settles a call:
+    /// an entry missing from this node's log may still be committed by a later leader.
     fn complete_placed(
         &mut self,
         index: LogIndex,
         term: Term,
         outcome: &Result<Vec<u8>, FailReason>,
     ) {
-        let Some((expected, completion)) = self.placed.remove(&index) else {
-            return;
+        for placement in self.placed.remove(&index).unwrap_or_default() {
+            let result = if placement.term == term {
+                outcome.clone()
+            } else {
+                Err(FailReason::Discarded)
+            };
+            self.finish(placement.completion, result);
+        }
+    }
+
+    /// Waits for `index` to be applied with `term`, or for the call's deadline.
+    fn place(&mut self, index: LogIndex, term: Term, completion: Completion) {
+        let deadline = self.settings.call_timeout.map(|t| self.now + t);
+        let placement = Placement {
+            term,
+            completion,
+            deadline,
         };
-        if expected == term {
-            self.finish(completion, outcome.clone());
-        } else {
-            self.finish(completion, Err(FailReason::Discarded));
+        self.placed.entry(index).or_default().push(placement);
+    }
+
+    /// Fails placed calls whose deadline passed: the caller stops waiting, though the call may
+    /// still be applied later.
+    fn settle_placements(&mut self) {
+        if self.now < self.next_deadline_scan {
+            return;
+        }
+        self.next_deadline_scan = self.now + DEADLINE_SCAN_INTERVAL;
+        let now = self.now;
+        let mut expired = Vec::new();
+        for waiting in self.placed.values_mut() {
+            let (late, on_time): (Vec<Placement>, Vec<Placement>) = std::mem::take(waiting)
+                .into_iter()
+                .partition(|p| p.deadline.is_some_and(|d| d <= now));
+            *waiting = on_time;
+            expired.extend(late);
+        }
+        self.placed.retain(|_, waiting| !waiting.is_empty());
+        for placement in expired {
+            self.finish(placement.completion, Err(FailReason::Timeout));
         }
     }
 
@@ -542,12 +675,30 @@ impl Engine {
         for (_, completion) in self.backlog.drain(..).chain(queued) {
             completion.complete(Err(FailReason::Shutdown));
         }
-        for (_, (_, completion)) in std::mem::take(&mut self.placed) {
-            completion.complete(Err(FailReason::Shutdown));
+        for placement in std::mem::take(&mut self.placed).into_values().flatten() {
+            placement.completion.complete(Err(FailReason::Shutdown));
         }
         for (_, forwarded) in std::mem::take(&mut self.forwarded) {
             forwarded.completion.complete(Err(FailReason::Shutdown));
         }
+    }
+
+    /// A one-line summary for diagnostics.
+    pub(crate) fn describe(&self) -> String {
+        format!(
+            "{:?} {} leader {:?} last {} commit {} applied {} placed {:?} forwarded {} backlog {} queued {} progress {:?}",
+            self.raft.role(),
+            self.raft.term(),
+            self.raft.leader(),
+            self.raft.last_index(),
+            self.raft.commit_index(),
+            self.raft.applied_index(),
+            self.placed.keys().take(3).collect::<Vec<_>>(),
+            self.forwarded.len(),
+            self.backlog.len(),
+            self.queue.len(),
+            self.raft.progress()
+        )
     }
 
     /// Whether `address` had a live link at the last iteration.

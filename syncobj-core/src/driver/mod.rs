@@ -1,9 +1,9 @@
 //! [`SyncObj`]: a node that holds a replicated object, takes calls from any thread, and runs the
 //! tick loop that drives Raft, the transport and the object.
 
-mod engine;
+pub(crate) mod engine;
 mod memory;
-mod objects;
+pub(crate) mod objects;
 mod wire;
 
 pub use memory::{MemoryNetwork, MemoryTransport};
@@ -75,6 +75,7 @@ struct Shared {
     code_version: Arc<AtomicU32>,
     stopped: AtomicBool,
     ready: Arc<AtomicBool>,
+    started: StdInstant,
 }
 
 impl<T: Replicated> SyncObj<T> {
@@ -151,6 +152,7 @@ impl<T: Replicated> SyncObj<T> {
             on_code_version_changed: conf.on_code_version_changed.clone(),
             ready: Arc::clone(&ready),
             code_version: Arc::clone(&code_version),
+            session: seed_from_address(self_address),
         };
         for option in conf.pending_options() {
             tracing::warn!(
@@ -169,14 +171,7 @@ impl<T: Replicated> SyncObj<T> {
             transport: Box::new(transport),
             incoming: Vec::new(),
         };
-        let engine = Engine::new(
-            raft,
-            addresses,
-            objects,
-            receiver,
-            settings,
-            StdInstant::now(),
-        );
+        let engine = Engine::new(raft, addresses, objects, receiver, settings);
         let shared = Arc::new(Shared {
             io: Mutex::new(io),
             engine: Mutex::new(engine),
@@ -188,6 +183,7 @@ impl<T: Replicated> SyncObj<T> {
             code_version,
             stopped: AtomicBool::new(false),
             ready,
+            started: StdInstant::now(),
         });
         let calls = T::Calls::from(Caller::new(Arc::clone(&shared) as Arc<dyn Submit>, 0));
         let node = SyncObj {
@@ -412,7 +408,7 @@ impl Shared {
             return;
         }
         *self.ticking_thread.lock() = Some(std::thread::current().id());
-        let wait = self.engine.lock().poll_wait(max_wait);
+        let wait = self.engine.lock().poll_wait(self.now(), max_wait);
         let Io {
             transport,
             incoming,
@@ -420,13 +416,18 @@ impl Shared {
         transport.poll(wait, incoming);
         let deferred = {
             let mut engine = self.engine.lock();
-            engine.run(incoming, transport.as_mut());
+            engine.run(self.now(), incoming, transport.as_mut());
             engine.take_deferred()
         };
         for work in deferred {
             work.run();
         }
         *self.ticking_thread.lock() = None;
+    }
+
+    /// The node's clock: time since it started.
+    fn now(&self) -> Instant {
+        Instant::from_nanos(u64::try_from(self.started.elapsed().as_nanos()).unwrap_or(u64::MAX))
     }
 
     fn on_tick_thread(&self) -> bool {

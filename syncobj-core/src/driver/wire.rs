@@ -12,6 +12,11 @@ pub(crate) enum NodeMessage {
     Raft(Envelope),
     /// A follower hands a call to the leader.
     Forward {
+        /// The term in which the follower saw the receiver lead; a leader refuses forwards of
+        /// other terms, so a stale or duplicated frame cannot place a call twice.
+        term: Term,
+        /// The follower's incarnation: request numbers restart with it.
+        session: u64,
         /// The follower's number for the call.
         request: u64,
         /// The encoded command.

@@ -23,6 +23,7 @@
 
 mod checker;
 mod cluster;
+mod driven;
 mod net;
 mod node;
 mod run;
@@ -30,6 +31,7 @@ mod trace;
 
 pub use checker::Violation;
 pub use cluster::{CallOutcome, Cluster, ClusterConfig, ClusterStats};
+pub use driven::{DriverRunReport, run_driver_seed};
 pub use net::{NetConfig, NetStats};
 pub use run::{Faults, RunReport, SeedFailure, SimConfig, run_seed};
 pub use trace::{TraceEvent, TraceSink};

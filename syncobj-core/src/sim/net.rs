@@ -10,6 +10,24 @@ use rand_chacha::ChaCha8Rng;
 
 use crate::raft::{Envelope, Instant, NodeId};
 
+/// A message the simulated network can carry: it names its sender and receiver.
+pub(crate) trait Routed: Clone {
+    /// The sending node.
+    fn from(&self) -> NodeId;
+    /// The receiving node.
+    fn to(&self) -> NodeId;
+}
+
+impl Routed for Envelope {
+    fn from(&self) -> NodeId {
+        self.from
+    }
+
+    fn to(&self) -> NodeId {
+        self.to
+    }
+}
+
 /// How the network treats messages. Probabilities are in `[0, 1]`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct NetConfig {
@@ -65,10 +83,10 @@ fn pick(rng: &mut ChaCha8Rng, choices: &[f64]) -> f64 {
 
 /// Messages in flight, ordered by delivery time then by sending order.
 #[derive(Debug)]
-pub(crate) struct SimNet {
+pub(crate) struct SimNet<M: Routed = Envelope> {
     pub(crate) config: NetConfig,
     in_flight: BinaryHeap<Reverse<(Instant, u64)>>,
-    messages: BTreeMap<u64, Envelope>,
+    messages: BTreeMap<u64, M>,
     next_seq: u64,
     /// Each node's side of the current partition; nodes on different sides cannot talk.
     sides: BTreeMap<NodeId, u32>,
@@ -90,8 +108,8 @@ pub struct NetStats {
     pub duplicated: u64,
 }
 
-impl SimNet {
-    pub(crate) fn new(config: NetConfig) -> SimNet {
+impl<M: Routed> SimNet<M> {
+    pub(crate) fn new(config: NetConfig) -> SimNet<M> {
         SimNet {
             config,
             in_flight: BinaryHeap::new(),
@@ -104,9 +122,10 @@ impl SimNet {
     }
 
     /// Puts a message on the wire at `now`; it may be lost, delayed or duplicated.
-    pub(crate) fn send(&mut self, envelope: Envelope, now: Instant, rng: &mut ChaCha8Rng) {
+    pub(crate) fn send(&mut self, envelope: M, now: Instant, rng: &mut ChaCha8Rng) {
         self.stats.sent += 1;
-        if !self.connected(envelope.from, envelope.to) || rng.random_bool(self.config.drop_rate) {
+        if !self.connected(envelope.from(), envelope.to()) || rng.random_bool(self.config.drop_rate)
+        {
             self.stats.dropped += 1;
             return;
         }
@@ -119,11 +138,11 @@ impl SimNet {
         self.enqueue(envelope, at);
     }
 
-    fn arrival(&mut self, envelope: &Envelope, now: Instant, rng: &mut ChaCha8Rng) -> Instant {
+    fn arrival(&mut self, envelope: &M, now: Instant, rng: &mut ChaCha8Rng) -> Instant {
         let mut at = now + self.delay(rng);
         let tail = self
             .link_tail
-            .entry((envelope.from, envelope.to))
+            .entry((envelope.from(), envelope.to()))
             .or_insert(Instant::ZERO);
         if !self.config.reorder {
             at = at.max(*tail);
@@ -140,7 +159,7 @@ impl SimNet {
         rng.random_range(c.delay_min..=c.delay_max.max(c.delay_min))
     }
 
-    fn enqueue(&mut self, envelope: Envelope, at: Instant) {
+    fn enqueue(&mut self, envelope: M, at: Instant) {
         let seq = self.next_seq;
         self.next_seq += 1;
         self.messages.insert(seq, envelope);
@@ -153,13 +172,13 @@ impl SimNet {
     }
 
     /// Takes the next message to arrive, unless a partition formed while it was in flight.
-    pub(crate) fn pop(&mut self) -> Option<Envelope> {
+    pub(crate) fn pop(&mut self) -> Option<M> {
         let Reverse((_, seq)) = self.in_flight.pop()?;
         let envelope = self
             .messages
             .remove(&seq)
             .expect("every queued sequence number has its message");
-        if self.connected(envelope.from, envelope.to) {
+        if self.connected(envelope.from(), envelope.to()) {
             Some(envelope)
         } else {
             self.stats.dropped += 1;

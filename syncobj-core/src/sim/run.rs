@@ -110,14 +110,16 @@ pub struct SeedFailure {
     pub nodes: usize,
     /// What broke.
     pub violation: Violation,
+    /// Extra `syncobj-sim` flags that select the kind of run that failed.
+    pub replay_flags: &'static str,
 }
 
 impl fmt::Display for SeedFailure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "seed={} violation {}\n  replay: cargo run --release --bin syncobj-sim -- --seed {} --nodes {}",
-            self.seed, self.violation, self.seed, self.nodes
+            "seed={} violation {}\n  replay: cargo run --release --bin syncobj-sim -- --seed {} --nodes {}{}",
+            self.seed, self.violation, self.seed, self.nodes, self.replay_flags
         )
     }
 }
@@ -151,6 +153,7 @@ pub fn run_seed(
         seed,
         nodes: config.nodes,
         violation,
+        replay_flags: " --level raft",
     })
 }
 

@@ -1,0 +1,580 @@
+//! Driver-level runs: whole nodes — the `SyncObj` engine with its command queue, call
+//! forwarding, completions and a replicated object — on the simulated network and clock.
+//!
+//! Each seed makes replicated calls from every node while the network partitions, loses,
+//! duplicates and delays frames; then it heals and checks that every node holds the same state
+//! and that every successful call returned what a sequential replay of the committed log gives.
+//! Nodes do not crash in these runs: the engine keeps its log in memory until the journal
+//! exists, and a node that forgets its vote is not a Raft node.
+
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use bytes::Bytes;
+use crossbeam_channel::Sender;
+use parking_lot::RwLock;
+use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+use syncobj_net::{Incoming, Transport, Wake};
+
+use super::checker::{Checker, Violation};
+use super::net::{NetConfig, Routed, SimNet};
+use super::run::{SeedFailure, SimConfig};
+use crate::driver::engine::{Addresses, Engine, EngineSettings, Queued};
+use crate::driver::objects::{ErasedObject, ObjectCell};
+use crate::object::{
+    ApplyError, Call, Caller, CommandHeader, Completion, FailReason, MethodSpec, ReplicatedMethods,
+    ReplicatedState, Submit, TickHelp,
+};
+use crate::raft::{EntryKind, Instant, Membership, NodeId, RaftNode, Restored};
+
+/// What one driver-level seed did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DriverRunReport {
+    /// The seed.
+    pub seed: u64,
+    /// Events processed.
+    pub steps: u64,
+    /// Calls that returned a result, each checked against the sequential replay.
+    pub calls_succeeded: u64,
+    /// Calls that failed with a reason (lost leader, time-out...).
+    pub calls_failed: u64,
+    /// Entries committed.
+    pub committed: u64,
+}
+
+/// Runs one driver-level seed.
+///
+/// # Errors
+/// The [`SeedFailure`] naming the first violation.
+pub fn run_driver_seed(seed: u64, config: &SimConfig) -> Result<DriverRunReport, SeedFailure> {
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        DriverSim::new(seed, config).run()
+    }));
+    let result = outcome.unwrap_or_else(|_| {
+        Err(Violation {
+            at: Instant::ZERO,
+            what: "panic in a driver-level run".into(),
+        })
+    });
+    result.map_err(|violation| SeedFailure {
+        seed,
+        nodes: config.nodes,
+        violation,
+        replay_flags: " --level driver",
+    })
+}
+
+/// The replicated object of the run: a running total; `add(n)` returns the total after it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+struct Total {
+    value: i64,
+}
+
+const ADD: MethodSpec = MethodSpec {
+    id: 0,
+    name: "add",
+    version: 0,
+    fingerprint: 0x5EED,
+};
+
+impl ReplicatedState for Total {
+    const NAME: &'static str = "Total";
+}
+
+impl ReplicatedMethods for Total {
+    const METHODS: &'static [MethodSpec] = &[ADD];
+    type Calls = TotalCalls;
+
+    fn apply(&mut self, id: u16, args: &[u8]) -> Result<Vec<u8>, ApplyError> {
+        if id != ADD.id {
+            return Err(ApplyError::UnknownMethod(id));
+        }
+        let (n,): (i64,) = rmp_serde::from_slice(args).map_err(|e| ApplyError::BadArguments {
+            method: "add",
+            reason: e.to_string(),
+        })?;
+        self.value += n;
+        rmp_serde::to_vec(&self.value).map_err(|e| ApplyError::BadResult {
+            method: "add",
+            reason: e.to_string(),
+        })
+    }
+}
+
+struct TotalCalls {
+    caller: Caller,
+}
+
+impl From<Caller> for TotalCalls {
+    fn from(caller: Caller) -> Self {
+        TotalCalls { caller }
+    }
+}
+
+impl TotalCalls {
+    fn add(&self, n: i64) -> Call<i64> {
+        self.caller.call(&[ADD], &(n,))
+    }
+}
+
+/// Queues calls for a simulated node; the simulation runs the node right after.
+struct SimSubmit {
+    queue: Sender<Queued>,
+}
+
+impl Submit for SimSubmit {
+    fn submit(&self, command: Bytes, completion: Completion) {
+        if let Err(error) = self.queue.try_send((command, completion)) {
+            let (_, completion) = error.into_inner();
+            completion.complete(Err(FailReason::QueueFull));
+        }
+    }
+
+    fn enabled_code_version(&self) -> u32 {
+        0
+    }
+
+    fn help_while_waiting(&self, _max_wait: Duration) -> TickHelp {
+        TickHelp::TickThreadRuns
+    }
+}
+
+/// A frame between two simulated nodes.
+#[derive(Clone, Debug)]
+struct Frame {
+    from: NodeId,
+    to: NodeId,
+    bytes: Bytes,
+}
+
+impl Routed for Frame {
+    fn from(&self) -> NodeId {
+        self.from
+    }
+
+    fn to(&self) -> NodeId {
+        self.to
+    }
+}
+
+/// The transport handed to an engine for one iteration: it collects what the engine sends.
+#[derive(Default)]
+struct Outbox {
+    frames: Vec<(String, Bytes)>,
+}
+
+struct NoWake;
+
+impl Wake for NoWake {
+    fn wake(&self) {}
+}
+
+impl Transport for Outbox {
+    fn send(&mut self, to: &str, frame: Bytes) -> bool {
+        self.frames.push((to.to_owned(), frame));
+        true
+    }
+
+    fn poll(&mut self, _timeout: Duration, _out: &mut Vec<Incoming>) {}
+
+    fn waker(&self) -> Arc<dyn Wake> {
+        Arc::new(NoWake)
+    }
+
+    fn is_connected(&self, _node: &str) -> bool {
+        true
+    }
+}
+
+struct SimDriverNode {
+    engine: Engine,
+    state: Arc<ObjectCell<Total>>,
+    calls: TotalCalls,
+}
+
+/// The outcome of each call, by its argument (unique per call).
+type Outcomes = Arc<Mutex<BTreeMap<i64, Result<i64, FailReason>>>>;
+
+struct DriverSim {
+    seed: u64,
+    fault_duration: Duration,
+    liveness_timeout: Duration,
+    now: Instant,
+    rng: ChaCha8Rng,
+    nodes: BTreeMap<NodeId, SimDriverNode>,
+    addresses: BTreeMap<String, NodeId>,
+    net: SimNet<Frame>,
+    /// Nodes to run at a given time because calls were queued on them.
+    wakeups: BinaryHeap<Reverse<(Instant, NodeId)>>,
+    checker: Checker,
+    outcomes: Outcomes,
+    next_argument: i64,
+    steps: u64,
+}
+
+impl DriverSim {
+    fn new(seed: u64, config: &SimConfig) -> DriverSim {
+        let names: Vec<String> = (1..=config.nodes).map(|i| format!("n{i:03}")).collect();
+        let addresses = Addresses::new(names.iter().cloned());
+        let ids: BTreeMap<String, NodeId> = addresses.by_address.clone();
+        let nodes = ids
+            .values()
+            .map(|&id| (id, build_node(seed, id, &names, &config.raft)))
+            .collect();
+        DriverSim {
+            seed,
+            fault_duration: config.fault_duration,
+            liveness_timeout: config.liveness_timeout,
+            now: Instant::ZERO,
+            rng: ChaCha8Rng::seed_from_u64(seed ^ 0xD21E_5EED),
+            nodes,
+            addresses: ids,
+            net: SimNet::new(NetConfig::reliable()),
+            wakeups: BinaryHeap::new(),
+            checker: Checker::default(),
+            outcomes: Arc::new(Mutex::new(BTreeMap::new())),
+            next_argument: 0,
+            steps: 0,
+        }
+    }
+
+    fn run(mut self) -> Result<DriverRunReport, Violation> {
+        self.fault_phase()?;
+        self.liveness_phase()?;
+        self.check_states()?;
+        let committed = self
+            .nodes
+            .values()
+            .map(|n| n.engine.raft.commit_index().0)
+            .max()
+            .unwrap_or(0);
+        let outcomes = self.outcomes.lock().unwrap_or_else(PoisonError::into_inner);
+        let succeeded = outcomes.values().filter(|o| o.is_ok()).count() as u64;
+        Ok(DriverRunReport {
+            seed: self.seed,
+            steps: self.steps,
+            calls_succeeded: succeeded,
+            calls_failed: outcomes.len() as u64 - succeeded,
+            committed,
+        })
+    }
+
+    fn fault_phase(&mut self) -> Result<(), Violation> {
+        let end = self.now + self.fault_duration;
+        let mut next_call = self.now;
+        let mut next_fault = self.now + Duration::from_millis(500);
+        while self.now < end {
+            self.run_until(next_call.min(next_fault).min(end))?;
+            if self.now >= next_call {
+                self.call_somewhere();
+                next_call = self.now + Duration::from_micros(self.rng.random_range(100..=20_000));
+            }
+            if self.now >= next_fault {
+                self.inject_fault();
+                next_fault = self.now + Duration::from_millis(self.rng.random_range(50..=3000));
+            }
+        }
+        Ok(())
+    }
+
+    /// A call at a random node with a fresh argument; its outcome is recorded when it completes.
+    fn call_somewhere(&mut self) {
+        let ids: Vec<NodeId> = self.nodes.keys().copied().collect();
+        let id = ids[self.rng.random_range(0..ids.len())];
+        self.next_argument += 1;
+        let argument = self.next_argument;
+        let outcomes = Arc::clone(&self.outcomes);
+        if let Some(node) = self.nodes.get(&id) {
+            node.calls.add(argument).on_done(move |outcome| {
+                outcomes
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .insert(argument, outcome);
+            });
+        }
+        self.wakeups.push(Reverse((self.now, id)));
+    }
+
+    fn inject_fault(&mut self) {
+        match self.rng.random_range(0..4) {
+            0 => {
+                let mut ids: Vec<NodeId> = self.nodes.keys().copied().collect();
+                ids.shuffle(&mut self.rng);
+                let cut = self.rng.random_range(1..ids.len().max(2));
+                let (a, b) = ids.split_at(cut.min(ids.len()));
+                self.net.partition(&[a.to_vec(), b.to_vec()]);
+            }
+            1 => self.net.heal(),
+            2 => self.net.config = NetConfig::random(&mut self.rng),
+            _ => self.net.config = NetConfig::reliable(),
+        }
+    }
+
+    /// Heals everything, then requires one successful call from every node and the nodes to
+    /// agree on the committed log within the liveness timeout.
+    fn liveness_phase(&mut self) -> Result<(), Violation> {
+        self.net.heal();
+        self.net.config = NetConfig::reliable();
+        let deadline = self.now + self.liveness_timeout;
+        let ids: Vec<NodeId> = self.nodes.keys().copied().collect();
+        for id in ids {
+            loop {
+                self.next_argument += 1;
+                let argument = self.next_argument;
+                let outcome = Arc::new(Mutex::new(None));
+                let slot = Arc::clone(&outcome);
+                if let Some(node) = self.nodes.get(&id) {
+                    node.calls.add(argument).on_done(move |o| {
+                        *slot.lock().unwrap_or_else(PoisonError::into_inner) = Some(o)
+                    });
+                }
+                self.wakeups.push(Reverse((self.now, id)));
+                while outcome
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .is_none()
+                {
+                    if self.now >= deadline {
+                        return Err(self.violation(format!(
+                            "liveness: a call on {id} did not complete after healing ({})",
+                            self.describe()
+                        )));
+                    }
+                    let step_end = self.now + Duration::from_millis(5);
+                    self.run_until(step_end)?;
+                }
+                let done = outcome
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .take();
+                if let Some(result) = done {
+                    self.outcomes
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .insert(argument, result.clone());
+                    if result.is_ok() {
+                        break;
+                    }
+                }
+            }
+        }
+        // Let the last commit reach every node.
+        let settle_end = self.now + Duration::from_secs(2);
+        self.run_until(settle_end)
+    }
+
+    /// Every node holds the same total, every node's log agrees, and every successful call
+    /// returned what a sequential replay of the committed log returns for it.
+    fn check_states(&self) -> Result<(), Violation> {
+        let totals: Vec<i64> = self
+            .nodes
+            .values()
+            .map(|n| n.state.state.read().value)
+            .collect();
+        if totals.windows(2).any(|w| w[0] != w[1]) {
+            return Err(self.violation(format!("nodes disagree once quiet: totals {totals:?}")));
+        }
+        let replay = self.replay()?;
+        let outcomes = self.outcomes.lock().unwrap_or_else(PoisonError::into_inner);
+        for (argument, outcome) in outcomes.iter() {
+            if let Ok(result) = outcome
+                && replay.get(argument) != Some(result)
+            {
+                return Err(self.violation(format!(
+                    "add({argument}) returned {result} but the committed log gives {:?}",
+                    replay.get(argument)
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Replays the committed log of the most advanced node: each argument's running total.
+    fn replay(&self) -> Result<BTreeMap<i64, i64>, Violation> {
+        let node = self
+            .nodes
+            .values()
+            .max_by_key(|n| n.engine.raft.commit_index())
+            .map(|n| &n.engine.raft);
+        let mut replay = BTreeMap::new();
+        let mut total = 0i64;
+        let Some(raft) = node else { return Ok(replay) };
+        for entry in raft
+            .entries()
+            .filter(|e| e.index <= raft.commit_index() && e.kind == EntryKind::Command)
+        {
+            let (_, args) =
+                CommandHeader::decode(&entry.data).map_err(|e| self.violation(e.to_string()))?;
+            let (n,): (i64,) =
+                rmp_serde::from_slice(args).map_err(|e| self.violation(e.to_string()))?;
+            total += n;
+            if replay.insert(n, total).is_some() {
+                return Err(self.violation(format!("add({n}) was committed twice")));
+            }
+        }
+        if Some(total)
+            != self
+                .nodes
+                .values()
+                .next()
+                .map(|n| n.state.state.read().value)
+        {
+            return Err(self.violation(format!(
+                "the replayed total {total} differs from the nodes' state"
+            )));
+        }
+        Ok(replay)
+    }
+
+    /// Each node's role, term, leader, commit and applied index, and its calls in flight.
+    fn describe(&self) -> String {
+        let nodes: Vec<String> = self
+            .nodes
+            .iter()
+            .map(|(id, n)| format!("{id}: {}", n.engine.describe()))
+            .collect();
+        nodes.join("; ")
+    }
+
+    fn violation(&self, what: String) -> Violation {
+        Violation { at: self.now, what }
+    }
+
+    /// Processes every event up to `deadline`, then sets the clock to it.
+    fn run_until(&mut self, deadline: Instant) -> Result<(), Violation> {
+        while let Some((at, event)) = self.next_event() {
+            if at > deadline {
+                break;
+            }
+            self.now = self.now.max(at);
+            self.steps += 1;
+            match event {
+                Event::Frame => {
+                    if let Some(frame) = self.net.pop() {
+                        self.run_node(frame.to, Some(frame))?;
+                    }
+                }
+                Event::Wake(id) => {
+                    self.wakeups.pop();
+                    self.run_node(id, None)?;
+                }
+                Event::Timer(id) => self.run_node(id, None)?,
+            }
+        }
+        self.now = self.now.max(deadline);
+        Ok(())
+    }
+
+    fn next_event(&self) -> Option<(Instant, Event)> {
+        let frame = self.net.next_arrival().map(|at| (at, Event::Frame));
+        let wake = self
+            .wakeups
+            .peek()
+            .map(|Reverse((at, id))| (*at, Event::Wake(*id)));
+        let timer = self
+            .nodes
+            .iter()
+            .filter_map(|(&id, n)| n.engine.next_deadline().map(|at| (at, Event::Timer(id))))
+            .min_by_key(|(at, _)| *at);
+        [frame, wake, timer]
+            .into_iter()
+            .flatten()
+            .min_by_key(|(at, _)| *at)
+    }
+
+    /// Runs one node's engine for one iteration with at most one frame, then routes what it sent
+    /// and completes its calls.
+    fn run_node(&mut self, id: NodeId, frame: Option<Frame>) -> Result<(), Violation> {
+        let now = self.now;
+        let from_address = |frame: &Frame, addresses: &BTreeMap<String, NodeId>| {
+            addresses
+                .iter()
+                .find(|&(_, &n)| n == frame.from)
+                .map(|(a, _)| a.clone())
+        };
+        let mut incoming: Vec<Incoming> = frame
+            .and_then(|f| {
+                from_address(&f, &self.addresses).map(|from| Incoming {
+                    from,
+                    frame: f.bytes,
+                })
+            })
+            .into_iter()
+            .collect();
+        let Some(node) = self.nodes.get_mut(&id) else {
+            return Ok(());
+        };
+        let mut outbox = Outbox::default();
+        node.engine.run(now, &mut incoming, &mut outbox);
+        let deferred = node.engine.take_deferred();
+        self.checker
+            .after_step(&node.engine.raft)
+            .map_err(|what| Violation { at: now, what })?;
+        for work in deferred {
+            work.run();
+        }
+        for (to, bytes) in outbox.frames {
+            if let Some(&to) = self.addresses.get(&to) {
+                self.net.send(
+                    Frame {
+                        from: id,
+                        to,
+                        bytes,
+                    },
+                    now,
+                    &mut self.rng,
+                );
+            }
+        }
+        Ok(())
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Event {
+    Frame,
+    Wake(NodeId),
+    Timer(NodeId),
+}
+
+fn build_node(
+    seed: u64,
+    id: NodeId,
+    names: &[String],
+    raft: &crate::raft::RaftConfig,
+) -> SimDriverNode {
+    let addresses = Addresses::new(names.iter().cloned());
+    let membership = Membership::new(addresses.by_id.keys().copied(), []);
+    let mut config = raft.clone();
+    config.seed = seed ^ id.0.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    let raft = RaftNode::new(id, membership, config, Restored::default(), Instant::ZERO)
+        .expect("the simulation's own configuration is valid");
+    let (queue, receiver) = crossbeam_channel::bounded(100_000);
+    let state = Arc::new(ObjectCell {
+        state: RwLock::new(Total::default()),
+    });
+    let objects: Vec<Arc<dyn ErasedObject>> = vec![Arc::clone(&state) as Arc<dyn ErasedObject>];
+    let settings = EngineSettings {
+        commands_wait_leader: true,
+        call_timeout: Some(Duration::from_secs(5)),
+        backlog_max: 100_000,
+        on_state_changed: None,
+        on_ready: None,
+        on_code_version_changed: None,
+        ready: Arc::default(),
+        code_version: Arc::default(),
+        session: seed ^ id.0,
+    };
+    let engine = Engine::new(raft, addresses, objects, receiver, settings);
+    let calls = TotalCalls::from(Caller::new(Arc::new(SimSubmit { queue }), 0));
+    SimDriverNode {
+        engine,
+        state,
+        calls,
+    }
+}
