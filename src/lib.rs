@@ -38,7 +38,9 @@ pub mod prelude {
 pub mod __private {
     pub use rmp_serde;
     pub use serde;
-    pub use syncobj_core::object::{ApplyError, Call, Caller, MethodSpec, ReplicatedMethods, ReplicatedState};
+    pub use syncobj_core::object::{
+        ApplyError, Call, Caller, MethodSpec, ReplicatedMethods, ReplicatedState,
+    };
 }
 
 #[cfg(feature = "sim")]

@@ -1,0 +1,498 @@
+//! Phase 4: code generation, from a model that passed validation.
+//!
+//! For `#[replicated] impl Counter { ... }` this emits, next to the impl block (its methods'
+//! `#[replicated]` attributes removed):
+//!
+//! - static assertions that every argument and return type is serializable, spanned on the
+//!   user's type so that rustc's error points there;
+//! - `pub enum CounterCommand`, one variant per method version in identifier order, with
+//!   `id()` and `decode(id, args)`;
+//! - `impl ReplicatedMethods for Counter`: the `METHODS` table, `type Calls`, and `apply`;
+//! - `pub struct CounterCalls`, the typed call surface, one method per replicated name.
+//!
+//! Every path is absolute, through `{crate}::__private` or `::core` / `::std`.
+
+use proc_macro2::{Span, TokenStream};
+use quote::{format_ident, quote, quote_spanned};
+use syn::spanned::Spanned;
+use syn::visit_mut::VisitMut;
+use syn::{Ident, Path, QSelf, Type};
+
+use crate::fingerprint::fingerprint;
+use crate::model::{ImplModel, Method, StateModel};
+
+/// The generated code for `#[derive(Replicated)]`: the `ReplicatedState` impl.
+pub(crate) fn expand_state(model: &StateModel) -> TokenStream {
+    let krate = &model.krate;
+    let ident = &model.ident;
+    let name = syn::ext::IdentExt::unraw(ident).to_string();
+    // Spanned on the type's name, so that a missing `Serialize` or `Deserialize` (supertraits
+    // of `ReplicatedState`) is reported there.
+    quote_spanned! {ident.span()=>
+        #[automatically_derived]
+        impl #krate::__private::ReplicatedState for #ident {
+            const NAME: &'static str = #name;
+        }
+    }
+}
+
+/// The user's item followed by one `compile_error!` per error: what a macro emits on error.
+pub(crate) fn with_errors(item: impl quote::ToTokens, errors: Vec<syn::Error>) -> TokenStream {
+    let errors = errors.into_iter().map(|error| error.to_compile_error());
+    quote!(#item #(#errors)*)
+}
+
+/// The generated code for a `#[replicated]` impl block that passed validation.
+pub(crate) fn expand_impl(model: &ImplModel) -> TokenStream {
+    let expansion = Expansion::new(model);
+    let item = &model.item;
+    let assertions = expansion.assertions();
+    let command = expansion.command_enum();
+    let command_impl = expansion.command_impl();
+    let methods_impl = expansion.methods_impl();
+    let calls = expansion.calls();
+    quote! {
+        #item
+        #assertions
+        #command
+        #command_impl
+        #methods_impl
+        #calls
+    }
+}
+
+/// What the code generation needs, computed once.
+struct Expansion<'a> {
+    /// `{crate}::__private`.
+    private: TokenStream,
+    /// The self type as written in the impl header.
+    self_ty: &'a Type,
+    /// The self type's name, as text for the docs.
+    type_name: String,
+    /// `{Type}Command`.
+    command: Ident,
+    /// `{Type}Calls`.
+    calls: Ident,
+    /// The method versions in identifier order.
+    entries: Vec<Entry<'a>>,
+}
+
+/// One method version with what is generated from it.
+struct Entry<'a> {
+    /// Its command identifier: its position in identifier order.
+    id: u16,
+    /// The method.
+    method: &'a Method,
+    /// Its command variant.
+    variant: Ident,
+    /// Its fingerprint.
+    fingerprint: u32,
+    /// Its argument types, with `Self` replaced by the self type.
+    arg_types: Vec<Type>,
+    /// Its return type (`()` when none is written), with `Self` replaced.
+    output: Type,
+}
+
+impl<'a> Expansion<'a> {
+    /// Lays out the expansion of `model`.
+    fn new(model: &'a ImplModel) -> Self {
+        let self_ty = &*model.item.self_ty;
+        let krate = &model.krate;
+        let entries = model
+            .ordered()
+            .into_iter()
+            .zip(0u16..)
+            .map(|(method, id)| Entry {
+                id,
+                method,
+                variant: method.variant(),
+                fingerprint: fingerprint(method),
+                arg_types: method
+                    .args
+                    .iter()
+                    .map(|arg| resolve_self(&arg.ty, self_ty))
+                    .collect(),
+                output: match &method.output {
+                    Some(ty) => resolve_self(ty, self_ty),
+                    None => syn::parse_quote!(()),
+                },
+            })
+            .collect();
+        Expansion {
+            private: quote!(#krate::__private),
+            self_ty,
+            type_name: model.ident.to_string(),
+            command: format_ident!("{}Command", model.ident),
+            calls: format_ident!("{}Calls", model.ident),
+            entries,
+        }
+    }
+
+    /// Static assertions that the argument and return types are serializable, each spanned on
+    /// the user's type.
+    fn assertions(&self) -> TokenStream {
+        let private = &self.private;
+        let mut checks = Vec::new();
+        for entry in &self.entries {
+            let written_args = entry.method.args.iter().map(|arg| &arg.ty);
+            for (written, ty) in written_args.zip(&entry.arg_types) {
+                checks.push(quote_spanned!(written.span()=>
+                    replicated_argument_must_be_serializable::<#ty>();
+                ));
+            }
+            if let Some(written) = &entry.method.output {
+                let ty = &entry.output;
+                checks.push(quote_spanned!(written.span()=>
+                    replicated_result_must_be_serializable::<#ty>();
+                ));
+            }
+        }
+        let bound = quote! {
+            #private::serde::Serialize + #private::serde::de::DeserializeOwned
+        };
+        quote! {
+            const _: fn() = || {
+                fn replicated_argument_must_be_serializable<T: #bound>() {}
+                fn replicated_result_must_be_serializable<T: #bound>() {}
+                #(#checks)*
+            };
+        }
+    }
+
+    /// The command enum, one variant per method version in identifier order.
+    fn command_enum(&self) -> TokenStream {
+        let private = &self.private;
+        let serde_crate = format!("{}::serde", private).replace(' ', "");
+        let variants = self.entries.iter().map(|entry| {
+            let (variant, id) = (&entry.variant, entry.id);
+            let doc = format!(
+                "`{}` version {}: command identifier {id}.",
+                entry.method.name, entry.method.version
+            );
+            let fields = entry
+                .method
+                .args
+                .iter()
+                .zip(&entry.arg_types)
+                .map(|(arg, ty)| {
+                    let ident = &arg.ident;
+                    let doc = format!("The argument `{ident}`.");
+                    quote!(#[doc = #doc] #ident: #ty)
+                });
+            quote!(#[doc = #doc] #variant { #(#fields),* })
+        });
+        let doc = format!(
+            "The commands of the replicated methods of `{}`: one variant per method version, \
+             in identifier order (by version, then by name). Generated by `#[replicated]`.",
+            self.type_name
+        );
+        let command = &self.command;
+        quote! {
+            #[doc = #doc]
+            #[derive(#private::serde::Serialize, #private::serde::Deserialize)]
+            #[serde(crate = #serde_crate)]
+            #[allow(unreachable_pub, private_interfaces)]
+            pub enum #command {
+                #(#variants),*
+            }
+        }
+    }
+
+    /// `id()` and `decode()` of the command enum.
+    fn command_impl(&self) -> TokenStream {
+        let private = &self.private;
+        let ids = self.entries.iter().map(|entry| {
+            let (variant, id) = (&entry.variant, entry.id);
+            quote!(Self::#variant { .. } => #id)
+        });
+        let decoders = self.entries.iter().map(|entry| self.decoder(entry));
+        let command = &self.command;
+        quote! {
+            #[automatically_derived]
+            #[allow(dead_code, unreachable_pub)]
+            impl #command {
+                #[doc = "The command identifier: the position of this method version in `METHODS`."]
+                pub fn id(&self) -> u16 {
+                    match self {
+                        #(#ids),*
+                    }
+                }
+
+                #[doc = "Decodes command `id` from the MessagePack encoding of its argument tuple,"]
+                #[doc = "as `Caller::call` writes it."]
+                #[doc = ""]
+                #[doc = "# Errors"]
+                #[doc = "`ApplyError::UnknownMethod` for an identifier this code does not have,"]
+                #[doc = "`ApplyError::BadArguments` when the arguments do not decode."]
+                pub fn decode(
+                    id: u16,
+                    args: &[u8],
+                ) -> ::core::result::Result<Self, #private::ApplyError> {
+                    match id {
+                        #(#decoders)*
+                        _ => ::core::result::Result::Err(#private::ApplyError::UnknownMethod(id)),
+                    }
+                }
+            }
+        }
+    }
+
+    /// The match arm of `decode` for one method version.
+    fn decoder(&self, entry: &Entry<'_>) -> TokenStream {
+        let private = &self.private;
+        let (id, variant, name) = (entry.id, &entry.variant, entry.method.name_string());
+        let idents: Vec<&Ident> = entry.method.args.iter().map(|arg| &arg.ident).collect();
+        let types = &entry.arg_types;
+        let error = quote! {
+            |error| #private::ApplyError::BadArguments {
+                method: #name,
+                reason: ::std::string::ToString::to_string(&error),
+            }
+        };
+        quote! {
+            #id => {
+                let (#(#idents,)*) = #private::rmp_serde::from_slice::<(#(#types,)*)>(args)
+                    .map_err(#error)?;
+                ::core::result::Result::Ok(Self::#variant { #(#idents),* })
+            }
+        }
+    }
+
+    /// `impl ReplicatedMethods`: the method table, the call surface type, and `apply`.
+    fn methods_impl(&self) -> TokenStream {
+        let private = &self.private;
+        let (self_ty, command, calls) = (self.self_ty, &self.command, &self.calls);
+        let specs = self.entries.iter().map(|entry| self.spec(entry));
+        let arms = self.entries.iter().map(|entry| self.apply_arm(entry));
+        quote! {
+            #[automatically_derived]
+            impl #private::ReplicatedMethods for #self_ty {
+                const METHODS: &'static [#private::MethodSpec] = &[#(#specs),*];
+
+                type Calls = #calls;
+
+                // Applying an old, deprecated version is what `apply` is for.
+                #[allow(deprecated)]
+                fn apply(
+                    &mut self,
+                    id: u16,
+                    args: &[u8],
+                ) -> ::core::result::Result<::std::vec::Vec<u8>, #private::ApplyError> {
+                    match #command::decode(id, args)? {
+                        #(#arms)*
+                    }
+                }
+            }
+        }
+    }
+
+    /// The `MethodSpec` of one method version.
+    fn spec(&self, entry: &Entry<'_>) -> TokenStream {
+        let private = &self.private;
+        let (id, name, version) = (entry.id, entry.method.name_string(), entry.method.version);
+        let fingerprint = syn::LitInt::new(
+            &format!("{:#010x}u32", entry.fingerprint),
+            Span::call_site(),
+        );
+        quote! {
+            #private::MethodSpec { id: #id, name: #name, version: #version, fingerprint: #fingerprint }
+        }
+    }
+
+    /// The match arm of `apply` for one method version: run it, encode its result.
+    fn apply_arm(&self, entry: &Entry<'_>) -> TokenStream {
+        let private = &self.private;
+        let (command, variant, name) = (&self.command, &entry.variant, entry.method.name_string());
+        let method = &entry.method.rust_ident;
+        let idents: Vec<&Ident> = entry.method.args.iter().map(|arg| &arg.ident).collect();
+        let error = quote! {
+            |error| #private::ApplyError::BadResult {
+                method: #name,
+                reason: ::std::string::ToString::to_string(&error),
+            }
+        };
+        let run = match entry.method.output {
+            Some(_) => quote!(#private::rmp_serde::to_vec(&self.#method(#(#idents),*))),
+            None => quote!(#private::rmp_serde::to_vec(&())),
+        };
+        let before = entry
+            .method
+            .output
+            .is_none()
+            .then(|| quote!(self.#method(#(#idents),*);));
+        quote! {
+            #command::#variant { #(#idents),* } => {
+                #before
+                #run.map_err(#error)
+            }
+        }
+    }
+
+    /// The typed call surface: the struct, `From<Caller>`, and one method per replicated name.
+    fn calls(&self) -> TokenStream {
+        let private = &self.private;
+        let calls = &self.calls;
+        let doc = format!(
+            "Typed calls of the replicated methods of `{}`: each submits a command to the \
+             cluster and returns a `Call` for its result. Generated by `#[replicated]`.",
+            self.type_name
+        );
+        let mut names: Vec<String> = self
+            .entries
+            .iter()
+            .map(|e| e.method.name_string())
+            .collect();
+        names.sort();
+        names.dedup();
+        let methods = names.iter().map(|name| self.call_method(name));
+        quote! {
+            #[doc = #doc]
+            #[derive(::core::clone::Clone, ::core::fmt::Debug)]
+            #[allow(unreachable_pub)]
+            pub struct #calls {
+                caller: #private::Caller,
+            }
+
+            #[automatically_derived]
+            impl ::core::convert::From<#private::Caller> for #calls {
+                fn from(caller: #private::Caller) -> Self {
+                    #calls { caller }
+                }
+            }
+
+            #[automatically_derived]
+            #[allow(dead_code, unreachable_pub, private_interfaces, clippy::too_many_arguments)]
+            impl #calls {
+                #(#methods)*
+            }
+        }
+    }
+
+    /// The call surface method of one replicated name, covering all of its versions.
+    fn call_method(&self, name: &str) -> TokenStream {
+        let private = &self.private;
+        let versions: Vec<&Entry<'_>> = self
+            .entries
+            .iter()
+            .filter(|e| e.method.name_string() == name)
+            .collect();
+        let (Some(first), Some(last)) = (versions.first(), versions.last()) else {
+            return TokenStream::new();
+        };
+        let ident = surface_ident(&last.method.name);
+        let idents: Vec<&Ident> = last.method.args.iter().map(|arg| &arg.ident).collect();
+        let types = &last.arg_types;
+        let output = &last.output;
+        let specs = versions.iter().map(|entry| self.spec(entry));
+        let list: Vec<String> = versions
+            .iter()
+            .map(|e| e.method.version.to_string())
+            .collect();
+        let mut doc = format!(
+            "Calls the replicated method `{name}` (versions: {}) on the cluster: the highest \
+             version the cluster has enabled runs, on every node.",
+            list.join(", "),
+        );
+        if first.method.version > 0 {
+            let floor = first.method.version;
+            doc.push_str(&format!(
+                " Fails with `VersionNotEnabled` while the cluster's code version is below {floor}."
+            ));
+        }
+        // The user's own docs come first (their first line is the summary), from the highest
+        // version that has any.
+        let documented = versions.iter().rev().find(|e| !e.method.docs.is_empty());
+        let user_docs = documented.map_or(&[][..], |e| &e.method.docs[..]);
+        let separator = (!user_docs.is_empty()).then(|| quote!(#[doc = ""]));
+        quote! {
+            #(#user_docs)*
+            #separator
+            #[doc = #doc]
+            pub fn #ident(&self, #(#idents: #types),*) -> #private::Call<#output> {
+                self.caller.call(&[#(#specs),*], &(#(#idents,)*))
+            }
+        }
+    }
+}
+
+/// The call surface's name for a replicated name: the name itself, or its raw form when it is
+/// a keyword (`r#type`).
+fn surface_ident(name: &Ident) -> Ident {
+    let text = name.to_string();
+    match syn::parse_str::<Ident>(&text) {
+        Ok(_) => name.clone(),
+        Err(_) => Ident::new_raw(&text, name.span()),
+    }
+}
+
+/// `ty` with every `Self` replaced by `self_ty`, since the generated enum and call surface are
+/// other types: `Self` becomes the self type, and `Self::X` becomes `<SelfType>::X`.
+fn resolve_self(ty: &Type, self_ty: &Type) -> Type {
+    /// Replaces `Self` in a type.
+    struct Resolver<'a>(&'a Type);
+    impl VisitMut for Resolver<'_> {
+        fn visit_type_mut(&mut self, ty: &mut Type) {
+            match ty {
+                Type::Path(path) if path.qself.is_none() && path.path.is_ident("Self") => {
+                    *ty = self.0.clone();
+                }
+                _ => syn::visit_mut::visit_type_mut(self, ty),
+            }
+        }
+        fn visit_type_path_mut(&mut self, node: &mut syn::TypePath) {
+            qualify_self(&mut node.qself, &mut node.path, self.0);
+            syn::visit_mut::visit_type_path_mut(self, node);
+        }
+        fn visit_expr_path_mut(&mut self, node: &mut syn::ExprPath) {
+            qualify_self(&mut node.qself, &mut node.path, self.0);
+            syn::visit_mut::visit_expr_path_mut(self, node);
+        }
+    }
+    let mut resolved = ty.clone();
+    Resolver(self_ty).visit_type_mut(&mut resolved);
+    resolved
+}
+
+/// Turns `Self::X` (a path of two or more segments starting with `Self`) into `<SelfType>::X`.
+fn qualify_self(qself: &mut Option<QSelf>, path: &mut Path, self_ty: &Type) {
+    let starts_with_self = path
+        .segments
+        .first()
+        .is_some_and(|segment| segment.ident == "Self");
+    if qself.is_some() || path.segments.len() < 2 || !starts_with_self {
+        return;
+    }
+    let span = path.span();
+    *qself = Some(QSelf {
+        lt_token: syn::Token![<](span),
+        ty: Box::new(self_ty.clone()),
+        position: 0,
+        as_token: None,
+        gt_token: syn::Token![>](span),
+    });
+    path.leading_colon = Some(syn::Token![::](span));
+    path.segments = path.segments.clone().into_pairs().skip(1).collect();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `Self` is replaced wherever it appears in a type.
+    #[test]
+    fn self_is_resolved() {
+        let self_ty: Type = syn::parse_quote!(Counter);
+        let cases = [
+            (quote!(Self), "Counter"),
+            (quote!(Vec<Self>), "Vec < Counter >"),
+            (quote!([u8; Self::N]), "[u8 ; < Counter > :: N]"),
+            (quote!(<Self as Tr>::Out), "< Counter as Tr > :: Out"),
+            (quote!(Option<(Self, i64)>), "Option < (Counter , i64) >"),
+        ];
+        for (written, expected) in cases {
+            let ty: Type = syn::parse2(written).expect("a type");
+            let resolved = resolve_self(&ty, &self_ty);
+            assert_eq!(quote!(#resolved).to_string(), expected);
+        }
+    }
+}

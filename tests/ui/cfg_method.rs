@@ -1,0 +1,23 @@
+use serde::{Deserialize, Serialize};
+use syncobj::prelude::*;
+
+#[derive(Default, Serialize, Deserialize, Replicated)]
+struct Counter {
+    value: i64,
+}
+
+#[replicated]
+impl Counter {
+    #[replicated]
+    #[cfg(debug_assertions)]
+    fn add(&mut self, n: i64) {
+        self.value += n;
+    }
+
+    #[replicated]
+    fn sub(&mut self, n: i64) {
+        self.value -= n;
+    }
+}
+
+fn main() {}

@@ -1,0 +1,16 @@
+use serde::{Deserialize, Serialize};
+use syncobj::prelude::*;
+
+#[derive(Default, Serialize, Deserialize, Replicated)]
+struct Counter {
+    value: i64,
+}
+
+#[replicated]
+impl Counter {
+    fn add(&mut self, n: i64) {
+        self.value += n;
+    }
+}
+
+fn main() {}
