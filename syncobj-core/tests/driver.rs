@@ -79,16 +79,17 @@ impl CounterCalls {
     }
 }
 
-/// Fast timers so elections take tens of milliseconds of real time.
+/// Fast timers, so elections take a fraction of a second of real time, yet loose enough that a
+/// loaded machine running every test at once does not depose leaders by mere slowness.
 fn conf(auto_tick: bool) -> SyncObjConf {
     SyncObjConf {
         auto_tick,
         auto_tick_period: Duration::from_millis(5),
-        append_entries_period: Duration::from_millis(10),
-        raft_min_timeout: Duration::from_millis(50),
-        raft_max_timeout: Duration::from_millis(100),
-        leader_fallback_timeout: Duration::from_millis(50),
-        connection_timeout: Duration::from_millis(100),
+        append_entries_period: Duration::from_millis(20),
+        raft_min_timeout: Duration::from_millis(150),
+        raft_max_timeout: Duration::from_millis(300),
+        leader_fallback_timeout: Duration::from_millis(150),
+        connection_timeout: Duration::from_millis(300),
         ..SyncObjConf::default()
     }
 }
@@ -736,4 +737,73 @@ fn a_forwarded_call_times_out() {
     let follower = (old + 1) % 3;
     let outcome = nodes[follower].add(5).wait_timeout(Duration::from_secs(10));
     assert_eq!(outcome, Err(FailReason::Timeout));
+}
+
+/// `wait_ready` returns once the node caught up: on auto-ticked nodes by waiting, on a manually
+/// ticked node by ticking it.
+#[test]
+fn wait_ready_on_auto_and_manual_nodes() {
+    let (_network, nodes) = cluster(&conf(true));
+    assert!(nodes.iter().all(|n| n.wait_ready(Duration::from_secs(10))));
+    assert!(nodes[0].readonly_nodes().is_empty());
+    let network = MemoryNetwork::new();
+    let solo = SyncObj::with_transport(
+        "solo",
+        Vec::<String>::new(),
+        Counter::default(),
+        conf(false),
+        network.endpoint("solo"),
+    )
+    .expect("a valid node");
+    assert!(!solo.is_ready());
+    assert!(solo.wait_ready(Duration::from_secs(10)));
+}
+
+/// A call forwarded to a node that stepped down (same term, no longer leader) fails with
+/// `NotLeader`. Manual ticks let the test starve the follower while the leader loses its
+/// quorum, so the follower still believes in it when it forwards.
+#[test]
+fn a_forward_to_a_deposed_leader_fails_with_not_leader() {
+    let conf = SyncObjConf {
+        raft_min_timeout: Duration::from_millis(2000),
+        raft_max_timeout: Duration::from_millis(3000),
+        leader_fallback_timeout: Duration::from_millis(100),
+        connection_timeout: Duration::from_millis(3000),
+        ..conf(false)
+    };
+    let (_network, nodes) = cluster(&conf);
+    tick_until(&nodes, || nodes.iter().all(|n| n.is_ready()));
+    let leader = nodes
+        .iter()
+        .position(|n| n.is_leader())
+        .expect("one node leads");
+    let follower = (leader + 1) % 3;
+    // Only the leader ticks: nobody answers it, and it steps down within its fallback timeout.
+    tick_until(&nodes[leader..=leader], || !nodes[leader].is_leader());
+    assert_eq!(
+        nodes[leader].raft_current_term(),
+        nodes[follower].raft_current_term()
+    );
+    let (tx, rx) = std::sync::mpsc::channel();
+    nodes[follower].add(1).on_done(move |r| drop(tx.send(r)));
+    let pair = [&nodes[follower], &nodes[leader]];
+    let outcome = tick_pair_until(pair, || rx.try_recv().ok());
+    assert_eq!(outcome, Err(FailReason::NotLeader));
+}
+
+/// Ticks two nodes until `done` returns a value, for at most 10 s.
+fn tick_pair_until<T>(nodes: [&SyncObj<Counter>; 2], mut done: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(value) = done() {
+            return value;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "condition not reached within 10 s"
+        );
+        for node in nodes {
+            node.do_tick(Duration::from_millis(1));
+        }
+    }
 }

@@ -1,5 +1,5 @@
 //! The tick loop's state: the Raft node, the transport, the user's state and the calls in
-//! flight. Exactly one thread at a time runs [`Engine::tick`].
+//! flight. Exactly one thread at a time runs [`Engine::run`].
 
 use std::collections::{BTreeMap, VecDeque};
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -70,11 +70,44 @@ pub(crate) struct EngineSettings {
     pub(crate) on_ready: Option<OnReady>,
     pub(crate) on_code_version_changed: Option<OnCodeVersionChanged>,
     /// Set once the node has caught up with the leader the first time (PySyncObj `isReady`).
-    pub(crate) ready: Arc<AtomicBool>,
+    pub(crate) ready: Arc<ReadySignal>,
     /// The code version the cluster enabled, as applied here; callers read it.
     pub(crate) code_version: Arc<AtomicU32>,
     /// A number that differs between incarnations of the node (random, or from the seed).
     pub(crate) session: u64,
+}
+
+/// A flag raised once, that threads can wait for.
+#[derive(Debug, Default)]
+pub(crate) struct ReadySignal {
+    raised: AtomicBool,
+    lock: parking_lot::Mutex<()>,
+    changed: parking_lot::Condvar,
+}
+
+impl ReadySignal {
+    /// Raises the flag; returns whether this call raised it.
+    pub(crate) fn set(&self) -> bool {
+        let _guard = self.lock.lock();
+        let first = !self.raised.swap(true, Ordering::AcqRel);
+        self.changed.notify_all();
+        first
+    }
+
+    pub(crate) fn is_set(&self) -> bool {
+        self.raised.load(Ordering::Acquire)
+    }
+
+    /// Waits until the flag is raised or `deadline` passes; returns whether it is raised.
+    pub(crate) fn wait_until(&self, deadline: std::time::Instant) -> bool {
+        let mut guard = self.lock.lock();
+        while !self.is_set() {
+            if self.changed.wait_until(&mut guard, deadline).timed_out() {
+                return self.is_set();
+            }
+        }
+        true
+    }
 }
 
 /// The most forwarded placements a leader remembers for answering duplicates.
@@ -248,7 +281,7 @@ impl Engine {
             && self.raft.commit_index() > LogIndex::ZERO
             && self.raft.applied_index() >= self.raft.commit_index();
         if caught_up
-            && !self.settings.ready.swap(true, Ordering::AcqRel)
+            && self.settings.ready.set()
             && let Some(callback) = self.settings.on_ready.clone()
         {
             self.defer("on_ready", move || callback());

@@ -21,7 +21,7 @@ use parking_lot::{Mutex, RwLock, RwLockReadGuard};
 use syncobj_net::{Incoming, Transport, Wake};
 use thiserror::Error;
 
-use self::engine::{Addresses, Engine, EngineSettings, Queued};
+use self::engine::{Addresses, Engine, EngineSettings, Queued, ReadySignal};
 use self::objects::{ErasedObject, ObjectCell, SET_CODE_VERSION, SYSTEM_OBJECT};
 use crate::conf::{ConfError, SyncObjConf};
 use crate::object::{
@@ -74,7 +74,7 @@ struct Shared {
     ticking_thread: Mutex<Option<ThreadId>>,
     code_version: Arc<AtomicU32>,
     stopped: AtomicBool,
-    ready: Arc<AtomicBool>,
+    ready: Arc<ReadySignal>,
     started: StdInstant,
 }
 
@@ -141,7 +141,7 @@ impl<T: Replicated> SyncObj<T> {
         let mut objects: Vec<Arc<dyn ErasedObject>> =
             vec![Arc::clone(&main) as Arc<dyn ErasedObject>];
         objects.extend(consumers.cells.iter().cloned());
-        let ready = Arc::new(AtomicBool::new(false));
+        let ready = Arc::new(ReadySignal::default());
         let code_version = Arc::new(AtomicU32::new(0));
         let settings = EngineSettings {
             commands_wait_leader: conf.commands_wait_leader,
@@ -300,7 +300,34 @@ impl<T: Replicated> SyncObj<T> {
 
     /// Whether this node has caught up with a leader at least once (PySyncObj `isReady`).
     pub fn is_ready(&self) -> bool {
-        self.shared.ready.load(Ordering::Acquire)
+        self.shared.ready.is_set()
+    }
+
+    /// Waits until this node [`is_ready`](Self::is_ready), for at most `timeout`; returns
+    /// whether it is. On a manually ticked node the waiting thread ticks it.
+    pub fn wait_ready(&self, timeout: Duration) -> bool {
+        let deadline = StdInstant::now() + timeout;
+        if self.shared.auto_tick {
+            return self.shared.ready.wait_until(deadline);
+        }
+        while !self.is_ready() {
+            let left = deadline.saturating_duration_since(StdInstant::now());
+            if left.is_zero() {
+                return false;
+            }
+            self.shared.tick(left.min(Duration::from_millis(10)));
+        }
+        true
+    }
+
+    /// The addresses of the read-only (non-voting) nodes connected to this one. Read-only nodes
+    /// join over the network, so until the TCP transport exists this is always empty.
+    pub fn readonly_nodes(&self) -> Vec<String> {
+        self.status()
+            .readonly_nodes
+            .into_iter()
+            .map(|p| p.node)
+            .collect()
     }
 
     /// Whether this node and the voters linked to it make a majority.
