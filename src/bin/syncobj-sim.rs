@@ -98,8 +98,7 @@ fn main() -> ExitCode {
         }
     };
     match args.seed {
-        Some(seed) if args.level == Level::Driver => replay_driver(seed, &config),
-        Some(seed) => replay(seed, &config, args.messages),
+        Some(seed) => replay(seed, &config, args.level, args.messages),
         None => run_many(&args, &config),
     }
 }
@@ -139,49 +138,49 @@ fn parse_faults(spec: &str) -> Result<Faults, String> {
     Ok(faults)
 }
 
-fn replay(seed: u64, config: &SimConfig, messages: bool) -> ExitCode {
-    let sink = Box::new(
-        |at: syncobj::raft::Instant, event: &syncobj::sim::TraceEvent| {
-            // A closed pipe (`| head`) ends the trace, not the run.
-            let _ = writeln!(std::io::stdout(), "{at:>9} {event}");
-        },
-    );
-    match run_seed(seed, config, Some((sink, messages))) {
-        Ok(report) => {
-            println!(
-                "{}",
-                summary(1, config.nodes, report.steps, report.committed, 0)
-            );
-            ExitCode::SUCCESS
-        }
-        Err(failure) => {
-            println!("{failure}");
-            println!("{}", summary(1, config.nodes, 0, 0, 1));
-            ExitCode::FAILURE
+/// Replays one seed at the chosen level(s): the Raft-level run with a readable trace, the
+/// driver-level run with its call counts.
+fn replay(seed: u64, config: &SimConfig, level: Level, messages: bool) -> ExitCode {
+    let mut totals = SeedTotals::default();
+    if level != Level::Driver {
+        let sink = Box::new(
+            |at: syncobj::raft::Instant, event: &syncobj::sim::TraceEvent| {
+                // A closed pipe (`| head`) ends the trace, not the run.
+                let _ = writeln!(std::io::stdout(), "{at:>9} {event}");
+            },
+        );
+        match run_seed(seed, config, Some((sink, messages))) {
+            Ok(report) => {
+                totals.steps += report.steps;
+                totals.committed += report.committed;
+            }
+            Err(failure) => return replay_failed(&failure, config),
         }
     }
+    if level != Level::Raft {
+        match run_driver_seed(seed, config) {
+            Ok(report) => {
+                println!(
+                    "driver level: calls_succeeded={} calls_failed={}",
+                    report.calls_succeeded, report.calls_failed
+                );
+                totals.steps += report.steps;
+                totals.committed += report.committed;
+            }
+            Err(failure) => return replay_failed(&failure, config),
+        }
+    }
+    println!(
+        "{}",
+        summary(1, config.nodes, totals.steps, totals.committed, 0)
+    );
+    ExitCode::SUCCESS
 }
 
-/// Replays one driver-level seed (no trace yet: it reports the outcome).
-fn replay_driver(seed: u64, config: &SimConfig) -> ExitCode {
-    match run_driver_seed(seed, config) {
-        Ok(report) => {
-            println!(
-                "calls_succeeded={} calls_failed={}",
-                report.calls_succeeded, report.calls_failed
-            );
-            println!(
-                "{}",
-                summary(1, config.nodes, report.steps, report.committed, 0)
-            );
-            ExitCode::SUCCESS
-        }
-        Err(failure) => {
-            println!("{failure}");
-            println!("{}", summary(1, config.nodes, 0, 0, 1));
-            ExitCode::FAILURE
-        }
-    }
+fn replay_failed(failure: &SeedFailure, config: &SimConfig) -> ExitCode {
+    println!("{failure}");
+    println!("{}", summary(1, config.nodes, 0, 0, 1));
+    ExitCode::FAILURE
 }
 
 fn run_many(args: &Args, config: &SimConfig) -> ExitCode {
