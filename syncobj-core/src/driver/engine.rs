@@ -11,6 +11,7 @@ use bytes::Bytes;
 use crossbeam_channel::Receiver;
 use syncobj_net::{Incoming, Transport};
 
+use super::inflight::{InFlight, Outcome, PlacedForwards, Settled};
 use super::objects::{ErasedObject, SET_CODE_VERSION, SYSTEM_OBJECT};
 use super::wire::{NodeMessage, Refusal};
 use crate::conf::{OnCodeVersionChanged, OnReady, OnStateChanged, RaftState};
@@ -22,10 +23,6 @@ use crate::status::{PeerStatus, Status};
 
 /// The most queued commands one tick takes in, so a flood cannot starve the network.
 const COMMANDS_PER_TICK_MAX: usize = 10_000;
-
-/// How many results of recently applied entries a node keeps for forwarded calls whose
-/// placement arrives after the entry (rare: the leader answers before it replicates).
-const RECENT_RESULTS_MAX: usize = 1_024;
 
 /// A queued call: the encoded command and where its outcome goes.
 pub(crate) type Queued = (Bytes, Completion);
@@ -51,13 +48,6 @@ impl Addresses {
         let by_address = by_id.iter().map(|(&id, a)| (a.clone(), id)).collect();
         Addresses { by_id, by_address }
     }
-}
-
-/// A call forwarded to the leader, waiting to hear where it was placed.
-struct Forwarded {
-    completion: Completion,
-    leader: NodeId,
-    deadline: Option<Instant>,
 }
 
 /// Settings the engine reads on every tick.
@@ -110,40 +100,6 @@ impl ReadySignal {
     }
 }
 
-/// The most forwarded placements a leader remembers for answering duplicates.
-const PLACED_FORWARDS_MAX: usize = 16_384;
-
-/// A call placed in the log, waiting for its index to be applied.
-struct Placement {
-    term: Term,
-    completion: Completion,
-    /// When the caller stops waiting (`call_timeout`), if ever.
-    deadline: Option<Instant>,
-}
-
-/// How often deadlines of placed calls are checked.
-const DEADLINE_SCAN_INTERVAL: Duration = Duration::from_millis(100);
-
-/// Forwarded calls a leader placed in one term, by (follower, session, request).
-#[derive(Debug, Default)]
-struct PlacedForwards {
-    term: Term,
-    by_key: BTreeMap<(NodeId, u64, u64), (LogIndex, Term)>,
-    order: VecDeque<(NodeId, u64, u64)>,
-}
-
-impl PlacedForwards {
-    fn remember(&mut self, key: (NodeId, u64, u64), placement: (LogIndex, Term)) {
-        self.by_key.insert(key, placement);
-        self.order.push_back(key);
-        if self.order.len() > PLACED_FORWARDS_MAX
-            && let Some(oldest) = self.order.pop_front()
-        {
-            self.by_key.remove(&oldest);
-        }
-    }
-}
-
 /// Everything the tick loop owns.
 pub(crate) struct Engine {
     pub(crate) raft: RaftNode,
@@ -165,18 +121,12 @@ pub(crate) struct Engine {
     now: Instant,
     /// Calls held until a leader is known (`commands_wait_leader`).
     backlog: VecDeque<Queued>,
-    /// Calls made here, placed at an index, waiting for it to be applied. Several calls can
-    /// wait on one index (placed in different terms); the one whose term is applied succeeds.
-    placed: BTreeMap<LogIndex, Vec<Placement>>,
-    /// When deadlines of placed calls are next checked.
-    next_deadline_scan: Instant,
-    forwarded: BTreeMap<u64, Forwarded>,
-    next_request: u64,
+    /// The calls this node made that have not completed.
+    calls: InFlight,
     /// This incarnation's number, sent with forwarded calls.
     session: u64,
     /// On the leader: forwarded calls placed in the current term, to answer duplicates.
     placed_forwards: PlacedForwards,
-    recent: VecDeque<(LogIndex, Term, Result<Vec<u8>, FailReason>)>,
     last_leader: Option<NodeId>,
     last_state: RaftState,
     /// Frames that did not decode, or came from unknown addresses.
@@ -211,13 +161,9 @@ impl Engine {
             stalled_at: None,
             now: Instant::ZERO,
             backlog: VecDeque::new(),
-            placed: BTreeMap::new(),
-            next_deadline_scan: Instant::ZERO,
-            forwarded: BTreeMap::new(),
-            next_request: 0,
+            calls: InFlight::default(),
             session,
             placed_forwards: PlacedForwards::default(),
-            recent: VecDeque::new(),
             last_leader: None,
             last_state: RaftState::Follower,
             bad_frames: 0,
@@ -257,8 +203,8 @@ impl Engine {
         self.take_calls();
         self.process_ready();
         self.watch_leader();
-        self.expire_forwarded();
-        self.settle_placements();
+        let expired = self.calls.expire(self.now);
+        self.settle(expired);
         self.report_changes();
         for (to, frame) in self.outbox.drain(..) {
             transport.send(&to, frame);
@@ -395,14 +341,8 @@ impl Engine {
         if term != self.raft.term() || !self.raft.is_leader() {
             return Err(Refusal::NotLeader);
         }
-        if self.placed_forwards.term != term {
-            self.placed_forwards = PlacedForwards {
-                term,
-                ..PlacedForwards::default()
-            };
-        }
         let key = (from, session, request);
-        if let Some(&placement) = self.placed_forwards.by_key.get(&key) {
+        if let Some(placement) = self.placed_forwards.get(term, key) {
             return Ok(placement);
         }
         let position = match self.raft.propose(command, self.now) {
@@ -415,32 +355,25 @@ impl Engine {
     }
 
     fn on_placed(&mut self, request: u64, outcome: Result<(LogIndex, Term), Refusal>) {
-        let Some(forwarded) = self.forwarded.remove(&request) else {
+        let Some(completion) = self.calls.answered(request) else {
             return;
         };
         match outcome {
-            Ok((index, term)) => self.await_apply(index, term, forwarded.completion),
-            Err(Refusal::NotLeader) => {
-                self.finish(forwarded.completion, Err(FailReason::NotLeader))
-            }
-            Err(Refusal::QueueFull) => {
-                self.finish(forwarded.completion, Err(FailReason::QueueFull))
-            }
+            Ok((index, term)) => self.place(index, term, completion),
+            Err(Refusal::NotLeader) => self.finish(completion, Err(FailReason::NotLeader)),
+            Err(Refusal::QueueFull) => self.finish(completion, Err(FailReason::QueueFull)),
         }
     }
 
-    /// Waits for (index, term) to be applied here; resolves at once if it already was.
-    fn await_apply(&mut self, index: LogIndex, term: Term, completion: Completion) {
-        if index > self.raft.applied_index() {
-            self.place(index, term, completion);
-            return;
+    /// Waits for (index, term) to be applied here, or for the call's deadline.
+    fn place(&mut self, index: LogIndex, term: Term, completion: Completion) {
+        let deadline = self.settings.call_timeout.map(|t| self.now + t);
+        let applied = self.raft.applied_index();
+        if let Some((completion, outcome)) =
+            self.calls.place(index, term, completion, deadline, applied)
+        {
+            self.finish(completion, outcome);
         }
-        let outcome = match self.recent.iter().find(|(i, _, _)| *i == index) {
-            Some((_, t, outcome)) if *t == term => outcome.clone(),
-            Some(_) => Err(FailReason::Discarded),
-            None => Err(FailReason::Timeout),
-        };
-        self.finish(completion, outcome);
     }
 
     /// Takes queued calls: the leader appends them, a follower forwards them, and without a
@@ -479,17 +412,8 @@ impl Engine {
     }
 
     fn forward(&mut self, leader: NodeId, command: Bytes, completion: Completion) {
-        let request = self.next_request;
-        self.next_request += 1;
         let deadline = self.settings.call_timeout.map(|t| self.now + t);
-        self.forwarded.insert(
-            request,
-            Forwarded {
-                completion,
-                leader,
-                deadline,
-            },
-        );
+        let request = self.calls.forwarded(leader, completion, deadline);
         let (term, session) = (self.raft.term(), self.session);
         self.send_to(
             leader,
@@ -509,32 +433,8 @@ impl Engine {
             return;
         }
         self.last_leader = leader;
-        let lost: Vec<u64> = self
-            .forwarded
-            .iter()
-            .filter(|(_, f)| Some(f.leader) != leader)
-            .map(|(&r, _)| r)
-            .collect();
-        for request in lost {
-            if let Some(forwarded) = self.forwarded.remove(&request) {
-                self.finish(forwarded.completion, Err(FailReason::LeaderChanged));
-            }
-        }
-    }
-
-    fn expire_forwarded(&mut self) {
-        let now = self.now;
-        let expired: Vec<u64> = self
-            .forwarded
-            .iter()
-            .filter(|(_, f)| f.deadline.is_some_and(|d| d <= now))
-            .map(|(&r, _)| r)
-            .collect();
-        for request in expired {
-            if let Some(forwarded) = self.forwarded.remove(&request) {
-                self.finish(forwarded.completion, Err(FailReason::Timeout));
-            }
-        }
+        let lost = self.calls.leader_changed(leader);
+        self.settle(lost);
     }
 
     /// Plays the Raft node's outputs: send, persist (memory only until the journal exists),
@@ -562,11 +462,8 @@ impl Engine {
             if self.stalled_at.is_some() {
                 return;
             }
-            self.complete_placed(entry.index, entry.term, &outcome);
-            self.recent.push_back((entry.index, entry.term, outcome));
-            if self.recent.len() > RECENT_RESULTS_MAX {
-                self.recent.pop_front();
-            }
+            let settled = self.calls.applied(entry.index, entry.term, outcome);
+            self.settle(settled);
         }
     }
 
@@ -630,65 +527,19 @@ impl Engine {
             .unwrap_or(0)
     }
 
-    /// Completes the calls waiting on `index`: the one placed in `term` gets the outcome,
-    /// the others were replaced by it. Only an applied (so committed) entry settles a call:
-    /// an entry missing from this node's log may still be committed by a later leader.
-    fn complete_placed(
-        &mut self,
-        index: LogIndex,
-        term: Term,
-        outcome: &Result<Vec<u8>, FailReason>,
-    ) {
-        for placement in self.placed.remove(&index).unwrap_or_default() {
-            let result = if placement.term == term {
-                outcome.clone()
-            } else {
-                Err(FailReason::Discarded)
-            };
-            self.finish(placement.completion, result);
-        }
-    }
-
-    /// Waits for `index` to be applied with `term`, or for the call's deadline.
-    fn place(&mut self, index: LogIndex, term: Term, completion: Completion) {
-        let deadline = self.settings.call_timeout.map(|t| self.now + t);
-        let placement = Placement {
-            term,
-            completion,
-            deadline,
-        };
-        self.placed.entry(index).or_default().push(placement);
-    }
-
-    /// Fails placed calls whose deadline passed: the caller stops waiting, though the call may
-    /// still be applied later.
-    fn settle_placements(&mut self) {
-        if self.now < self.next_deadline_scan {
-            return;
-        }
-        self.next_deadline_scan = self.now + DEADLINE_SCAN_INTERVAL;
-        let now = self.now;
-        let mut expired = Vec::new();
-        for waiting in self.placed.values_mut() {
-            let (late, on_time): (Vec<Placement>, Vec<Placement>) = std::mem::take(waiting)
-                .into_iter()
-                .partition(|p| p.deadline.is_some_and(|d| d <= now));
-            *waiting = on_time;
-            expired.extend(late);
-        }
-        self.placed.retain(|_, waiting| !waiting.is_empty());
-        for placement in expired {
-            self.finish(placement.completion, Err(FailReason::Timeout));
-        }
-    }
-
     fn send_to(&mut self, to: NodeId, message: &NodeMessage) {
         if let Some(address) = self.addresses.by_id.get(&to) {
             self.outbox.push((address.clone(), message.encode()));
         }
     }
 
-    fn finish(&mut self, completion: Completion, outcome: Result<Vec<u8>, FailReason>) {
+    fn settle(&mut self, settled: Vec<Settled>) {
+        for (completion, outcome) in settled {
+            self.finish(completion, outcome);
+        }
+    }
+
+    fn finish(&mut self, completion: Completion, outcome: Outcome) {
         self.deferred.push(Deferred::Complete(completion, outcome));
     }
 
@@ -708,26 +559,22 @@ impl Engine {
         for (_, completion) in self.backlog.drain(..).chain(queued) {
             completion.complete(Err(FailReason::Shutdown));
         }
-        for placement in std::mem::take(&mut self.placed).into_values().flatten() {
-            placement.completion.complete(Err(FailReason::Shutdown));
-        }
-        for (_, forwarded) in std::mem::take(&mut self.forwarded) {
-            forwarded.completion.complete(Err(FailReason::Shutdown));
+        for completion in self.calls.drain() {
+            completion.complete(Err(FailReason::Shutdown));
         }
     }
 
     /// A one-line summary for diagnostics.
     pub(crate) fn describe(&self) -> String {
         format!(
-            "{:?} {} leader {:?} last {} commit {} applied {} placed {:?} forwarded {} backlog {} queued {} progress {:?}",
+            "{:?} {} leader {:?} last {} commit {} applied {} {} backlog {} queued {} progress {:?}",
             self.raft.role(),
             self.raft.term(),
             self.raft.leader(),
             self.raft.last_index(),
             self.raft.commit_index(),
             self.raft.applied_index(),
-            self.placed.keys().take(3).collect::<Vec<_>>(),
-            self.forwarded.len(),
+            self.calls.describe(),
             self.backlog.len(),
             self.queue.len(),
             self.raft.progress()

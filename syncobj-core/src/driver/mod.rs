@@ -2,6 +2,7 @@
 //! tick loop that drives Raft, the transport and the object.
 
 pub(crate) mod engine;
+mod inflight;
 mod memory;
 pub(crate) mod objects;
 mod wire;

@@ -1,0 +1,234 @@
+//! Calls in flight on one node: calls forwarded to the leader and waiting to hear where they
+//! were placed, and calls placed in the log waiting for their index to be applied. Each method
+//! returns the calls it settles, for the engine to complete once it is unlocked.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::time::Duration;
+
+use crate::object::{Completion, FailReason};
+use crate::raft::{Instant, LogIndex, NodeId, Term};
+
+/// A call's outcome: its encoded result or why it failed.
+pub(crate) type Outcome = Result<Vec<u8>, FailReason>;
+
+/// A call settled by the bookkeeping, to complete.
+pub(crate) type Settled = (Completion, Outcome);
+
+/// How many results of recently applied entries a node keeps for forwarded calls whose
+/// placement arrives after the entry (rare: the leader answers before it replicates).
+const RECENT_RESULTS_MAX: usize = 1_024;
+
+/// How often deadlines of placed calls are checked.
+const DEADLINE_SCAN_INTERVAL: Duration = Duration::from_millis(100);
+
+/// A call forwarded to the leader, waiting to hear where it was placed.
+struct Forwarded {
+    completion: Completion,
+    leader: NodeId,
+    deadline: Option<Instant>,
+}
+
+/// A call placed in the log, waiting for its index to be applied.
+struct Placement {
+    term: Term,
+    completion: Completion,
+    deadline: Option<Instant>,
+}
+
+/// The calls this node made that have not completed.
+#[derive(Default)]
+pub(crate) struct InFlight {
+    forwarded: BTreeMap<u64, Forwarded>,
+    next_request: u64,
+    /// Several calls can wait on one index (placed in different terms); the one whose term is
+    /// applied succeeds, the others were replaced.
+    placed: BTreeMap<LogIndex, Vec<Placement>>,
+    next_deadline_scan: Instant,
+    recent: VecDeque<(LogIndex, Term, Outcome)>,
+}
+
+impl InFlight {
+    /// Records a call forwarded to `leader`; returns its request number.
+    pub(crate) fn forwarded(
+        &mut self,
+        leader: NodeId,
+        completion: Completion,
+        deadline: Option<Instant>,
+    ) -> u64 {
+        let request = self.next_request;
+        self.next_request += 1;
+        self.forwarded.insert(
+            request,
+            Forwarded {
+                completion,
+                leader,
+                deadline,
+            },
+        );
+        request
+    }
+
+    /// The leader's answer to request `request`: the call's completion, if still waiting.
+    pub(crate) fn answered(&mut self, request: u64) -> Option<Completion> {
+        self.forwarded.remove(&request).map(|f| f.completion)
+    }
+
+    /// Waits for `index` to be applied with `term`; settles at once if it already was
+    /// (`applied` is the node's applied index).
+    pub(crate) fn place(
+        &mut self,
+        index: LogIndex,
+        term: Term,
+        completion: Completion,
+        deadline: Option<Instant>,
+        applied: LogIndex,
+    ) -> Option<Settled> {
+        if index > applied {
+            self.placed.entry(index).or_default().push(Placement {
+                term,
+                completion,
+                deadline,
+            });
+            return None;
+        }
+        let outcome = match self.recent.iter().find(|(i, _, _)| *i == index) {
+            Some((_, t, outcome)) if *t == term => outcome.clone(),
+            Some(_) => Err(FailReason::Discarded),
+            None => Err(FailReason::Timeout),
+        };
+        Some((completion, outcome))
+    }
+
+    /// The entry at `index` of `term` was applied with `outcome`. Only an applied (so
+    /// committed) entry settles a placed call: an entry missing from this node's log may still
+    /// be committed by a later leader.
+    pub(crate) fn applied(
+        &mut self,
+        index: LogIndex,
+        term: Term,
+        outcome: Outcome,
+    ) -> Vec<Settled> {
+        let settled = self
+            .placed
+            .remove(&index)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|p| {
+                let result = if p.term == term {
+                    outcome.clone()
+                } else {
+                    Err(FailReason::Discarded)
+                };
+                (p.completion, result)
+            })
+            .collect();
+        self.recent.push_back((index, term, outcome));
+        if self.recent.len() > RECENT_RESULTS_MAX {
+            self.recent.pop_front();
+        }
+        settled
+    }
+
+    /// The leader is now `leader`: forwarded calls waiting on another one will never hear back.
+    pub(crate) fn leader_changed(&mut self, leader: Option<NodeId>) -> Vec<Settled> {
+        let lost: Vec<u64> = self
+            .forwarded
+            .iter()
+            .filter(|(_, f)| Some(f.leader) != leader)
+            .map(|(&r, _)| r)
+            .collect();
+        self.fail_forwarded(lost, &FailReason::LeaderChanged)
+    }
+
+    /// Fails calls whose deadline passed: the caller stops waiting, though a placed call may
+    /// still be applied later.
+    pub(crate) fn expire(&mut self, now: Instant) -> Vec<Settled> {
+        let late: Vec<u64> = self
+            .forwarded
+            .iter()
+            .filter(|(_, f)| f.deadline.is_some_and(|d| d <= now))
+            .map(|(&r, _)| r)
+            .collect();
+        let mut settled = self.fail_forwarded(late, &FailReason::Timeout);
+        if now >= self.next_deadline_scan {
+            self.next_deadline_scan = now + DEADLINE_SCAN_INTERVAL;
+            for waiting in self.placed.values_mut() {
+                let (late, on_time): (Vec<Placement>, Vec<Placement>) = std::mem::take(waiting)
+                    .into_iter()
+                    .partition(|p| p.deadline.is_some_and(|d| d <= now));
+                *waiting = on_time;
+                settled.extend(
+                    late.into_iter()
+                        .map(|p| (p.completion, Err(FailReason::Timeout))),
+                );
+            }
+            self.placed.retain(|_, waiting| !waiting.is_empty());
+        }
+        settled
+    }
+
+    fn fail_forwarded(&mut self, requests: Vec<u64>, reason: &FailReason) -> Vec<Settled> {
+        requests
+            .into_iter()
+            .filter_map(|r| self.forwarded.remove(&r))
+            .map(|f| (f.completion, Err(reason.clone())))
+            .collect()
+    }
+
+    /// Every call still waiting, emptied out (the node is shutting down).
+    pub(crate) fn drain(&mut self) -> Vec<Completion> {
+        let placed = std::mem::take(&mut self.placed)
+            .into_values()
+            .flatten()
+            .map(|p| p.completion);
+        let forwarded = std::mem::take(&mut self.forwarded)
+            .into_values()
+            .map(|f| f.completion);
+        placed.chain(forwarded).collect()
+    }
+
+    /// A short summary for diagnostics.
+    pub(crate) fn describe(&self) -> String {
+        format!(
+            "placed {:?} forwarded {}",
+            self.placed.keys().take(3).collect::<Vec<_>>(),
+            self.forwarded.len()
+        )
+    }
+}
+
+/// The most forwarded placements a leader remembers for answering duplicates.
+const PLACED_FORWARDS_MAX: usize = 16_384;
+
+/// On the leader: forwarded calls placed in one term, by (follower, session, request), so a
+/// duplicated frame gets the first placement back instead of placing the call twice.
+#[derive(Debug, Default)]
+pub(crate) struct PlacedForwards {
+    term: Term,
+    by_key: BTreeMap<(NodeId, u64, u64), (LogIndex, Term)>,
+    order: VecDeque<(NodeId, u64, u64)>,
+}
+
+impl PlacedForwards {
+    /// The placement of a call already placed in `term`, forgetting older terms.
+    pub(crate) fn get(&mut self, term: Term, key: (NodeId, u64, u64)) -> Option<(LogIndex, Term)> {
+        if self.term != term {
+            *self = PlacedForwards {
+                term,
+                ..PlacedForwards::default()
+            };
+        }
+        self.by_key.get(&key).copied()
+    }
+
+    /// Remembers a placement, forgetting the oldest beyond the limit.
+    pub(crate) fn remember(&mut self, key: (NodeId, u64, u64), placement: (LogIndex, Term)) {
+        self.by_key.insert(key, placement);
+        self.order.push_back(key);
+        if self.order.len() > PLACED_FORWARDS_MAX
+            && let Some(oldest) = self.order.pop_front()
+        {
+            self.by_key.remove(&oldest);
+        }
+    }
+}
