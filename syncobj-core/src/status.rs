@@ -54,6 +54,9 @@ pub struct Status {
     /// The version the cluster enabled that this node's code lacks, when it has stopped applying
     /// because of it (key `stalled_at_code_version`); `None` while it keeps up.
     pub stalled_at_code_version: Option<u32>,
+    /// Why this node stopped applying, when it has: a code version it lacks, or a command its
+    /// code does not know (key `stalled_on`); `None` while it keeps up.
+    pub stalled_on: Option<String>,
     /// Counters of notable Raft events (one key per counter).
     pub counters: StatusCounters,
 }
@@ -93,6 +96,7 @@ impl Status {
                 "stalled_at_code_version",
                 optional(self.stalled_at_code_version.as_ref()),
             ),
+            ("stalled_on", optional(self.stalled_on.as_ref())),
         ];
         pairs.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()
     }
@@ -133,6 +137,7 @@ impl Default for Status {
             self_code_version: 0,
             enabled_code_version: 0,
             stalled_at_code_version: None,
+            stalled_on: None,
             counters: StatusCounters::default(),
         }
     }
@@ -334,6 +339,7 @@ mod tests {
             "self_code_version: 2".to_owned(),
             "enabled_code_version: 1".to_owned(),
             "stalled_at_code_version: None".to_owned(),
+            "stalled_on: None".to_owned(),
             "elections_started: 1".to_owned(),
             "pre_votes_started: 2".to_owned(),
             "protocol_errors: 0".to_owned(),
@@ -344,7 +350,7 @@ mod tests {
                 "missing {line:?} in\n{text}"
             );
         }
-        assert_eq!(lines.len(), 34, "{text}");
+        assert_eq!(lines.len(), 35, "{text}");
         assert!(!text.ends_with('\n'));
     }
 

@@ -807,3 +807,81 @@ fn tick_pair_until<T>(nodes: [&SyncObj<Counter>; 2], mut done: impl FnMut() -> O
         }
     }
 }
+
+/// A `Counter` built from other code: its `add` has another signature (fingerprint).
+#[derive(Default, Serialize, Deserialize)]
+struct CounterOtherCode {
+    value: i64,
+}
+
+impl ReplicatedState for CounterOtherCode {
+    const NAME: &'static str = "Counter";
+}
+
+impl ReplicatedMethods for CounterOtherCode {
+    const METHODS: &'static [MethodSpec] = &[
+        MethodSpec {
+            fingerprint: 999,
+            ..ADD
+        },
+        BOOM,
+    ];
+    type Calls = CounterCalls;
+
+    fn apply(&mut self, _id: u16, _args: &[u8]) -> Result<Vec<u8>, ApplyError> {
+        self.value += 1000;
+        Ok(rmp_serde::to_vec(&self.value).expect("an i64 encodes"))
+    }
+}
+
+/// A node whose code has another signature for a method stops applying at the first such
+/// command and says why, instead of running different code than the others.
+#[test]
+fn other_code_stalls_instead_of_diverging() {
+    let network = MemoryNetwork::new();
+    let partners = |me: &str| {
+        ADDRESSES
+            .iter()
+            .filter(|&&a| a != me)
+            .map(|&a| a.to_owned())
+            .collect::<Vec<_>>()
+    };
+    let same: Vec<SyncObj<Counter>> = ADDRESSES[..2]
+        .iter()
+        .map(|&me| {
+            SyncObj::with_transport(
+                me,
+                partners(me),
+                Counter::default(),
+                conf(true),
+                network.endpoint(me),
+            )
+            .expect("a valid node")
+        })
+        .collect();
+    let me = ADDRESSES[2];
+    let other = SyncObj::with_transport(
+        me,
+        partners(me),
+        CounterOtherCode::default(),
+        conf(true),
+        network.endpoint(me),
+    )
+    .expect("a valid node");
+    assert_eq!(add_retrying(&same[0], 5), Ok(5));
+    assert_eq!(add_retrying(&same[1], 1), Ok(6));
+    let stalled = other.add(1).wait_timeout(Duration::from_millis(300));
+    assert!(
+        stalled.is_err(),
+        "the odd node applies nothing: {stalled:?}"
+    );
+    let status = other.status();
+    assert!(
+        status
+            .stalled_on
+            .as_deref()
+            .is_some_and(|s| s.contains("another signature")),
+        "{status}"
+    );
+    assert_eq!(other.read().value, 0);
+}

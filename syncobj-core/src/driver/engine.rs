@@ -115,8 +115,8 @@ pub(crate) struct Engine {
     objects: Vec<Arc<dyn ErasedObject>>,
     queue: Receiver<Queued>,
     settings: EngineSettings,
-    /// The code version the cluster enabled that this code lacks; nothing is applied past it.
-    stalled_at: Option<u32>,
+    /// Why this node stopped applying, for good: nothing is applied past that entry.
+    stalled: Option<Stall>,
     /// The time of the current iteration, on the driver's clock (zero when the node started).
     now: Instant,
     /// Calls held until a leader is known (`commands_wait_leader`).
@@ -158,7 +158,7 @@ impl Engine {
             objects,
             queue,
             settings,
-            stalled_at: None,
+            stalled: None,
             now: Instant::ZERO,
             backlog: VecDeque::new(),
             calls: InFlight::default(),
@@ -282,7 +282,11 @@ impl Engine {
             uptime: self.now - Instant::ZERO,
             self_code_version: self.self_code_version(),
             enabled_code_version: self.settings.code_version.load(Ordering::Acquire),
-            stalled_at_code_version: self.stalled_at,
+            stalled_at_code_version: match &self.stalled {
+                Some(Stall::CodeVersion(version)) => Some(*version),
+                _ => None,
+            },
+            stalled_on: self.stalled.as_ref().map(ToString::to_string),
             counters: raft.counters().into(),
             ..Status::default()
         }
@@ -452,14 +456,14 @@ impl Engine {
 
     fn apply(&mut self, entries: Vec<Entry>) {
         for entry in entries {
-            if self.stalled_at.is_some() {
+            if self.stalled.is_some() {
                 return;
             }
             let outcome = match entry.kind {
                 EntryKind::Command => self.apply_command(&entry.data),
                 EntryKind::Noop => Err(FailReason::Discarded),
             };
-            if self.stalled_at.is_some() {
+            if self.stalled.is_some() {
                 return;
             }
             let settled = self.calls.applied(entry.index, entry.term, outcome);
@@ -475,13 +479,28 @@ impl Engine {
         if header.object == SYSTEM_OBJECT {
             return self.apply_system(header.method, args);
         }
-        match self.objects.get(usize::from(header.object)) {
-            Some(object) => object.apply(header, args),
-            None => Err(FailReason::BadArguments(format!(
-                "no replicated object number {}",
-                header.object
-            ))),
+        let object = match self.objects.get(usize::from(header.object)) {
+            Some(object) => Arc::clone(object),
+            None => {
+                return self.stall(Stall::UnknownCommand(format!(
+                    "no replicated object number {}",
+                    header.object
+                )));
+            }
+        };
+        match object.check(header) {
+            Ok(()) => object.apply(header, args),
+            Err(reason) => self.stall(Stall::UnknownCommand(reason)),
         }
+    }
+
+    /// Stops applying for good: this code cannot run the log as the other nodes do, and
+    /// running something else would diverge (PySyncObj's rule for code versions).
+    fn stall(&mut self, stall: Stall) -> Result<Vec<u8>, FailReason> {
+        tracing::error!(%stall, "this node stops applying until its code is upgraded");
+        self.stalled = Some(stall);
+        self.raft.hold_applying();
+        Err(FailReason::RequestDenied)
     }
 
     fn apply_system(&mut self, method: u16, args: &[u8]) -> Result<Vec<u8>, FailReason> {
@@ -497,15 +516,7 @@ impl Engine {
             return Err(FailReason::RequestDenied);
         }
         if version > self.self_code_version() {
-            // PySyncObj's rule: stop applying rather than run old code on a new log.
-            tracing::error!(
-                version,
-                own = self.self_code_version(),
-                "the cluster enabled a code version this node lacks; applying stops until it is upgraded"
-            );
-            self.stalled_at = Some(version);
-            self.raft.hold_applying();
-            return Err(FailReason::RequestDenied);
+            return self.stall(Stall::CodeVersion(version));
         }
         self.settings.code_version.store(version, Ordering::Release);
         if version != enabled
@@ -584,6 +595,27 @@ impl Engine {
     /// Whether `address` had a live link at the last iteration.
     pub(crate) fn is_connected(&self, address: &str) -> bool {
         self.links.get(address).copied().unwrap_or(false)
+    }
+}
+
+/// Why a node stopped applying.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Stall {
+    /// The cluster enabled a code version this code lacks.
+    CodeVersion(u32),
+    /// A command this code does not know (unknown object or method, other signature).
+    UnknownCommand(String),
+}
+
+impl std::fmt::Display for Stall {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Stall::CodeVersion(version) => write!(
+                f,
+                "code version {version} is enabled but this code lacks it"
+            ),
+            Stall::UnknownCommand(reason) => write!(f, "unknown command: {reason}"),
+        }
     }
 }
 

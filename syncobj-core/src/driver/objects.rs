@@ -17,8 +17,12 @@ pub(crate) const SET_CODE_VERSION: u16 = 0;
 
 /// One replicated object, whatever its type.
 pub(crate) trait ErasedObject: Send + Sync {
-    /// Applies a command addressed to this object. A panic in the method is caught and becomes
-    /// the outcome, identical on every node.
+    /// Whether this code knows the command: its method id exists with the same fingerprint.
+    /// A node that does not must stop applying rather than diverge.
+    fn check(&self, header: CommandHeader) -> Result<(), String>;
+
+    /// Applies a command addressed to this object, which [`check`](Self::check) accepted. A panic
+    /// in the method is caught and becomes the outcome, identical on every node.
     fn apply(&self, header: CommandHeader, args: &[u8]) -> Result<Vec<u8>, FailReason>;
 
     /// The highest method version this object's code knows.
@@ -34,21 +38,21 @@ pub(crate) struct ObjectCell<T> {
 }
 
 impl<T: Replicated> ErasedObject for ObjectCell<T> {
-    fn apply(&self, header: CommandHeader, args: &[u8]) -> Result<Vec<u8>, FailReason> {
+    fn check(&self, header: CommandHeader) -> Result<(), String> {
         let Some(spec) = T::METHODS.get(usize::from(header.method)) else {
-            return Err(FailReason::BadArguments(format!(
-                "{} has no method id {}",
-                T::NAME,
-                header.method
-            )));
+            return Err(format!("{} has no method id {}", T::NAME, header.method));
         };
         if spec.fingerprint != header.fingerprint {
-            return Err(FailReason::BadArguments(format!(
-                "{}::{} has another signature on this node",
+            return Err(format!(
+                "{}::{} has another signature in this code",
                 T::NAME,
                 spec.name
-            )));
+            ));
         }
+        Ok(())
+    }
+
+    fn apply(&self, header: CommandHeader, args: &[u8]) -> Result<Vec<u8>, FailReason> {
         let mut state = self.state.write();
         match catch_unwind(AssertUnwindSafe(|| state.apply(header.method, args))) {
             Ok(Ok(result)) => Ok(result),
