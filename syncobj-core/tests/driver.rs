@@ -885,3 +885,37 @@ fn other_code_stalls_instead_of_diverging() {
     );
     assert_eq!(other.read().value, 0);
 }
+
+/// Dropping the last handle of a node inside one of its own callbacks, on its tick thread,
+/// shuts it down without the thread waiting for itself.
+#[test]
+fn dropping_a_node_in_its_own_callback_does_not_deadlock() {
+    let network = MemoryNetwork::new();
+    let node = SyncObj::with_transport(
+        "solo",
+        Vec::<String>::new(),
+        Counter::default(),
+        conf(true),
+        network.endpoint("solo"),
+    )
+    .expect("a valid node");
+    node.add(1)
+        .wait_timeout(Duration::from_secs(10))
+        .expect("the call succeeds");
+    let node = Arc::new(Mutex::new(Some(node)));
+    let holder = Arc::clone(&node);
+    let (tx, rx) = std::sync::mpsc::channel();
+    let call = node
+        .lock()
+        .expect("not poisoned")
+        .as_ref()
+        .expect("present")
+        .add(1);
+    call.on_done(move |_| {
+        let last = holder.lock().expect("not poisoned").take();
+        drop(last);
+        drop(tx.send(()));
+    });
+    rx.recv_timeout(Duration::from_secs(10))
+        .expect("the callback finished");
+}

@@ -396,9 +396,16 @@ impl<T: Replicated> SyncObj<T> {
     }
 
     /// Stops the node and waits for the tick thread to end.
+    ///
+    /// Called on the tick thread itself (a callback dropping the last handle), it cannot wait
+    /// for itself: the thread then ends right after the callback returns.
     pub fn destroy_synchronous(&self) {
         self.destroy();
-        if let Some(handle) = self.tick_thread.lock().take() {
+        let handle = self.tick_thread.lock().take();
+        if let Some(handle) = handle
+            && handle.thread().id() != std::thread::current().id()
+        {
+            // A panic on the tick thread was already reported by its panic hook.
             let _ = handle.join();
         }
     }
