@@ -6,6 +6,9 @@
 
 #![deny(missing_docs)]
 
+pub mod frame;
+pub mod handshake;
+
 use std::sync::Arc;
 use std::time::Duration;
 
