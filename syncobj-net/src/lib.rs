@@ -8,6 +8,7 @@
 
 pub mod frame;
 pub mod handshake;
+pub mod tcp;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -1,0 +1,157 @@
+//! The TCP transport on loopback: links come up in both directions, frames flow, idle links
+//! survive on keep-alives, and strangers are refused. Waits are event-driven polls with
+//! deadlines; every socket is closed when its transport drops.
+
+use std::net::TcpListener as StdListener;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use syncobj_net::handshake::ClusterId;
+use syncobj_net::tcp::{TcpSettings, TcpTransport};
+use syncobj_net::{Incoming, Transport};
+
+const CLUSTER: ClusterId = ClusterId([7; 16]);
+
+/// A loopback address with a port nobody listens on right now.
+fn free_address() -> String {
+    let listener = StdListener::bind("127.0.0.1:0").expect("loopback has free ports");
+    let address = listener
+        .local_addr()
+        .expect("a bound listener has an address");
+    address.to_string()
+}
+
+fn settings(me: Option<&str>, voters: &[String]) -> TcpSettings {
+    TcpSettings {
+        self_address: me.map(str::to_owned),
+        bind_address: None,
+        voters: voters.to_vec(),
+        cluster: CLUSTER,
+        frame_size_max: 1024 * 1024,
+        send_queue_bytes_max: 4 * 1024 * 1024,
+        connection_timeout: Duration::from_millis(600),
+        connection_retry_time: Duration::from_millis(50),
+        accept_read_only: true,
+    }
+}
+
+/// Polls every transport until `done` holds, collecting what each received; fails after 10 s.
+fn poll_until(
+    nodes: &mut [&mut TcpTransport],
+    inboxes: &mut [Vec<Incoming>],
+    mut done: impl FnMut(&[&mut TcpTransport], &[Vec<Incoming>]) -> bool,
+) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !done(nodes, inboxes) {
+        assert!(
+            Instant::now() < deadline,
+            "condition not reached within 10 s"
+        );
+        for (node, inbox) in nodes.iter_mut().zip(inboxes.iter_mut()) {
+            node.poll(Duration::from_millis(5), inbox);
+        }
+    }
+}
+
+/// Two voters connect (the higher address dials), exchange frames both ways, and keep an idle
+/// link up past the connection timeout thanks to keep-alive frames.
+#[test]
+fn two_voters_link_and_exchange_frames() {
+    let voters = vec![free_address(), free_address()];
+    let mut a = TcpTransport::bind(settings(Some(&voters[0]), &voters)).expect("binds");
+    let mut b = TcpTransport::bind(settings(Some(&voters[1]), &voters)).expect("binds");
+    let mut inboxes = vec![Vec::new(), Vec::new()];
+    poll_until(&mut [&mut a, &mut b], &mut inboxes, |n, _| {
+        n[0].is_connected(&voters[1]) && n[1].is_connected(&voters[0])
+    });
+    assert!(a.send(&voters[1], Bytes::from_static(b"to b")));
+    assert!(b.send(&voters[0], Bytes::from_static(b"to a")));
+    poll_until(&mut [&mut a, &mut b], &mut inboxes, |_, inbox| {
+        inbox[0].len() == 1 && inbox[1].len() == 1
+    });
+    assert_eq!(
+        inboxes[1][0],
+        Incoming {
+            from: voters[0].clone(),
+            frame: Bytes::from_static(b"to b")
+        }
+    );
+    assert_eq!(
+        inboxes[0][0],
+        Incoming {
+            from: voters[1].clone(),
+            frame: Bytes::from_static(b"to a")
+        }
+    );
+    // Idle for twice the connection timeout: keep-alives hold the link.
+    let idle_until = Instant::now() + Duration::from_millis(1200);
+    poll_until(&mut [&mut a, &mut b], &mut inboxes, |_, _| {
+        Instant::now() >= idle_until
+    });
+    assert!(a.is_connected(&voters[1]) && b.is_connected(&voters[0]));
+    assert_eq!((a.stats().timeouts, b.stats().timeouts), (0, 0));
+    assert!(
+        inboxes.iter().all(|inbox| inbox.len() == 1),
+        "keep-alives are not delivered"
+    );
+}
+
+/// A node of another cluster is refused at the handshake and never linked.
+#[test]
+fn another_cluster_is_refused() {
+    let voters = vec![free_address(), free_address()];
+    let mut a = TcpTransport::bind(settings(Some(&voters[0]), &voters)).expect("binds");
+    let stranger_settings = TcpSettings {
+        cluster: ClusterId([9; 16]),
+        ..settings(Some(&voters[1]), &voters)
+    };
+    let mut stranger = TcpTransport::bind(stranger_settings).expect("binds");
+    let mut inboxes = vec![Vec::new(), Vec::new()];
+    poll_until(&mut [&mut a, &mut stranger], &mut inboxes, |n, _| {
+        n[0].stats().refused_handshakes > 0
+    });
+    assert!(!a.is_connected(&voters[1]));
+    assert!(!stranger.is_connected(&voters[0]));
+}
+
+/// A read-only node dials the voter and is linked under a read-only name.
+#[test]
+fn read_only_node_dials_voters() {
+    let voters = vec![free_address()];
+    let mut voter = TcpTransport::bind(settings(Some(&voters[0]), &voters)).expect("binds");
+    let mut reader =
+        TcpTransport::bind(settings(None, &voters)).expect("a read-only node binds nothing");
+    assert!(reader.local_addr().is_none());
+    let mut inboxes = vec![Vec::new(), Vec::new()];
+    poll_until(&mut [&mut voter, &mut reader], &mut inboxes, |n, _| {
+        n[1].is_connected(&voters[0])
+    });
+    assert!(reader.send(&voters[0], Bytes::from_static(b"hello from a reader")));
+    poll_until(&mut [&mut voter, &mut reader], &mut inboxes, |_, inbox| {
+        !inbox[0].is_empty()
+    });
+    assert!(inboxes[0][0].from.starts_with("readonly:"));
+}
+
+/// A peer announcing a frame over the limit is dropped and counted, not buffered.
+#[test]
+fn oversized_frames_drop_the_connection() {
+    let voters = vec![free_address(), free_address()];
+    let small = TcpSettings {
+        frame_size_max: 64,
+        ..settings(Some(&voters[0]), &voters)
+    };
+    let mut a = TcpTransport::bind(small).expect("binds");
+    let mut b = TcpTransport::bind(settings(Some(&voters[1]), &voters)).expect("binds");
+    let mut inboxes = vec![Vec::new(), Vec::new()];
+    poll_until(&mut [&mut a, &mut b], &mut inboxes, |n, _| {
+        n[1].is_connected(&voters[0])
+    });
+    // 100 bytes: within b's limit, over a's.
+    let big = Bytes::from(vec![1u8; 100]);
+    assert!(b.send(&voters[0], big));
+    poll_until(&mut [&mut a, &mut b], &mut inboxes, |n, _| {
+        n[0].stats().bad_frames > 0
+    });
+    assert!(inboxes[0].is_empty());
+}
