@@ -182,6 +182,7 @@ impl Engine {
     }
 
     /// When the Raft node next needs a tick, if ever.
+    #[cfg(feature = "sim")]
     pub(crate) fn next_deadline(&self) -> Option<Instant> {
         self.raft.next_deadline()
     }
@@ -576,6 +577,7 @@ impl Engine {
     }
 
     /// A one-line summary for diagnostics.
+    #[cfg(feature = "sim")]
     pub(crate) fn describe(&self) -> String {
         format!(
             "{:?} {} leader {:?} last {} commit {} applied {} {} backlog {} queued {} progress {:?}",

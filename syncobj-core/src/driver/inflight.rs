@@ -188,6 +188,7 @@ impl InFlight {
     }
 
     /// A short summary for diagnostics.
+    #[cfg(feature = "sim")]
     pub(crate) fn describe(&self) -> String {
         format!(
             "placed {:?} forwarded {}",

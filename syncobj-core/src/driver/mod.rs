@@ -19,6 +19,8 @@ use std::time::{Duration, Instant as StdInstant};
 use bytes::Bytes;
 use crossbeam_channel::{Sender, TrySendError};
 use parking_lot::{Mutex, RwLock, RwLockReadGuard};
+use syncobj_net::handshake::ClusterId;
+use syncobj_net::tcp::{TcpError, TcpSettings, TcpTransport};
 use syncobj_net::{Incoming, Transport, Wake};
 use thiserror::Error;
 
@@ -58,6 +60,9 @@ pub enum StartError {
     /// More consumers than command headers can address.
     #[error("{0} consumers; at most 65534 fit")]
     TooManyConsumers(usize),
+    /// The TCP transport could not start.
+    #[error(transparent)]
+    Transport(#[from] TcpError),
     /// The tick thread could not be spawned.
     #[error("cannot spawn the tick thread: {0}")]
     Thread(std::io::Error),
@@ -80,6 +85,50 @@ struct Shared {
 }
 
 impl<T: Replicated> SyncObj<T> {
+    /// Starts a node at `self_address` (a `host:port`) in a cluster with `partners`, holding
+    /// `state`, talking TCP: PySyncObj's `SyncObj(selfNode, otherNodes, conf)`. An entry of
+    /// `partners` equal to `self_address` is ignored. The node listens on `self_address` (or
+    /// `conf.bind_address`).
+    ///
+    /// Without a password the transport is unauthenticated: encryption arrives with the network
+    /// release's next step, and a warning says so at start.
+    ///
+    /// # Errors
+    /// [`StartError`] if the configuration is invalid, the address cannot be bound, or the
+    /// tick thread cannot start.
+    pub fn new(
+        self_address: &str,
+        partners: impl IntoIterator<Item = impl Into<String>>,
+        state: T,
+        conf: SyncObjConf,
+    ) -> Result<SyncObj<T>, StartError> {
+        conf.validate()?;
+        let partners: Vec<String> = partners
+            .into_iter()
+            .map(Into::into)
+            .filter(|p| p != self_address)
+            .collect();
+        let mut voters = partners.clone();
+        voters.push(self_address.to_owned());
+        let settings = TcpSettings {
+            self_address: Some(self_address.to_owned()),
+            bind_address: conf.bind_address.clone(),
+            cluster: cluster_id(&voters),
+            voters,
+            frame_size_max: u32::try_from(conf.frame_size_max).unwrap_or(u32::MAX),
+            send_queue_bytes_max: conf.frame_size_max.saturating_mul(2),
+            connection_timeout: conf.connection_timeout,
+            connection_retry_time: conf.connection_retry_time,
+            accept_read_only: true,
+        };
+        tracing::warn!(
+            address = self_address,
+            "no password: the transport is unauthenticated and unencrypted"
+        );
+        let transport = TcpTransport::bind(settings)?;
+        SyncObj::with_transport(self_address, partners, state, conf, transport)
+    }
+
     /// Starts a node at `self_address` in a cluster with `partners`, holding `state`, talking
     /// through `transport`. An entry of `partners` equal to `self_address` is ignored.
     ///
@@ -506,6 +555,26 @@ impl Submit for Shared {
             None => TickHelp::TickThreadRuns,
         }
     }
+}
+
+/// The cluster's identity on the wire: a hash of its sorted voter addresses, so that nodes
+/// configured with other members refuse each other at the handshake.
+fn cluster_id(voters: &[String]) -> ClusterId {
+    let mut sorted: Vec<&str> = voters.iter().map(String::as_str).collect();
+    sorted.sort_unstable();
+    let text = sorted.join("\n");
+    let first = fnv1a(0xcbf2_9ce4_8422_2325, text.as_bytes());
+    let second = fnv1a(first ^ 0x9E37_79B9_7F4A_7C15, text.as_bytes());
+    let mut id = [0u8; 16];
+    id[..8].copy_from_slice(&first.to_le_bytes());
+    id[8..].copy_from_slice(&second.to_le_bytes());
+    ClusterId(id)
+}
+
+fn fnv1a(seed: u64, bytes: &[u8]) -> u64 {
+    bytes.iter().fold(seed, |hash, &b| {
+        (hash ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
 }
 
 /// A seed for the election-timeout generator when the configuration gives none: distinct per
