@@ -1,23 +1,46 @@
-//! A three-node syncobj cluster at work, in one process on the deterministic simulator.
+//! A local syncobj cluster at work: three OS processes on loopback, talking TCP.
 //!
-//! Every node runs the real Raft code; the network and the clock are simulated, so the run is
-//! the same every time. Watch an election, replicated commands, a leader crash, the re-election,
-//! and the crashed node catching up after its restart. (Real TCP processes arrive with the
-//! network release; this command will then start a cluster of local processes instead.)
+//! The example runs itself once per node (`--node`), drives the nodes through their standard
+//! input, and shows: an election, replicated calls made on every node, the leader's process
+//! killed, the re-election, the killed node restarted and catching up, and each node's status.
+//! It stops every process it started, also when something fails.
 //!
 //! Run it with `cargo run --release --example demo`.
 
-use std::process::ExitCode;
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpListener;
+use std::process::{Child, ChildStdin, ChildStdout, Command, ExitCode, Stdio};
 use std::time::Duration;
 
-use syncobj::raft::{EntryKind, NodeId, RoleKind};
-use syncobj::sim::{Cluster, ClusterConfig, TraceEvent, Violation};
+use serde::{Deserialize, Serialize};
+use syncobj::prelude::*;
 
-/// The seed of the simulated run; any seed tells the same story with other timings.
-const SEED: u64 = 2026;
+#[derive(Default, Serialize, Deserialize, Replicated)]
+struct Counter {
+    value: i64,
+}
+
+#[replicated]
+impl Counter {
+    #[replicated]
+    fn add(&mut self, n: i64) -> i64 {
+        self.value += n;
+        self.value
+    }
+}
+
+/// How long one step may take before the demo gives up.
+const PATIENCE: Duration = Duration::from_secs(15);
+
+type Error = Box<dyn std::error::Error>;
 
 fn main() -> ExitCode {
-    match run() {
+    let args: Vec<String> = std::env::args().collect();
+    let result = match args.iter().position(|a| a == "--node") {
+        Some(i) => node_main(&args[i + 1..]),
+        None => cluster_main(),
+    };
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("demo failed: {error}");
@@ -26,145 +49,199 @@ fn main() -> ExitCode {
     }
 }
 
-fn run() -> Result<(), String> {
-    println!("syncobj demo: three nodes replicating a counter (simulated network, virtual time)\n");
-    let mut cluster = Cluster::new(ClusterConfig::new(3, SEED));
-    cluster.set_trace(narrate, false);
+// ---- one node: answers commands on stdin, one line each -----------------------------------
 
-    println!("-- 1. election");
-    let leader = wait_for_leader(&mut cluster, "the cluster started")?;
-
-    println!("\n-- 2. replicated calls: add 1..=5 on the leader");
-    add_all(&mut cluster, leader, 1..=5)?;
-    print_state(&cluster);
-
-    println!("\n-- 3. the leader {leader} crashes");
-    cluster.crash(leader);
-    let new_leader = wait_for_leader(&mut cluster, "the leader crashed")?;
-    println!("\n-- 4. the two survivors keep working: add 6..=8 on {new_leader}");
-    add_all(&mut cluster, new_leader, 6..=8)?;
-    print_state(&cluster);
-
-    println!("\n-- 5. {leader} restarts from its durable term, vote and log, and catches up");
-    cluster.restart(leader).map_err(fail)?;
-    let target = cluster.node(new_leader).map_or(0, |n| n.commit_index().0);
-    let caught_up = cluster
-        .run_until_true(Duration::from_secs(5), |c| {
-            applied_count(c, leader) >= target
-        })
-        .map_err(fail)?;
-    if !caught_up {
-        return Err(format!("{leader} did not catch up within 5 s"));
+/// `--node SELF PEER...`: runs one node and answers `add N`, `sync`, `leader`, `status`,
+/// `quit` on standard input.
+fn node_main(args: &[String]) -> Result<(), Error> {
+    let (me, peers) = args.split_first().ok_or("--node needs an address")?;
+    let node = SyncObj::new(
+        me,
+        peers.iter().cloned(),
+        Counter::default(),
+        SyncObjConf::default(),
+    )?;
+    let mut out = std::io::stdout().lock();
+    for line in std::io::stdin().lock().lines() {
+        let line = line?;
+        let reply = match line.split_whitespace().collect::<Vec<_>>().as_slice() {
+            ["add", n] => call(&node, n.parse()?),
+            ["sync"] => call(&node, 0),
+            ["leader"] => node.leader().unwrap_or_else(|| "none".into()),
+            ["status"] => {
+                let s = node.status();
+                format!(
+                    "term {} commit {} applied {} leader {}",
+                    s.raft_term,
+                    s.commit_index,
+                    s.last_applied,
+                    s.leader.unwrap_or_default()
+                )
+            }
+            ["quit"] => break,
+            _ => format!("error unknown command {line:?}"),
+        };
+        writeln!(out, "{reply}")?;
+        out.flush()?;
     }
-    print_state(&cluster);
-    check_agreement(&cluster)
-}
-
-/// Prints the events worth seeing as they happen.
-fn narrate(at: syncobj::raft::Instant, event: &TraceEvent) {
-    let show = match event {
-        TraceEvent::RoleChanged { role, .. } => *role != RoleKind::Follower,
-        TraceEvent::Crashed { .. } | TraceEvent::Restarted { .. } => true,
-        _ => false,
-    };
-    if show {
-        println!("   {at:>8}  {event}");
-    }
-}
-
-fn wait_for_leader(cluster: &mut Cluster, since: &str) -> Result<NodeId, String> {
-    let start = cluster.now();
-    cluster
-        .run_until_true(Duration::from_secs(10), |c| c.leader().is_some())
-        .map_err(fail)?;
-    let leader = cluster.leader().ok_or("no leader within 10 s")?;
-    let term = cluster.node(leader).map(|n| n.term()).unwrap_or_default();
-    let waited = cluster.now() - start;
-    println!(
-        "   {leader} leads {term}, elected {:.0} ms after {since}",
-        waited.as_secs_f64() * 1e3
-    );
-    Ok(leader)
-}
-
-fn add_all(
-    cluster: &mut Cluster,
-    leader: NodeId,
-    values: impl Iterator<Item = i64>,
-) -> Result<(), String> {
-    let mut last = None;
-    for value in values {
-        let position = cluster
-            .propose(leader, value.to_le_bytes().to_vec().into())
-            .map_err(|e| format!("add({value}) refused: {e}"))?;
-        println!(
-            "   add({value}) appended at {} in {}",
-            position.index, position.term
-        );
-        last = Some(position.index.0);
-    }
-    let target = last.unwrap_or(0);
-    let done = cluster
-        .run_until_true(Duration::from_secs(5), |c| {
-            c.running().all(|n| applied_count(c, n.id()) >= target)
-        })
-        .map_err(fail)?;
-    if !done {
-        return Err("the calls were not applied everywhere within 5 s".into());
-    }
+    node.destroy_synchronous();
     Ok(())
 }
 
-/// The number of entries `node` has applied.
-fn applied_count(cluster: &Cluster, node: NodeId) -> u64 {
-    cluster.applied(node).len() as u64
+/// Makes a call, retrying while the leader changes, and renders the outcome.
+fn call(node: &SyncObj<Counter>, n: i64) -> String {
+    for _ in 0..50 {
+        match node.add(n).wait_timeout(PATIENCE) {
+            Ok(value) => return format!("ok {value}"),
+            Err(FailReason::LeaderChanged | FailReason::NotLeader | FailReason::MissingLeader) => {
+                continue;
+            }
+            Err(reason) => return format!("error {reason}"),
+        }
+    }
+    "error no stable leader".into()
 }
 
-/// The counter each node computes from the commands it applied.
-fn counter(cluster: &Cluster, node: NodeId) -> i64 {
-    cluster
-        .applied(node)
+// ---- the cluster: starts, drives and stops the node processes ------------------------------
+
+/// A node process and its command pipe.
+struct NodeProcess {
+    child: Child,
+    input: ChildStdin,
+    output: BufReader<ChildStdout>,
+}
+
+impl NodeProcess {
+    fn start(me: &str, peers: &[String]) -> Result<NodeProcess, Error> {
+        let mut child = Command::new(std::env::current_exe()?)
+            .arg("--node")
+            .arg(me)
+            .args(peers.iter().filter(|p| *p != me))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()?;
+        let input = child.stdin.take().ok_or("no stdin pipe")?;
+        let output = BufReader::new(child.stdout.take().ok_or("no stdout pipe")?);
+        Ok(NodeProcess {
+            child,
+            input,
+            output,
+        })
+    }
+
+    fn ask(&mut self, command: &str) -> Result<String, Error> {
+        writeln!(self.input, "{command}")?;
+        self.input.flush()?;
+        let mut line = String::new();
+        if self.output.read_line(&mut line)? == 0 {
+            return Err(format!("the node exited while answering {command:?}").into());
+        }
+        Ok(line.trim_end().to_owned())
+    }
+
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Every node process; killed on drop, whatever happened.
+struct Cluster {
+    addresses: Vec<String>,
+    nodes: Vec<Option<NodeProcess>>,
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for node in self.nodes.iter_mut().flatten() {
+            let _ = node.ask("quit");
+            node.kill();
+        }
+    }
+}
+
+impl Cluster {
+    fn node(&mut self, i: usize) -> Result<&mut NodeProcess, Error> {
+        self.nodes[i]
+            .as_mut()
+            .ok_or_else(|| format!("node {i} is down").into())
+    }
+
+    fn leader(&mut self, asker: usize) -> Result<usize, Error> {
+        let leader = self.node(asker)?.ask("leader")?;
+        self.addresses
+            .iter()
+            .position(|a| *a == leader)
+            .ok_or_else(|| format!("no leader ({leader})").into())
+    }
+
+    fn print_status(&mut self) -> Result<(), Error> {
+        for i in 0..self.nodes.len() {
+            let status = self.node(i)?.ask("status")?;
+            let value = self.node(i)?.ask("sync")?;
+            println!(
+                "   {}  {status}  counter {}",
+                self.addresses[i],
+                value.trim_start_matches("ok ")
+            );
+        }
+        Ok(())
+    }
+}
+
+fn free_address() -> Result<String, Error> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.to_string())
+}
+
+fn cluster_main() -> Result<(), Error> {
+    let addresses = (0..3)
+        .map(|_| free_address())
+        .collect::<Result<Vec<_>, _>>()?;
+    println!("syncobj demo: three processes on loopback, replicating a counter over TCP\n");
+    let nodes = addresses
         .iter()
-        .filter(|e| e.kind == EntryKind::Command)
-        .filter_map(|e| <[u8; 8]>::try_from(e.data.as_ref()).ok())
-        .map(i64::from_le_bytes)
-        .sum()
-}
+        .map(|a| NodeProcess::start(a, &addresses).map(Some))
+        .collect::<Result<_, _>>()?;
+    let mut cluster = Cluster {
+        addresses: addresses.clone(),
+        nodes,
+    };
 
-fn print_state(cluster: &Cluster) {
-    println!("   node  role        term  commit  applied  counter");
-    for id in cluster.node_ids() {
-        match cluster.node(id) {
-            Some(n) => println!(
-                "   {:<5} {:<11} {:<5} {:<7} {:<8} {}",
-                id.to_string(),
-                format!("{:?}", n.role()),
-                n.term().to_string(),
-                n.commit_index().to_string(),
-                applied_count(cluster, id),
-                counter(cluster, id)
-            ),
-            None => println!("   {:<5} (crashed)", id.to_string()),
-        }
+    println!("-- 1. every node makes a call; the first one waits for the election");
+    for (i, address) in addresses.iter().enumerate() {
+        let reply = cluster.node(i)?.ask(&format!("add {}", i + 1))?;
+        println!("   {address} add({}) -> {reply}", i + 1);
     }
-}
+    let leader = cluster.leader(0)?;
+    println!("   leader: {}", addresses[leader]);
 
-/// Every node holds the same counter, and it is the sum of every call made.
-fn check_agreement(cluster: &Cluster) -> Result<(), String> {
-    let expected: i64 = (1..=8).sum();
-    for id in cluster.node_ids() {
-        let value = counter(cluster, id);
-        if value != expected {
-            return Err(format!("{id} holds {value}, expected {expected}"));
-        }
+    println!("\n-- 2. kill the leader's process ({})", addresses[leader]);
+    if let Some(mut process) = cluster.nodes[leader].take() {
+        process.kill();
     }
+    let survivor = (leader + 1) % 3;
+    let reply = cluster.node(survivor)?.ask("add 10")?;
+    let new_leader = cluster.leader(survivor)?;
     println!(
-        "\nall {} nodes agree: counter = {expected}",
-        cluster.node_ids().len()
+        "   {} add(10) -> {reply}   (new leader: {})",
+        addresses[survivor], addresses[new_leader]
     );
-    Ok(())
-}
 
-fn fail(violation: Violation) -> String {
-    format!("invariant violated {violation}")
+    println!(
+        "\n-- 3. restart it: it rejoins empty (durability comes with the journal) and catches up"
+    );
+    cluster.nodes[leader] = Some(NodeProcess::start(&addresses[leader], &addresses)?);
+    let reply = cluster.node(leader)?.ask("sync")?;
+    println!("   {} sync -> {reply}", addresses[leader]);
+
+    println!("\n-- 4. every node's view");
+    cluster.print_status()?;
+    let values = (0..3)
+        .map(|i| cluster.node(i)?.ask("sync"))
+        .collect::<Result<Vec<_>, _>>()?;
+    if values.iter().any(|v| *v != values[0]) {
+        return Err(format!("the nodes disagree: {values:?}").into());
+    }
+    println!("\nall three processes agree ({}); stopping them", values[0]);
+    Ok(())
 }
