@@ -110,11 +110,9 @@ pub struct SyncObjConf {
     pub preferred_addr_type: PreferredAddrType,
     /// The socket send buffer size, `SO_SNDBUF` (PySyncObj `sendBufferSize`). Must be positive.
     /// Default: 64 KiB.
-    /// Pending: the network release.
     pub send_buffer_size: usize,
-    /// The socket receive buffer size, `SO_RCVBUF`, and the read chunk size (PySyncObj
-    /// `recvBufferSize`). Must be positive. Default: 64 KiB.
-    /// Pending: the network release.
+    /// The socket receive buffer size, `SO_RCVBUF` (PySyncObj `recvBufferSize`). Must be
+    /// positive. Default: 64 KiB.
     pub recv_buffer_size: usize,
     /// How long a resolved host name is cached (PySyncObj `dnsCacheTime`). Default: 600 s.
     /// Pending: the network release.
@@ -172,7 +170,6 @@ pub struct SyncObjConf {
     pub use_fork: bool,
     /// TCP keepalive on every connection, dialled or accepted (PySyncObj `tcp_keepalive`); `None`
     /// turns it off. Default: idle 16 s, interval 3 s, 5 probes.
-    /// Pending: the network release.
     pub tcp_keepalive: Option<TcpKeepalive>,
     /// Run a pre-vote round before a real election (Raft thesis §9.6), so a node that was cut off
     /// cannot disrupt a healthy leader when it comes back. syncobj's own. Default: `true`.
@@ -367,11 +364,10 @@ impl SyncObjConf {
     pub fn pending_options(&self) -> Vec<&'static str> {
         let d = Self::default();
         names_of_true(&changed!(self, d;
-            password, preferred_addr_type,
-            send_buffer_size, recv_buffer_size, dns_cache_time, dns_fail_cache_time,
+            password, preferred_addr_type, dns_cache_time, dns_fail_cache_time,
             log_compaction_min_entries, log_compaction_min_time, log_compaction_split,
             log_compaction_batch_size, full_dump_file, journal_file, bind_retry_time,
-            max_bind_retries, dynamic_membership_change, tcp_keepalive,
+            max_bind_retries, dynamic_membership_change,
         ))
     }
 
@@ -1160,12 +1156,7 @@ mod tests {
             .with_poller_type(PollerType::Select);
         assert_eq!(
             conf.pending_options(),
-            [
-                "password",
-                "journal_file",
-                "dynamic_membership_change",
-                "tcp_keepalive"
-            ]
+            ["password", "journal_file", "dynamic_membership_change"]
         );
         assert_eq!(conf.ignored_options(), ["poller_type"]);
     }
@@ -1174,13 +1165,11 @@ mod tests {
     #[test]
     fn each_pending_option_is_listed_alone() {
         type Set = fn(SyncObjConf) -> SyncObjConf;
-        let cases: [(&str, Set); 16] = [
+        let cases: [(&str, Set); 13] = [
             ("password", |c| c.with_password("x")),
             ("preferred_addr_type", |c| {
                 c.with_preferred_addr_type(PreferredAddrType::Any)
             }),
-            ("send_buffer_size", |c| c.with_send_buffer_size(1)),
-            ("recv_buffer_size", |c| c.with_recv_buffer_size(1)),
             ("dns_cache_time", |c| c.with_dns_cache_time(ms(1))),
             ("dns_fail_cache_time", |c| c.with_dns_fail_cache_time(ms(1))),
             ("log_compaction_min_entries", |c| {
@@ -1204,7 +1193,6 @@ mod tests {
             ("dynamic_membership_change", |c| {
                 c.with_dynamic_membership_change(true)
             }),
-            ("tcp_keepalive", |c| c.with_tcp_keepalive(None)),
         ];
         for (option, set) in cases {
             assert_eq!(set(SyncObjConf::default()).pending_options(), [option]);

@@ -47,6 +47,23 @@ pub struct TcpSettings {
     pub connection_retry_time: Duration,
     /// Whether read-only nodes may connect.
     pub accept_read_only: bool,
+    /// `SO_SNDBUF` of every connection, in bytes; `None` keeps the system's.
+    pub send_buffer_size: Option<usize>,
+    /// `SO_RCVBUF` of every connection, in bytes; `None` keeps the system's.
+    pub recv_buffer_size: Option<usize>,
+    /// TCP keepalive of every connection, dialled and accepted alike; `None` leaves it off.
+    pub tcp_keepalive: Option<Keepalive>,
+}
+
+/// TCP keepalive probing: after `idle` without traffic, `count` probes `interval` apart.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Keepalive {
+    /// Idle time before the first probe.
+    pub idle: Duration,
+    /// Time between probes.
+    pub interval: Duration,
+    /// Unanswered probes before the connection is closed.
+    pub count: u32,
 }
 
 /// Counters of what went wrong on the wire.
@@ -209,7 +226,7 @@ impl TcpTransport {
     fn dial(&mut self, peer: &str, now: Instant) -> io::Result<()> {
         let address = resolve(peer)?;
         let stream = TcpStream::connect(address)?;
-        stream.set_nodelay(true)?;
+        configure(&stream, &self.settings)?;
         self.register(stream, Some(peer.to_owned()), Stage::Connecting, now)
     }
 
@@ -248,8 +265,8 @@ impl TcpTransport {
             };
             match listener.accept() {
                 Ok((stream, _)) => {
-                    if let Err(error) = stream
-                        .set_nodelay(true)
+                    let configured = configure(&stream, &self.settings);
+                    if let Err(error) = configured
                         .and_then(|()| self.register(stream, None, Stage::AwaitHello, now))
                     {
                         tracing::warn!(%error, "cannot set up an accepted connection");
@@ -559,6 +576,26 @@ fn dial_targets(settings: &TcpSettings) -> Vec<String> {
         })
         .cloned()
         .collect()
+}
+
+/// Socket options of every connection: no Nagle delay, buffer sizes, keepalive.
+fn configure(stream: &TcpStream, settings: &TcpSettings) -> io::Result<()> {
+    stream.set_nodelay(true)?;
+    let socket = socket2::SockRef::from(stream);
+    if let Some(size) = settings.send_buffer_size {
+        socket.set_send_buffer_size(size)?;
+    }
+    if let Some(size) = settings.recv_buffer_size {
+        socket.set_recv_buffer_size(size)?;
+    }
+    if let Some(keepalive) = settings.tcp_keepalive {
+        let probing = socket2::TcpKeepalive::new()
+            .with_time(keepalive.idle)
+            .with_interval(keepalive.interval)
+            .with_retries(keepalive.count);
+        socket.set_tcp_keepalive(&probing)?;
+    }
+    Ok(())
 }
 
 fn own_peer(settings: &TcpSettings) -> Peer {

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use syncobj_net::handshake::ClusterId;
-use syncobj_net::tcp::{TcpSettings, TcpTransport};
+use syncobj_net::tcp::{Keepalive, TcpSettings, TcpTransport};
 use syncobj_net::{Incoming, Transport};
 
 const CLUSTER: ClusterId = ClusterId([7; 16]);
@@ -32,6 +32,13 @@ fn settings(me: Option<&str>, voters: &[String]) -> TcpSettings {
         connection_timeout: Duration::from_millis(600),
         connection_retry_time: Duration::from_millis(50),
         accept_read_only: true,
+        send_buffer_size: Some(256 * 1024),
+        recv_buffer_size: Some(256 * 1024),
+        tcp_keepalive: Some(Keepalive {
+            idle: Duration::from_secs(16),
+            interval: Duration::from_secs(3),
+            count: 5,
+        }),
     }
 }
 

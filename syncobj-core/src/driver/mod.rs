@@ -20,7 +20,7 @@ use bytes::Bytes;
 use crossbeam_channel::{Sender, TrySendError};
 use parking_lot::{Mutex, RwLock, RwLockReadGuard};
 use syncobj_net::handshake::ClusterId;
-use syncobj_net::tcp::{TcpError, TcpSettings, TcpTransport};
+use syncobj_net::tcp::{Keepalive, TcpError, TcpSettings, TcpTransport};
 use syncobj_net::{Incoming, Transport, Wake};
 use thiserror::Error;
 
@@ -120,6 +120,13 @@ impl<T: Replicated> SyncObj<T> {
             connection_timeout: conf.connection_timeout,
             connection_retry_time: conf.connection_retry_time,
             accept_read_only: true,
+            send_buffer_size: Some(conf.send_buffer_size),
+            recv_buffer_size: Some(conf.recv_buffer_size),
+            tcp_keepalive: conf.tcp_keepalive.map(|k| Keepalive {
+                idle: k.idle,
+                interval: k.interval,
+                count: k.count,
+            }),
         };
         tracing::warn!(
             address = self_address,
