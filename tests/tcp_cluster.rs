@@ -81,3 +81,33 @@ fn a_taken_port_fails_to_start() {
         result.err()
     );
 }
+
+/// A stranger that sends garbage instead of a hello is refused, its connection closed, and the
+/// node's status counts it.
+#[test]
+fn garbage_hello_is_refused_and_counted() {
+    use std::io::{Read, Write};
+
+    let address = free_address();
+    let node = SyncObj::new(&address, Vec::<String>::new(), Counter::default(), conf())
+        .expect("the node starts");
+    assert_eq!(node.add(1).wait_timeout(Duration::from_secs(10)), Ok(1));
+    let mut stranger = std::net::TcpStream::connect(&address).expect("the node listens");
+    stranger
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("a read timeout can be set");
+    let garbage = b"not a hello at all";
+    let mut frame = (garbage.len() as u32).to_le_bytes().to_vec();
+    frame.extend_from_slice(garbage);
+    stranger
+        .write_all(&frame)
+        .expect("the node accepts the connection");
+    let mut reply = Vec::new();
+    stranger
+        .read_to_end(&mut reply)
+        .expect("the node answers, then closes");
+    assert!(!reply.is_empty(), "the refusal is sent before closing");
+    // One more call: the status is refreshed at the end of every tick.
+    assert_eq!(node.add(0).wait_timeout(Duration::from_secs(10)), Ok(1));
+    assert_eq!(node.status().wire.refused_handshakes, 1);
+}

@@ -59,6 +59,8 @@ pub struct Status {
     pub stalled_on: Option<String>,
     /// Counters of notable Raft events (one key per counter).
     pub counters: StatusCounters,
+    /// Counters of bad input and losses on the wire (one key per counter).
+    pub wire: WireCounters,
 }
 
 impl Status {
@@ -68,6 +70,7 @@ impl Status {
         let mut pairs = self.scalar_pairs();
         pairs.extend(self.peer_pairs());
         pairs.extend(self.counters.pairs());
+        pairs.extend(self.wire.pairs());
         pairs.sort();
         pairs
     }
@@ -139,6 +142,7 @@ impl Default for Status {
             stalled_at_code_version: None,
             stalled_on: None,
             counters: StatusCounters::default(),
+            wire: WireCounters::default(),
         }
     }
 }
@@ -195,6 +199,35 @@ impl StatusCounters {
             ("pre_votes_started", self.pre_votes_started),
             ("check_quorum_step_downs", self.check_quorum_step_downs),
             ("votes_ignored_in_lease", self.votes_ignored_in_lease),
+        ]
+        .into_iter()
+        .map(|(key, value)| (key.to_owned(), value.to_string()))
+        .collect()
+    }
+}
+
+/// Bad input and losses on the wire: what the transport counted, plus messages the driver
+/// could not decode.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WireCounters {
+    /// Connections dropped for a bad frame, and frames whose message did not decode.
+    pub bad_frames: u64,
+    /// Connections refused at the handshake.
+    pub refused_handshakes: u64,
+    /// Links dropped for reading nothing within the connection timeout.
+    pub link_timeouts: u64,
+    /// Frames dropped because a peer was not connected or its send queue was full.
+    pub dropped_frames: u64,
+}
+
+impl WireCounters {
+    /// One `(key, value)` pair per counter, keyed by the field name.
+    fn pairs(&self) -> Vec<(String, String)> {
+        [
+            ("bad_frames", self.bad_frames),
+            ("refused_handshakes", self.refused_handshakes),
+            ("link_timeouts", self.link_timeouts),
+            ("dropped_frames", self.dropped_frames),
         ]
         .into_iter()
         .map(|(key, value)| (key.to_owned(), value.to_string()))
@@ -350,7 +383,7 @@ mod tests {
                 "missing {line:?} in\n{text}"
             );
         }
-        assert_eq!(lines.len(), 35, "{text}");
+        assert_eq!(lines.len(), 39, "{text}");
         assert!(!text.ends_with('\n'));
     }
 

@@ -24,6 +24,19 @@ pub struct Incoming {
     pub frame: Bytes,
 }
 
+/// Counters of bad input and losses on the wire, for the status report.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TransportCounters {
+    /// Connections dropped for a bad frame (oversized, undecodable).
+    pub bad_frames: u64,
+    /// Connections refused at the handshake, by either side.
+    pub refused_handshakes: u64,
+    /// Links dropped for reading nothing within the connection timeout.
+    pub link_timeouts: u64,
+    /// Frames dropped because a peer was not connected or its send queue was full.
+    pub dropped_frames: u64,
+}
+
 /// Wakes a thread blocked in [`Transport::poll`], from any thread.
 pub trait Wake: Send + Sync {
     /// Makes the current or next `poll` return promptly.
@@ -48,4 +61,9 @@ pub trait Transport: Send + 'static {
 
     /// Whether a link to `node` is up.
     fn is_connected(&self, node: &str) -> bool;
+
+    /// Counters of bad input and losses so far; zero for transports that count nothing.
+    fn counters(&self) -> TransportCounters {
+        TransportCounters::default()
+    }
 }

@@ -5,7 +5,7 @@
 //! [`HelloReply`], each in one frame; after that, frames carry the driver's messages. A link
 //! that reads nothing for `connection_timeout` is dropped and dialled again after
 //! `connection_retry_time`. Bad input — an oversized or undecodable frame, a refused hello —
-//! drops that connection, is logged, and is counted in [`TcpStats`].
+//! drops that connection, is logged, and is counted in [`TransportCounters`].
 
 use std::collections::BTreeMap;
 use std::io::{self, Write};
@@ -20,7 +20,7 @@ use thiserror::Error;
 
 use crate::frame::{FrameDecoder, FrameEncoder, ReadStatus};
 use crate::handshake::{ClusterId, HandshakeConfig, Hello, HelloReply, Peer, check_hello};
-use crate::{Incoming, Transport, Wake};
+use crate::{Incoming, Transport, TransportCounters, Wake};
 
 const LISTENER: Token = Token(0);
 const WAKER: Token = Token(1);
@@ -64,20 +64,6 @@ pub struct Keepalive {
     pub interval: Duration,
     /// Unanswered probes before the connection is closed.
     pub count: u32,
-}
-
-/// Counters of what went wrong on the wire.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct TcpStats {
-    /// Connections dropped for a bad frame (oversized, undecodable).
-    pub bad_frames: u64,
-    /// Connections refused at the handshake.
-    pub refused_handshakes: u64,
-    /// Links dropped for reading nothing within the connection timeout (idle links carry
-    /// empty keep-alive frames, so only dead ones time out).
-    pub timeouts: u64,
-    /// Frames dropped because a peer's send queue was full or it was not connected.
-    pub dropped_frames: u64,
 }
 
 /// Why a transport could not start.
@@ -141,7 +127,7 @@ pub struct TcpTransport {
     links: BTreeMap<String, Token>,
     /// When each peer this node dials may be dialled next.
     next_dial: BTreeMap<String, Instant>,
-    stats: TcpStats,
+    stats: TransportCounters,
 }
 
 struct MioWaker(mio::Waker);
@@ -185,7 +171,7 @@ impl TcpTransport {
             next_token: FIRST_CONNECTION,
             links: BTreeMap::new(),
             next_dial,
-            stats: TcpStats::default(),
+            stats: TransportCounters::default(),
         })
     }
 
@@ -195,7 +181,7 @@ impl TcpTransport {
     }
 
     /// Counters of what went wrong on the wire.
-    pub fn stats(&self) -> TcpStats {
+    pub fn stats(&self) -> TransportCounters {
         self.stats
     }
 
@@ -487,7 +473,7 @@ impl TcpTransport {
             .map(|(&t, _)| t)
             .collect();
         for token in silent {
-            self.stats.timeouts += 1;
+            self.stats.link_timeouts += 1;
             self.close(token, "read nothing within the connection timeout");
         }
     }
@@ -561,6 +547,10 @@ impl Transport for TcpTransport {
 
     fn is_connected(&self, node: &str) -> bool {
         self.links.contains_key(node)
+    }
+
+    fn counters(&self) -> TransportCounters {
+        self.stats
     }
 }
 

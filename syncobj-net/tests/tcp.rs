@@ -96,7 +96,7 @@ fn two_voters_link_and_exchange_frames() {
         Instant::now() >= idle_until
     });
     assert!(a.is_connected(&voters[1]) && b.is_connected(&voters[0]));
-    assert_eq!((a.stats().timeouts, b.stats().timeouts), (0, 0));
+    assert_eq!((a.stats().link_timeouts, b.stats().link_timeouts), (0, 0));
     assert!(
         inboxes.iter().all(|inbox| inbox.len() == 1),
         "keep-alives are not delivered"

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use crossbeam_channel::Receiver;
-use syncobj_net::{Incoming, Transport};
+use syncobj_net::{Incoming, Transport, TransportCounters};
 
 use super::inflight::{InFlight, Outcome, PlacedForwards, Settled};
 use super::objects::{ErasedObject, SET_CODE_VERSION, SYSTEM_OBJECT};
@@ -19,7 +19,7 @@ use crate::object::{CommandHeader, Completion, FailReason};
 use crate::raft::{
     Entry, EntryKind, Envelope, Instant, LogIndex, NodeId, ProposeError, RaftNode, Term,
 };
-use crate::status::{PeerStatus, Status};
+use crate::status::{PeerStatus, Status, WireCounters};
 
 /// The most queued commands one tick takes in, so a flood cannot starve the network.
 const COMMANDS_PER_TICK_MAX: usize = 10_000;
@@ -111,6 +111,8 @@ pub(crate) struct Engine {
     deferred: Vec<Deferred>,
     /// Which peers had a live link at the last iteration.
     links: BTreeMap<String, bool>,
+    /// The transport's counters as of the last iteration.
+    wire: TransportCounters,
     /// The main object, then the consumers.
     objects: Vec<Arc<dyn ErasedObject>>,
     queue: Receiver<Queued>,
@@ -155,6 +157,7 @@ impl Engine {
             outbox: Vec::new(),
             deferred: Vec::new(),
             links,
+            wire: TransportCounters::default(),
             objects,
             queue,
             settings,
@@ -213,6 +216,7 @@ impl Engine {
         for (address, up) in &mut self.links {
             *up = transport.is_connected(address);
         }
+        self.wire = transport.counters();
     }
 
     /// Runs `on_state_changed` on a role change and `on_ready` on the first catch-up.
@@ -289,6 +293,12 @@ impl Engine {
             },
             stalled_on: self.stalled.as_ref().map(ToString::to_string),
             counters: raft.counters().into(),
+            wire: WireCounters {
+                bad_frames: self.wire.bad_frames + self.bad_frames,
+                refused_handshakes: self.wire.refused_handshakes,
+                link_timeouts: self.wire.link_timeouts,
+                dropped_frames: self.wire.dropped_frames,
+            },
             ..Status::default()
         }
     }
