@@ -55,7 +55,7 @@
 
 pub use syncobj_core::conf::{self, RaftState, SyncObjConf};
 pub use syncobj_core::driver::{
-    Consumer, Consumers, MemoryNetwork, MemoryTransport, StartError, SyncObj,
+    BindError, Consumer, Consumers, MemoryNetwork, MemoryTransport, StartError, SyncObj,
 };
 pub use syncobj_core::object::{Call, FailReason, Replicated, ReplicatedMethods, ReplicatedState};
 pub use syncobj_core::raft;

@@ -69,17 +69,26 @@ fn three_nodes_over_tcp_agree() {
     assert_eq!(leaders, 1);
 }
 
-/// Binding an address that is already taken fails with a typed error.
+/// PySyncObj's `test_syncobjWaitBinded`: a node on a taken port with `max_bind_retries = 1`
+/// reports the failure from `wait_binded`; a free port binds.
 #[test]
-fn a_taken_port_fails_to_start() {
+fn wait_binded_reports_a_taken_port() {
     let taken = TcpListener::bind("127.0.0.1:0").expect("loopback has free ports");
     let address = taken.local_addr().expect("bound").to_string();
-    let result = SyncObj::new(&address, [free_address()], Counter::default(), conf());
+    let once = SyncObjConf {
+        max_bind_retries: 1,
+        ..conf()
+    };
+    let node = SyncObj::new(&address, [free_address()], Counter::default(), once)
+        .expect("the node starts");
+    let waited = node.wait_binded(Duration::from_secs(10));
     assert!(
-        matches!(result, Err(syncobj::StartError::Transport(_))),
-        "{:?}",
-        result.err()
+        matches!(waited, Err(syncobj::BindError::Failed(_))),
+        "{waited:?}"
     );
+    let free = SyncObj::new(&free_address(), [address], Counter::default(), conf())
+        .expect("the node starts");
+    assert_eq!(free.wait_binded(Duration::from_secs(10)), Ok(()));
 }
 
 /// A stranger that sends garbage instead of a hello is refused, its connection closed, and the

@@ -66,4 +66,10 @@ pub trait Transport: Send + 'static {
     fn counters(&self) -> TransportCounters {
         TransportCounters::default()
     }
+
+    /// Whether the transport listens where it should: `Ok(true)` bound (or nothing to bind),
+    /// `Ok(false)` still trying, `Err` gave up, saying why.
+    fn bound(&self) -> Result<bool, String> {
+        Ok(true)
+    }
 }

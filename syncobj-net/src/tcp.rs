@@ -26,6 +26,10 @@ const LISTENER: Token = Token(0);
 const WAKER: Token = Token(1);
 const FIRST_CONNECTION: usize = 2;
 
+/// The first pause between dials of a peer that has no link; it doubles up to
+/// `connection_retry_time`.
+const DIAL_BACKOFF_MIN: Duration = Duration::from_millis(20);
+
 /// Settings of a [`TcpTransport`].
 #[derive(Clone, Debug)]
 pub struct TcpSettings {
@@ -53,6 +57,31 @@ pub struct TcpSettings {
     pub recv_buffer_size: Option<usize>,
     /// TCP keepalive of every connection, dialled and accepted alike; `None` leaves it off.
     pub tcp_keepalive: Option<Keepalive>,
+    /// The pause between two attempts to bind the listening address.
+    pub bind_retry_time: Duration,
+    /// How many bind attempts before giving up; 0 retries for ever (PySyncObj's default).
+    pub max_bind_retries: u32,
+}
+
+/// Where binding the listening address stands.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum BindState {
+    /// Bound, or nothing to bind (a read-only node).
+    Bound,
+    /// Not bound yet; another attempt comes after `bind_retry_time`.
+    Retrying {
+        /// Attempts so far.
+        attempts: u32,
+        /// Why the last one failed.
+        error: String,
+    },
+    /// `max_bind_retries` attempts failed; the node cannot be reached.
+    Failed {
+        /// Attempts made.
+        attempts: u32,
+        /// Why the last one failed.
+        error: String,
+    },
 }
 
 /// TCP keepalive probing: after `idle` without traffic, `count` probes `interval` apart.
@@ -120,6 +149,8 @@ pub struct TcpTransport {
     poll: Poll,
     events: Events,
     listener: Option<TcpListener>,
+    bind: BindState,
+    next_bind: Instant,
     waker: Arc<MioWaker>,
     connections: BTreeMap<Token, Connection>,
     next_token: usize,
@@ -127,6 +158,8 @@ pub struct TcpTransport {
     links: BTreeMap<String, Token>,
     /// When each peer this node dials may be dialled next.
     next_dial: BTreeMap<String, Instant>,
+    /// The pause before the next dial of each peer that has no link.
+    dial_backoff: BTreeMap<String, Duration>,
     stats: TransportCounters,
 }
 
@@ -141,38 +174,83 @@ impl Wake for MioWaker {
 }
 
 impl TcpTransport {
-    /// Binds (unless read-only) and starts dialling the peers this node dials.
+    /// Starts the transport: tries to bind at once (unless read-only), retrying every
+    /// `bind_retry_time` from [`poll`](Transport::poll) if that fails, and starts dialling the
+    /// peers this node dials.
     ///
     /// # Errors
-    /// [`TcpError`] if the bind address does not resolve or cannot be bound.
+    /// [`TcpError::Poll`] if the poller cannot be created. Bind failures are not errors here:
+    /// see [`bind_state`](Self::bind_state).
     pub fn bind(settings: TcpSettings) -> Result<TcpTransport, TcpError> {
         let poll = Poll::new().map_err(TcpError::Poll)?;
         let waker = mio::Waker::new(poll.registry(), WAKER).map_err(TcpError::Poll)?;
-        let listener = match settings
-            .bind_address
-            .clone()
-            .or_else(|| settings.self_address.clone())
-        {
-            Some(address) => Some(listen(&poll, &address)?),
-            None => None,
-        };
         let now = Instant::now();
         let next_dial = dial_targets(&settings)
             .into_iter()
             .map(|peer| (peer, now))
             .collect();
-        Ok(TcpTransport {
+        let mut transport = TcpTransport {
             settings,
             poll,
             events: Events::with_capacity(256),
-            listener,
+            listener: None,
+            bind: BindState::Retrying {
+                attempts: 0,
+                error: String::new(),
+            },
+            next_bind: now,
             waker: Arc::new(MioWaker(waker)),
             connections: BTreeMap::new(),
             next_token: FIRST_CONNECTION,
             links: BTreeMap::new(),
             next_dial,
+            dial_backoff: BTreeMap::new(),
             stats: TransportCounters::default(),
-        })
+        };
+        transport.try_bind(now);
+        Ok(transport)
+    }
+
+    /// Where binding the listening address stands.
+    pub fn bind_state(&self) -> &BindState {
+        &self.bind
+    }
+
+    /// One bind attempt, if one is due.
+    fn try_bind(&mut self, now: Instant) {
+        let BindState::Retrying { attempts, .. } = self.bind else {
+            return;
+        };
+        if now < self.next_bind {
+            return;
+        }
+        let address = self
+            .settings
+            .bind_address
+            .clone()
+            .or_else(|| self.settings.self_address.clone());
+        let Some(address) = address else {
+            self.bind = BindState::Bound;
+            return;
+        };
+        let attempts = attempts + 1;
+        match listen(&self.poll, &address) {
+            Ok(listener) => {
+                self.listener = Some(listener);
+                self.bind = BindState::Bound;
+            }
+            Err(error) => {
+                let error = error.to_string();
+                tracing::warn!(%address, attempts, %error, "cannot bind");
+                let max = self.settings.max_bind_retries;
+                self.bind = if max > 0 && attempts >= max {
+                    BindState::Failed { attempts, error }
+                } else {
+                    BindState::Retrying { attempts, error }
+                };
+                self.next_bind = now + self.settings.bind_retry_time;
+            }
+        }
     }
 
     /// The address the listener is bound to, if this node listens.
@@ -195,8 +273,21 @@ impl TcpTransport {
             .map(|(peer, _)| peer.clone())
             .collect();
         for peer in due {
-            self.next_dial
-                .insert(peer.clone(), now + self.settings.connection_retry_time);
+            // Back off from a quick first retry (peers start at about the same time) up to
+            // `connection_retry_time`; an open link resets it.
+            let backoff = self
+                .dial_backoff
+                .get(&peer)
+                .copied()
+                .unwrap_or(DIAL_BACKOFF_MIN);
+            self.dial_backoff.insert(
+                peer.clone(),
+                (backoff * 2).min(self.settings.connection_retry_time),
+            );
+            self.next_dial.insert(
+                peer.clone(),
+                now + backoff.min(self.settings.connection_retry_time),
+            );
             if let Err(error) = self.dial(&peer, now) {
                 tracing::debug!(%peer, %error, "dial failed");
             }
@@ -417,6 +508,7 @@ impl TcpTransport {
 
     /// Makes `token` the link to `peer`, closing an older one.
     fn replace_link(&mut self, peer: String, token: Token) {
+        self.dial_backoff.remove(&peer);
         if let Some(old) = self.links.insert(peer, token)
             && old != token
         {
@@ -508,6 +600,7 @@ impl Transport for TcpTransport {
 
     fn poll(&mut self, timeout: Duration, out: &mut Vec<Incoming>) {
         let now = Instant::now();
+        self.try_bind(now);
         self.dial_due(now);
         self.drop_silent(now);
         self.keep_alive(now);
@@ -551,6 +644,16 @@ impl Transport for TcpTransport {
 
     fn counters(&self) -> TransportCounters {
         self.stats
+    }
+
+    fn bound(&self) -> Result<bool, String> {
+        match &self.bind {
+            BindState::Bound => Ok(true),
+            BindState::Retrying { .. } => Ok(false),
+            BindState::Failed { attempts, error } => Err(format!(
+                "gave up binding after {attempts} attempts: {error}"
+            )),
+        }
     }
 }
 

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use syncobj_net::handshake::ClusterId;
-use syncobj_net::tcp::{Keepalive, TcpSettings, TcpTransport};
+use syncobj_net::tcp::{BindState, Keepalive, TcpSettings, TcpTransport};
 use syncobj_net::{Incoming, Transport};
 
 const CLUSTER: ClusterId = ClusterId([7; 16]);
@@ -34,6 +34,8 @@ fn settings(me: Option<&str>, voters: &[String]) -> TcpSettings {
         accept_read_only: true,
         send_buffer_size: Some(256 * 1024),
         recv_buffer_size: Some(256 * 1024),
+        bind_retry_time: Duration::from_millis(50),
+        max_bind_retries: 0,
         tcp_keepalive: Some(Keepalive {
             idle: Duration::from_secs(16),
             interval: Duration::from_secs(3),
@@ -161,4 +163,33 @@ fn oversized_frames_drop_the_connection() {
         n[0].stats().bad_frames > 0
     });
     assert!(inboxes[0].is_empty());
+}
+
+/// A taken port: binding is retried every `bind_retry_time` and, with a limit, given up on.
+#[test]
+fn a_taken_port_is_retried_then_given_up() {
+    let taken = StdListener::bind("127.0.0.1:0").expect("loopback has free ports");
+    let address = taken.local_addr().expect("bound").to_string();
+    let voters = vec![address.clone()];
+    let limited = TcpSettings {
+        max_bind_retries: 3,
+        ..settings(Some(&address), &voters)
+    };
+    let mut transport = TcpTransport::bind(limited).expect("the poller starts");
+    assert!(matches!(
+        transport.bind_state(),
+        BindState::Retrying { attempts: 1, .. }
+    ));
+    let mut inbox = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !matches!(transport.bind_state(), BindState::Failed { .. }) {
+        assert!(Instant::now() < deadline, "gave up within 10 s");
+        transport.poll(Duration::from_millis(10), &mut inbox);
+    }
+    assert!(matches!(
+        transport.bind_state(),
+        BindState::Failed { attempts: 3, .. }
+    ));
+    assert!(transport.bound().is_err());
+    drop(taken);
 }

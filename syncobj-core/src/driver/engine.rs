@@ -63,6 +63,8 @@ pub(crate) struct EngineSettings {
     pub(crate) ready: Arc<ReadySignal>,
     /// The code version the cluster enabled, as applied here; callers read it.
     pub(crate) code_version: Arc<AtomicU32>,
+    /// Raised once the transport is bound or gave up binding.
+    pub(crate) bind_settled: Arc<ReadySignal>,
     /// A number that differs between incarnations of the node (random, or from the seed).
     pub(crate) session: u64,
 }
@@ -113,6 +115,8 @@ pub(crate) struct Engine {
     links: BTreeMap<String, bool>,
     /// The transport's counters as of the last iteration.
     wire: TransportCounters,
+    /// Whether the transport listens, as of the last iteration.
+    pub(crate) bound: Result<bool, String>,
     /// The main object, then the consumers.
     objects: Vec<Arc<dyn ErasedObject>>,
     queue: Receiver<Queued>,
@@ -158,6 +162,7 @@ impl Engine {
             deferred: Vec::new(),
             links,
             wire: TransportCounters::default(),
+            bound: Ok(false),
             objects,
             queue,
             settings,
@@ -217,6 +222,10 @@ impl Engine {
             *up = transport.is_connected(address);
         }
         self.wire = transport.counters();
+        self.bound = transport.bound();
+        if !matches!(self.bound, Ok(false)) {
+            self.settings.bind_settled.set();
+        }
     }
 
     /// Runs `on_state_changed` on a role change and `on_ready` on the first catch-up.

@@ -48,6 +48,17 @@ pub struct SyncObj<T: Replicated> {
     tick_thread: Mutex<Option<JoinHandle<()>>>,
 }
 
+/// Why [`SyncObj::wait_binded`] returned without the node listening.
+#[derive(Clone, Debug, PartialEq, Eq, Error)]
+pub enum BindError {
+    /// Every allowed attempt failed; the reason of the last one.
+    #[error("cannot bind: {0}")]
+    Failed(String),
+    /// The node was still trying when the wait ended.
+    #[error("not bound yet")]
+    Timeout,
+}
+
 /// Why a node could not start.
 #[derive(Debug, Error)]
 pub enum StartError {
@@ -81,6 +92,7 @@ struct Shared {
     code_version: Arc<AtomicU32>,
     stopped: AtomicBool,
     ready: Arc<ReadySignal>,
+    bind_settled: Arc<ReadySignal>,
     started: StdInstant,
 }
 
@@ -127,6 +139,8 @@ impl<T: Replicated> SyncObj<T> {
                 interval: k.interval,
                 count: k.count,
             }),
+            bind_retry_time: conf.bind_retry_time,
+            max_bind_retries: conf.max_bind_retries,
         };
         tracing::warn!(
             address = self_address,
@@ -199,6 +213,7 @@ impl<T: Replicated> SyncObj<T> {
             vec![Arc::clone(&main) as Arc<dyn ErasedObject>];
         objects.extend(consumers.cells.iter().cloned());
         let ready = Arc::new(ReadySignal::default());
+        let bind_settled = Arc::new(ReadySignal::default());
         let code_version = Arc::new(AtomicU32::new(0));
         let settings = EngineSettings {
             commands_wait_leader: conf.commands_wait_leader,
@@ -209,6 +224,7 @@ impl<T: Replicated> SyncObj<T> {
             on_code_version_changed: conf.on_code_version_changed.clone(),
             ready: Arc::clone(&ready),
             code_version: Arc::clone(&code_version),
+            bind_settled: Arc::clone(&bind_settled),
             session: seed_from_address(self_address),
         };
         for option in conf.pending_options() {
@@ -240,6 +256,7 @@ impl<T: Replicated> SyncObj<T> {
             code_version,
             stopped: AtomicBool::new(false),
             ready,
+            bind_settled,
             started: StdInstant::now(),
         });
         let calls = T::Calls::from(Caller::new(Arc::clone(&shared) as Arc<dyn Submit>, 0));
@@ -375,6 +392,34 @@ impl<T: Replicated> SyncObj<T> {
             self.shared.tick(left.min(Duration::from_millis(10)));
         }
         true
+    }
+
+    /// Waits until the node listens on its address, for at most `timeout` (PySyncObj
+    /// `waitBinded`). A node keeps trying to bind every `bind_retry_time`, up to
+    /// `max_bind_retries` attempts (0: for ever). On a manually ticked node the waiting thread
+    /// ticks it.
+    ///
+    /// # Errors
+    /// [`BindError::Failed`] once the node gave up binding; [`BindError::Timeout`] if it is still
+    /// trying when `timeout` passes.
+    pub fn wait_binded(&self, timeout: Duration) -> Result<(), BindError> {
+        let deadline = StdInstant::now() + timeout;
+        loop {
+            match self.shared.engine.lock().bound.clone() {
+                Ok(true) => return Ok(()),
+                Err(reason) => return Err(BindError::Failed(reason)),
+                Ok(false) => {}
+            }
+            let left = deadline.saturating_duration_since(StdInstant::now());
+            if left.is_zero() {
+                return Err(BindError::Timeout);
+            }
+            if self.shared.auto_tick {
+                self.shared.bind_settled.wait_until(deadline);
+            } else {
+                self.shared.tick(left.min(Duration::from_millis(10)));
+            }
+        }
     }
 
     /// The addresses of the read-only (non-voting) nodes connected to this one. Read-only nodes

@@ -568,6 +568,7 @@ fn build_node(
         on_code_version_changed: None,
         ready: Arc::default(),
         code_version: Arc::default(),
+        bind_settled: Arc::default(),
         session: seed ^ id.0,
     };
     let engine = Engine::new(raft, addresses, objects, receiver, settings);
