@@ -147,11 +147,9 @@ pub struct SyncObjConf {
     pub journal_file: Option<PathBuf>,
     /// The time between two attempts to bind the listening socket (PySyncObj `bindRetryTime`).
     /// Must be positive. Default: 1 s.
-    /// Pending: the network release.
     pub bind_retry_time: Duration,
     /// How many bind attempts fail before `wait_binded` gives up; 0 means unlimited (PySyncObj
     /// `maxBindRetries`). Default: 0.
-    /// Pending: the network release.
     pub max_bind_retries: u32,
     /// Allow adding and removing nodes at run time (PySyncObj `dynamicMembershipChange`).
     /// Default: `false`.
@@ -366,8 +364,7 @@ impl SyncObjConf {
         names_of_true(&changed!(self, d;
             password, preferred_addr_type, dns_cache_time, dns_fail_cache_time,
             log_compaction_min_entries, log_compaction_min_time, log_compaction_split,
-            log_compaction_batch_size, full_dump_file, journal_file, bind_retry_time,
-            max_bind_retries, dynamic_membership_change,
+            log_compaction_batch_size, full_dump_file, journal_file, dynamic_membership_change,
         ))
     }
 
@@ -1165,7 +1162,7 @@ mod tests {
     #[test]
     fn each_pending_option_is_listed_alone() {
         type Set = fn(SyncObjConf) -> SyncObjConf;
-        let cases: [(&str, Set); 13] = [
+        let cases: [(&str, Set); 11] = [
             ("password", |c| c.with_password("x")),
             ("preferred_addr_type", |c| {
                 c.with_preferred_addr_type(PreferredAddrType::Any)
@@ -1188,8 +1185,6 @@ mod tests {
                 c.with_full_dump_file(PathBuf::from("dump"))
             }),
             ("journal_file", |c| c.with_journal_file("journal")),
-            ("bind_retry_time", |c| c.with_bind_retry_time(ms(1))),
-            ("max_bind_retries", |c| c.with_max_bind_retries(3)),
             ("dynamic_membership_change", |c| {
                 c.with_dynamic_membership_change(true)
             }),
