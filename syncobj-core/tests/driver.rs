@@ -11,11 +11,12 @@ use serde::{Deserialize, Serialize};
 use syncobj_core::conf::{RaftState, SyncObjConf};
 use syncobj_core::driver::{Consumers, MemoryNetwork, SyncObj};
 use syncobj_core::object::{
-    ApplyError, Call, Caller, FailReason, MethodSpec, ReplicatedMethods, ReplicatedState,
+    ApplyError, Call, Caller, FailReason, MethodSpec, Replicated, ReplicatedMethods,
+    ReplicatedState,
 };
 
 /// A counter, with the trait implementations the macros would generate.
-#[derive(Default, Serialize, Deserialize)]
+#[derive(Clone, Default, Serialize, Deserialize)]
 struct Counter {
     value: i64,
 }
@@ -414,7 +415,7 @@ fn isolation_loses_the_quorum() {
 
 /// A second replicated type, used as a consumer and for code versions: `bump` has two
 /// versions, and version 1 adds ten.
-#[derive(Default, Serialize, Deserialize)]
+#[derive(Clone, Default, Serialize, Deserialize)]
 struct Versioned {
     value: i64,
 }
@@ -610,36 +611,7 @@ impl ReplicatedMethods for VersionedOld {
 /// says so in its status, rather than diverge; the upgraded nodes go on.
 #[test]
 fn old_code_stalls_at_a_new_code_version() {
-    let network = MemoryNetwork::new();
-    let partners = |me: &str| {
-        ADDRESSES
-            .iter()
-            .filter(|&&a| a != me)
-            .map(|&a| a.to_owned())
-            .collect::<Vec<_>>()
-    };
-    let new: Vec<SyncObj<Versioned>> = ADDRESSES[..2]
-        .iter()
-        .map(|&me| {
-            SyncObj::with_transport(
-                me,
-                partners(me),
-                Versioned::default(),
-                conf(true),
-                network.endpoint(me),
-            )
-            .expect("a valid node")
-        })
-        .collect();
-    let me = ADDRESSES[2];
-    let old = SyncObj::with_transport(
-        me,
-        partners(me),
-        VersionedOld::default(),
-        conf(true),
-        network.endpoint(me),
-    )
-    .expect("a valid node");
+    let (_network, new, old) = mixed_cluster(Versioned::default(), VersionedOld::default());
     assert_eq!(old.bump().wait_timeout(Duration::from_secs(10)), Ok(1));
     assert_eq!(
         new[0]
@@ -838,36 +810,7 @@ impl ReplicatedMethods for CounterOtherCode {
 /// command and says why, instead of running different code than the others.
 #[test]
 fn other_code_stalls_instead_of_diverging() {
-    let network = MemoryNetwork::new();
-    let partners = |me: &str| {
-        ADDRESSES
-            .iter()
-            .filter(|&&a| a != me)
-            .map(|&a| a.to_owned())
-            .collect::<Vec<_>>()
-    };
-    let same: Vec<SyncObj<Counter>> = ADDRESSES[..2]
-        .iter()
-        .map(|&me| {
-            SyncObj::with_transport(
-                me,
-                partners(me),
-                Counter::default(),
-                conf(true),
-                network.endpoint(me),
-            )
-            .expect("a valid node")
-        })
-        .collect();
-    let me = ADDRESSES[2];
-    let other = SyncObj::with_transport(
-        me,
-        partners(me),
-        CounterOtherCode::default(),
-        conf(true),
-        network.endpoint(me),
-    )
-    .expect("a valid node");
+    let (_network, same, other) = mixed_cluster(Counter::default(), CounterOtherCode::default());
     assert_eq!(add_retrying(&same[0], 5), Ok(5));
     assert_eq!(add_retrying(&same[1], 1), Ok(6));
     let stalled = other.add(1).wait_timeout(Duration::from_millis(300));
@@ -918,4 +861,28 @@ fn dropping_a_node_in_its_own_callback_does_not_deadlock() {
     });
     rx.recv_timeout(Duration::from_secs(10))
         .expect("the callback finished");
+}
+
+/// A three-node cluster whose first two nodes run one code (`A`) and the third another (`B`).
+fn mixed_cluster<A: Replicated + Clone, B: Replicated>(
+    a: A,
+    b: B,
+) -> (MemoryNetwork, Vec<SyncObj<A>>, SyncObj<B>) {
+    let network = MemoryNetwork::new();
+    let partners = |me: &str| {
+        ADDRESSES
+            .iter()
+            .filter(|&&p| p != me)
+            .map(|&p| p.to_owned())
+            .collect::<Vec<_>>()
+    };
+    let start = |me: &str, state: A| {
+        SyncObj::with_transport(me, partners(me), state, conf(true), network.endpoint(me))
+            .expect("a valid node")
+    };
+    let first = vec![start(ADDRESSES[0], a.clone()), start(ADDRESSES[1], a)];
+    let me = ADDRESSES[2];
+    let odd = SyncObj::with_transport(me, partners(me), b, conf(true), network.endpoint(me))
+        .expect("a valid node");
+    (network, first, odd)
 }
