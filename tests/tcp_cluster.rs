@@ -73,11 +73,14 @@ fn three_nodes_named_localhost_agree() {
     agree(&addresses);
 }
 
-/// Calls `add(n)`, retrying while the call was lost to a change of leader, as a client would.
+/// Calls `add(n)`, retrying while the call was lost to a change of leader (`Discarded` means
+/// it was certainly not applied), as a client would.
 fn add_retrying(node: &SyncObj<Counter>, n: i64) -> Result<i64, FailReason> {
     for _ in 0..20 {
         match node.add(n).wait_timeout(Duration::from_secs(10)) {
-            Err(FailReason::LeaderChanged | FailReason::NotLeader) => continue,
+            Err(FailReason::LeaderChanged | FailReason::NotLeader | FailReason::Discarded) => {
+                continue;
+            }
             other => return other,
         }
     }
@@ -156,4 +159,63 @@ fn garbage_hello_is_refused_and_counted() {
     // One more call: the status is refreshed at the end of every tick.
     assert_eq!(node.add(0).wait_timeout(Duration::from_secs(10)), Ok(1));
     assert_eq!(node.status().wire.refused_handshakes, 1);
+}
+
+/// PySyncObj's `test_syncThreeObjectsLeaderFail`: the leader's node goes away; the other two
+/// elect a new leader, take new calls and agree.
+#[test]
+fn leader_failure_over_tcp() {
+    let addresses: Vec<String> = (0..3).map(|_| free_address()).collect();
+    let mut nodes: Vec<Option<SyncObj<Counter>>> = addresses
+        .iter()
+        .map(|me| {
+            let partners = addresses.iter().filter(|a| *a != me).cloned();
+            Some(SyncObj::new(me, partners, Counter::default(), conf()).expect("the node starts"))
+        })
+        .collect();
+    let first = nodes[0].as_ref().expect("running");
+    assert_eq!(add_retrying(first, 350), Ok(350));
+    let leader = nodes
+        .iter()
+        .position(|n| n.as_ref().is_some_and(|n| n.is_leader()))
+        .expect("one node leads");
+    drop(nodes[leader].take()); // closes its sockets
+    let survivors: Vec<&SyncObj<Counter>> = nodes.iter().flatten().collect();
+    assert_eq!(add_retrying(survivors[0], 50), Ok(400));
+    assert_eq!(add_retrying(survivors[1], 0), Ok(400));
+    let new_leader = survivors
+        .iter()
+        .find(|n| n.is_leader())
+        .expect("a new leader");
+    assert_ne!(new_leader.self_node(), addresses[leader]);
+}
+
+/// PySyncObj's `test_hasQuorum`: two nodes have a quorum; once one is gone the other has not.
+#[test]
+fn quorum_is_lost_with_the_partner() {
+    let addresses: Vec<String> = (0..2).map(|_| free_address()).collect();
+    let a = SyncObj::new(
+        &addresses[0],
+        [addresses[1].clone()],
+        Counter::default(),
+        conf(),
+    )
+    .expect("the node starts");
+    let b = SyncObj::new(
+        &addresses[1],
+        [addresses[0].clone()],
+        Counter::default(),
+        conf(),
+    )
+    .expect("the node starts");
+    assert_eq!(add_retrying(&a, 1), Ok(1));
+    assert_eq!(add_retrying(&b, 0), Ok(1));
+    assert!(a.has_quorum() && b.has_quorum());
+    drop(b);
+    // The link is seen down once a read fails or times out; a's status follows at its next tick.
+    assert!(
+        a.add(1).wait_timeout(Duration::from_secs(2)).is_err(),
+        "no quorum, no commit"
+    );
+    assert!(!a.has_quorum());
 }

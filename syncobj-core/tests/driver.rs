@@ -647,7 +647,9 @@ fn leader_index(nodes: &[SyncObj<Counter>]) -> usize {
 fn add_retrying(node: &SyncObj<Counter>, n: i64) -> Result<i64, FailReason> {
     for _ in 0..20 {
         match node.add(n).wait_timeout(Duration::from_secs(10)) {
-            Err(FailReason::LeaderChanged | FailReason::NotLeader) => continue,
+            Err(FailReason::LeaderChanged | FailReason::NotLeader | FailReason::Discarded) => {
+                continue;
+            }
             other => return other,
         }
     }
