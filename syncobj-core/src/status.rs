@@ -192,17 +192,14 @@ pub struct StatusCounters {
 impl StatusCounters {
     /// One `(key, value)` pair per counter, keyed by the field name.
     fn pairs(&self) -> Vec<(String, String)> {
-        [
+        counter_pairs(&[
             ("protocol_errors", self.protocol_errors),
             ("misdirected_messages", self.misdirected_messages),
             ("elections_started", self.elections_started),
             ("pre_votes_started", self.pre_votes_started),
             ("check_quorum_step_downs", self.check_quorum_step_downs),
             ("votes_ignored_in_lease", self.votes_ignored_in_lease),
-        ]
-        .into_iter()
-        .map(|(key, value)| (key.to_owned(), value.to_string()))
-        .collect()
+        ])
     }
 }
 
@@ -223,16 +220,21 @@ pub struct WireCounters {
 impl WireCounters {
     /// One `(key, value)` pair per counter, keyed by the field name.
     fn pairs(&self) -> Vec<(String, String)> {
-        [
+        counter_pairs(&[
             ("bad_frames", self.bad_frames),
             ("refused_handshakes", self.refused_handshakes),
             ("link_timeouts", self.link_timeouts),
             ("dropped_frames", self.dropped_frames),
-        ]
-        .into_iter()
-        .map(|(key, value)| (key.to_owned(), value.to_string()))
-        .collect()
+        ])
     }
+}
+
+/// `(key, value)` string pairs from named counters.
+fn counter_pairs(counters: &[(&str, u64)]) -> Vec<(String, String)> {
+    counters
+        .iter()
+        .map(|(key, value)| ((*key).to_owned(), value.to_string()))
+        .collect()
 }
 
 impl From<RaftCounters> for StatusCounters {
