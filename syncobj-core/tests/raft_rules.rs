@@ -1220,3 +1220,165 @@ fn randomized_seeds_pass_and_failures_print_replay() {
         "{shown}"
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// Observers (read-only nodes, outside the membership)
+// ---------------------------------------------------------------------------------------------
+
+/// A tiny manual network for nodes driven without the simulator: every Ready is persisted at
+/// once and its messages delivered, except to the nodes in `cut`.
+fn pump(nodes: &mut [RaftNode], cut: &BTreeSet<NodeId>, now: Instant) {
+    for _ in 0..50 {
+        let mut mail = Vec::new();
+        for node in nodes.iter_mut() {
+            if !node.has_ready() {
+                continue;
+            }
+            let ready = node.ready();
+            node.on_persisted(ready.ack());
+            mail.extend(ready.messages);
+            mail.extend(ready.persisted_messages);
+        }
+        if mail.is_empty() {
+            return;
+        }
+        for envelope in mail {
+            if cut.contains(&envelope.to) || cut.contains(&envelope.from) {
+                continue;
+            }
+            if let Some(node) = nodes.iter_mut().find(|n| n.id() == envelope.to) {
+                let _ = node.step(envelope, now);
+            }
+        }
+    }
+}
+
+/// Thesis §4.2.1 (non-voting servers), applied to observers: a read-only node linked to the
+/// leader receives the log and the commit index, but its acknowledgements never count toward a
+/// majority, and once removed it receives nothing more.
+#[test]
+fn observers_follow_the_log_and_never_count_toward_a_majority() {
+    let (v1, v2, observer) = (NodeId(1), NodeId(2), NodeId(1 << 63 | 7));
+    let voters = [v1, v2];
+    let config = |seed| RaftConfig {
+        seed,
+        ..RaftConfig::default()
+    };
+    let voter = |id, seed| {
+        RaftNode::new(
+            id,
+            Membership::new(voters, []),
+            config(seed),
+            Restored::default(),
+            Instant::ZERO,
+        )
+        .expect("a valid voter")
+    };
+    let reader = RaftNode::new(
+        observer,
+        Membership::new(voters, [observer]),
+        config(3),
+        Restored::default(),
+        Instant::ZERO,
+    )
+    .expect("a read-only node sees itself as a non-voter");
+    let mut nodes = vec![voter(v1, 1), voter(v2, 2), reader];
+    let none = BTreeSet::new();
+    let mut now = Instant::ZERO;
+    while nodes.iter().all(|n| !n.is_leader()) {
+        now = now + Duration::from_millis(10);
+        assert!(now < Instant::ZERO + LIMIT, "a leader is elected");
+        for node in &mut nodes {
+            node.tick(now);
+        }
+        pump(&mut nodes, &none, now);
+    }
+    assert!(!nodes[2].is_leader(), "an observer never leads");
+    let leader = usize::from(!nodes[0].is_leader());
+    nodes[leader].add_observer(observer, now);
+    nodes[leader]
+        .propose(command(1), now)
+        .expect("the leader accepts");
+    pump(&mut nodes, &none, now);
+    let committed = nodes[leader].commit_index();
+    assert_eq!(
+        nodes[2].commit_index(),
+        committed,
+        "the observer learns the commit index"
+    );
+    assert_eq!(nodes[2].last_index(), nodes[leader].last_index());
+
+    // With the other voter cut off, the observer's acknowledgement commits nothing.
+    let other = NodeId(u64::try_from(2 - leader).expect("1 or 2"));
+    let cut = BTreeSet::from([other]);
+    nodes[leader]
+        .propose(command(2), now)
+        .expect("the leader accepts");
+    pump(&mut nodes, &cut, now);
+    assert_eq!(
+        nodes[2].last_index(),
+        nodes[leader].last_index(),
+        "replicated"
+    );
+    assert_eq!(nodes[leader].commit_index(), committed, "but not committed");
+
+    // Removed, the observer hears nothing more.
+    nodes[leader].remove_observer(observer);
+    assert!(nodes[leader].progress().iter().all(|p| p.0 != observer));
+    pump(&mut nodes, &none, now);
+    nodes[leader]
+        .propose(command(3), now)
+        .expect("the leader accepts");
+    pump(&mut nodes, &none, now);
+    assert!(nodes[2].last_index() < nodes[leader].last_index());
+}
+
+/// A follower that restarts with nothing (no journal, or a wiped disk) rejects the leader's
+/// appends at the index it once acknowledged; the leader starts over from what the follower
+/// has instead of probing that index for ever, and the follower catches up.
+#[test]
+fn a_follower_restarted_empty_catches_up() {
+    let voters = [NodeId(1), NodeId(2), NodeId(3)];
+    let fresh = |id: NodeId, seed| {
+        let config = RaftConfig {
+            seed,
+            ..RaftConfig::default()
+        };
+        RaftNode::new(
+            id,
+            Membership::new(voters, []),
+            config,
+            Restored::default(),
+            Instant::ZERO,
+        )
+        .expect("a valid voter")
+    };
+    let mut nodes: Vec<RaftNode> = voters.iter().map(|&id| fresh(id, id.0)).collect();
+    let none = BTreeSet::new();
+    let mut now = Instant::ZERO;
+    let mut run_until = |nodes: &mut Vec<RaftNode>, done: &dyn Fn(&[RaftNode]) -> bool| {
+        while !done(nodes) {
+            now = now + Duration::from_millis(10);
+            assert!(now < Instant::ZERO + LIMIT, "reached within the limit");
+            for node in nodes.iter_mut() {
+                node.tick(now);
+            }
+            pump(nodes, &none, now);
+        }
+        now
+    };
+    let now = run_until(&mut nodes, &|n| n.iter().any(RaftNode::is_leader));
+    let leader = nodes.iter().position(RaftNode::is_leader).expect("elected");
+    for i in 0..5 {
+        nodes[leader]
+            .propose(command(i), now)
+            .expect("the leader accepts");
+    }
+    pump(&mut nodes, &none, now);
+    let follower = (leader + 1) % 3;
+    let target = nodes[leader].last_index();
+    assert_eq!(nodes[follower].last_index(), target);
+    nodes[follower] = fresh(voters[follower], 99);
+    run_until(&mut nodes, &|n| n[follower].last_index() == target);
+    assert_eq!(nodes[follower].commit_index(), nodes[leader].commit_index());
+}

@@ -294,6 +294,7 @@ impl RaftNode {
         let progress = self
             .membership
             .peers_of(self.id)
+            .chain(self.observers.iter().copied())
             .map(|p| (p, Progress::new(next, now)))
             .collect();
         self.log_role_change("leader");

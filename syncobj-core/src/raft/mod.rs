@@ -14,7 +14,8 @@
 //!   conflict and never at or below the commit index;
 //! - term and vote handed out for persistence before any message that depends on them (§5.1,
 //!   Figure 2 "Persistent state");
-//! - non-voting members that receive the log and never count toward a majority (thesis §4.2.1).
+//! - non-voting members that receive the log and never count toward a majority (thesis §4.2.1);
+//! - observers: read-only nodes outside the membership, replicated to while they are linked.
 
 mod config;
 mod election;
@@ -23,6 +24,7 @@ mod log;
 mod membership;
 mod message;
 mod node;
+mod observers;
 mod progress;
 mod ready;
 mod replication;

@@ -1,5 +1,6 @@
 //! [`RaftNode`]: the sans-IO Raft state machine of one node.
 
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -27,6 +28,8 @@ pub struct RaftNode {
     pub(crate) id: NodeId,
     pub(crate) config: RaftConfig,
     pub(crate) membership: Membership,
+    /// Read-only nodes linked to this one, outside the membership ([`super::observers`]).
+    pub(crate) observers: BTreeSet<NodeId>,
     pub(crate) term: Term,
     pub(crate) vote: Option<NodeId>,
     pub(crate) log: RaftLog,
@@ -113,6 +116,7 @@ impl RaftNode {
             id,
             config,
             membership,
+            observers: BTreeSet::new(),
             term: hard_state.term,
             vote: hard_state.vote,
             log: RaftLog::restored(restored.entries, hard_state.commit),
@@ -144,7 +148,7 @@ impl RaftNode {
                 this: self.id,
             });
         }
-        if envelope.from == self.id || !self.membership.contains(envelope.from) {
+        if envelope.from == self.id || !self.knows(envelope.from) {
             self.counters.misdirected_messages += 1;
             return Err(StepError::UnknownSender(envelope.from));
         }

@@ -86,6 +86,16 @@ impl Progress {
     /// Handles a rejection of the append whose previous index was `rejected`. Returns whether it
     /// was current (stale rejections change nothing).
     pub(crate) fn rejected(&mut self, rejected: LogIndex, hint: LogIndex) -> bool {
+        if rejected == self.match_index && hint < self.match_index {
+            // The follower lacks an entry it acknowledged: it restarted without its log (no
+            // journal) or its data was wiped. Start over from what it has: counting fewer
+            // replicas is always safe, and re-sent entries are ignored by a follower that has
+            // them.
+            self.match_index = hint;
+            self.next_index = hint.next();
+            self.mode = Mode::Probe { waiting: false };
+            return true;
+        }
         match self.mode {
             Mode::Replicate { .. } => {
                 if rejected <= self.match_index {
@@ -242,15 +252,38 @@ mod tests {
         assert_eq!(p.next_index, LogIndex(13));
     }
 
-    /// In Replicate, a rejection at or below match_index is stale and changes nothing.
+    /// A follower that lost its log (restarted without a journal) rejects the append at its
+    /// match index: the leader starts over from the follower's hint instead of probing the same
+    /// index for ever.
+    #[test]
+    fn a_follower_that_lost_its_log_is_probed_from_its_hint() {
+        for in_flight in [None, Some(10)] {
+            let mut p = replicating(8);
+            if let Some(last) = in_flight {
+                p.sent(LogIndex(last));
+                assert!(p.rejected(LogIndex(9), LogIndex(0)), "replicate falls back");
+                assert_eq!(p.next_index, LogIndex(9));
+            }
+            assert!(
+                p.rejected(LogIndex(8), LogIndex(0)),
+                "the append at the match index"
+            );
+            assert_eq!(p.match_index, LogIndex(0));
+            assert_eq!(p.next_index, LogIndex(1));
+            assert_eq!(p.mode, Mode::Probe { waiting: false });
+        }
+    }
+
+    /// In Replicate, a rejection at or below match_index is stale and changes nothing (unless it
+    /// says the follower lost its log, above).
     #[test]
     fn stale_rejection_in_replicate_changes_nothing() {
         let mut p = replicating(8);
         p.sent(LogIndex(10));
         p.sent(LogIndex(12));
 
-        for rejected in [8, 5, 0] {
-            assert!(!p.rejected(LogIndex(rejected), LogIndex::ZERO));
+        for (rejected, hint) in [(8, 8), (5, 0), (0, 0)] {
+            assert!(!p.rejected(LogIndex(rejected), LogIndex(hint)));
             assert_eq!(p.match_index, LogIndex(8));
             assert_eq!(p.next_index, LogIndex(13));
             assert_eq!(inflight(&p), [10, 12]);

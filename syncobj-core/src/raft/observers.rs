@@ -1,0 +1,48 @@
+//! Observers: nodes outside the membership that follow the log (PySyncObj's read-only nodes).
+//!
+//! A read-only node has no address and no vote; it dials every voter, and each voter the driver
+//! sees it linked to registers it here. The leader then replicates to it like to a non-voting
+//! member, and never counts it toward a majority. Unlike a non-voter, an observer is known only
+//! to the nodes it is linked to and is not part of the replicated configuration: it comes and
+//! goes with its connections.
+
+use std::collections::BTreeSet;
+
+use super::node::RaftNode;
+use super::progress::Progress;
+use super::role::Role;
+use super::types::{Instant, NodeId};
+
+impl RaftNode {
+    /// Starts following `id` as an observer: as leader (now or later) this node replicates the
+    /// log to it. Members and this node itself are ignored. Costs one map entry.
+    pub fn add_observer(&mut self, id: NodeId, now: Instant) {
+        if id == self.id || self.membership.contains(id) || !self.observers.insert(id) {
+            return;
+        }
+        let next = self.log.last_index().next();
+        if let Role::Leader { progress } = &mut self.role {
+            progress.insert(id, Progress::new(next, now));
+        }
+    }
+
+    /// Stops replicating to the observer `id` (its link went down); unknown ids are ignored.
+    pub fn remove_observer(&mut self, id: NodeId) {
+        if !self.observers.remove(&id) {
+            return;
+        }
+        if let Role::Leader { progress } = &mut self.role {
+            progress.remove(&id);
+        }
+    }
+
+    /// The observers this node knows of.
+    pub fn observers(&self) -> &BTreeSet<NodeId> {
+        &self.observers
+    }
+
+    /// Whether messages from `id` are welcome: members and observers.
+    pub(crate) fn knows(&self, id: NodeId) -> bool {
+        self.membership.contains(id) || self.observers.contains(&id)
+    }
+}
