@@ -153,6 +153,13 @@ impl FrameDecoder {
         }
     }
 
+    /// Sets the largest payload accepted from the next frame on. A connection decodes its
+    /// handshake under a small limit and sets the configured one once the peer is known, so
+    /// that an unknown peer cannot make it allocate a large frame's buffer.
+    pub fn set_frame_size_max(&mut self, frame_size_max: u32) {
+        self.frame_size_max = frame_size_max;
+    }
+
     /// The largest payload, in bytes, this decoder accepts.
     pub fn frame_size_max(&self) -> u32 {
         self.frame_size_max

@@ -28,7 +28,7 @@
 //! answer a version it does not speak with [`RefuseReason::WrongProtocolVersion`] in the
 //! version-1 reply layout, which every version keeps understanding.
 //!
-//! A hello continues with (24 bytes for a read-only node, 25 + n for a voter, at most
+//! A hello continues with (32 bytes for a read-only node, 25 + n for a voter, at most
 //! [`HELLO_BYTES_MAX`]):
 //!
 //! | offset | bytes | field                                          |
@@ -37,13 +37,14 @@
 //! |     23 |     1 | peer: `0x01` voter, `0x02` read-only           |
 //! |     24 |     1 | voter only: address length n, 1 to 255         |
 //! |     25 |     n | voter only: the address as configured, UTF-8   |
+//! |     24 |     8 | read-only only: its node number, `u64`         |
 //!
 //! A reply continues with (8 bytes, or 10 for a wrong protocol version, at most
 //! [`REPLY_BYTES_MAX`]):
 //!
 //! | offset | bytes | field                                                           |
 //! |-------:|------:|-----------------------------------------------------------------|
-//! |      7 |     1 | outcome: `0x00` accepted; refused: `0x01` unknown node, `0x02` wrong protocol version, `0x03` wrong cluster, `0x04` malformed |
+//! |      7 |     1 | outcome: `0x00` accepted; refused: `0x01` unknown node, `0x02` wrong protocol version, `0x03` wrong cluster, `0x04` malformed, `0x05` password required, `0x06` password not configured |
 //! |      8 |     2 | wrong protocol version only: the acceptor's version, `u16`      |
 //!
 //! # Example
@@ -105,6 +106,8 @@ const OUTCOME_UNKNOWN_NODE: u8 = 0x01;
 const OUTCOME_WRONG_PROTOCOL_VERSION: u8 = 0x02;
 const OUTCOME_WRONG_CLUSTER: u8 = 0x03;
 const OUTCOME_MALFORMED: u8 = 0x04;
+const OUTCOME_PASSWORD_REQUIRED: u8 = 0x05;
+const OUTCOME_PASSWORD_NOT_CONFIGURED: u8 = 0x06;
 
 /// The identity of a cluster: 16 bytes every node of it is configured with.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -116,8 +119,10 @@ pub enum Peer {
     /// A voting member, named by its address exactly as the cluster configures it (at most
     /// [`ADDRESS_BYTES_MAX`] bytes, not empty).
     Voter(String),
-    /// A read-only node: it receives the log but has no address and no vote.
-    ReadOnly,
+    /// A read-only node: it receives the log but has no address and no vote. It names itself
+    /// with a random number it draws at start and gives every voter it dials, so that all of
+    /// them know it by the same name.
+    ReadOnly(u64),
 }
 
 /// The first frame a dialling node sends.
@@ -159,6 +164,12 @@ pub enum RefuseReason {
     /// The hello could not be decoded.
     #[error("the hello is malformed")]
     Malformed,
+    /// The acceptor's cluster has a password and the hello came unencrypted.
+    #[error("the acceptor requires a password (encrypted connections)")]
+    PasswordRequired,
+    /// The acceptor has no password and the hello came encrypted.
+    #[error("the acceptor has no password and cannot read an encrypted hello")]
+    PasswordNotConfigured,
 }
 
 /// What an acceptor accepts: the input of [`check_hello`].
@@ -189,6 +200,8 @@ pub enum Field {
     AddressLength,
     /// A hello's address.
     Address,
+    /// A read-only hello's node number.
+    ReadOnlyId,
     /// A reply's outcome.
     Outcome,
     /// A refusal's protocol version of the acceptor.
@@ -284,18 +297,21 @@ impl Hello {
     /// [`HandshakeError::AddressTooLong`] if a voter's address is empty or longer than
     /// [`ADDRESS_BYTES_MAX`] bytes.
     pub fn encode(&self, out: &mut Vec<u8>) -> Result<(), HandshakeError> {
-        let address = match &self.node {
-            Peer::Voter(address) => Some((address_length(address)?, address.as_bytes())),
-            Peer::ReadOnly => None,
+        let address_length = match &self.node {
+            Peer::Voter(address) => address_length(address)?,
+            Peer::ReadOnly(_) => 0,
         };
         write_prefix(out, self.protocol_version, KIND_HELLO);
         out.extend_from_slice(&self.cluster.0);
-        match address {
-            Some((length, address)) => {
-                out.extend_from_slice(&[PEER_VOTER, length]);
-                out.extend_from_slice(address);
+        match &self.node {
+            Peer::Voter(address) => {
+                out.extend_from_slice(&[PEER_VOTER, address_length]);
+                out.extend_from_slice(address.as_bytes());
             }
-            None => out.push(PEER_READ_ONLY),
+            Peer::ReadOnly(id) => {
+                out.push(PEER_READ_ONLY);
+                out.extend_from_slice(&id.to_le_bytes());
+            }
         }
         Ok(())
     }
@@ -314,7 +330,7 @@ impl Hello {
         let (tag, offset) = reader.tag(Field::Peer)?;
         let node = match tag {
             PEER_VOTER => Peer::Voter(reader.address()?),
-            PEER_READ_ONLY => Peer::ReadOnly,
+            PEER_READ_ONLY => Peer::ReadOnly(u64::from_le_bytes(reader.array(Field::ReadOnlyId)?)),
             tag => return Err(bad_tag(Field::Peer, tag, offset)),
         };
         reader.finish()?;
@@ -335,6 +351,10 @@ impl HelloReply {
             }
             Self::Refused(RefuseReason::WrongCluster) => out.push(OUTCOME_WRONG_CLUSTER),
             Self::Refused(RefuseReason::Malformed) => out.push(OUTCOME_MALFORMED),
+            Self::Refused(RefuseReason::PasswordRequired) => out.push(OUTCOME_PASSWORD_REQUIRED),
+            Self::Refused(RefuseReason::PasswordNotConfigured) => {
+                out.push(OUTCOME_PASSWORD_NOT_CONFIGURED);
+            }
         }
     }
 
@@ -357,6 +377,8 @@ impl HelloReply {
             }
             OUTCOME_WRONG_CLUSTER => Self::Refused(RefuseReason::WrongCluster),
             OUTCOME_MALFORMED => Self::Refused(RefuseReason::Malformed),
+            OUTCOME_PASSWORD_REQUIRED => Self::Refused(RefuseReason::PasswordRequired),
+            OUTCOME_PASSWORD_NOT_CONFIGURED => Self::Refused(RefuseReason::PasswordNotConfigured),
             tag => return Err(bad_tag(Field::Outcome, tag, offset)),
         };
         reader.finish()?;
@@ -409,6 +431,7 @@ impl fmt::Display for Field {
             Self::Peer => "peer tag",
             Self::AddressLength => "address length",
             Self::Address => "address",
+            Self::ReadOnlyId => "read-only node number",
             Self::Outcome => "outcome",
             Self::AcceptorVersion => "acceptor's protocol version",
         })
@@ -432,7 +455,7 @@ pub fn check_hello(hello: &Hello, ours: &HandshakeConfig) -> Result<(), RefuseRe
     }
     let known = match &hello.node {
         Peer::Voter(address) => ours.voters.contains(address),
-        Peer::ReadOnly => ours.accept_read_only,
+        Peer::ReadOnly(_) => ours.accept_read_only,
     };
     if known {
         Ok(())
@@ -587,6 +610,8 @@ mod tests {
             HelloReply::Refused(RefuseReason::WrongProtocolVersion { ours: 0xbeef }),
             HelloReply::Refused(RefuseReason::WrongCluster),
             HelloReply::Refused(RefuseReason::Malformed),
+            HelloReply::Refused(RefuseReason::PasswordRequired),
+            HelloReply::Refused(RefuseReason::PasswordNotConfigured),
         ]
     }
 
@@ -621,17 +646,23 @@ mod tests {
         let mut expected = b"SYOB\x01\x00\x01".to_vec();
         expected.extend_from_slice(&[0xc1; 16]);
         expected.push(0x02);
-        assert_eq!(encoded(&Hello::new(CLUSTER, Peer::ReadOnly)), expected);
+        expected.extend_from_slice(&0x0102_0304_0506_0708_u64.to_le_bytes());
+        assert_eq!(
+            encoded(&Hello::new(CLUSTER, Peer::ReadOnly(0x0102_0304_0506_0708))),
+            expected
+        );
     }
 
     #[test]
     fn reply_bytes_are_pinned() {
-        let expected: [&[u8]; 5] = [
+        let expected: [&[u8]; 7] = [
             b"SYOB\x01\x00\x02\x00",
             b"SYOB\x01\x00\x02\x01",
             b"SYOB\x01\x00\x02\x02\xef\xbe",
             b"SYOB\x01\x00\x02\x03",
             b"SYOB\x01\x00\x02\x04",
+            b"SYOB\x01\x00\x02\x05",
+            b"SYOB\x01\x00\x02\x06",
         ];
         for (reply, expected) in every_reply().iter().zip(expected) {
             assert_eq!(reply_bytes(reply), expected, "{reply:?}");
@@ -647,7 +678,7 @@ mod tests {
             voter("nœud.example:1"),
             voter("x"),
             voter(&long),
-            Hello::new(ClusterId([0; 16]), Peer::ReadOnly),
+            Hello::new(ClusterId([0; 16]), Peer::ReadOnly(u64::MAX)),
         ] {
             let bytes = encoded(&hello);
             assert!(bytes.len() <= HELLO_BYTES_MAX);
@@ -692,10 +723,20 @@ mod tests {
             (Field::AddressLength, 1),
             (Field::Address, 3),
         ];
-        let read_only_layout = &voter_layout[..5];
+        let read_only_layout = [
+            PREFIX[0],
+            PREFIX[1],
+            PREFIX[2],
+            (Field::Cluster, 16),
+            (Field::Peer, 1),
+            (Field::ReadOnlyId, 8),
+        ];
         for (hello, layout) in [
             (voter("a:1"), &voter_layout[..]),
-            (Hello::new(CLUSTER, Peer::ReadOnly), read_only_layout),
+            (
+                Hello::new(CLUSTER, Peer::ReadOnly(9)),
+                &read_only_layout[..],
+            ),
         ] {
             let bytes = encoded(&hello);
             for len in 0..bytes.len() {
@@ -784,12 +825,12 @@ mod tests {
             })
         );
         let mut outcome = reply;
-        outcome[7] = 0x05;
+        outcome[7] = 0x07;
         assert_eq!(
             HelloReply::decode(&outcome),
             Err(HandshakeError::BadTag {
                 field: Field::Outcome,
-                tag: 5,
+                tag: 7,
                 offset: 7
             })
         );
@@ -849,13 +890,13 @@ mod tests {
 
     #[test]
     fn trailing_bytes_are_refused() {
-        let mut bytes = encoded(&Hello::new(CLUSTER, Peer::ReadOnly));
+        let mut bytes = encoded(&Hello::new(CLUSTER, Peer::ReadOnly(u64::MAX)));
         bytes.extend_from_slice(b"xy");
         assert_eq!(
             Hello::decode(&bytes),
             Err(HandshakeError::TrailingBytes {
                 count: 2,
-                offset: 24
+                offset: 32
             })
         );
         let mut bytes = reply_bytes(&HelloReply::Accepted);
@@ -892,7 +933,7 @@ mod tests {
 
     #[test]
     fn check_hello_accepts_read_only_only_when_configured() {
-        let read_only = Hello::new(CLUSTER, Peer::ReadOnly);
+        let read_only = Hello::new(CLUSTER, Peer::ReadOnly(u64::MAX));
         assert_eq!(check_hello(&read_only, &config(true)), Ok(()));
         assert_eq!(
             check_hello(&read_only, &config(false)),

@@ -1,19 +1,25 @@
 //! The network layer of `syncobj`.
 //!
 //! It moves opaque frames between node addresses and knows nothing of Raft. [`Transport`] is
-//! what the driver polls; the TCP implementation over mio (framing, handshake, encryption)
-//! arrives with the network release, and `syncobj-core` provides an in-memory one.
+//! what the driver polls; [`tcp::TcpTransport`] implements it over mio, with framing
+//! ([`frame`]), a handshake ([`handshake`]) and, when the cluster has a password, encryption
+//! ([`secure`]); `syncobj-core` provides an in-memory implementation.
 
 #![deny(missing_docs)]
 
 pub mod frame;
 pub mod handshake;
+pub mod resolve;
+pub mod secure;
 pub mod tcp;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+
+/// How transports name a connected read-only node: this prefix, then its number in hexadecimal.
+pub const READ_ONLY_PREFIX: &str = "readonly:";
 
 /// A frame received from a peer.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -31,6 +37,9 @@ pub struct TransportCounters {
     pub bad_frames: u64,
     /// Connections refused at the handshake, by either side.
     pub refused_handshakes: u64,
+    /// Connections dropped for bytes that failed authentication: a hello or reply under another
+    /// password, a tampered or replayed record.
+    pub auth_failures: u64,
     /// Links dropped for reading nothing within the connection timeout.
     pub link_timeouts: u64,
     /// Frames dropped because a peer was not connected or its send queue was full.
@@ -61,6 +70,12 @@ pub trait Transport: Send + 'static {
 
     /// Whether a link to `node` is up.
     fn is_connected(&self, node: &str) -> bool;
+
+    /// The read-only nodes linked now, by the names frames from them carry (they start with
+    /// [`READ_ONLY_PREFIX`]); none for transports without read-only nodes.
+    fn read_only_peers(&self) -> Vec<String> {
+        Vec::new()
+    }
 
     /// Counters of bad input and losses so far; zero for transports that count nothing.
     fn counters(&self) -> TransportCounters {

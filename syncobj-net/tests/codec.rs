@@ -148,7 +148,10 @@ fn peer() -> impl Strategy<Value = Peer> {
     let address = "\\PC{1,100}".prop_filter("at most 255 bytes", |address: &String| {
         address.len() <= ADDRESS_BYTES_MAX
     });
-    prop_oneof![Just(Peer::ReadOnly), address.prop_map(Peer::Voter)]
+    prop_oneof![
+        any::<u64>().prop_map(Peer::ReadOnly),
+        address.prop_map(Peer::Voter)
+    ]
 }
 
 fn reply() -> impl Strategy<Value = HelloReply> {
@@ -159,6 +162,8 @@ fn reply() -> impl Strategy<Value = HelloReply> {
             .prop_map(|ours| HelloReply::Refused(RefuseReason::WrongProtocolVersion { ours })),
         Just(HelloReply::Refused(RefuseReason::WrongCluster)),
         Just(HelloReply::Refused(RefuseReason::Malformed)),
+        Just(HelloReply::Refused(RefuseReason::PasswordRequired)),
+        Just(HelloReply::Refused(RefuseReason::PasswordNotConfigured)),
     ]
 }
 

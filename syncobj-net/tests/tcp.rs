@@ -2,11 +2,14 @@
 //! survive on keep-alives, and strangers are refused. Waits are event-driven polls with
 //! deadlines; every socket is closed when its transport drops.
 
-use std::net::TcpListener as StdListener;
+use std::io::Write;
+use std::net::{TcpListener as StdListener, TcpStream as StdStream};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use syncobj_net::handshake::ClusterId;
+use syncobj_net::frame::FrameEncoder;
+use syncobj_net::handshake::{ClusterId, Hello, Peer};
+use syncobj_net::secure::{ClusterKey, Initiator};
 use syncobj_net::tcp::{BindState, Keepalive, TcpSettings, TcpTransport};
 use syncobj_net::{Incoming, Transport};
 
@@ -23,10 +26,11 @@ fn free_address() -> String {
 
 fn settings(me: Option<&str>, voters: &[String]) -> TcpSettings {
     TcpSettings {
-        self_address: me.map(str::to_owned),
+        node: me.map_or(Peer::ReadOnly(0x5eed), |me| Peer::Voter(me.to_owned())),
         bind_address: None,
         voters: voters.to_vec(),
         cluster: CLUSTER,
+        key: None,
         frame_size_max: 1024 * 1024,
         send_queue_bytes_max: 4 * 1024 * 1024,
         connection_timeout: Duration::from_millis(600),
@@ -139,7 +143,7 @@ fn read_only_node_dials_voters() {
     poll_until(&mut [&mut voter, &mut reader], &mut inboxes, |_, inbox| {
         !inbox[0].is_empty()
     });
-    assert!(inboxes[0][0].from.starts_with("readonly:"));
+    assert_eq!(inboxes[0][0].from, "readonly:0000000000005eed");
 }
 
 /// A peer announcing a frame over the limit is dropped and counted, not buffered.
@@ -192,4 +196,136 @@ fn a_taken_port_is_retried_then_given_up() {
     ));
     assert!(transport.bound().is_err());
     drop(taken);
+}
+
+fn with_password(settings: TcpSettings, password: &str) -> TcpSettings {
+    TcpSettings {
+        key: Some(ClusterKey::derive(password).expect("a non-empty password")),
+        ..settings
+    }
+}
+
+fn linked(nodes: &[&mut TcpTransport], voters: &[String]) -> bool {
+    nodes[0].is_connected(&voters[1]) && nodes[1].is_connected(&voters[0])
+}
+
+/// With the same password, links come up encrypted, and frames of every size cross both ways,
+/// large ones spanning several records. A restarted peer (a forced disconnect) links again.
+#[test]
+fn same_password_links_and_relinks_after_a_restart() {
+    let voters = vec![free_address(), free_address()];
+    let a_settings = with_password(settings(Some(&voters[0]), &voters), "s3cret");
+    let b_settings = with_password(settings(Some(&voters[1]), &voters), "s3cret");
+    let mut a = TcpTransport::bind(a_settings).expect("binds");
+    let mut b = TcpTransport::bind(b_settings.clone()).expect("binds");
+    let mut inboxes = vec![Vec::new(), Vec::new()];
+    poll_until(&mut [&mut a, &mut b], &mut inboxes, |n, _| {
+        linked(n, &voters)
+    });
+    let big = Bytes::from((0..200_000_u32).map(|i| i as u8).collect::<Vec<u8>>());
+    assert!(a.send(&voters[1], Bytes::from_static(b"small")));
+    assert!(a.send(&voters[1], big.clone()));
+    assert!(b.send(&voters[0], Bytes::from_static(b"back")));
+    poll_until(&mut [&mut a, &mut b], &mut inboxes, |_, inbox| {
+        inbox[0].len() == 1 && inbox[1].len() == 2
+    });
+    assert_eq!(inboxes[1][0].frame, Bytes::from_static(b"small"));
+    assert_eq!(inboxes[1][1].frame, big);
+    assert_eq!(inboxes[0][0].frame, Bytes::from_static(b"back"));
+
+    drop(b);
+    let mut b = TcpTransport::bind(b_settings).expect("binds again");
+    poll_until(&mut [&mut a, &mut b], &mut inboxes, |n, _| {
+        linked(n, &voters)
+    });
+    assert!(b.send(&voters[0], Bytes::from_static(b"again")));
+    poll_until(&mut [&mut a, &mut b], &mut inboxes, |_, inbox| {
+        inbox[0].len() == 2
+    });
+    assert_eq!(inboxes[0][1].frame, Bytes::from_static(b"again"));
+    for node in [&a, &b] {
+        assert_eq!(node.stats().auth_failures, 0);
+    }
+}
+
+/// A node with another password never links: the acceptor (whichever address sorts lower)
+/// cannot authenticate the hello and counts it; the dialler sees the connection closed during
+/// the handshake and counts that.
+#[test]
+fn wrong_password_never_links() {
+    let voters = vec![free_address(), free_address()];
+    let mut a = TcpTransport::bind(with_password(settings(Some(&voters[0]), &voters), "right"))
+        .expect("binds");
+    let mut b = TcpTransport::bind(with_password(settings(Some(&voters[1]), &voters), "wrong"))
+        .expect("binds");
+    let mut inboxes = vec![Vec::new(), Vec::new()];
+    poll_until(&mut [&mut a, &mut b], &mut inboxes, |n, _| {
+        let (a, b) = (n[0].stats(), n[1].stats());
+        a.auth_failures + b.auth_failures >= 3 && a.refused_handshakes + b.refused_handshakes >= 3
+    });
+    assert!(!a.is_connected(&voters[1]) && !b.is_connected(&voters[0]));
+    assert!(!b.send(&voters[0], Bytes::from_static(b"let me in")));
+    assert!(inboxes.iter().all(Vec::is_empty));
+}
+
+/// A password on one side only: the acceptor says why in a plain refusal, and nothing links.
+#[test]
+fn password_on_one_side_only_is_refused_with_a_reason() {
+    for (a_password, b_password) in [(Some("pw"), None), (None, Some("pw"))] {
+        let voters = vec![free_address(), free_address()];
+        let configure = |me: &str, password: Option<&str>| {
+            let plain = settings(Some(me), &voters);
+            password.map_or(plain.clone(), |p| with_password(plain, p))
+        };
+        let mut a = TcpTransport::bind(configure(&voters[0], a_password)).expect("binds");
+        let mut b = TcpTransport::bind(configure(&voters[1], b_password)).expect("binds");
+        let mut inboxes = vec![Vec::new(), Vec::new()];
+        poll_until(&mut [&mut a, &mut b], &mut inboxes, |n, _| {
+            n[0].stats().refused_handshakes >= 2 && n[1].stats().refused_handshakes >= 2
+        });
+        assert!(!a.is_connected(&voters[1]) && !b.is_connected(&voters[0]));
+    }
+}
+
+/// A replayed (or merely authentic) first handshake message gets an answer, but the connection
+/// never displaces the real link: without the session keys its records do not authenticate.
+#[test]
+fn a_replayed_hello_never_displaces_the_real_link() {
+    let voters = vec![free_address(), free_address()];
+    let mut a = TcpTransport::bind(with_password(settings(Some(&voters[0]), &voters), "pw"))
+        .expect("binds");
+    let mut b = TcpTransport::bind(with_password(settings(Some(&voters[1]), &voters), "pw"))
+        .expect("binds");
+    let mut inboxes = vec![Vec::new(), Vec::new()];
+    poll_until(&mut [&mut a, &mut b], &mut inboxes, |n, _| {
+        linked(n, &voters)
+    });
+
+    // b's hello, as an eavesdropper would have recorded it from an earlier connection.
+    let key = ClusterKey::derive("pw").expect("derives");
+    let mut hello = Vec::new();
+    Hello::new(CLUSTER, Peer::Voter(voters[1].clone()))
+        .encode(&mut hello)
+        .expect("encodes");
+    let mut first = Vec::new();
+    Initiator::start(&key, &hello, &mut first).expect("starts");
+    let mut attacker = StdStream::connect(&voters[0]).expect("a listens");
+    let mut wire = Vec::new();
+    FrameEncoder::new(1024)
+        .encode(&first, &mut wire)
+        .expect("frames");
+    attacker.write_all(&wire).expect("writes");
+    // A record the attacker cannot have sealed under the new session.
+    attacker
+        .write_all(&[16, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16])
+        .expect("writes");
+    poll_until(&mut [&mut a, &mut b], &mut inboxes, |n, _| {
+        n[0].stats().auth_failures > 0
+    });
+    assert!(linked(&[&mut a, &mut b], &voters), "the real link stays up");
+    assert!(b.send(&voters[0], Bytes::from_static(b"still here")));
+    poll_until(&mut [&mut a, &mut b], &mut inboxes, |_, inbox| {
+        !inbox[0].is_empty()
+    });
+    assert_eq!(inboxes[0][0].frame, Bytes::from_static(b"still here"));
 }

@@ -1,14 +1,21 @@
 //! [`TcpTransport`]: one TCP connection per pair of nodes, driven by a mio poller.
 //!
 //! The node whose address sorts higher dials the other; read-only nodes dial every voter and
-//! are never dialled. Every connection starts with the dialler's [`Hello`] and the acceptor's
-//! [`HelloReply`], each in one frame; after that, frames carry the driver's messages. A link
-//! that reads nothing for `connection_timeout` is dropped and dialled again after
-//! `connection_retry_time`. Bad input — an oversized or undecodable frame, a refused hello —
-//! drops that connection, is logged, and is counted in [`TransportCounters`].
+//! are never dialled. Every connection starts with the dialler's
+//! [`Hello`](crate::handshake::Hello) and the acceptor's
+//! [`HelloReply`](crate::handshake::HelloReply), each in one frame, encrypted and authenticated
+//! when the cluster has a password ([`crate::secure`]); after that, frames carry the driver's
+//! messages. Until its handshake is done, a connection accepts only small frames. A link that
+//! reads nothing for `connection_timeout` is dropped and dialled again after
+//! `connection_retry_time`. Bad input — an oversized or undecodable frame, a refused hello, bytes
+//! that fail authentication — drops that connection, is logged, and is counted in
+//! [`TransportCounters`].
+
+mod connection;
+mod settings;
 
 use std::collections::BTreeMap;
-use std::io::{self, Write};
+use std::io;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -16,10 +23,9 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token};
-use thiserror::Error;
 
-use crate::frame::{FrameDecoder, FrameEncoder, ReadStatus};
-use crate::handshake::{ClusterId, HandshakeConfig, Hello, HelloReply, Peer, check_hello};
+use self::connection::{Connection, Fault, Progress, Stage};
+pub use self::settings::{BindState, Keepalive, TcpError, TcpSettings};
 use crate::{Incoming, Transport, TransportCounters, Wake};
 
 const LISTENER: Token = Token(0);
@@ -29,119 +35,6 @@ const FIRST_CONNECTION: usize = 2;
 /// The first pause between dials of a peer that has no link; it doubles up to
 /// `connection_retry_time`.
 const DIAL_BACKOFF_MIN: Duration = Duration::from_millis(20);
-
-/// Settings of a [`TcpTransport`].
-#[derive(Clone, Debug)]
-pub struct TcpSettings {
-    /// This node's address, as the others know it; `None` for a read-only node.
-    pub self_address: Option<String>,
-    /// The address to listen on; defaults to `self_address`. Read-only nodes do not listen.
-    pub bind_address: Option<String>,
-    /// Every voter's address, this node's included.
-    pub voters: Vec<String>,
-    /// The cluster's identity: nodes of other clusters are refused.
-    pub cluster: ClusterId,
-    /// The largest frame accepted or sent, in bytes.
-    pub frame_size_max: u32,
-    /// The most bytes queued for one peer before frames to it are dropped.
-    pub send_queue_bytes_max: usize,
-    /// A link that reads nothing for this long is dropped.
-    pub connection_timeout: Duration,
-    /// The pause between two dial attempts to one peer.
-    pub connection_retry_time: Duration,
-    /// Whether read-only nodes may connect.
-    pub accept_read_only: bool,
-    /// `SO_SNDBUF` of every connection, in bytes; `None` keeps the system's.
-    pub send_buffer_size: Option<usize>,
-    /// `SO_RCVBUF` of every connection, in bytes; `None` keeps the system's.
-    pub recv_buffer_size: Option<usize>,
-    /// TCP keepalive of every connection, dialled and accepted alike; `None` leaves it off.
-    pub tcp_keepalive: Option<Keepalive>,
-    /// The pause between two attempts to bind the listening address.
-    pub bind_retry_time: Duration,
-    /// How many bind attempts before giving up; 0 retries for ever (PySyncObj's default).
-    pub max_bind_retries: u32,
-}
-
-/// Where binding the listening address stands.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum BindState {
-    /// Bound, or nothing to bind (a read-only node).
-    Bound,
-    /// Not bound yet; another attempt comes after `bind_retry_time`.
-    Retrying {
-        /// Attempts so far.
-        attempts: u32,
-        /// Why the last one failed.
-        error: String,
-    },
-    /// `max_bind_retries` attempts failed; the node cannot be reached.
-    Failed {
-        /// Attempts made.
-        attempts: u32,
-        /// Why the last one failed.
-        error: String,
-    },
-}
-
-/// TCP keepalive probing: after `idle` without traffic, `count` probes `interval` apart.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Keepalive {
-    /// Idle time before the first probe.
-    pub idle: Duration,
-    /// Time between probes.
-    pub interval: Duration,
-    /// Unanswered probes before the connection is closed.
-    pub count: u32,
-}
-
-/// Why a transport could not start.
-#[derive(Debug, Error)]
-pub enum TcpError {
-    /// The bind address does not resolve.
-    #[error("cannot resolve bind address {address:?}: {source}")]
-    Resolve {
-        /// The address.
-        address: String,
-        /// The resolver's error.
-        source: io::Error,
-    },
-    /// Binding or polling failed.
-    #[error("cannot listen on {address}: {source}")]
-    Listen {
-        /// The address.
-        address: String,
-        /// The OS error.
-        source: io::Error,
-    },
-    /// The poller could not be created.
-    #[error("cannot create the poller: {0}")]
-    Poll(io::Error),
-}
-
-/// Where a connection is in its life.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Stage {
-    /// Dialled; waiting for the connect to finish.
-    Connecting,
-    /// Dialled and connected; our hello is sent, waiting for the reply.
-    AwaitReply,
-    /// Accepted; waiting for the dialler's hello.
-    AwaitHello,
-    /// Handshake done: frames flow.
-    Open,
-}
-
-struct Connection {
-    stream: TcpStream,
-    /// The peer's address once known (at once when we dialled, after its hello otherwise).
-    peer: Option<String>,
-    stage: Stage,
-    decoder: FrameDecoder,
-    out: Vec<u8>,
-    last_read: Instant,
-    last_write: Instant,
-}
 
 /// A TCP transport over mio: see the module documentation.
 pub struct TcpTransport {
@@ -224,12 +117,7 @@ impl TcpTransport {
         if now < self.next_bind {
             return;
         }
-        let address = self
-            .settings
-            .bind_address
-            .clone()
-            .or_else(|| self.settings.self_address.clone());
-        let Some(address) = address else {
+        let Some(address) = self.settings.listen_address().map(str::to_owned) else {
             self.bind = BindState::Bound;
             return;
         };
@@ -321,16 +209,7 @@ impl TcpTransport {
             token,
             Interest::READABLE | Interest::WRITABLE,
         )?;
-        let decoder = FrameDecoder::new(self.settings.frame_size_max);
-        let connection = Connection {
-            stream,
-            peer,
-            stage,
-            decoder,
-            out: Vec::new(),
-            last_read: now,
-            last_write: now,
-        };
+        let connection = Connection::new(stream, peer, stage, &self.settings, now);
         self.connections.insert(token, connection);
         Ok(())
     }
@@ -366,9 +245,8 @@ impl TcpTransport {
         now: Instant,
         out: &mut Vec<Incoming>,
     ) {
-        let result = self.service(token, readable, writable, now, out);
-        if let Err(reason) = result {
-            self.close(token, &reason);
+        if let Err(fault) = self.service(token, readable, writable, now, out) {
+            self.close(token, &fault);
         }
     }
 
@@ -379,25 +257,24 @@ impl TcpTransport {
         writable: bool,
         now: Instant,
         out: &mut Vec<Incoming>,
-    ) -> Result<(), String> {
+    ) -> Result<(), Fault> {
         let Some(connection) = self.connections.get_mut(&token) else {
             return Ok(());
         };
         if writable && connection.stage == Stage::Connecting {
-            if let Some(error) = connection.stream.take_error().map_err(|e| e.to_string())? {
-                return Err(format!("connect failed: {error}"));
+            if let Some(error) = connection
+                .stream
+                .take_error()
+                .map_err(|e| Fault::Io(e.to_string()))?
+            {
+                return Err(Fault::Io(format!("connect failed: {error}")));
             }
             if connection.stream.peer_addr().is_err() {
                 return Ok(()); // still connecting
             }
-            let mut hello = Vec::new();
-            Hello::new(self.settings.cluster, own_peer(&self.settings))
-                .encode(&mut hello)
-                .map_err(|e| format!("cannot encode our hello: {e}"))?;
-            queue_frame(connection, &hello, self.settings.frame_size_max)?;
-            connection.stage = Stage::AwaitReply;
+            connection.send_hello(&self.settings)?;
         }
-        flush(connection, now).map_err(|e| format!("write failed: {e}"))?;
+        connection.flush(now)?;
         if !readable {
             return Ok(());
         }
@@ -407,103 +284,77 @@ impl TcpTransport {
             let Some(connection) = self.connections.get_mut(&token) else {
                 return Ok(());
             };
-            let status = connection
-                .decoder
-                .read_from(&mut connection.stream)
-                .map_err(|e| format!("read failed: {e}"))?;
+            let progress = connection.read()?;
             connection.last_read = now;
-            self.take_frames(token, out)?;
-            match status {
-                ReadStatus::BufferFull => {}
-                ReadStatus::WouldBlock => return Ok(()),
-                ReadStatus::Closed => return Err("closed by the peer".into()),
+            self.take_frames(token, now, out)?;
+            match progress {
+                Progress::More => {}
+                Progress::WouldBlock => return Ok(()),
+                Progress::Closed => return Err(self.closed_by_peer(token)),
             }
         }
     }
 
     /// Handles the complete frames a connection has buffered.
-    fn take_frames(&mut self, token: Token, out: &mut Vec<Incoming>) -> Result<(), String> {
+    fn take_frames(
+        &mut self,
+        token: Token,
+        now: Instant,
+        out: &mut Vec<Incoming>,
+    ) -> Result<(), Fault> {
         loop {
             let Some(connection) = self.connections.get_mut(&token) else {
                 return Ok(());
             };
-            let frame = match connection.decoder.next_frame() {
-                Ok(Some(frame)) => frame,
-                Ok(None) => return Ok(()),
-                Err(error) => {
-                    self.stats.bad_frames += 1;
-                    return Err(format!("bad frame: {error}"));
-                }
+            let Some(frame) = connection.next_frame()? else {
+                return Ok(());
             };
-            match connection.stage {
-                // Empty frames only keep an idle link alive.
-                Stage::Open if frame.is_empty() => {}
+            let stage = connection.stage;
+            match stage {
                 Stage::Open => {
-                    let from = connection.peer.clone().unwrap_or_default();
-                    out.push(Incoming { from, frame });
+                    // Empty frames only keep an idle link alive.
+                    if !frame.is_empty() {
+                        let from = connection.peer.clone().unwrap_or_default();
+                        out.push(Incoming { from, frame });
+                    }
+                    continue;
                 }
-                Stage::AwaitHello => self.on_hello(token, &frame)?,
-                Stage::AwaitReply => self.on_reply(token, &frame)?,
-                Stage::Connecting => return Err("frame before the connection finished".into()),
+                Stage::AwaitHello => connection.on_hello(&frame, &self.settings, now)?,
+                Stage::AwaitReply => connection.on_reply(&frame, &self.settings)?,
+                Stage::AwaitConfirm => {
+                    connection.on_confirm(&self.settings);
+                    if !frame.is_empty() {
+                        let from = connection.peer.clone().unwrap_or_default();
+                        out.push(Incoming { from, frame });
+                    }
+                }
+                Stage::Connecting => {
+                    return Err(Fault::BadFrame(
+                        "frame before the connection finished".into(),
+                    ));
+                }
+            }
+            // The handshake answered or confirmed: send it now, as no write readiness may come.
+            connection.flush(now)?;
+            if connection.stage == Stage::Open {
+                let peer = connection.peer.clone().unwrap_or_default();
+                self.replace_link(peer, token);
             }
         }
     }
 
-    fn on_hello(&mut self, token: Token, frame: &[u8]) -> Result<(), String> {
-        let config = HandshakeConfig {
-            cluster: self.settings.cluster,
-            voters: self.settings.voters.iter().cloned().collect(),
-            accept_read_only: self.settings.accept_read_only,
-        };
-        let verdict = Hello::decode(frame)
-            .map_err(|e| e.refuse_reason())
-            .and_then(|hello| check_hello(&hello, &config).map(|()| hello));
-        let frame_size_max = self.settings.frame_size_max;
-        let now = Instant::now();
-        let Some(connection) = self.connections.get_mut(&token) else {
-            return Ok(());
-        };
-        let hello = match verdict {
-            Ok(hello) => hello,
-            Err(reason) => {
-                self.stats.refused_handshakes += 1;
-                let mut reply = Vec::new();
-                HelloReply::Refused(reason).encode(&mut reply);
-                // Best effort: the connection closes right after.
-                let _ = queue_frame(connection, &reply, frame_size_max)
-                    .map(|()| flush(connection, now));
-                return Err(format!("hello refused: {reason:?}"));
-            }
-        };
-        let mut reply = Vec::new();
-        HelloReply::Accepted.encode(&mut reply);
-        queue_frame(connection, &reply, frame_size_max)?;
-        let peer = match hello.node {
-            Peer::Voter(address) => address,
-            Peer::ReadOnly => format!("readonly:{}", token.0),
-        };
-        connection.peer = Some(peer.clone());
-        connection.stage = Stage::Open;
-        self.replace_link(peer, token);
-        Ok(())
-    }
-
-    fn on_reply(&mut self, token: Token, frame: &[u8]) -> Result<(), String> {
-        match HelloReply::decode(frame) {
-            Ok(HelloReply::Accepted) => {}
-            Ok(HelloReply::Refused(reason)) => {
-                self.stats.refused_handshakes += 1;
-                return Err(format!("peer refused our hello: {reason:?}"));
-            }
-            Err(error) => return Err(format!("undecodable hello reply: {error}")),
+    /// The fault for a connection its peer closed; a close in the middle of an encrypted
+    /// handshake is how an acceptor with another password answers.
+    fn closed_by_peer(&self, token: Token) -> Fault {
+        let handshaking = self
+            .connections
+            .get(&token)
+            .is_some_and(|c| c.stage == Stage::AwaitReply);
+        if handshaking && self.settings.key.is_some() {
+            Fault::Refused("closed by the peer during the handshake: another password?".into())
+        } else {
+            Fault::Io("closed by the peer".into())
         }
-        let Some(connection) = self.connections.get_mut(&token) else {
-            return Ok(());
-        };
-        connection.stage = Stage::Open;
-        let peer = connection.peer.clone().unwrap_or_default();
-        self.replace_link(peer, token);
-        Ok(())
     }
 
     /// Makes `token` the link to `peer`, closing an older one.
@@ -512,15 +363,25 @@ impl TcpTransport {
         if let Some(old) = self.links.insert(peer, token)
             && old != token
         {
-            self.close(old, "replaced by a newer connection");
+            self.close(old, &Fault::Io("replaced by a newer connection".into()));
         }
     }
 
-    fn close(&mut self, token: Token, reason: &str) {
+    fn close(&mut self, token: Token, fault: &Fault) {
         let Some(mut connection) = self.connections.remove(&token) else {
             return;
         };
-        tracing::info!(peer = ?connection.peer, reason, "connection closed");
+        match fault {
+            Fault::Io(_) => {}
+            Fault::BadFrame(_) => self.stats.bad_frames += 1,
+            Fault::Refused(_) => self.stats.refused_handshakes += 1,
+            Fault::Authentication(_) => self.stats.auth_failures += 1,
+        }
+        let reason = fault.reason();
+        match fault {
+            Fault::Io(_) => tracing::info!(peer = ?connection.peer, reason, "connection closed"),
+            _ => tracing::warn!(peer = ?connection.peer, reason, "connection dropped"),
+        }
         if let Err(error) = self.poll.registry().deregister(&mut connection.stream) {
             tracing::debug!(%error, "deregister failed");
         }
@@ -535,7 +396,6 @@ impl TcpTransport {
     /// connection timeout, so that the peer does not take it for dead.
     fn keep_alive(&mut self, now: Instant) {
         let quiet = self.settings.connection_timeout / 3;
-        let frame_max = self.settings.frame_size_max;
         let idle: Vec<Token> = self
             .connections
             .iter()
@@ -548,10 +408,9 @@ impl TcpTransport {
             let Some(connection) = self.connections.get_mut(&token) else {
                 continue;
             };
-            let sent = queue_frame(connection, &[], frame_max)
-                .and_then(|()| flush(connection, now).map_err(|e| e.to_string()));
-            if let Err(reason) = sent {
-                self.close(token, &reason);
+            let sent = connection.queue(&[]).and_then(|()| connection.flush(now));
+            if let Err(fault) = sent {
+                self.close(token, &fault);
             }
         }
     }
@@ -566,7 +425,8 @@ impl TcpTransport {
             .collect();
         for token in silent {
             self.stats.link_timeouts += 1;
-            self.close(token, "read nothing within the connection timeout");
+            let fault = Fault::Io("read nothing within the connection timeout".into());
+            self.close(token, &fault);
         }
     }
 }
@@ -577,22 +437,20 @@ impl Transport for TcpTransport {
             self.stats.dropped_frames += 1;
             return false;
         };
-        let (frame_max, queue_max) = (
-            self.settings.frame_size_max,
-            self.settings.send_queue_bytes_max,
-        );
+        let queue_max = self.settings.send_queue_bytes_max;
         let Some(connection) = self.connections.get_mut(&token) else {
             return false;
         };
-        if connection.out.len() + frame.len() + 4 > queue_max {
+        if connection.queued_bytes() + frame.len() + 4 > queue_max {
             self.stats.dropped_frames += 1;
             return false;
         }
         let now = Instant::now();
-        let queued = queue_frame(connection, &frame, frame_max)
-            .and_then(|()| flush(connection, now).map_err(|e| e.to_string()));
-        if let Err(reason) = queued {
-            self.close(token, &reason);
+        let queued = connection
+            .queue(&frame)
+            .and_then(|()| connection.flush(now));
+        if let Err(fault) = queued {
+            self.close(token, &fault);
             return false;
         }
         true
@@ -642,6 +500,14 @@ impl Transport for TcpTransport {
         self.links.contains_key(node)
     }
 
+    fn read_only_peers(&self) -> Vec<String> {
+        self.links
+            .keys()
+            .filter(|name| name.starts_with(crate::READ_ONLY_PREFIX))
+            .cloned()
+            .collect()
+    }
+
     fn counters(&self) -> TransportCounters {
         self.stats
     }
@@ -663,8 +529,8 @@ fn dial_targets(settings: &TcpSettings) -> Vec<String> {
     settings
         .voters
         .iter()
-        .filter(|peer| match &settings.self_address {
-            Some(me) => peer.as_str() < me.as_str(),
+        .filter(|peer| match settings.self_address() {
+            Some(me) => peer.as_str() < me,
             None => true,
         })
         .cloned()
@@ -689,13 +555,6 @@ fn configure(stream: &TcpStream, settings: &TcpSettings) -> io::Result<()> {
         socket.set_tcp_keepalive(&probing)?;
     }
     Ok(())
-}
-
-fn own_peer(settings: &TcpSettings) -> Peer {
-    settings
-        .self_address
-        .clone()
-        .map_or(Peer::ReadOnly, Peer::Voter)
 }
 
 fn listen(poll: &Poll, address: &str) -> Result<TcpListener, TcpError> {
@@ -723,34 +582,4 @@ fn resolve(address: &str) -> io::Result<SocketAddr> {
             format!("{address} resolves to nothing"),
         )
     })
-}
-
-fn queue_frame(
-    connection: &mut Connection,
-    payload: &[u8],
-    frame_size_max: u32,
-) -> Result<(), String> {
-    FrameEncoder::new(frame_size_max)
-        .encode(payload, &mut connection.out)
-        .map_err(|e| format!("cannot frame: {e}"))
-}
-
-/// Writes as much of the send queue as the socket takes.
-fn flush(connection: &mut Connection, now: Instant) -> io::Result<()> {
-    if connection.stage == Stage::Connecting {
-        return Ok(());
-    }
-    while !connection.out.is_empty() {
-        match connection.stream.write(&connection.out) {
-            Ok(0) => return Err(io::Error::new(io::ErrorKind::WriteZero, "socket closed")),
-            Ok(written) => {
-                connection.out.drain(..written);
-                connection.last_write = now;
-            }
-            Err(error) if error.kind() == io::ErrorKind::WouldBlock => return Ok(()),
-            Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
-            Err(error) => return Err(error),
-        }
-    }
-    Ok(())
 }
