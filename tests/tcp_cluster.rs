@@ -219,3 +219,134 @@ fn quorum_is_lost_with_the_partner() {
     );
     assert!(!a.has_quorum());
 }
+
+/// Starts a node at each of `addresses` with `conf`.
+fn start_all(addresses: &[String], conf: &SyncObjConf) -> Vec<SyncObj<Counter>> {
+    addresses
+        .iter()
+        .map(|me| start(me, addresses, conf.clone()))
+        .collect()
+}
+
+fn start(me: &str, addresses: &[String], conf: SyncObjConf) -> SyncObj<Counter> {
+    let partners = addresses.iter().filter(|a| *a != me).cloned();
+    SyncObj::new(me, partners, Counter::default(), conf).expect("the node starts")
+}
+
+/// PySyncObj's `test_encryptionCorrectPassword`, with a forced disconnect: three nodes sharing
+/// a password agree; one is stopped (its connections drop) and restarted on the same address,
+/// reconnects through a new encrypted handshake and catches up.
+#[test]
+fn password_cluster_agrees_and_reconnects_after_a_restart() {
+    let addresses: Vec<String> = (0..3).map(|_| free_address()).collect();
+    let secret = conf().with_password("correct horse battery staple");
+    let mut nodes = start_all(&addresses, &secret);
+    assert_eq!(add_retrying(&nodes[0], 5), Ok(5));
+    assert_eq!(add_retrying(&nodes[1], 5), Ok(10));
+    drop(nodes.remove(2));
+    assert_eq!(add_retrying(&nodes[0], 5), Ok(15));
+    nodes.push(start(&addresses[2], &addresses, secret));
+    // Its own call commits only once it is linked again and has the log.
+    assert_eq!(add_retrying(&nodes[2], 1), Ok(16));
+    for node in &nodes {
+        assert_eq!(add_retrying(node, 0), Ok(16));
+        assert_eq!(node.status().wire.auth_failures, 0);
+    }
+}
+
+/// PySyncObj's `test_encryptionWrongPassword`: a node with another password never joins. The
+/// two others form a majority and commit; the odd one out sees nothing, and the failed
+/// handshakes are counted.
+#[test]
+fn a_wrong_password_node_never_joins() {
+    let addresses: Vec<String> = (0..3).map(|_| free_address()).collect();
+    let right = conf().with_password("right");
+    let a = start(&addresses[0], &addresses, right.clone());
+    let b = start(&addresses[1], &addresses, right);
+    let stranger = start(&addresses[2], &addresses, conf().with_password("wrong"));
+    assert_eq!(add_retrying(&a, 7), Ok(7));
+    assert_eq!(add_retrying(&b, 1), Ok(8));
+    // Two seconds of dialling in both directions, and no leader ever heard of.
+    assert!(
+        stranger
+            .add(1)
+            .wait_timeout(Duration::from_secs(2))
+            .is_err()
+    );
+    assert_eq!(stranger.read().value, 0);
+    assert_eq!(stranger.leader(), None);
+    let failures = |n: &SyncObj<Counter>| {
+        let wire = n.status().wire;
+        wire.auth_failures + wire.refused_handshakes
+    };
+    assert!(failures(&stranger) > 0);
+    assert!(failures(&a) + failures(&b) > 0);
+    assert!(!a.is_node_connected(&addresses[2]) && !b.is_node_connected(&addresses[2]));
+}
+
+/// PySyncObj's `test_readOnlyNodes`: a read-only node (no address) dials the voters, receives
+/// the log, and its calls are forwarded to the leader; the voters list it among their
+/// read-only nodes.
+#[test]
+fn a_read_only_node_follows_and_forwards_its_calls() {
+    let addresses: Vec<String> = (0..2).map(|_| free_address()).collect();
+    let voters = start_all(&addresses, &conf());
+    assert_eq!(add_retrying(&voters[0], 100), Ok(100));
+    let reader = SyncObj::read_only(addresses.clone(), Counter::default(), conf())
+        .expect("the read-only node starts");
+    assert!(reader.wait_ready(Duration::from_secs(10)), "it catches up");
+    assert_eq!(reader.read().value, 100);
+    assert_eq!(add_retrying(&reader, 1), Ok(101), "forwarded to the leader");
+    assert_eq!(add_retrying(&voters[1], 1), Ok(102));
+    assert_eq!(add_retrying(&reader, 0), Ok(102));
+    assert!(!reader.is_leader());
+    assert_eq!(reader.other_nodes().len(), 2);
+    assert!(reader.self_node().starts_with("readonly:"));
+    let leader = voters.iter().find(|v| v.is_leader()).expect("one leads");
+    assert_eq!(leader.readonly_nodes(), [reader.self_node()]);
+    assert_eq!(leader.status().partner_nodes.len(), 1);
+}
+
+/// PySyncObj's `test_syncTwoObjectsCallbacks`, over TCP: a call's callback runs with its
+/// result on the node that made it, leader or follower.
+#[test]
+fn callbacks_run_with_the_result_over_tcp() {
+    let addresses: Vec<String> = (0..2).map(|_| free_address()).collect();
+    let nodes = start_all(&addresses, &conf());
+    assert_eq!(add_retrying(&nodes[0], 1), Ok(1));
+    let (sender, results) = std::sync::mpsc::channel();
+    for (i, node) in nodes.iter().enumerate() {
+        let sender = sender.clone();
+        node.add(10).on_done(move |result| {
+            sender.send((i, result)).expect("the test is waiting");
+        });
+    }
+    let mut seen: Vec<(usize, Result<i64, FailReason>)> = (0..2)
+        .map(|_| {
+            results
+                .recv_timeout(Duration::from_secs(10))
+                .expect("every callback runs")
+        })
+        .collect();
+    seen.sort_by_key(|(i, _)| *i);
+    let values: Vec<i64> = seen.iter().filter_map(|(_, r)| r.clone().ok()).collect();
+    assert_eq!(values.len(), 2, "{seen:?}");
+    assert_eq!(values.iter().max(), Some(&21));
+    assert_eq!(values.iter().min(), Some(&11));
+}
+
+/// PySyncObj filters the self address out of the partner list; so does `SyncObj::new`.
+#[test]
+fn the_self_address_among_the_partners_is_ignored() {
+    let addresses: Vec<String> = (0..2).map(|_| free_address()).collect();
+    let nodes: Vec<SyncObj<Counter>> = addresses
+        .iter()
+        .map(|me| SyncObj::new(me, addresses.clone(), Counter::default(), conf()).expect("starts"))
+        .collect();
+    assert_eq!(add_retrying(&nodes[0], 3), Ok(3));
+    assert_eq!(add_retrying(&nodes[1], 3), Ok(6));
+    for (node, me) in nodes.iter().zip(&addresses) {
+        assert_eq!(node.other_nodes().len(), 1);
+        assert!(!node.other_nodes().contains(me));
+    }
+}

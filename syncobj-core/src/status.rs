@@ -211,6 +211,9 @@ pub struct WireCounters {
     pub bad_frames: u64,
     /// Connections refused at the handshake.
     pub refused_handshakes: u64,
+    /// Connections dropped for bytes that failed authentication (another password, tampering,
+    /// a replay).
+    pub auth_failures: u64,
     /// Links dropped for reading nothing within the connection timeout.
     pub link_timeouts: u64,
     /// Frames dropped because a peer was not connected or its send queue was full.
@@ -223,6 +226,7 @@ impl WireCounters {
         counter_pairs(&[
             ("bad_frames", self.bad_frames),
             ("refused_handshakes", self.refused_handshakes),
+            ("auth_failures", self.auth_failures),
             ("link_timeouts", self.link_timeouts),
             ("dropped_frames", self.dropped_frames),
         ])
@@ -385,7 +389,7 @@ mod tests {
                 "missing {line:?} in\n{text}"
             );
         }
-        assert_eq!(lines.len(), 39, "{text}");
+        assert_eq!(lines.len(), 40, "{text}");
         assert!(!text.ends_with('\n'));
     }
 

@@ -11,6 +11,8 @@ use bytes::Bytes;
 use crossbeam_channel::Receiver;
 use syncobj_net::{Incoming, Transport, TransportCounters};
 
+pub(crate) use super::addresses::Addresses;
+use super::addresses::is_read_only;
 use super::inflight::{InFlight, Outcome, PlacedForwards, Settled};
 use super::objects::{ErasedObject, SET_CODE_VERSION, SYSTEM_OBJECT};
 use super::wire::{NodeMessage, Refusal};
@@ -24,31 +26,11 @@ use crate::status::{PeerStatus, Status, WireCounters};
 /// The most queued commands one tick takes in, so a flood cannot starve the network.
 const COMMANDS_PER_TICK_MAX: usize = 10_000;
 
+/// The most read-only nodes a voter replicates to at once; more are ignored, with a warning.
+const READ_ONLY_NODES_MAX: usize = 64;
+
 /// A queued call: the encoded command and where its outcome goes.
 pub(crate) type Queued = (Bytes, Completion);
-
-/// The node's addresses and the Raft ids derived from them (ids follow the sorted addresses,
-/// so every node derives the same ones).
-#[derive(Debug)]
-pub(crate) struct Addresses {
-    pub(crate) by_id: BTreeMap<NodeId, String>,
-    pub(crate) by_address: BTreeMap<String, NodeId>,
-}
-
-impl Addresses {
-    pub(crate) fn new(all: impl IntoIterator<Item = String>) -> Addresses {
-        let mut sorted: Vec<String> = all.into_iter().collect();
-        sorted.sort();
-        sorted.dedup();
-        let by_id: BTreeMap<NodeId, String> = sorted
-            .into_iter()
-            .enumerate()
-            .map(|(i, a)| (NodeId(i as u64 + 1), a))
-            .collect();
-        let by_address = by_id.iter().map(|(&id, a)| (a.clone(), id)).collect();
-        Addresses { by_id, by_address }
-    }
-}
 
 /// Settings the engine reads on every tick.
 #[derive(Clone)]
@@ -221,6 +203,7 @@ impl Engine {
         for (address, up) in &mut self.links {
             *up = transport.is_connected(address);
         }
+        self.sync_read_only(&transport.read_only_peers());
         self.wire = transport.counters();
         self.bound = transport.bound();
         if !matches!(self.bound, Ok(false)) {
@@ -251,13 +234,39 @@ impl Engine {
     /// Whether this node and the voters linked to it make a majority (PySyncObj `hasQuorum`).
     pub(crate) fn has_quorum(&self) -> bool {
         let me = self.raft.id();
+        let voters = self.raft.membership().voters();
         let linked = self
             .addresses
-            .by_id
-            .iter()
-            .filter(|&(&id, address)| id == me || self.is_connected(address))
+            .voters()
+            .filter(|&(id, address)| id == me || self.is_connected(address))
             .count();
-        linked > self.addresses.by_id.len() / 2
+        linked > voters.len() / 2
+    }
+
+    /// Follows the read-only nodes linked now: each new one becomes a Raft observer (the
+    /// leader replicates to it), each gone one is dropped. At most [`READ_ONLY_NODES_MAX`].
+    fn sync_read_only(&mut self, linked: &[String]) {
+        let me = self.raft.id();
+        let gone: Vec<NodeId> = self
+            .addresses
+            .read_only()
+            .filter(|&(id, name)| id != me && !linked.contains(name))
+            .map(|(id, _)| id)
+            .collect();
+        for id in gone {
+            self.raft.remove_observer(id);
+            self.addresses.remove_read_only(id);
+        }
+        for name in linked {
+            if self.raft.observers().len() >= READ_ONLY_NODES_MAX {
+                tracing::warn!(node = %name, max = READ_ONLY_NODES_MAX, "too many read-only nodes, ignored");
+                break;
+            }
+            if let Some(id) = self.addresses.insert_read_only(name) {
+                tracing::info!(node = %name, "read-only node linked");
+                self.raft.add_observer(id, self.now);
+            }
+        }
     }
 
     /// The node's status report.
@@ -268,17 +277,23 @@ impl Engine {
             .into_iter()
             .map(|(id, next, matched)| (id, (next, matched)))
             .collect();
+        let peer = |(id, address): (NodeId, &String)| PeerStatus {
+            node: address.clone(),
+            connected: is_read_only(id) || self.is_connected(address),
+            next_index: progress.get(&id).map(|p| p.0.0),
+            match_index: progress.get(&id).map(|p| p.1.0),
+        };
         let partner_nodes = self
             .addresses
-            .by_id
-            .iter()
-            .filter(|&(&id, _)| id != raft.id())
-            .map(|(id, address)| PeerStatus {
-                node: address.clone(),
-                connected: self.is_connected(address),
-                next_index: progress.get(id).map(|p| p.0.0),
-                match_index: progress.get(id).map(|p| p.1.0),
-            })
+            .voters()
+            .filter(|&(id, _)| id != raft.id())
+            .map(peer)
+            .collect();
+        let readonly_nodes = self
+            .addresses
+            .read_only()
+            .filter(|&(id, _)| id != raft.id())
+            .map(peer)
             .collect();
         Status {
             self_node: self.addresses.by_id.get(&raft.id()).cloned(),
@@ -288,6 +303,7 @@ impl Engine {
                 .and_then(|id| self.addresses.by_id.get(&id).cloned()),
             has_quorum: self.has_quorum(),
             partner_nodes,
+            readonly_nodes,
             log_len: raft.log_len() as u64,
             last_applied: raft.applied_index().0,
             commit_index: raft.commit_index().0,
@@ -305,6 +321,7 @@ impl Engine {
             wire: WireCounters {
                 bad_frames: self.wire.bad_frames + self.bad_frames,
                 refused_handshakes: self.wire.refused_handshakes,
+                auth_failures: self.wire.auth_failures,
                 link_timeouts: self.wire.link_timeouts,
                 dropped_frames: self.wire.dropped_frames,
             },

@@ -1,9 +1,11 @@
 //! [`SyncObj`]: a node that holds a replicated object, takes calls from any thread, and runs the
 //! tick loop that drives Raft, the transport and the object.
 
+mod addresses;
 pub(crate) mod engine;
 mod inflight;
 mod memory;
+mod network;
 pub(crate) mod objects;
 mod wire;
 
@@ -19,18 +21,20 @@ use std::time::{Duration, Instant as StdInstant};
 use bytes::Bytes;
 use crossbeam_channel::{Sender, TrySendError};
 use parking_lot::{Mutex, RwLock, RwLockReadGuard};
-use syncobj_net::handshake::ClusterId;
-use syncobj_net::tcp::{Keepalive, TcpError, TcpSettings, TcpTransport};
+use syncobj_net::handshake::Peer;
+use syncobj_net::secure::SecureError;
+use syncobj_net::tcp::TcpError;
 use syncobj_net::{Incoming, Transport, Wake};
 use thiserror::Error;
 
+use self::addresses::{read_only_id, read_only_name};
 use self::engine::{Addresses, Engine, EngineSettings, Queued, ReadySignal};
 use self::objects::{ErasedObject, ObjectCell, SET_CODE_VERSION, SYSTEM_OBJECT};
 use crate::conf::{ConfError, SyncObjConf};
 use crate::object::{
     Call, Caller, Completion, FailReason, MethodSpec, Replicated, Submit, TickHelp,
 };
-use crate::raft::{Instant, LogIndex, Membership, NewNodeError, RaftNode, Restored, Term};
+use crate::raft::{Instant, LogIndex, Membership, NewNodeError, NodeId, RaftNode, Restored, Term};
 use crate::status::Status;
 
 /// A node of a cluster that replicates a `T`.
@@ -74,6 +78,9 @@ pub enum StartError {
     /// The TCP transport could not start.
     #[error(transparent)]
     Transport(#[from] TcpError),
+    /// No key could be derived from the password.
+    #[error("cannot derive the cluster key from the password: {0}")]
+    Password(SecureError),
     /// The tick thread could not be spawned.
     #[error("cannot spawn the tick thread: {0}")]
     Thread(std::io::Error),
@@ -100,10 +107,8 @@ impl<T: Replicated> SyncObj<T> {
     /// Starts a node at `self_address` (a `host:port`) in a cluster with `partners`, holding
     /// `state`, talking TCP: PySyncObj's `SyncObj(selfNode, otherNodes, conf)`. An entry of
     /// `partners` equal to `self_address` is ignored. The node listens on `self_address` (or
-    /// `conf.bind_address`).
-    ///
-    /// Without a password the transport is unauthenticated: encryption arrives with the network
-    /// release's next step, and a warning says so at start.
+    /// `conf.bind_address`). With `conf.password`, every connection is encrypted and
+    /// authenticated; without, the transport is unauthenticated and a warning says so at start.
     ///
     /// # Errors
     /// [`StartError`] if the configuration is invalid, the address cannot be bound, or the
@@ -115,39 +120,33 @@ impl<T: Replicated> SyncObj<T> {
         conf: SyncObjConf,
     ) -> Result<SyncObj<T>, StartError> {
         conf.validate()?;
-        let partners: Vec<String> = partners
-            .into_iter()
-            .map(Into::into)
-            .filter(|p| p != self_address)
-            .collect();
+        let partners = without(partners, self_address);
         let mut voters = partners.clone();
         voters.push(self_address.to_owned());
-        let settings = TcpSettings {
-            self_address: Some(self_address.to_owned()),
-            bind_address: conf.bind_address.clone(),
-            cluster: cluster_id(&voters),
-            voters,
-            frame_size_max: u32::try_from(conf.frame_size_max).unwrap_or(u32::MAX),
-            send_queue_bytes_max: conf.frame_size_max.saturating_mul(2),
-            connection_timeout: conf.connection_timeout,
-            connection_retry_time: conf.connection_retry_time,
-            accept_read_only: true,
-            send_buffer_size: Some(conf.send_buffer_size),
-            recv_buffer_size: Some(conf.recv_buffer_size),
-            tcp_keepalive: conf.tcp_keepalive.map(|k| Keepalive {
-                idle: k.idle,
-                interval: k.interval,
-                count: k.count,
-            }),
-            bind_retry_time: conf.bind_retry_time,
-            max_bind_retries: conf.max_bind_retries,
-        };
-        tracing::warn!(
-            address = self_address,
-            "no password: the transport is unauthenticated and unencrypted"
-        );
-        let transport = TcpTransport::bind(settings)?;
-        SyncObj::with_transport(self_address, partners, state, conf, transport)
+        let me = Peer::Voter(self_address.to_owned());
+        let transport = network::tcp_transport(me.clone(), &voters, &conf)?;
+        SyncObj::start(me, partners, state, Consumers::new(), conf, transport)
+    }
+
+    /// Starts a read-only node of the cluster of `partners` (PySyncObj's `SyncObj(None,
+    /// otherNodes)`): it dials every voter, receives and applies the log, serves local reads
+    /// and forwards its calls to the leader, but has no address, no vote and never leads.
+    /// Voters know it as `readonly:` and a random number.
+    ///
+    /// # Errors
+    /// [`StartError`] if the configuration is invalid or the tick thread cannot start.
+    pub fn read_only(
+        partners: impl IntoIterator<Item = impl Into<String>>,
+        state: T,
+        conf: SyncObjConf,
+    ) -> Result<SyncObj<T>, StartError> {
+        conf.validate()?;
+        let partners: Vec<String> = partners.into_iter().map(Into::into).collect();
+        // The top bit is set at the source, so that the number in the hello and the node's own
+        // id name it alike.
+        let me = Peer::ReadOnly(read_only_id(network::random_number()).0);
+        let transport = network::tcp_transport(me.clone(), &partners, &conf)?;
+        SyncObj::start(me, partners, state, Consumers::new(), conf, transport)
     }
 
     /// Starts a node at `self_address` in a cluster with `partners`, holding `state`, talking
@@ -189,15 +188,27 @@ impl<T: Replicated> SyncObj<T> {
         conf: SyncObjConf,
         transport: impl Transport,
     ) -> Result<SyncObj<T>, StartError> {
+        let partners = without(partners, self_address);
+        let me = Peer::Voter(self_address.to_owned());
+        SyncObj::start(me, partners, state, consumers, conf, transport)
+    }
+
+    /// Starts node `me` of the cluster of `partners` (and `me`, if a voter).
+    fn start(
+        me: Peer,
+        partners: Vec<String>,
+        state: T,
+        consumers: Consumers,
+        conf: SyncObjConf,
+        transport: impl Transport,
+    ) -> Result<SyncObj<T>, StartError> {
         conf.validate()?;
         if consumers.len() >= usize::from(SYSTEM_OBJECT) {
             return Err(StartError::TooManyConsumers(consumers.len()));
         }
-        let partners: Vec<String> = partners.into_iter().map(Into::into).collect();
-        let addresses = Addresses::new(partners.into_iter().chain([self_address.to_owned()]));
-        let id = addresses.by_address[self_address];
-        let membership = Membership::new(addresses.by_id.keys().copied(), []);
-        let seed = conf.seed.unwrap_or_else(|| seed_from_address(self_address));
+        let (addresses, id, membership) = identities(&me, partners);
+        let name = addresses.by_id.get(&id).cloned().unwrap_or_default();
+        let seed = conf.seed.unwrap_or_else(|| seed_from_address(&name));
         let raft = RaftNode::new(
             id,
             membership,
@@ -225,7 +236,7 @@ impl<T: Replicated> SyncObj<T> {
             ready: Arc::clone(&ready),
             code_version: Arc::clone(&code_version),
             bind_settled: Arc::clone(&bind_settled),
-            session: seed_from_address(self_address),
+            session: seed_from_address(&name),
         };
         for option in conf.pending_options() {
             tracing::warn!(
@@ -466,9 +477,8 @@ impl<T: Replicated> SyncObj<T> {
         let me = engine.raft.id();
         engine
             .addresses
-            .by_id
-            .iter()
-            .filter(|&(&id, _)| id != me)
+            .voters()
+            .filter(|&(id, _)| id != me)
             .map(|(_, a)| a.clone())
             .collect()
     }
@@ -609,33 +619,42 @@ impl Submit for Shared {
     }
 }
 
-/// The cluster's identity on the wire: a hash of its sorted voter addresses, so that nodes
-/// configured with other members refuse each other at the handshake.
-fn cluster_id(voters: &[String]) -> ClusterId {
-    let mut sorted: Vec<&str> = voters.iter().map(String::as_str).collect();
-    sorted.sort_unstable();
-    let text = sorted.join("\n");
-    let first = fnv1a(0xcbf2_9ce4_8422_2325, text.as_bytes());
-    let second = fnv1a(first ^ 0x9E37_79B9_7F4A_7C15, text.as_bytes());
-    let mut id = [0u8; 16];
-    id[..8].copy_from_slice(&first.to_le_bytes());
-    id[8..].copy_from_slice(&second.to_le_bytes());
-    ClusterId(id)
+/// `partners` without `me`.
+fn without(partners: impl IntoIterator<Item = impl Into<String>>, me: &str) -> Vec<String> {
+    partners
+        .into_iter()
+        .map(Into::into)
+        .filter(|p| p != me)
+        .collect()
 }
 
-fn fnv1a(seed: u64, bytes: &[u8]) -> u64 {
-    bytes.iter().fold(seed, |hash, &b| {
-        (hash ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-    })
+/// The names and Raft ids of `me` and the voters: a voter is one of them; a read-only node
+/// sees itself as a non-voting member, and the voters see it as an observer.
+fn identities(me: &Peer, partners: Vec<String>) -> (Addresses, NodeId, Membership) {
+    let voters = match me {
+        Peer::Voter(address) => partners.into_iter().chain([address.clone()]).collect(),
+        Peer::ReadOnly(_) => partners,
+    };
+    let mut addresses = Addresses::new(voters);
+    let voter_ids: Vec<NodeId> = addresses.voters().map(|(id, _)| id).collect();
+    match me {
+        Peer::Voter(address) => {
+            let id = addresses.by_address.get(address).copied();
+            let id = id.expect("the voters include this node");
+            (addresses, id, Membership::new(voter_ids, []))
+        }
+        Peer::ReadOnly(number) => {
+            let id = read_only_id(*number);
+            addresses.insert_read_only(&read_only_name(id));
+            (addresses, id, Membership::new(voter_ids, [id]))
+        }
+    }
 }
 
 /// A seed for the election-timeout generator when the configuration gives none: distinct per
 /// address (FNV-1a) and per start (the clock), which is all elections need.
 fn seed_from_address(address: &str) -> u64 {
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for byte in address.bytes() {
-        hash = (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3);
-    }
+    let hash = network::fnv1a(0xcbf2_9ce4_8422_2325, address.as_bytes());
     let clock = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos() as u64);

@@ -1,0 +1,83 @@
+//! The TCP transport a node starts with: its settings from the configuration, the cluster's
+//! identity, the key derived from the password.
+
+use std::collections::hash_map::RandomState;
+use std::hash::BuildHasher;
+
+use syncobj_net::handshake::{ClusterId, Peer};
+use syncobj_net::secure::ClusterKey;
+use syncobj_net::tcp::{Keepalive, TcpSettings, TcpTransport};
+
+use super::StartError;
+use crate::conf::SyncObjConf;
+
+/// Starts the TCP transport of `node` in the cluster of `voters` (every voter, `node` included
+/// if it is one), deriving the key from the password if there is one.
+pub(super) fn tcp_transport(
+    node: Peer,
+    voters: &[String],
+    conf: &SyncObjConf,
+) -> Result<TcpTransport, StartError> {
+    let key = match conf.password.as_deref() {
+        Some(password) => Some(ClusterKey::derive(password).map_err(StartError::Password)?),
+        None => {
+            tracing::warn!(
+                node = ?node,
+                "no password: the transport is unauthenticated and unencrypted"
+            );
+            None
+        }
+    };
+    let settings = TcpSettings {
+        node,
+        bind_address: conf.bind_address.clone(),
+        cluster: cluster_id(voters),
+        key,
+        voters: voters.to_vec(),
+        frame_size_max: u32::try_from(conf.frame_size_max).unwrap_or(u32::MAX),
+        send_queue_bytes_max: conf.frame_size_max.saturating_mul(2),
+        connection_timeout: conf.connection_timeout,
+        connection_retry_time: conf.connection_retry_time,
+        accept_read_only: true,
+        send_buffer_size: Some(conf.send_buffer_size),
+        recv_buffer_size: Some(conf.recv_buffer_size),
+        tcp_keepalive: conf.tcp_keepalive.map(|k| Keepalive {
+            idle: k.idle,
+            interval: k.interval,
+            count: k.count,
+        }),
+        bind_retry_time: conf.bind_retry_time,
+        max_bind_retries: conf.max_bind_retries,
+    };
+    Ok(TcpTransport::bind(settings)?)
+}
+
+/// A number no other node is likely to draw: a read-only node's name.
+pub(super) fn random_number() -> u64 {
+    let clock = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    // `RandomState` is keyed from the OS's randomness.
+    RandomState::new().hash_one(clock)
+}
+
+/// The cluster's identity on the wire: a hash of its sorted voter addresses, so that nodes
+/// configured with other members refuse each other at the handshake.
+fn cluster_id(voters: &[String]) -> ClusterId {
+    let mut sorted: Vec<&str> = voters.iter().map(String::as_str).collect();
+    sorted.sort_unstable();
+    sorted.dedup();
+    let text = sorted.join("\n");
+    let first = fnv1a(0xcbf2_9ce4_8422_2325, text.as_bytes());
+    let second = fnv1a(first ^ 0x9E37_79B9_7F4A_7C15, text.as_bytes());
+    let mut id = [0u8; 16];
+    id[..8].copy_from_slice(&first.to_le_bytes());
+    id[8..].copy_from_slice(&second.to_le_bytes());
+    ClusterId(id)
+}
+
+pub(super) fn fnv1a(seed: u64, bytes: &[u8]) -> u64 {
+    bytes.iter().fold(seed, |hash, &b| {
+        (hash ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
