@@ -350,3 +350,19 @@ fn the_self_address_among_the_partners_is_ignored() {
         assert!(!node.other_nodes().contains(me));
     }
 }
+
+/// A partner whose name does not resolve costs the others nothing: its lookups fail on the
+/// resolver's thread (counted in the status), never in the tick loop, and the two reachable
+/// voters of three still make a majority.
+#[test]
+fn an_unresolvable_partner_does_not_stall_the_others() {
+    let mut addresses: Vec<String> = (0..2).map(|_| free_address()).collect();
+    // Sorting below the loopback addresses, it is dialled by both.
+    addresses.push("0.no-such-host.invalid:4321".to_owned());
+    let a = start(&addresses[0], &addresses, conf());
+    let b = start(&addresses[1], &addresses, conf());
+    assert_eq!(add_retrying(&a, 2), Ok(2));
+    assert_eq!(add_retrying(&b, 2), Ok(4));
+    assert!(a.status().wire.resolve_failures + b.status().wire.resolve_failures > 0);
+    assert!(!a.is_node_connected(&addresses[2]));
+}

@@ -218,6 +218,8 @@ pub struct WireCounters {
     pub link_timeouts: u64,
     /// Frames dropped because a peer was not connected or its send queue was full.
     pub dropped_frames: u64,
+    /// Host-name lookups that failed or found no address.
+    pub resolve_failures: u64,
 }
 
 impl WireCounters {
@@ -229,6 +231,7 @@ impl WireCounters {
             ("auth_failures", self.auth_failures),
             ("link_timeouts", self.link_timeouts),
             ("dropped_frames", self.dropped_frames),
+            ("resolve_failures", self.resolve_failures),
         ])
     }
 }
@@ -389,7 +392,7 @@ mod tests {
                 "missing {line:?} in\n{text}"
             );
         }
-        assert_eq!(lines.len(), 40, "{text}");
+        assert_eq!(lines.len(), 41, "{text}");
         assert!(!text.ends_with('\n'));
     }
 

@@ -44,6 +44,8 @@ pub struct TransportCounters {
     pub link_timeouts: u64,
     /// Frames dropped because a peer was not connected or its send queue was full.
     pub dropped_frames: u64,
+    /// Host-name lookups that failed or found no address.
+    pub resolve_failures: u64,
 }
 
 /// Wakes a thread blocked in [`Transport::poll`], from any thread.

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use syncobj_net::frame::FrameEncoder;
 use syncobj_net::handshake::{ClusterId, Hello, Peer};
+use syncobj_net::resolve::ResolverSettings;
 use syncobj_net::secure::{ClusterKey, Initiator};
 use syncobj_net::tcp::{BindState, Keepalive, TcpSettings, TcpTransport};
 use syncobj_net::{Incoming, Transport};
@@ -29,6 +30,7 @@ fn settings(me: Option<&str>, voters: &[String]) -> TcpSettings {
         node: me.map_or(Peer::ReadOnly(0x5eed), |me| Peer::Voter(me.to_owned())),
         bind_address: None,
         voters: voters.to_vec(),
+        resolver: ResolverSettings::default(),
         cluster: CLUSTER,
         key: None,
         frame_size_max: 1024 * 1024,

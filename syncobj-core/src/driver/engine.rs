@@ -324,6 +324,7 @@ impl Engine {
                 auth_failures: self.wire.auth_failures,
                 link_timeouts: self.wire.link_timeouts,
                 dropped_frames: self.wire.dropped_frames,
+                resolve_failures: self.wire.resolve_failures,
             },
             ..Status::default()
         }

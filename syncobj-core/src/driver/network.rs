@@ -5,11 +5,12 @@ use std::collections::hash_map::RandomState;
 use std::hash::BuildHasher;
 
 use syncobj_net::handshake::{ClusterId, Peer};
+use syncobj_net::resolve::{AddrPreference, ResolverSettings};
 use syncobj_net::secure::ClusterKey;
 use syncobj_net::tcp::{Keepalive, TcpSettings, TcpTransport};
 
 use super::StartError;
-use crate::conf::SyncObjConf;
+use crate::conf::{PreferredAddrType, SyncObjConf};
 
 /// Starts the TCP transport of `node` in the cluster of `voters` (every voter, `node` included
 /// if it is one), deriving the key from the password if there is one.
@@ -34,6 +35,18 @@ pub(super) fn tcp_transport(
         cluster: cluster_id(voters),
         key,
         voters: voters.to_vec(),
+        resolver: ResolverSettings {
+            preference: match conf.preferred_addr_type {
+                PreferredAddrType::Ipv4 => AddrPreference::Ipv4,
+                PreferredAddrType::Ipv6 => AddrPreference::Ipv6,
+                PreferredAddrType::Any => AddrPreference::Any,
+            },
+            cache_time: conf.dns_cache_time,
+            fail_cache_time: conf.dns_fail_cache_time,
+            // Every voter and this node's bind address, with room to spare.
+            cache_entries_max: voters.len().saturating_mul(2).max(16),
+            ..ResolverSettings::default()
+        },
         frame_size_max: u32::try_from(conf.frame_size_max).unwrap_or(u32::MAX),
         send_queue_bytes_max: conf.frame_size_max.saturating_mul(2),
         connection_timeout: conf.connection_timeout,

@@ -16,7 +16,7 @@ mod settings;
 
 use std::collections::BTreeMap;
 use std::io;
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -26,6 +26,7 @@ use mio::{Events, Interest, Poll, Token};
 
 use self::connection::{Connection, Fault, Progress, Stage};
 pub use self::settings::{BindState, Keepalive, TcpError, TcpSettings};
+use crate::resolve::{Lookup, Resolver};
 use crate::{Incoming, Transport, TransportCounters, Wake};
 
 const LISTENER: Token = Token(0);
@@ -53,6 +54,8 @@ pub struct TcpTransport {
     next_dial: BTreeMap<String, Instant>,
     /// The pause before the next dial of each peer that has no link.
     dial_backoff: BTreeMap<String, Duration>,
+    /// Host names resolve on its thread, never in the poll loop.
+    resolver: Resolver,
     stats: TransportCounters,
 }
 
@@ -76,7 +79,11 @@ impl TcpTransport {
     /// see [`bind_state`](Self::bind_state).
     pub fn bind(settings: TcpSettings) -> Result<TcpTransport, TcpError> {
         let poll = Poll::new().map_err(TcpError::Poll)?;
-        let waker = mio::Waker::new(poll.registry(), WAKER).map_err(TcpError::Poll)?;
+        let waker = Arc::new(MioWaker(
+            mio::Waker::new(poll.registry(), WAKER).map_err(TcpError::Poll)?,
+        ));
+        let resolver_waker = Arc::clone(&waker);
+        let resolver = Resolver::new(settings.resolver, Arc::new(move || resolver_waker.wake()));
         let now = Instant::now();
         let next_dial = dial_targets(&settings)
             .into_iter()
@@ -92,12 +99,13 @@ impl TcpTransport {
                 error: String::new(),
             },
             next_bind: now,
-            waker: Arc::new(MioWaker(waker)),
+            waker,
             connections: BTreeMap::new(),
             next_token: FIRST_CONNECTION,
             links: BTreeMap::new(),
             next_dial,
             dial_backoff: BTreeMap::new(),
+            resolver,
             stats: TransportCounters::default(),
         };
         transport.try_bind(now);
@@ -121,8 +129,18 @@ impl TcpTransport {
             self.bind = BindState::Bound;
             return;
         };
+        let socket_address = match self.resolver.lookup(&address, now) {
+            // The resolver wakes the poll loop once it knows.
+            Lookup::Pending => return,
+            Lookup::Ready(socket_address) => Ok(socket_address),
+            Lookup::Failed { error, .. } => Err(TcpError::Resolve {
+                address: address.clone(),
+                source: error,
+            }),
+        };
         let attempts = attempts + 1;
-        match listen(&self.poll, &address) {
+        match socket_address.and_then(|socket_address| listen(&self.poll, &address, socket_address))
+        {
             Ok(listener) => {
                 self.listener = Some(listener);
                 self.bind = BindState::Bound;
@@ -148,7 +166,10 @@ impl TcpTransport {
 
     /// Counters of what went wrong on the wire.
     pub fn stats(&self) -> TransportCounters {
-        self.stats
+        TransportCounters {
+            resolve_failures: self.resolver.counters().failures,
+            ..self.stats
+        }
     }
 
     fn dial_due(&mut self, now: Instant) {
@@ -161,6 +182,17 @@ impl TcpTransport {
             .map(|(peer, _)| peer.clone())
             .collect();
         for peer in due {
+            let address = match self.resolver.lookup(&peer, now) {
+                // Still due: the resolver wakes the poll loop once it knows.
+                Lookup::Pending => continue,
+                Lookup::Ready(address) => address,
+                Lookup::Failed { error, until } => {
+                    tracing::debug!(%peer, %error, "cannot resolve");
+                    let retry = now + self.settings.connection_retry_time;
+                    self.next_dial.insert(peer, until.max(retry));
+                    continue;
+                }
+            };
             // Back off from a quick first retry (peers start at about the same time) up to
             // `connection_retry_time`; an open link resets it.
             let backoff = self
@@ -176,7 +208,7 @@ impl TcpTransport {
                 peer.clone(),
                 now + backoff.min(self.settings.connection_retry_time),
             );
-            if let Err(error) = self.dial(&peer, now) {
+            if let Err(error) = self.dial(&peer, address, now) {
                 tracing::debug!(%peer, %error, "dial failed");
             }
         }
@@ -188,8 +220,7 @@ impl TcpTransport {
             .any(|c| c.peer.as_deref() == Some(peer) && c.stage != Stage::Open)
     }
 
-    fn dial(&mut self, peer: &str, now: Instant) -> io::Result<()> {
-        let address = resolve(peer)?;
+    fn dial(&mut self, peer: &str, address: SocketAddr, now: Instant) -> io::Result<()> {
         let stream = TcpStream::connect(address)?;
         configure(&stream, &self.settings)?;
         self.register(stream, Some(peer.to_owned()), Stage::Connecting, now)
@@ -509,7 +540,7 @@ impl Transport for TcpTransport {
     }
 
     fn counters(&self) -> TransportCounters {
-        self.stats
+        self.stats()
     }
 
     fn bound(&self) -> Result<bool, String> {
@@ -557,29 +588,14 @@ fn configure(stream: &TcpStream, settings: &TcpSettings) -> io::Result<()> {
     Ok(())
 }
 
-fn listen(poll: &Poll, address: &str) -> Result<TcpListener, TcpError> {
-    let socket_address = resolve(address).map_err(|source| TcpError::Resolve {
+fn listen(poll: &Poll, address: &str, socket_address: SocketAddr) -> Result<TcpListener, TcpError> {
+    let listen_error = |source| TcpError::Listen {
         address: address.to_owned(),
         source,
-    })?;
-    let mut listener = TcpListener::bind(socket_address).map_err(|source| TcpError::Listen {
-        address: address.to_owned(),
-        source,
-    })?;
+    };
+    let mut listener = TcpListener::bind(socket_address).map_err(listen_error)?;
     poll.registry()
         .register(&mut listener, LISTENER, Interest::READABLE)
-        .map_err(|source| TcpError::Listen {
-            address: address.to_owned(),
-            source,
-        })?;
+        .map_err(listen_error)?;
     Ok(listener)
-}
-
-fn resolve(address: &str) -> io::Result<SocketAddr> {
-    address.to_socket_addrs()?.next().ok_or_else(|| {
-        io::Error::new(
-            io::ErrorKind::NotFound,
-            format!("{address} resolves to nothing"),
-        )
-    })
 }

@@ -6,9 +6,10 @@ use std::time::Duration;
 use thiserror::Error;
 
 use crate::handshake::{ClusterId, Peer};
+use crate::resolve::{ResolveError, ResolverSettings};
 use crate::secure::ClusterKey;
 
-/// Settings of a [`TcpTransport`].
+/// Settings of a [`TcpTransport`](super::TcpTransport).
 #[derive(Clone, Debug)]
 pub struct TcpSettings {
     /// This node: a voter's address as the others know it, or a read-only node's number.
@@ -17,6 +18,8 @@ pub struct TcpSettings {
     pub bind_address: Option<String>,
     /// Every voter's address, this node's included.
     pub voters: Vec<String>,
+    /// How host names are resolved: cache times and address family ([`crate::resolve`]).
+    pub resolver: ResolverSettings,
     /// The cluster's identity: nodes of other clusters are refused.
     pub cluster: ClusterId,
     /// The key derived from the cluster's password: with one, every connection is encrypted
@@ -86,7 +89,7 @@ pub enum TcpError {
         /// The address.
         address: String,
         /// The resolver's error.
-        source: io::Error,
+        source: ResolveError,
     },
     /// Binding or polling failed.
     #[error("cannot listen on {address}: {source}")]
