@@ -49,6 +49,9 @@ fn main() -> ExitCode {
     }
 }
 
+/// The cluster's shared secret. A real deployment reads it from a secret store, not the source.
+const DEMO_PASSWORD: &str = "demo: not a secret";
+
 // ---- one node: answers commands on stdin, one line each -----------------------------------
 
 /// `--node SELF PEER...`: runs one node and answers `add N`, `sync`, `leader`, `status`,
@@ -59,7 +62,8 @@ fn node_main(args: &[String]) -> Result<(), Error> {
         me,
         peers.iter().cloned(),
         Counter::default(),
-        SyncObjConf::default(),
+        // Every connection is encrypted and authenticated with a key derived from this.
+        SyncObjConf::default().with_password(DEMO_PASSWORD),
     )?;
     let mut out = std::io::stdout().lock();
     for line in std::io::stdin().lock().lines() {
@@ -197,7 +201,8 @@ fn cluster_main() -> Result<(), Error> {
     let addresses = (0..3)
         .map(|_| free_address())
         .collect::<Result<Vec<_>, _>>()?;
-    println!("syncobj demo: three processes on loopback, replicating a counter over TCP\n");
+    println!("syncobj demo: three processes on loopback, replicating a counter over TCP");
+    println!("(connections encrypted with the Noise protocol, keyed by the cluster's password)\n");
     let nodes = addresses
         .iter()
         .map(|a| NodeProcess::start(a, &addresses).map(Some))
