@@ -20,7 +20,8 @@
 //!   (auto_tick_period 50 ms, append_entries_period 100 ms, election timeout 0.4-1.4 s,
 //!   commands_queue_size 100 000). syncobj ignores `append_entries_use_batch` by design (it
 //!   sends entries as soon as a tick has drained a batch of proposals), so there is no
-//!   `conf=nobatch` row. Plain (unencrypted) transport, as the baseline's "plain" rows.
+//!   `conf=nobatch` row. Plain (unencrypted) transport, as the baseline's "plain" rows, unless
+//!   `--password P` is given (its "encrypted" row).
 //! * **State machine.** One replicated method `apply(payload) -> u64` doing `count += 1;
 //!   total_bytes += len(payload); return count`. Payloads are taken cyclically from a pool of
 //!   256 distinct pseudo-random byte strings of exactly B bytes (seed 12345; not Python's
@@ -138,6 +139,9 @@ struct Args {
     /// Use ports base+1..base+N instead of free ports picked by the OS.
     #[arg(long)]
     base_port: Option<u16>,
+    /// Encrypt every connection with this password (the baseline's "encrypted" row).
+    #[arg(long)]
+    password: Option<String>,
     /// Internal: run as cluster member number N.
     #[arg(long, hide = true)]
     node: Option<usize>,
@@ -180,7 +184,9 @@ fn node_main(index: usize, args: &Args) -> Result<(), Error> {
     // The leadership hook needs the node, which exists only once the conf is consumed.
     let slot: Arc<OnceLock<Weak<SyncObj<Bench>>>> = Arc::new(OnceLock::new());
     let hook_slot = Arc::clone(&slot);
-    let conf = SyncObjConf::default().with_on_state_changed(move |_old, new| {
+    let mut conf = SyncObjConf::default();
+    conf.password = args.password.clone();
+    let conf = conf.with_on_state_changed(move |_old, new| {
         if new != RaftState::Leader {
             return;
         }
@@ -459,6 +465,7 @@ impl Cluster {
             let mut child = Command::new(&exe)
                 .args(["--node", &index.to_string(), "--addrs", &addrs.join(",")])
                 .args(["--max-life", &format!("{}", args.time_limit + 30.0)])
+                .args(args.password.iter().flat_map(|p| ["--password", p.as_str()]))
                 .stdin(Stdio::piped())
                 .stdout(Stdio::piped())
                 .stderr(Stdio::inherit())
