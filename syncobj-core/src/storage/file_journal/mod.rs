@@ -61,10 +61,11 @@ impl JournalOptions {
 ///
 /// Costs: [`sync`](Journal::sync) issues one fsync per segment written since the last sync
 /// (usually one), a directory fsync if a segment was created, and, when the hard state changed,
-/// the atomic replace of the hard-state file (two fsyncs and a rename). When a sync carries both
-/// a new term or vote and a new commit index, the hard state is written twice: the term and
-/// vote before the entries (so no durable entry has a term above the saved term) and the commit
-/// index after them (so it never points past the durable log). Segment roll-over adds one fsync.
+/// the atomic replace of the hard-state file (two fsyncs and a rename). A new term or vote is
+/// saved before any record reaches the disk (at a sync, a buffer write-out, a roll-over or a
+/// truncation), so no durable entry has a term above the saved term; a new commit index is
+/// saved after the entries, so it never points past the durable log. A sync that carries both
+/// writes the hard-state file twice. Segment roll-over adds one fsync.
 #[derive(Debug)]
 pub struct FileJournal<D: Disk> {
     disk: D,
@@ -164,6 +165,25 @@ impl<D: Disk> FileJournal<D> {
         Ok(())
     }
 
+    /// Saves a changed term or vote (with the durable commit index) before any record can
+    /// reach the disk: appended records may carry the new term, and no durable record may have
+    /// a term above the saved one. Persisting a term or vote early is always safe.
+    fn save_term_first(&mut self) -> Result<(), StorageError> {
+        let (wanted, durable) = (self.hard_state, self.durable.hard_state);
+        if (wanted.term, wanted.vote) == (durable.term, durable.vote) {
+            return Ok(());
+        }
+        let hard_state = HardState {
+            commit: durable.commit,
+            ..wanted
+        };
+        let first_index = self.first_index;
+        self.save_meta(Meta {
+            hard_state,
+            first_index,
+        })
+    }
+
     fn sync_dir(&self) -> Result<(), StorageError> {
         self.disk
             .sync_dir(&self.dir)
@@ -201,6 +221,7 @@ impl<D: Disk> FileJournal<D> {
         if size <= SEGMENT_HEADER_BYTES || size + record <= target {
             return Ok(());
         }
+        self.save_term_first()?;
         self.active().sync()?;
         let segment = self.new_segment(self.last_index().next())?;
         self.segments.push(segment);
@@ -216,6 +237,8 @@ impl<D: Disk> FileJournal<D> {
         let offset = active.size();
         encode_record(entry, &mut active.buffer);
         if active.buffer.len() >= buffer_max {
+            self.save_term_first()?;
+            let active = self.active();
             active.flush()?;
             active.buffer.shrink_to(buffer_max);
         }
@@ -362,12 +385,18 @@ impl<D: Disk> Journal for FileJournal<D> {
         let commit = self.hard_state.commit.max(self.durable.hard_state.commit);
         check_truncate(from, self.first_index, self.last_index(), commit)?;
         self.guarded(|journal| {
-            journal.remove_segments_from(from)?;
             let at = journal
                 .position(from)
                 .expect("first_index <= from <= last_index was checked");
-            let offset = journal.index[at].offset;
-            journal.active().cut(offset)?;
+            let holder = journal.segment_for(from).first_index;
+            journal.remove_segments_from(from)?;
+            // If the segment holding `from` started there, it is gone and the new last segment
+            // ends just before `from`: nothing to cut.
+            if journal.active().first_index == holder {
+                let offset = journal.index[at].offset;
+                journal.save_term_first()?;
+                journal.active().cut(offset)?;
+            }
             journal.index.truncate(at);
             Ok(())
         })
@@ -401,18 +430,8 @@ impl<D: Disk> Journal for FileJournal<D> {
         check_commit(self.hard_state, self.last_index())?;
         self.guarded(|journal| {
             let wanted = journal.hard_state;
-            let durable = journal.durable.hard_state;
             let first_index = journal.first_index;
-            if (wanted.term, wanted.vote) != (durable.term, durable.vote) {
-                let early = HardState {
-                    commit: durable.commit,
-                    ..wanted
-                };
-                journal.save_meta(Meta {
-                    hard_state: early,
-                    first_index,
-                })?;
-            }
+            journal.save_term_first()?;
             journal.sync_segments()?;
             if wanted != journal.durable.hard_state {
                 journal.save_meta(Meta {
