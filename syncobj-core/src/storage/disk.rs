@@ -1,5 +1,5 @@
 //! The file operations storage needs, behind a trait: [`StdDisk`] over `std::fs`, and a
-//! simulated disk for tests ([`SimDisk`](super::SimDisk), feature `sim`).
+//! simulated disk for tests (`SimDisk`, feature `sim`).
 
 use std::ffi::OsString;
 use std::fmt;
@@ -96,6 +96,16 @@ pub trait DiskFile: fmt::Debug + Send {
     /// The operating system's error. After a failed sync the file's durable content is unknown;
     /// callers must not retry as if nothing happened.
     fn sync(&mut self) -> io::Result<()>;
+}
+
+/// Creates `dir` and makes its entry in its parent durable, so a new data directory does not
+/// vanish in a crash with everything synced inside it.
+pub(crate) fn create_dir_durably<D: Disk>(disk: &D, dir: &Path) -> io::Result<()> {
+    disk.create_dir_all(dir)?;
+    match dir.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => disk.sync_dir(parent),
+        _ => disk.sync_dir(Path::new(".")),
+    }
 }
 
 /// The real file system, through `std::fs`.

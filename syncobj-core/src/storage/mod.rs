@@ -55,8 +55,8 @@
 //!
 //! A torn final write is expected after a crash and is cut off with a warning: in the last
 //! segment only, a record shorter than its declared length with no valid record after it, a
-//! record whose checksum fails and that ends exactly at the end of the file, a zero-filled tail,
-//! or a last segment too short for its header. Everything else is
+//! record whose checksum fails with nothing but zero bytes (or nothing) after it, a zero-filled
+//! tail, or a last segment too short for its header (or all zeros). Everything else is
 //! [`StorageError::Corrupt`] with the file and offset: a checksum failure before the tail, a gap
 //! or repeated index, a term going backwards or above the saved term, an unknown entry kind, a
 //! bad magic or version, a saved commit index beyond the last entry, a length above

@@ -317,14 +317,15 @@ fn locate_record<F: DiskFile>(
         return Ok(Located::Damaged(at, Corruption::Truncated));
     }
     let record = reader.bytes(at, to_usize(len))?;
-    let checksum_ok = u32_at(record, 4) == Some(record_crc(&record[..4], &record[8..]));
-    if !checksum_ok && at + len == file_len {
-        return Ok(tail_or(rules, at, Corruption::RecordChecksum));
+    if u32_at(record, 4) == Some(record_crc(&record[..4], &record[8..])) {
+        return Ok(Located::Record(len));
     }
-    if !checksum_ok {
-        return Ok(Located::Damaged(at, Corruption::RecordChecksum));
+    // A failed checksum is a torn write if nothing but zeros (space the file system extended
+    // without the data reaching it) follows the record.
+    if rules.is_last && reader.all_zero_from(at + len)? {
+        return Ok(Located::TornTail);
     }
-    Ok(Located::Record(len))
+    Ok(Located::Damaged(at, Corruption::RecordChecksum))
 }
 
 fn tail_or(rules: &ScanRules, at: u64, problem: Corruption) -> Located {

@@ -24,7 +24,7 @@ use super::disk::{Disk, DiskFile};
 ///   [`fail_after`](Self::fail_after) makes every operation fail after a number of mutating
 ///   operations, as a power cut in the middle of a sequence would.
 ///
-/// Directories are created durably and never removed. Handles opened before a crash fail
+/// Directories (with their ancestors) are created durably and never removed. Handles opened before a crash fail
 /// afterwards. Clones share the same disk: give one to the node under test and keep one.
 #[derive(Clone, Debug)]
 pub struct SimDisk {
@@ -327,7 +327,9 @@ impl Disk for SimDisk {
     fn create_dir_all(&self, dir: &Path) -> io::Result<()> {
         let mut state = self.state.lock();
         state.spend(false)?;
-        state.dirs.entry(dir.to_path_buf()).or_default();
+        for ancestor in dir.ancestors() {
+            state.dirs.entry(ancestor.to_path_buf()).or_default();
+        }
         Ok(())
     }
 

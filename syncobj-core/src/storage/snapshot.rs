@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use bytes::Bytes;
 
 use super::codec::{to_usize, u32_at, u64_at};
-use super::disk::{Disk, DiskFile};
+use super::disk::{Disk, DiskFile, create_dir_durably};
 use super::error::{Corruption, StorageError};
 use super::journal::RecoveryWarning;
 use crate::raft::{LogIndex, Term};
@@ -104,7 +104,7 @@ impl<D: Disk> SnapshotStore<D> {
         dir: impl Into<PathBuf>,
     ) -> Result<(SnapshotStore<D>, Vec<RecoveryWarning>), StorageError> {
         let dir = dir.into();
-        disk.create_dir_all(&dir)
+        create_dir_durably(&disk, &dir)
             .map_err(|e| StorageError::io("create directory", &dir, e))?;
         let mut warnings = Vec::new();
         let mut snapshots = Vec::new();

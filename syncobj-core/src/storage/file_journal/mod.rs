@@ -25,7 +25,7 @@ pub struct JournalOptions {
     pub segment_bytes_target: u64,
     /// The largest record written or accepted when reading, in bytes (an entry's payload plus
     /// 25). Set it above the largest command the node accepts (the frame limit); a record above
-    /// it on disk is reported as corruption. Clamped to `[25, 2^32 + 7]`. Default: 64 MiB +
+    /// it on disk is reported as corruption. Clamped to `[25, 2^32 - 1]`. Default: 64 MiB +
     /// 64 KiB.
     pub record_bytes_max: u64,
     /// Appended records are kept in memory until a sync or until this many bytes wait; then
@@ -47,7 +47,7 @@ impl JournalOptions {
     /// The record limit within what the format can express.
     fn record_limit(&self) -> u64 {
         self.record_bytes_max
-            .clamp(RECORD_BYTES_MIN, u64::from(u32::MAX) + 8)
+            .clamp(RECORD_BYTES_MIN, u64::from(u32::MAX))
     }
 }
 

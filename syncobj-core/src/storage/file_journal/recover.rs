@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use super::{EntryLoc, FileJournal, JournalOptions, Segment};
 use crate::raft::{Entry, LogIndex, Term};
-use crate::storage::disk::{Disk, DiskFile};
+use crate::storage::disk::{Disk, DiskFile, create_dir_durably};
 use crate::storage::error::{Corruption, StorageError};
 use crate::storage::journal::{Recovery, RecoveryWarning};
 use crate::storage::meta::{self, COMMIT_AT, META_FILE, META_TEMP_FILE, Meta};
@@ -58,7 +58,7 @@ impl<D: Disk> FileJournal<D> {
         options: JournalOptions,
     ) -> Result<(FileJournal<D>, Recovery), StorageError> {
         let dir = dir.into();
-        disk.create_dir_all(&dir)
+        create_dir_durably(&disk, &dir)
             .map_err(|e| StorageError::io("create directory", &dir, e))?;
         let listing = list(&disk, &dir)?;
         let mut warnings: Vec<RecoveryWarning> = listing
