@@ -1125,6 +1125,34 @@ fn segments_without_a_hard_state_are_an_error() {
     assert_eq!((path, problem), (hard_state_path(), Corruption::Missing));
 }
 
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 500, ..ProptestConfig::default() })]
+
+    /// Arbitrary bytes in place of a segment, the hard state or a snapshot, or a valid file
+    /// with arbitrary bytes overwritten, never make recovery panic.
+    #[test]
+    fn arbitrary_bytes_never_panic(
+        garbage in prop::collection::vec(any::<u8>(), 0..400),
+        at in 0u64..400,
+        whole_file in any::<bool>(),
+    ) {
+        let disk = SimDisk::new(at);
+        written(&disk, &entries_1_to(5, 1), hard_state(1, None, 2), JournalOptions::default());
+        write_snapshot(&disk, 2, b"state").map_err(|e| TestCaseError::fail(e.to_string()))?;
+        for path in [segment_path(1), hard_state_path(), snapshot_path(2)] {
+            if whole_file {
+                disk.truncate(&path, 0).map_err(|e| TestCaseError::fail(e.to_string()))?;
+                disk.overwrite(&path, 0, &garbage).map_err(|e| TestCaseError::fail(e.to_string()))?;
+            } else {
+                disk.overwrite(&path, at, &garbage).map_err(|e| TestCaseError::fail(e.to_string()))?;
+            }
+        }
+        let _ = open_sim(&disk, JournalOptions::default());
+        let _ = open_sim(&disk, small_options());
+        let _ = SnapshotStore::open(disk.clone(), snap_dir()).and_then(|(store, _)| store.load_latest());
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Damaged hard state
 

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use super::codec::{to_usize, u32_at, u64_at};
 use super::disk::{Disk, DiskFile};
 use super::error::{Corruption, StorageError};
+use super::segment::INDEX_MAX;
 use crate::raft::{HardState, LogIndex, NodeId, Term};
 
 /// The name of the hard-state file in the journal directory.
@@ -107,7 +108,7 @@ fn decode_fields(bytes: &[u8]) -> Result<Meta, (u64, Corruption)> {
         }
     };
     let first_index = field(FIRST_AT, "first index")?;
-    if first_index == 0 {
+    if !(1..=INDEX_MAX).contains(&first_index) {
         let problem = Corruption::InvalidField {
             field: "first index",
         };

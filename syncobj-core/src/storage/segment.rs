@@ -23,6 +23,10 @@ const RECORD_BODY_MIN: u64 = 17;
 /// The smallest record: prefix and fixed body, empty payload.
 pub(crate) const RECORD_BYTES_MIN: u64 = RECORD_PREFIX_BYTES + RECORD_BODY_MIN;
 
+/// The largest first index a segment header or the hard-state file may hold; it keeps index
+/// arithmetic on data read from disk far from overflow.
+pub(crate) const INDEX_MAX: u64 = u64::MAX / 2;
+
 /// Where the header fields sit.
 const HEADER_VERSION_AT: u64 = 8;
 const HEADER_FIRST_AT: u64 = 12;
@@ -39,7 +43,11 @@ pub(crate) fn parse_segment_file_name(name: &str) -> Option<LogIndex> {
     if digits.len() != 20 || !digits.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
-    digits.parse().ok().map(LogIndex)
+    digits
+        .parse()
+        .ok()
+        .filter(|first| (1..=INDEX_MAX).contains(first))
+        .map(LogIndex)
 }
 
 /// The header of a segment whose first entry is `first`.
@@ -74,10 +82,11 @@ pub(crate) fn decode_header(header: &[u8]) -> Result<LogIndex, (u64, Corruption)
         return Err((HEADER_VERSION_AT, problem));
     }
     let crc = u32_at(header, to_usize(HEADER_CRC_AT));
-    if crc != Some(crc32c::crc32c(&header[..to_usize(HEADER_CRC_AT)])) {
+    let computed = header.get(..to_usize(HEADER_CRC_AT)).map(crc32c::crc32c);
+    if crc.is_none() || crc != computed {
         return Err((HEADER_CRC_AT, Corruption::HeaderChecksum));
     }
-    let first = field(HEADER_FIRST_AT).filter(|&first| first >= 1);
+    let first = field(HEADER_FIRST_AT).filter(|first| (1..=INDEX_MAX).contains(first));
     first.map(LogIndex).ok_or((
         HEADER_FIRST_AT,
         Corruption::InvalidField {
@@ -444,5 +453,11 @@ mod tests {
         assert_eq!(parse_segment_file_name(&name), Some(LogIndex(42)));
         assert_eq!(parse_segment_file_name("segment-42.log"), None);
         assert_eq!(parse_segment_file_name("other"), None);
+        assert_eq!(
+            parse_segment_file_name("segment-18446744073709551615.log"),
+            None
+        );
+        assert!(decode_header(&encode_header(LogIndex(u64::MAX))).is_err());
+        assert!(decode_header(&encode_header(LogIndex(1))[..16]).is_err());
     }
 }
