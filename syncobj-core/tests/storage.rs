@@ -266,6 +266,7 @@ fn preconditions_are_checked() -> Result<(), StorageError> {
     let huge = journal.append(&[entry(2, 2, &[0; 2000])]);
     assert!(matches!(huge, Err(StorageError::EntryTooLarge { .. })));
     journal.set_hard_state(hard_state(2, None, 1))?;
+    journal.sync()?;
     let committed = journal.truncate_suffix(LogIndex(1));
     assert!(matches!(
         committed,
@@ -273,6 +274,8 @@ fn preconditions_are_checked() -> Result<(), StorageError> {
     ));
     let lower = journal.set_hard_state(hard_state(1, None, 1));
     assert!(matches!(lower, Err(StorageError::BadHardState(_))));
+    let backwards = journal.set_hard_state(hard_state(2, None, 0));
+    assert!(matches!(backwards, Err(StorageError::BadHardState(_))));
     journal.set_hard_state(hard_state(2, None, 2))?;
     assert!(matches!(journal.sync(), Err(StorageError::BadHardState(_))));
     assert_eq!(journal.last_index(), LogIndex(1));
@@ -297,6 +300,30 @@ fn splice_replaces_a_conflicting_suffix() -> Result<(), StorageError> {
     expected.extend(new_leader);
     assert_eq!(recovery.entries, expected);
     assert_eq!(recovery.hard_state, hard_state(2, None, 3));
+    Ok(())
+}
+
+/// A follower's Ready may raise the commit index over the very entries that replace a
+/// conflicting suffix; the truncation is checked against the commit index of the last sync.
+#[test]
+fn a_ready_can_commit_the_entries_that_replace_a_suffix() -> Result<(), StorageError> {
+    let disk = SimDisk::new(9);
+    let (mut file, _) = must_open(&disk, small_options());
+    let mut memory = MemoryJournal::new();
+    for journal in [&mut file as &mut dyn Journal, &mut memory] {
+        journal.set_hard_state(hard_state(1, None, 5))?;
+        journal.append(&entries_1_to(9, 1))?;
+        journal.sync()?;
+        journal.set_hard_state(hard_state(2, None, 10))?;
+        journal.splice(&[entry(8, 2, b"a"), entry(9, 2, b"b"), entry(10, 2, b"c")])?;
+        journal.sync()?;
+        assert_eq!(journal.term(LogIndex(8)), Some(Term(2)));
+        let refused = journal.truncate_suffix(LogIndex(10));
+        assert!(matches!(
+            refused,
+            Err(StorageError::TruncateCommitted { .. })
+        ));
+    }
     Ok(())
 }
 

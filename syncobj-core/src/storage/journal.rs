@@ -53,10 +53,13 @@ pub trait Journal {
     /// Removes the entries from `from` on (a new leader's conflicting suffix). Does nothing if
     /// `from > last_index()`. Durable when it returns.
     ///
+    /// The commit index checked is the one made durable by the last sync: a hard state set
+    /// since may already count the entries that replace the suffix.
+    ///
     /// # Errors
     /// [`StorageError::OutOfRange`] if `from < first_index()`;
-    /// [`StorageError::TruncateCommitted`] if `from` is at or below the commit index; an I/O
-    /// error.
+    /// [`StorageError::TruncateCommitted`] if `from` is at or below the synced commit index; an
+    /// I/O error.
     fn truncate_suffix(&mut self, from: LogIndex) -> Result<(), StorageError>;
 
     /// Drops the entries up to and including `through`, which a durable snapshot covers. If

@@ -9,13 +9,15 @@ use super::journal::{
 use crate::raft::{Entry, HardState, LogIndex, Term};
 
 /// A [`Journal`] in memory, for nodes without a data directory (PySyncObj's default). It checks
-/// the same preconditions as the file journal; `sync` only checks the commit index. Memory:
-/// every entry, once.
+/// the same preconditions as the file journal; `sync` only checks the commit index and records
+/// it as the bound for truncations. Memory: every entry, once.
 #[derive(Clone, Debug)]
 pub struct MemoryJournal {
     first_index: LogIndex,
     entries: VecDeque<Entry>,
     hard_state: HardState,
+    /// The commit index at the last sync, which truncations must stay above.
+    synced_commit: LogIndex,
 }
 
 impl MemoryJournal {
@@ -25,6 +27,7 @@ impl MemoryJournal {
             first_index: LogIndex(1),
             entries: VecDeque::new(),
             hard_state: HardState::default(),
+            synced_commit: LogIndex::ZERO,
         }
     }
 
@@ -79,7 +82,7 @@ impl Journal for MemoryJournal {
             return Ok(());
         }
         let (first, last) = (self.first_index, self.last_index());
-        check_truncate(from, first, last, self.hard_state.commit)?;
+        check_truncate(from, first, last, self.synced_commit)?;
         let keep = self.position(from).unwrap_or(self.entries.len());
         self.entries.truncate(keep);
         Ok(())
@@ -98,7 +101,9 @@ impl Journal for MemoryJournal {
     }
 
     fn sync(&mut self) -> Result<(), StorageError> {
-        check_commit(self.hard_state, self.last_index())
+        check_commit(self.hard_state, self.last_index())?;
+        self.synced_commit = self.hard_state.commit;
+        Ok(())
     }
 
     fn entries(

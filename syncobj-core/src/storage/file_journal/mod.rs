@@ -382,7 +382,7 @@ impl<D: Disk> Journal for FileJournal<D> {
         if from > self.last_index() {
             return Ok(());
         }
-        let commit = self.hard_state.commit.max(self.durable.hard_state.commit);
+        let commit = self.durable.hard_state.commit;
         check_truncate(from, self.first_index, self.last_index(), commit)?;
         self.guarded(|journal| {
             let at = journal
