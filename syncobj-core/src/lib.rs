@@ -1,6 +1,7 @@
 //! The engine of `syncobj`.
 //!
 //! - [`raft`]: the sans-IO Raft state machine.
+//! - [`storage`]: the journal (log and hard state) and snapshot files, with crash recovery.
 //! - `sim` (feature `sim`): the deterministic cluster simulator that drives it and checks the
 //!   protocol's invariants after every step.
 //!
@@ -13,6 +14,7 @@ pub mod driver;
 pub mod object;
 pub mod raft;
 pub mod status;
+pub mod storage;
 
 #[cfg(feature = "sim")]
 pub mod sim;

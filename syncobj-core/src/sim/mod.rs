@@ -29,6 +29,7 @@ mod node;
 mod run;
 mod trace;
 
+pub use crate::storage::{SimDisk, SimDiskStats};
 pub use checker::Violation;
 pub use cluster::{CallOutcome, Cluster, ClusterConfig, ClusterStats};
 pub use driven::{DriverRunReport, run_driver_seed};

@@ -1,0 +1,463 @@
+//! The segment file format: a header, then records, one per log entry. Encoding, decoding, and
+//! the recovery scan that tells a torn tail from corruption.
+
+use std::path::Path;
+
+use bytes::Bytes;
+
+use super::codec::{ChunkReader, to_usize, u32_at, u64_at};
+use super::disk::DiskFile;
+use super::error::{Corruption, StorageError};
+use crate::raft::{Entry, EntryKind, LogIndex, Term};
+
+/// The first bytes of every segment file.
+pub(crate) const SEGMENT_MAGIC: [u8; 8] = *b"SOBJLOG\0";
+/// The segment format this code writes and reads.
+pub(crate) const SEGMENT_VERSION: u32 = 1;
+/// Header: magic (8), version (4), first index (8), CRC32C of the previous 20 bytes (4).
+pub(crate) const SEGMENT_HEADER_BYTES: u64 = 24;
+/// A record starts with its length (4) and its CRC32C (4).
+const RECORD_PREFIX_BYTES: u64 = 8;
+/// The fixed part of a record's body: index (8), term (8), kind (1).
+const RECORD_BODY_MIN: u64 = 17;
+/// The smallest record: prefix and fixed body, empty payload.
+pub(crate) const RECORD_BYTES_MIN: u64 = RECORD_PREFIX_BYTES + RECORD_BODY_MIN;
+
+/// The largest first index a segment header or the hard-state file may hold; it keeps index
+/// arithmetic on data read from disk far from overflow.
+pub(crate) const INDEX_MAX: u64 = u64::MAX / 2;
+
+/// Where the header fields sit.
+const HEADER_VERSION_AT: u64 = 8;
+const HEADER_FIRST_AT: u64 = 12;
+const HEADER_CRC_AT: u64 = 20;
+
+/// The file name of the segment whose first entry is `first`. Twenty digits sort like numbers.
+pub(crate) fn segment_file_name(first: LogIndex) -> String {
+    format!("segment-{:020}.log", first.0)
+}
+
+/// The first index encoded in a segment file name, if `name` is one.
+pub(crate) fn parse_segment_file_name(name: &str) -> Option<LogIndex> {
+    let digits = name.strip_prefix("segment-")?.strip_suffix(".log")?;
+    if digits.len() != 20 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits
+        .parse()
+        .ok()
+        .filter(|first| (1..=INDEX_MAX).contains(first))
+        .map(LogIndex)
+}
+
+/// The header of a segment whose first entry is `first`.
+pub(crate) fn encode_header(first: LogIndex) -> [u8; 24] {
+    let mut header = [0u8; 24];
+    header[..8].copy_from_slice(&SEGMENT_MAGIC);
+    header[8..12].copy_from_slice(&SEGMENT_VERSION.to_le_bytes());
+    header[12..20].copy_from_slice(&first.0.to_le_bytes());
+    let crc = crc32c::crc32c(&header[..20]);
+    header[20..].copy_from_slice(&crc.to_le_bytes());
+    header
+}
+
+/// The first index a segment header names, after checking magic, version and checksum.
+pub(crate) fn decode_header(header: &[u8]) -> Result<LogIndex, (u64, Corruption)> {
+    if header.get(..8) != Some(&SEGMENT_MAGIC[..]) {
+        return Err((
+            0,
+            Corruption::BadMagic {
+                kind: "log segment",
+            },
+        ));
+    }
+    let field = |at: u64| u64_at(header, to_usize(at));
+    let version = u32_at(header, to_usize(HEADER_VERSION_AT));
+    if version != Some(SEGMENT_VERSION) {
+        let found = version.unwrap_or(0);
+        let problem = Corruption::UnsupportedVersion {
+            found,
+            supported: SEGMENT_VERSION,
+        };
+        return Err((HEADER_VERSION_AT, problem));
+    }
+    let crc = u32_at(header, to_usize(HEADER_CRC_AT));
+    let computed = header.get(..to_usize(HEADER_CRC_AT)).map(crc32c::crc32c);
+    if crc.is_none() || crc != computed {
+        return Err((HEADER_CRC_AT, Corruption::HeaderChecksum));
+    }
+    let first = field(HEADER_FIRST_AT).filter(|first| (1..=INDEX_MAX).contains(first));
+    first.map(LogIndex).ok_or((
+        HEADER_FIRST_AT,
+        Corruption::InvalidField {
+            field: "first index",
+        },
+    ))
+}
+
+/// The size of `entry`'s record in bytes.
+pub(crate) fn record_bytes(entry: &Entry) -> u64 {
+    RECORD_BYTES_MIN + entry.data.len() as u64
+}
+
+/// Appends `entry`'s record to `out`: length of the body (u32), CRC32C of the length and the
+/// body (u32), then the body: index (u64), term (u64), kind (u8), payload. The caller has
+/// checked that the record fits the size limit, so the length fits in 32 bits.
+pub(crate) fn encode_record(entry: &Entry, out: &mut Vec<u8>) {
+    let body_len = RECORD_BODY_MIN + entry.data.len() as u64;
+    let length = u32::try_from(body_len).unwrap_or(u32::MAX).to_le_bytes();
+    let start = out.len();
+    out.extend_from_slice(&length);
+    out.extend_from_slice(&[0; 4]);
+    out.extend_from_slice(&entry.index.0.to_le_bytes());
+    out.extend_from_slice(&entry.term.0.to_le_bytes());
+    out.push(kind_code(entry.kind));
+    out.extend_from_slice(&entry.data);
+    let crc = record_crc(&length, &out[start + 8..]);
+    out[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
+}
+
+fn record_crc(length: &[u8], body: &[u8]) -> u32 {
+    crc32c::crc32c_append(crc32c::crc32c(length), body)
+}
+
+/// The byte that stands for `kind` on disk. Zero is never a kind, so zeroed space never
+/// decodes; codes above 2 are free for future kinds (membership changes, …).
+fn kind_code(kind: EntryKind) -> u8 {
+    match kind {
+        EntryKind::Noop => 1,
+        EntryKind::Command => 2,
+    }
+}
+
+fn kind_from_code(code: u8) -> Option<EntryKind> {
+    match code {
+        1 => Some(EntryKind::Noop),
+        2 => Some(EntryKind::Command),
+        _ => None,
+    }
+}
+
+/// Decodes one whole record (prefix and body), checking its length field and checksum. On
+/// failure, returns the offset within the record and the problem.
+pub(crate) fn decode_record(record: &[u8]) -> Result<Entry, (u64, Corruption)> {
+    let declared = u32_at(record, 0).map(|body| RECORD_PREFIX_BYTES + u64::from(body));
+    if record.len() < to_usize(RECORD_BYTES_MIN) || declared != Some(record.len() as u64) {
+        return Err((0, Corruption::Truncated));
+    }
+    let crc = u32_at(record, 4);
+    if crc != Some(record_crc(&record[..4], &record[8..])) {
+        return Err((4, Corruption::RecordChecksum));
+    }
+    decode_body(&record[8..]).map_err(|(at, problem)| (at + RECORD_PREFIX_BYTES, problem))
+}
+
+/// Decodes a checksummed body; offsets are within the body.
+fn decode_body(body: &[u8]) -> Result<Entry, (u64, Corruption)> {
+    let index = u64_at(body, 0).ok_or((0, Corruption::Truncated))?;
+    let term = u64_at(body, 8).ok_or((8, Corruption::Truncated))?;
+    let code = body.get(16).copied().ok_or((16, Corruption::Truncated))?;
+    let kind = kind_from_code(code).ok_or((16, Corruption::UnknownKind(code)))?;
+    Ok(Entry {
+        index: LogIndex(index),
+        term: Term(term),
+        kind,
+        data: Bytes::copy_from_slice(&body[to_usize(RECORD_BODY_MIN)..]),
+    })
+}
+
+/// What a scan checks records against.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct ScanRules {
+    /// The index the segment's first record must carry (and its header must name).
+    pub(crate) first: LogIndex,
+    /// The term of the entry before the segment; terms never go down.
+    pub(crate) previous_term: Term,
+    /// The saved current term; no entry may have a higher one.
+    pub(crate) term_max: Term,
+    /// The largest record accepted.
+    pub(crate) record_bytes_max: u64,
+    /// Whether this is the log's last segment, the only one that may end in a torn write.
+    pub(crate) is_last: bool,
+}
+
+/// The result of scanning one segment.
+#[derive(Debug, Default)]
+pub(crate) struct SegmentScan {
+    /// The bytes up to the end of the last valid record.
+    pub(crate) valid_len: u64,
+    /// The file's length; more than `valid_len` when a torn tail was found.
+    pub(crate) file_len: u64,
+    /// The index after the last valid record.
+    pub(crate) next_index: LogIndex,
+    /// The term of the last valid record (or the previous term if there is none).
+    pub(crate) last_term: Term,
+    /// The file is the last segment and too short to hold its header, or all zeros: an
+    /// interrupted creation. It holds no entry.
+    pub(crate) torn_header: bool,
+}
+
+/// Reads a segment from the start, handing each valid record (entry, offset, size) to
+/// `visit`. A torn tail of the last segment is reported in the result, not as an error.
+///
+/// # Errors
+/// [`StorageError::Corrupt`] for damage that is not a torn tail, with `path` and the offset;
+/// [`StorageError::Io`] if reading fails; whatever `visit` returns.
+pub(crate) fn scan<F: DiskFile>(
+    file: &mut F,
+    path: &Path,
+    rules: ScanRules,
+    mut visit: impl FnMut(Entry, u64, u64) -> Result<(), StorageError>,
+) -> Result<SegmentScan, StorageError> {
+    let file_len = file
+        .size()
+        .map_err(|e| StorageError::io("measure", path, e))?;
+    let mut reader = ChunkReader::new(file, file_len);
+    let read_err = |e| StorageError::io("read", path, e);
+    let mut scan = SegmentScan {
+        file_len,
+        next_index: rules.first,
+        last_term: rules.previous_term,
+        ..SegmentScan::default()
+    };
+    if check_header(&mut reader, path, &rules, file_len)? {
+        scan.torn_header = true;
+        return Ok(scan);
+    }
+    let mut at = SEGMENT_HEADER_BYTES;
+    while at < file_len {
+        let record = match locate_record(&mut reader, &rules, &scan, at).map_err(read_err)? {
+            Located::Record(len) => reader.bytes(at, to_usize(len)).map_err(read_err)?,
+            Located::TornTail => break,
+            Located::Damaged(offset, problem) => {
+                return Err(StorageError::corrupt(path, offset, problem));
+            }
+        };
+        let entry = decode_record(record)
+            .map_err(|(offset, problem)| StorageError::corrupt(path, at + offset, problem))?;
+        check_entry(&entry, &rules, &scan)
+            .map_err(|(offset, problem)| StorageError::corrupt(path, at + offset, problem))?;
+        let len = record.len() as u64;
+        scan.next_index = entry.index.next();
+        scan.last_term = entry.term;
+        visit(entry, at, len)?;
+        at += len;
+    }
+    scan.valid_len = at;
+    Ok(scan)
+}
+
+/// Checks the header; `Ok(true)` for a torn header (allowed only in the last segment).
+fn check_header<F: DiskFile>(
+    reader: &mut ChunkReader<'_, F>,
+    path: &Path,
+    rules: &ScanRules,
+    file_len: u64,
+) -> Result<bool, StorageError> {
+    let read_err = |e| StorageError::io("read", path, e);
+    if rules.is_last
+        && (file_len < SEGMENT_HEADER_BYTES || reader.all_zero_from(0).map_err(read_err)?)
+    {
+        return Ok(true);
+    }
+    if file_len < SEGMENT_HEADER_BYTES {
+        let problem = Corruption::WrongLength {
+            found: file_len,
+            expected: SEGMENT_HEADER_BYTES,
+        };
+        return Err(StorageError::corrupt(path, 0, problem));
+    }
+    let header = reader
+        .bytes(0, to_usize(SEGMENT_HEADER_BYTES))
+        .map_err(read_err)?;
+    let first =
+        decode_header(header).map_err(|(at, problem)| StorageError::corrupt(path, at, problem))?;
+    if first != rules.first {
+        let problem = Corruption::IndexMismatch {
+            expected: rules.first,
+            found: first,
+        };
+        return Err(StorageError::corrupt(path, HEADER_FIRST_AT, problem));
+    }
+    Ok(false)
+}
+
+/// What sits at a record boundary.
+enum Located {
+    /// A record of this many bytes whose checksum can be checked.
+    Record(u64),
+    /// The rest of the file is a torn final write.
+    TornTail,
+    /// Damage at this offset.
+    Damaged(u64, Corruption),
+}
+
+/// Classifies the bytes at `at`: a complete record, a torn tail (last segment only), or damage.
+fn locate_record<F: DiskFile>(
+    reader: &mut ChunkReader<'_, F>,
+    rules: &ScanRules,
+    scan: &SegmentScan,
+    at: u64,
+) -> std::io::Result<Located> {
+    let file_len = scan.file_len;
+    let rest = file_len - at;
+    if rest < RECORD_PREFIX_BYTES {
+        return Ok(tail_or(rules, at, Corruption::Truncated));
+    }
+    let prefix = reader.bytes(at, to_usize(RECORD_PREFIX_BYTES))?;
+    let body_len = u32_at(prefix, 0).map_or(0, u64::from);
+    let body_max = rules.record_bytes_max.saturating_sub(RECORD_PREFIX_BYTES);
+    if !(RECORD_BODY_MIN..=body_max).contains(&body_len) {
+        if rules.is_last && reader.all_zero_from(at)? {
+            return Ok(Located::TornTail);
+        }
+        let problem = Corruption::RecordLength {
+            length: body_len,
+            min: RECORD_BODY_MIN,
+            max: body_max,
+        };
+        return Ok(Located::Damaged(at, problem));
+    }
+    let len = RECORD_PREFIX_BYTES + body_len;
+    if len > rest {
+        if rules.is_last && !valid_record_follows(reader, at, scan.next_index.next(), rules)? {
+            return Ok(Located::TornTail);
+        }
+        return Ok(Located::Damaged(at, Corruption::Truncated));
+    }
+    let record = reader.bytes(at, to_usize(len))?;
+    if u32_at(record, 4) == Some(record_crc(&record[..4], &record[8..])) {
+        return Ok(Located::Record(len));
+    }
+    // A failed checksum is a torn write if nothing but zeros (space the file system extended
+    // without the data reaching it) follows the record.
+    if rules.is_last && reader.all_zero_from(at + len)? {
+        return Ok(Located::TornTail);
+    }
+    Ok(Located::Damaged(at, Corruption::RecordChecksum))
+}
+
+fn tail_or(rules: &ScanRules, at: u64, problem: Corruption) -> Located {
+    if rules.is_last {
+        Located::TornTail
+    } else {
+        Located::Damaged(at, problem)
+    }
+}
+
+/// Whether a complete, checksummed record for `next` starts anywhere after `at`. A record
+/// whose length runs past the end of the file is a torn write only if nothing valid follows;
+/// otherwise its length field is damaged. The bytes searched are fewer than one maximal record.
+fn valid_record_follows<F: DiskFile>(
+    reader: &mut ChunkReader<'_, F>,
+    at: u64,
+    next: LogIndex,
+    rules: &ScanRules,
+) -> std::io::Result<bool> {
+    let file_len = reader.file_len();
+    let rest = reader.bytes(at, to_usize(file_len - at))?;
+    let needle = next.0.to_le_bytes();
+    let min = to_usize(RECORD_BYTES_MIN);
+    let found = (1..rest.len().saturating_sub(min - 1)).any(|start| {
+        let candidate = &rest[start..];
+        candidate.get(8..16) == Some(&needle[..])
+            && u32_at(candidate, 0)
+                .map(|body| RECORD_PREFIX_BYTES + u64::from(body))
+                .filter(|&len| len <= rules.record_bytes_max)
+                .and_then(|len| candidate.get(..to_usize(len)))
+                .is_some_and(|record| decode_record(record).is_ok())
+    });
+    Ok(found)
+}
+
+/// Checks a decoded entry against the log's order; offsets are within the record.
+fn check_entry(
+    entry: &Entry,
+    rules: &ScanRules,
+    scan: &SegmentScan,
+) -> Result<(), (u64, Corruption)> {
+    if entry.index != scan.next_index {
+        let problem = Corruption::IndexMismatch {
+            expected: scan.next_index,
+            found: entry.index,
+        };
+        return Err((RECORD_PREFIX_BYTES, problem));
+    }
+    if entry.term < scan.last_term {
+        let problem = Corruption::TermBackwards {
+            previous: scan.last_term,
+            term: entry.term,
+        };
+        return Err((RECORD_PREFIX_BYTES + 8, problem));
+    }
+    if entry.term > rules.term_max {
+        let problem = Corruption::TermAboveHardState {
+            term: entry.term,
+            current: rules.term_max,
+        };
+        return Err((RECORD_PREFIX_BYTES + 8, problem));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(index: u64, term: u64, data: &[u8]) -> Entry {
+        Entry {
+            index: LogIndex(index),
+            term: Term(term),
+            kind: EntryKind::Command,
+            data: Bytes::copy_from_slice(data),
+        }
+    }
+
+    #[test]
+    fn record_round_trips() {
+        let original = entry(7, 3, b"payload");
+        let mut bytes = Vec::new();
+        encode_record(&original, &mut bytes);
+        assert_eq!(bytes.len() as u64, record_bytes(&original));
+        assert_eq!(decode_record(&bytes), Ok(original));
+    }
+
+    #[test]
+    fn every_flipped_byte_of_a_record_is_caught() {
+        let mut bytes = Vec::new();
+        encode_record(&entry(7, 3, b"payload"), &mut bytes);
+        for at in 0..bytes.len() {
+            let mut damaged = bytes.clone();
+            damaged[at] ^= 0xff;
+            assert!(decode_record(&damaged).is_err(), "flip at {at} not caught");
+        }
+    }
+
+    #[test]
+    fn unknown_kinds_are_rejected() {
+        let mut bytes = Vec::new();
+        encode_record(&entry(1, 1, b""), &mut bytes);
+        bytes[24] = 9;
+        let crc = record_crc(&bytes[..4], &bytes[8..]);
+        bytes[4..8].copy_from_slice(&crc.to_le_bytes());
+        assert_eq!(decode_record(&bytes), Err((24, Corruption::UnknownKind(9))));
+    }
+
+    #[test]
+    fn header_round_trips_and_names_parse() {
+        assert_eq!(
+            decode_header(&encode_header(LogIndex(42))),
+            Ok(LogIndex(42))
+        );
+        let name = segment_file_name(LogIndex(42));
+        assert_eq!(parse_segment_file_name(&name), Some(LogIndex(42)));
+        assert_eq!(parse_segment_file_name("segment-42.log"), None);
+        assert_eq!(parse_segment_file_name("other"), None);
+        assert_eq!(
+            parse_segment_file_name("segment-18446744073709551615.log"),
+            None
+        );
+        assert!(decode_header(&encode_header(LogIndex(u64::MAX))).is_err());
+        assert!(decode_header(&encode_header(LogIndex(1))[..16]).is_err());
+    }
+}

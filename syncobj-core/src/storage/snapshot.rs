@@ -1,0 +1,544 @@
+//! Snapshot files: written by streaming, published atomically, read back in chunks.
+
+use std::ffi::OsString;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use bytes::Bytes;
+
+use super::codec::{to_usize, u32_at, u64_at};
+use super::disk::{Disk, DiskFile, create_dir_durably};
+use super::error::{Corruption, StorageError};
+use super::journal::RecoveryWarning;
+use crate::raft::{LogIndex, Term};
+
+/// The first bytes of every snapshot file.
+const SNAPSHOT_MAGIC: [u8; 8] = *b"SOBJSNP\0";
+/// The format this code writes and reads.
+const SNAPSHOT_VERSION: u32 = 1;
+/// Fixed header: magic (8), version (4), last index (8), last term (8), code version (4),
+/// membership length (4). The membership bytes and the header CRC32C (4) follow.
+const FIXED_HEADER_BYTES: u64 = 36;
+/// Trailer: payload length (8), CRC32C of the payload and the length field (4).
+const TRAILER_BYTES: u64 = 12;
+/// The largest membership blob accepted.
+pub const MEMBERSHIP_BYTES_MAX: usize = 16 << 20;
+/// Writes are gathered into buffers of this size.
+const WRITE_BUFFER_BYTES: usize = 1 << 20;
+/// [`SnapshotStore::load_latest`] reads in chunks of this size.
+const READ_CHUNK_BYTES: usize = 1 << 20;
+
+/// What a snapshot covers, beside the user's state.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SnapshotMeta {
+    /// The index of the last entry the snapshot includes.
+    pub last_index: LogIndex,
+    /// That entry's term.
+    pub last_term: Term,
+    /// The cluster membership at that entry, encoded by the driver.
+    pub membership: Bytes,
+    /// The version of the user's code that produced the state.
+    pub code_version: u32,
+}
+
+/// A snapshot read back whole.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Snapshot {
+    /// Its metadata.
+    pub meta: SnapshotMeta,
+    /// The driver's serialized state (user object and consumers), checksum verified.
+    pub payload: Bytes,
+}
+
+/// The snapshots of one node, in a directory of their own.
+///
+/// Files are named `snapshot-<last index>-<last term>.snap` (twenty digits each). A new
+/// snapshot is written to `<name>.tmp`, synced, renamed into place and the directory synced;
+/// only then are older snapshots removed. At most one writer at a time.
+#[derive(Debug)]
+pub struct SnapshotStore<D: Disk> {
+    disk: D,
+    dir: PathBuf,
+    latest: Option<(SnapshotMeta, PathBuf)>,
+}
+
+/// A snapshot being written; feed it the payload in chunks, then hand it to
+/// [`SnapshotStore::commit`]. Dropped without a commit, it leaves a temporary file that the next
+/// [`SnapshotStore::open`] removes. Implements [`io::Write`], so a serializer can write into it.
+#[derive(Debug)]
+pub struct SnapshotWriter<D: Disk> {
+    temp: PathBuf,
+    target: PathBuf,
+    file: D::File,
+    meta: SnapshotMeta,
+    /// Bytes written to the file.
+    written: u64,
+    buffer: Vec<u8>,
+    payload_len: u64,
+    payload_crc: u32,
+}
+
+/// Reads a snapshot's payload in chunks (for loading, or sending to a follower).
+#[derive(Debug)]
+pub struct SnapshotReader<F> {
+    file: F,
+    path: PathBuf,
+    meta: SnapshotMeta,
+    payload_start: u64,
+    payload_len: u64,
+    /// Payload bytes handed out so far.
+    position: u64,
+    crc: u32,
+    trailer: [u8; 12],
+}
+
+impl<D: Disk> SnapshotStore<D> {
+    /// Opens the store in `dir` (created if missing): removes temporary files of interrupted
+    /// writes, checks the latest snapshot's header and trailer, and removes older snapshots.
+    ///
+    /// # Errors
+    /// [`StorageError::Corrupt`] if the latest snapshot fails its checks (older ones are then
+    /// left alone); [`StorageError::Io`].
+    pub fn open(
+        disk: D,
+        dir: impl Into<PathBuf>,
+    ) -> Result<(SnapshotStore<D>, Vec<RecoveryWarning>), StorageError> {
+        let dir = dir.into();
+        create_dir_durably(&disk, &dir)
+            .map_err(|e| StorageError::io("create directory", &dir, e))?;
+        let mut warnings = Vec::new();
+        let mut snapshots = Vec::new();
+        let mut removed = false;
+        for (name, path) in list(&disk, &dir)? {
+            if let Some(key) = parse_snapshot_file_name(&name) {
+                snapshots.push((key, path));
+            } else if name.to_str().is_some_and(|n| n.ends_with(".snap.tmp")) {
+                remove(&disk, &path)?;
+                warnings.push(RecoveryWarning::TempFileRemoved { path });
+                removed = true;
+            } else {
+                warnings.push(RecoveryWarning::UnknownFile { path });
+            }
+        }
+        snapshots.sort();
+        let latest = match snapshots.pop() {
+            Some((key, path)) => Some((check_latest(&disk, &path, key)?, path)),
+            None => None,
+        };
+        for (_, path) in snapshots {
+            remove(&disk, &path)?;
+            warnings.push(RecoveryWarning::OldSnapshotRemoved { path });
+            removed = true;
+        }
+        if removed {
+            sync_dir(&disk, &dir)?;
+        }
+        Ok((SnapshotStore { disk, dir, latest }, warnings))
+    }
+
+    /// The directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The metadata of the latest durable snapshot.
+    pub fn latest(&self) -> Option<&SnapshotMeta> {
+        self.latest.as_ref().map(|(meta, _)| meta)
+    }
+
+    /// Starts writing a snapshot described by `meta`.
+    ///
+    /// # Errors
+    /// [`StorageError::StaleSnapshot`] if `meta.last_index` is below the latest snapshot's;
+    /// [`StorageError::MembershipTooLarge`]; [`StorageError::Io`] if the file cannot be created.
+    pub fn begin(&self, meta: SnapshotMeta) -> Result<SnapshotWriter<D>, StorageError> {
+        if let Some(latest) = self.latest()
+            && meta.last_index < latest.last_index
+        {
+            return Err(StorageError::StaleSnapshot {
+                index: meta.last_index,
+                latest: latest.last_index,
+            });
+        }
+        if meta.membership.len() > MEMBERSHIP_BYTES_MAX {
+            return Err(StorageError::MembershipTooLarge {
+                bytes: meta.membership.len(),
+                max: MEMBERSHIP_BYTES_MAX,
+            });
+        }
+        let target = self.dir.join(snapshot_file_name(&meta));
+        let mut temp_name = target.clone().into_os_string();
+        temp_name.push(".tmp");
+        let temp = PathBuf::from(temp_name);
+        let file = self
+            .disk
+            .create(&temp)
+            .map_err(|e| StorageError::io("create", &temp, e))?;
+        let mut buffer = Vec::with_capacity(WRITE_BUFFER_BYTES);
+        encode_header(&meta, &mut buffer);
+        Ok(SnapshotWriter {
+            temp,
+            target,
+            file,
+            meta,
+            written: 0,
+            buffer,
+            payload_len: 0,
+            payload_crc: 0,
+        })
+    }
+
+    /// Finishes `writer`: writes the trailer, syncs the file, renames it into place, syncs the
+    /// directory, and only then removes older snapshots. Costs two fsyncs of the directory and
+    /// one of the file.
+    ///
+    /// # Errors
+    /// [`StorageError::Io`]; after one, whether the new snapshot is in place is unknown:
+    /// reopen the store.
+    pub fn commit(&mut self, writer: SnapshotWriter<D>) -> Result<SnapshotMeta, StorageError> {
+        let (meta, target) = writer.finish(&self.disk, &self.dir)?;
+        for (name, path) in list(&self.disk, &self.dir)? {
+            if parse_snapshot_file_name(&name).is_some() && path != target {
+                remove(&self.disk, &path)?;
+            }
+        }
+        sync_dir(&self.disk, &self.dir)?;
+        self.latest = Some((meta.clone(), target));
+        Ok(meta)
+    }
+
+    /// A reader of the latest snapshot, if there is one.
+    ///
+    /// # Errors
+    /// [`StorageError::Corrupt`] if its header or trailer fails a check; [`StorageError::Io`].
+    pub fn open_latest(&self) -> Result<Option<SnapshotReader<D::File>>, StorageError> {
+        let Some((_, path)) = &self.latest else {
+            return Ok(None);
+        };
+        let file = self
+            .disk
+            .open(path)
+            .map_err(|e| StorageError::io("open", path, e))?;
+        SnapshotReader::new(file, path.clone()).map(Some)
+    }
+
+    /// Reads the latest snapshot whole and verifies its checksum. Memory: the payload, once.
+    ///
+    /// # Errors
+    /// [`StorageError::Corrupt`] if any check fails; [`StorageError::Io`].
+    pub fn load_latest(&self) -> Result<Option<Snapshot>, StorageError> {
+        let Some(mut reader) = self.open_latest()? else {
+            return Ok(None);
+        };
+        let mut payload = Vec::with_capacity(to_usize(reader.payload_len()));
+        let mut chunk = vec![0u8; READ_CHUNK_BYTES];
+        loop {
+            let read = reader.read_chunk(&mut chunk)?;
+            if read == 0 {
+                break;
+            }
+            payload.extend_from_slice(&chunk[..read]);
+        }
+        Ok(Some(Snapshot {
+            meta: reader.meta,
+            payload: Bytes::from(payload),
+        }))
+    }
+}
+
+impl<D: Disk> SnapshotWriter<D> {
+    /// The metadata being written.
+    pub fn meta(&self) -> &SnapshotMeta {
+        &self.meta
+    }
+
+    /// Payload bytes written so far.
+    pub fn payload_len(&self) -> u64 {
+        self.payload_len
+    }
+
+    /// Appends `chunk` to the payload. Buffers up to 1 MiB, then writes (without syncing).
+    ///
+    /// # Errors
+    /// [`StorageError::Io`].
+    pub fn write_chunk(&mut self, chunk: &[u8]) -> Result<(), StorageError> {
+        self.payload_crc = crc32c::crc32c_append(self.payload_crc, chunk);
+        self.payload_len += chunk.len() as u64;
+        self.buffer.extend_from_slice(chunk);
+        if self.buffer.len() >= WRITE_BUFFER_BYTES {
+            self.flush_buffer()?;
+        }
+        Ok(())
+    }
+
+    fn flush_buffer(&mut self) -> Result<(), StorageError> {
+        self.file
+            .write_all_at(self.written, &self.buffer)
+            .map_err(|e| StorageError::io("write", &self.temp, e))?;
+        self.written += self.buffer.len() as u64;
+        self.buffer.clear();
+        self.buffer.shrink_to(WRITE_BUFFER_BYTES);
+        Ok(())
+    }
+
+    /// Writes the trailer, syncs, renames into place and syncs the directory.
+    fn finish(mut self, disk: &D, dir: &Path) -> Result<(SnapshotMeta, PathBuf), StorageError> {
+        let length = self.payload_len.to_le_bytes();
+        let crc = crc32c::crc32c_append(self.payload_crc, &length);
+        self.buffer.extend_from_slice(&length);
+        self.buffer.extend_from_slice(&crc.to_le_bytes());
+        self.flush_buffer()?;
+        self.file
+            .sync()
+            .map_err(|e| StorageError::io("sync", &self.temp, e))?;
+        drop(self.file);
+        disk.rename(&self.temp, &self.target)
+            .map_err(|e| StorageError::io("rename", &self.temp, e))?;
+        sync_dir(disk, dir)?;
+        Ok((self.meta, self.target))
+    }
+}
+
+impl<D: Disk> io::Write for SnapshotWriter<D> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.write_chunk(buf).map_err(io::Error::other)?;
+        Ok(buf.len())
+    }
+
+    /// Buffered bytes are written at the next full buffer or at the commit.
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<F: DiskFile> SnapshotReader<F> {
+    /// Opens the snapshot in `file`, checking its header and that its trailer agrees with
+    /// its length.
+    fn new(mut file: F, path: PathBuf) -> Result<SnapshotReader<F>, StorageError> {
+        let file_len = file
+            .size()
+            .map_err(|e| StorageError::io("measure", &path, e))?;
+        let (meta, payload_start) = read_header(&mut file, &path, file_len)?;
+        let trailer_at = file_len - TRAILER_BYTES;
+        let mut trailer = [0u8; 12];
+        file.read_exact_at(trailer_at, &mut trailer)
+            .map_err(|e| StorageError::io("read", &path, e))?;
+        let payload_len = trailer_at - payload_start;
+        if u64_at(&trailer, 0) != Some(payload_len) {
+            return Err(StorageError::corrupt(
+                path,
+                trailer_at,
+                Corruption::Truncated,
+            ));
+        }
+        Ok(SnapshotReader {
+            file,
+            path,
+            meta,
+            payload_start,
+            payload_len,
+            position: 0,
+            crc: 0,
+            trailer,
+        })
+    }
+
+    /// The snapshot's metadata.
+    pub fn meta(&self) -> &SnapshotMeta {
+        &self.meta
+    }
+
+    /// The payload's length in bytes.
+    pub fn payload_len(&self) -> u64 {
+        self.payload_len
+    }
+
+    /// Payload bytes handed out so far.
+    pub fn position(&self) -> u64 {
+        self.position
+    }
+
+    /// Fills `buf` (which must not be empty) with the next payload bytes; returns how many,
+    /// zero at the end. The call that reaches the end, and every call after it, verifies the
+    /// payload checksum: until a call has returned the last bytes or zero, the bytes handed out
+    /// are unverified.
+    ///
+    /// # Errors
+    /// [`StorageError::Corrupt`] if the checksum does not match; [`StorageError::Io`].
+    pub fn read_chunk(&mut self, buf: &mut [u8]) -> Result<usize, StorageError> {
+        let left = self.payload_len - self.position;
+        if left == 0 {
+            self.verify()?;
+            return Ok(0);
+        }
+        let len = to_usize(left.min(buf.len() as u64));
+        let at = self.payload_start + self.position;
+        self.file
+            .read_exact_at(at, &mut buf[..len])
+            .map_err(|e| StorageError::io("read", &self.path, e))?;
+        self.crc = crc32c::crc32c_append(self.crc, &buf[..len]);
+        self.position += len as u64;
+        if self.position == self.payload_len {
+            self.verify()?;
+        }
+        Ok(len)
+    }
+
+    fn verify(&self) -> Result<(), StorageError> {
+        let crc = crc32c::crc32c_append(self.crc, &self.trailer[..8]);
+        if u32_at(&self.trailer, 8) == Some(crc) {
+            return Ok(());
+        }
+        let at = self.payload_start + self.payload_len + 8;
+        Err(StorageError::corrupt(
+            &self.path,
+            at,
+            Corruption::RecordChecksum,
+        ))
+    }
+}
+
+/// Appends the header of a snapshot described by `meta` to `out`. The membership length was
+/// checked against [`MEMBERSHIP_BYTES_MAX`], so it fits in 32 bits.
+fn encode_header(meta: &SnapshotMeta, out: &mut Vec<u8>) {
+    let start = out.len();
+    out.extend_from_slice(&SNAPSHOT_MAGIC);
+    out.extend_from_slice(&SNAPSHOT_VERSION.to_le_bytes());
+    out.extend_from_slice(&meta.last_index.0.to_le_bytes());
+    out.extend_from_slice(&meta.last_term.0.to_le_bytes());
+    out.extend_from_slice(&meta.code_version.to_le_bytes());
+    let membership_len = u32::try_from(meta.membership.len()).unwrap_or(u32::MAX);
+    out.extend_from_slice(&membership_len.to_le_bytes());
+    out.extend_from_slice(&meta.membership);
+    let crc = crc32c::crc32c(&out[start..]);
+    out.extend_from_slice(&crc.to_le_bytes());
+}
+
+/// Reads and checks a snapshot header; returns the metadata and where the payload starts.
+fn read_header<F: DiskFile>(
+    file: &mut F,
+    path: &Path,
+    file_len: u64,
+) -> Result<(SnapshotMeta, u64), StorageError> {
+    let corrupt = |offset, problem| StorageError::corrupt(path, offset, problem);
+    let mut fixed = [0u8; 36];
+    let fixed_len = to_usize(file_len.min(FIXED_HEADER_BYTES));
+    file.read_exact_at(0, &mut fixed[..fixed_len])
+        .map_err(|e| StorageError::io("read", path, e))?;
+    check_magic_and_version(&fixed[..fixed_len]).map_err(|(at, p)| corrupt(at, p))?;
+    let minimum = FIXED_HEADER_BYTES + 4 + TRAILER_BYTES;
+    if file_len < minimum {
+        let problem = Corruption::WrongLength {
+            found: file_len,
+            expected: minimum,
+        };
+        return Err(corrupt(file_len, problem));
+    }
+    let membership_len = u32_at(&fixed, 32).map_or(0, u64::from);
+    let header_len = FIXED_HEADER_BYTES + membership_len + 4;
+    if membership_len > MEMBERSHIP_BYTES_MAX as u64 || header_len + TRAILER_BYTES > file_len {
+        let problem = Corruption::InvalidField {
+            field: "membership length",
+        };
+        return Err(corrupt(32, problem));
+    }
+    let mut rest = vec![0u8; to_usize(membership_len + 4)];
+    file.read_exact_at(FIXED_HEADER_BYTES, &mut rest)
+        .map_err(|e| StorageError::io("read", path, e))?;
+    let (membership, crc) = rest.split_at(to_usize(membership_len));
+    let expected = crc32c::crc32c_append(crc32c::crc32c(&fixed), membership);
+    if u32_at(crc, 0) != Some(expected) {
+        return Err(corrupt(header_len - 4, Corruption::HeaderChecksum));
+    }
+    let field = |at: usize| u64_at(&fixed, at).unwrap_or(0);
+    let meta = SnapshotMeta {
+        last_index: LogIndex(field(12)),
+        last_term: Term(field(20)),
+        code_version: u32_at(&fixed, 28).unwrap_or(0),
+        membership: Bytes::copy_from_slice(membership),
+    };
+    Ok((meta, header_len))
+}
+
+fn check_magic_and_version(fixed: &[u8]) -> Result<(), (u64, Corruption)> {
+    if fixed.get(..8) != Some(&SNAPSHOT_MAGIC[..]) {
+        return Err((0, Corruption::BadMagic { kind: "snapshot" }));
+    }
+    let version = u32_at(fixed, 8).unwrap_or(0);
+    if version != SNAPSHOT_VERSION {
+        let problem = Corruption::UnsupportedVersion {
+            found: version,
+            supported: SNAPSHOT_VERSION,
+        };
+        return Err((8, problem));
+    }
+    Ok(())
+}
+
+/// Opens the latest snapshot's header and trailer, and checks them against its file name.
+fn check_latest<D: Disk>(
+    disk: &D,
+    path: &Path,
+    (index, term): (LogIndex, Term),
+) -> Result<SnapshotMeta, StorageError> {
+    let file = disk
+        .open(path)
+        .map_err(|e| StorageError::io("open", path, e))?;
+    let reader = SnapshotReader::new(file, path.to_path_buf())?;
+    if reader.meta.last_index != index || reader.meta.last_term != term {
+        let problem = Corruption::IndexMismatch {
+            expected: index,
+            found: reader.meta.last_index,
+        };
+        return Err(StorageError::corrupt(path, 12, problem));
+    }
+    Ok(reader.meta)
+}
+
+/// The file name of a snapshot; twenty digits per number sort like the numbers.
+fn snapshot_file_name(meta: &SnapshotMeta) -> String {
+    format!(
+        "snapshot-{:020}-{:020}.snap",
+        meta.last_index.0, meta.last_term.0
+    )
+}
+
+/// The (last index, last term) a snapshot file name encodes, if `name` is one.
+fn parse_snapshot_file_name(name: &OsString) -> Option<(LogIndex, Term)> {
+    let rest = name
+        .to_str()?
+        .strip_prefix("snapshot-")?
+        .strip_suffix(".snap")?;
+    let (index, term) = rest.split_once('-')?;
+    let number = |digits: &str| {
+        (digits.len() == 20 && digits.bytes().all(|b| b.is_ascii_digit()))
+            .then(|| digits.parse::<u64>().ok())
+            .flatten()
+    };
+    Some((LogIndex(number(index)?), Term(number(term)?)))
+}
+
+fn list<D: Disk>(disk: &D, dir: &Path) -> Result<Vec<(OsString, PathBuf)>, StorageError> {
+    let names = disk
+        .list(dir)
+        .map_err(|e| StorageError::io("list", dir, e))?;
+    let mut files: Vec<(OsString, PathBuf)> = names
+        .into_iter()
+        .map(|name| {
+            let path = dir.join(&name);
+            (name, path)
+        })
+        .collect();
+    files.sort();
+    Ok(files)
+}
+
+fn remove<D: Disk>(disk: &D, path: &Path) -> Result<(), StorageError> {
+    disk.remove(path)
+        .map_err(|e| StorageError::io("remove", path, e))
+}
+
+fn sync_dir<D: Disk>(disk: &D, dir: &Path) -> Result<(), StorageError> {
+    disk.sync_dir(dir)
+        .map_err(|e| StorageError::io("sync directory", dir, e))
+}

@@ -1,0 +1,1583 @@
+//! Tests of the storage layer through its public API: the PySyncObj journal test, a model-based
+//! test with reboots on the simulated disk, damage to every file format, and crashes at every
+//! step of every multi-step write.
+
+use std::path::{Path, PathBuf};
+
+use bytes::Bytes;
+use proptest::prelude::*;
+use syncobj_core::raft::{Entry, EntryKind, HardState, LogIndex, NodeId, Term};
+use syncobj_core::storage::{
+    Corruption, Disk, FileJournal, Journal, JournalOptions, MemoryJournal, Recovery,
+    RecoveryWarning, SimDisk, SnapshotMeta, SnapshotStore, StdDisk, StorageError,
+};
+
+// ---------------------------------------------------------------------------------------------
+// Helpers
+
+fn entry(index: u64, term: u64, data: &[u8]) -> Entry {
+    Entry {
+        index: LogIndex(index),
+        term: Term(term),
+        kind: EntryKind::Command,
+        data: Bytes::copy_from_slice(data),
+    }
+}
+
+fn hard_state(term: u64, vote: Option<u64>, commit: u64) -> HardState {
+    HardState {
+        term: Term(term),
+        vote: vote.map(NodeId),
+        commit: LogIndex(commit),
+    }
+}
+
+fn log_dir() -> PathBuf {
+    PathBuf::from("/node/log")
+}
+
+fn snap_dir() -> PathBuf {
+    PathBuf::from("/node/snapshots")
+}
+
+fn segment_path(first: u64) -> PathBuf {
+    log_dir().join(format!("segment-{first:020}.log"))
+}
+
+fn hard_state_path() -> PathBuf {
+    log_dir().join("hard-state")
+}
+
+/// Small segments and buffers, so few entries exercise roll-over and early writes.
+fn small_options() -> JournalOptions {
+    JournalOptions {
+        segment_bytes_target: 200,
+        record_bytes_max: 1000,
+        write_buffer_bytes_max: 64,
+    }
+}
+
+type SimJournal = FileJournal<SimDisk>;
+
+fn open_sim(
+    disk: &SimDisk,
+    options: JournalOptions,
+) -> Result<(SimJournal, Recovery), StorageError> {
+    FileJournal::open(disk.clone(), log_dir(), options)
+}
+
+fn must_open(disk: &SimDisk, options: JournalOptions) -> (SimJournal, Recovery) {
+    open_sim(disk, options).unwrap_or_else(|e| panic!("open failed: {e}"))
+}
+
+/// A journal holding `entries` (all of term `term`) and `hs`, synced, then closed by a crash.
+fn written(disk: &SimDisk, entries: &[Entry], hs: HardState, options: JournalOptions) {
+    let (mut journal, _) = must_open(disk, options);
+    journal.set_hard_state(hs).expect("valid hard state");
+    journal.append(entries).expect("valid entries");
+    journal.sync().expect("no fault injected");
+    drop(journal);
+    disk.crash();
+}
+
+fn entries_1_to(n: u64, term: u64) -> Vec<Entry> {
+    (1..=n)
+        .map(|i| entry(i, term, format!("command {i}").as_bytes()))
+        .collect()
+}
+
+/// The byte offset of each record in a single segment holding `entries`, and the file length.
+fn record_offsets(entries: &[Entry]) -> (Vec<u64>, u64) {
+    let mut at = 24;
+    let mut offsets = Vec::new();
+    for e in entries {
+        offsets.push(at);
+        at += 25 + e.data.len() as u64;
+    }
+    (offsets, at)
+}
+
+/// The path, offset and problem of a corruption error; panics on anything else.
+fn corruption(result: Result<(SimJournal, Recovery), StorageError>) -> (PathBuf, u64, Corruption) {
+    match result {
+        Err(StorageError::Corrupt {
+            path,
+            offset,
+            problem,
+        }) => (path, offset, problem),
+        Err(other) => panic!("expected a corruption error, got {other}"),
+        Ok((_, recovery)) => panic!("expected a corruption error, opened: {recovery:?}"),
+    }
+}
+
+/// A record in the documented format, for crafting damaged segments.
+fn raw_record(index: u64, term: u64, kind: u8, payload: &[u8]) -> Vec<u8> {
+    let length = (17 + payload.len() as u32).to_le_bytes();
+    let mut body = Vec::new();
+    body.extend_from_slice(&index.to_le_bytes());
+    body.extend_from_slice(&term.to_le_bytes());
+    body.push(kind);
+    body.extend_from_slice(payload);
+    let crc = crc32c::crc32c_append(crc32c::crc32c(&length), &body);
+    let mut record = length.to_vec();
+    record.extend_from_slice(&crc.to_le_bytes());
+    record.extend_from_slice(&body);
+    record
+}
+
+// ---------------------------------------------------------------------------------------------
+// PySyncObj's test_journalTest2, and basic behaviour
+
+/// PySyncObj `test_journalTest2`: add three entries, reopen, three; `deleteEntriesFrom(2)`
+/// (list position 2, so entries 1 and 2 stay), reopen, two; `deleteEntriesTo(1)` (position 1,
+/// so entry 2 stays), reopen, one entry: the second command.
+fn journal_test_2<D: Disk>(disk: D, dir: &Path, between: impl Fn()) -> Result<(), StorageError> {
+    let reopen = || FileJournal::open(disk.clone(), dir, JournalOptions::default());
+    let (mut journal, recovery) = reopen()?;
+    assert!(recovery.entries.is_empty());
+    journal.set_hard_state(hard_state(1, None, 0))?;
+    journal.append(&entries_1_to(3, 1))?;
+    journal.sync()?;
+    drop(journal);
+    between();
+
+    let (mut journal, recovery) = reopen()?;
+    assert_eq!(recovery.entries, entries_1_to(3, 1));
+    journal.truncate_suffix(LogIndex(3))?;
+    drop(journal);
+    between();
+
+    let (mut journal, recovery) = reopen()?;
+    assert_eq!(recovery.entries, entries_1_to(2, 1));
+    journal.drop_prefix(LogIndex(1))?;
+    drop(journal);
+    between();
+
+    let (journal, recovery) = reopen()?;
+    assert_eq!(recovery.entries, vec![entry(2, 1, b"command 2")]);
+    assert_eq!(recovery.first_index, LogIndex(2));
+    assert_eq!(journal.last_index(), LogIndex(2));
+    assert_eq!(recovery.hard_state, hard_state(1, None, 0));
+    assert!(recovery.warnings.is_empty(), "{:?}", recovery.warnings);
+    Ok(())
+}
+
+#[test]
+fn pysyncobj_journal_test_2_on_real_files() -> Result<(), StorageError> {
+    let dir = std::env::temp_dir().join(format!("syncobj-journal-test-2-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let result = journal_test_2(StdDisk, &dir, || {});
+    let _ = std::fs::remove_dir_all(&dir);
+    result
+}
+
+#[test]
+fn pysyncobj_journal_test_2_with_crashes() -> Result<(), StorageError> {
+    for seed in 0..20 {
+        let disk = SimDisk::new(seed);
+        journal_test_2(disk.clone(), &log_dir(), || disk.crash())?;
+    }
+    Ok(())
+}
+
+#[test]
+fn memory_journal_follows_the_same_rules() -> Result<(), StorageError> {
+    let mut journal = MemoryJournal::new();
+    journal.set_hard_state(hard_state(1, None, 0))?;
+    journal.append(&entries_1_to(3, 1))?;
+    assert!(matches!(
+        journal.append(&[entry(5, 1, b"")]),
+        Err(StorageError::NotContiguous { .. })
+    ));
+    journal.truncate_suffix(LogIndex(3))?;
+    journal.drop_prefix(LogIndex(1))?;
+    assert_eq!(journal.first_index(), LogIndex(2));
+    assert_eq!(
+        journal.entries(LogIndex(2), LogIndex(3), 0)?,
+        vec![entry(2, 1, b"command 2")]
+    );
+    journal.set_hard_state(hard_state(1, None, 5))?;
+    assert!(matches!(journal.sync(), Err(StorageError::BadHardState(_))));
+    Ok(())
+}
+
+#[test]
+fn one_sync_is_one_fsync_for_many_appends() -> Result<(), StorageError> {
+    let disk = SimDisk::new(1);
+    let (mut journal, _) = must_open(&disk, JournalOptions::default());
+    journal.set_hard_state(hard_state(1, None, 0))?;
+    journal.sync()?;
+    let before = disk.stats();
+    for i in 1..=100 {
+        journal.append(&[entry(i, 1, b"batched")])?;
+    }
+    journal.sync()?;
+    let after = disk.stats();
+    assert_eq!(after.file_syncs - before.file_syncs, 1);
+    assert_eq!(after.dir_syncs, before.dir_syncs);
+    assert_eq!(after.writes - before.writes, 1);
+    Ok(())
+}
+
+#[test]
+fn entries_read_back_from_buffer_disk_and_after_reopen() -> Result<(), StorageError> {
+    let disk = SimDisk::new(2);
+    let (mut journal, _) = must_open(&disk, small_options());
+    journal.set_hard_state(hard_state(2, Some(1), 0))?;
+    let all = entries_1_to(40, 2);
+    journal.append(&all[..30])?;
+    journal.sync()?;
+    journal.append(&all[30..])?;
+    assert!(journal.segment_count() > 3);
+    assert_eq!(journal.entries(LogIndex(1), LogIndex(41), usize::MAX)?, all);
+    assert_eq!(journal.term(LogIndex(40)), Some(Term(2)));
+    assert_eq!(journal.term(LogIndex(41)), None);
+    let limited = journal.entries(LogIndex(5), LogIndex(41), 100)?;
+    assert!(!limited.is_empty() && limited.len() < 36);
+    assert_eq!(limited[..], all[4..4 + limited.len()]);
+    assert_eq!(
+        journal.entries(LogIndex(7), LogIndex(8), 0)?,
+        vec![all[6].clone()]
+    );
+    assert!(journal.entries(LogIndex(0), LogIndex(2), 10).is_err());
+    assert!(journal.entries(LogIndex(3), LogIndex(42), 10).is_err());
+    journal.sync()?;
+    drop(journal);
+    disk.crash();
+    let (mut journal, recovery) = must_open(&disk, small_options());
+    assert_eq!(recovery.entries, all);
+    assert_eq!(journal.entries(LogIndex(1), LogIndex(41), usize::MAX)?, all);
+    Ok(())
+}
+
+#[test]
+fn preconditions_are_checked() -> Result<(), StorageError> {
+    let disk = SimDisk::new(3);
+    let (mut journal, _) = must_open(&disk, small_options());
+    journal.set_hard_state(hard_state(2, None, 0))?;
+    let too_new = journal.append(&[entry(1, 3, b"")]);
+    assert!(matches!(too_new, Err(StorageError::TermOutOfOrder { .. })));
+    journal.append(&[entry(1, 2, b"")])?;
+    let backwards = journal.append(&[entry(2, 1, b"")]);
+    assert!(matches!(
+        backwards,
+        Err(StorageError::TermOutOfOrder { .. })
+    ));
+    let huge = journal.append(&[entry(2, 2, &[0; 2000])]);
+    assert!(matches!(huge, Err(StorageError::EntryTooLarge { .. })));
+    journal.set_hard_state(hard_state(2, None, 1))?;
+    journal.sync()?;
+    let committed = journal.truncate_suffix(LogIndex(1));
+    assert!(matches!(
+        committed,
+        Err(StorageError::TruncateCommitted { .. })
+    ));
+    let lower = journal.set_hard_state(hard_state(1, None, 1));
+    assert!(matches!(lower, Err(StorageError::BadHardState(_))));
+    let backwards = journal.set_hard_state(hard_state(2, None, 0));
+    assert!(matches!(backwards, Err(StorageError::BadHardState(_))));
+    journal.set_hard_state(hard_state(2, None, 2))?;
+    assert!(matches!(journal.sync(), Err(StorageError::BadHardState(_))));
+    assert_eq!(journal.last_index(), LogIndex(1));
+    Ok(())
+}
+
+#[test]
+fn splice_replaces_a_conflicting_suffix() -> Result<(), StorageError> {
+    let disk = SimDisk::new(4);
+    let (mut journal, _) = must_open(&disk, small_options());
+    journal.set_hard_state(hard_state(1, None, 0))?;
+    journal.append(&entries_1_to(10, 1))?;
+    journal.sync()?;
+    journal.set_hard_state(hard_state(2, None, 3))?;
+    let new_leader = [entry(4, 2, b"x"), entry(5, 2, b"y")];
+    journal.splice(&new_leader)?;
+    journal.sync()?;
+    drop(journal);
+    disk.crash();
+    let (_, recovery) = must_open(&disk, small_options());
+    let mut expected = entries_1_to(3, 1);
+    expected.extend(new_leader);
+    assert_eq!(recovery.entries, expected);
+    assert_eq!(recovery.hard_state, hard_state(2, None, 3));
+    Ok(())
+}
+
+/// A follower's Ready may raise the commit index over the very entries that replace a
+/// conflicting suffix; the truncation is checked against the commit index of the last sync.
+#[test]
+fn a_ready_can_commit_the_entries_that_replace_a_suffix() -> Result<(), StorageError> {
+    let disk = SimDisk::new(9);
+    let (mut file, _) = must_open(&disk, small_options());
+    let mut memory = MemoryJournal::new();
+    for journal in [&mut file as &mut dyn Journal, &mut memory] {
+        journal.set_hard_state(hard_state(1, None, 5))?;
+        journal.append(&entries_1_to(9, 1))?;
+        journal.sync()?;
+        journal.set_hard_state(hard_state(2, None, 10))?;
+        journal.splice(&[entry(8, 2, b"a"), entry(9, 2, b"b"), entry(10, 2, b"c")])?;
+        journal.sync()?;
+        assert_eq!(journal.term(LogIndex(8)), Some(Term(2)));
+        let refused = journal.truncate_suffix(LogIndex(10));
+        assert!(matches!(
+            refused,
+            Err(StorageError::TruncateCommitted { .. })
+        ));
+    }
+    Ok(())
+}
+
+#[test]
+fn an_io_error_poisons_the_journal() -> Result<(), StorageError> {
+    let disk = SimDisk::new(5);
+    let (mut journal, _) = must_open(&disk, small_options());
+    journal.set_hard_state(hard_state(1, None, 0))?;
+    journal.append(&entries_1_to(2, 1))?;
+    disk.fail_after(0);
+    assert!(matches!(journal.sync(), Err(StorageError::Io { .. })));
+    assert!(matches!(journal.sync(), Err(StorageError::Poisoned)));
+    assert!(matches!(
+        journal.append(&[entry(3, 1, b"")]),
+        Err(StorageError::Poisoned)
+    ));
+    Ok(())
+}
+
+#[test]
+fn a_corruption_message_names_file_offset_and_choices() {
+    let disk = SimDisk::new(6);
+    written(
+        &disk,
+        &entries_1_to(3, 1),
+        hard_state(1, None, 0),
+        small_options(),
+    );
+    let (offsets, _) = record_offsets(&entries_1_to(3, 1));
+    disk.flip_byte(&segment_path(1), offsets[1] + 20)
+        .expect("the file exists");
+    let error = open_sim(&disk, small_options()).expect_err("damage before the tail");
+    let message = error.to_string();
+    assert!(
+        message.contains("segment-00000000000000000001.log"),
+        "{message}"
+    );
+    assert!(
+        message.contains(&format!("byte {}", offsets[1])),
+        "{message}"
+    );
+    assert!(
+        message.contains("backup") && message.contains("wipe"),
+        "{message}"
+    );
+}
+
+#[test]
+fn leftover_temp_and_unknown_files_are_reported() -> Result<(), Box<dyn std::error::Error>> {
+    use syncobj_core::storage::DiskFile;
+    let disk = SimDisk::new(8);
+    written(
+        &disk,
+        &entries_1_to(2, 1),
+        hard_state(1, None, 1),
+        small_options(),
+    );
+    for name in ["hard-state.tmp", "notes.txt"] {
+        let mut file = disk.create(&log_dir().join(name))?;
+        file.write_all_at(0, b"half")?;
+        file.sync()?;
+    }
+    disk.sync_dir(&log_dir())?;
+    let (_, recovery) = open_sim(&disk, small_options())?;
+    assert_eq!(recovery.hard_state, hard_state(1, None, 1));
+    assert_eq!(recovery.entries, entries_1_to(2, 1));
+    let expected = vec![
+        RecoveryWarning::UnknownFile {
+            path: log_dir().join("notes.txt"),
+        },
+        RecoveryWarning::TempFileRemoved {
+            path: log_dir().join("hard-state.tmp"),
+        },
+    ];
+    assert_eq!(recovery.warnings, expected);
+    assert!(disk.open(&log_dir().join("hard-state.tmp")).is_err());
+    Ok(())
+}
+
+#[test]
+fn real_files_roll_over_truncate_and_drop() -> Result<(), StorageError> {
+    let dir = std::env::temp_dir().join(format!("syncobj-real-roll-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let result = (|| {
+        let open = || FileJournal::open(StdDisk, &dir, small_options());
+        let (mut journal, _) = open()?;
+        journal.set_hard_state(hard_state(3, Some(2), 0))?;
+        let all = entries_1_to(60, 3);
+        journal.append(&all)?;
+        journal.sync()?;
+        assert!(journal.segment_count() > 5);
+        journal.truncate_suffix(LogIndex(41))?;
+        journal.drop_prefix(LogIndex(12))?;
+        journal.set_hard_state(hard_state(3, Some(2), 40))?;
+        journal.sync()?;
+        drop(journal);
+        let (mut journal, recovery) = open()?;
+        assert_eq!(recovery.entries, all[12..40]);
+        assert_eq!(recovery.hard_state, hard_state(3, Some(2), 40));
+        assert!(recovery.warnings.is_empty(), "{:?}", recovery.warnings);
+        assert_eq!(
+            journal.entries(LogIndex(13), LogIndex(41), usize::MAX)?,
+            all[12..40]
+        );
+        Ok(())
+    })();
+    let _ = std::fs::remove_dir_all(&dir);
+    result
+}
+
+// ---------------------------------------------------------------------------------------------
+// The model-based test
+
+/// One step of the model-based test.
+#[derive(Clone, Debug)]
+enum Op {
+    /// Append `count` entries with payloads of `len` bytes.
+    Append { count: u8, len: u8 },
+    /// Start a new term, with or without a vote.
+    NewTerm { vote: bool },
+    /// Raise the commit index by a share of what is uncommitted.
+    Commit { share: u8 },
+    /// Truncate `back` entries from the end (if that stays above the commit index).
+    Truncate { back: u8 },
+    /// Drop a prefix: up to `ahead` entries past the first one kept (may pass the end).
+    DropPrefix { ahead: u8 },
+    /// Sync.
+    Sync,
+    /// Cut the power after `ops` more mutating disk operations.
+    ArmPowerCut { ops: u8 },
+    /// Crash and reopen.
+    Reboot,
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        6 => (1u8..5, 0u8..40).prop_map(|(count, len)| Op::Append { count, len }),
+        1 => any::<bool>().prop_map(|vote| Op::NewTerm { vote }),
+        2 => any::<u8>().prop_map(|share| Op::Commit { share }),
+        2 => (1u8..8).prop_map(|back| Op::Truncate { back }),
+        1 => (0u8..12).prop_map(|ahead| Op::DropPrefix { ahead }),
+        4 => Just(Op::Sync),
+        1 => (0u8..12).prop_map(|ops| Op::ArmPowerCut { ops }),
+        2 => Just(Op::Reboot),
+    ]
+}
+
+/// A log as the model sees it: every entry ever at each index in this history, and the first
+/// index kept.
+#[derive(Clone, Debug, PartialEq)]
+struct ModelLog {
+    first: u64,
+    /// Entries by index; may hold entries below `first` (they were dropped, not forgotten).
+    entries: std::collections::BTreeMap<u64, Entry>,
+}
+
+impl ModelLog {
+    fn last(&self) -> u64 {
+        self.entries
+            .keys()
+            .next_back()
+            .copied()
+            .unwrap_or(0)
+            .max(self.first - 1)
+    }
+}
+
+/// What the journal may hold after a crash.
+#[derive(Debug)]
+struct Model {
+    /// The log as the journal holds it now.
+    current: ModelLog,
+    /// Entries that must survive a crash (those synced and not truncated since).
+    must: ModelLog,
+    /// Every state of the log since the last successful sync; the recovered log must be a
+    /// window of one of them.
+    states: Vec<ModelLog>,
+    /// The hard state set last.
+    hard_state: HardState,
+    /// Hard states a crash may leave.
+    allowed_hard_states: Vec<HardState>,
+    nonce: u64,
+}
+
+impl Model {
+    fn new() -> Model {
+        let log = ModelLog {
+            first: 1,
+            entries: Default::default(),
+        };
+        Model {
+            current: log.clone(),
+            must: log.clone(),
+            states: vec![log],
+            hard_state: HardState::default(),
+            allowed_hard_states: vec![HardState::default()],
+            nonce: 0,
+        }
+    }
+
+    fn changed(&mut self) {
+        self.states.push(self.current.clone());
+    }
+
+    fn set_hard_state(&mut self, new: HardState) {
+        let mut allowed = vec![new];
+        for old in &self.allowed_hard_states {
+            allowed.push(*old);
+            allowed.push(HardState {
+                commit: old.commit,
+                ..new
+            });
+        }
+        allowed.dedup();
+        self.allowed_hard_states = allowed;
+        self.hard_state = new;
+    }
+
+    fn synced(&mut self) {
+        self.must = self.current.clone();
+        self.states = vec![self.current.clone()];
+        self.allowed_hard_states = vec![self.hard_state];
+    }
+
+    /// Checks a recovery against the model, then makes it the model's state.
+    fn rebooted(&mut self, recovery: &Recovery) -> Result<(), TestCaseError> {
+        let first = recovery.first_index.0;
+        prop_assert!(
+            self.allowed_hard_states.contains(&recovery.hard_state),
+            "hard state {:?} not among {:?}",
+            recovery.hard_state,
+            self.allowed_hard_states
+        );
+        prop_assert!(first >= self.must.first && first <= self.current.first.max(self.must.first));
+        for (offset, e) in recovery.entries.iter().enumerate() {
+            prop_assert_eq!(
+                e.index.0,
+                first + offset as u64,
+                "hole in the recovered log"
+            );
+        }
+        for (index, e) in self.must.entries.range(first..) {
+            prop_assert_eq!(
+                recovery.entries.get((index - first) as usize),
+                Some(e),
+                "synced entry lost"
+            );
+        }
+        let window_of = |s: &ModelLog| {
+            recovery
+                .entries
+                .iter()
+                .all(|e| s.entries.get(&e.index.0) == Some(e))
+        };
+        prop_assert!(
+            self.states.iter().any(window_of),
+            "recovered entries are no state's window"
+        );
+        let log = ModelLog {
+            first,
+            entries: recovery
+                .entries
+                .iter()
+                .map(|e| (e.index.0, e.clone()))
+                .collect(),
+        };
+        self.current = log;
+        self.hard_state = recovery.hard_state;
+        self.synced();
+        Ok(())
+    }
+}
+
+/// Runs `op` on the journal and the model. Returns `Err` with the journal's error if it failed.
+fn apply(
+    op: &Op,
+    journal: &mut SimJournal,
+    model: &mut Model,
+    disk: &SimDisk,
+) -> Result<(), StorageError> {
+    match *op {
+        Op::Append { count, len } => {
+            let term = model.hard_state.term.0;
+            let start = model.current.last() + 1;
+            let batch: Vec<Entry> = (start..start + u64::from(count))
+                .map(|i| {
+                    model.nonce += 1;
+                    let payload: Vec<u8> = (0..len)
+                        .map(|b| (model.nonce as u8).wrapping_add(b))
+                        .collect();
+                    entry(i, term, &payload)
+                })
+                .collect();
+            let result = journal.append(&batch);
+            model
+                .current
+                .entries
+                .extend(batch.into_iter().map(|e| (e.index.0, e)));
+            model.changed();
+            result
+        }
+        Op::NewTerm { vote } => {
+            let hs = HardState {
+                term: model.hard_state.term.next(),
+                vote: vote.then_some(NodeId(7)),
+                commit: model.hard_state.commit,
+            };
+            model.set_hard_state(hs);
+            journal.set_hard_state(hs)
+        }
+        Op::Commit { share } => {
+            let (commit, last) = (model.hard_state.commit.0, model.current.last());
+            let target = commit + (last.saturating_sub(commit)) * u64::from(share) / 255;
+            let hs = HardState {
+                commit: LogIndex(target),
+                ..model.hard_state
+            };
+            model.set_hard_state(hs);
+            journal.set_hard_state(hs)
+        }
+        Op::Truncate { back } => {
+            let last = model.current.last();
+            let from = last.saturating_sub(u64::from(back) - 1);
+            if from <= model.hard_state.commit.0 || from < model.current.first || from > last {
+                return Ok(());
+            }
+            let result = journal.truncate_suffix(LogIndex(from));
+            model.current.entries.retain(|&i, _| i < from);
+            model.must.entries.retain(|&i, _| i < from);
+            model.changed();
+            result
+        }
+        Op::DropPrefix { ahead } => {
+            let through = model.current.first - 1 + u64::from(ahead);
+            let result = journal.drop_prefix(LogIndex(through));
+            if through >= model.current.first {
+                model.current.first = through + 1;
+                model.changed();
+            }
+            result
+        }
+        Op::Sync => {
+            let result = journal.sync();
+            if result.is_ok() {
+                model.synced();
+            }
+            result
+        }
+        Op::ArmPowerCut { ops } => {
+            disk.fail_after(u64::from(ops));
+            Ok(())
+        }
+        Op::Reboot => Ok(()),
+    }
+}
+
+fn reboot(disk: &SimDisk, model: &mut Model) -> Result<SimJournal, TestCaseError> {
+    disk.crash();
+    let (journal, recovery) = open_sim(disk, small_options())
+        .map_err(|e| TestCaseError::fail(format!("recovery failed: {e}")))?;
+    model.rebooted(&recovery)?;
+    prop_assert_eq!(journal.last_index().0, model.current.last());
+    Ok(journal)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 300, ..ProptestConfig::default() })]
+
+    /// After any sequence of appends, truncations, prefix drops, hard-state changes, syncs,
+    /// power cuts in the middle of an operation and reboots, the journal recovers without
+    /// error; everything synced (and not truncated since) is there, exactly; and what is there
+    /// is a hole-free window of a log the journal held since the last sync.
+    #[test]
+    fn journal_survives_any_crash(seed in any::<u64>(), ops in prop::collection::vec(op(), 1..80)) {
+        let disk = SimDisk::new(seed);
+        let mut model = Model::new();
+        let (mut journal, recovery) = open_sim(&disk, small_options())
+            .map_err(|e| TestCaseError::fail(e.to_string()))?;
+        model.rebooted(&recovery)?;
+        for op in &ops {
+            let failed = match apply(op, &mut journal, &mut model, &disk) {
+                Ok(()) => false,
+                Err(StorageError::Io { .. } | StorageError::Poisoned) => true,
+                Err(other) => return Err(TestCaseError::fail(format!("{op:?} failed: {other}"))),
+            };
+            if failed || matches!(op, Op::Reboot) {
+                drop(journal);
+                journal = reboot(&disk, &mut model)?;
+            }
+        }
+        drop(journal);
+        disk.crash();
+        let (mut journal, recovery) = open_sim(&disk, small_options())
+            .map_err(|e| TestCaseError::fail(format!("final recovery failed: {e}")))?;
+        model.rebooted(&recovery)?;
+        let (first, next) = (journal.first_index(), journal.last_index().next());
+        let read = journal.entries(first, next, usize::MAX)
+            .map_err(|e| TestCaseError::fail(e.to_string()))?;
+        prop_assert_eq!(read, recovery.entries);
+    }
+}
+
+/// Runs `op` on any journal, the way [`apply`] does for the model (no power cuts, no reboots).
+fn apply_plain(op: &Op, journal: &mut dyn Journal, nonce: u64) -> Result<(), StorageError> {
+    let hs = journal.hard_state();
+    let last = journal.last_index().0;
+    match *op {
+        Op::Append { count, len } => {
+            let batch: Vec<Entry> = (last + 1..=last + u64::from(count))
+                .map(|i| entry(i, hs.term.0, &vec![(nonce as u8) ^ (i as u8); len as usize]))
+                .collect();
+            journal.append(&batch)
+        }
+        Op::NewTerm { vote } => journal.set_hard_state(HardState {
+            term: hs.term.next(),
+            vote: vote.then_some(NodeId(1)),
+            ..hs
+        }),
+        Op::Commit { share } => {
+            let commit = hs.commit.0 + last.saturating_sub(hs.commit.0) * u64::from(share) / 255;
+            journal.set_hard_state(HardState {
+                commit: LogIndex(commit),
+                ..hs
+            })
+        }
+        Op::Truncate { back } => {
+            journal.truncate_suffix(LogIndex(last.saturating_sub(u64::from(back))))
+        }
+        Op::DropPrefix { ahead } => {
+            journal.drop_prefix(LogIndex(journal.first_index().0 - 1 + u64::from(ahead)))
+        }
+        Op::Sync => journal.sync(),
+        Op::ArmPowerCut { .. } | Op::Reboot => Ok(()),
+    }
+}
+
+/// What an outcome looks like, for comparing two journals (errors by variant only).
+fn outcome(result: &Result<(), StorageError>) -> String {
+    match result {
+        Ok(()) => "ok".to_owned(),
+        Err(e) => format!("{e:?}")
+            .split([' ', '{', '('])
+            .next()
+            .unwrap_or_default()
+            .to_owned(),
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 200, ..ProptestConfig::default() })]
+
+    /// The file journal and the memory journal accept and refuse the same calls and hold the
+    /// same log after each; the file journal's log survives a clean reopen.
+    #[test]
+    fn file_and_memory_journals_agree(ops in prop::collection::vec(op(), 1..60)) {
+        let disk = SimDisk::new(0);
+        let (file, _) = open_sim(&disk, small_options()).map_err(|e| TestCaseError::fail(e.to_string()))?;
+        let mut journals: [Box<dyn Journal>; 2] = [Box::new(file), Box::new(MemoryJournal::new())];
+        for (nonce, op) in ops.iter().enumerate() {
+            let results: Vec<String> = journals
+                .iter_mut()
+                .map(|j| outcome(&apply_plain(op, j.as_mut(), nonce as u64)))
+                .collect();
+            prop_assert_eq!(&results[0], &results[1], "{:?}", op);
+            let views: Vec<_> = journals
+                .iter_mut()
+                .map(|j| {
+                    let (first, next) = (j.first_index(), j.last_index().next());
+                    let entries = j.entries(first, next, usize::MAX).map_err(|e| e.to_string());
+                    (first, next, j.hard_state(), j.term(next.prev()), entries)
+                })
+                .collect();
+            prop_assert_eq!(&views[0], &views[1], "after {:?}", op);
+        }
+        let [file, memory] = &mut journals;
+        if file.sync().is_ok() {
+            memory.sync().map_err(|e| TestCaseError::fail(e.to_string()))?;
+            let (_, recovery) = open_sim(&disk, small_options()).map_err(|e| TestCaseError::fail(e.to_string()))?;
+            let (first, next) = (memory.first_index(), memory.last_index().next());
+            let expected = memory.entries(first, next, usize::MAX).map_err(|e| TestCaseError::fail(e.to_string()))?;
+            prop_assert_eq!(recovery.entries, expected);
+            prop_assert_eq!(recovery.first_index, first);
+            prop_assert!(recovery.warnings.is_empty());
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Damaged segments
+
+#[test]
+fn every_flipped_byte_of_a_segment_is_caught() {
+    let entries = entries_1_to(4, 1);
+    let (offsets, len) = record_offsets(&entries);
+    for at in 0..len {
+        let disk = SimDisk::new(at);
+        written(
+            &disk,
+            &entries,
+            hard_state(1, None, 0),
+            JournalOptions::default(),
+        );
+        disk.flip_byte(&segment_path(1), at)
+            .expect("offset within the file");
+        let last_record = offsets[3];
+        let result = open_sim(&disk, JournalOptions::default());
+        if at >= last_record {
+            // The last record: a torn tail (cut with a warning) or, for a length beyond the
+            // maximum, an error at the record.
+            match result {
+                Ok((_, recovery)) => {
+                    assert_eq!(recovery.entries, entries[..3], "flip at {at}");
+                    let torn = RecoveryWarning::TornTail {
+                        path: segment_path(1),
+                        offset: last_record,
+                        bytes_cut: len - last_record,
+                    };
+                    assert_eq!(recovery.warnings, vec![torn], "flip at {at}");
+                }
+                Err(StorageError::Corrupt { path, offset, .. }) => {
+                    assert_eq!(
+                        (path, offset),
+                        (segment_path(1), last_record),
+                        "flip at {at}"
+                    );
+                }
+                Err(other) => panic!("flip at {at}: {other}"),
+            }
+            continue;
+        }
+        let (path, offset, problem) = corruption(result);
+        assert_eq!(path, segment_path(1), "flip at {at}");
+        let expected = match at {
+            0..8 => 0,
+            8..12 => 8,
+            12..24 => 20,
+            _ => *offsets
+                .iter()
+                .rev()
+                .find(|&&o| o <= at)
+                .expect("past the header"),
+        };
+        assert_eq!(offset, expected, "flip at {at}: {problem}");
+    }
+}
+
+#[test]
+fn every_truncation_of_the_last_segment_cuts_to_a_record_boundary() {
+    let entries = entries_1_to(4, 1);
+    let (offsets, len) = record_offsets(&entries);
+    for cut in 0..len {
+        let disk = SimDisk::new(cut);
+        written(
+            &disk,
+            &entries,
+            hard_state(1, None, 0),
+            JournalOptions::default(),
+        );
+        disk.truncate(&segment_path(1), cut)
+            .expect("the file exists");
+        let (mut journal, recovery) = must_open(&disk, JournalOptions::default());
+        let ends: Vec<u64> = offsets[1..].iter().copied().chain([len]).collect();
+        let kept = ends.iter().filter(|&&end| end <= cut).count();
+        let boundary = cut == 24 || ends.contains(&cut);
+        assert_eq!(recovery.entries, entries[..kept], "cut at {cut}");
+        assert_eq!(
+            recovery.warnings.len(),
+            usize::from(!boundary),
+            "cut at {cut}: {:?}",
+            recovery.warnings
+        );
+        // The journal goes on from the cut.
+        let next = entry(kept as u64 + 1, 1, b"after the cut");
+        journal
+            .append(std::slice::from_ref(&next))
+            .expect("continues the log");
+        journal.sync().expect("no fault injected");
+        drop(journal);
+        disk.crash();
+        let (_, recovery) = must_open(&disk, JournalOptions::default());
+        assert_eq!(recovery.entries.last(), Some(&next), "cut at {cut}");
+        assert!(recovery.warnings.is_empty(), "cut at {cut}");
+    }
+}
+
+#[test]
+fn a_segment_with_another_magic_or_version_is_refused() {
+    let disk = SimDisk::new(1);
+    written(
+        &disk,
+        &entries_1_to(2, 1),
+        hard_state(1, None, 0),
+        JournalOptions::default(),
+    );
+    disk.overwrite(&segment_path(1), 0, b"NOTMAGIC")
+        .expect("the file exists");
+    let (_, offset, problem) = corruption(open_sim(&disk, JournalOptions::default()));
+    assert_eq!(
+        (offset, problem),
+        (
+            0,
+            Corruption::BadMagic {
+                kind: "log segment"
+            }
+        )
+    );
+
+    let disk = SimDisk::new(2);
+    written(
+        &disk,
+        &entries_1_to(2, 1),
+        hard_state(1, None, 0),
+        JournalOptions::default(),
+    );
+    disk.overwrite(&segment_path(1), 8, &2u32.to_le_bytes())
+        .expect("the file exists");
+    let (_, offset, problem) = corruption(open_sim(&disk, JournalOptions::default()));
+    let expected = Corruption::UnsupportedVersion {
+        found: 2,
+        supported: 1,
+    };
+    assert_eq!((offset, problem), (8, expected));
+}
+
+/// Three segments of small records; returns the entries and the segments' first indexes.
+fn three_segments(disk: &SimDisk) -> (Vec<Entry>, Vec<u64>) {
+    let entries = entries_1_to(24, 1);
+    written(disk, &entries, hard_state(1, None, 0), small_options());
+    let (journal, _) = must_open(disk, small_options());
+    assert!(journal.segment_count() >= 3);
+    drop(journal);
+    disk.crash();
+    let mut firsts: Vec<u64> = disk
+        .list(&log_dir())
+        .expect("the directory exists")
+        .iter()
+        .filter_map(|n| {
+            n.to_str()?
+                .strip_prefix("segment-")?
+                .strip_suffix(".log")?
+                .parse()
+                .ok()
+        })
+        .collect();
+    firsts.sort();
+    (entries, firsts)
+}
+
+#[test]
+fn damage_to_a_segment_before_the_last_is_an_error() {
+    let disk = SimDisk::new(1);
+    let (_, firsts) = three_segments(&disk);
+    let middle = segment_path(firsts[1]);
+    let len = disk.contents(&middle).expect("exists").len() as u64;
+    // A torn-looking end of a middle segment is damage, not a torn write.
+    disk.truncate(&middle, len - 3).expect("exists");
+    let (path, offset, _) = corruption(open_sim(&disk, small_options()));
+    assert_eq!(path, middle);
+    assert!(offset < len);
+
+    let disk = SimDisk::new(2);
+    let (_, firsts) = three_segments(&disk);
+    let middle = segment_path(firsts[1]);
+    let len = disk.contents(&middle).expect("exists").len() as u64;
+    disk.flip_byte(&middle, len - 1).expect("exists");
+    let (path, _, problem) = corruption(open_sim(&disk, small_options()));
+    assert_eq!((path, problem), (middle, Corruption::RecordChecksum));
+}
+
+#[test]
+fn a_missing_segment_is_a_gap() {
+    let disk = SimDisk::new(3);
+    let (_, firsts) = three_segments(&disk);
+    disk.remove(&segment_path(firsts[1])).expect("exists");
+    disk.sync_dir(&log_dir()).expect("exists");
+    let (path, offset, problem) = corruption(open_sim(&disk, small_options()));
+    assert_eq!((path, offset), (segment_path(firsts[2]), 12));
+    assert!(matches!(problem, Corruption::IndexMismatch { .. }));
+}
+
+#[test]
+fn crafted_records_are_checked() {
+    let cases: [(Vec<u8>, Corruption); 4] = [
+        (
+            raw_record(3, 0, 2, b"old"),
+            Corruption::TermBackwards {
+                previous: Term(1),
+                term: Term(0),
+            },
+        ),
+        (
+            raw_record(3, 9, 2, b"new"),
+            Corruption::TermAboveHardState {
+                term: Term(9),
+                current: Term(1),
+            },
+        ),
+        (
+            raw_record(4, 1, 2, b"gap"),
+            Corruption::IndexMismatch {
+                expected: LogIndex(3),
+                found: LogIndex(4),
+            },
+        ),
+        (raw_record(3, 1, 7, b"kind"), Corruption::UnknownKind(7)),
+    ];
+    for (seed, (record, expected)) in cases.into_iter().enumerate() {
+        let disk = SimDisk::new(seed as u64);
+        let entries = entries_1_to(2, 1);
+        written(
+            &disk,
+            &entries,
+            hard_state(1, None, 0),
+            JournalOptions::default(),
+        );
+        let (_, end) = record_offsets(&entries);
+        disk.overwrite(&segment_path(1), end, &record)
+            .expect("exists");
+        // A valid record after it, so that nothing is mistaken for a torn tail.
+        disk.overwrite(
+            &segment_path(1),
+            end + record.len() as u64,
+            &raw_record(4, 1, 2, b""),
+        )
+        .expect("exists");
+        let (path, offset, problem) = corruption(open_sim(&disk, JournalOptions::default()));
+        assert_eq!(path, segment_path(1));
+        assert!(offset > end && offset < end + 25, "{offset}");
+        assert_eq!(problem, expected);
+    }
+}
+
+#[test]
+fn an_oversized_length_is_refused_before_allocating() {
+    let disk = SimDisk::new(1);
+    let entries = entries_1_to(2, 1);
+    written(
+        &disk,
+        &entries,
+        hard_state(1, None, 0),
+        JournalOptions::default(),
+    );
+    let (_, end) = record_offsets(&entries);
+    let mut record = raw_record(3, 1, 2, b"x");
+    record[..4].copy_from_slice(&u32::MAX.to_le_bytes());
+    disk.overwrite(&segment_path(1), end, &record)
+        .expect("exists");
+    let (_, offset, problem) = corruption(open_sim(&disk, JournalOptions::default()));
+    assert_eq!(offset, end);
+    assert!(matches!(problem, Corruption::RecordLength { .. }));
+}
+
+#[test]
+fn a_zero_filled_tail_is_torn() -> Result<(), StorageError> {
+    let disk = SimDisk::new(1);
+    let entries = entries_1_to(2, 1);
+    written(
+        &disk,
+        &entries,
+        hard_state(1, None, 0),
+        JournalOptions::default(),
+    );
+    let (_, end) = record_offsets(&entries);
+    disk.truncate(&segment_path(1), end + 4096).expect("exists");
+    let (_, recovery) = open_sim(&disk, JournalOptions::default())?;
+    assert_eq!(recovery.entries, entries);
+    assert_eq!(recovery.warnings.len(), 1);
+    Ok(())
+}
+
+#[test]
+fn zeros_from_the_middle_of_a_record_are_a_torn_tail() -> Result<(), StorageError> {
+    let entries = entries_1_to(4, 1);
+    let (offsets, len) = record_offsets(&entries);
+    for start in offsets[2] + 1..len {
+        let disk = SimDisk::new(start);
+        written(
+            &disk,
+            &entries,
+            hard_state(1, None, 0),
+            JournalOptions::default(),
+        );
+        let zeros = vec![0u8; (len - start) as usize];
+        disk.overwrite(&segment_path(1), start, &zeros)
+            .expect("exists");
+        let (_, recovery) = open_sim(&disk, JournalOptions::default())?;
+        let kept = if start < offsets[3] { 2 } else { 3 };
+        assert_eq!(recovery.entries, entries[..kept], "zeros from {start}");
+        assert_eq!(recovery.warnings.len(), 1, "zeros from {start}");
+    }
+    Ok(())
+}
+
+#[test]
+fn a_commit_index_beyond_the_log_is_an_error() {
+    let disk = SimDisk::new(1);
+    let entries = entries_1_to(3, 1);
+    written(
+        &disk,
+        &entries,
+        hard_state(1, None, 3),
+        JournalOptions::default(),
+    );
+    let (offsets, _) = record_offsets(&entries);
+    disk.truncate(&segment_path(1), offsets[2]).expect("exists");
+    let (path, offset, problem) = corruption(open_sim(&disk, JournalOptions::default()));
+    assert_eq!((path, offset), (hard_state_path(), 29));
+    let expected = Corruption::CommitBeyondLog {
+        commit: LogIndex(3),
+        last: LogIndex(2),
+    };
+    assert_eq!(problem, expected);
+}
+
+#[test]
+fn segments_without_a_hard_state_are_an_error() {
+    let disk = SimDisk::new(1);
+    written(
+        &disk,
+        &entries_1_to(3, 1),
+        hard_state(1, None, 0),
+        JournalOptions::default(),
+    );
+    disk.remove(&hard_state_path()).expect("exists");
+    let (path, _, problem) = corruption(open_sim(&disk, JournalOptions::default()));
+    assert_eq!((path, problem), (hard_state_path(), Corruption::Missing));
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 500, ..ProptestConfig::default() })]
+
+    /// Arbitrary bytes in place of a segment, the hard state or a snapshot, or a valid file
+    /// with arbitrary bytes overwritten, never make recovery panic.
+    #[test]
+    fn arbitrary_bytes_never_panic(
+        garbage in prop::collection::vec(any::<u8>(), 0..400),
+        at in 0u64..400,
+        whole_file in any::<bool>(),
+    ) {
+        let disk = SimDisk::new(at);
+        written(&disk, &entries_1_to(5, 1), hard_state(1, None, 2), JournalOptions::default());
+        write_snapshot(&disk, 2, b"state").map_err(|e| TestCaseError::fail(e.to_string()))?;
+        for path in [segment_path(1), hard_state_path(), snapshot_path(2)] {
+            if whole_file {
+                disk.truncate(&path, 0).map_err(|e| TestCaseError::fail(e.to_string()))?;
+                disk.overwrite(&path, 0, &garbage).map_err(|e| TestCaseError::fail(e.to_string()))?;
+            } else {
+                disk.overwrite(&path, at, &garbage).map_err(|e| TestCaseError::fail(e.to_string()))?;
+            }
+        }
+        let _ = open_sim(&disk, JournalOptions::default());
+        let _ = open_sim(&disk, small_options());
+        let _ = SnapshotStore::open(disk.clone(), snap_dir()).and_then(|(store, _)| store.load_latest());
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Damaged hard state
+
+#[test]
+fn every_damage_to_the_hard_state_is_an_error() {
+    let len = 49;
+    for at in 0..len {
+        let disk = SimDisk::new(at);
+        written(
+            &disk,
+            &entries_1_to(2, 3),
+            hard_state(3, Some(2), 1),
+            JournalOptions::default(),
+        );
+        disk.flip_byte(&hard_state_path(), at)
+            .expect("within the file");
+        let (path, offset, _) = corruption(open_sim(&disk, JournalOptions::default()));
+        assert_eq!(path, hard_state_path(), "flip at {at}");
+        assert!(offset <= at.max(45), "flip at {at}: offset {offset}");
+    }
+    for cut in 0..len {
+        let disk = SimDisk::new(cut);
+        written(
+            &disk,
+            &entries_1_to(2, 3),
+            hard_state(3, Some(2), 1),
+            JournalOptions::default(),
+        );
+        disk.truncate(&hard_state_path(), cut).expect("exists");
+        let (path, _, _) = corruption(open_sim(&disk, JournalOptions::default()));
+        assert_eq!(path, hard_state_path(), "cut at {cut}");
+    }
+    let disk = SimDisk::new(99);
+    written(
+        &disk,
+        &[],
+        hard_state(1, None, 0),
+        JournalOptions::default(),
+    );
+    disk.overwrite(&hard_state_path(), 8, &7u32.to_le_bytes())
+        .expect("exists");
+    let (_, offset, problem) = corruption(open_sim(&disk, JournalOptions::default()));
+    assert_eq!(
+        (offset, problem),
+        (
+            8,
+            Corruption::UnsupportedVersion {
+                found: 7,
+                supported: 1
+            }
+        )
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Crashes at every step
+
+/// Runs `step` on a journal prepared by `prepare`, with the power cut after 0, 1, 2, …
+/// mutating disk operations, until a run completes; after each, reboots and hands the recovery
+/// to `check` (with whether the step completed).
+fn crash_at_every_step(
+    prepare: impl Fn(&mut SimJournal) -> Result<(), StorageError>,
+    step: impl Fn(&mut SimJournal) -> Result<(), StorageError>,
+    check: impl Fn(&Recovery, bool),
+) {
+    for budget in 0.. {
+        for seed in 0..4 {
+            let disk = SimDisk::new(budget * 4 + seed);
+            let (mut journal, _) = must_open(&disk, small_options());
+            prepare(&mut journal).expect("no fault injected yet");
+            disk.fail_after(budget);
+            let completed = step(&mut journal).is_ok() && !disk.has_failed();
+            drop(journal);
+            disk.crash();
+            let (_, recovery) = open_sim(&disk, small_options())
+                .unwrap_or_else(|e| panic!("budget {budget}: recovery failed: {e}"));
+            check(&recovery, completed);
+            if completed && seed == 3 {
+                return;
+            }
+        }
+        assert!(budget < 100, "the step never completed");
+    }
+}
+
+#[test]
+fn hard_state_save_is_atomic_at_every_step() {
+    let old = hard_state(1, None, 2);
+    for new in [
+        hard_state(1, Some(1), 3),
+        hard_state(2, Some(3), 3),
+        hard_state(2, None, 2),
+    ] {
+        let middle = HardState {
+            commit: old.commit,
+            ..new
+        };
+        crash_at_every_step(
+            |j| {
+                j.set_hard_state(old)?;
+                j.append(&entries_1_to(3, 1))?;
+                j.sync()
+            },
+            |j| {
+                j.set_hard_state(new)?;
+                j.sync()
+            },
+            |recovery, completed| {
+                let hs = recovery.hard_state;
+                assert!(hs == old || hs == new || hs == middle, "{hs:?}");
+                if completed {
+                    assert_eq!(hs, new);
+                }
+                assert_eq!(recovery.entries, entries_1_to(3, 1));
+            },
+        );
+    }
+}
+
+#[test]
+fn appends_with_a_new_term_never_outrun_the_saved_term() {
+    crash_at_every_step(
+        |j| {
+            j.set_hard_state(hard_state(1, None, 0))?;
+            j.append(&entries_1_to(3, 1))?;
+            j.sync()
+        },
+        |j| {
+            j.set_hard_state(hard_state(2, Some(2), 3))?;
+            j.append(&[entry(4, 2, b"new term"), entry(5, 2, b"more")])?;
+            j.sync()
+        },
+        |recovery, completed| {
+            let last_term = recovery.entries.last().map_or(Term(0), |e| e.term);
+            assert!(last_term <= recovery.hard_state.term);
+            assert!(recovery.hard_state.commit.0 <= recovery.entries.len() as u64);
+            assert!(recovery.entries.len() >= 3);
+            if completed {
+                assert_eq!(recovery.entries.len(), 5);
+                assert_eq!(recovery.hard_state, hard_state(2, Some(2), 3));
+            }
+        },
+    );
+}
+
+#[test]
+fn truncating_across_segments_is_crash_safe() {
+    let all = entries_1_to(30, 1);
+    crash_at_every_step(
+        |j| {
+            j.set_hard_state(hard_state(2, None, 4))?;
+            j.append(&all)?;
+            j.sync()
+        },
+        |j| {
+            j.truncate_suffix(LogIndex(5))?;
+            j.append(&[entry(5, 2, b"replacement")])?;
+            j.sync()
+        },
+        |recovery, completed| {
+            let got = &recovery.entries;
+            assert!(got.len() >= 4);
+            let old_prefix = got
+                .iter()
+                .all(|e| all.get(e.index.0 as usize - 1) == Some(e));
+            let new_log =
+                got.len() == 5 && got[4] == entry(5, 2, b"replacement") && got[..4] == all[..4];
+            assert!(old_prefix || new_log, "{got:?}");
+            if completed {
+                assert!(new_log);
+            }
+        },
+    );
+}
+
+#[test]
+fn truncating_exactly_at_a_segment_start_keeps_the_previous_segment() -> Result<(), StorageError> {
+    let disk = SimDisk::new(7);
+    let (_, firsts) = three_segments(&disk);
+    let (mut journal, _) = must_open(&disk, small_options());
+    let from = firsts[1];
+    journal.truncate_suffix(LogIndex(from))?;
+    journal.append(&[entry(from, 1, b"replacement")])?;
+    journal.sync()?;
+    drop(journal);
+    disk.crash();
+    let (_, recovery) = must_open(&disk, small_options());
+    let mut expected = entries_1_to(from - 1, 1);
+    expected.push(entry(from, 1, b"replacement"));
+    assert_eq!(recovery.entries, expected);
+    Ok(())
+}
+
+#[test]
+fn dropping_a_prefix_is_crash_safe() {
+    let all = entries_1_to(30, 1);
+    for through in [12, 30, 45] {
+        crash_at_every_step(
+            |j| {
+                j.set_hard_state(hard_state(1, None, 10))?;
+                j.append(&all)?;
+                j.sync()
+            },
+            |j| j.drop_prefix(LogIndex(through)),
+            |recovery, completed| {
+                let first = recovery.first_index.0;
+                assert!(first == 1 || first == through + 1, "first {first}");
+                let expected: Vec<Entry> =
+                    all.iter().filter(|e| e.index.0 >= first).cloned().collect();
+                assert_eq!(recovery.entries, expected);
+                if completed {
+                    assert_eq!(first, through + 1);
+                }
+            },
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Snapshots
+
+fn snapshot_meta(index: u64) -> SnapshotMeta {
+    SnapshotMeta {
+        last_index: LogIndex(index),
+        last_term: Term(2),
+        membership: Bytes::from_static(b"a:1,b:2,c:3"),
+        code_version: 4,
+    }
+}
+
+fn payload(len: usize, salt: u8) -> Vec<u8> {
+    (0..len)
+        .map(|i| (i as u8).wrapping_mul(31).wrapping_add(salt))
+        .collect()
+}
+
+fn write_snapshot(disk: &SimDisk, index: u64, data: &[u8]) -> Result<(), StorageError> {
+    let (mut store, _) = SnapshotStore::open(disk.clone(), snap_dir())?;
+    let mut writer = store.begin(snapshot_meta(index))?;
+    for chunk in data.chunks(7000) {
+        writer.write_chunk(chunk)?;
+    }
+    store.commit(writer)?;
+    Ok(())
+}
+
+fn snapshot_path(index: u64) -> PathBuf {
+    snap_dir().join(format!("snapshot-{index:020}-{:020}.snap", 2))
+}
+
+#[test]
+fn snapshots_stream_in_and_out() -> Result<(), StorageError> {
+    let disk = SimDisk::new(1);
+    let data = payload(3 << 20, 1);
+    write_snapshot(&disk, 10, &data)?;
+    disk.crash();
+    let (store, warnings) = SnapshotStore::open(disk.clone(), snap_dir())?;
+    assert!(warnings.is_empty());
+    assert_eq!(store.latest(), Some(&snapshot_meta(10)));
+    let loaded = store.load_latest()?.expect("a snapshot was committed");
+    assert_eq!(loaded.meta, snapshot_meta(10));
+    assert_eq!(loaded.payload, data);
+    let mut reader = store.open_latest()?.expect("a snapshot was committed");
+    let mut buf = vec![0u8; 4096];
+    let mut streamed = Vec::new();
+    loop {
+        let n = reader.read_chunk(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        streamed.extend_from_slice(&buf[..n]);
+    }
+    assert_eq!(streamed, data);
+    Ok(())
+}
+
+#[test]
+fn a_serializer_can_write_into_a_snapshot() -> Result<(), Box<dyn std::error::Error>> {
+    use std::io::Write;
+    let disk = SimDisk::new(2);
+    let (mut store, _) = SnapshotStore::open(disk.clone(), snap_dir())?;
+    let mut writer = store.begin(snapshot_meta(3))?;
+    write!(writer, "state of {} objects", 2)?;
+    store.commit(writer)?;
+    let loaded = store.load_latest()?.expect("committed");
+    assert_eq!(&loaded.payload[..], b"state of 2 objects");
+    Ok(())
+}
+
+#[test]
+fn a_new_snapshot_replaces_older_ones_and_stale_ones_are_refused() -> Result<(), StorageError> {
+    let disk = SimDisk::new(3);
+    write_snapshot(&disk, 10, b"ten")?;
+    write_snapshot(&disk, 20, b"twenty")?;
+    assert_eq!(
+        disk.list(&snap_dir())
+            .map_err(|e| StorageError::Io {
+                action: "list",
+                path: snap_dir(),
+                source: e
+            })?
+            .len(),
+        1
+    );
+    let (store, _) = SnapshotStore::open(disk.clone(), snap_dir())?;
+    assert!(matches!(
+        store.begin(snapshot_meta(15)),
+        Err(StorageError::StaleSnapshot { .. })
+    ));
+    let loaded = store.load_latest()?.expect("committed");
+    assert_eq!(&loaded.payload[..], b"twenty");
+    Ok(())
+}
+
+#[test]
+fn snapshot_commit_is_crash_safe_at_every_step() {
+    for budget in 0..40u64 {
+        let disk = SimDisk::new(budget);
+        write_snapshot(&disk, 10, b"old state").expect("no fault injected yet");
+        disk.fail_after(budget);
+        let completed = write_snapshot(&disk, 20, &payload(5000, 2)).is_ok() && !disk.has_failed();
+        disk.crash();
+        let (store, _) = SnapshotStore::open(disk.clone(), snap_dir())
+            .unwrap_or_else(|e| panic!("budget {budget}: {e}"));
+        let loaded = store
+            .load_latest()
+            .expect("checks pass")
+            .expect("one snapshot survives");
+        match loaded.meta.last_index.0 {
+            10 => assert!(!completed, "budget {budget}: a committed snapshot was lost"),
+            20 => assert_eq!(loaded.payload, payload(5000, 2)),
+            other => panic!("unexpected snapshot {other}"),
+        }
+        assert_eq!(
+            disk.list(&snap_dir()).expect("exists").len(),
+            1,
+            "budget {budget}"
+        );
+    }
+}
+
+/// Opens the store and loads the latest snapshot; the corruption's path and offset.
+fn snapshot_damage(disk: &SimDisk) -> Option<(PathBuf, u64, Corruption)> {
+    let result =
+        SnapshotStore::open(disk.clone(), snap_dir()).and_then(|(store, _)| store.load_latest());
+    match result {
+        Err(StorageError::Corrupt {
+            path,
+            offset,
+            problem,
+        }) => Some((path, offset, problem)),
+        Err(other) => panic!("expected corruption, got {other}"),
+        Ok(_) => None,
+    }
+}
+
+#[test]
+fn every_damage_to_a_snapshot_is_an_error() {
+    let data = payload(300, 3);
+    let disk = SimDisk::new(0);
+    write_snapshot(&disk, 7, &data).expect("no fault injected");
+    let len = disk.contents(&snapshot_path(7)).expect("exists").len() as u64;
+    for at in 0..len {
+        let disk = SimDisk::new(at);
+        write_snapshot(&disk, 7, &data).expect("no fault injected");
+        disk.flip_byte(&snapshot_path(7), at)
+            .expect("within the file");
+        let (path, offset, _) =
+            snapshot_damage(&disk).unwrap_or_else(|| panic!("flip at {at} missed"));
+        assert_eq!(path, snapshot_path(7));
+        assert!(offset < len, "flip at {at}");
+    }
+    for cut in 0..len {
+        let disk = SimDisk::new(cut);
+        write_snapshot(&disk, 7, &data).expect("no fault injected");
+        disk.truncate(&snapshot_path(7), cut).expect("exists");
+        let (path, _, _) = snapshot_damage(&disk).unwrap_or_else(|| panic!("cut at {cut} missed"));
+        assert_eq!(path, snapshot_path(7));
+    }
+    let disk = SimDisk::new(1);
+    write_snapshot(&disk, 7, &data).expect("no fault injected");
+    disk.overwrite(&snapshot_path(7), 0, b"SOBJLOG\0")
+        .expect("exists");
+    let damage = snapshot_damage(&disk).map(|(_, offset, problem)| (offset, problem));
+    assert_eq!(damage, Some((0, Corruption::BadMagic { kind: "snapshot" })));
+    let disk = SimDisk::new(2);
+    write_snapshot(&disk, 7, &data).expect("no fault injected");
+    disk.overwrite(&snapshot_path(7), 8, &9u32.to_le_bytes())
+        .expect("exists");
+    let damage = snapshot_damage(&disk).map(|(_, offset, problem)| (offset, problem));
+    assert_eq!(
+        damage,
+        Some((
+            8,
+            Corruption::UnsupportedVersion {
+                found: 9,
+                supported: 1
+            }
+        ))
+    );
+}
