@@ -184,8 +184,10 @@ fn node_main(index: usize, args: &Args) -> Result<(), Error> {
     // The leadership hook needs the node, which exists only once the conf is consumed.
     let slot: Arc<OnceLock<Weak<SyncObj<Bench>>>> = Arc::new(OnceLock::new());
     let hook_slot = Arc::clone(&slot);
-    let mut conf = SyncObjConf::default();
-    conf.password = args.password.clone();
+    let conf = SyncObjConf {
+        password: args.password.clone(),
+        ..SyncObjConf::default()
+    };
     let conf = conf.with_on_state_changed(move |_old, new| {
         if new != RaftState::Leader {
             return;
