@@ -14,6 +14,7 @@ use syncobj_core::object::{
     ApplyError, Call, Caller, FailReason, MethodSpec, Replicated, ReplicatedMethods,
     ReplicatedState,
 };
+use syncobj_net::Transport;
 
 /// A counter, with the trait implementations the macros would generate.
 #[derive(Clone, Default, Serialize, Deserialize)]
@@ -887,4 +888,30 @@ fn mixed_cluster<A: Replicated + Clone, B: Replicated>(
     let odd = SyncObj::with_transport(me, partners(me), b, conf(true), network.endpoint(me))
         .expect("a valid node");
     (network, first, odd)
+}
+
+/// Frames that reach the node but hold no valid message, or come from outside the cluster,
+/// are dropped, logged and counted in the status (over TCP the connection is dropped too).
+#[test]
+fn undecodable_messages_are_counted() {
+    let network = MemoryNetwork::new();
+    let conf = SyncObjConf::default().with_auto_tick(false);
+    let node = SyncObj::with_transport(
+        "a:1",
+        ["b:2"],
+        Counter::default(),
+        conf,
+        network.endpoint("a:1"),
+    )
+    .expect("a valid node");
+    let mut partner = network.endpoint("b:2");
+    let mut stranger = network.endpoint("z:9");
+    assert!(partner.send("a:1", bytes::Bytes::from_static(b"\xc1 not messagepack")));
+    assert!(stranger.send("a:1", bytes::Bytes::from_static(b"hello")));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while node.status().wire.bad_frames < 2 {
+        assert!(Instant::now() < deadline, "both frames counted within 10 s");
+        node.do_tick(Duration::from_millis(5));
+    }
+    assert_eq!(node.status().wire.bad_frames, 2);
 }

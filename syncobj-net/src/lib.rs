@@ -73,6 +73,13 @@ pub trait Transport: Send + 'static {
     /// Whether a link to `node` is up.
     fn is_connected(&self, node: &str) -> bool;
 
+    /// Drops the connection to `peer` (it sent a frame the layer above could not decode); the
+    /// transport connects again as usual. The layer above logs and counts it. Does nothing if
+    /// there is no such connection, or for transports without connections.
+    fn disconnect(&mut self, peer: &str) {
+        let _ = peer;
+    }
+
     /// The read-only nodes linked now, by the names frames from them carry (they start with
     /// [`READ_ONLY_PREFIX`]); none for transports without read-only nodes.
     fn read_only_peers(&self) -> Vec<String> {

@@ -331,3 +331,22 @@ fn a_replayed_hello_never_displaces_the_real_link() {
     });
     assert_eq!(inboxes[0][0].frame, Bytes::from_static(b"still here"));
 }
+
+/// The layer above drops a peer that sent an undecodable message: the link goes down at once,
+/// is not counted by the transport (the layer above counts it), and comes up again.
+#[test]
+fn a_disconnected_peer_links_again() {
+    let voters = vec![free_address(), free_address()];
+    let mut a = TcpTransport::bind(settings(Some(&voters[0]), &voters)).expect("binds");
+    let mut b = TcpTransport::bind(settings(Some(&voters[1]), &voters)).expect("binds");
+    let mut inboxes = vec![Vec::new(), Vec::new()];
+    poll_until(&mut [&mut a, &mut b], &mut inboxes, |n, _| {
+        linked(n, &voters)
+    });
+    a.disconnect(&voters[1]);
+    assert!(!a.is_connected(&voters[1]));
+    poll_until(&mut [&mut a, &mut b], &mut inboxes, |n, _| {
+        linked(n, &voters)
+    });
+    assert_eq!(a.stats().bad_frames, 0);
+}

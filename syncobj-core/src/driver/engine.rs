@@ -90,6 +90,8 @@ pub(crate) struct Engine {
     pub(crate) addresses: Addresses,
     /// Frames for the transport, sent by the tick loop after each iteration.
     outbox: Vec<(String, Bytes)>,
+    /// Peers that sent a message this node cannot decode: their connections are dropped.
+    disconnect: Vec<String>,
     /// Completions and callbacks of this iteration, run once the engine is unlocked so that
     /// user code may call back into the node.
     deferred: Vec<Deferred>,
@@ -141,6 +143,7 @@ impl Engine {
             raft,
             addresses,
             outbox: Vec::new(),
+            disconnect: Vec::new(),
             deferred: Vec::new(),
             links,
             wire: TransportCounters::default(),
@@ -199,6 +202,9 @@ impl Engine {
         self.report_changes();
         for (to, frame) in self.outbox.drain(..) {
             transport.send(&to, frame);
+        }
+        for peer in self.disconnect.drain(..) {
+            transport.disconnect(&peer);
         }
         for (address, up) in &mut self.links {
             *up = transport.is_connected(address);
@@ -347,7 +353,8 @@ impl Engine {
             Ok(NodeMessage::Placed { request, outcome }) => self.on_placed(request, outcome),
             Err(error) => {
                 self.bad_frames += 1;
-                tracing::warn!(from = %incoming.from, %error, "undecodable frame dropped");
+                tracing::warn!(from = %incoming.from, %error, "undecodable message: dropping the connection");
+                self.disconnect.push(incoming.from);
             }
         }
     }
@@ -355,7 +362,10 @@ impl Engine {
     fn on_raft(&mut self, from: NodeId, envelope: Envelope) {
         if envelope.from != from {
             self.bad_frames += 1;
-            tracing::warn!(%from, claimed = %envelope.from, "raft message with a forged sender dropped");
+            tracing::warn!(%from, claimed = %envelope.from, "raft message with a forged sender: dropping the connection");
+            if let Some(address) = self.addresses.by_id.get(&from) {
+                self.disconnect.push(address.clone());
+            }
             return;
         }
         let now = self.now();

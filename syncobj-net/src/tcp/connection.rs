@@ -45,12 +45,18 @@ pub(super) enum Fault {
     Refused(String),
     /// Bytes that failed authentication: another password, tampering or a replay.
     Authentication(String),
+    /// Dropped at the request of the layer above, which counts it.
+    Dropped(String),
 }
 
 impl Fault {
     pub(super) fn reason(&self) -> &str {
         match self {
-            Fault::Io(r) | Fault::BadFrame(r) | Fault::Refused(r) | Fault::Authentication(r) => r,
+            Fault::Io(r)
+            | Fault::BadFrame(r)
+            | Fault::Refused(r)
+            | Fault::Authentication(r)
+            | Fault::Dropped(r) => r,
         }
     }
 }

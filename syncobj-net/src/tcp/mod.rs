@@ -403,7 +403,7 @@ impl TcpTransport {
             return;
         };
         match fault {
-            Fault::Io(_) => {}
+            Fault::Io(_) | Fault::Dropped(_) => {}
             Fault::BadFrame(_) => self.stats.bad_frames += 1,
             Fault::Refused(_) => self.stats.refused_handshakes += 1,
             Fault::Authentication(_) => self.stats.auth_failures += 1,
@@ -529,6 +529,13 @@ impl Transport for TcpTransport {
 
     fn is_connected(&self, node: &str) -> bool {
         self.links.contains_key(node)
+    }
+
+    fn disconnect(&mut self, peer: &str) {
+        if let Some(&token) = self.links.get(peer) {
+            let fault = Fault::Dropped("the peer sent an undecodable message".into());
+            self.close(token, &fault);
+        }
     }
 
     fn read_only_peers(&self) -> Vec<String> {
