@@ -467,7 +467,11 @@ impl Cluster {
             let mut child = Command::new(&exe)
                 .args(["--node", &index.to_string(), "--addrs", &addrs.join(",")])
                 .args(["--max-life", &format!("{}", args.time_limit + 30.0)])
-                .args(args.password.iter().flat_map(|p| ["--password", p.as_str()]))
+                .args(
+                    args.password
+                        .iter()
+                        .flat_map(|p| ["--password", p.as_str()]),
+                )
                 .stdin(Stdio::piped())
                 .stdout(Stdio::piped())
                 .stderr(Stdio::inherit())
