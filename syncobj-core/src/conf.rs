@@ -143,9 +143,16 @@ pub struct SyncObjConf {
     /// Where snapshots are written (PySyncObj `fullDumpFile`). Default: `None`, in memory only.
     /// Pending: the durability release.
     pub full_dump_file: Option<PathBuf>,
-    /// Where the log is written (PySyncObj `journalFile`). Default: `None`, in memory only.
-    /// Pending: the durability release.
+    /// Where the log and the hard state (term, vote, commit index) are kept (PySyncObj
+    /// `journalFile`): a directory of segment files, created if missing. A node restarted on
+    /// it recovers its vote and log and re-applies its committed entries at once, before any
+    /// leader is known. Default: `None`: in memory only, and a restarted node starts empty and
+    /// is refilled by the leader (PySyncObj without a journal).
     pub journal_file: Option<PathBuf>,
+    /// When the journal waits for the disk (not in PySyncObj, whose journal never syncs). Only
+    /// [`FsyncPolicy::Always`] keeps every acknowledged write through a power cut. Default:
+    /// `Always`.
+    pub journal_fsync: FsyncPolicy,
     /// The time between two attempts to bind the listening socket (PySyncObj `bindRetryTime`).
     /// Must be positive. Default: 1 s.
     pub bind_retry_time: Duration,
@@ -258,6 +265,7 @@ impl SyncObjConf {
         with_max_inflight_appends => max_inflight_appends: usize,
         with_call_timeout => call_timeout: Option<Duration>,
         with_frame_size_max => frame_size_max: usize,
+        with_journal_fsync => journal_fsync: FsyncPolicy,
     }
 
     /// Sets [`password`](Self::password).
@@ -367,7 +375,7 @@ impl SyncObjConf {
         let d = Self::default();
         names_of_true(&changed!(self, d;
             log_compaction_min_entries, log_compaction_min_time, log_compaction_split,
-            log_compaction_batch_size, full_dump_file, journal_file, dynamic_membership_change,
+            log_compaction_batch_size, full_dump_file, dynamic_membership_change,
         ))
     }
 
@@ -523,6 +531,7 @@ impl Default for SyncObjConf {
             commands_wait_leader: true,
             full_dump_file: None,
             journal_file: None,
+            journal_fsync: FsyncPolicy::Always,
             bind_retry_time: Duration::from_secs(1),
             max_bind_retries: 0,
             dynamic_membership_change: false,
@@ -576,6 +585,7 @@ impl fmt::Debug for SyncObjConf {
             .field("commands_wait_leader", &self.commands_wait_leader)
             .field("full_dump_file", &self.full_dump_file)
             .field("journal_file", &self.journal_file)
+            .field("journal_fsync", &self.journal_fsync)
             .field("bind_retry_time", &self.bind_retry_time)
             .field("max_bind_retries", &self.max_bind_retries)
             .field("dynamic_membership_change", &self.dynamic_membership_change)
@@ -668,6 +678,23 @@ pub enum PreferredAddrType {
     Ipv6,
     /// Use the first address the resolver returns (PySyncObj `None`).
     Any,
+}
+
+/// When the journal makes its writes durable ([`SyncObjConf::journal_fsync`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum FsyncPolicy {
+    /// Every batch of writes is synced before anything that depends on it is acknowledged or
+    /// sent: one sync per tick, however many calls it carries (group commit). Nothing
+    /// acknowledged is lost, whatever crashes. The default.
+    #[default]
+    Always,
+    /// Writes reach the operating system at once and the disk at most this long after: a
+    /// crash of the process loses nothing, a power cut may lose what was acknowledged in the
+    /// last period, votes included.
+    Periodic(Duration),
+    /// Writes reach the operating system and the disk only when it chooses: PySyncObj's
+    /// behaviour and speed. **Unsafe**: a power cut may lose acknowledged writes and votes.
+    Never,
 }
 
 /// PySyncObj's `pollerType`, accepted and ignored by design: mio always uses the platform's best
@@ -1153,7 +1180,7 @@ mod tests {
     fn pending_options_lists_exactly_what_was_set() {
         let conf = SyncObjConf::default()
             .with_password("p")
-            .with_journal_file("/tmp/journal")
+            .with_full_dump_file("/tmp/dump")
             .with_dynamic_membership_change(true)
             .with_tcp_keepalive(None)
             .with_auto_tick(false)
@@ -1161,7 +1188,7 @@ mod tests {
             .with_poller_type(PollerType::Select);
         assert_eq!(
             conf.pending_options(),
-            ["journal_file", "dynamic_membership_change"]
+            ["full_dump_file", "dynamic_membership_change"]
         );
         assert_eq!(conf.ignored_options(), ["poller_type"]);
     }
@@ -1170,7 +1197,7 @@ mod tests {
     #[test]
     fn each_pending_option_is_listed_alone() {
         type Set = fn(SyncObjConf) -> SyncObjConf;
-        let cases: [(&str, Set); 7] = [
+        let cases: [(&str, Set); 6] = [
             ("log_compaction_min_entries", |c| {
                 c.with_log_compaction_min_entries(9)
             }),
@@ -1186,7 +1213,6 @@ mod tests {
             ("full_dump_file", |c| {
                 c.with_full_dump_file(PathBuf::from("dump"))
             }),
-            ("journal_file", |c| c.with_journal_file("journal")),
             ("dynamic_membership_change", |c| {
                 c.with_dynamic_membership_change(true)
             }),

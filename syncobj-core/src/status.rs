@@ -57,6 +57,10 @@ pub struct Status {
     /// Why this node stopped applying, when it has: a code version it lacks, or a command its
     /// code does not know (key `stalled_on`); `None` while it keeps up.
     pub stalled_on: Option<String>,
+    /// Why this node stopped for good, when it has: its journal could not be written (key
+    /// `halted`). A halted node sends nothing and refuses calls; restart it once the disk is
+    /// fixed. `None` while it runs.
+    pub halted: Option<String>,
     /// Counters of notable Raft events (one key per counter).
     pub counters: StatusCounters,
     /// Counters of bad input and losses on the wire (one key per counter).
@@ -100,6 +104,7 @@ impl Status {
                 optional(self.stalled_at_code_version.as_ref()),
             ),
             ("stalled_on", optional(self.stalled_on.as_ref())),
+            ("halted", optional(self.halted.as_ref())),
         ];
         pairs.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()
     }
@@ -141,6 +146,7 @@ impl Default for Status {
             enabled_code_version: 0,
             stalled_at_code_version: None,
             stalled_on: None,
+            halted: None,
             counters: StatusCounters::default(),
             wire: WireCounters::default(),
         }
@@ -392,7 +398,7 @@ mod tests {
                 "missing {line:?} in\n{text}"
             );
         }
-        assert_eq!(lines.len(), 41, "{text}");
+        assert_eq!(lines.len(), 42, "{text}");
         assert!(!text.ends_with('\n'));
     }
 

@@ -806,7 +806,7 @@ proptest! {
             let expected = memory.entries(first, next, usize::MAX).map_err(|e| TestCaseError::fail(e.to_string()))?;
             prop_assert_eq!(recovery.entries, expected);
             prop_assert_eq!(recovery.first_index, first);
-            prop_assert!(recovery.warnings.is_empty());
+            prop_assert!(recovery.warnings.is_empty(), "{:?}", recovery.warnings);
         }
     }
 }

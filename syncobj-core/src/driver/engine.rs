@@ -15,13 +15,15 @@ pub(crate) use super::addresses::Addresses;
 use super::addresses::is_read_only;
 use super::inflight::{InFlight, Outcome, PlacedForwards, Settled};
 use super::objects::{ErasedObject, SET_CODE_VERSION, SYSTEM_OBJECT};
+use super::persistence::Persistence;
 use super::wire::{NodeMessage, Refusal};
 use crate::conf::{OnCodeVersionChanged, OnReady, OnStateChanged, RaftState};
 use crate::object::{CommandHeader, Completion, FailReason};
 use crate::raft::{
-    Entry, EntryKind, Envelope, Instant, LogIndex, NodeId, ProposeError, RaftNode, Term,
+    Entry, EntryKind, Envelope, HardState, Instant, LogIndex, NodeId, ProposeError, RaftNode, Term,
 };
 use crate::status::{PeerStatus, Status, WireCounters};
+use crate::storage::StorageError;
 
 /// The most queued commands one tick takes in, so a flood cannot starve the network.
 const COMMANDS_PER_TICK_MAX: usize = 10_000;
@@ -121,6 +123,11 @@ pub(crate) struct Engine {
     last_state: RaftState,
     /// Frames that did not decode, or came from unknown addresses.
     pub(crate) bad_frames: u64,
+    /// The journal, when the node has one; without, nothing is durable.
+    persistence: Option<Persistence>,
+    /// Why the node stopped for good (its journal failed): it then sends nothing and refuses
+    /// every call.
+    halted: Option<String>,
 }
 
 impl Engine {
@@ -130,6 +137,7 @@ impl Engine {
         objects: Vec<Arc<dyn ErasedObject>>,
         queue: Receiver<Queued>,
         settings: EngineSettings,
+        persistence: Option<Persistence>,
     ) -> Engine {
         let session = settings.session;
         let me = raft.id();
@@ -160,6 +168,8 @@ impl Engine {
             last_leader: None,
             last_state: RaftState::Follower,
             bad_frames: 0,
+            persistence,
+            halted: None,
         }
     }
 
@@ -167,11 +177,16 @@ impl Engine {
         self.now
     }
 
-    /// How long the next poll may wait: at most `max_wait`, less if a Raft timer is due sooner.
+    /// How long the next poll may wait: at most `max_wait`, less if a Raft timer or a periodic
+    /// sync is due sooner.
     pub(crate) fn poll_wait(&self, now: Instant, max_wait: Duration) -> Duration {
-        self.raft
-            .next_deadline()
-            .map_or(max_wait, |d| d.saturating_duration_since(now).min(max_wait))
+        let sync = self.persistence.as_ref().and_then(Persistence::next_sync);
+        [self.raft.next_deadline(), sync]
+            .into_iter()
+            .flatten()
+            .fold(max_wait, |wait, due| {
+                wait.min(due.saturating_duration_since(now))
+            })
     }
 
     /// When the Raft node next needs a tick, if ever.
@@ -189,20 +204,29 @@ impl Engine {
         transport: &mut dyn Transport,
     ) {
         self.now = self.now.max(now);
+        if self.halted.is_some() {
+            incoming.clear();
+            self.shut_down();
+            return;
+        }
         for frame in incoming.drain(..) {
             self.on_frame(frame);
         }
         let now = self.now();
         self.raft.tick(now);
         self.take_calls();
-        self.process_ready();
+        self.process_ready(transport);
+        self.sync_if_due();
+        if self.halted.is_some() {
+            self.outbox.clear();
+            self.shut_down();
+            return;
+        }
         self.watch_leader();
         let expired = self.calls.expire(self.now);
         self.settle(expired);
         self.report_changes();
-        for (to, frame) in self.outbox.drain(..) {
-            transport.send(&to, frame);
-        }
+        self.flush_outbox(transport);
         for peer in self.disconnect.drain(..) {
             transport.disconnect(&peer);
         }
@@ -302,7 +326,9 @@ impl Engine {
             .map(peer)
             .collect();
         Status {
-            self_node: self.addresses.by_id.get(&raft.id()).cloned(),
+            self_node: (!is_read_only(raft.id()))
+                .then(|| self.addresses.by_id.get(&raft.id()).cloned())
+                .flatten(),
             state: raft.role().into(),
             leader: raft
                 .leader()
@@ -323,6 +349,7 @@ impl Engine {
                 _ => None,
             },
             stalled_on: self.stalled.as_ref().map(ToString::to_string),
+            halted: self.halted.clone(),
             counters: raft.counters().into(),
             wire: WireCounters {
                 bad_frames: self.wire.bad_frames + self.bad_frames,
@@ -491,14 +518,77 @@ impl Engine {
 
     /// Plays the Raft node's outputs: send, persist (memory only until the journal exists),
     /// acknowledge, apply.
-    fn process_ready(&mut self) {
+    /// Plays every `Ready`: messages that may leave at once go to the transport before the
+    /// write (a leader's appends travel while it writes its own copy), then the journal write,
+    /// then the messages that needed it, the acknowledgement, and the entries to apply.
+    fn process_ready(&mut self, transport: &mut dyn Transport) {
         while self.raft.has_ready() {
             let ready = self.raft.ready();
-            for envelope in ready.messages.into_iter().chain(ready.persisted_messages) {
+            let (ack, must_persist) = (ready.ack(), ready.must_persist());
+            for envelope in ready.messages {
                 self.send_to(envelope.to, &NodeMessage::Raft(envelope));
             }
-            self.raft.on_persisted(ready.ack);
+            if must_persist && self.persistence.is_some() {
+                self.flush_outbox(transport);
+                if let Err(error) = self.persist(ready.hard_state, &ready.entries) {
+                    self.halt(&error);
+                    return;
+                }
+            }
+            for envelope in ready.persisted_messages {
+                self.send_to(envelope.to, &NodeMessage::Raft(envelope));
+            }
+            self.raft.on_persisted(ack);
             self.apply(ready.committed_entries);
+        }
+    }
+
+    fn persist(
+        &mut self,
+        hard_state: Option<HardState>,
+        entries: &[Entry],
+    ) -> Result<(), StorageError> {
+        let now = self.now();
+        match &mut self.persistence {
+            Some(persistence) => persistence.save(hard_state, entries, now),
+            None => Ok(()),
+        }
+    }
+
+    /// Under a periodic fsync policy, syncs once the period has passed.
+    fn sync_if_due(&mut self) {
+        let now = self.now();
+        let synced = self
+            .persistence
+            .as_mut()
+            .map_or(Ok(()), |p| p.sync_if_due(now));
+        if let Err(error) = synced {
+            self.halt(&error);
+        }
+    }
+
+    /// Stops the node: makes every journal write durable, whatever the fsync policy, and
+    /// fails the calls still waiting.
+    pub(crate) fn stop(&mut self) {
+        let now = self.now();
+        if self.halted.is_none()
+            && let Some(Err(error)) = self.persistence.as_mut().map(|p| p.sync(now))
+        {
+            self.halt(&error);
+        }
+        self.shut_down();
+    }
+
+    /// Stops the node for good: its journal failed, so what is durable is unknown, and going
+    /// on could acknowledge what was never saved.
+    fn halt(&mut self, error: &StorageError) {
+        tracing::error!(%error, "the journal failed: this node stops; restart it once the disk is fixed");
+        self.halted = Some(error.to_string());
+    }
+
+    fn flush_outbox(&mut self, transport: &mut dyn Transport) {
+        for (to, frame) in self.outbox.drain(..) {
+            transport.send(&to, frame);
         }
     }
 
@@ -613,7 +703,7 @@ impl Engine {
     }
 
     /// Fails every call in flight: the node is shutting down.
-    pub(crate) fn shut_down(&mut self) {
+    fn shut_down(&mut self) {
         let queued: Vec<Queued> = self.queue.try_iter().collect();
         for (_, completion) in self.backlog.drain(..).chain(queued) {
             completion.complete(Err(FailReason::Shutdown));

@@ -7,6 +7,7 @@ mod inflight;
 mod memory;
 mod network;
 pub(crate) mod objects;
+mod persistence;
 mod wire;
 
 pub use memory::{MemoryNetwork, MemoryTransport};
@@ -30,12 +31,14 @@ use thiserror::Error;
 use self::addresses::{read_only_id, read_only_name};
 use self::engine::{Addresses, Engine, EngineSettings, Queued, ReadySignal};
 use self::objects::{ErasedObject, ObjectCell, SET_CODE_VERSION, SYSTEM_OBJECT};
+use self::persistence::Persistence;
 use crate::conf::{ConfError, SyncObjConf};
 use crate::object::{
     Call, Caller, Completion, FailReason, MethodSpec, Replicated, Submit, TickHelp,
 };
 use crate::raft::{Instant, LogIndex, Membership, NewNodeError, NodeId, RaftNode, Restored, Term};
 use crate::status::Status;
+use crate::storage::StorageError;
 
 /// A node of a cluster that replicates a `T`.
 ///
@@ -78,6 +81,21 @@ pub enum StartError {
     /// The TCP transport could not start.
     #[error(transparent)]
     Transport(#[from] TcpError),
+    /// The journal could not be opened or recovered: the message names the file, the offset
+    /// and the operator's choices.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    /// The journal's first entries were compacted into a snapshot, which this build cannot
+    /// load yet.
+    #[error(
+        "the journal at {path:?} starts at entry {first_index}: its prefix is in a snapshot, which this build cannot load"
+    )]
+    CompactedJournal {
+        /// The journal directory.
+        path: std::path::PathBuf,
+        /// Its first entry.
+        first_index: u64,
+    },
     /// No key could be derived from the password.
     #[error("cannot derive the cluster key from the password: {0}")]
     Password(SecureError),
@@ -206,6 +224,14 @@ impl<T: Replicated> SyncObj<T> {
         if consumers.len() >= usize::from(SYSTEM_OBJECT) {
             return Err(StartError::TooManyConsumers(consumers.len()));
         }
+        let (persistence, restored): (Option<Persistence>, Restored) = match &conf.journal_file {
+            Some(path) => {
+                let (persistence, restored) = Persistence::open(path, &conf)?;
+                (Some(persistence), restored)
+            }
+            None => (None, Restored::default()),
+        };
+        let recovered = restored.hard_state.commit > LogIndex::ZERO;
         let (addresses, id, membership) = identities(&me, partners);
         let name = addresses.by_id.get(&id).cloned().unwrap_or_default();
         let seed = conf.seed.unwrap_or_else(|| seed_from_address(&name));
@@ -213,7 +239,7 @@ impl<T: Replicated> SyncObj<T> {
             id,
             membership,
             conf.raft_config(seed),
-            Restored::default(),
+            restored,
             Instant::ZERO,
         )?;
         let (queue, receiver) = crossbeam_channel::bounded(conf.commands_queue_size);
@@ -255,7 +281,7 @@ impl<T: Replicated> SyncObj<T> {
             transport: Box::new(transport),
             incoming: Vec::new(),
         };
-        let engine = Engine::new(raft, addresses, objects, receiver, settings);
+        let engine = Engine::new(raft, addresses, objects, receiver, settings, persistence);
         let shared = Arc::new(Shared {
             io: Mutex::new(io),
             engine: Mutex::new(engine),
@@ -278,6 +304,11 @@ impl<T: Replicated> SyncObj<T> {
             calls,
             tick_thread: Mutex::new(None),
         };
+        if recovered {
+            // One tick, here and now: the committed entries of the journal are applied before
+            // the node is handed out, even if no leader is ever heard of.
+            node.shared.tick(Duration::ZERO);
+        }
         if conf.auto_tick {
             node.spawn_tick_thread()?;
         }
@@ -332,7 +363,7 @@ impl<T: Replicated> SyncObj<T> {
                 while !shared.stopped.load(Ordering::Acquire) {
                     shared.tick(shared.tick_period);
                 }
-                shared.engine.lock().shut_down();
+                shared.engine.lock().stop();
             })
             .map_err(StartError::Thread)?;
         *self.tick_thread.lock() = Some(handle);
@@ -502,7 +533,7 @@ impl<T: Replicated> SyncObj<T> {
         self.shared.stopped.store(true, Ordering::Release);
         self.shared.waker.wake();
         if !self.shared.auto_tick {
-            self.shared.engine.lock().shut_down();
+            self.shared.engine.lock().stop();
         }
     }
 

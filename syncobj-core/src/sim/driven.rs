@@ -571,7 +571,7 @@ fn build_node(
         bind_settled: Arc::default(),
         session: seed ^ id.0,
     };
-    let engine = Engine::new(raft, addresses, objects, receiver, settings);
+    let engine = Engine::new(raft, addresses, objects, receiver, settings, None);
     let calls = TotalCalls::from(Caller::new(Arc::new(SimSubmit { queue }), 0));
     SimDriverNode {
         engine,

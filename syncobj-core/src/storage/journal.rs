@@ -70,6 +70,18 @@ pub trait Journal {
     /// An I/O error.
     fn drop_prefix(&mut self, through: LogIndex) -> Result<(), StorageError>;
 
+    /// Writes the buffered appends to the operating system without waiting for the disk: they
+    /// survive a crash of the process, not a power cut. A changed term or vote is saved first
+    /// (records of a term are never on disk before the term); the commit index waits for
+    /// [`sync`](Self::sync). Drivers with a relaxed fsync policy call this instead of `sync`.
+    /// The default does nothing (for journals without buffers).
+    ///
+    /// # Errors
+    /// An I/O error.
+    fn flush(&mut self) -> Result<(), StorageError> {
+        Ok(())
+    }
+
     /// Makes every append and the hard state set so far durable.
     ///
     /// # Errors

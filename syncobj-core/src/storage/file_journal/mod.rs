@@ -426,6 +426,16 @@ impl<D: Disk> Journal for FileJournal<D> {
         })
     }
 
+    fn flush(&mut self) -> Result<(), StorageError> {
+        self.guarded(|journal| {
+            journal.save_term_first()?;
+            for segment in &mut journal.segments {
+                segment.flush()?;
+            }
+            Ok(())
+        })
+    }
+
     fn sync(&mut self) -> Result<(), StorageError> {
         check_commit(self.hard_state, self.last_index())?;
         self.guarded(|journal| {

@@ -1,0 +1,118 @@
+//! The node's durable state: the Raft journal, written as each `Ready` asks and made durable
+//! as the fsync policy says.
+
+use std::path::Path;
+
+use super::StartError;
+use crate::conf::{FsyncPolicy, SyncObjConf};
+use crate::raft::{Entry, HardState, Instant, Restored};
+use crate::storage::{FileJournal, Journal, JournalOptions, StdDisk, StorageError};
+
+/// A journal and when it was last synced.
+pub(crate) struct Persistence {
+    journal: Box<dyn Journal + Send>,
+    policy: FsyncPolicy,
+    last_sync: Instant,
+    /// Writes not yet synced.
+    dirty: bool,
+}
+
+impl Persistence {
+    /// Opens (or creates) the journal directory at `path` and recovers what it holds.
+    pub(crate) fn open(
+        path: &Path,
+        conf: &SyncObjConf,
+    ) -> Result<(Persistence, Restored), StartError> {
+        let options = JournalOptions {
+            // A record holds one entry: at most a frame's worth of command.
+            record_bytes_max: (conf.frame_size_max as u64).saturating_add(64 << 10),
+            ..JournalOptions::default()
+        };
+        let (journal, recovery) = FileJournal::open(StdDisk, path.to_path_buf(), options)?;
+        for warning in &recovery.warnings {
+            tracing::warn!(journal = %path.display(), %warning, "journal recovery");
+        }
+        if recovery.first_index.0 > 1 {
+            // Only snapshots drop a prefix, and this build takes none.
+            return Err(StartError::CompactedJournal {
+                path: path.to_path_buf(),
+                first_index: recovery.first_index.0,
+            });
+        }
+        tracing::info!(
+            journal = %path.display(),
+            entries = recovery.entries.len(),
+            term = %recovery.hard_state.term,
+            commit = %recovery.hard_state.commit,
+            "journal recovered"
+        );
+        let restored = Restored {
+            hard_state: recovery.hard_state,
+            entries: recovery.entries,
+        };
+        Ok((
+            Persistence::new(Box::new(journal), conf.journal_fsync),
+            restored,
+        ))
+    }
+
+    /// Persistence through `journal` under `policy`.
+    pub(crate) fn new(journal: Box<dyn Journal + Send>, policy: FsyncPolicy) -> Persistence {
+        Persistence {
+            journal,
+            policy,
+            last_sync: Instant::ZERO,
+            dirty: false,
+        }
+    }
+
+    /// Writes what a `Ready` asks to persist, durably before it returns under
+    /// [`FsyncPolicy::Always`].
+    pub(crate) fn save(
+        &mut self,
+        hard_state: Option<HardState>,
+        entries: &[Entry],
+        now: Instant,
+    ) -> Result<(), StorageError> {
+        if let Some(hard_state) = hard_state {
+            self.journal.set_hard_state(hard_state)?;
+        }
+        self.journal.splice(entries)?;
+        self.dirty = true;
+        match self.policy {
+            FsyncPolicy::Always => self.sync(now),
+            FsyncPolicy::Periodic(_) | FsyncPolicy::Never => {
+                self.journal.flush()?;
+                self.sync_if_due(now)
+            }
+        }
+    }
+
+    /// Syncs under [`FsyncPolicy::Periodic`] once its period has passed since the last sync.
+    pub(crate) fn sync_if_due(&mut self, now: Instant) -> Result<(), StorageError> {
+        match self.policy {
+            FsyncPolicy::Periodic(period) if self.dirty && now - self.last_sync >= period => {
+                self.sync(now)
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Makes everything written durable (also at shutdown, whatever the policy).
+    pub(crate) fn sync(&mut self, now: Instant) -> Result<(), StorageError> {
+        if self.dirty {
+            self.journal.sync()?;
+            self.dirty = false;
+        }
+        self.last_sync = now;
+        Ok(())
+    }
+
+    /// When the next periodic sync is due, if one is.
+    pub(crate) fn next_sync(&self) -> Option<Instant> {
+        match self.policy {
+            FsyncPolicy::Periodic(period) if self.dirty => Some(self.last_sync + period),
+            _ => None,
+        }
+    }
+}
