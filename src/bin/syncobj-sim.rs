@@ -68,6 +68,7 @@ struct SeedTotals {
     steps: u64,
     committed: u64,
     acknowledged: u64,
+    driver_crashes: u64,
 }
 
 /// Runs one seed at the chosen level(s).
@@ -84,6 +85,7 @@ fn run_one(seed: u64, config: &SimConfig, level: Level) -> Result<SeedTotals, Se
         totals.steps += report.steps;
         totals.committed += report.committed;
         totals.acknowledged += report.calls_succeeded;
+        totals.driver_crashes += report.crashes;
     }
     Ok(totals)
 }
@@ -222,9 +224,10 @@ fn run_many(args: &Args, config: &SimConfig) -> ExitCode {
     let steps: u64 = reports.iter().map(|r| r.steps).sum();
     let committed: u64 = reports.iter().map(|r| r.committed).sum();
     let acknowledged: u64 = reports.iter().map(|r| r.acknowledged).sum();
+    let driver_crashes: u64 = reports.iter().map(|r| r.driver_crashes).sum();
     let wall = started.elapsed().as_secs_f64();
     println!(
-        "wall={wall:.1}s jobs={jobs} acknowledged={acknowledged} commits_per_wall_second={:.0} steps_per_wall_second={:.0}",
+        "wall={wall:.1}s jobs={jobs} acknowledged={acknowledged} driver_crashes={driver_crashes} commits_per_wall_second={:.0} steps_per_wall_second={:.0}",
         committed as f64 / wall,
         steps as f64 / wall
     );

@@ -7,7 +7,7 @@ mod inflight;
 mod memory;
 mod network;
 pub(crate) mod objects;
-mod persistence;
+pub(crate) mod persistence;
 mod wire;
 
 pub use memory::{MemoryNetwork, MemoryTransport};

@@ -6,7 +6,7 @@ use std::path::Path;
 use super::StartError;
 use crate::conf::{FsyncPolicy, SyncObjConf};
 use crate::raft::{Entry, HardState, Instant, Restored};
-use crate::storage::{FileJournal, Journal, JournalOptions, StdDisk, StorageError};
+use crate::storage::{Disk, FileJournal, Journal, JournalOptions, StdDisk, StorageError};
 
 /// A journal and when it was last synced.
 pub(crate) struct Persistence {
@@ -18,17 +18,33 @@ pub(crate) struct Persistence {
 }
 
 impl Persistence {
-    /// Opens (or creates) the journal directory at `path` and recovers what it holds.
+    /// Opens (or creates) the journal directory at `path` on the real disk, as `conf` says,
+    /// and recovers what it holds.
     pub(crate) fn open(
         path: &Path,
         conf: &SyncObjConf,
     ) -> Result<(Persistence, Restored), StartError> {
+        // A record holds one entry: at most a frame's worth of command.
+        let record_bytes_max = (conf.frame_size_max as u64).saturating_add(64 << 10);
+        Persistence::open_on(StdDisk, path, record_bytes_max, conf.journal_fsync)
+    }
+
+    /// Opens (or creates) the journal directory at `path` on `disk` and recovers what it holds.
+    pub(crate) fn open_on<D>(
+        disk: D,
+        path: &Path,
+        record_bytes_max: u64,
+        policy: FsyncPolicy,
+    ) -> Result<(Persistence, Restored), StartError>
+    where
+        D: Disk + Send + 'static,
+        D::File: Send,
+    {
         let options = JournalOptions {
-            // A record holds one entry: at most a frame's worth of command.
-            record_bytes_max: (conf.frame_size_max as u64).saturating_add(64 << 10),
+            record_bytes_max,
             ..JournalOptions::default()
         };
-        let (journal, recovery) = FileJournal::open(StdDisk, path.to_path_buf(), options)?;
+        let (journal, recovery) = FileJournal::open(disk, path.to_path_buf(), options)?;
         for warning in &recovery.warnings {
             tracing::warn!(journal = %path.display(), %warning, "journal recovery");
         }
@@ -39,7 +55,7 @@ impl Persistence {
                 first_index: recovery.first_index.0,
             });
         }
-        tracing::info!(
+        tracing::debug!(
             journal = %path.display(),
             entries = recovery.entries.len(),
             term = %recovery.hard_state.term,
@@ -50,10 +66,7 @@ impl Persistence {
             hard_state: recovery.hard_state,
             entries: recovery.entries,
         };
-        Ok((
-            Persistence::new(Box::new(journal), conf.journal_fsync),
-            restored,
-        ))
+        Ok((Persistence::new(Box::new(journal), policy), restored))
     }
 
     /// Persistence through `journal` under `policy`.

@@ -2,10 +2,14 @@
 //! forwarding, completions and a replicated object — on the simulated network and clock.
 //!
 //! Each seed makes replicated calls from every node while the network partitions, loses,
-//! duplicates and delays frames; then it heals and checks that every node holds the same state
-//! and that every successful call returned what a sequential replay of the committed log gives.
-//! Nodes do not crash in these runs: the engine keeps its log in memory until the journal
-//! exists, and a node that forgets its vote is not a Raft node.
+//! duplicates and delays frames and nodes crash; then it heals and checks that every node holds
+//! the same state and that every successful call returned what a sequential replay of the
+//! committed log gives — so an acknowledged call lost in a crash is caught.
+//!
+//! Every node keeps its journal on its own simulated disk ([`SimDisk`]): a crash drops the
+//! engine and its object, and loses every write the journal had not synced (the last one
+//! possibly torn); the node restarts later from what recovery finds, re-applying its committed
+//! entries to a fresh object.
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap};
@@ -24,13 +28,16 @@ use syncobj_net::{Incoming, Transport, Wake};
 use super::checker::{Checker, Violation};
 use super::net::{NetConfig, Routed, SimNet};
 use super::run::{SeedFailure, SimConfig};
+use crate::conf::FsyncPolicy;
 use crate::driver::engine::{Addresses, Engine, EngineSettings, Queued};
 use crate::driver::objects::{ErasedObject, ObjectCell};
+use crate::driver::persistence::Persistence;
 use crate::object::{
     ApplyError, Call, Caller, CommandHeader, Completion, FailReason, MethodSpec, ReplicatedMethods,
     ReplicatedState, Submit, TickHelp,
 };
-use crate::raft::{EntryKind, Instant, Membership, NodeId, RaftNode, Restored};
+use crate::raft::{EntryKind, Instant, Membership, NodeId, RaftConfig, RaftNode};
+use crate::storage::SimDisk;
 
 /// What one driver-level seed did.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -45,6 +52,8 @@ pub struct DriverRunReport {
     pub calls_failed: u64,
     /// Entries committed.
     pub committed: u64,
+    /// Node crashes (each losing what its disk had not synced) and restarts from the journal.
+    pub crashes: u64,
 }
 
 /// Runs one driver-level seed.
@@ -53,7 +62,7 @@ pub struct DriverRunReport {
 /// The [`SeedFailure`] naming the first violation.
 pub fn run_driver_seed(seed: u64, config: &SimConfig) -> Result<DriverRunReport, SeedFailure> {
     let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        DriverSim::new(seed, config).run()
+        DriverSim::new(seed, config)?.run()
     }));
     let result = outcome.unwrap_or_else(|_| {
         Err(Violation {
@@ -197,6 +206,9 @@ struct SimDriverNode {
     calls: TotalCalls,
 }
 
+/// Where each simulated node keeps its journal on its own disk.
+const JOURNAL_DIR: &str = "/node/journal";
+
 /// The outcome of each call, by its argument (unique per call).
 type Outcomes = Arc<Mutex<BTreeMap<i64, Result<i64, FailReason>>>>;
 
@@ -207,6 +219,16 @@ struct DriverSim {
     now: Instant,
     rng: ChaCha8Rng,
     nodes: BTreeMap<NodeId, SimDriverNode>,
+    /// Each node's simulated disk, kept across crashes.
+    disks: BTreeMap<NodeId, SimDisk>,
+    /// Crashed nodes, and when each restarts.
+    down: BTreeMap<NodeId, Instant>,
+    /// How many times each node started, so that each incarnation has its own session.
+    incarnations: BTreeMap<NodeId, u64>,
+    names: Vec<String>,
+    raft: RaftConfig,
+    crashes: bool,
+    crashes_done: u64,
     addresses: BTreeMap<String, NodeId>,
     net: SimNet<Frame>,
     /// Nodes to run at a given time because calls were queued on them.
@@ -218,21 +240,28 @@ struct DriverSim {
 }
 
 impl DriverSim {
-    fn new(seed: u64, config: &SimConfig) -> DriverSim {
+    fn new(seed: u64, config: &SimConfig) -> Result<DriverSim, Violation> {
         let names: Vec<String> = (1..=config.nodes).map(|i| format!("n{i:03}")).collect();
         let addresses = Addresses::new(names.iter().cloned());
         let ids: BTreeMap<String, NodeId> = addresses.by_address.clone();
-        let nodes = ids
+        let disks: BTreeMap<NodeId, SimDisk> = ids
             .values()
-            .map(|&id| (id, build_node(seed, id, &names, &config.raft)))
+            .map(|&id| (id, SimDisk::new(seed ^ id.0.rotate_left(17))))
             .collect();
-        DriverSim {
+        let mut sim = DriverSim {
             seed,
             fault_duration: config.fault_duration,
             liveness_timeout: config.liveness_timeout,
             now: Instant::ZERO,
             rng: ChaCha8Rng::seed_from_u64(seed ^ 0xD21E_5EED),
-            nodes,
+            nodes: BTreeMap::new(),
+            disks,
+            down: BTreeMap::new(),
+            incarnations: BTreeMap::new(),
+            names,
+            raft: config.raft.clone(),
+            crashes: config.faults.crashes,
+            crashes_done: 0,
             addresses: ids,
             net: SimNet::new(NetConfig::reliable()),
             wakeups: BinaryHeap::new(),
@@ -240,7 +269,64 @@ impl DriverSim {
             outcomes: Arc::new(Mutex::new(BTreeMap::new())),
             next_argument: 0,
             steps: 0,
+        };
+        let ids: Vec<NodeId> = sim.addresses.values().copied().collect();
+        for id in ids {
+            sim.start_node(id)?;
         }
+        Ok(sim)
+    }
+
+    /// Starts (or restarts) node `id` from what its disk's journal recovers.
+    fn start_node(&mut self, id: NodeId) -> Result<(), Violation> {
+        let Some(disk) = self.disks.get(&id).cloned() else {
+            return Ok(());
+        };
+        let incarnation = self.incarnations.entry(id).or_insert(0);
+        *incarnation += 1;
+        let session = self.seed ^ id.0 ^ (*incarnation << 40);
+        let node = build_node(self.seed, id, &self.names, &self.raft, disk, session)
+            .map_err(|e| self.violation(format!("{id} cannot recover its journal: {e}")))?;
+        if *self.incarnations.get(&id).unwrap_or(&1) > 1 {
+            self.checker
+                .on_restart(&node.engine.raft)
+                .map_err(|what| self.violation(what))?;
+        }
+        self.nodes.insert(id, node);
+        self.wakeups.push(Reverse((self.now, id)));
+        Ok(())
+    }
+
+    /// Crashes a random running node: its engine and object are gone, and its disk loses what
+    /// was not synced. It restarts after up to two seconds.
+    fn crash_somewhere(&mut self) {
+        let ids: Vec<NodeId> = self.nodes.keys().copied().collect();
+        if ids.len() <= 1 {
+            return;
+        }
+        let id = ids[self.rng.random_range(0..ids.len())];
+        self.nodes.remove(&id);
+        self.crashes_done += 1;
+        if let Some(disk) = self.disks.get(&id) {
+            disk.crash();
+        }
+        let restart_at = self.now + Duration::from_millis(self.rng.random_range(0..=2000));
+        self.down.insert(id, restart_at);
+    }
+
+    /// Restarts the crashed nodes whose time has come (all of them with `all`).
+    fn restart_due(&mut self, all: bool) -> Result<(), Violation> {
+        let due: Vec<NodeId> = self
+            .down
+            .iter()
+            .filter(|&(_, &at)| all || at <= self.now)
+            .map(|(&id, _)| id)
+            .collect();
+        for id in due {
+            self.down.remove(&id);
+            self.start_node(id)?;
+        }
+        Ok(())
     }
 
     fn run(mut self) -> Result<DriverRunReport, Violation> {
@@ -261,6 +347,7 @@ impl DriverSim {
             calls_succeeded: succeeded,
             calls_failed: outcomes.len() as u64 - succeeded,
             committed,
+            crashes: self.crashes_done,
         })
     }
 
@@ -270,6 +357,7 @@ impl DriverSim {
         let mut next_fault = self.now + Duration::from_millis(500);
         while self.now < end {
             self.run_until(next_call.min(next_fault).min(end))?;
+            self.restart_due(false)?;
             if self.now >= next_call {
                 self.call_somewhere();
                 next_call = self.now + Duration::from_micros(self.rng.random_range(100..=20_000));
@@ -301,7 +389,8 @@ impl DriverSim {
     }
 
     fn inject_fault(&mut self) {
-        match self.rng.random_range(0..4) {
+        let kinds = if self.crashes { 5 } else { 4 };
+        match self.rng.random_range(0..kinds) {
             0 => {
                 let mut ids: Vec<NodeId> = self.nodes.keys().copied().collect();
                 ids.shuffle(&mut self.rng);
@@ -311,13 +400,15 @@ impl DriverSim {
             }
             1 => self.net.heal(),
             2 => self.net.config = NetConfig::random(&mut self.rng),
-            _ => self.net.config = NetConfig::reliable(),
+            3 => self.net.config = NetConfig::reliable(),
+            _ => self.crash_somewhere(),
         }
     }
 
     /// Heals everything, then requires one successful call from every node and the nodes to
     /// agree on the committed log within the liveness timeout.
     fn liveness_phase(&mut self) -> Result<(), Violation> {
+        self.restart_due(true)?;
         self.net.heal();
         self.net.config = NetConfig::reliable();
         let deadline = self.now + self.liveness_timeout;
@@ -546,14 +637,23 @@ fn build_node(
     seed: u64,
     id: NodeId,
     names: &[String],
-    raft: &crate::raft::RaftConfig,
-) -> SimDriverNode {
+    raft: &RaftConfig,
+    disk: SimDisk,
+    session: u64,
+) -> Result<SimDriverNode, String> {
     let addresses = Addresses::new(names.iter().cloned());
     let membership = Membership::new(addresses.by_id.keys().copied(), []);
     let mut config = raft.clone();
-    config.seed = seed ^ id.0.wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    let raft = RaftNode::new(id, membership, config, Restored::default(), Instant::ZERO)
-        .expect("the simulation's own configuration is valid");
+    config.seed = seed ^ id.0.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ session;
+    let (persistence, restored) = Persistence::open_on(
+        disk,
+        std::path::Path::new(JOURNAL_DIR),
+        1 << 20,
+        FsyncPolicy::Always,
+    )
+    .map_err(|e| e.to_string())?;
+    let raft = RaftNode::new(id, membership, config, restored, Instant::ZERO)
+        .map_err(|e| format!("the recovered state is refused: {e}"))?;
     let (queue, receiver) = crossbeam_channel::bounded(100_000);
     let state = Arc::new(ObjectCell {
         state: RwLock::new(Total::default()),
@@ -569,13 +669,20 @@ fn build_node(
         ready: Arc::default(),
         code_version: Arc::default(),
         bind_settled: Arc::default(),
-        session: seed ^ id.0,
+        session,
     };
-    let engine = Engine::new(raft, addresses, objects, receiver, settings, None);
+    let engine = Engine::new(
+        raft,
+        addresses,
+        objects,
+        receiver,
+        settings,
+        Some(persistence),
+    );
     let calls = TotalCalls::from(Caller::new(Arc::new(SimSubmit { queue }), 0));
-    SimDriverNode {
+    Ok(SimDriverNode {
         engine,
         state,
         calls,
-    }
+    })
 }

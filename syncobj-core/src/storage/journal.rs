@@ -151,7 +151,8 @@ pub enum RecoveryWarning {
         /// The removed file.
         path: PathBuf,
     },
-    /// A segment holding only dropped entries (left by an interrupted prefix drop) was removed.
+    /// A segment holding only dropped entries (left by a prefix drop, or by a roll-over of an
+    /// empty log, that a crash interrupted) was removed. A clean sync never leaves one.
     ObsoleteSegmentRemoved {
         /// The removed file.
         path: PathBuf,

@@ -71,7 +71,10 @@ pub struct FileJournal<D: Disk> {
     disk: D,
     dir: PathBuf,
     options: JournalOptions,
-    /// In order of first index; never empty; the last one takes appends.
+    /// In order of first index; never empty; the last one takes appends. Every one but the
+    /// first starts after `first_index`, so only the first may hold dropped entries (and a
+    /// clean reopen finds no obsolete segment): a prefix drop removes the segments it empties,
+    /// a roll-over on an empty log replaces the old segment.
     segments: Vec<Segment<D::File>>,
     /// Where each entry from `first_index` on is.
     index: VecDeque<EntryLoc>,
@@ -215,6 +218,9 @@ impl<D: Disk> FileJournal<D> {
 
     /// Starts a new segment if the active one is full. The full one is synced first, so a
     /// segment that is not the last is always complete on disk.
+    ///
+    /// On an empty log the new segment starts at `first_index`, which makes every segment
+    /// before it obsolete (they can hold only dropped entries): they are replaced instead.
     fn make_room(&mut self, record: u64) -> Result<(), StorageError> {
         let target = self.options.segment_bytes_target;
         let size = self.active().size();
@@ -222,10 +228,38 @@ impl<D: Disk> FileJournal<D> {
             return Ok(());
         }
         self.save_term_first()?;
+        let next = self.last_index().next();
+        if self.index.is_empty() {
+            return self.replace_dropped_segments(next);
+        }
         self.active().sync()?;
-        let segment = self.new_segment(self.last_index().next())?;
+        let segment = self.new_segment(next)?;
         self.segments.push(segment);
         self.dir_dirty = true;
+        Ok(())
+    }
+
+    /// Starts the empty log over in a new segment at `first` (the first index) and removes
+    /// the old segments, which hold only dropped entries: a truncation back to the first index
+    /// leaves its segment holding what a prefix drop gave up (so does a reopen after an
+    /// interrupted drop of the whole log). Kept, they would become obsolete (a later segment
+    /// starts at or before the first index) and a reopen would find them there.
+    ///
+    /// Nothing in them is needed, so neither order on disk matters and no fsync is spent
+    /// here: the creation and the removals become durable at the next directory sync (the next
+    /// [`sync`](Journal::sync)). A crash before it may bring them back; recovery removes them
+    /// with [`RecoveryWarning::ObsoleteSegmentRemoved`](crate::storage::RecoveryWarning) (and
+    /// the new segment, if its header never reached the disk, as a torn one).
+    fn replace_dropped_segments(&mut self, first: LogIndex) -> Result<(), StorageError> {
+        let fresh = self.new_segment(first)?;
+        let old = std::mem::replace(&mut self.segments, vec![fresh]);
+        self.dir_dirty = true;
+        // A segment named after `first` holds at most its header: it never fills up. Its file
+        // is the one just created, so it must not be removed.
+        for segment in old.into_iter().filter(|s| s.first_index != first) {
+            drop(segment.file);
+            self.remove_file(&segment.path)?;
+        }
         Ok(())
     }
 
