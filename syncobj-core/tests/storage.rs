@@ -70,6 +70,24 @@ fn must_open(disk: &SimDisk, options: JournalOptions) -> (SimJournal, Recovery) 
     open_sim(disk, options).unwrap_or_else(|e| panic!("open failed: {e}"))
 }
 
+/// The first indexes of the segment files in the log directory, in order.
+fn segment_firsts(disk: &SimDisk) -> Vec<u64> {
+    let mut firsts: Vec<u64> = disk
+        .list(&log_dir())
+        .expect("the directory exists")
+        .iter()
+        .filter_map(|n| {
+            n.to_str()?
+                .strip_prefix("segment-")?
+                .strip_suffix(".log")?
+                .parse()
+                .ok()
+        })
+        .collect();
+    firsts.sort();
+    firsts
+}
+
 /// A journal holding `entries` (all of term `term`) and `hs`, synced, then closed by a crash.
 fn written(disk: &SimDisk, entries: &[Entry], hs: HardState, options: JournalOptions) {
     let (mut journal, _) = must_open(disk, options);
@@ -811,6 +829,113 @@ proptest! {
     }
 }
 
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 300, ..ProptestConfig::default() })]
+
+    /// Whatever happened before (power cuts, reboots, truncations, prefix drops), once a sync
+    /// succeeds nothing is left to clean up: a crash right after it loses nothing and the
+    /// reopen warns about nothing (no obsolete, torn or temporary file).
+    #[test]
+    fn a_synced_journal_reopens_without_warnings(
+        seed in any::<u64>(),
+        ops in prop::collection::vec(op(), 1..80),
+    ) {
+        let disk = SimDisk::new(seed);
+        let mut model = Model::new();
+        let (mut journal, recovery) = open_sim(&disk, small_options())
+            .map_err(|e| TestCaseError::fail(e.to_string()))?;
+        model.rebooted(&recovery)?;
+        for op in &ops {
+            let failed = match apply(op, &mut journal, &mut model, &disk) {
+                Ok(()) => false,
+                Err(StorageError::Io { .. } | StorageError::Poisoned) => true,
+                Err(other) => return Err(TestCaseError::fail(format!("{op:?} failed: {other}"))),
+            };
+            if failed || matches!(op, Op::Reboot) {
+                drop(journal);
+                journal = reboot(&disk, &mut model)?;
+            }
+        }
+        disk.fail_after(u64::MAX);
+        journal.sync().map_err(|e| TestCaseError::fail(format!("final sync failed: {e}")))?;
+        model.synced();
+        drop(journal);
+        disk.crash();
+        let (_, recovery) = open_sim(&disk, small_options())
+            .map_err(|e| TestCaseError::fail(format!("final recovery failed: {e}")))?;
+        prop_assert!(recovery.warnings.is_empty(), "{:?}", recovery.warnings);
+        prop_assert_eq!(recovery.first_index.0, model.current.first);
+        let expected: Vec<Entry> = model.current.entries.range(model.current.first..).map(|(_, e)| e.clone()).collect();
+        prop_assert_eq!(recovery.entries, expected);
+    }
+}
+
+/// The minimal input on which `file_and_memory_journals_agree` failed: a prefix drop, then a
+/// truncation back to the first index left the log empty in a segment of dropped entries; the
+/// next append rolled over to a segment at the first index, which made that one obsolete, and
+/// it stayed on disk through the clean sync (the reopen removed
+/// `segment-00000000000000000021.log` with a warning).
+#[test]
+fn file_and_memory_journals_agree_regression_obsolete_segment_21() -> Result<(), StorageError> {
+    use Op::{Append, DropPrefix, Truncate};
+    let ops = [
+        Append { count: 3, len: 0 },
+        Append { count: 3, len: 0 },
+        Append { count: 2, len: 32 },
+        Append { count: 2, len: 38 },
+        Append { count: 4, len: 1 },
+        Append { count: 3, len: 8 },
+        Append { count: 3, len: 0 },
+        Append { count: 3, len: 0 },
+        Append { count: 4, len: 0 },
+        Truncate { back: 7 },
+        Append { count: 3, len: 22 },
+        Append { count: 3, len: 5 },
+        Append { count: 2, len: 0 },
+        DropPrefix { ahead: 5 },
+        Append { count: 3, len: 0 },
+        DropPrefix { ahead: 6 },
+        Truncate { back: 1 },
+        Truncate { back: 1 },
+        Append { count: 1, len: 0 },
+        DropPrefix { ahead: 3 },
+        DropPrefix { ahead: 9 },
+        Truncate { back: 3 },
+        Append { count: 1, len: 28 },
+    ];
+    let disk = SimDisk::new(0);
+    let (mut file, _) = open_sim(&disk, small_options())?;
+    let mut memory = MemoryJournal::new();
+    for (nonce, op) in ops.iter().enumerate() {
+        let nonce = nonce as u64;
+        let results = [
+            outcome(&apply_plain(op, &mut file, nonce)),
+            outcome(&apply_plain(op, &mut memory, nonce)),
+        ];
+        assert_eq!(results[0], results[1], "{op:?}");
+        let (first, next) = (memory.first_index(), memory.last_index().next());
+        assert_eq!(
+            (file.first_index(), file.last_index()),
+            (first, next.prev())
+        );
+        assert_eq!(
+            file.entries(first, next, usize::MAX)?,
+            memory.entries(first, next, usize::MAX)?,
+            "after {op:?}"
+        );
+    }
+    file.sync()?;
+    memory.sync()?;
+    assert_eq!(segment_firsts(&disk), [24]);
+    let (first, next) = (memory.first_index(), memory.last_index().next());
+    let expected = memory.entries(first, next, usize::MAX)?;
+    let (_, recovery) = open_sim(&disk, small_options())?;
+    assert_eq!(recovery.entries, expected);
+    assert_eq!(recovery.first_index, first);
+    assert!(recovery.warnings.is_empty(), "{:?}", recovery.warnings);
+    Ok(())
+}
+
 // ---------------------------------------------------------------------------------------------
 // Damaged segments
 
@@ -956,20 +1081,7 @@ fn three_segments(disk: &SimDisk) -> (Vec<Entry>, Vec<u64>) {
     assert!(journal.segment_count() >= 3);
     drop(journal);
     disk.crash();
-    let mut firsts: Vec<u64> = disk
-        .list(&log_dir())
-        .expect("the directory exists")
-        .iter()
-        .filter_map(|n| {
-            n.to_str()?
-                .strip_prefix("segment-")?
-                .strip_suffix(".log")?
-                .parse()
-                .ok()
-        })
-        .collect();
-    firsts.sort();
-    (entries, firsts)
+    (entries, segment_firsts(disk))
 }
 
 #[test]
@@ -1396,6 +1508,127 @@ fn dropping_a_prefix_is_crash_safe() {
             },
         );
     }
+}
+
+/// 30 entries in segments of about five, synced; then a prefix drop through 22 and a
+/// truncation back to the first index (23): the log is empty, and its one segment (from 21)
+/// holds only the dropped entries 21 and 22.
+fn emptied_after_a_drop(j: &mut SimJournal) -> Result<(), StorageError> {
+    j.set_hard_state(hard_state(1, None, 10))?;
+    j.append(&entries_1_to(30, 1))?;
+    j.sync()?;
+    j.drop_prefix(LogIndex(22))?;
+    j.truncate_suffix(LogIndex(23))?;
+    j.sync()
+}
+
+/// Entries from 23 on, each too large to share a segment with the two dropped records.
+fn after_the_emptied_log(count: u64) -> Vec<Entry> {
+    (23..23 + count)
+        .map(|i| entry(i, 1, &[i as u8; 120]))
+        .collect()
+}
+
+#[test]
+fn a_roll_over_of_an_emptied_log_replaces_the_segment_of_dropped_entries()
+-> Result<(), StorageError> {
+    let disk = SimDisk::new(3);
+    let (mut journal, _) = must_open(&disk, small_options());
+    emptied_after_a_drop(&mut journal)?;
+    assert_eq!(
+        (journal.first_index(), journal.last_index()),
+        (LogIndex(23), LogIndex(22))
+    );
+    assert_eq!(segment_firsts(&disk), [21]);
+    // A clean reopen of the emptied log is quiet too, and the reopened journal behaves alike.
+    drop(journal);
+    disk.crash();
+    let (mut journal, recovery) = must_open(&disk, small_options());
+    assert!(recovery.warnings.is_empty(), "{:?}", recovery.warnings);
+    assert_eq!(
+        (recovery.first_index, recovery.entries.len()),
+        (LogIndex(23), 0)
+    );
+    let new = after_the_emptied_log(3);
+    journal.append(&new)?;
+    assert_eq!(journal.segment_count(), 3);
+    journal.sync()?;
+    assert_eq!(segment_firsts(&disk), [23, 24, 25]);
+    drop(journal);
+    disk.crash();
+    let (_, recovery) = must_open(&disk, small_options());
+    assert!(recovery.warnings.is_empty(), "{:?}", recovery.warnings);
+    assert_eq!(recovery.first_index, LogIndex(23));
+    assert_eq!(recovery.entries, new);
+    Ok(())
+}
+
+#[test]
+fn a_roll_over_of_an_emptied_log_is_crash_safe() {
+    let new = after_the_emptied_log(2);
+    crash_at_every_step(
+        emptied_after_a_drop,
+        |j| {
+            j.append(&new)?;
+            j.sync()
+        },
+        |recovery, completed| {
+            assert_eq!(recovery.first_index, LogIndex(23));
+            assert!(new.starts_with(&recovery.entries), "{:?}", recovery.entries);
+            if completed {
+                assert_eq!(recovery.entries, new);
+                assert!(recovery.warnings.is_empty(), "{:?}", recovery.warnings);
+            }
+        },
+    );
+}
+
+/// A drop of the whole log interrupted after the hard-state file was saved leaves the old
+/// segments; the reopened log is empty at the saved first index, in the last of them (the
+/// earlier ones are obsolete and removed). Appending from there must not leave that one behind.
+#[test]
+fn a_log_reopened_after_an_interrupted_drop_rolls_over_cleanly() {
+    let all = entries_1_to(30, 1);
+    let mut checked = 0;
+    for budget in 0..40 {
+        let disk = SimDisk::new(budget);
+        let (mut journal, _) = must_open(&disk, small_options());
+        journal
+            .set_hard_state(hard_state(1, None, 0))
+            .expect("valid hard state");
+        journal.append(&all).expect("valid entries");
+        journal.sync().expect("no fault injected");
+        disk.fail_after(budget);
+        let completed = journal.drop_prefix(LogIndex(30)).is_ok() && !disk.has_failed();
+        drop(journal);
+        disk.crash();
+        let (mut journal, recovery) = must_open(&disk, small_options());
+        if recovery.first_index != LogIndex(31) {
+            continue;
+        }
+        assert!(recovery.entries.is_empty());
+        checked += usize::from(segment_firsts(&disk) != [31]);
+        let new: Vec<Entry> = (31..34).map(|i| entry(i, 1, &[7; 120])).collect();
+        journal.append(&new).expect("continues the log");
+        journal.sync().expect("no fault injected");
+        drop(journal);
+        disk.crash();
+        let (_, recovery) = must_open(&disk, small_options());
+        assert!(
+            recovery.warnings.is_empty(),
+            "budget {budget}: {:?}",
+            recovery.warnings
+        );
+        assert_eq!(recovery.entries, new, "budget {budget}");
+        assert_eq!(segment_firsts(&disk), [31, 32, 33], "budget {budget}");
+        if completed {
+            break;
+        }
+    }
+    assert!(
+        checked > 0,
+        "no budget left the empty log in an old segment"
+    );
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -40,6 +40,12 @@
 //!
 //!   A segment takes records until it reaches [`JournalOptions::segment_bytes_target`]; it is
 //!   synced before the next one is created, so only the last segment can end in a torn write.
+//!   Every segment but the first starts after the first index kept, so only the first holds
+//!   dropped entries: a prefix drop removes the segments it empties, and a roll-over of an
+//!   empty log (emptied by a truncation back to the first index) replaces its segment rather
+//!   than following it. A segment that a later one makes obsolete (the later one starts at or
+//!   before the first index kept) is on disk only after a crash interrupted one of these;
+//!   recovery removes it with a warning. After a successful `sync` there is none.
 //! - `hard-state`: 49 bytes — magic `SOBJHST\0`, version `u32` (1), term `u64`, vote flag `u8`
 //!   (0 none, 1 some), vote `u64` (0 when none), commit index `u64`, first kept index `u64`,
 //!   CRC of the previous 45 bytes `u32`. Replaced atomically through `hard-state.tmp`: write,

@@ -39,9 +39,9 @@ impl<D: Disk> FileJournal<D> {
     /// none, and recovers what it holds.
     ///
     /// A torn final write of the last segment is cut off, with a warning; so is a last segment
-    /// whose creation was interrupted. Segments left by an interrupted prefix drop and
-    /// temporary files are removed, with warnings. Every other inconsistency is an error and
-    /// changes nothing else.
+    /// whose creation was interrupted. Segments left by an interrupted prefix drop (or an
+    /// interrupted roll-over of an empty log) and temporary files are removed, with warnings.
+    /// Every other inconsistency is an error and changes nothing else.
     ///
     /// Cost: reads every segment once, through a 1 MiB window; the returned entries are the
     /// one in-memory copy of the log.
