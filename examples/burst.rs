@@ -70,7 +70,9 @@
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
+use std::path::PathBuf;
 use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::LazyLock;
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::sync::{Arc, Condvar, Mutex, OnceLock, PoisonError, Weak};
 use std::thread;
@@ -142,6 +144,11 @@ struct Args {
     /// Encrypt every connection with this password (the baseline's "encrypted" row).
     #[arg(long)]
     password: Option<String>,
+    /// Give every node a journal under this directory (a fresh one per run, removed after it),
+    /// synced before each acknowledgement (`journal_fsync = always`). With `--mode fsync`, the
+    /// directory whose disk is probed.
+    #[arg(long)]
+    journal: Option<PathBuf>,
     /// Internal: run as cluster member number N.
     #[arg(long, hide = true)]
     node: Option<usize>,
@@ -152,6 +159,9 @@ struct Args {
     #[arg(long, hide = true, default_value_t = 150.0)]
     max_life: f64,
 }
+
+/// When the program started: run directories are named after the time since.
+static PROCESS_START: LazyLock<Instant> = LazyLock::new(Instant::now);
 
 fn main() -> Result<(), Error> {
     let args = Args::parse();
@@ -186,6 +196,7 @@ fn node_main(index: usize, args: &Args) -> Result<(), Error> {
     let hook_slot = Arc::clone(&slot);
     let conf = SyncObjConf {
         password: args.password.clone(),
+        journal_file: args.journal.clone(),
         ..SyncObjConf::default()
     };
     let conf = conf.with_on_state_changed(move |_old, new| {
@@ -397,6 +408,8 @@ struct Cluster {
     /// Events read while waiting for something else.
     events: Vec<(usize, Instant, String)>,
     t0: Instant,
+    /// This run's journals, removed with the cluster.
+    run_dir: Option<PathBuf>,
 }
 
 impl Drop for Cluster {
@@ -411,6 +424,9 @@ impl Drop for Cluster {
         }
         children.procs.clear();
         children.deadline = None;
+        if let Some(dir) = &self.run_dir {
+            let _ = std::fs::remove_dir_all(dir);
+        }
     }
 }
 
@@ -454,6 +470,10 @@ impl Cluster {
         let addrs = addresses(args.nodes, args.base_port)?;
         let exe = std::env::current_exe()?;
         let (sender, lines) = mpsc::channel();
+        let run_dir = args.journal.as_ref().map(|base| {
+            let nanos = Instant::now().duration_since(*PROCESS_START).as_nanos();
+            base.join(format!("burst-{}-{nanos}", std::process::id()))
+        });
         let mut cluster = Cluster {
             children: Arc::clone(children),
             stdins: Vec::new(),
@@ -461,6 +481,7 @@ impl Cluster {
             lines,
             events: Vec::new(),
             t0: Instant::now(),
+            run_dir: run_dir.clone(),
         };
         lock(children).deadline = Some(cluster.t0 + Duration::from_secs_f64(args.time_limit));
         for index in 0..args.nodes {
@@ -472,6 +493,10 @@ impl Cluster {
                         .iter()
                         .flat_map(|p| ["--password", p.as_str()]),
                 )
+                .args(run_dir.iter().flat_map(|dir| {
+                    let journal = dir.join(format!("node-{index}"));
+                    ["--journal".into(), journal.into_os_string()]
+                }))
                 .stdin(Stdio::piped())
                 .stdout(Stdio::piped())
                 .stderr(Stdio::inherit())
@@ -577,6 +602,7 @@ fn driver_main(args: &Args) -> Result<(), Error> {
     let latency_mode = match args.mode.as_str() {
         "burst" => false,
         "latency" => true,
+        "fsync" => return fsync_probe(args),
         other => return Err(format!("unknown --mode {other}").into()),
     };
     let calls = args.calls.unwrap_or(match (latency_mode, args.size) {
@@ -755,4 +781,37 @@ fn latency_run(args: &Args, calls: u64, children: &Arc<Mutex<Children>>) -> Resu
         args.size,
         slashed(links),
     ))
+}
+
+/// `--mode fsync`: how long this machine takes to make a small write durable, in the
+/// directory given by `--journal` (the system's temporary directory by default): 4 KiB
+/// appended, then `fdatasync`, `--calls` times (default 1000).
+fn fsync_probe(args: &Args) -> Result<(), Error> {
+    let dir = args.journal.clone().unwrap_or_else(std::env::temp_dir);
+    std::fs::create_dir_all(&dir)?;
+    let path = dir.join(format!("fsync-probe-{}", std::process::id()));
+    let mut file = std::fs::File::create(&path)?;
+    let block = vec![0x5a_u8; 4096];
+    let rounds = usize::try_from(args.calls.unwrap_or(1000))
+        .unwrap_or(1000)
+        .max(1);
+    let mut micros = Vec::with_capacity(rounds);
+    for _ in 0..rounds {
+        let start = Instant::now();
+        file.write_all(&block)?;
+        file.sync_data()?;
+        micros.push(start.elapsed().as_secs_f64() * 1e6);
+    }
+    drop(file);
+    let _ = std::fs::remove_file(&path);
+    micros.sort_by(f64::total_cmp);
+    println!(
+        "fsync dir={} rounds={rounds} p50_us={:.0} p99_us={:.0} max_us={:.0} syncs_per_second={:.0}",
+        dir.display(),
+        percentile(&micros, 50.0),
+        percentile(&micros, 99.0),
+        micros[micros.len() - 1],
+        1e6 / percentile(&micros, 50.0)
+    );
+    Ok(())
 }

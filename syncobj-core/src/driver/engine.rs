@@ -572,7 +572,7 @@ impl Engine {
     pub(crate) fn stop(&mut self) {
         let now = self.now();
         if self.halted.is_none()
-            && let Some(Err(error)) = self.persistence.as_mut().map(|p| p.sync(now))
+            && let Some(Err(error)) = self.persistence.as_mut().map(|p| p.sync_all(now))
         {
             self.halt(&error);
         }

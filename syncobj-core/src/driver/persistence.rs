@@ -2,19 +2,29 @@
 //! as the fsync policy says.
 
 use std::path::Path;
+use std::time::Duration;
 
 use super::StartError;
 use crate::conf::{FsyncPolicy, SyncObjConf};
 use crate::raft::{Entry, HardState, Instant, Restored};
 use crate::storage::{Disk, FileJournal, Journal, JournalOptions, StdDisk, StorageError};
 
-/// A journal and when it was last synced.
+/// How often a commit index that moved alone is saved. Saving the hard state costs three
+/// syncs (temporary file, rename, directory), which every call would pay otherwise; Raft's
+/// safety never needs the commit index durable, it only lets a restarted node re-apply its
+/// entries before it hears from a leader (PySyncObj saves it once a second too).
+const COMMIT_SAVE_INTERVAL: Duration = Duration::from_secs(1);
+
+/// A journal, when it was last synced, and the commit index waiting to be saved.
 pub(crate) struct Persistence {
     journal: Box<dyn Journal + Send>,
     policy: FsyncPolicy,
     last_sync: Instant,
     /// Writes not yet synced.
     dirty: bool,
+    /// A hard state whose only change is its commit index, held until the interval passes.
+    held: Option<HardState>,
+    last_commit_save: Instant,
 }
 
 impl Persistence {
@@ -76,6 +86,8 @@ impl Persistence {
             policy,
             last_sync: Instant::ZERO,
             dirty: false,
+            held: None,
+            last_commit_save: Instant::ZERO,
         }
     }
 
@@ -88,7 +100,7 @@ impl Persistence {
         now: Instant,
     ) -> Result<(), StorageError> {
         if let Some(hard_state) = hard_state {
-            self.journal.set_hard_state(hard_state)?;
+            self.hold_or_set(hard_state, now)?;
         }
         self.journal.splice(entries)?;
         self.dirty = true;
@@ -98,6 +110,21 @@ impl Persistence {
                 self.journal.flush()?;
                 self.sync_if_due(now)
             }
+        }
+    }
+
+    /// Sets a new term or vote at once; holds a hard state that only moves the commit index
+    /// until [`COMMIT_SAVE_INTERVAL`] has passed since the last such save.
+    fn hold_or_set(&mut self, hard_state: HardState, now: Instant) -> Result<(), StorageError> {
+        let saved = self.journal.hard_state();
+        let vote_changed = (hard_state.term, hard_state.vote) != (saved.term, saved.vote);
+        if vote_changed || now - self.last_commit_save >= COMMIT_SAVE_INTERVAL {
+            self.held = None;
+            self.last_commit_save = now;
+            self.journal.set_hard_state(hard_state)
+        } else {
+            self.held = Some(hard_state);
+            Ok(())
         }
     }
 
@@ -113,6 +140,19 @@ impl Persistence {
 
     /// Makes everything written durable (also at shutdown, whatever the policy).
     pub(crate) fn sync(&mut self, now: Instant) -> Result<(), StorageError> {
+        self.sync_entries(now)
+    }
+
+    /// Saves the held commit index too, then syncs: at shutdown.
+    pub(crate) fn sync_all(&mut self, now: Instant) -> Result<(), StorageError> {
+        if let Some(hard_state) = self.held.take() {
+            self.journal.set_hard_state(hard_state)?;
+            self.dirty = true;
+        }
+        self.sync_entries(now)
+    }
+
+    fn sync_entries(&mut self, now: Instant) -> Result<(), StorageError> {
         if self.dirty {
             self.journal.sync()?;
             self.dirty = false;
