@@ -6,7 +6,7 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use rand::SeedableRng;
+use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use super::checker::{Checker, Violation};
@@ -37,8 +37,8 @@ pub struct ClusterConfig {
     /// Each node snapshots its state machine and compacts its log whenever it has applied this
     /// many entries past its latest snapshot (Raft paper §7); `None` never compacts.
     pub compact_every: Option<u64>,
-    /// A node installs a received snapshot at its next input rather than at once, as a driver
-    /// writing snapshots on a helper thread would: the node runs on meanwhile.
+    /// A node installs a received snapshot after one to eight more of its inputs rather than at
+    /// once, as a driver writing snapshots on a helper thread would: the node runs on meanwhile.
     pub defer_installs: bool,
 }
 
@@ -738,7 +738,7 @@ impl Cluster {
             sim.incoming = None;
             let snapshot = SimSnapshot::decode(chunk.snapshot, &bytes)?;
             if self.config.defer_installs {
-                sim.pending_install = Some(snapshot);
+                sim.pending_install = Some((snapshot, self.rng.random_range(1..=8)));
             } else {
                 self.install_snapshot(id, snapshot)?;
             }
@@ -747,12 +747,15 @@ impl Cluster {
     }
 
     fn install_deferred(&mut self, id: NodeId) -> Result<(), String> {
-        let pending = self
-            .nodes
-            .get_mut(&id)
-            .and_then(|n| n.pending_install.take());
-        match pending {
-            Some(snapshot) => self.install_snapshot(id, snapshot),
+        let Some(sim) = self.nodes.get_mut(&id) else {
+            return Ok(());
+        };
+        match sim.pending_install.take() {
+            Some((snapshot, 0)) => self.install_snapshot(id, snapshot),
+            Some((snapshot, wait)) => {
+                sim.pending_install = Some((snapshot, wait - 1));
+                Ok(())
+            }
             None => Ok(()),
         }
     }

@@ -119,8 +119,9 @@ pub(crate) struct SimNode {
     pub(crate) starts: u64,
     /// The snapshot being received (volatile).
     pub(crate) incoming: Option<Incoming>,
-    /// A received snapshot to install at the node's next input (volatile).
-    pub(crate) pending_install: Option<SimSnapshot>,
+    /// A received snapshot to install, and how many more inputs of the node to wait before
+    /// (volatile).
+    pub(crate) pending_install: Option<(SimSnapshot, u32)>,
     /// The snapshot streams being sent, per follower: "open files" (volatile).
     pub(crate) serving: BTreeMap<NodeId, (LogPosition, Bytes)>,
 }
