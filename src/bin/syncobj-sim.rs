@@ -69,6 +69,9 @@ struct SeedTotals {
     committed: u64,
     acknowledged: u64,
     driver_crashes: u64,
+    compactions: u64,
+    snapshot_chunks: u64,
+    snapshots_installed: u64,
 }
 
 /// Runs one seed at the chosen level(s).
@@ -79,6 +82,9 @@ fn run_one(seed: u64, config: &SimConfig, level: Level) -> Result<SeedTotals, Se
         totals.steps += report.steps;
         totals.committed += report.committed;
         totals.acknowledged += report.acknowledged;
+        totals.compactions += report.compactions;
+        totals.snapshot_chunks += report.snapshot_chunks;
+        totals.snapshots_installed += report.snapshots_installed;
     }
     if level != Level::Raft {
         let report = run_driver_seed(seed, config)?;
@@ -226,6 +232,12 @@ fn run_many(args: &Args, config: &SimConfig) -> ExitCode {
     let acknowledged: u64 = reports.iter().map(|r| r.acknowledged).sum();
     let driver_crashes: u64 = reports.iter().map(|r| r.driver_crashes).sum();
     let wall = started.elapsed().as_secs_f64();
+    println!(
+        "snapshots: compactions={} chunks={} installed={}",
+        reports.iter().map(|r| r.compactions).sum::<u64>(),
+        reports.iter().map(|r| r.snapshot_chunks).sum::<u64>(),
+        reports.iter().map(|r| r.snapshots_installed).sum::<u64>()
+    );
     println!(
         "wall={wall:.1}s jobs={jobs} acknowledged={acknowledged} driver_crashes={driver_crashes} commits_per_wall_second={:.0} steps_per_wall_second={:.0}",
         committed as f64 / wall,

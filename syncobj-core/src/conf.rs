@@ -363,6 +363,7 @@ impl SyncObjConf {
             check_quorum: self.check_quorum,
             append_entries_batch_size_bytes: self.append_entries_batch_size_bytes,
             max_inflight_appends: self.max_inflight_appends,
+            snapshot_chunk_bytes: self.log_compaction_batch_size,
             apply_batch_entries_max: RaftConfig::default().apply_batch_entries_max,
             uncommitted_entries_max: u64::try_from(self.commands_queue_size).unwrap_or(u64::MAX),
             seed,
@@ -1133,6 +1134,7 @@ mod tests {
             .with_check_quorum(false)
             .with_append_entries_batch_size_bytes(1234)
             .with_max_inflight_appends(7)
+            .with_log_compaction_batch_size(2345)
             .with_commands_queue_size(4321)
             .with_seed(99);
         assert_eq!(conf.validate(), Ok(()));
@@ -1145,6 +1147,7 @@ mod tests {
             check_quorum: false,
             append_entries_batch_size_bytes: 1234,
             max_inflight_appends: 7,
+            snapshot_chunk_bytes: 2345,
             apply_batch_entries_max: RaftConfig::default().apply_batch_entries_max,
             uncommitted_entries_max: 4321,
             seed: 42,

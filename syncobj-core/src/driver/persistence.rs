@@ -75,6 +75,7 @@ impl Persistence {
         let restored = Restored {
             hard_state: recovery.hard_state,
             entries: recovery.entries,
+            snapshot: None,
         };
         Ok((Persistence::new(Box::new(journal), policy), restored))
     }

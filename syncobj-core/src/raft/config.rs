@@ -35,6 +35,9 @@ pub struct RaftConfig {
     pub append_entries_batch_size_bytes: usize,
     /// The most AppendEntries in flight to one follower while pipelining.
     pub max_inflight_appends: usize,
+    /// The most snapshot bytes one InstallSnapshot carries; a snapshot is sent one chunk at a
+    /// time (PySyncObj `logCompactionBatchSize`, 64 KiB).
+    pub snapshot_chunk_bytes: usize,
     /// The most entries the node hands out for applying in one [`Ready`](super::Ready).
     pub apply_batch_entries_max: usize,
     /// The most uncommitted entries a leader holds before it refuses proposals, so a leader cut
@@ -55,6 +58,7 @@ impl Default for RaftConfig {
             check_quorum: true,
             append_entries_batch_size_bytes: 64 * 1024,
             max_inflight_appends: 64,
+            snapshot_chunk_bytes: 64 * 1024,
             apply_batch_entries_max: 4096,
             uncommitted_entries_max: 100_000,
             seed: 0,
@@ -94,6 +98,9 @@ impl RaftConfig {
         }
         if self.max_inflight_appends == 0 {
             return Err(RaftConfigError::Zero("max_inflight_appends"));
+        }
+        if self.snapshot_chunk_bytes == 0 {
+            return Err(RaftConfigError::Zero("snapshot_chunk_bytes"));
         }
         if self.apply_batch_entries_max == 0 {
             return Err(RaftConfigError::Zero("apply_batch_entries_max"));
@@ -256,11 +263,12 @@ mod tests {
     #[test]
     fn each_zero_limit_is_rejected_by_name() {
         type SetZero = fn(&mut RaftConfig);
-        let cases: [(&str, SetZero); 4] = [
+        let cases: [(&str, SetZero); 5] = [
             ("append_entries_batch_size_bytes", |c| {
                 c.append_entries_batch_size_bytes = 0;
             }),
             ("max_inflight_appends", |c| c.max_inflight_appends = 0),
+            ("snapshot_chunk_bytes", |c| c.snapshot_chunk_bytes = 0),
             ("apply_batch_entries_max", |c| c.apply_batch_entries_max = 0),
             ("uncommitted_entries_max", |c| c.uncommitted_entries_max = 0),
         ];

@@ -4,7 +4,10 @@
 use bytes::Bytes;
 
 use super::error::ProtocolViolation;
-use super::message::{AppendOutcome, AppendResponse, Message, RequestVote, VoteKind, VoteResponse};
+use super::message::{
+    AppendOutcome, AppendResponse, InstallSnapshotResponse, Message, RequestVote, SnapshotOutcome,
+    VoteKind, VoteResponse,
+};
 use super::node::RaftNode;
 use super::progress::Progress;
 use super::role::{Role, RoleKind, Votes};
@@ -34,6 +37,10 @@ impl RaftNode {
             Message::AppendResponse(response) => {
                 return self.on_append_response(from, response, now);
             }
+            Message::InstallSnapshot(chunk) => return self.on_install_snapshot(from, chunk, now),
+            Message::InstallSnapshotResponse(response) => {
+                return self.on_install_snapshot_response(from, &response, now);
+            }
         }
         Ok(())
     }
@@ -59,6 +66,7 @@ impl RaftNode {
             Message::VoteResponse(response)
                 if response.kind == VoteKind::PreVote && response.granted => {}
             Message::AppendEntries(append) => self.become_follower(append.term, Some(from), now),
+            Message::InstallSnapshot(chunk) => self.become_follower(chunk.term, Some(from), now),
             other => self.become_follower(other.term(), None, now),
         }
         true
@@ -80,6 +88,15 @@ impl RaftNode {
                         outcome,
                     }),
                 );
+            }
+            Message::InstallSnapshot(chunk) => {
+                let response = InstallSnapshotResponse {
+                    term: self.term,
+                    last_index: chunk.last_index,
+                    last_term: chunk.last_term,
+                    outcome: SnapshotOutcome::Continue { next_offset: 0 },
+                };
+                self.send(from, Message::InstallSnapshotResponse(response));
             }
             Message::RequestVote(request) if request.kind == VoteKind::PreVote => {
                 self.refuse_vote(from, VoteKind::PreVote);

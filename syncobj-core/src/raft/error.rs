@@ -2,7 +2,7 @@
 
 use thiserror::Error;
 
-use super::types::{LogIndex, NodeId, Term};
+use super::types::{LogIndex, LogPosition, NodeId, Term};
 
 /// A message the node refused to process. The node's state is unchanged; the driver logs it.
 #[derive(Clone, Debug, PartialEq, Eq, Error)]
@@ -59,6 +59,24 @@ pub enum ProtocolViolation {
         /// The leader's last index.
         last: LogIndex,
     },
+    /// A snapshot claims to cover an entry of a term later than the leader's own.
+    #[error("snapshot {snapshot} from a leader of {term}")]
+    SnapshotFromTheFuture {
+        /// The snapshot's last entry.
+        snapshot: LogPosition,
+        /// The leader's term.
+        term: Term,
+    },
+    /// A follower claims snapshot bytes the leader never sent.
+    #[error("snapshot {snapshot}: offset {claimed} confirmed, only {sent} bytes sent")]
+    SnapshotOffsetBeyondSent {
+        /// The snapshot being sent.
+        snapshot: LogPosition,
+        /// The offset the follower confirmed.
+        claimed: u64,
+        /// The end of the furthest chunk sent.
+        sent: u64,
+    },
 }
 
 /// Why a proposal was not appended.
@@ -108,4 +126,56 @@ pub enum RestoreError {
     /// The node's own id is not among the members.
     #[error("{0} is not a member of the cluster")]
     NotAMember(NodeId),
+    /// The snapshot covers an entry of a term later than the saved term.
+    #[error("snapshot {snapshot} is ahead of the saved term {term}")]
+    SnapshotAheadOfTerm {
+        /// The snapshot's last entry.
+        snapshot: LogPosition,
+        /// The saved term.
+        term: Term,
+    },
+}
+
+/// Why [`RaftNode::compact`](super::RaftNode::compact) refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Error)]
+pub enum CompactError {
+    /// Only applied entries can be in a snapshot of the state machine.
+    #[error("cannot compact to {up_to}: only {applied} is applied")]
+    BeyondApplied {
+        /// The index asked for.
+        up_to: LogIndex,
+        /// The node's applied index.
+        applied: LogIndex,
+    },
+    /// The log is already compacted that far.
+    #[error("cannot compact to {up_to}: the log starts after {base} already")]
+    AlreadyCompacted {
+        /// The index asked for.
+        up_to: LogIndex,
+        /// The last entry the latest snapshot covers.
+        base: LogIndex,
+    },
+}
+
+/// A snapshot input the node cannot take: the driver's bug, not the network's.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Error)]
+pub enum SnapshotError {
+    /// A chunk longer than the `len` the node asked for.
+    #[error("snapshot chunk of {bytes} bytes where at most {max} were asked for")]
+    ChunkTooLarge {
+        /// The chunk's length.
+        bytes: usize,
+        /// The length asked for.
+        max: usize,
+    },
+    /// An empty chunk that does not end the stream: the transfer could not progress.
+    #[error("empty snapshot chunk at offset {offset} that is not the last")]
+    EmptyChunk {
+        /// Where the chunk was to start.
+        offset: u64,
+    },
+    /// The node was not waiting for this snapshot to be installed: it handed out no completed
+    /// snapshot with that position, or the install was already reported.
+    #[error("snapshot {0} was not awaiting installation")]
+    NotAwaitingInstall(LogPosition),
 }

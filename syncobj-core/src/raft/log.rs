@@ -2,16 +2,19 @@
 
 use std::collections::VecDeque;
 
-use super::types::{Entry, LogIndex, Term};
+use super::types::{Entry, LogIndex, LogPosition, Term};
 
 /// The log as the Raft core sees it.
 ///
-/// Cursors, always in this order: `applied <= committed`, `applied <= persisted <= last_index`,
-/// `handed_out <= last_index`. Entries after `handed_out` still have to be given to the driver for
-/// persisting; entries up to `persisted` are durable.
+/// Cursors, always in this order: `base <= applied <= committed`,
+/// `applied <= persisted <= last_index`, `base <= handed_out <= last_index`. Entries after
+/// `handed_out` still have to be given to the driver for persisting; entries up to `persisted`
+/// are durable. Entries up to the base are covered by a durable snapshot and no longer held
+/// (Raft paper §7): the log holds `base + 1 ..= last_index`.
 #[derive(Debug)]
 pub(crate) struct RaftLog {
-    /// Index of the entry just before `entries[0]`; zero until snapshots exist.
+    /// Index of the entry just before `entries[0]`: the last entry the latest snapshot covers,
+    /// zero before any snapshot.
     base_index: LogIndex,
     /// Term of that entry.
     base_term: Term,
@@ -27,19 +30,52 @@ pub(crate) struct RaftLog {
 }
 
 impl RaftLog {
-    /// A log restored from durable storage: every entry in it is persisted.
+    /// A log restored from durable storage, without a snapshot: every entry in it is persisted.
+    #[cfg(test)]
     pub(crate) fn restored(entries: Vec<Entry>, committed: LogIndex) -> RaftLog {
-        let last = entries.last().map_or(LogIndex::ZERO, |e| e.index);
+        RaftLog::restored_after(LogPosition::ZERO, entries, committed)
+    }
+
+    /// A log restored from a snapshot covering up to `base` and the durable `entries` after it
+    /// (checked by the caller to follow `base` contiguously). The state machine holds the
+    /// snapshot, so applying resumes after the base.
+    pub(crate) fn restored_after(
+        base: LogPosition,
+        entries: Vec<Entry>,
+        committed: LogIndex,
+    ) -> RaftLog {
+        debug_assert!(
+            entries.first().is_none_or(|e| e.index == base.index.next()),
+            "restored entries follow the base"
+        );
+        let last = entries.last().map_or(base.index, |e| e.index);
+        assert!(
+            base.index <= committed && committed <= last,
+            "restored commit {committed} outside [{}, {last}]",
+            base.index
+        );
         RaftLog {
-            base_index: LogIndex::ZERO,
-            base_term: Term(0),
+            base_index: base.index,
+            base_term: base.term,
             entries: entries.into(),
             handed_out: last,
             persisted: last,
             committed,
-            applied: LogIndex::ZERO,
+            applied: base.index,
             apply_held: false,
         }
+    }
+
+    /// The last entry the latest snapshot covers; the log holds the entries after it.
+    pub(crate) fn base(&self) -> LogPosition {
+        LogPosition {
+            index: self.base_index,
+            term: self.base_term,
+        }
+    }
+
+    pub(crate) fn base_index(&self) -> LogIndex {
+        self.base_index
     }
 
     pub(crate) fn last_index(&self) -> LogIndex {
@@ -214,6 +250,80 @@ impl RaftLog {
         }
     }
 
+    /// Drops the entries up to `up_to`, which a durable snapshot of the applied state now covers
+    /// (Raft paper §7): the base moves to `up_to`. The caller checks `base < up_to <= applied`.
+    pub(crate) fn compact(&mut self, up_to: LogIndex) {
+        assert!(
+            self.base_index < up_to && up_to <= self.applied,
+            "compacting to {up_to} outside ({}, applied {}]",
+            self.base_index,
+            self.applied
+        );
+        let term = self
+            .term(up_to)
+            .expect("the log holds every applied entry after the base");
+        let dropped = usize::try_from(up_to.0 - self.base_index.0).expect("log length fits usize");
+        self.entries.drain(..dropped);
+        self.base_index = up_to;
+        self.base_term = term;
+        self.check_cursors();
+    }
+
+    /// Resets the log to a snapshot the driver installed, covering up to `snapshot` (Raft paper
+    /// §7): if the log holds an entry matching it, the entries after it are kept, else the whole
+    /// log is discarded. The snapshot is the state machine now, so `applied` moves to it and
+    /// `committed` at least to it. Returns whether the suffix was kept.
+    ///
+    /// The caller checks `snapshot.index > applied`: a snapshot never takes the state back.
+    pub(crate) fn install_snapshot(&mut self, snapshot: LogPosition) -> bool {
+        assert!(
+            snapshot.index > self.applied,
+            "installing snapshot {snapshot} at or below applied {}",
+            self.applied
+        );
+        let keep = self.matches(snapshot.index, snapshot.term);
+        if keep {
+            let dropped = usize::try_from(snapshot.index.0 - self.base_index.0)
+                .expect("log length fits usize");
+            self.entries.drain(..dropped);
+        } else {
+            assert!(
+                self.committed < snapshot.index,
+                "committed entry {} conflicts with snapshot {snapshot}",
+                snapshot.index
+            );
+            self.entries.clear();
+        }
+        self.base_index = snapshot.index;
+        self.base_term = snapshot.term;
+        self.committed = self.committed.max(snapshot.index);
+        self.applied = snapshot.index;
+        let last = self.last_index();
+        self.handed_out = self.handed_out.clamp(snapshot.index, last);
+        self.persisted = self.persisted.clamp(snapshot.index, last);
+        self.check_cursors();
+        keep
+    }
+
+    /// Asserts the order of the cursors (see [`RaftLog`]).
+    fn check_cursors(&self) {
+        let last = self.last_index();
+        assert!(
+            self.base_index <= self.applied
+                && self.applied <= self.committed
+                && self.applied <= self.persisted
+                && self.persisted <= last
+                && self.base_index <= self.handed_out
+                && self.handed_out <= last,
+            "log cursors out of order: base {} applied {} committed {} persisted {} handed out {} last {last}",
+            self.base_index,
+            self.applied,
+            self.committed,
+            self.persisted,
+            self.handed_out
+        );
+    }
+
     /// Hands out no more entries for applying, for good.
     pub(crate) fn hold_applying(&mut self) {
         self.apply_held = true;
@@ -230,7 +340,7 @@ mod tests {
     use bytes::Bytes;
 
     use super::RaftLog;
-    use crate::raft::types::{Entry, EntryKind, LogIndex, Term};
+    use crate::raft::types::{Entry, EntryKind, LogIndex, LogPosition, Term};
 
     /// A command entry at `index` in `term` carrying `data_bytes` bytes.
     fn entry_sized(index: u64, term: u64, data_bytes: usize) -> Entry {
@@ -516,5 +626,141 @@ mod tests {
         log.persisted_to(LogIndex(5), Term(1));
         assert_eq!(indexes(&log.take_applicable(10)), [5]);
         assert_eq!(log.applied(), LogIndex(5));
+    }
+
+    fn at(index: u64, term: u64) -> LogPosition {
+        LogPosition {
+            index: LogIndex(index),
+            term: Term(term),
+        }
+    }
+
+    /// A log of entries 1..=`last` in term 1, all committed and applied.
+    fn applied_log(last: u64) -> RaftLog {
+        let mut log = log_with_terms(&vec![1; usize::try_from(last).expect("small")], last);
+        assert_eq!(log.take_applicable(usize::MAX).len() as u64, last);
+        log
+    }
+
+    /// §7: a log restored after a snapshot starts after it: the base answers `term`, entries
+    /// below it are gone, applied starts at it, and appends continue after the last entry.
+    #[test]
+    fn restored_after_a_snapshot_starts_at_its_base() {
+        let mut log =
+            RaftLog::restored_after(at(10, 2), vec![entry(11, 2), entry(12, 3)], LogIndex(10));
+        assert_eq!(log.base(), at(10, 2));
+        assert_eq!(log.term(LogIndex(10)), Some(Term(2)));
+        assert_eq!(log.term(LogIndex(9)), None);
+        assert!(log.get(LogIndex(10)).is_none());
+        assert_eq!(log.applied(), LogIndex(10));
+        assert_eq!(log.last_index(), LogIndex(12));
+        assert_eq!(log.len(), 2);
+        assert_eq!(
+            indexes(&log.entries_from(LogIndex(5), usize::MAX)),
+            Vec::<u64>::new()
+        );
+        assert!(log.commit_to(LogIndex(12)));
+        assert_eq!(indexes(&log.take_applicable(10)), [11, 12]);
+
+        let empty = RaftLog::restored_after(at(10, 2), Vec::new(), LogIndex(10));
+        assert_eq!(
+            (empty.last_index(), empty.last_term()),
+            (LogIndex(10), Term(2))
+        );
+        assert!(empty.is_up_to_date(LogIndex(10), Term(2)));
+        assert!(!empty.is_up_to_date(LogIndex(9), Term(2)));
+    }
+
+    /// §7: compaction drops the applied prefix; the base takes the last dropped entry's term;
+    /// the rejection hint never goes below the base; and truncation after it still works.
+    #[test]
+    fn compact_drops_the_applied_prefix() {
+        let mut log = applied_log(5);
+        log.push(entry(6, 2));
+        log.compact(LogIndex(3));
+        assert_eq!(log.base(), at(3, 1));
+        assert_eq!(log.len(), 3);
+        assert_eq!(log.term(LogIndex(3)), Some(Term(1)));
+        assert_eq!(log.term(LogIndex(2)), None);
+        assert_eq!(log.last_index(), LogIndex(6));
+        assert_eq!(
+            log.last_index_with_term_at_most(LogIndex(6), Term(0)),
+            LogIndex(3),
+            "the hint stops at the base"
+        );
+        log.truncate_from(LogIndex(6));
+        assert_eq!(log.last_index(), LogIndex(5));
+        log.compact(LogIndex(5));
+        assert_eq!(log.len(), 0);
+        assert_eq!((log.last_index(), log.last_term()), (LogIndex(5), Term(1)));
+    }
+
+    /// Compacting past the applied index, or to the base again, is a bug of the caller.
+    #[test]
+    #[should_panic(expected = "compacting to")]
+    fn compact_beyond_applied_panics() {
+        let mut log = log_with_terms(&[1, 1, 1], 3);
+        log.compact(LogIndex(1));
+    }
+
+    /// §7: installing a snapshot whose last entry the log holds keeps the entries after it.
+    #[test]
+    fn install_keeps_a_matching_suffix() {
+        let mut log = log_with_terms(&[1, 1, 2, 2, 2], 1);
+        assert_eq!(indexes(&log.take_applicable(10)), [1]);
+        assert!(log.install_snapshot(at(3, 2)));
+        assert_eq!(log.base(), at(3, 2));
+        assert_eq!(log.committed(), LogIndex(3));
+        assert_eq!(log.applied(), LogIndex(3));
+        assert_eq!(log.last_index(), LogIndex(5));
+        assert_eq!(
+            log.persisted(),
+            LogIndex(5),
+            "the kept suffix stays durable"
+        );
+        assert!(
+            !log.has_applicable(),
+            "committed entries up to the snapshot are not re-applied"
+        );
+        assert!(log.commit_to(LogIndex(5)));
+        assert_eq!(indexes(&log.take_applicable(10)), [4, 5]);
+    }
+
+    /// §7: a snapshot whose last entry the log lacks (or holds with another term) discards the
+    /// whole log; a log shorter than the snapshot ends at it.
+    #[test]
+    fn install_discards_a_conflicting_or_short_log() {
+        let mut log = log_with_terms(&[1, 1, 1, 1], 1);
+        log.push(entry(5, 1));
+        assert_eq!(indexes(&log.take_unpersisted()), [5]);
+        assert!(!log.install_snapshot(at(3, 2)));
+        assert_eq!(log.base(), at(3, 2));
+        assert_eq!(log.last_index(), LogIndex(3));
+        assert_eq!(
+            (log.persisted(), log.committed(), log.applied()),
+            (LogIndex(3), LogIndex(3), LogIndex(3))
+        );
+        assert!(!log.has_unpersisted());
+        // The ack of the entry written before the install does not count.
+        log.persisted_to(LogIndex(5), Term(1));
+        assert_eq!(log.persisted(), LogIndex(3));
+        log.push(entry(4, 2));
+        assert_eq!(indexes(&log.take_unpersisted()), [4]);
+
+        let mut short = log_with_terms(&[1, 1], 0);
+        assert!(!short.install_snapshot(at(9, 3)));
+        assert_eq!(
+            (short.last_index(), short.last_term()),
+            (LogIndex(9), Term(3))
+        );
+        assert_eq!(short.committed(), LogIndex(9));
+    }
+
+    /// A snapshot never takes the state machine back.
+    #[test]
+    #[should_panic(expected = "at or below applied")]
+    fn install_at_or_below_applied_panics() {
+        let mut log = applied_log(4);
+        log.install_snapshot(at(4, 1));
     }
 }

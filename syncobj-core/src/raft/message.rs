@@ -1,8 +1,9 @@
 //! The messages Raft nodes exchange: one typed struct per kind, gathered in [`Message`].
 
+use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
-use super::types::{Entry, LogIndex, NodeId, Term};
+use super::types::{Entry, LogIndex, LogPosition, NodeId, Term};
 
 /// A message together with its sender and receiver.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -26,6 +27,11 @@ pub enum Message {
     AppendEntries(AppendEntries),
     /// The answer to [`Message::AppendEntries`].
     AppendResponse(AppendResponse),
+    /// The leader sends one chunk of a snapshot to a follower that needs entries it compacted
+    /// (Raft paper §7).
+    InstallSnapshot(InstallSnapshot),
+    /// The answer to [`Message::InstallSnapshot`].
+    InstallSnapshotResponse(InstallSnapshotResponse),
 }
 
 impl Message {
@@ -36,6 +42,8 @@ impl Message {
             Message::VoteResponse(m) => m.term,
             Message::AppendEntries(m) => m.term,
             Message::AppendResponse(m) => m.term,
+            Message::InstallSnapshot(m) => m.term,
+            Message::InstallSnapshotResponse(m) => m.term,
         }
     }
 }
@@ -113,5 +121,83 @@ pub enum AppendOutcome {
         /// The leader may resume from `hint + 1`: every follower entry after `hint` up to
         /// `rejected` is missing or carries a term that cannot match.
         hint: LogIndex,
+    },
+}
+
+/// One chunk of a snapshot, from the leader (Raft paper §7, Figure 13; thesis §5.3).
+///
+/// The bytes are opaque to the Raft core: they are whatever the leader's driver streams for the
+/// snapshot (the syncobj driver sends its snapshot file, whose header carries the membership and
+/// code version, checksummed). Chunks of one transfer are sent one at a time, in order; `offset`
+/// is where `data` starts in the stream.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InstallSnapshot {
+    /// The leader's term.
+    pub term: Term,
+    /// The index of the last entry the snapshot covers.
+    pub last_index: LogIndex,
+    /// That entry's term.
+    pub last_term: Term,
+    /// Where `data` starts in the snapshot's byte stream.
+    pub offset: u64,
+    /// The chunk; empty in a keep-alive, or in the question "are you done installing?" that a
+    /// leader asks with `done` set once every chunk was confirmed.
+    pub data: Bytes,
+    /// Whether the stream ends with this chunk.
+    pub done: bool,
+}
+
+impl InstallSnapshot {
+    /// The snapshot the chunk belongs to.
+    pub fn snapshot(&self) -> LogPosition {
+        LogPosition {
+            index: self.last_index,
+            term: self.last_term,
+        }
+    }
+}
+
+/// The answer to an [`InstallSnapshot`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InstallSnapshotResponse {
+    /// The responder's term.
+    pub term: Term,
+    /// The `last_index` of the snapshot answered.
+    pub last_index: LogIndex,
+    /// The `last_term` of the snapshot answered.
+    pub last_term: Term,
+    /// Where the transfer stands on the follower.
+    pub outcome: SnapshotOutcome,
+}
+
+impl InstallSnapshotResponse {
+    /// The snapshot the answer is about.
+    pub fn snapshot(&self) -> LogPosition {
+        LogPosition {
+            index: self.last_index,
+            term: self.last_term,
+        }
+    }
+}
+
+/// Where a snapshot transfer stands on the follower.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SnapshotOutcome {
+    /// The follower holds the stream's bytes before `next_offset`, in order, and wants the chunk
+    /// that starts there. Zero means "start over": the follower has nothing of this snapshot
+    /// (it restarted, or it gave up on a failed install). Once the last chunk is in, this is the
+    /// length of the stream until the follower has installed the snapshot.
+    Continue {
+        /// The offset of the chunk the follower expects.
+        next_offset: u64,
+    },
+    /// The snapshot is installed and durable: the follower's log matches the leader's through
+    /// `last_index`.
+    Installed,
+    /// The follower refused the snapshot: it has committed `committed`, at or past the snapshot,
+    /// and needs entries from there on instead.
+    Stale {
+        /// The follower's commit index.
+        committed: LogIndex,
     },
 }

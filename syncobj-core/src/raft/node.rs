@@ -11,11 +11,14 @@ use super::config::{RaftConfig, RaftConfigError};
 use super::error::{ProposeError, RestoreError, StepError};
 use super::log::RaftLog;
 use super::membership::Membership;
-use super::message::{AppendOutcome, Envelope, Message};
+use super::message::{AppendOutcome, Envelope, Message, SnapshotOutcome};
 use super::ready::{PersistAck, Ready};
+use super::reception::Reception;
+use super::restore::restore_log;
 use super::role::{Role, RoleKind};
+use super::snapshot::{IncomingChunk, LogReset, SnapshotCounters};
 use super::timers::{Timer, Timers};
-use super::types::{Entry, EntryKind, HardState, Instant, LogIndex, NodeId, Term};
+use super::types::{Entry, EntryKind, HardState, Instant, LogIndex, LogPosition, NodeId, Term};
 
 /// The Raft state machine of one node: no sockets, threads, clocks or OS randomness.
 ///
@@ -49,6 +52,13 @@ pub struct RaftNode {
     /// heartbeat.
     pub(crate) commit_broadcast_pending: bool,
     pub(crate) counters: RaftCounters,
+    /// The snapshot being received from a leader, if any ([`super::reception`]).
+    pub(crate) receiving: Option<Reception>,
+    /// Received snapshot chunks not yet handed to the driver, in stream order.
+    pub(crate) incoming_chunks: Vec<IncomingChunk>,
+    /// The log reset to an installed snapshot, not yet handed to the driver.
+    pub(crate) log_reset: Option<LogReset>,
+    pub(crate) snapshot_counters: SnapshotCounters,
 }
 
 /// What a restarted node recovered from durable storage.
@@ -56,8 +66,14 @@ pub struct RaftNode {
 pub struct Restored {
     /// The saved term, vote and commit index.
     pub hard_state: HardState,
-    /// The saved log, from index 1, in order.
+    /// The saved log, in order: from index 1 without a snapshot; with one, from any index up to
+    /// the one right after it (entries the snapshot covers are skipped, see `snapshot`).
     pub entries: Vec<Entry>,
+    /// The last entry covered by the snapshot the driver loaded into the state machine, if any
+    /// (Raft paper §7). The log starts after it; commit and applied index start at least at it.
+    /// If `entries` hold that index with another term (a crash in the middle of installing a
+    /// leader's snapshot), the entries after it are discarded.
+    pub snapshot: Option<LogPosition>,
 }
 
 /// Counters of notable events, for the status report.
@@ -83,15 +99,6 @@ struct Outbox {
     after_persist: Vec<Envelope>,
 }
 
-/// A (index, term) pair naming one log entry.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct LogPosition {
-    /// The entry's index.
-    pub index: LogIndex,
-    /// The entry's term.
-    pub term: Term,
-}
-
 impl RaftNode {
     /// A node starting from `restored` state (use `Restored::default()` for a new node).
     ///
@@ -109,9 +116,9 @@ impl RaftNode {
         if !membership.contains(id) {
             return Err(RestoreError::NotAMember(id).into());
         }
-        check_restored(&restored)?;
-        let rng = ChaCha8Rng::seed_from_u64(config.seed);
         let hard_state = restored.hard_state;
+        let log = restore_log(restored)?;
+        let rng = ChaCha8Rng::seed_from_u64(config.seed);
         let mut node = RaftNode {
             id,
             config,
@@ -119,7 +126,7 @@ impl RaftNode {
             observers: BTreeSet::new(),
             term: hard_state.term,
             vote: hard_state.vote,
-            log: RaftLog::restored(restored.entries, hard_state.commit),
+            log: RaftLog::restored_after(log.base, log.entries, log.committed),
             role: Role::Follower { leader: None },
             timers: Timers::default(),
             rng,
@@ -129,6 +136,10 @@ impl RaftNode {
             outbox: Outbox::default(),
             commit_broadcast_pending: false,
             counters: RaftCounters::default(),
+            receiving: None,
+            incoming_chunks: Vec::new(),
+            log_reset: None,
+            snapshot_counters: SnapshotCounters::default(),
         };
         node.reset_election_timer(now);
         Ok(node)
@@ -199,8 +210,11 @@ impl RaftNode {
             || self.log.has_unpersisted()
             || !self.outbox.now.is_empty()
             || !self.outbox.after_persist.is_empty()
-            || self.log.has_applicable()
+            || (self.log.has_applicable() && !self.applying_paused())
             || self.has_appends_to_send()
+            || self.has_snapshot_reads()
+            || !self.incoming_chunks.is_empty()
+            || self.log_reset.is_some()
     }
 
     /// Drains the work the node has for its driver. See [`Ready`] for what to do with it.
@@ -215,14 +229,21 @@ impl RaftNode {
             hard_state,
             last_entry: entries.last().map(|e| (e.index, e.term)),
         };
+        let committed_entries = if self.applying_paused() {
+            Vec::new()
+        } else {
+            self.log
+                .take_applicable(self.config.apply_batch_entries_max)
+        };
         Ready {
+            log_reset: self.log_reset.take(),
             hard_state,
             entries,
             messages: std::mem::take(&mut self.outbox.now),
             persisted_messages: std::mem::take(&mut self.outbox.after_persist),
-            committed_entries: self
-                .log
-                .take_applicable(self.config.apply_batch_entries_max),
+            committed_entries,
+            snapshot_reads: self.take_snapshot_reads(),
+            snapshot_chunks: std::mem::take(&mut self.incoming_chunks),
             ack,
         }
     }
@@ -350,7 +371,11 @@ impl RaftNode {
 
     /// Queues a message, holding it back until the next persist if it depends on unsaved state.
     pub(crate) fn send(&mut self, to: NodeId, message: Message) {
-        let acknowledges_log = matches!(&message, Message::AppendResponse(r) if matches!(r.outcome, AppendOutcome::Accepted { .. }));
+        let acknowledges_log = match &message {
+            Message::AppendResponse(r) => matches!(r.outcome, AppendOutcome::Accepted { .. }),
+            Message::InstallSnapshotResponse(r) => r.outcome == SnapshotOutcome::Installed,
+            _ => false,
+        };
         let unsaved_term = (self.term, self.vote) != (self.persisted.term, self.persisted.vote);
         let envelope = Envelope {
             from: self.id,
@@ -402,33 +427,4 @@ pub enum NewNodeError {
     /// The restored state is inconsistent.
     #[error(transparent)]
     Restore(#[from] RestoreError),
-}
-
-fn check_restored(restored: &Restored) -> Result<(), RestoreError> {
-    let mut expected = LogIndex(1);
-    let mut last_term = Term(0);
-    for entry in &restored.entries {
-        if entry.index != expected {
-            return Err(RestoreError::Gap {
-                expected,
-                found: entry.index,
-            });
-        }
-        if entry.term < last_term || entry.term > restored.hard_state.term {
-            return Err(RestoreError::TermOrder {
-                index: entry.index,
-                term: entry.term,
-            });
-        }
-        last_term = entry.term;
-        expected = expected.next();
-    }
-    let last = expected.prev();
-    if restored.hard_state.commit > last {
-        return Err(RestoreError::CommitBeyondLog {
-            commit: restored.hard_state.commit,
-            last,
-        });
-    }
-    Ok(())
 }

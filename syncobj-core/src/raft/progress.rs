@@ -2,7 +2,8 @@
 
 use std::collections::VecDeque;
 
-use super::types::{Instant, LogIndex};
+use super::transfer::SnapshotTransfer;
+use super::types::{Instant, LogIndex, LogPosition};
 
 /// The leader's view of one follower.
 #[derive(Clone, Debug)]
@@ -28,6 +29,9 @@ pub(crate) enum Mode {
     /// The follower is known to match: stream appends optimistically, at most a window of them
     /// unanswered. Each element is the last index of one append in flight.
     Replicate { inflight: VecDeque<LogIndex> },
+    /// The follower needs entries the leader compacted: send it a snapshot, chunk by chunk
+    /// (Raft paper §7). No append goes to it meanwhile.
+    Snapshot(SnapshotTransfer),
 }
 
 impl Progress {
@@ -45,6 +49,7 @@ impl Progress {
         match &self.mode {
             Mode::Probe { waiting } => !waiting,
             Mode::Replicate { inflight } => inflight.len() < max_inflight,
+            Mode::Snapshot(_) => false,
         }
     }
 
@@ -56,6 +61,7 @@ impl Progress {
                 inflight.push_back(last);
                 self.next_index = last.next();
             }
+            Mode::Snapshot(_) => unreachable!("no append carries entries during a snapshot"),
         }
     }
 
@@ -74,13 +80,65 @@ impl Progress {
                 advanced
             }
             Mode::Probe { .. } => {
-                self.next_index = self.match_index.next();
-                self.mode = Mode::Replicate {
-                    inflight: VecDeque::new(),
-                };
+                self.replicate_from_match();
                 true
             }
+            Mode::Snapshot(transfer) => {
+                // A late answer to an append sent before the transfer began: the follower
+                // needs no snapshot if it already holds what this one covers.
+                if self.match_index >= transfer.snapshot.index {
+                    self.replicate_from_match();
+                }
+                advanced
+            }
         }
+    }
+
+    /// Starts sending `snapshot`, from its first byte.
+    pub(crate) fn start_snapshot(&mut self, snapshot: LogPosition) {
+        self.mode = Mode::Snapshot(SnapshotTransfer::new(snapshot));
+    }
+
+    /// The snapshot transfer under way, if any.
+    pub(crate) fn transfer_mut(&mut self) -> Option<&mut SnapshotTransfer> {
+        match &mut self.mode {
+            Mode::Snapshot(transfer) => Some(transfer),
+            _ => None,
+        }
+    }
+
+    /// The follower installed a snapshot covering up to `index`, durably: its log matches the
+    /// leader's through `index`. Replication resumes after it (or, if the leader compacted past
+    /// it meanwhile, the next send starts a new transfer).
+    pub(crate) fn snapshot_installed(&mut self, index: LogIndex) -> bool {
+        let advanced = index > self.match_index;
+        self.match_index = self.match_index.max(index);
+        if matches!(self.mode, Mode::Snapshot(_)) || advanced {
+            self.replicate_from_match();
+        }
+        advanced
+    }
+
+    /// The follower refused the snapshot being sent: it has committed `committed`, at or past
+    /// it. Probe from there (committed entries match, but may not be durable yet, so
+    /// `match_index` stays). `last` is the leader's last index.
+    pub(crate) fn snapshot_stale(&mut self, committed: LogIndex, last: LogIndex) {
+        if let Mode::Snapshot(transfer) = &self.mode
+            && committed >= transfer.snapshot.index
+        {
+            self.next_index = committed
+                .next()
+                .min(last.next())
+                .max(self.match_index.next());
+            self.mode = Mode::Probe { waiting: false };
+        }
+    }
+
+    fn replicate_from_match(&mut self) {
+        self.next_index = self.match_index.next();
+        self.mode = Mode::Replicate {
+            inflight: VecDeque::new(),
+        };
     }
 
     /// Handles a rejection of the append whose previous index was `rejected`. Returns whether it
@@ -92,11 +150,16 @@ impl Progress {
             // replicas is always safe, and re-sent entries are ignored by a follower that has
             // them.
             self.match_index = hint;
+            if matches!(self.mode, Mode::Snapshot(_)) {
+                return true;
+            }
             self.next_index = hint.next();
             self.mode = Mode::Probe { waiting: false };
             return true;
         }
         match self.mode {
+            // A late answer to an append sent before the transfer: the transfer goes on.
+            Mode::Snapshot(_) => return false,
             Mode::Replicate { .. } => {
                 if rejected <= self.match_index {
                     return false;
@@ -150,7 +213,9 @@ mod tests {
     fn inflight(p: &Progress) -> Vec<u64> {
         match &p.mode {
             Mode::Replicate { inflight } => inflight.iter().map(|i| i.0).collect(),
-            Mode::Probe { .. } => panic!("expected Replicate, got {:?}", p.mode),
+            Mode::Probe { .. } | Mode::Snapshot(_) => {
+                panic!("expected Replicate, got {:?}", p.mode)
+            }
         }
     }
 

@@ -1,16 +1,23 @@
 //! The output of the Raft core: what to persist, what to send and when, what to apply.
 
 use super::message::Envelope;
+use super::snapshot::{IncomingChunk, LogReset, SnapshotRead};
 use super::types::{Entry, HardState, LogIndex, Term};
 
 /// Everything the node wants done, drained at once with [`RaftNode::ready`](super::RaftNode::ready).
 ///
 /// The driver must, in this order:
 /// 1. send [`messages`](Self::messages) (they depend on nothing unsaved; this may overlap with 2);
-/// 2. durably write [`hard_state`](Self::hard_state) and [`entries`](Self::entries);
+/// 2. durably apply [`log_reset`](Self::log_reset) to the journal, then write
+///    [`hard_state`](Self::hard_state) and [`entries`](Self::entries);
 /// 3. only then send [`persisted_messages`](Self::persisted_messages) and call
 ///    [`RaftNode::on_persisted`](super::RaftNode::on_persisted) with [`ack`](Self::ack);
-/// 4. apply [`committed_entries`](Self::committed_entries) in order.
+/// 4. apply [`committed_entries`](Self::committed_entries) in order;
+/// 5. answer each of [`snapshot_reads`](Self::snapshot_reads) with
+///    [`RaftNode::snapshot_chunk`](super::RaftNode::snapshot_chunk) (now or later);
+/// 6. write [`snapshot_chunks`](Self::snapshot_chunks) in order, and after the last chunk of a
+///    snapshot install it and call
+///    [`RaftNode::snapshot_installed`](super::RaftNode::snapshot_installed) (now or later).
 ///
 /// Writes of successive Readys must become durable in the order the Readys were drained. The
 /// driver may go on stepping the node while a write is in flight: until `on_persisted`, every
@@ -19,6 +26,9 @@ use super::types::{Entry, HardState, LogIndex, Term};
 #[derive(Debug, Default)]
 #[must_use = "a Ready holds work the driver must do"]
 pub struct Ready {
+    /// The log was reset to a snapshot the driver installed: the journal drops the entries it
+    /// names before anything else of this Ready is written (see [`LogReset`]).
+    pub log_reset: Option<LogReset>,
     /// Term, vote and commit index to save, if they changed.
     pub hard_state: Option<HardState>,
     /// Entries to append. Storage drops every entry it holds at or after `entries[0].index`
@@ -29,8 +39,16 @@ pub struct Ready {
     /// Messages that may leave only after `hard_state` and `entries` are durable: vote grants,
     /// append acknowledgements, and anything sent in a term not yet saved.
     pub persisted_messages: Vec<Envelope>,
-    /// Committed, durable entries to apply to the state machine, in log order.
+    /// Committed, durable entries to apply to the state machine, in log order. Never an entry
+    /// a snapshot covers; empty while a received snapshot awaits installation.
     pub committed_entries: Vec<Entry>,
+    /// Leader: snapshot bytes to read for followers, at most one read per follower. Answer each
+    /// with [`RaftNode::snapshot_chunk`](super::RaftNode::snapshot_chunk) (see
+    /// [`SnapshotRead`]).
+    pub snapshot_reads: Vec<SnapshotRead>,
+    /// Follower: chunks of a snapshot from the leader, in stream order, to write to the snapshot
+    /// store (see [`IncomingChunk`]).
+    pub snapshot_chunks: Vec<IncomingChunk>,
     pub(crate) ack: PersistAck,
 }
 
@@ -41,9 +59,10 @@ impl Ready {
         self.ack
     }
 
-    /// Whether the driver has to write anything before sending `persisted_messages`.
+    /// Whether the driver has to write anything (log reset, hard state, entries) before sending
+    /// `persisted_messages`.
     pub fn must_persist(&self) -> bool {
-        self.hard_state.is_some() || !self.entries.is_empty()
+        self.log_reset.is_some() || self.hard_state.is_some() || !self.entries.is_empty()
     }
 }
 

@@ -15,10 +15,12 @@ impl RaftNode {
             return false;
         };
         let last = self.log.last_index();
+        let base = self.log.base_index();
         self.commit_broadcast_pending
-            || progress
-                .values()
-                .any(|p| p.next_index <= last && p.can_send(self.config.max_inflight_appends))
+            || progress.values().any(|p| {
+                (p.next_index <= last && p.can_send(self.config.max_inflight_appends))
+                    || (p.next_index <= base && !matches!(p.mode, Mode::Snapshot(_)))
+            })
     }
 
     /// Sends every follower what it may receive now: batches up to the pipelining window, or one
@@ -31,6 +33,9 @@ impl RaftNode {
         let peers: Vec<NodeId> = progress.keys().copied().collect();
         let broadcast_commit = std::mem::take(&mut self.commit_broadcast_pending);
         for peer in peers {
+            if self.sends_snapshot_to(peer) {
+                continue;
+            }
             let mut sent = false;
             while self.may_send_entries(peer) {
                 self.send_append(peer, false);
@@ -53,7 +58,11 @@ impl RaftNode {
             p.heartbeat_due();
         }
         for peer in peers {
-            self.send_append(peer, true);
+            if self.sends_snapshot_to(peer) {
+                self.snapshot_heartbeat(peer);
+            } else {
+                self.send_append(peer, true);
+            }
         }
     }
 
@@ -84,6 +93,11 @@ impl RaftNode {
             return;
         };
         let prev_log_index = p.next_index.prev();
+        assert!(
+            prev_log_index >= self.log.base_index(),
+            "an append to {peer} after {prev_log_index}, below the base {}: a snapshot is due",
+            self.log.base_index()
+        );
         let prev_log_term = self
             .log
             .term(prev_log_index)

@@ -64,6 +64,29 @@ impl fmt::Display for LogIndex {
     }
 }
 
+/// A (index, term) pair naming one log entry; also the point a snapshot covers up to.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct LogPosition {
+    /// The entry's index.
+    pub index: LogIndex,
+    /// The entry's term.
+    pub term: Term,
+}
+
+impl LogPosition {
+    /// The empty prefix before the first entry: index 0, term 0.
+    pub const ZERO: LogPosition = LogPosition {
+        index: LogIndex::ZERO,
+        term: Term(0),
+    };
+}
+
+impl fmt::Display for LogPosition {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}@{}", self.index, self.term)
+    }
+}
+
 /// The identity of a node inside the Raft core. The driver maps addresses to ids.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct NodeId(pub u64);

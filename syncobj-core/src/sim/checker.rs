@@ -5,9 +5,10 @@ use std::fmt;
 
 use bytes::Bytes;
 
+use super::node::Durable;
 use crate::raft::{
-    AppendOutcome, Entry, EntryKind, HardState, Instant, LogIndex, Message, NodeId, RaftNode, Term,
-    VoteKind,
+    AppendOutcome, Entry, EntryKind, Instant, LogIndex, LogPosition, Message, NodeId, RaftNode,
+    SnapshotOutcome, Term, VoteKind,
 };
 
 /// A broken invariant: what broke, where and when.
@@ -100,7 +101,8 @@ impl Checker {
         Ok(())
     }
 
-    /// A node restarted: its volatile commit and applied index start over, its term does not.
+    /// A node restarted: its volatile commit and applied index start over (at its snapshot, if
+    /// it has one), its term does not.
     pub(crate) fn on_restart(&mut self, node: &RaftNode) -> Check {
         let id = node.id();
         let seen = self.seen.get(&id).copied().unwrap_or_default();
@@ -115,10 +117,43 @@ impl Checker {
             id,
             Seen {
                 term: node.term(),
+                applied: node.applied_index(),
                 ..Seen::default()
             },
         );
         self.record_commits(node, LogIndex::ZERO)
+    }
+
+    /// State machine safety for a snapshot `node` installs: it holds exactly the entries applied
+    /// up to its last one, agreeing with what every node applied, and moves the applied index
+    /// forward.
+    pub(crate) fn on_install(
+        &mut self,
+        node: NodeId,
+        point: LogPosition,
+        state: &[Entry],
+    ) -> Check {
+        let seen = self.seen.entry(node).or_default();
+        if point.index <= seen.applied {
+            return Err(format!(
+                "{node} installed snapshot {point} with {} applied already",
+                seen.applied
+            ));
+        }
+        seen.applied = point.index;
+        if state.len() as u64 != point.index.0 || state.last().map(|e| e.term) != Some(point.term) {
+            return Err(format!(
+                "{node} installed snapshot {point} holding {} entries",
+                state.len()
+            ));
+        }
+        for (entry, index) in state.iter().zip(1..) {
+            if entry.index != LogIndex(index) {
+                return Err(format!("snapshot {point} holds {} at {index}", entry.index));
+            }
+            self.record_applied(node, entry)?;
+        }
+        Ok(())
     }
 
     fn check_leader(&mut self, node: &RaftNode, seen: Seen) -> Check {
@@ -137,8 +172,13 @@ impl Checker {
         self.leaders.insert(term, id);
         // Leader completeness (§5.4): every entry committed in an earlier term is in the new
         // leader's log. (A leader of an older term may still win after a newer term committed.)
-        for (&index, committed) in self.committed.iter().filter(|(_, c)| c.seen_in < term) {
-            let held = node.entry(index).map(|e| e.term);
+        let base = node.log_base().index;
+        let earlier = self
+            .committed
+            .range(base..)
+            .filter(|(_, c)| c.seen_in < term);
+        for (&index, committed) in earlier {
+            let held = held_term(node, index);
             if held != Some(committed.term) {
                 return Err(format!(
                     "leader {id} of {term} lacks entry {index} of {} committed by {} (holds {held:?})",
@@ -151,21 +191,21 @@ impl Checker {
 
     /// Records the entries `node` newly counts as committed; a committed index never changes term.
     fn record_commits(&mut self, node: &RaftNode, from: LogIndex) -> Check {
-        let mut index = from.next();
+        let base = node.log_base();
+        // Entries below the base are in a snapshot: they were recorded when committed.
+        let mut index = from.next().max(base.index);
         while index <= node.commit_index() {
-            let entry = node
-                .entry(index)
+            let term = held_term(node, index)
                 .ok_or_else(|| format!("{}: committed {index} is not in its log", node.id()))?;
             let seen_in = node.term();
-            let record = self.committed.entry(index).or_insert(Committed {
-                term: entry.term,
-                seen_in,
-            });
-            if record.term != entry.term {
+            let record = self
+                .committed
+                .entry(index)
+                .or_insert(Committed { term, seen_in });
+            if record.term != term {
                 return Err(format!(
-                    "committed entry {index} changed: {} before, {} on {}",
+                    "committed entry {index} changed: {} before, {term} on {}",
                     record.term,
-                    entry.term,
                     node.id()
                 ));
             }
@@ -176,18 +216,12 @@ impl Checker {
     }
 
     /// Log matching (§5.3): entries a node wrote agree with every entry ever written at the same
-    /// (index, term), predecessor included. `log` is the node's whole durable log.
-    pub(crate) fn on_persist(&mut self, node: NodeId, log: &[Entry], new: &[Entry]) -> Check {
+    /// (index, term), predecessor included. `durable` is what the node holds after the write.
+    pub(crate) fn on_persist(&mut self, node: NodeId, durable: &Durable, new: &[Entry]) -> Check {
         for entry in new {
-            let prev_term = match entry.index.0 {
-                1 => Term(0),
-                i => log
-                    .get(usize::try_from(i - 2).unwrap_or(usize::MAX))
-                    .map(|e| e.term)
-                    .ok_or_else(|| {
-                        format!("{node}: persisted {} without its predecessor", entry.index)
-                    })?,
-            };
+            let prev_term = durable.term(entry.index.prev()).ok_or_else(|| {
+                format!("{node}: persisted {} without its predecessor", entry.index)
+            })?;
             let fact = EntryFact {
                 kind: entry.kind,
                 data: entry.data.clone(),
@@ -219,6 +253,11 @@ impl Checker {
             ));
         }
         seen.applied = entry.index;
+        self.record_applied(node, entry)
+    }
+
+    /// Every node applies the same entry at each index.
+    fn record_applied(&mut self, node: NodeId, entry: &Entry) -> Check {
         match self.applied.get(&entry.index) {
             Some((term, data)) if (*term, data) != (entry.term, &entry.data) => Err(format!(
                 "{node} applied {} of {} where another node applied {term}",
@@ -234,22 +273,42 @@ impl Checker {
     }
 
     /// Persist before send: a message may leave only if the state it depends on is durable.
+    /// And the leader never sends an append whose previous entry lies below its log `base`: it
+    /// sends a snapshot instead.
     pub(crate) fn on_send(
         message: &Message,
         to: NodeId,
-        durable: &HardState,
-        durable_last: LogIndex,
+        durable: &Durable,
+        base: LogIndex,
     ) -> Check {
-        if message.term() > durable.term && !is_pre_vote(message) {
+        let hard_state = &durable.hard_state;
+        let durable_last = durable.last_index();
+        if message.term() > hard_state.term && !is_pre_vote(message) {
             return Err(format!(
                 "sent a {} message while {} is durable",
                 message.term(),
-                durable.term
+                hard_state.term
             ));
         }
         match message {
+            Message::AppendEntries(a) if a.prev_log_index < base => Err(format!(
+                "sent an append after {} to {to}, below its log base {base}",
+                a.prev_log_index
+            )),
+            Message::InstallSnapshotResponse(r)
+                if r.outcome == SnapshotOutcome::Installed
+                    && (durable.base().index < r.last_index
+                        || hard_state.commit < r.last_index) =>
+            {
+                Err(format!(
+                    "acknowledged snapshot {} with snapshot {} and commit {} durable",
+                    r.snapshot(),
+                    durable.base(),
+                    hard_state.commit
+                ))
+            }
             Message::VoteResponse(r)
-                if r.kind == VoteKind::Vote && r.granted && durable.vote != Some(to) =>
+                if r.kind == VoteKind::Vote && r.granted && hard_state.vote != Some(to) =>
             {
                 Err(format!(
                     "granted a vote to {to} in {} before saving it",
@@ -279,6 +338,15 @@ impl Checker {
             .copied()
             .unwrap_or(LogIndex::ZERO)
     }
+}
+
+/// The term of the entry at `index` as `node` knows it: from its log, or its snapshot's base.
+fn held_term(node: &RaftNode, index: LogIndex) -> Option<Term> {
+    let base = node.log_base();
+    if index == base.index {
+        return Some(base.term);
+    }
+    node.entry(index).map(|e| e.term)
 }
 
 /// Pre-vote requests and grants carry a future term the sender has not adopted.

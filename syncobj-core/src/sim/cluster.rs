@@ -2,19 +2,20 @@
 //! step.
 
 use std::collections::BTreeMap;
+use std::rc::Rc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use rand::SeedableRng;
+use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use super::checker::{Checker, Violation};
 use super::net::{NetConfig, NetStats, SimNet};
-use super::node::{Durable, SimNode};
+use super::node::{Durable, Incoming, SimNode, SimSnapshot};
 use super::trace::{TraceEvent, TraceSink};
 use crate::raft::{
-    Entry, Envelope, Instant, LogIndex, LogPosition, Membership, NodeId, ProposeError, RaftConfig,
-    RaftNode, Restored, RoleKind, Term,
+    Entry, Envelope, IncomingChunk, Instant, LogIndex, LogPosition, Membership, NodeId,
+    ProposeError, RaftConfig, RaftNode, Ready, Restored, RoleKind, SnapshotRead, Term,
 };
 
 /// The most Ready rounds one step may take before the simulator calls it a livelock.
@@ -33,10 +34,16 @@ pub struct ClusterConfig {
     pub raft: RaftConfig,
     /// How the network behaves.
     pub net: NetConfig,
+    /// Each node snapshots its state machine and compacts its log whenever it has applied this
+    /// many entries past its latest snapshot (Raft paper §7); `None` never compacts.
+    pub compact_every: Option<u64>,
+    /// A node installs a received snapshot after one to eight more of its inputs rather than at
+    /// once, as a driver writing snapshots on a helper thread would: the node runs on meanwhile.
+    pub defer_installs: bool,
 }
 
 impl ClusterConfig {
-    /// `voters` voting nodes with default Raft settings on a reliable network.
+    /// `voters` voting nodes with default Raft settings on a reliable network, no compaction.
     pub fn new(voters: usize, seed: u64) -> ClusterConfig {
         ClusterConfig {
             voters,
@@ -44,6 +51,8 @@ impl ClusterConfig {
             seed,
             raft: RaftConfig::default(),
             net: NetConfig::reliable(),
+            compact_every: None,
+            defer_installs: false,
         }
     }
 }
@@ -76,6 +85,12 @@ pub struct ClusterStats {
     pub steps: u64,
     /// What the network did.
     pub net: NetStats,
+    /// Snapshots taken and log compactions, all nodes together.
+    pub compactions: u64,
+    /// Snapshot chunks read for followers by leaders (re-sends of a chunk in flight not counted).
+    pub snapshot_chunks: u64,
+    /// Snapshots installed from a leader.
+    pub snapshots_installed: u64,
 }
 
 /// A simulated cluster running the real [`RaftNode`] code.
@@ -95,6 +110,7 @@ pub struct Cluster {
     calls: Vec<Call>,
     pending_calls: BTreeMap<(NodeId, LogIndex), usize>,
     steps: u64,
+    snapshot_stats: (u64, u64, u64),
     violation: Option<Violation>,
     trace: Option<TraceSink>,
     trace_messages: bool,
@@ -122,18 +138,13 @@ impl Cluster {
             calls: Vec::new(),
             pending_calls: BTreeMap::new(),
             steps: 0,
+            snapshot_stats: (0, 0, 0),
             violation: None,
             trace: None,
             trace_messages: false,
         };
         for id in (1..=count).map(NodeId) {
-            let node = SimNode {
-                raft: None,
-                durable: Durable::default(),
-                applied: Vec::new(),
-                starts: 0,
-            };
-            cluster.nodes.insert(id, node);
+            cluster.nodes.insert(id, SimNode::new());
             cluster.start(id);
         }
         cluster
@@ -165,7 +176,8 @@ impl Cluster {
         self.nodes.get(&id).and_then(|n| n.raft.as_ref())
     }
 
-    /// The entries `id` applied since it last started, in order.
+    /// The state machine of `id`: the entries it applied, from index 1 (those of its snapshot
+    /// first, after a restart or an install), in order.
     pub fn applied(&self, id: NodeId) -> &[Entry] {
         self.nodes.get(&id).map_or(&[], |n| n.applied.as_slice())
     }
@@ -195,9 +207,13 @@ impl Cluster {
 
     /// Counters of the run so far.
     pub fn stats(&self) -> ClusterStats {
+        let (compactions, snapshot_chunks, snapshots_installed) = self.snapshot_stats;
         ClusterStats {
             steps: self.steps,
             net: self.net.stats,
+            compactions,
+            snapshot_chunks,
+            snapshots_installed,
         }
     }
 
@@ -350,10 +366,9 @@ impl Cluster {
         let Some(sim) = self.nodes.get_mut(&node) else {
             return;
         };
-        if sim.raft.take().is_none() {
+        if !sim.crash() {
             return;
         }
-        sim.applied.clear();
         for call in &mut self.calls {
             if call.node == node && call.outcome == CallOutcome::Pending {
                 call.outcome = CallOutcome::Unknown;
@@ -414,7 +429,14 @@ impl Cluster {
         let restored = Restored {
             hard_state: sim.durable.hard_state,
             entries: sim.durable.log.clone(),
+            snapshot: sim.durable.snapshot.as_ref().map(|s| s.point),
         };
+        // The driver loads its snapshot into the state machine.
+        sim.applied = sim
+            .durable
+            .snapshot
+            .as_ref()
+            .map_or_else(Vec::new, |s| s.state.to_vec());
         match RaftNode::new(id, self.membership.clone(), raft_config, restored, self.now) {
             Ok(raft) => {
                 let (term, entries, commit) = (raft.term(), raft.log_len(), raft.commit_index());
@@ -527,58 +549,247 @@ impl Cluster {
         Ok(())
     }
 
-    /// Plays the driver: persist, send, apply, until the node has nothing more to do.
+    /// Plays the driver: persist, send, apply, compact, serve and install snapshots, until the
+    /// node has nothing more to do.
     fn drain(&mut self, id: NodeId) -> Result<(), String> {
+        self.install_deferred(id)?;
         for _ in 0..READY_ROUNDS_MAX {
-            let now = self.now;
-            let Some(sim) = self.nodes.get_mut(&id) else {
-                return Ok(());
-            };
-            let Some(raft) = sim.raft.as_mut() else {
+            let Some(raft) = self.nodes.get_mut(&id).and_then(|n| n.raft.as_mut()) else {
                 return Ok(());
             };
             if !raft.has_ready() {
                 return Ok(());
             }
-            let ready = raft.ready();
-            send_checked(
-                &mut self.net,
-                &mut self.rng,
-                &sim.durable,
-                ready.messages,
-                now,
-            )?;
-            if let Some(hard_state) = ready.hard_state {
-                sim.durable.hard_state = hard_state;
-            }
-            sim.durable.append(&ready.entries);
-            self.checker
-                .on_persist(id, &sim.durable.log, &ready.entries)?;
-            if sim.durable.hard_state.commit > sim.durable.last_index() {
-                return Err(format!(
-                    "{id} saved commit {} past its log",
-                    sim.durable.hard_state.commit
-                ));
-            }
-            send_checked(
-                &mut self.net,
-                &mut self.rng,
-                &sim.durable,
-                ready.persisted_messages,
-                now,
-            )?;
-            raft.on_persisted(ready.ack);
-            for entry in ready.committed_entries {
-                self.checker.on_apply(id, &entry)?;
-                self.complete_call(id, &entry);
-                if let Some(sim) = self.nodes.get_mut(&id) {
-                    sim.applied.push(entry);
-                }
-            }
+            let mut ready = raft.ready();
+            let reads = std::mem::take(&mut ready.snapshot_reads);
+            let chunks = std::mem::take(&mut ready.snapshot_chunks);
+            self.persist_and_send(id, ready)?;
+            self.maybe_compact(id)?;
+            self.serve_reads(id, reads)?;
+            self.receive_chunks(id, chunks)?;
         }
         Err(format!(
             "{id} still had work after {READY_ROUNDS_MAX} Ready rounds"
         ))
+    }
+
+    /// Steps 1 to 4 of a [`Ready`]: send, persist, send what waited, apply.
+    fn persist_and_send(&mut self, id: NodeId, ready: Ready) -> Result<(), String> {
+        let now = self.now;
+        let Some(sim) = self.nodes.get_mut(&id) else {
+            return Ok(());
+        };
+        let base = sim
+            .raft
+            .as_ref()
+            .map_or(LogIndex::ZERO, |r| r.log_base().index);
+        let net = &mut self.net;
+        send_checked(net, &mut self.rng, &sim.durable, base, ready.messages, now)?;
+        if let Some(reset) = ready.log_reset {
+            if sim.durable.base() != reset.snapshot {
+                return Err(format!(
+                    "{id} reset its log to {} but its durable snapshot is {}",
+                    reset.snapshot,
+                    sim.durable.base()
+                ));
+            }
+            sim.durable.reset_log(reset);
+        }
+        if let Some(hard_state) = ready.hard_state {
+            sim.durable.hard_state = hard_state;
+        }
+        sim.durable.append(&ready.entries);
+        self.checker.on_persist(id, &sim.durable, &ready.entries)?;
+        if sim.durable.hard_state.commit > sim.durable.last_index() {
+            return Err(format!(
+                "{id} saved commit {} past its log",
+                sim.durable.hard_state.commit
+            ));
+        }
+        let messages = ready.persisted_messages;
+        send_checked(net, &mut self.rng, &sim.durable, base, messages, now)?;
+        if let Some(raft) = sim.raft.as_mut() {
+            raft.on_persisted(ready.ack);
+        }
+        for entry in ready.committed_entries {
+            self.checker.on_apply(id, &entry)?;
+            self.complete_call(id, &entry);
+            if let Some(sim) = self.nodes.get_mut(&id) {
+                sim.applied.push(entry);
+            }
+        }
+        Ok(())
+    }
+
+    /// Snapshots the state machine and compacts the log once enough entries were applied past
+    /// the latest snapshot.
+    fn maybe_compact(&mut self, id: NodeId) -> Result<(), String> {
+        let Some(every) = self.config.compact_every else {
+            return Ok(());
+        };
+        let Some(sim) = self.nodes.get_mut(&id) else {
+            return Ok(());
+        };
+        let Some(raft) = sim.raft.as_mut() else {
+            return Ok(());
+        };
+        let applied = raft.applied_index();
+        if applied.0 < raft.log_base().index.0 + every {
+            return Ok(());
+        }
+        let last = sim
+            .applied
+            .last()
+            .expect("applied entries exist past the base");
+        if last.index != applied {
+            return Err(format!(
+                "{id}: state machine at {} but applied index {applied}",
+                last.index
+            ));
+        }
+        let point = LogPosition {
+            index: applied,
+            term: last.term,
+        };
+        // Every commit is recorded before the entries go.
+        self.checker.after_step(raft)?;
+        sim.durable.compact(SimSnapshot {
+            point,
+            state: Rc::new(sim.applied.clone()),
+        });
+        raft.compact(applied)
+            .map_err(|e| format!("{id} could not compact: {e}"))?;
+        self.snapshot_stats.0 += 1;
+        self.emit(TraceEvent::Compacted {
+            node: id,
+            index: applied,
+        });
+        Ok(())
+    }
+
+    /// Leader: answers the snapshot reads from the snapshot each transfer started with.
+    fn serve_reads(&mut self, id: NodeId, reads: Vec<SnapshotRead>) -> Result<(), String> {
+        let now = self.now;
+        let Some(sim) = self.nodes.get_mut(&id) else {
+            return Ok(());
+        };
+        for read in reads {
+            let Some(raft) = sim.raft.as_mut() else {
+                return Ok(());
+            };
+            let stream = match sim.serving.get(&read.to) {
+                Some((point, bytes)) if *point == read.snapshot => bytes.clone(),
+                _ => match &sim.durable.snapshot {
+                    Some(snapshot) if snapshot.point == read.snapshot => {
+                        let bytes = snapshot.encode();
+                        sim.serving.insert(read.to, (read.snapshot, bytes.clone()));
+                        bytes
+                    }
+                    _ => {
+                        raft.snapshot_unavailable(read.to, read.snapshot);
+                        continue;
+                    }
+                },
+            };
+            let start = usize::try_from(read.offset).map_or(stream.len(), |o| o.min(stream.len()));
+            let end = start.saturating_add(read.len).min(stream.len());
+            let data = stream.slice(start..end);
+            self.snapshot_stats.1 += 1;
+            raft.snapshot_chunk(
+                read.to,
+                read.snapshot,
+                read.offset,
+                data,
+                end == stream.len(),
+                now,
+            )
+            .map_err(|e| format!("{id} refused its own snapshot chunk: {e}"))?;
+        }
+        Ok(())
+    }
+
+    /// Follower: writes received chunks; installs a snapshot after its last chunk.
+    fn receive_chunks(&mut self, id: NodeId, chunks: Vec<IncomingChunk>) -> Result<(), String> {
+        for chunk in chunks {
+            let Some(sim) = self.nodes.get_mut(&id) else {
+                return Ok(());
+            };
+            if chunk.offset == 0 {
+                sim.incoming = Some(Incoming {
+                    snapshot: chunk.snapshot,
+                    bytes: Vec::new(),
+                });
+            }
+            let incoming = sim
+                .incoming
+                .as_mut()
+                .filter(|i| i.snapshot == chunk.snapshot && i.bytes.len() as u64 == chunk.offset)
+                .ok_or_else(|| {
+                    format!(
+                        "{id} was handed chunk {} of {} out of order",
+                        chunk.offset, chunk.snapshot
+                    )
+                })?;
+            incoming.bytes.extend_from_slice(&chunk.data);
+            if !chunk.done {
+                continue;
+            }
+            let bytes = std::mem::take(&mut incoming.bytes);
+            sim.incoming = None;
+            let snapshot = SimSnapshot::decode(chunk.snapshot, &bytes)?;
+            if self.config.defer_installs {
+                sim.pending_install = Some((snapshot, self.rng.random_range(1..=8)));
+            } else {
+                self.install_snapshot(id, snapshot)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn install_deferred(&mut self, id: NodeId) -> Result<(), String> {
+        let Some(sim) = self.nodes.get_mut(&id) else {
+            return Ok(());
+        };
+        match sim.pending_install.take() {
+            Some((snapshot, 0)) => self.install_snapshot(id, snapshot),
+            Some((snapshot, wait)) => {
+                sim.pending_install = Some((snapshot, wait - 1));
+                Ok(())
+            }
+            None => Ok(()),
+        }
+    }
+
+    /// Makes a received snapshot durable, loads it into the state machine and tells the node.
+    fn install_snapshot(&mut self, id: NodeId, snapshot: SimSnapshot) -> Result<(), String> {
+        let now = self.now;
+        let point = snapshot.point;
+        self.checker.on_install(id, point, &snapshot.state)?;
+        let pending: Vec<LogIndex> = self
+            .pending_calls
+            .keys()
+            .filter(|&&(node, index)| node == id && index <= point.index)
+            .map(|&(_, index)| index)
+            .collect();
+        for index in pending {
+            let slot = usize::try_from(index.0 - 1).expect("fits usize");
+            self.complete_call(id, &snapshot.state[slot]);
+        }
+        let Some(sim) = self.nodes.get_mut(&id) else {
+            return Ok(());
+        };
+        sim.applied = snapshot.state.to_vec();
+        sim.durable.snapshot = Some(snapshot);
+        if let Some(raft) = sim.raft.as_mut() {
+            raft.snapshot_installed(point, now)
+                .map_err(|e| format!("{id} refused the snapshot it received: {e}"))?;
+        }
+        self.snapshot_stats.2 += 1;
+        self.emit(TraceEvent::SnapshotInstalled {
+            node: id,
+            snapshot: point,
+        });
+        Ok(())
     }
 
     fn complete_call(&mut self, node: NodeId, entry: &Entry) {
@@ -615,21 +826,18 @@ impl Cluster {
     }
 }
 
-/// Puts messages on the wire, each after checking that the state it depends on is durable.
+/// Puts messages on the wire, each after checking that the state it depends on is durable and
+/// that no append starts below the sender's log `base`.
 fn send_checked(
     net: &mut SimNet,
     rng: &mut ChaCha8Rng,
     durable: &Durable,
+    base: LogIndex,
     envelopes: Vec<Envelope>,
     now: Instant,
 ) -> Result<(), String> {
     for envelope in envelopes {
-        Checker::on_send(
-            &envelope.message,
-            envelope.to,
-            &durable.hard_state,
-            durable.last_index(),
-        )?;
+        Checker::on_send(&envelope.message, envelope.to, durable, base)?;
         net.send(envelope, now, rng);
     }
     Ok(())

@@ -69,6 +69,10 @@ pub struct SimConfig {
     /// entries at every boundary and runs cover probing, back-off and single-entry batches; and
     /// switch pre-vote or check-quorum off for a quarter of the seeds each.
     pub vary_replication: bool,
+    /// Let three seeds in four snapshot and compact every node's log every few entries, with a
+    /// snapshot chunk size and an install mode (at once or deferred) drawn per seed, so that
+    /// lagging and restarted nodes catch up by snapshot transfers (Raft paper §7).
+    pub vary_snapshots: bool,
 }
 
 impl Default for SimConfig {
@@ -82,6 +86,7 @@ impl Default for SimConfig {
             propose_interval_max: Duration::from_millis(20),
             raft: RaftConfig::default(),
             vary_replication: true,
+            vary_snapshots: true,
         }
     }
 }
@@ -99,6 +104,12 @@ pub struct RunReport {
     pub acknowledged: u64,
     /// What the network did.
     pub net: NetStats,
+    /// Snapshots taken and log compactions, all nodes together.
+    pub compactions: u64,
+    /// Snapshot chunks leaders read for followers.
+    pub snapshot_chunks: u64,
+    /// Snapshots installed from a leader.
+    pub snapshots_installed: u64,
 }
 
 /// A seed that broke an invariant (or panicked), with what is needed to replay it.
@@ -193,6 +204,20 @@ fn raft_config(config: &SimConfig, rng: &mut ChaCha8Rng) -> RaftConfig {
     raft
 }
 
+/// Snapshot settings for one seed, from a generator of their own so that the seed's faults and
+/// load stay what they were without snapshots.
+fn vary_snapshots(seed: u64, config: &mut ClusterConfig) {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x05AA_9540_7000_u64);
+    if rng.random_bool(0.25) {
+        return;
+    }
+    const EVERY: [u64; 4] = [5, 20, 100, 500];
+    const CHUNK_BYTES: [usize; 3] = [1024, 8192, 65536];
+    config.compact_every = Some(EVERY[rng.random_range(0..EVERY.len())]);
+    config.raft.snapshot_chunk_bytes = CHUNK_BYTES[rng.random_range(0..CHUNK_BYTES.len())];
+    config.defer_installs = rng.random_bool(0.5);
+}
+
 struct Runner<'a> {
     config: &'a SimConfig,
     seed: u64,
@@ -208,13 +233,18 @@ impl<'a> Runner<'a> {
     fn new(seed: u64, config: &'a SimConfig) -> Runner<'a> {
         let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x005E_ED0F_FA17_u64);
         let non_voters = config.non_voters.unwrap_or_else(|| rng.random_range(0..=1));
-        let cluster_config = ClusterConfig {
+        let mut cluster_config = ClusterConfig {
             voters: config.nodes,
             non_voters,
             seed,
             raft: raft_config(config, &mut rng),
             net: NetConfig::reliable(),
+            compact_every: None,
+            defer_installs: false,
         };
+        if config.vary_snapshots {
+            vary_snapshots(seed, &mut cluster_config);
+        }
         Runner {
             config,
             seed,
@@ -238,6 +268,9 @@ impl<'a> Runner<'a> {
             committed: self.cluster.highest_committed().0,
             acknowledged,
             net: stats.net,
+            compactions: stats.compactions,
+            snapshot_chunks: stats.snapshot_chunks,
+            snapshots_installed: stats.snapshots_installed,
         })
     }
 

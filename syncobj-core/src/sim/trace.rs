@@ -2,7 +2,9 @@
 
 use std::fmt;
 
-use crate::raft::{Envelope, Instant, LogIndex, Message, NodeId, RoleKind, StepError, Term};
+use crate::raft::{
+    Envelope, Instant, LogIndex, LogPosition, Message, NodeId, RoleKind, StepError, Term,
+};
 
 /// Where a simulation sends its [`TraceEvent`]s, with the virtual time of each.
 pub type TraceSink = Box<dyn FnMut(Instant, &TraceEvent)>;
@@ -34,6 +36,20 @@ pub enum TraceEvent {
         index: LogIndex,
         /// In which term.
         term: Term,
+    },
+    /// A node snapshotted its state machine and compacted its log (Raft paper §7).
+    Compacted {
+        /// The node.
+        node: NodeId,
+        /// The last entry the snapshot covers.
+        index: LogIndex,
+    },
+    /// A node installed a snapshot received from the leader.
+    SnapshotInstalled {
+        /// The node.
+        node: NodeId,
+        /// The last entry the snapshot covers.
+        snapshot: LogPosition,
     },
     /// A node crashed, losing everything not durable.
     Crashed {
@@ -86,6 +102,12 @@ impl fmt::Display for TraceEvent {
             TraceEvent::Committed { node, index } => write!(f, "{node} commits up to {index}"),
             TraceEvent::Proposed { node, index, term } => {
                 write!(f, "{node} appends a command at {index} in {term}")
+            }
+            TraceEvent::Compacted { node, index } => {
+                write!(f, "{node} snapshots and compacts its log up to {index}")
+            }
+            TraceEvent::SnapshotInstalled { node, snapshot } => {
+                write!(f, "{node} installs snapshot {snapshot}")
             }
             TraceEvent::Crashed { node } => write!(f, "{node} crashes"),
             TraceEvent::Restarted {
@@ -148,5 +170,19 @@ fn describe(message: &Message) -> String {
             m.leader_commit
         ),
         Message::AppendResponse(m) => format!("append response {} {:?}", m.term, m.outcome),
+        Message::InstallSnapshot(m) => format!(
+            "snapshot {} chunk {} at {} +{}{}",
+            m.snapshot(),
+            m.term,
+            m.offset,
+            m.data.len(),
+            if m.done { " done" } else { "" }
+        ),
+        Message::InstallSnapshotResponse(m) => format!(
+            "snapshot {} response {} {:?}",
+            m.snapshot(),
+            m.term,
+            m.outcome
+        ),
     }
 }
