@@ -197,3 +197,158 @@ fn a_damaged_journal_stops_the_node_naming_the_file() {
     assert!(message.contains("segment-"), "{message}");
     assert!(message.contains("at byte"), "{message}");
 }
+
+/// PySyncObj's `test_journalTest1`, whole: two journaled nodes reach 350, restart with it,
+/// go on to 600, compact their logs into snapshots, go on to 900, and restart with 900 — from
+/// the snapshot and the journal's rest.
+#[test]
+fn a_compacted_journal_restarts_from_its_snapshot() {
+    let dir = TempDir::new("compacted");
+    let network = MemoryNetwork::new();
+    let nodes = [0, 1].map(|i| start(&network, i, &dir, FsyncPolicy::Always).expect("starts"));
+    assert_eq!(add_many(&nodes[0], 350), 350);
+    wait_for_value(&nodes[1], 350);
+    drop(nodes);
+    let network = MemoryNetwork::new();
+    let nodes = [0, 1].map(|i| start(&network, i, &dir, FsyncPolicy::Always).expect("restarts"));
+    assert_eq!(nodes[0].read().value, 350);
+    assert_eq!(add_many(&nodes[1], 250), 600);
+    wait_for_value(&nodes[0], 600);
+    for node in &nodes {
+        node.force_log_compaction();
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while nodes.iter().any(|n| n.status().log_len > 50) {
+        assert!(Instant::now() < deadline, "both logs compacted within 10 s");
+        let _ = nodes[0].add(0).wait_timeout(Duration::from_millis(200));
+    }
+    assert_eq!(add_many(&nodes[0], 300), 900);
+    wait_for_value(&nodes[1], 900);
+    drop(nodes);
+    let snapshots = PathBuf::from(format!("{}.snapshots", dir.journal(0).display()));
+    assert!(
+        std::fs::read_dir(&snapshots)
+            .expect("the snapshot store exists")
+            .count()
+            > 0,
+        "a snapshot file beside the journal"
+    );
+    let network = MemoryNetwork::new();
+    let nodes = [0, 1].map(|i| start(&network, i, &dir, FsyncPolicy::Always).expect("restarts"));
+    for node in &nodes {
+        assert_eq!(node.read().value, 900);
+    }
+    assert_eq!(add(&nodes[1], 0), Ok(900));
+}
+
+/// PySyncObj's log-compaction scenario with a lagging node: while one node of three is cut
+/// off, the others compact their logs past what it has; once back, it catches up from a
+/// snapshot sent in chunks, not from the log.
+#[test]
+fn a_lagging_node_catches_up_from_a_snapshot() {
+    let addresses = ["a:1", "b:2", "c:3"];
+    let network = MemoryNetwork::new();
+    let conf = SyncObjConf {
+        append_entries_period: Duration::from_millis(20),
+        raft_min_timeout: Duration::from_millis(150),
+        raft_max_timeout: Duration::from_millis(300),
+        leader_fallback_timeout: Duration::from_millis(150),
+        log_compaction_min_entries: 20,
+        log_compaction_batch_size: 16,
+        ..SyncObjConf::default()
+    };
+    let nodes: Vec<SyncObj<Counter>> = addresses
+        .iter()
+        .map(|&me| {
+            let partners = addresses
+                .iter()
+                .filter(|&&a| a != me)
+                .map(|&a| a.to_owned());
+            SyncObj::with_transport(
+                me,
+                partners,
+                Counter::default(),
+                conf.clone(),
+                network.endpoint(me),
+            )
+            .expect("starts")
+        })
+        .collect();
+    assert_eq!(add(&nodes[0], 1), Ok(1));
+    wait_for_value(&nodes[2], 1);
+    network.isolate("c:3");
+    assert_eq!(add_many(&nodes[0], 100), 101);
+    network.reconnect("c:3");
+    wait_for_value(&nodes[2], 101);
+    assert!(
+        nodes[2].status().log_len < 50,
+        "c holds a snapshot, not the whole log"
+    );
+}
+
+/// A large state (PySyncObj's 50 MB dump test): snapshotted to the store, restored on restart.
+#[test]
+fn a_large_state_is_snapshotted_and_restored() {
+    #[derive(Default, Serialize, Deserialize, Replicated)]
+    struct Blob {
+        data: bytes::Bytes,
+    }
+
+    #[replicated]
+    impl Blob {
+        #[replicated]
+        fn fill(&mut self, megabytes: usize, byte: u8) -> usize {
+            self.data = bytes::Bytes::from(vec![byte; megabytes << 20]);
+            self.data.len()
+        }
+
+        #[replicated]
+        fn ping(&mut self) {}
+    }
+
+    let dir = TempDir::new("large");
+    let conf = SyncObjConf::default()
+        .with_full_dump_file(dir.0.join("dump"))
+        .with_auto_tick_period(Duration::from_millis(5));
+    let network = MemoryNetwork::new();
+    let node = SyncObj::with_transport(
+        "a:1",
+        Vec::<String>::new(),
+        Blob::default(),
+        conf.clone(),
+        network.endpoint("a:1"),
+    )
+    .expect("starts");
+    assert_eq!(
+        node.fill(50, 0xab).wait_timeout(Duration::from_secs(30)),
+        Ok(50 << 20)
+    );
+    node.force_log_compaction();
+    let dump = dir.0.join("dump");
+    let has_snapshot = || {
+        std::fs::read_dir(&dump).is_ok_and(|entries| {
+            entries
+                .flatten()
+                .any(|e| e.path().extension().is_some_and(|x| x == "snap"))
+        })
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !has_snapshot() {
+        assert!(Instant::now() < deadline, "a snapshot written within 30 s");
+        // A call is an event to wait on: each one is a tick of the node.
+        let _ = node.ping().wait_timeout(Duration::from_millis(500));
+    }
+    drop(node);
+    let network = MemoryNetwork::new();
+    let node = SyncObj::with_transport(
+        "a:1",
+        Vec::<String>::new(),
+        Blob::default(),
+        conf,
+        network.endpoint("a:1"),
+    )
+    .expect("restarts from the dump");
+    let state = node.read();
+    assert_eq!(state.data.len(), 50 << 20);
+    assert!(state.data.iter().all(|&b| b == 0xab));
+}

@@ -121,27 +121,25 @@ pub struct SyncObjConf {
     pub dns_cache_time: Duration,
     /// How long a failed resolution is cached (PySyncObj `dnsFailCacheTime`). Default: 30 s.
     pub dns_fail_cache_time: Duration,
-    /// Compact the log when it holds more entries than this (PySyncObj
-    /// `logCompactionMinEntries`). At least 2. Default: 5000.
-    /// Pending: the durability release.
+    /// Take a snapshot and compact the log once this many entries were applied since the last
+    /// one (PySyncObj `logCompactionMinEntries`). At least 2. Default: 5000.
     pub log_compaction_min_entries: u64,
     /// … or when this long has passed since the last snapshot (PySyncObj `logCompactionMinTime`).
     /// Must be positive. Default: 300 s.
-    /// Pending: the durability release.
     pub log_compaction_min_time: Duration,
     /// Stagger compaction so that nodes take their snapshots in separate time windows (PySyncObj
-    /// `logCompactionSplit`). Default: `false`.
-    /// Pending: the durability release.
+    /// `logCompactionSplit`): the time trigger fires for the n-th of N voters only in the n-th
+    /// N-th of each `log_compaction_min_time`. Default: `false`.
     pub log_compaction_split: bool,
     /// The chunk size, in bytes, in which a snapshot is sent to a follower that is too far behind
     /// (PySyncObj `logCompactionBatchSize`). Must be positive and fit in a frame. Default: 64 KiB.
-    /// Pending: the durability release.
     pub log_compaction_batch_size: usize,
     /// `true`: commands wait in the queue until a leader is known; `false`: they fail at once
     /// with `MissingLeader` when none is (PySyncObj `commandsWaitLeader`). Default: `true`.
     pub commands_wait_leader: bool,
-    /// Where snapshots are written (PySyncObj `fullDumpFile`). Default: `None`, in memory only.
-    /// Pending: the durability release.
+    /// The directory where snapshots are kept (PySyncObj `fullDumpFile`); a node restarts from
+    /// the latest one. Default: `None`: beside the journal (`<journal_file>.snapshots`) when
+    /// there is one, else in memory only (a restarted node is refilled by the leader).
     pub full_dump_file: Option<PathBuf>,
     /// Where the log and the hard state (term, vote, commit index) are kept (PySyncObj
     /// `journalFile`): a directory of segment files, created if missing. A node restarted on
@@ -375,8 +373,7 @@ impl SyncObjConf {
     pub fn pending_options(&self) -> Vec<&'static str> {
         let d = Self::default();
         names_of_true(&changed!(self, d;
-            log_compaction_min_entries, log_compaction_min_time, log_compaction_split,
-            log_compaction_batch_size, full_dump_file, dynamic_membership_change,
+            dynamic_membership_change,
         ))
     }
 
@@ -832,7 +829,6 @@ fn callback<T: ?Sized>(value: Option<&Arc<T>>) -> Option<&'static str> {
 
 #[cfg(test)]
 mod tests {
-    use std::path::PathBuf;
     use std::sync::Arc;
     use std::sync::atomic::{AtomicU32, Ordering};
     use std::time::Duration;
@@ -1189,10 +1185,7 @@ mod tests {
             .with_auto_tick(false)
             .with_commands_queue_size(10)
             .with_poller_type(PollerType::Select);
-        assert_eq!(
-            conf.pending_options(),
-            ["full_dump_file", "dynamic_membership_change"]
-        );
+        assert_eq!(conf.pending_options(), ["dynamic_membership_change"]);
         assert_eq!(conf.ignored_options(), ["poller_type"]);
     }
 
@@ -1200,26 +1193,9 @@ mod tests {
     #[test]
     fn each_pending_option_is_listed_alone() {
         type Set = fn(SyncObjConf) -> SyncObjConf;
-        let cases: [(&str, Set); 6] = [
-            ("log_compaction_min_entries", |c| {
-                c.with_log_compaction_min_entries(9)
-            }),
-            ("log_compaction_min_time", |c| {
-                c.with_log_compaction_min_time(ms(1))
-            }),
-            ("log_compaction_split", |c| {
-                c.with_log_compaction_split(true)
-            }),
-            ("log_compaction_batch_size", |c| {
-                c.with_log_compaction_batch_size(1)
-            }),
-            ("full_dump_file", |c| {
-                c.with_full_dump_file(PathBuf::from("dump"))
-            }),
-            ("dynamic_membership_change", |c| {
-                c.with_dynamic_membership_change(true)
-            }),
-        ];
+        let cases: [(&str, Set); 1] = [("dynamic_membership_change", |c| {
+            c.with_dynamic_membership_change(true)
+        })];
         for (option, set) in cases {
             assert_eq!(set(SyncObjConf::default()).pending_options(), [option]);
         }

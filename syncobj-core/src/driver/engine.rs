@@ -16,11 +16,13 @@ use super::addresses::is_read_only;
 use super::inflight::{InFlight, Outcome, PlacedForwards, Settled};
 use super::objects::{ErasedObject, SET_CODE_VERSION, SYSTEM_OBJECT};
 use super::persistence::Persistence;
+use super::snapshots::Snapshots;
 use super::wire::{NodeMessage, Refusal};
 use crate::conf::{OnCodeVersionChanged, OnReady, OnStateChanged, RaftState};
 use crate::object::{CommandHeader, Completion, FailReason};
 use crate::raft::{
-    Entry, EntryKind, Envelope, HardState, Instant, LogIndex, NodeId, ProposeError, RaftNode, Term,
+    Entry, EntryKind, Envelope, HardState, IncomingChunk, Instant, LogIndex, LogPosition, LogReset,
+    NodeId, ProposeError, RaftNode, SnapshotRead, Term,
 };
 use crate::status::{PeerStatus, Status, WireCounters};
 use crate::storage::StorageError;
@@ -125,6 +127,8 @@ pub(crate) struct Engine {
     pub(crate) bad_frames: u64,
     /// The journal, when the node has one; without, nothing is durable.
     persistence: Option<Persistence>,
+    /// Snapshots: when to take one, the latest, transfers.
+    snapshots: Snapshots,
     /// Why the node stopped for good (its journal failed): it then sends nothing and refuses
     /// every call.
     halted: Option<String>,
@@ -138,6 +142,7 @@ impl Engine {
         queue: Receiver<Queued>,
         settings: EngineSettings,
         persistence: Option<Persistence>,
+        snapshots: Snapshots,
     ) -> Engine {
         let session = settings.session;
         let me = raft.id();
@@ -169,6 +174,7 @@ impl Engine {
             last_state: RaftState::Follower,
             bad_frames: 0,
             persistence,
+            snapshots,
             halted: None,
         }
     }
@@ -215,6 +221,8 @@ impl Engine {
         let now = self.now();
         self.raft.tick(now);
         self.take_calls();
+        self.process_ready(transport);
+        self.compact_if_due();
         self.process_ready(transport);
         self.sync_if_due();
         if self.halted.is_some() {
@@ -530,7 +538,10 @@ impl Engine {
             }
             if must_persist && self.persistence.is_some() {
                 self.flush_outbox(transport);
-                if let Err(error) = self.persist(ready.hard_state, &ready.entries) {
+                let persisted = self
+                    .reset_journal(ready.log_reset)
+                    .and_then(|()| self.persist(ready.hard_state, &ready.entries));
+                if let Err(error) = persisted {
                     self.halt(&error);
                     return;
                 }
@@ -540,7 +551,122 @@ impl Engine {
             }
             self.raft.on_persisted(ack);
             self.apply(ready.committed_entries);
+            self.serve_snapshot_reads(ready.snapshot_reads);
+            self.receive_snapshot_chunks(ready.snapshot_chunks);
         }
+    }
+
+    fn reset_journal(&mut self, reset: Option<LogReset>) -> Result<(), StorageError> {
+        match (reset, &mut self.persistence) {
+            (Some(reset), Some(persistence)) => persistence.reset(reset),
+            _ => Ok(()),
+        }
+    }
+
+    /// Answers the leader's reads of its latest snapshot, for followers too far behind.
+    fn serve_snapshot_reads(&mut self, reads: Vec<SnapshotRead>) {
+        let now = self.now();
+        for read in reads {
+            match self.snapshots.read(read.snapshot, read.offset, read.len) {
+                Some((data, done)) => {
+                    let sent = self.raft.snapshot_chunk(
+                        read.to,
+                        read.snapshot,
+                        read.offset,
+                        data,
+                        done,
+                        now,
+                    );
+                    if let Err(error) = sent {
+                        tracing::warn!(%error, "snapshot chunk refused");
+                    }
+                }
+                None => self.raft.snapshot_unavailable(read.to, read.snapshot),
+            }
+        }
+    }
+
+    /// Takes the chunks of a snapshot from the leader and, at the last one, installs it.
+    fn receive_snapshot_chunks(&mut self, chunks: Vec<IncomingChunk>) {
+        for chunk in chunks {
+            let snapshot = chunk.snapshot;
+            let received = self
+                .snapshots
+                .receive(snapshot, chunk.offset, &chunk.data, chunk.done)
+                .and_then(|payload| match payload {
+                    Some(payload) => self.install(snapshot, payload),
+                    None => Ok(()),
+                });
+            if let Err(error) = received {
+                tracing::warn!(%snapshot, %error, "snapshot from the leader refused");
+                let _ = self.raft.snapshot_failed(snapshot);
+            }
+        }
+    }
+
+    fn install(&mut self, snapshot: LogPosition, payload: Bytes) -> Result<(), String> {
+        let version = self.snapshots.install(snapshot, payload, &self.objects)?;
+        self.settings.code_version.store(version, Ordering::Release);
+        let now = self.now();
+        self.raft
+            .snapshot_installed(snapshot, now)
+            .map_err(|e| e.to_string())?;
+        tracing::info!(%snapshot, "installed a snapshot from the leader");
+        Ok(())
+    }
+
+    /// Takes a snapshot when the compaction policy says so, and compacts once it is durable.
+    fn compact_if_due(&mut self) {
+        if let Some(written) = self.snapshots.poll_written() {
+            match written {
+                Ok(position) => self.compact(position),
+                Err(error) => {
+                    tracing::error!(%error, "cannot write a snapshot; the log is not compacted");
+                }
+            }
+        }
+        let now = self.now();
+        let applied = self.raft.applied_index();
+        let base = self.raft.log_base().index;
+        if self.stalled.is_some() || !self.snapshots.due(applied, base, now) {
+            return;
+        }
+        let Some(term) = self.raft.entry(applied).map(|e| e.term) else {
+            return;
+        };
+        let position = LogPosition {
+            index: applied,
+            term,
+        };
+        let version = self.settings.code_version.load(Ordering::Acquire);
+        match self.snapshots.take(position, version, &self.objects, now) {
+            Ok(Some(position)) => self.compact(position),
+            Ok(None) => {}
+            Err(error) => tracing::error!(%error, "cannot take a snapshot"),
+        }
+    }
+
+    /// Drops the log up to a snapshot: from memory, and from the journal once it is durable.
+    fn compact(&mut self, position: LogPosition) {
+        if let Err(error) = self.raft.compact(position.index) {
+            tracing::debug!(%error, "compaction skipped");
+            return;
+        }
+        if !self.snapshots.durable() {
+            return;
+        }
+        let dropped = self
+            .persistence
+            .as_mut()
+            .map_or(Ok(()), |p| p.drop_prefix(position.index));
+        if let Err(error) = dropped {
+            self.halt(&error);
+        }
+    }
+
+    /// Takes a snapshot at the next tick (PySyncObj `forceLogCompaction`).
+    pub(crate) fn force_compaction(&mut self) {
+        self.snapshots.force();
     }
 
     fn persist(

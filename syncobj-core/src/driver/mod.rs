@@ -8,6 +8,8 @@ mod memory;
 mod network;
 pub(crate) mod objects;
 pub(crate) mod persistence;
+mod recovery;
+pub(crate) mod snapshots;
 mod wire;
 
 pub use memory::{MemoryNetwork, MemoryTransport};
@@ -31,12 +33,12 @@ use thiserror::Error;
 use self::addresses::{read_only_id, read_only_name};
 use self::engine::{Addresses, Engine, EngineSettings, Queued, ReadySignal};
 use self::objects::{ErasedObject, ObjectCell, SET_CODE_VERSION, SYSTEM_OBJECT};
-use self::persistence::Persistence;
+use self::recovery::recover;
 use crate::conf::{ConfError, SyncObjConf};
 use crate::object::{
     Call, Caller, Completion, FailReason, MethodSpec, Replicated, Submit, TickHelp,
 };
-use crate::raft::{Instant, LogIndex, Membership, NewNodeError, NodeId, RaftNode, Restored, Term};
+use crate::raft::{Instant, LogIndex, Membership, NewNodeError, NodeId, RaftNode, Term};
 use crate::status::Status;
 use crate::storage::StorageError;
 
@@ -96,6 +98,9 @@ pub enum StartError {
         /// Its first entry.
         first_index: u64,
     },
+    /// The snapshot store could not be opened or its latest snapshot loaded.
+    #[error("cannot recover the latest snapshot: {0}")]
+    Snapshot(String),
     /// No key could be derived from the password.
     #[error("cannot derive the cluster key from the password: {0}")]
     Password(SecureError),
@@ -224,34 +229,28 @@ impl<T: Replicated> SyncObj<T> {
         if consumers.len() >= usize::from(SYSTEM_OBJECT) {
             return Err(StartError::TooManyConsumers(consumers.len()));
         }
-        let (persistence, restored): (Option<Persistence>, Restored) = match &conf.journal_file {
-            Some(path) => {
-                let (persistence, restored) = Persistence::open(path, &conf)?;
-                (Some(persistence), restored)
-            }
-            None => (None, Restored::default()),
-        };
-        let recovered = restored.hard_state.commit > LogIndex::ZERO;
-        let (addresses, id, membership) = identities(&me, partners);
-        let name = addresses.by_id.get(&id).cloned().unwrap_or_default();
-        let seed = conf.seed.unwrap_or_else(|| seed_from_address(&name));
-        let raft = RaftNode::new(
-            id,
-            membership,
-            conf.raft_config(seed),
-            restored,
-            Instant::ZERO,
-        )?;
-        let (queue, receiver) = crossbeam_channel::bounded(conf.commands_queue_size);
         let main = Arc::new(ObjectCell {
             state: RwLock::new(state),
         });
         let mut objects: Vec<Arc<dyn ErasedObject>> =
             vec![Arc::clone(&main) as Arc<dyn ErasedObject>];
         objects.extend(consumers.cells.iter().cloned());
+        let (addresses, id, membership) = identities(&me, partners);
+        let recovered = recover(&conf, &objects, compaction_slot(&addresses, id))?;
+        let has_committed = recovered.has_committed();
+        let name = addresses.by_id.get(&id).cloned().unwrap_or_default();
+        let seed = conf.seed.unwrap_or_else(|| seed_from_address(&name));
+        let raft = RaftNode::new(
+            id,
+            membership,
+            conf.raft_config(seed),
+            recovered.restored,
+            Instant::ZERO,
+        )?;
+        let (queue, receiver) = crossbeam_channel::bounded(conf.commands_queue_size);
         let ready = Arc::new(ReadySignal::default());
         let bind_settled = Arc::new(ReadySignal::default());
-        let code_version = Arc::new(AtomicU32::new(0));
+        let code_version = Arc::new(AtomicU32::new(recovered.code_version.unwrap_or(0)));
         let settings = EngineSettings {
             commands_wait_leader: conf.commands_wait_leader,
             call_timeout: conf.call_timeout,
@@ -281,7 +280,15 @@ impl<T: Replicated> SyncObj<T> {
             transport: Box::new(transport),
             incoming: Vec::new(),
         };
-        let engine = Engine::new(raft, addresses, objects, receiver, settings, persistence);
+        let engine = Engine::new(
+            raft,
+            addresses,
+            objects,
+            receiver,
+            settings,
+            recovered.persistence,
+            recovered.snapshots,
+        );
         let shared = Arc::new(Shared {
             io: Mutex::new(io),
             engine: Mutex::new(engine),
@@ -304,7 +311,7 @@ impl<T: Replicated> SyncObj<T> {
             calls,
             tick_thread: Mutex::new(None),
         };
-        if recovered {
+        if has_committed {
             // One tick, here and now: the committed entries of the journal are applied before
             // the node is handed out, even if no leader is ever heard of.
             node.shared.tick(Duration::ZERO);
@@ -348,6 +355,15 @@ impl<T: Replicated> SyncObj<T> {
             return caller.refuse(FailReason::RequestDenied);
         }
         caller.call(&[spec], &(version,))
+    }
+
+    /// Takes a snapshot of the objects at the next tick and compacts the log up to it, whatever
+    /// the compaction policy (PySyncObj `forceLogCompaction`). With a snapshot store
+    /// (`full_dump_file`, or beside `journal_file`) the journal is compacted once the snapshot
+    /// is durable.
+    pub fn force_log_compaction(&self) {
+        self.shared.engine.lock().force_compaction();
+        self.shared.waker.wake();
     }
 
     /// The code version the cluster has enabled, as applied on this node.
@@ -648,6 +664,13 @@ impl Submit for Shared {
             None => TickHelp::TickThreadRuns,
         }
     }
+}
+
+/// This node's place among the voters, for `log_compaction_split`: (its rank, their number).
+fn compaction_slot(addresses: &Addresses, id: NodeId) -> (u64, u64) {
+    let voters: Vec<NodeId> = addresses.voters().map(|(id, _)| id).collect();
+    let rank = voters.iter().position(|&v| v == id).unwrap_or(0);
+    (rank as u64, voters.len().max(1) as u64)
 }
 
 /// `partners` without `me`.

@@ -5,6 +5,7 @@ use std::any::Any;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 
+use bytes::Bytes;
 use parking_lot::{RwLock, RwLockReadGuard};
 
 use crate::object::{CommandHeader, FailReason, Replicated};
@@ -30,6 +31,15 @@ pub(crate) trait ErasedObject: Send + Sync {
 
     /// This object as `Any`, to hand out typed handles.
     fn as_any(self: Arc<Self>) -> Arc<dyn Any + Send + Sync>;
+
+    /// The object's state, serialized for a snapshot (MessagePack).
+    fn save(&self) -> Result<Bytes, String>;
+
+    /// A state decoded from [`save`](Self::save)'s bytes, not yet in place.
+    fn decode(&self, bytes: &[u8]) -> Result<Box<dyn Any + Send>, String>;
+
+    /// Puts a state from [`decode`](Self::decode) in place of the current one.
+    fn replace(&self, state: Box<dyn Any + Send>);
 }
 
 /// A replicated object's state behind its lock.
@@ -67,6 +77,24 @@ impl<T: Replicated> ErasedObject for ObjectCell<T> {
 
     fn as_any(self: Arc<Self>) -> Arc<dyn Any + Send + Sync> {
         self
+    }
+
+    fn save(&self) -> Result<Bytes, String> {
+        rmp_serde::to_vec(&*self.state.read())
+            .map(Bytes::from)
+            .map_err(|e| format!("cannot serialize {}: {e}", T::NAME))
+    }
+
+    fn decode(&self, bytes: &[u8]) -> Result<Box<dyn Any + Send>, String> {
+        rmp_serde::from_slice::<T>(bytes)
+            .map(|state| Box::new(state) as Box<dyn Any + Send>)
+            .map_err(|e| format!("cannot decode {} from the snapshot: {e}", T::NAME))
+    }
+
+    fn replace(&self, state: Box<dyn Any + Send>) {
+        if let Ok(state) = state.downcast::<T>() {
+            *self.state.write() = *state;
+        }
     }
 }
 

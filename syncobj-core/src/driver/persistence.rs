@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use super::StartError;
 use crate::conf::{FsyncPolicy, SyncObjConf};
-use crate::raft::{Entry, HardState, Instant, Restored};
+use crate::raft::{Entry, HardState, Instant, LogIndex, LogReset, Restored};
 use crate::storage::{Disk, FileJournal, Journal, JournalOptions, StdDisk, StorageError};
 
 /// How often a commit index that moved alone is saved. Saving the hard state costs three
@@ -58,13 +58,6 @@ impl Persistence {
         for warning in &recovery.warnings {
             tracing::warn!(journal = %path.display(), %warning, "journal recovery");
         }
-        if recovery.first_index.0 > 1 {
-            // Only snapshots drop a prefix, and this build takes none.
-            return Err(StartError::CompactedJournal {
-                path: path.to_path_buf(),
-                first_index: recovery.first_index.0,
-            });
-        }
         tracing::debug!(
             journal = %path.display(),
             entries = recovery.entries.len(),
@@ -112,6 +105,23 @@ impl Persistence {
                 self.sync_if_due(now)
             }
         }
+    }
+
+    /// Resets the journal to an installed snapshot (before anything else of the same `Ready`):
+    /// drops what the snapshot covers, and everything after it unless the log kept a matching
+    /// suffix. Durable when it returns.
+    pub(crate) fn reset(&mut self, reset: LogReset) -> Result<(), StorageError> {
+        let index = reset.snapshot.index;
+        if !reset.suffix_kept && index.next() <= self.journal.last_index() {
+            self.journal
+                .truncate_suffix(index.next().max(self.journal.first_index()))?;
+        }
+        self.journal.drop_prefix(index)
+    }
+
+    /// Drops the entries a durable snapshot covers, up to `index`.
+    pub(crate) fn drop_prefix(&mut self, index: LogIndex) -> Result<(), StorageError> {
+        self.journal.drop_prefix(index)
     }
 
     /// Sets a new term or vote at once; holds a hard state that only moves the commit index

@@ -28,10 +28,11 @@ use syncobj_net::{Incoming, Transport, Wake};
 use super::checker::{Checker, Violation};
 use super::net::{NetConfig, Routed, SimNet};
 use super::run::{SeedFailure, SimConfig};
-use crate::conf::FsyncPolicy;
+use crate::conf::{FsyncPolicy, SyncObjConf};
 use crate::driver::engine::{Addresses, Engine, EngineSettings, Queued};
 use crate::driver::objects::{ErasedObject, ObjectCell};
 use crate::driver::persistence::Persistence;
+use crate::driver::snapshots::Snapshots;
 use crate::object::{
     ApplyError, Call, Caller, CommandHeader, Completion, FailReason, MethodSpec, ReplicatedMethods,
     ReplicatedState, Submit, TickHelp,
@@ -671,6 +672,13 @@ fn build_node(
         bind_settled: Arc::default(),
         session,
     };
+    // Snapshots in these runs would need a snapshot store on the simulated disk too (the
+    // journal may drop only what a durable snapshot covers): compaction stays off here, and the
+    // Raft-level runs cover snapshots.
+    let no_compaction = SyncObjConf::default()
+        .with_log_compaction_min_entries(u64::MAX)
+        .with_log_compaction_min_time(Duration::MAX);
+    let (snapshots, _) = Snapshots::open(&no_compaction, (0, 1), &objects)?;
     let engine = Engine::new(
         raft,
         addresses,
@@ -678,6 +686,7 @@ fn build_node(
         receiver,
         settings,
         Some(persistence),
+        snapshots,
     );
     let calls = TotalCalls::from(Caller::new(Arc::new(SimSubmit { queue }), 0));
     Ok(SimDriverNode {

@@ -1,0 +1,69 @@
+//! What a node finds on its disks at start: the journal and the latest snapshot, loaded into
+//! its objects, checked against each other.
+
+use std::sync::Arc;
+
+use super::StartError;
+use super::objects::ErasedObject;
+use super::persistence::Persistence;
+use super::snapshots::Snapshots;
+use crate::conf::SyncObjConf;
+use crate::raft::{LogIndex, Restored};
+
+/// A node's durable state, recovered.
+pub(crate) struct Recovered {
+    pub(crate) persistence: Option<Persistence>,
+    pub(crate) snapshots: Snapshots,
+    pub(crate) restored: Restored,
+    /// The code version the snapshot enabled, if one was loaded.
+    pub(crate) code_version: Option<u32>,
+}
+
+impl Recovered {
+    /// Whether there is anything committed to apply at once.
+    pub(crate) fn has_committed(&self) -> bool {
+        self.restored.hard_state.commit > LogIndex::ZERO || self.restored.snapshot.is_some()
+    }
+}
+
+/// Opens the journal and the snapshots `conf` names (none: an empty node) and loads the latest
+/// snapshot into `objects`. `slot` is this node's place among the voters, for
+/// `log_compaction_split`.
+pub(crate) fn recover(
+    conf: &SyncObjConf,
+    objects: &[Arc<dyn ErasedObject>],
+    slot: (u64, u64),
+) -> Result<Recovered, StartError> {
+    let (persistence, mut restored) = match &conf.journal_file {
+        Some(path) => {
+            let (persistence, restored) = Persistence::open(path, conf)?;
+            (Some(persistence), restored)
+        }
+        None => (None, Restored::default()),
+    };
+    let (snapshots, restore) =
+        Snapshots::open(conf, slot, objects).map_err(StartError::Snapshot)?;
+    restored.snapshot = restore.as_ref().map(|r| r.position);
+    if let Some(snapshot) = restored.snapshot {
+        // Without a journal (a dump file only) the node still knows what the snapshot proves:
+        // its term was reached and its entries committed.
+        let hard_state = &mut restored.hard_state;
+        hard_state.term = hard_state.term.max(snapshot.term);
+        hard_state.commit = hard_state.commit.max(snapshot.index);
+    }
+    if let (Some(first), Some(path)) = (restored.entries.first(), &conf.journal_file) {
+        let covered = restored.snapshot.map_or(LogIndex::ZERO, |s| s.index);
+        if first.index > covered.next() {
+            return Err(StartError::CompactedJournal {
+                path: path.clone(),
+                first_index: first.index.0,
+            });
+        }
+    }
+    Ok(Recovered {
+        persistence,
+        snapshots,
+        restored,
+        code_version: restore.map(|r| r.code_version),
+    })
+}

@@ -1,0 +1,383 @@
+//! Snapshots of the node's objects: when to take one, where it is kept, and the bytes sent to
+//! and received from other nodes.
+//!
+//! A snapshot's payload is MessagePack: a format number, the enabled code version, and each
+//! object's state (the main object, then the consumers), each itself MessagePack of the user's
+//! type. The latest payload is kept in memory, to serve transfers from any offset; with
+//! `full_dump_file` it is also written to a snapshot store, on a thread of its own so that a
+//! large state never stalls the tick loop, and the journal's prefix is dropped only once it is
+//! durable.
+
+use std::any::Any;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use crossbeam_channel::{Receiver, TryRecvError};
+use serde::{Deserialize, Serialize};
+
+use super::objects::ErasedObject;
+use crate::conf::SyncObjConf;
+use crate::raft::{Instant, LogIndex, LogPosition};
+use crate::storage::{SnapshotMeta, SnapshotStore, StdDisk, StorageError};
+
+/// The payload format this build writes and reads.
+const PAYLOAD_FORMAT: u32 = 1;
+
+/// The most bytes a snapshot received from a leader may have (a bound on memory, far above any
+/// state that fits in one node's memory twice).
+const RECEIVED_BYTES_MAX: usize = 16 << 30;
+
+/// What a snapshot holds beside the Raft position.
+#[derive(Serialize, Deserialize)]
+struct Payload {
+    format: u32,
+    code_version: u32,
+    objects: Vec<Bytes>,
+}
+
+/// The objects' state, as a snapshot restores it.
+pub(crate) struct Restore {
+    pub(crate) position: LogPosition,
+    pub(crate) code_version: u32,
+}
+
+/// When to compact (PySyncObj `logCompactionMinEntries`, `logCompactionMinTime`,
+/// `logCompactionSplit`).
+#[derive(Clone, Copy, Debug)]
+struct Policy {
+    min_entries: u64,
+    min_time: Duration,
+    /// With `logCompactionSplit`: this node's slot among `slots` equal windows of `min_time`.
+    slot: Option<(u64, u64)>,
+}
+
+/// A snapshot being received from the leader.
+struct Receiving {
+    position: LogPosition,
+    bytes: Vec<u8>,
+}
+
+/// A store write running on its thread: the store comes back with the outcome.
+type Written = (
+    SnapshotStore<StdDisk>,
+    Result<(LogPosition, Bytes), StorageError>,
+);
+
+/// The node's snapshots.
+pub(crate) struct Snapshots {
+    policy: Policy,
+    /// The durable store, when the node has one; `None` while a write holds it.
+    store: Option<SnapshotStore<StdDisk>>,
+    durable: bool,
+    latest: Option<(LogPosition, Bytes)>,
+    writing: Option<Receiver<Written>>,
+    receiving: Option<Receiving>,
+    last_compaction: Instant,
+    force: bool,
+}
+
+impl Snapshots {
+    /// The snapshots of a node configured by `conf`, the `slot`-th of `slots` nodes; with a
+    /// store, the latest durable snapshot is read back and loaded into `objects`.
+    pub(crate) fn open(
+        conf: &SyncObjConf,
+        slot: (u64, u64),
+        objects: &[Arc<dyn ErasedObject>],
+    ) -> Result<(Snapshots, Option<Restore>), String> {
+        let policy = Policy {
+            min_entries: conf.log_compaction_min_entries,
+            min_time: conf.log_compaction_min_time,
+            slot: conf.log_compaction_split.then_some(slot),
+        };
+        let mut snapshots = Snapshots {
+            policy,
+            store: None,
+            durable: false,
+            latest: None,
+            writing: None,
+            receiving: None,
+            last_compaction: Instant::ZERO,
+            force: false,
+        };
+        let Some(dir) = store_dir(conf) else {
+            return Ok((snapshots, None));
+        };
+        let (store, warnings) =
+            SnapshotStore::open(StdDisk, dir.clone()).map_err(|e| e.to_string())?;
+        for warning in &warnings {
+            tracing::warn!(snapshots = %dir.display(), %warning, "snapshot recovery");
+        }
+        let restore = match store.load_latest().map_err(|e| e.to_string())? {
+            Some(snapshot) => {
+                let position = LogPosition {
+                    index: snapshot.meta.last_index,
+                    term: snapshot.meta.last_term,
+                };
+                let code_version = load(&snapshot.payload, objects)
+                    .map_err(|e| format!("{}: {e}", dir.display()))?;
+                snapshots.latest = Some((position, snapshot.payload));
+                Some(Restore {
+                    position,
+                    code_version,
+                })
+            }
+            None => None,
+        };
+        snapshots.store = Some(store);
+        snapshots.durable = true;
+        Ok((snapshots, restore))
+    }
+
+    /// Asks for a snapshot at the next tick, whatever the policy (PySyncObj
+    /// `forceLogCompaction`).
+    pub(crate) fn force(&mut self) {
+        self.force = true;
+    }
+
+    /// Whether a snapshot should be taken now, with `applied` entries applied and the log's
+    /// base at `base`.
+    pub(crate) fn due(&self, applied: LogIndex, base: LogIndex, now: Instant) -> bool {
+        if self.writing.is_some() || applied <= base {
+            return false;
+        }
+        if self.force || applied.0 - base.0 >= self.policy.min_entries {
+            return true;
+        }
+        now - self.last_compaction >= self.policy.min_time && self.in_my_window(now)
+    }
+
+    fn in_my_window(&self, now: Instant) -> bool {
+        let Some((slot, slots)) = self.policy.slot else {
+            return true;
+        };
+        let period = self.policy.min_time.as_nanos().max(1);
+        let phase = u128::from(now.as_nanos()) % period;
+        phase * u128::from(slots.max(1)) / period == u128::from(slot)
+    }
+
+    /// Takes a snapshot of `objects` at `position`: in memory at once; with a store, written on
+    /// a thread of its own. Returns the position once the snapshot may be compacted into (at
+    /// once without a store, later from [`poll_written`](Self::poll_written) with one).
+    pub(crate) fn take(
+        &mut self,
+        position: LogPosition,
+        code_version: u32,
+        objects: &[Arc<dyn ErasedObject>],
+        now: Instant,
+    ) -> Result<Option<LogPosition>, String> {
+        self.force = false;
+        self.last_compaction = now;
+        let payload = save(code_version, objects)?;
+        let Some(store) = self.store.take() else {
+            self.latest = Some((position, payload));
+            return Ok(Some(position));
+        };
+        let (sender, receiver) = crossbeam_channel::bounded(1);
+        let meta = SnapshotMeta {
+            last_index: position.index,
+            last_term: position.term,
+            membership: Bytes::new(),
+            code_version,
+        };
+        std::thread::Builder::new()
+            .name("syncobj-snapshot".into())
+            .spawn(move || {
+                let mut store = store;
+                let written = write(&mut store, meta, &payload).map(|()| (position, payload));
+                let _ = sender.send((store, written));
+            })
+            .map_err(|e| format!("cannot start the snapshot writer: {e}"))?;
+        self.writing = Some(receiver);
+        Ok(None)
+    }
+
+    /// The outcome of the store write, once it ended: `Some(Ok(position))` when the snapshot is
+    /// durable and the log may be compacted up to it.
+    pub(crate) fn poll_written(&mut self) -> Option<Result<LogPosition, StorageError>> {
+        let receiver = self.writing.as_ref()?;
+        let (store, written) = match receiver.try_recv() {
+            Ok(done) => done,
+            Err(TryRecvError::Empty) => return None,
+            Err(TryRecvError::Disconnected) => {
+                self.writing = None;
+                tracing::error!("the snapshot writer ended without an answer");
+                return None;
+            }
+        };
+        self.writing = None;
+        self.store = Some(store);
+        Some(written.map(|(position, payload)| {
+            self.latest = Some((position, payload));
+            position
+        }))
+    }
+
+    /// The bytes `offset..offset + len` of snapshot `position`, if it is the latest one; and
+    /// whether they end it.
+    pub(crate) fn read(
+        &self,
+        position: LogPosition,
+        offset: u64,
+        len: usize,
+    ) -> Option<(Bytes, bool)> {
+        let (latest, payload) = self.latest.as_ref()?;
+        if *latest != position {
+            return None;
+        }
+        let start = usize::try_from(offset).ok()?.min(payload.len());
+        let end = start.saturating_add(len).min(payload.len());
+        Some((payload.slice(start..end), end == payload.len()))
+    }
+
+    /// Takes a chunk from the leader. Returns the whole payload once the last chunk arrived;
+    /// `Err` when the stream is broken (the transfer must start over).
+    pub(crate) fn receive(
+        &mut self,
+        position: LogPosition,
+        offset: u64,
+        data: &[u8],
+        done: bool,
+    ) -> Result<Option<Bytes>, String> {
+        if offset == 0 {
+            self.receiving = Some(Receiving {
+                position,
+                bytes: Vec::new(),
+            });
+        }
+        let receiving = self
+            .receiving
+            .as_mut()
+            .filter(|r| r.position == position && r.bytes.len() as u64 == offset)
+            .ok_or_else(|| format!("chunk at {offset} of {position} out of order"))?;
+        if receiving.bytes.len().saturating_add(data.len()) > RECEIVED_BYTES_MAX {
+            self.receiving = None;
+            return Err(format!(
+                "snapshot {position} exceeds {RECEIVED_BYTES_MAX} bytes"
+            ));
+        }
+        receiving.bytes.extend_from_slice(data);
+        if !done {
+            return Ok(None);
+        }
+        let bytes = self.receiving.take().map(|r| r.bytes).unwrap_or_default();
+        Ok(Some(Bytes::from(bytes)))
+    }
+
+    /// Installs a payload received from the leader: loads it into `objects` and, with a
+    /// store, makes it durable first. Returns the code version it carries.
+    pub(crate) fn install(
+        &mut self,
+        position: LogPosition,
+        payload: Bytes,
+        objects: &[Arc<dyn ErasedObject>],
+    ) -> Result<u32, String> {
+        let (code_version, states) = decode(&payload, objects)?;
+        if self.durable {
+            // A write of our own may hold the store: wait for it, the install comes first.
+            if let Some(receiver) = self.writing.take()
+                && let Ok((store, _)) = receiver.recv()
+            {
+                self.store = Some(store);
+            }
+            let store = self.store.as_mut().ok_or("the snapshot store is gone")?;
+            let meta = SnapshotMeta {
+                last_index: position.index,
+                last_term: position.term,
+                membership: Bytes::new(),
+                code_version,
+            };
+            write(store, meta, &payload).map_err(|e| e.to_string())?;
+        }
+        for (object, state) in objects.iter().zip(states) {
+            object.replace(state);
+        }
+        self.latest = Some((position, payload));
+        Ok(code_version)
+    }
+
+    /// Whether snapshots are durable: only then may the journal's prefix be dropped.
+    pub(crate) fn durable(&self) -> bool {
+        self.durable
+    }
+}
+
+/// Where a node's snapshots are kept: `full_dump_file`, or beside the journal when only
+/// `journal_file` is set (a journal compacted into a snapshot that is not durable could not be
+/// recovered).
+fn store_dir(conf: &SyncObjConf) -> Option<PathBuf> {
+    conf.full_dump_file.clone().or_else(|| {
+        conf.journal_file.as_deref().map(|journal| {
+            let mut name = journal.as_os_str().to_owned();
+            name.push(".snapshots");
+            PathBuf::from(name)
+        })
+    })
+}
+
+fn write(
+    store: &mut SnapshotStore<StdDisk>,
+    meta: SnapshotMeta,
+    payload: &[u8],
+) -> Result<(), StorageError> {
+    let mut writer = store.begin(meta)?;
+    for chunk in payload.chunks(1 << 20) {
+        writer.write_chunk(chunk)?;
+    }
+    store.commit(writer)?;
+    Ok(())
+}
+
+fn save(code_version: u32, objects: &[Arc<dyn ErasedObject>]) -> Result<Bytes, String> {
+    let objects = objects
+        .iter()
+        .map(|o| o.save())
+        .collect::<Result<Vec<Bytes>, String>>()?;
+    let payload = Payload {
+        format: PAYLOAD_FORMAT,
+        code_version,
+        objects,
+    };
+    rmp_serde::to_vec(&payload)
+        .map(Bytes::from)
+        .map_err(|e| format!("cannot encode the snapshot: {e}"))
+}
+
+/// Loads a payload into `objects`; returns its code version. Nothing changes unless every
+/// object's state decodes.
+fn load(payload: &[u8], objects: &[Arc<dyn ErasedObject>]) -> Result<u32, String> {
+    let (code_version, states) = decode(payload, objects)?;
+    for (object, state) in objects.iter().zip(states) {
+        object.replace(state);
+    }
+    Ok(code_version)
+}
+
+/// Decodes a payload for `objects`: its code version and each object's new state.
+fn decode(
+    payload: &[u8],
+    objects: &[Arc<dyn ErasedObject>],
+) -> Result<(u32, Vec<Box<dyn Any + Send>>), String> {
+    let payload: Payload =
+        rmp_serde::from_slice(payload).map_err(|e| format!("undecodable snapshot: {e}"))?;
+    if payload.format != PAYLOAD_FORMAT {
+        return Err(format!(
+            "snapshot payload format {} (this build reads {PAYLOAD_FORMAT})",
+            payload.format
+        ));
+    }
+    if payload.objects.len() != objects.len() {
+        return Err(format!(
+            "the snapshot holds {} objects, this node has {}",
+            payload.objects.len(),
+            objects.len()
+        ));
+    }
+    let states = objects
+        .iter()
+        .zip(&payload.objects)
+        .map(|(object, state)| object.decode(state))
+        .collect::<Result<_, _>>()?;
+    Ok((payload.code_version, states))
+}
