@@ -352,3 +352,101 @@ fn a_large_state_is_snapshotted_and_restored() {
     assert_eq!(state.data.len(), 50 << 20);
     assert!(state.data.iter().all(|&b| b == 0xab));
 }
+
+/// PySyncObj's `test_largeCommands`: a 20 MB command and a small one replicate between two
+/// nodes; both dump their state and restart from the dump with both values.
+#[test]
+fn a_large_command_replicates_and_survives_a_restart() {
+    #[derive(Default, Serialize, Deserialize, Replicated)]
+    struct Store {
+        values: std::collections::BTreeMap<String, bytes::Bytes>,
+    }
+
+    #[replicated]
+    impl Store {
+        #[replicated]
+        fn set(&mut self, key: String, value: bytes::Bytes) -> usize {
+            self.values.insert(key, value);
+            self.values.len()
+        }
+    }
+
+    let dir = TempDir::new("large-command");
+    let conf = |node: usize| SyncObjConf {
+        append_entries_period: Duration::from_millis(20),
+        raft_min_timeout: Duration::from_millis(150),
+        raft_max_timeout: Duration::from_millis(300),
+        leader_fallback_timeout: Duration::from_millis(150),
+        full_dump_file: Some(dir.0.join(format!("dump-{node}"))),
+        ..SyncObjConf::default()
+    };
+    let start_both = || {
+        let network = MemoryNetwork::new();
+        let nodes = [0, 1].map(|i| {
+            let me = ADDRESSES[i];
+            let partners = ADDRESSES
+                .iter()
+                .filter(|&&a| a != me)
+                .map(|&a| a.to_owned());
+            SyncObj::with_transport(
+                me,
+                partners,
+                Store::default(),
+                conf(i),
+                network.endpoint(me),
+            )
+            .expect("starts")
+        });
+        (network, nodes)
+    };
+    let large = bytes::Bytes::from(
+        (0..20_000_000_u32)
+            .map(|i| (i % 251) as u8)
+            .collect::<Vec<u8>>(),
+    );
+    let (_network, nodes) = start_both();
+    let set = |node: &SyncObj<Store>, key: &str, value: bytes::Bytes| {
+        for _ in 0..20 {
+            match node
+                .set(key.to_owned(), value.clone())
+                .wait_timeout(Duration::from_secs(60))
+            {
+                Err(FailReason::LeaderChanged | FailReason::NotLeader | FailReason::Discarded) => {}
+                other => return other,
+            }
+        }
+        Err(FailReason::LeaderChanged)
+    };
+    assert_eq!(set(&nodes[0], "large", large.clone()), Ok(1));
+    assert_eq!(
+        set(&nodes[1], "small", bytes::Bytes::from_static(b"v")),
+        Ok(2)
+    );
+    for node in &nodes {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while node.read().values.len() < 2 {
+            assert!(Instant::now() < deadline, "replicated within 60 s");
+            let _ = set(node, "small", bytes::Bytes::from_static(b"v"));
+        }
+        node.force_log_compaction();
+    }
+    let dumped = |node: usize| {
+        std::fs::read_dir(dir.0.join(format!("dump-{node}"))).is_ok_and(|entries| {
+            entries
+                .flatten()
+                .any(|e| e.path().extension().is_some_and(|x| x == "snap"))
+        })
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !(dumped(0) && dumped(1)) {
+        assert!(Instant::now() < deadline, "both dumped within 60 s");
+        let _ = set(&nodes[0], "small", bytes::Bytes::from_static(b"v"));
+    }
+    drop(nodes);
+    let (_network, nodes) = start_both();
+    for node in &nodes {
+        let state = node.read();
+        assert_eq!(state.values.get("large"), Some(&large));
+        assert_eq!(state.values.get("small").map(|v| &v[..]), Some(&b"v"[..]));
+    }
+}
