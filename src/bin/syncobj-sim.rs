@@ -92,6 +92,8 @@ fn run_one(seed: u64, config: &SimConfig, level: Level) -> Result<SeedTotals, Se
         totals.committed += report.committed;
         totals.acknowledged += report.calls_succeeded;
         totals.driver_crashes += report.crashes;
+        totals.compactions += report.compactions;
+        totals.snapshots_installed += report.snapshots_installed;
     }
     Ok(totals)
 }

@@ -696,6 +696,7 @@ impl Engine {
     /// Stops the node: makes every journal write durable, whatever the fsync policy, and
     /// fails the calls still waiting.
     pub(crate) fn stop(&mut self) {
+        self.snapshots.finish_writing();
         let now = self.now();
         if self.halted.is_none()
             && let Some(Err(error)) = self.persistence.as_mut().map(|p| p.sync_all(now))

@@ -8,7 +8,7 @@ mod memory;
 mod network;
 pub(crate) mod objects;
 pub(crate) mod persistence;
-mod recovery;
+pub(crate) mod recovery;
 pub(crate) mod snapshots;
 mod wire;
 
@@ -87,10 +87,9 @@ pub enum StartError {
     /// and the operator's choices.
     #[error(transparent)]
     Storage(#[from] StorageError),
-    /// The journal's first entries were compacted into a snapshot, which this build cannot
-    /// load yet.
+    /// The journal's first entries were dropped, and no snapshot covers them.
     #[error(
-        "the journal at {path:?} starts at entry {first_index}: its prefix is in a snapshot, which this build cannot load"
+        "the journal at {path:?} starts at entry {first_index} but no snapshot covers the entries before it: restore the snapshot directory from a backup, or wipe this node's data so that it rejoins as an empty follower"
     )]
     CompactedJournal {
         /// The journal directory.

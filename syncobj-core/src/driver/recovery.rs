@@ -1,12 +1,13 @@
 //! What a node finds on its disks at start: the journal and the latest snapshot, loaded into
 //! its objects, checked against each other.
 
+use std::path::Path;
 use std::sync::Arc;
 
 use super::StartError;
 use super::objects::ErasedObject;
 use super::persistence::Persistence;
-use super::snapshots::Snapshots;
+use super::snapshots::{Restore, Snapshots};
 use crate::conf::SyncObjConf;
 use crate::raft::{LogIndex, Restored};
 
@@ -34,15 +35,25 @@ pub(crate) fn recover(
     objects: &[Arc<dyn ErasedObject>],
     slot: (u64, u64),
 ) -> Result<Recovered, StartError> {
-    let (persistence, mut restored) = match &conf.journal_file {
-        Some(path) => {
-            let (persistence, restored) = Persistence::open(path, conf)?;
-            (Some(persistence), restored)
-        }
+    let journal = match &conf.journal_file {
+        Some(path) => Some(Persistence::open(path, conf)?),
+        None => None,
+    };
+    let snapshots = Snapshots::open(conf, slot, objects).map_err(StartError::Snapshot)?;
+    assemble(journal, snapshots, conf.journal_file.as_deref())
+}
+
+/// Puts a recovered journal and snapshot together, checking that the snapshot covers what the
+/// journal dropped (the journal at `journal_path`, for the error).
+pub(crate) fn assemble(
+    journal: Option<(Persistence, Restored)>,
+    (snapshots, restore): (Snapshots, Option<Restore>),
+    journal_path: Option<&Path>,
+) -> Result<Recovered, StartError> {
+    let (persistence, mut restored) = match journal {
+        Some((persistence, restored)) => (Some(persistence), restored),
         None => (None, Restored::default()),
     };
-    let (snapshots, restore) =
-        Snapshots::open(conf, slot, objects).map_err(StartError::Snapshot)?;
     restored.snapshot = restore.as_ref().map(|r| r.position);
     if let Some(snapshot) = restored.snapshot {
         // Without a journal (a dump file only) the node still knows what the snapshot proves:
@@ -51,11 +62,11 @@ pub(crate) fn recover(
         hard_state.term = hard_state.term.max(snapshot.term);
         hard_state.commit = hard_state.commit.max(snapshot.index);
     }
-    if let (Some(first), Some(path)) = (restored.entries.first(), &conf.journal_file) {
+    if let Some(first) = restored.entries.first() {
         let covered = restored.snapshot.map_or(LogIndex::ZERO, |s| s.index);
         if first.index > covered.next() {
             return Err(StartError::CompactedJournal {
-                path: path.clone(),
+                path: journal_path.map(Path::to_path_buf).unwrap_or_default(),
                 first_index: first.index.0,
             });
         }

@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use super::objects::ErasedObject;
 use crate::conf::SyncObjConf;
 use crate::raft::{Instant, LogIndex, LogPosition};
-use crate::storage::{SnapshotMeta, SnapshotStore, StdDisk, StorageError};
+use crate::storage::{Disk, Snapshot, SnapshotMeta, SnapshotStore, StdDisk, StorageError};
 
 /// The payload format this build writes and reads.
 const PAYLOAD_FORMAT: u32 = 1;
@@ -59,31 +59,80 @@ struct Receiving {
     bytes: Vec<u8>,
 }
 
+/// Where snapshots are made durable: a [`SnapshotStore`] on whatever disk.
+pub(crate) trait Store: Send {
+    /// Writes `payload` as the snapshot `meta` describes and makes it the latest, durably.
+    fn write(&mut self, meta: SnapshotMeta, payload: &[u8]) -> Result<(), StorageError>;
+
+    /// The latest durable snapshot, read back and checked.
+    fn load_latest(&self) -> Result<Option<Snapshot>, StorageError>;
+}
+
+impl<D> Store for SnapshotStore<D>
+where
+    D: Disk + Send + 'static,
+    D::File: Send,
+{
+    fn write(&mut self, meta: SnapshotMeta, payload: &[u8]) -> Result<(), StorageError> {
+        let mut writer = self.begin(meta)?;
+        for chunk in payload.chunks(1 << 20) {
+            writer.write_chunk(chunk)?;
+        }
+        self.commit(writer)?;
+        Ok(())
+    }
+
+    fn load_latest(&self) -> Result<Option<Snapshot>, StorageError> {
+        SnapshotStore::load_latest(self)
+    }
+}
+
 /// A store write running on its thread: the store comes back with the outcome.
-type Written = (
-    SnapshotStore<StdDisk>,
-    Result<(LogPosition, Bytes), StorageError>,
-);
+type Written = (Box<dyn Store>, Result<(LogPosition, Bytes), StorageError>);
 
 /// The node's snapshots.
 pub(crate) struct Snapshots {
     policy: Policy,
     /// The durable store, when the node has one; `None` while a write holds it.
-    store: Option<SnapshotStore<StdDisk>>,
+    store: Option<Box<dyn Store>>,
     durable: bool,
     latest: Option<(LogPosition, Bytes)>,
     writing: Option<Receiver<Written>>,
     receiving: Option<Receiving>,
     last_compaction: Instant,
     force: bool,
+    /// Whether store writes run on a thread of their own (off in the deterministic simulator).
+    background: bool,
 }
 
 impl Snapshots {
-    /// The snapshots of a node configured by `conf`, the `slot`-th of `slots` nodes; with a
-    /// store, the latest durable snapshot is read back and loaded into `objects`.
+    /// The snapshots of a node configured by `conf`, the `slot`-th of `slots` nodes, kept on
+    /// the real disk (`full_dump_file`, or beside the journal) if `conf` says so; the latest
+    /// durable one is read back and loaded into `objects`.
     pub(crate) fn open(
         conf: &SyncObjConf,
         slot: (u64, u64),
+        objects: &[Arc<dyn ErasedObject>],
+    ) -> Result<(Snapshots, Option<Restore>), String> {
+        let store: Option<Box<dyn Store>> = match store_dir(conf) {
+            Some(dir) => {
+                let (store, warnings) =
+                    SnapshotStore::open(StdDisk, dir.clone()).map_err(|e| e.to_string())?;
+                for warning in &warnings {
+                    tracing::warn!(snapshots = %dir.display(), %warning, "snapshot recovery");
+                }
+                Some(Box::new(store))
+            }
+            None => None,
+        };
+        Snapshots::with_store(conf, slot, store, objects)
+    }
+
+    /// Like [`open`](Self::open), with `store` (any disk), or in memory only without one.
+    pub(crate) fn with_store(
+        conf: &SyncObjConf,
+        slot: (u64, u64),
+        store: Option<Box<dyn Store>>,
         objects: &[Arc<dyn ErasedObject>],
     ) -> Result<(Snapshots, Option<Restore>), String> {
         let policy = Policy {
@@ -93,30 +142,25 @@ impl Snapshots {
         };
         let mut snapshots = Snapshots {
             policy,
+            durable: store.is_some(),
             store: None,
-            durable: false,
             latest: None,
             writing: None,
             receiving: None,
             last_compaction: Instant::ZERO,
             force: false,
+            background: true,
         };
-        let Some(dir) = store_dir(conf) else {
+        let Some(store) = store else {
             return Ok((snapshots, None));
         };
-        let (store, warnings) =
-            SnapshotStore::open(StdDisk, dir.clone()).map_err(|e| e.to_string())?;
-        for warning in &warnings {
-            tracing::warn!(snapshots = %dir.display(), %warning, "snapshot recovery");
-        }
         let restore = match store.load_latest().map_err(|e| e.to_string())? {
             Some(snapshot) => {
                 let position = LogPosition {
                     index: snapshot.meta.last_index,
                     term: snapshot.meta.last_term,
                 };
-                let code_version = load(&snapshot.payload, objects)
-                    .map_err(|e| format!("{}: {e}", dir.display()))?;
+                let code_version = load(&snapshot.payload, objects)?;
                 snapshots.latest = Some((position, snapshot.payload));
                 Some(Restore {
                     position,
@@ -126,7 +170,6 @@ impl Snapshots {
             None => None,
         };
         snapshots.store = Some(store);
-        snapshots.durable = true;
         Ok((snapshots, restore))
     }
 
@@ -170,22 +213,29 @@ impl Snapshots {
         self.force = false;
         self.last_compaction = now;
         let payload = save(code_version, objects)?;
-        let Some(store) = self.store.take() else {
+        let Some(mut store) = self.store.take() else {
             self.latest = Some((position, payload));
             return Ok(Some(position));
         };
-        let (sender, receiver) = crossbeam_channel::bounded(1);
         let meta = SnapshotMeta {
             last_index: position.index,
             last_term: position.term,
             membership: Bytes::new(),
             code_version,
         };
+        if !self.background {
+            let written = store.write(meta, &payload);
+            self.store = Some(store);
+            written.map_err(|e| e.to_string())?;
+            self.latest = Some((position, payload));
+            return Ok(Some(position));
+        }
+        let (sender, receiver) = crossbeam_channel::bounded(1);
         std::thread::Builder::new()
             .name("syncobj-snapshot".into())
             .spawn(move || {
                 let mut store = store;
-                let written = write(&mut store, meta, &payload).map(|()| (position, payload));
+                let written = store.write(meta, &payload).map(|()| (position, payload));
                 let _ = sender.send((store, written));
             })
             .map_err(|e| format!("cannot start the snapshot writer: {e}"))?;
@@ -276,11 +326,7 @@ impl Snapshots {
         let (code_version, states) = decode(&payload, objects)?;
         if self.durable {
             // A write of our own may hold the store: wait for it, the install comes first.
-            if let Some(receiver) = self.writing.take()
-                && let Ok((store, _)) = receiver.recv()
-            {
-                self.store = Some(store);
-            }
+            self.finish_writing();
             let store = self.store.as_mut().ok_or("the snapshot store is gone")?;
             let meta = SnapshotMeta {
                 last_index: position.index,
@@ -288,13 +334,30 @@ impl Snapshots {
                 membership: Bytes::new(),
                 code_version,
             };
-            write(store, meta, &payload).map_err(|e| e.to_string())?;
+            store.write(meta, &payload).map_err(|e| e.to_string())?;
         }
         for (object, state) in objects.iter().zip(states) {
             object.replace(state);
         }
         self.latest = Some((position, payload));
         Ok(code_version)
+    }
+
+    /// Writes snapshots on the tick thread rather than on a thread of their own: for the
+    /// deterministic simulator.
+    #[cfg(feature = "sim")]
+    pub(crate) fn write_inline(&mut self) {
+        self.background = false;
+    }
+
+    /// Waits for a store write in flight to end, so that no writer outlives the node (a new
+    /// node on the same directory must never see an old writer's commit).
+    pub(crate) fn finish_writing(&mut self) {
+        if let Some(receiver) = self.writing.take()
+            && let Ok((store, _)) = receiver.recv()
+        {
+            self.store = Some(store);
+        }
     }
 
     /// Whether snapshots are durable: only then may the journal's prefix be dropped.
@@ -314,19 +377,6 @@ fn store_dir(conf: &SyncObjConf) -> Option<PathBuf> {
             PathBuf::from(name)
         })
     })
-}
-
-fn write(
-    store: &mut SnapshotStore<StdDisk>,
-    meta: SnapshotMeta,
-    payload: &[u8],
-) -> Result<(), StorageError> {
-    let mut writer = store.begin(meta)?;
-    for chunk in payload.chunks(1 << 20) {
-        writer.write_chunk(chunk)?;
-    }
-    store.commit(writer)?;
-    Ok(())
 }
 
 fn save(code_version: u32, objects: &[Arc<dyn ErasedObject>]) -> Result<Bytes, String> {

@@ -32,13 +32,14 @@ use crate::conf::{FsyncPolicy, SyncObjConf};
 use crate::driver::engine::{Addresses, Engine, EngineSettings, Queued};
 use crate::driver::objects::{ErasedObject, ObjectCell};
 use crate::driver::persistence::Persistence;
+use crate::driver::recovery::{Recovered, assemble};
 use crate::driver::snapshots::Snapshots;
 use crate::object::{
-    ApplyError, Call, Caller, CommandHeader, Completion, FailReason, MethodSpec, ReplicatedMethods,
+    ApplyError, Call, Caller, Completion, FailReason, MethodSpec, ReplicatedMethods,
     ReplicatedState, Submit, TickHelp,
 };
-use crate::raft::{EntryKind, Instant, Membership, NodeId, RaftConfig, RaftNode};
-use crate::storage::SimDisk;
+use crate::raft::{Instant, Membership, NodeId, RaftConfig, RaftNode};
+use crate::storage::{SimDisk, SnapshotStore};
 
 /// What one driver-level seed did.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -55,6 +56,10 @@ pub struct DriverRunReport {
     pub committed: u64,
     /// Node crashes (each losing what its disk had not synced) and restarts from the journal.
     pub crashes: u64,
+    /// Snapshots the running nodes took (compactions) and installed from a leader.
+    pub compactions: u64,
+    /// Snapshots installed from a leader by the running nodes.
+    pub snapshots_installed: u64,
 }
 
 /// Runs one driver-level seed.
@@ -80,9 +85,12 @@ pub fn run_driver_seed(seed: u64, config: &SimConfig) -> Result<DriverRunReport,
 }
 
 /// The replicated object of the run: a running total; `add(n)` returns the total after it.
+/// It also keeps every argument in the order applied, so that the run can check every node's
+/// sequence — and every call's result — even after the log was compacted into snapshots.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 struct Total {
     value: i64,
+    history: Vec<i64>,
 }
 
 const ADD: MethodSpec = MethodSpec {
@@ -109,6 +117,7 @@ impl ReplicatedMethods for Total {
             reason: e.to_string(),
         })?;
         self.value += n;
+        self.history.push(n);
         rmp_serde::to_vec(&self.value).map_err(|e| ApplyError::BadResult {
             method: "add",
             reason: e.to_string(),
@@ -210,6 +219,9 @@ struct SimDriverNode {
 /// Where each simulated node keeps its journal on its own disk.
 const JOURNAL_DIR: &str = "/node/journal";
 
+/// Where each simulated node keeps its snapshots on its own disk.
+const SNAPSHOT_DIR: &str = "/node/snapshots";
+
 /// The outcome of each call, by its argument (unique per call).
 type Outcomes = Arc<Mutex<BTreeMap<i64, Result<i64, FailReason>>>>;
 
@@ -230,6 +242,8 @@ struct DriverSim {
     raft: RaftConfig,
     crashes: bool,
     crashes_done: u64,
+    /// Each node takes a snapshot every this many applied entries (per seed; some never).
+    compaction: u64,
     addresses: BTreeMap<String, NodeId>,
     net: SimNet<Frame>,
     /// Nodes to run at a given time because calls were queued on them.
@@ -263,6 +277,8 @@ impl DriverSim {
             raft: config.raft.clone(),
             crashes: config.faults.crashes,
             crashes_done: 0,
+            compaction: [10, 50, 200, u64::MAX]
+                [ChaCha8Rng::seed_from_u64(seed ^ 0x5A95_0C0A).random_range(0..4)],
             addresses: ids,
             net: SimNet::new(NetConfig::reliable()),
             wakeups: BinaryHeap::new(),
@@ -286,8 +302,16 @@ impl DriverSim {
         let incarnation = self.incarnations.entry(id).or_insert(0);
         *incarnation += 1;
         let session = self.seed ^ id.0 ^ (*incarnation << 40);
-        let node = build_node(self.seed, id, &self.names, &self.raft, disk, session)
-            .map_err(|e| self.violation(format!("{id} cannot recover its journal: {e}")))?;
+        let node = build_node(
+            self.seed,
+            id,
+            &self.names,
+            &self.raft,
+            disk,
+            session,
+            self.compaction,
+        )
+        .map_err(|e| self.violation(format!("{id} cannot recover its journal: {e}")))?;
         if *self.incarnations.get(&id).unwrap_or(&1) > 1 {
             self.checker
                 .on_restart(&node.engine.raft)
@@ -349,6 +373,16 @@ impl DriverSim {
             calls_failed: outcomes.len() as u64 - succeeded,
             committed,
             crashes: self.crashes_done,
+            compactions: self
+                .nodes
+                .values()
+                .map(|n| n.engine.raft.snapshot_counters().compactions)
+                .sum(),
+            snapshots_installed: self
+                .nodes
+                .values()
+                .map(|n| n.engine.raft.snapshot_counters().installed)
+                .sum(),
         })
     }
 
@@ -460,25 +494,28 @@ impl DriverSim {
         self.run_until(settle_end)
     }
 
-    /// Every node holds the same total, every node's log agrees, and every successful call
-    /// returned what a sequential replay of the committed log returns for it.
+    /// Every node applied the same sequence of calls, no call twice, and every successful call
+    /// returned what a sequential replay of that sequence gives for it.
     fn check_states(&self) -> Result<(), Violation> {
-        let totals: Vec<i64> = self
+        let histories: Vec<Vec<i64>> = self
             .nodes
             .values()
-            .map(|n| n.state.state.read().value)
+            .map(|n| n.state.state.read().history.clone())
             .collect();
-        if totals.windows(2).any(|w| w[0] != w[1]) {
-            return Err(self.violation(format!("nodes disagree once quiet: totals {totals:?}")));
+        if histories.windows(2).any(|w| w[0] != w[1]) {
+            let lengths: Vec<usize> = histories.iter().map(Vec::len).collect();
+            return Err(self.violation(format!(
+                "nodes applied different sequences once quiet (lengths {lengths:?})"
+            )));
         }
-        let replay = self.replay()?;
+        let replay = self.replay(histories.first().map_or(&[][..], Vec::as_slice))?;
         let outcomes = self.outcomes.lock().unwrap_or_else(PoisonError::into_inner);
         for (argument, outcome) in outcomes.iter() {
             if let Ok(result) = outcome
                 && replay.get(argument) != Some(result)
             {
                 return Err(self.violation(format!(
-                    "add({argument}) returned {result} but the committed log gives {:?}",
+                    "add({argument}) returned {result} but the applied sequence gives {:?}",
                     replay.get(argument)
                 )));
             }
@@ -486,38 +523,24 @@ impl DriverSim {
         Ok(())
     }
 
-    /// Replays the committed log of the most advanced node: each argument's running total.
-    fn replay(&self) -> Result<BTreeMap<i64, i64>, Violation> {
-        let node = self
-            .nodes
-            .values()
-            .max_by_key(|n| n.engine.raft.commit_index())
-            .map(|n| &n.engine.raft);
+    /// Replays an applied sequence: each argument's running total.
+    fn replay(&self, history: &[i64]) -> Result<BTreeMap<i64, i64>, Violation> {
         let mut replay = BTreeMap::new();
         let mut total = 0i64;
-        let Some(raft) = node else { return Ok(replay) };
-        for entry in raft
-            .entries()
-            .filter(|e| e.index <= raft.commit_index() && e.kind == EntryKind::Command)
-        {
-            let (_, args) =
-                CommandHeader::decode(&entry.data).map_err(|e| self.violation(e.to_string()))?;
-            let (n,): (i64,) =
-                rmp_serde::from_slice(args).map_err(|e| self.violation(e.to_string()))?;
+        for &n in history {
             total += n;
             if replay.insert(n, total).is_some() {
-                return Err(self.violation(format!("add({n}) was committed twice")));
+                return Err(self.violation(format!("add({n}) was applied twice")));
             }
         }
-        if Some(total)
-            != self
-                .nodes
-                .values()
-                .next()
-                .map(|n| n.state.state.read().value)
-        {
+        let value = self
+            .nodes
+            .values()
+            .next()
+            .map(|n| n.state.state.read().value);
+        if value.is_some_and(|v| v != total) {
             return Err(self.violation(format!(
-                "the replayed total {total} differs from the nodes' state"
+                "the replayed total {total} differs from the nodes' state {value:?}"
             )));
         }
         Ok(replay)
@@ -641,25 +664,20 @@ fn build_node(
     raft: &RaftConfig,
     disk: SimDisk,
     session: u64,
+    compaction: u64,
 ) -> Result<SimDriverNode, String> {
     let addresses = Addresses::new(names.iter().cloned());
     let membership = Membership::new(addresses.by_id.keys().copied(), []);
     let mut config = raft.clone();
     config.seed = seed ^ id.0.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ session;
-    let (persistence, restored) = Persistence::open_on(
-        disk,
-        std::path::Path::new(JOURNAL_DIR),
-        1 << 20,
-        FsyncPolicy::Always,
-    )
-    .map_err(|e| e.to_string())?;
-    let raft = RaftNode::new(id, membership, config, restored, Instant::ZERO)
-        .map_err(|e| format!("the recovered state is refused: {e}"))?;
-    let (queue, receiver) = crossbeam_channel::bounded(100_000);
     let state = Arc::new(ObjectCell {
         state: RwLock::new(Total::default()),
     });
     let objects: Vec<Arc<dyn ErasedObject>> = vec![Arc::clone(&state) as Arc<dyn ErasedObject>];
+    let recovered = recover_on(&disk, compaction, &objects)?;
+    let raft = RaftNode::new(id, membership, config, recovered.restored, Instant::ZERO)
+        .map_err(|e| format!("the recovered state is refused: {e}"))?;
+    let (queue, receiver) = crossbeam_channel::bounded(100_000);
     let settings = EngineSettings {
         commands_wait_leader: true,
         call_timeout: Some(Duration::from_secs(5)),
@@ -672,21 +690,14 @@ fn build_node(
         bind_settled: Arc::default(),
         session,
     };
-    // Snapshots in these runs would need a snapshot store on the simulated disk too (the
-    // journal may drop only what a durable snapshot covers): compaction stays off here, and the
-    // Raft-level runs cover snapshots.
-    let no_compaction = SyncObjConf::default()
-        .with_log_compaction_min_entries(u64::MAX)
-        .with_log_compaction_min_time(Duration::MAX);
-    let (snapshots, _) = Snapshots::open(&no_compaction, (0, 1), &objects)?;
     let engine = Engine::new(
         raft,
         addresses,
         objects,
         receiver,
         settings,
-        Some(persistence),
-        snapshots,
+        recovered.persistence,
+        recovered.snapshots,
     );
     let calls = TotalCalls::from(Caller::new(Arc::new(SimSubmit { queue }), 0));
     Ok(SimDriverNode {
@@ -694,4 +705,29 @@ fn build_node(
         state,
         calls,
     })
+}
+
+/// Recovers a node from its simulated disk: the journal and the snapshot store, as the driver
+/// does from the real one; a snapshot every `compaction` applied entries.
+fn recover_on(
+    disk: &SimDisk,
+    compaction: u64,
+    objects: &[Arc<dyn ErasedObject>],
+) -> Result<Recovered, String> {
+    let journal = Persistence::open_on(
+        disk.clone(),
+        std::path::Path::new(JOURNAL_DIR),
+        1 << 20,
+        FsyncPolicy::Always,
+    )
+    .map_err(|e| e.to_string())?;
+    let (store, _) = SnapshotStore::open(disk.clone(), SNAPSHOT_DIR).map_err(|e| e.to_string())?;
+    let conf = SyncObjConf::default()
+        .with_log_compaction_min_entries(compaction)
+        .with_log_compaction_min_time(Duration::MAX);
+    let (mut snapshots, restore) =
+        Snapshots::with_store(&conf, (0, 1), Some(Box::new(store)), objects)?;
+    snapshots.write_inline();
+    let journal_dir = std::path::Path::new(JOURNAL_DIR);
+    assemble(Some(journal), (snapshots, restore), Some(journal_dir)).map_err(|e| e.to_string())
 }

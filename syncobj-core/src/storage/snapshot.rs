@@ -197,8 +197,11 @@ impl<D: Disk> SnapshotStore<D> {
     /// reopen the store.
     pub fn commit(&mut self, writer: SnapshotWriter<D>) -> Result<SnapshotMeta, StorageError> {
         let (meta, target) = writer.finish(&self.disk, &self.dir)?;
+        let key = (meta.last_index, meta.last_term);
         for (name, path) in list(&self.disk, &self.dir)? {
-            if parse_snapshot_file_name(&name).is_some() && path != target {
+            // Only older snapshots: a newer one (written meanwhile through another handle on
+            // the directory) must survive this commit.
+            if parse_snapshot_file_name(&name).is_some_and(|other| other < key) {
                 remove(&self.disk, &path)?;
             }
         }
