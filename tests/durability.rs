@@ -450,3 +450,88 @@ fn a_large_command_replicates_and_survives_a_restart() {
         assert_eq!(state.values.get("small").map(|v| &v[..]), Some(&b"v"[..]));
     }
 }
+
+/// A call larger than a frame can carry is refused before it is queued, with the sizes; it
+/// never reaches the log, where no frame could replicate it.
+#[test]
+fn a_call_larger_than_a_frame_is_refused() {
+    #[derive(Default, Serialize, Deserialize, Replicated)]
+    struct Notes {
+        last: bytes::Bytes,
+    }
+
+    #[replicated]
+    impl Notes {
+        #[replicated]
+        fn keep(&mut self, note: bytes::Bytes) -> usize {
+            self.last = note;
+            self.last.len()
+        }
+    }
+
+    let conf = SyncObjConf::default().with_frame_size_max(1 << 20);
+    let network = MemoryNetwork::new();
+    let node = SyncObj::with_transport(
+        "a:1",
+        Vec::<String>::new(),
+        Notes::default(),
+        conf,
+        network.endpoint("a:1"),
+    )
+    .expect("starts");
+    let small = bytes::Bytes::from(vec![1_u8; 1000]);
+    assert_eq!(
+        node.keep(small).wait_timeout(Duration::from_secs(10)),
+        Ok(1000)
+    );
+    let large = bytes::Bytes::from(vec![2_u8; 2 << 20]);
+    match node.keep(large).wait_timeout(Duration::from_secs(10)) {
+        Err(FailReason::TooLarge { bytes, max }) => assert!(bytes > max && max < 1 << 20),
+        other => panic!("expected TooLarge, got {other:?}"),
+    }
+    assert_eq!(node.read().last.len(), 1000);
+}
+
+/// A node whose data directory was wiped rejoins as an empty follower: it catches up, and the
+/// others keep their leader and term (pre-vote keeps it from disturbing them).
+#[test]
+fn a_wiped_node_rejoins_without_disturbing_the_cluster() {
+    let addresses = ["a:1", "b:2", "c:3"];
+    let dir = TempDir::new("wiped");
+    let network = MemoryNetwork::new();
+    let start3 = |node: usize| {
+        let me = addresses[node];
+        let partners = addresses
+            .iter()
+            .filter(|&&a| a != me)
+            .map(|&a| a.to_owned());
+        SyncObj::with_transport(
+            me,
+            partners,
+            Counter::default(),
+            conf(&dir.journal(node), FsyncPolicy::Always),
+            network.endpoint(me),
+        )
+        .expect("starts")
+    };
+    let mut nodes: Vec<SyncObj<Counter>> = (0..3).map(start3).collect();
+    assert_eq!(add_many(&nodes[0], 30), 30);
+    let (leader, term) = {
+        let status = nodes[0].status();
+        (status.leader.clone(), status.raft_term)
+    };
+    let wiped = (0..3)
+        .find(|&i| Some(addresses[i].to_owned()) != leader)
+        .expect("a follower");
+    drop(nodes.remove(wiped));
+    std::fs::remove_dir_all(dir.journal(wiped)).expect("the journal existed");
+    let _ = std::fs::remove_dir_all(format!("{}.snapshots", dir.journal(wiped).display()));
+    nodes.insert(wiped, start3(wiped));
+    assert_eq!(nodes[wiped].read().value, 0, "it starts empty");
+    wait_for_value(&nodes[wiped], 30);
+    for node in &nodes {
+        let status = node.status();
+        assert_eq!(status.leader, leader);
+        assert_eq!(status.raft_term, term, "nobody's term moved");
+    }
+}

@@ -34,7 +34,7 @@ use self::addresses::{read_only_id, read_only_name};
 use self::engine::{Addresses, Engine, EngineSettings, Queued, ReadySignal};
 use self::objects::{ErasedObject, ObjectCell, SET_CODE_VERSION, SYSTEM_OBJECT};
 use self::recovery::recover;
-use crate::conf::{ConfError, SyncObjConf};
+use crate::conf::{ConfError, FRAME_OVERHEAD_BYTES, SyncObjConf};
 use crate::object::{
     Call, Caller, Completion, FailReason, MethodSpec, Replicated, Submit, TickHelp,
 };
@@ -123,6 +123,8 @@ struct Shared {
     ready: Arc<ReadySignal>,
     bind_settled: Arc<ReadySignal>,
     started: StdInstant,
+    /// The largest encoded call accepted: what one frame carries beside the message around it.
+    command_bytes_max: usize,
 }
 
 impl<T: Replicated> SyncObj<T> {
@@ -301,6 +303,7 @@ impl<T: Replicated> SyncObj<T> {
             ready,
             bind_settled,
             started: StdInstant::now(),
+            command_bytes_max: conf.frame_size_max.saturating_sub(FRAME_OVERHEAD_BYTES),
         });
         let calls = T::Calls::from(Caller::new(Arc::clone(&shared) as Arc<dyn Submit>, 0));
         let node = SyncObj {
@@ -631,6 +634,13 @@ impl Submit for Shared {
     fn submit(&self, command: Bytes, completion: Completion) {
         if self.stopped.load(Ordering::Acquire) {
             completion.complete(Err(FailReason::Shutdown));
+            return;
+        }
+        if command.len() > self.command_bytes_max {
+            completion.complete(Err(FailReason::TooLarge {
+                bytes: command.len(),
+                max: self.command_bytes_max,
+            }));
             return;
         }
         match self.queue.try_send((command, completion)) {

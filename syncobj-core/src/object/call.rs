@@ -64,6 +64,15 @@ pub enum FailReason {
     /// The result could not be decoded as the method's return type.
     #[error("the result does not decode: {0}")]
     BadResult(String),
+    /// The encoded call is larger than one frame can carry (`frame_size_max` less the
+    /// message's overhead): it was refused before it was queued.
+    #[error("the call takes {bytes} bytes encoded; at most {max} fit in a frame")]
+    TooLarge {
+        /// The encoded call's size.
+        bytes: usize,
+        /// The largest call a frame carries.
+        max: usize,
+    },
 }
 
 impl FailReason {
