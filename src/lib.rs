@@ -53,7 +53,9 @@
 
 #![deny(missing_docs)]
 
-pub use syncobj_core::conf::{self, FsyncPolicy, RaftState, SyncObjConf};
+pub use syncobj_core::conf::{
+    self, FsyncPolicy, RaftState, SerializerState, SnapshotSerializer, SyncObjConf,
+};
 pub use syncobj_core::driver::{
     BindError, Consumer, Consumers, MemoryNetwork, MemoryTransport, StartError, SyncObj,
 };

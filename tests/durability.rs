@@ -535,3 +535,131 @@ fn a_wiped_node_rejoins_without_disturbing_the_cluster() {
         assert_eq!(status.raft_term, term, "nobody's term moved");
     }
 }
+
+/// A replicated type whose state lives outside it (a stand-in for a database): the custom
+/// serializer hooks are the only way to snapshot it.
+#[derive(Default, Serialize, Deserialize, Replicated)]
+struct External {
+    #[serde(skip)]
+    db: std::sync::Arc<std::sync::atomic::AtomicI64>,
+}
+
+#[replicated]
+impl External {
+    #[replicated]
+    fn add(&mut self, n: i64) -> i64 {
+        self.db.fetch_add(n, std::sync::atomic::Ordering::SeqCst) + n
+    }
+}
+
+/// Hooks that write the database's value and syncobj's data on a thread of their own, reported
+/// through `state` (PySyncObj's asynchronous serializer with `serializeChecker`).
+struct DbHooks {
+    db: std::sync::Arc<std::sync::atomic::AtomicI64>,
+    done: std::sync::Arc<std::sync::Mutex<Option<std::thread::JoinHandle<bool>>>>,
+}
+
+impl syncobj::SnapshotSerializer for DbHooks {
+    fn serialize(&self, path: &Path, data: &[u8]) -> Result<(), String> {
+        let value = self.db.load(std::sync::atomic::Ordering::SeqCst);
+        let (path, mut bytes) = (path.to_path_buf(), value.to_le_bytes().to_vec());
+        bytes.extend_from_slice(data);
+        let writer = std::thread::spawn(move || std::fs::write(path, bytes).is_ok());
+        *self.done.lock().expect("not poisoned") = Some(writer);
+        Ok(())
+    }
+
+    fn deserialize(&self, path: &Path) -> Result<Vec<u8>, String> {
+        let bytes = std::fs::read(path).map_err(|e| e.to_string())?;
+        let (value, data) = bytes.split_at_checked(8).ok_or("a short snapshot")?;
+        let value = i64::from_le_bytes(value.try_into().map_err(|_| "eight bytes")?);
+        self.db.store(value, std::sync::atomic::Ordering::SeqCst);
+        Ok(data.to_vec())
+    }
+
+    fn state(&self) -> syncobj::SerializerState {
+        let mut done = self.done.lock().expect("not poisoned");
+        match done.take() {
+            None => syncobj::SerializerState::NotSerializing,
+            Some(writer) if !writer.is_finished() => {
+                *done = Some(writer);
+                syncobj::SerializerState::Serializing
+            }
+            Some(writer) => match writer.join() {
+                Ok(true) => syncobj::SerializerState::Success,
+                _ => syncobj::SerializerState::Failed,
+            },
+        }
+    }
+}
+
+/// PySyncObj's custom `serializer`/`deserializer`/`serializeChecker`: snapshots of a state kept
+/// outside the replicated object are written by the hooks (asynchronously), sent to a lagging
+/// node, which restores its own database from them, and restored at restart.
+#[test]
+fn custom_serializer_hooks_snapshot_an_external_state() {
+    let addresses = ["a:1", "b:2", "c:3"];
+    let dir = TempDir::new("custom");
+    let network = MemoryNetwork::new();
+    let dbs: Vec<std::sync::Arc<std::sync::atomic::AtomicI64>> =
+        (0..3).map(|_| std::sync::Arc::default()).collect();
+    let start_node = |node: usize, network: &MemoryNetwork| {
+        let me = addresses[node];
+        let partners = addresses
+            .iter()
+            .filter(|&&a| a != me)
+            .map(|&a| a.to_owned());
+        let conf = SyncObjConf {
+            append_entries_period: Duration::from_millis(20),
+            raft_min_timeout: Duration::from_millis(150),
+            raft_max_timeout: Duration::from_millis(300),
+            leader_fallback_timeout: Duration::from_millis(150),
+            log_compaction_min_entries: 20,
+            full_dump_file: Some(dir.0.join(format!("dump-{node}"))),
+            ..SyncObjConf::default()
+        }
+        .with_serializer(DbHooks {
+            db: std::sync::Arc::clone(&dbs[node]),
+            done: std::sync::Arc::default(),
+        });
+        let state = External {
+            db: std::sync::Arc::clone(&dbs[node]),
+        };
+        SyncObj::with_transport(me, partners, state, conf, network.endpoint(me)).expect("starts")
+    };
+    let nodes: Vec<SyncObj<External>> = (0..3).map(|i| start_node(i, &network)).collect();
+    let add = |node: &SyncObj<External>, n: i64| {
+        for _ in 0..20 {
+            match node.add(n).wait_timeout(Duration::from_secs(10)) {
+                Err(FailReason::LeaderChanged | FailReason::NotLeader | FailReason::Discarded) => {}
+                other => return other,
+            }
+        }
+        Err(FailReason::LeaderChanged)
+    };
+    assert_eq!(add(&nodes[0], 1), Ok(1));
+    network.isolate("c:3");
+    for i in 2..=100 {
+        assert_eq!(add(&nodes[0], 1), Ok(i));
+    }
+    network.reconnect("c:3");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while dbs[2].load(std::sync::atomic::Ordering::SeqCst) < 100 {
+        assert!(Instant::now() < deadline, "c caught up within 10 s");
+        let _ = add(&nodes[2], 0);
+    }
+    assert!(
+        nodes[2].status().log_len < 50,
+        "c was sent a snapshot, not the log"
+    );
+    drop(nodes);
+    // Node a restarts alone from its dump, on an empty database.
+    dbs[0].store(0, std::sync::atomic::Ordering::SeqCst);
+    let network = MemoryNetwork::new();
+    let a = start_node(0, &network);
+    assert!(
+        dbs[0].load(std::sync::atomic::Ordering::SeqCst) >= 80,
+        "restored from the dump"
+    );
+    drop(a);
+}

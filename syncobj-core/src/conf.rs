@@ -22,13 +22,6 @@ use thiserror::Error;
 
 use crate::raft::{RaftConfig, RoleKind};
 
-/// PySyncObj options that [`SyncObjConf`] does not offer yet.
-///
-/// PySyncObj's custom snapshot hooks (`serializer`, `deserializer`, `serializeChecker`) exchange
-/// the snapshot's Raft metadata with user code, so their Rust signatures depend on the snapshot
-/// format. Pending: they arrive, in typed form, with the durability release.
-pub const PENDING_OPTIONS: &[&str] = &["serializer", "deserializer", "serialize_checker"];
-
 /// The room a frame must have beyond a full AppendEntries batch or snapshot chunk, in bytes: the
 /// message header, the MessagePack framing of the batch and the encryption overhead.
 pub const FRAME_OVERHEAD_BYTES: usize = 4096;
@@ -206,6 +199,60 @@ pub struct SyncObjConf {
     /// Called with the old and new version when a code version entry is applied, on the tick
     /// thread (PySyncObj `onCodeVersionChanged`). Default: `None`.
     pub on_code_version_changed: Option<OnCodeVersionChanged>,
+    /// Custom snapshots: your code writes and reads the snapshot files instead of syncobj
+    /// serializing the objects (PySyncObj `serializer`, `deserializer` and `serializeChecker`,
+    /// as one [`SnapshotSerializer`]). Default: `None`: syncobj serializes every object with
+    /// serde.
+    pub serializer: Option<Arc<dyn SnapshotSerializer>>,
+}
+
+/// Custom snapshots (PySyncObj's `serializer`, `deserializer` and `serializeChecker`): for
+/// states kept outside the replicated object (a database, files), which syncobj cannot
+/// serialize itself.
+///
+/// At each compaction syncobj calls [`serialize`](Self::serialize) with a file path and its own
+/// opaque `data`; the file your code writes there *is* the snapshot: syncobj stores it, sends
+/// it to followers that are too far behind, and on them and at restart hands it to
+/// [`deserialize`](Self::deserialize), which restores your state and returns `data`. The
+/// replicated objects' own fields are not saved: keep the state where the hooks reach it.
+///
+/// The hooks run on the tick thread. A `serialize` that takes long may start the work elsewhere
+/// and return at once; syncobj then polls [`state`](Self::state) on each tick.
+pub trait SnapshotSerializer: Send + Sync + 'static {
+    /// Writes the state, and `data`, to `path` (a new file) — or starts doing so.
+    ///
+    /// # Errors
+    /// A message saying why nothing will be written; the snapshot is skipped.
+    fn serialize(&self, path: &std::path::Path, data: &[u8]) -> Result<(), String>;
+
+    /// Restores the state from the snapshot file at `path` and returns the `data` given to the
+    /// `serialize` that wrote it.
+    ///
+    /// # Errors
+    /// A message saying why the file cannot be read; at start the node does not start, and a
+    /// snapshot from the leader is refused (the leader sends it again).
+    fn deserialize(&self, path: &std::path::Path) -> Result<Vec<u8>, String>;
+
+    /// The progress of the last [`serialize`](Self::serialize) (PySyncObj `serializeChecker`):
+    /// [`SerializerState::Success`] or [`SerializerState::Failed`] once it ended. The default
+    /// says a `serialize` is over when it returns.
+    fn state(&self) -> SerializerState {
+        SerializerState::NotSerializing
+    }
+}
+
+/// Where an asynchronous [`SnapshotSerializer::serialize`] stands (PySyncObj
+/// `SERIALIZER_STATE`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum SerializerState {
+    /// Nothing in progress: a `serialize` that returned is over (PySyncObj `NOT_SERIALIZING`).
+    NotSerializing,
+    /// The file is being written (`SERIALIZING`).
+    Serializing,
+    /// The file is complete (`SUCCESS`).
+    Success,
+    /// The file will not be complete (`FAILED`).
+    Failed,
 }
 
 /// Generates `with_*` setters that replace one field each.
@@ -325,6 +372,13 @@ impl SyncObjConf {
         callback: impl Fn(u32, u32) + Send + Sync + 'static,
     ) -> Self {
         self.on_code_version_changed = Some(Arc::new(callback));
+        self
+    }
+
+    /// Sets [`serializer`](Self::serializer).
+    #[must_use]
+    pub fn with_serializer(mut self, serializer: impl SnapshotSerializer) -> Self {
+        self.serializer = Some(Arc::new(serializer));
         self
     }
 
@@ -545,6 +599,7 @@ impl Default for SyncObjConf {
             on_state_changed: None,
             on_ready: None,
             on_code_version_changed: None,
+            serializer: None,
         }
     }
 }
@@ -605,6 +660,7 @@ impl fmt::Debug for SyncObjConf {
                 "on_code_version_changed",
                 &callback(self.on_code_version_changed.as_ref()),
             )
+            .field("serializer", &callback(self.serializer.as_ref()))
             .finish()
     }
 }

@@ -617,6 +617,11 @@ impl Engine {
 
     /// Takes a snapshot when the compaction policy says so, and compacts once it is durable.
     fn compact_if_due(&mut self) {
+        match self.snapshots.poll_serializing() {
+            Some(Ok(Some(position))) => self.compact(position),
+            Some(Err(error)) => tracing::error!(%error, "cannot take a snapshot"),
+            Some(Ok(None)) | None => {}
+        }
         if let Some(written) = self.snapshots.poll_written() {
             match written {
                 Ok(position) => self.compact(position),

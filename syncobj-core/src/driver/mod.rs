@@ -9,6 +9,7 @@ mod network;
 pub(crate) mod objects;
 pub(crate) mod persistence;
 pub(crate) mod recovery;
+mod snapshot_codec;
 pub(crate) mod snapshots;
 mod wire;
 

@@ -8,34 +8,22 @@
 //! large state never stalls the tick loop, and the journal's prefix is dropped only once it is
 //! durable.
 
-use std::any::Any;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use crossbeam_channel::{Receiver, TryRecvError};
-use serde::{Deserialize, Serialize};
 
 use super::objects::ErasedObject;
+use super::snapshot_codec::{Codec, Encoded};
 use crate::conf::SyncObjConf;
 use crate::raft::{Instant, LogIndex, LogPosition};
 use crate::storage::{Disk, Snapshot, SnapshotMeta, SnapshotStore, StdDisk, StorageError};
 
-/// The payload format this build writes and reads.
-const PAYLOAD_FORMAT: u32 = 1;
-
 /// The most bytes a snapshot received from a leader may have (a bound on memory, far above any
 /// state that fits in one node's memory twice).
 const RECEIVED_BYTES_MAX: usize = 16 << 30;
-
-/// What a snapshot holds beside the Raft position.
-#[derive(Serialize, Deserialize)]
-struct Payload {
-    format: u32,
-    code_version: u32,
-    objects: Vec<Bytes>,
-}
 
 /// The objects' state, as a snapshot restores it.
 pub(crate) struct Restore {
@@ -103,6 +91,9 @@ pub(crate) struct Snapshots {
     force: bool,
     /// Whether store writes run on a thread of their own (off in the deterministic simulator).
     background: bool,
+    codec: Codec,
+    /// A snapshot the user's hooks are writing: its position, code version and file.
+    serializing: Option<(LogPosition, u32, PathBuf)>,
 }
 
 impl Snapshots {
@@ -150,6 +141,8 @@ impl Snapshots {
             last_compaction: Instant::ZERO,
             force: false,
             background: true,
+            codec: Codec::new(conf),
+            serializing: None,
         };
         let Some(store) = store else {
             return Ok((snapshots, None));
@@ -160,7 +153,10 @@ impl Snapshots {
                     index: snapshot.meta.last_index,
                     term: snapshot.meta.last_term,
                 };
-                let code_version = load(&snapshot.payload, objects)?;
+                let code_version = snapshots
+                    .codec
+                    .decode(&snapshot.payload, objects)?
+                    .apply(objects);
                 snapshots.latest = Some((position, snapshot.payload));
                 Some(Restore {
                     position,
@@ -182,7 +178,7 @@ impl Snapshots {
     /// Whether a snapshot should be taken now, with `applied` entries applied and the log's
     /// base at `base`.
     pub(crate) fn due(&self, applied: LogIndex, base: LogIndex, now: Instant) -> bool {
-        if self.writing.is_some() || applied <= base {
+        if self.writing.is_some() || self.serializing.is_some() || applied <= base {
             return false;
         }
         if self.force || applied.0 - base.0 >= self.policy.min_entries {
@@ -202,7 +198,8 @@ impl Snapshots {
 
     /// Takes a snapshot of `objects` at `position`: in memory at once; with a store, written on
     /// a thread of its own. Returns the position once the snapshot may be compacted into (at
-    /// once without a store, later from [`poll_written`](Self::poll_written) with one).
+    /// once without a store, later from [`poll_written`](Self::poll_written) with one, or when
+    /// custom hooks are still writing it).
     pub(crate) fn take(
         &mut self,
         position: LogPosition,
@@ -212,7 +209,31 @@ impl Snapshots {
     ) -> Result<Option<LogPosition>, String> {
         self.force = false;
         self.last_compaction = now;
-        let payload = save(code_version, objects)?;
+        match self.codec.encode(code_version, objects)? {
+            Encoded::Ready(payload) => self.keep(position, code_version, payload),
+            Encoded::Started(path) => {
+                self.serializing = Some((position, code_version, path));
+                Ok(None)
+            }
+        }
+    }
+
+    /// Once the user's hooks finished a snapshot, keeps it as [`take`](Self::take) does.
+    pub(crate) fn poll_serializing(&mut self) -> Option<Result<Option<LogPosition>, String>> {
+        let (position, code_version, path) = self.serializing.as_ref()?;
+        let outcome = self.codec.poll(path)?;
+        let (position, code_version) = (*position, *code_version);
+        self.serializing = None;
+        Some(outcome.and_then(|payload| self.keep(position, code_version, payload)))
+    }
+
+    /// Keeps a complete payload: in memory, and in the store if there is one.
+    fn keep(
+        &mut self,
+        position: LogPosition,
+        code_version: u32,
+        payload: Bytes,
+    ) -> Result<Option<LogPosition>, String> {
         let Some(mut store) = self.store.take() else {
             self.latest = Some((position, payload));
             return Ok(Some(position));
@@ -323,7 +344,8 @@ impl Snapshots {
         payload: Bytes,
         objects: &[Arc<dyn ErasedObject>],
     ) -> Result<u32, String> {
-        let (code_version, states) = decode(&payload, objects)?;
+        let decoded = self.codec.decode(&payload, objects)?;
+        let code_version = decoded.code_version;
         if self.durable {
             // A write of our own may hold the store: wait for it, the install comes first.
             self.finish_writing();
@@ -336,9 +358,7 @@ impl Snapshots {
             };
             store.write(meta, &payload).map_err(|e| e.to_string())?;
         }
-        for (object, state) in objects.iter().zip(states) {
-            object.replace(state);
-        }
+        decoded.apply(objects);
         self.latest = Some((position, payload));
         Ok(code_version)
     }
@@ -377,57 +397,4 @@ fn store_dir(conf: &SyncObjConf) -> Option<PathBuf> {
             PathBuf::from(name)
         })
     })
-}
-
-fn save(code_version: u32, objects: &[Arc<dyn ErasedObject>]) -> Result<Bytes, String> {
-    let objects = objects
-        .iter()
-        .map(|o| o.save())
-        .collect::<Result<Vec<Bytes>, String>>()?;
-    let payload = Payload {
-        format: PAYLOAD_FORMAT,
-        code_version,
-        objects,
-    };
-    rmp_serde::to_vec(&payload)
-        .map(Bytes::from)
-        .map_err(|e| format!("cannot encode the snapshot: {e}"))
-}
-
-/// Loads a payload into `objects`; returns its code version. Nothing changes unless every
-/// object's state decodes.
-fn load(payload: &[u8], objects: &[Arc<dyn ErasedObject>]) -> Result<u32, String> {
-    let (code_version, states) = decode(payload, objects)?;
-    for (object, state) in objects.iter().zip(states) {
-        object.replace(state);
-    }
-    Ok(code_version)
-}
-
-/// Decodes a payload for `objects`: its code version and each object's new state.
-fn decode(
-    payload: &[u8],
-    objects: &[Arc<dyn ErasedObject>],
-) -> Result<(u32, Vec<Box<dyn Any + Send>>), String> {
-    let payload: Payload =
-        rmp_serde::from_slice(payload).map_err(|e| format!("undecodable snapshot: {e}"))?;
-    if payload.format != PAYLOAD_FORMAT {
-        return Err(format!(
-            "snapshot payload format {} (this build reads {PAYLOAD_FORMAT})",
-            payload.format
-        ));
-    }
-    if payload.objects.len() != objects.len() {
-        return Err(format!(
-            "the snapshot holds {} objects, this node has {}",
-            payload.objects.len(),
-            objects.len()
-        ));
-    }
-    let states = objects
-        .iter()
-        .zip(&payload.objects)
-        .map(|(object, state)| object.decode(state))
-        .collect::<Result<_, _>>()?;
-    Ok((payload.code_version, states))
 }
