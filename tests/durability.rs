@@ -663,3 +663,178 @@ fn custom_serializer_hooks_snapshot_an_external_state() {
     );
     drop(a);
 }
+
+/// Fast timers, a dump directory per node under `dir`, and compaction only when forced.
+fn dump_conf(dir: &TempDir, node: &str) -> SyncObjConf {
+    SyncObjConf {
+        append_entries_period: Duration::from_millis(20),
+        raft_min_timeout: Duration::from_millis(150),
+        raft_max_timeout: Duration::from_millis(300),
+        leader_fallback_timeout: Duration::from_millis(150),
+        full_dump_file: Some(dir.0.join(format!("dump-{}", node.replace(':', "_")))),
+        ..SyncObjConf::default()
+    }
+}
+
+/// The snapshot files in a dump directory.
+fn snapshot_files(dir: &Path) -> Vec<PathBuf> {
+    std::fs::read_dir(dir).map_or_else(
+        |_| Vec::new(),
+        |entries| {
+            entries
+                .flatten()
+                .map(|e| e.path())
+                .filter(|p| p.extension().is_some_and(|x| x == "snap"))
+                .collect()
+        },
+    )
+}
+
+/// Forces a compaction on every node and waits (on calls, as events) until each has a new
+/// snapshot in its dump directory.
+fn dump_all(nodes: &[SyncObj<Counter>], dumps: &[PathBuf]) {
+    let before: Vec<Vec<PathBuf>> = dumps.iter().map(|d| snapshot_files(d)).collect();
+    for node in nodes {
+        node.force_log_compaction();
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let fresh = || {
+        dumps
+            .iter()
+            .zip(&before)
+            .all(|(d, old)| snapshot_files(d).iter().any(|f| !old.contains(f)))
+    };
+    while !fresh() {
+        assert!(Instant::now() < deadline, "every node dumped within 10 s");
+        let _ = add(&nodes[0], 0);
+    }
+}
+
+/// PySyncObj's `test_checkDumpToFile`: two nodes reach 350 and dump; they restart on other
+/// addresses with the same dump files (no journal) and have 350 again.
+#[test]
+fn a_dump_restores_the_state_on_new_addresses() {
+    let dir = TempDir::new("dump-new-ports");
+    let old = ["a:1", "b:2"];
+    let network = MemoryNetwork::new();
+    let nodes: Vec<SyncObj<Counter>> = old
+        .iter()
+        .map(|&me| {
+            let partners = old.iter().filter(|&&a| a != me).map(|&a| a.to_owned());
+            let conf = dump_conf(&dir, me);
+            SyncObj::with_transport(me, partners, Counter::default(), conf, network.endpoint(me))
+                .expect("starts")
+        })
+        .collect();
+    assert_eq!(add_many(&nodes[0], 350), 350);
+    wait_for_value(&nodes[1], 350);
+    let dumps: Vec<PathBuf> = old
+        .iter()
+        .map(|a| dir.0.join(format!("dump-{}", a.replace(':', "_"))))
+        .collect();
+    dump_all(&nodes, &dumps);
+    drop(nodes);
+    let new = ["x:7", "y:8"];
+    let network = MemoryNetwork::new();
+    let nodes: Vec<SyncObj<Counter>> = new
+        .iter()
+        .zip(old)
+        .map(|(&me, old_me)| {
+            let partners = new.iter().filter(|&&a| a != me).map(|&a| a.to_owned());
+            let conf = dump_conf(&dir, old_me);
+            SyncObj::with_transport(me, partners, Counter::default(), conf, network.endpoint(me))
+                .expect("restarts from the dump")
+        })
+        .collect();
+    for node in &nodes {
+        assert_eq!(node.read().value, 350);
+    }
+    assert_eq!(add(&nodes[1], 1), Ok(351));
+}
+
+/// PySyncObj's `test_logCompactionRegressionTest2`: the third of three nodes compacts and
+/// stops; the others go on and compact past it; the third restarts from its own dump and
+/// catches up from theirs.
+#[test]
+fn a_node_restarted_from_an_old_dump_catches_up() {
+    let dir = TempDir::new("regression2");
+    let addresses = ["a:1", "b:2", "c:3"];
+    let network = MemoryNetwork::new();
+    let start3 = |me: &str| {
+        let partners = addresses
+            .iter()
+            .filter(|&&a| a != me)
+            .map(|&a| a.to_owned());
+        SyncObj::with_transport(
+            me,
+            partners,
+            Counter::default(),
+            dump_conf(&dir, me),
+            network.endpoint(me),
+        )
+        .expect("starts")
+    };
+    let dumps: Vec<PathBuf> = addresses
+        .iter()
+        .map(|a| dir.0.join(format!("dump-{}", a.replace(':', "_"))))
+        .collect();
+    let mut nodes: Vec<SyncObj<Counter>> = addresses.iter().map(|a| start3(a)).collect();
+    assert_eq!(add_many(&nodes[0], 50), 50);
+    wait_for_value(&nodes[2], 50);
+    dump_all(&nodes[2..], &dumps[2..]);
+    drop(nodes.pop());
+    assert_eq!(add_many(&nodes[0], 50), 100);
+    dump_all(&nodes, &dumps[..2]);
+    nodes.push(start3(addresses[2]));
+    assert_eq!(nodes[2].read().value, 50, "its own dump");
+    wait_for_value(&nodes[2], 100);
+}
+
+/// PySyncObj's `test_consumers`: consumers' states are in the snapshot, and a node that joins
+/// after compaction receives them with the main object's.
+#[test]
+fn consumers_travel_in_snapshots() {
+    let dir = TempDir::new("consumers");
+    let addresses = ["a:1", "b:2", "c:3"];
+    let network = MemoryNetwork::new();
+    let start3 = |me: &str| {
+        let partners = addresses
+            .iter()
+            .filter(|&&a| a != me)
+            .map(|&a| a.to_owned());
+        let consumers = Consumers::new()
+            .with(Counter::default())
+            .with(Counter::default());
+        SyncObj::with_consumers(
+            me,
+            partners,
+            Counter::default(),
+            consumers,
+            dump_conf(&dir, me),
+            network.endpoint(me),
+        )
+        .expect("starts")
+    };
+    let nodes: Vec<SyncObj<Counter>> = addresses[..2].iter().map(|a| start3(a)).collect();
+    let first = nodes[0].consumer::<Counter>(0).expect("a Counter consumer");
+    let second = nodes[0].consumer::<Counter>(1).expect("a Counter consumer");
+    assert_eq!(add(&nodes[0], 3), Ok(3));
+    assert_eq!(first.add(52).wait_timeout(Duration::from_secs(10)), Ok(52));
+    assert_eq!(second.add(15).wait_timeout(Duration::from_secs(10)), Ok(15));
+    let dumps: Vec<PathBuf> = addresses[..2]
+        .iter()
+        .map(|a| dir.0.join(format!("dump-{}", a.replace(':', "_"))))
+        .collect();
+    dump_all(&nodes, &dumps);
+    let late = start3(addresses[2]);
+    wait_for_value(&late, 3);
+    let late_first = late.consumer::<Counter>(0).expect("a Counter consumer");
+    let late_second = late.consumer::<Counter>(1).expect("a Counter consumer");
+    assert_eq!(late_first.read().value, 52);
+    assert_eq!(late_second.read().value, 15);
+    let status = late.status();
+    assert!(
+        status.log_len < status.commit_index,
+        "it received a snapshot, not the whole log"
+    );
+}
