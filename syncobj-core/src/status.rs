@@ -65,6 +65,33 @@ pub struct Status {
     pub counters: StatusCounters,
     /// Counters of bad input and losses on the wire (one key per counter).
     pub wire: WireCounters,
+    /// Snapshots: the last one's index and what was taken, sent and installed.
+    pub snapshots: SnapshotStatus,
+}
+
+/// Where a node's snapshots stand (keys `snapshot_index` and one per counter).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnapshotStatus {
+    /// The last entry the latest snapshot covers: the log starts after it (0: none).
+    pub snapshot_index: u64,
+    /// Snapshots taken and the log compacted into.
+    pub compactions: u64,
+    /// Snapshot transfers started as leader, to followers too far behind.
+    pub snapshots_sent: u64,
+    /// Snapshots installed from a leader.
+    pub snapshots_installed: u64,
+}
+
+impl SnapshotStatus {
+    /// One `(key, value)` pair per field, keyed by the field name.
+    fn pairs(&self) -> Vec<(String, String)> {
+        counter_pairs(&[
+            ("snapshot_index", self.snapshot_index),
+            ("compactions", self.compactions),
+            ("snapshots_sent", self.snapshots_sent),
+            ("snapshots_installed", self.snapshots_installed),
+        ])
+    }
 }
 
 impl Status {
@@ -75,6 +102,7 @@ impl Status {
         pairs.extend(self.peer_pairs());
         pairs.extend(self.counters.pairs());
         pairs.extend(self.wire.pairs());
+        pairs.extend(self.snapshots.pairs());
         pairs.sort();
         pairs
     }
@@ -149,6 +177,7 @@ impl Default for Status {
             halted: None,
             counters: StatusCounters::default(),
             wire: WireCounters::default(),
+            snapshots: SnapshotStatus::default(),
         }
     }
 }
@@ -398,7 +427,7 @@ mod tests {
                 "missing {line:?} in\n{text}"
             );
         }
-        assert_eq!(lines.len(), 42, "{text}");
+        assert_eq!(lines.len(), 46, "{text}");
         assert!(!text.ends_with('\n'));
     }
 

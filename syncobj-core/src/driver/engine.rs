@@ -24,7 +24,7 @@ use crate::raft::{
     Entry, EntryKind, Envelope, HardState, IncomingChunk, Instant, LogIndex, LogPosition, LogReset,
     NodeId, ProposeError, RaftNode, SnapshotRead, Term,
 };
-use crate::status::{PeerStatus, Status, WireCounters};
+use crate::status::{PeerStatus, SnapshotStatus, Status, WireCounters};
 use crate::storage::StorageError;
 
 /// The most queued commands one tick takes in, so a flood cannot starve the network.
@@ -358,6 +358,15 @@ impl Engine {
             },
             stalled_on: self.stalled.as_ref().map(ToString::to_string),
             halted: self.halted.clone(),
+            snapshots: {
+                let counters = raft.snapshot_counters();
+                SnapshotStatus {
+                    snapshot_index: raft.log_base().index.0,
+                    compactions: counters.compactions,
+                    snapshots_sent: counters.transfers_started,
+                    snapshots_installed: counters.installed,
+                }
+            },
             counters: raft.counters().into(),
             wire: WireCounters {
                 bad_frames: self.wire.bad_frames + self.bad_frames,

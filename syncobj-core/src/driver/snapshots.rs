@@ -398,3 +398,89 @@ fn store_dir(conf: &SyncObjConf) -> Option<PathBuf> {
         })
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    fn policy(split: bool, slot: (u64, u64)) -> Snapshots {
+        let conf = SyncObjConf::default()
+            .with_log_compaction_min_entries(100)
+            .with_log_compaction_min_time(Duration::from_secs(30))
+            .with_log_compaction_split(split);
+        Snapshots::with_store(&conf, slot, None, &[])
+            .expect("no store, nothing to load")
+            .0
+    }
+
+    fn at(seconds: u64) -> Instant {
+        Instant::ZERO + Duration::from_secs(seconds)
+    }
+
+    #[test]
+    fn entries_time_or_force_make_a_snapshot_due() {
+        let mut snapshots = policy(false, (0, 1));
+        assert!(
+            !snapshots.due(LogIndex(0), LogIndex(0), at(100)),
+            "nothing applied"
+        );
+        assert!(!snapshots.due(LogIndex(99), LogIndex(0), at(1)));
+        assert!(
+            snapshots.due(LogIndex(100), LogIndex(0), at(1)),
+            "enough entries"
+        );
+        assert!(
+            snapshots.due(LogIndex(5), LogIndex(0), at(30)),
+            "enough time"
+        );
+        assert!(
+            !snapshots.due(LogIndex(150), LogIndex(60), at(1)),
+            "entries since the base"
+        );
+        snapshots.force();
+        assert!(snapshots.due(LogIndex(1), LogIndex(0), at(1)), "forced");
+        assert!(
+            !snapshots.due(LogIndex(1), LogIndex(1), at(1)),
+            "but not with nothing new"
+        );
+    }
+
+    #[test]
+    fn split_gives_each_voter_its_own_window() {
+        // Three voters, a 30 s period: windows of 10 s each.
+        let nodes: Vec<Snapshots> = (0..3).map(|slot| policy(true, (slot, 3))).collect();
+        for (second, owner) in [(35, 0), (44, 1), (55, 2), (61, 0)] {
+            let due: Vec<bool> = nodes
+                .iter()
+                .map(|n| n.due(LogIndex(5), LogIndex(0), at(second)))
+                .collect();
+            let expected: Vec<bool> = (0..3).map(|slot| slot == owner).collect();
+            assert_eq!(due, expected, "at {second} s");
+        }
+    }
+
+    #[test]
+    fn received_chunks_must_arrive_in_order() {
+        let mut snapshots = policy(false, (0, 1));
+        let position = LogPosition {
+            index: LogIndex(10),
+            term: crate::raft::Term(2),
+        };
+        assert_eq!(snapshots.receive(position, 0, b"abc", false), Ok(None));
+        assert!(
+            snapshots.receive(position, 5, b"x", false).is_err(),
+            "a gap"
+        );
+        assert_eq!(
+            snapshots.receive(position, 0, b"ab", false),
+            Ok(None),
+            "a restart"
+        );
+        assert_eq!(
+            snapshots.receive(position, 2, b"cd", true),
+            Ok(Some(Bytes::from_static(b"abcd")))
+        );
+    }
+}
