@@ -34,7 +34,8 @@ fn a_seed_replays_exactly() {
     assert_eq!(first, second);
 }
 
-/// Whole nodes (engine, queue, forwarding, completions) under partitions and a lossy network:
+/// Whole nodes (engine, queue, forwarding, completions, journals on simulated disks, snapshots)
+/// under partitions, a lossy network and crashes:
 /// every node ends with the same state and every successful call matches the replayed log.
 #[test]
 fn driver_level_seeds_pass() {
@@ -48,5 +49,22 @@ fn driver_level_seeds_pass() {
             .unwrap_or_else(|failure| panic!("{failure}"));
         assert!(report.calls_succeeded > 0, "seed {seed}: no call succeeded");
         assert!(report.committed > 0, "seed {seed}: nothing committed");
+    }
+}
+
+/// Driver-level seeds that exposed bugs: 2000356 (3 nodes): a restarted node took the leader's
+/// answer to its previous incarnation's forwarded call for one of its own, and returned another
+/// call's result (answers now carry the incarnation).
+#[test]
+fn driver_level_regression_seeds_pass() {
+    let config = SimConfig {
+        nodes: 3,
+        ..SimConfig::default()
+    };
+    for seed in [2_000_356] {
+        let report = syncobj::sim::run_driver_seed(seed, &config)
+            .unwrap_or_else(|failure| panic!("{failure}"));
+        assert!(report.crashes > 0, "seed {seed}: no crash");
+        assert!(report.calls_succeeded > 0, "seed {seed}: no call succeeded");
     }
 }

@@ -394,7 +394,11 @@ impl Engine {
                 request,
                 command,
             }) => self.on_forward(from, term, (session, request), command),
-            Ok(NodeMessage::Placed { request, outcome }) => self.on_placed(request, outcome),
+            Ok(NodeMessage::Placed {
+                session,
+                request,
+                outcome,
+            }) => self.on_placed(session, request, outcome),
             Err(error) => {
                 self.bad_frames += 1;
                 tracing::warn!(from = %incoming.from, %error, "undecodable message: dropping the connection");
@@ -421,8 +425,15 @@ impl Engine {
     /// The leader places a follower's call and tells it where.
     fn on_forward(&mut self, from: NodeId, term: Term, id: (u64, u64), command: Bytes) {
         let outcome = self.place_forwarded(from, term, id, command);
-        let request = id.1;
-        self.send_to(from, &NodeMessage::Placed { request, outcome });
+        let (session, request) = id;
+        self.send_to(
+            from,
+            &NodeMessage::Placed {
+                session,
+                request,
+                outcome,
+            },
+        );
     }
 
     /// Appends a forwarded call once: a duplicate of a call already placed in this term gets
@@ -450,7 +461,17 @@ impl Engine {
         Ok(position)
     }
 
-    fn on_placed(&mut self, request: u64, outcome: Result<(LogIndex, Term), Refusal>) {
+    fn on_placed(
+        &mut self,
+        session: u64,
+        request: u64,
+        outcome: Result<(LogIndex, Term), Refusal>,
+    ) {
+        if session != self.session {
+            // An answer to an earlier incarnation of this node: its request numbers are not
+            // ours.
+            return;
+        }
         let Some(completion) = self.calls.answered(request) else {
             return;
         };

@@ -24,6 +24,10 @@ pub(crate) enum NodeMessage {
     },
     /// The leader's answer to a [`NodeMessage::Forward`].
     Placed {
+        /// The follower's incarnation, as the forward gave it: an answer meant for an earlier
+        /// incarnation of the same node (which numbered its calls from the start too) is
+        /// ignored.
+        session: u64,
         /// The follower's number for the call.
         request: u64,
         /// Where the leader appended the command, or why it did not.
