@@ -52,16 +52,19 @@ fn driver_level_seeds_pass() {
     }
 }
 
-/// Driver-level seeds that exposed bugs: 2000356 (3 nodes): a restarted node took the leader's
+/// Driver-level seeds (3 nodes) that exposed bugs. 2000356: a restarted node took the leader's
 /// answer to its previous incarnation's forwarded call for one of its own, and returned another
 /// call's result (answers now carry the incarnation).
+const DRIVER_REGRESSION_SEEDS: &[u64] = &[2_000_356];
+
+/// Every driver-level regression seed runs clean, crashes included.
 #[test]
 fn driver_level_regression_seeds_pass() {
     let config = SimConfig {
         nodes: 3,
         ..SimConfig::default()
     };
-    for seed in [2_000_356] {
+    for &seed in DRIVER_REGRESSION_SEEDS {
         let report = syncobj::sim::run_driver_seed(seed, &config)
             .unwrap_or_else(|failure| panic!("{failure}"));
         assert!(report.crashes > 0, "seed {seed}: no crash");
