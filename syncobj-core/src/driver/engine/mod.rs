@@ -1,6 +1,9 @@
 //! The tick loop's state: the Raft node, the transport, the user's state and the calls in
 //! flight. Exactly one thread at a time runs [`Engine::run`].
 
+mod journal;
+mod snapshots;
+
 use std::collections::{BTreeMap, VecDeque};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
@@ -11,21 +14,19 @@ use bytes::Bytes;
 use crossbeam_channel::Receiver;
 use syncobj_net::{Incoming, Transport, TransportCounters};
 
-pub(crate) use super::addresses::Addresses;
-use super::addresses::is_read_only;
-use super::inflight::{InFlight, Outcome, PlacedForwards, Settled};
-use super::objects::{ErasedObject, SET_CODE_VERSION, SYSTEM_OBJECT};
-use super::persistence::Persistence;
-use super::snapshots::Snapshots;
-use super::wire::{NodeMessage, Refusal};
 use crate::conf::{OnCodeVersionChanged, OnReady, OnStateChanged, RaftState};
+pub(crate) use crate::driver::addresses::Addresses;
+use crate::driver::addresses::is_read_only;
+use crate::driver::inflight::{InFlight, Outcome, PlacedForwards, Settled};
+use crate::driver::objects::{ErasedObject, SET_CODE_VERSION, SYSTEM_OBJECT};
+use crate::driver::persistence::Persistence;
+use crate::driver::snapshots::Snapshots;
+use crate::driver::wire::{NodeMessage, Refusal};
 use crate::object::{CommandHeader, Completion, FailReason};
 use crate::raft::{
-    Entry, EntryKind, Envelope, HardState, IncomingChunk, Instant, LogIndex, LogPosition, LogReset,
-    NodeId, ProposeError, RaftNode, SnapshotRead, Term,
+    Entry, EntryKind, Envelope, Instant, LogIndex, NodeId, ProposeError, RaftNode, Term,
 };
 use crate::status::{PeerStatus, SnapshotStatus, Status, WireCounters};
-use crate::storage::StorageError;
 
 /// The most queued commands one tick takes in, so a flood cannot starve the network.
 const COMMANDS_PER_TICK_MAX: usize = 10_000;
@@ -554,8 +555,6 @@ impl Engine {
         self.settle(lost);
     }
 
-    /// Plays the Raft node's outputs: send, persist (memory only until the journal exists),
-    /// acknowledge, apply.
     /// Plays every `Ready`: messages that may leave at once go to the transport before the
     /// write (a leader's appends travel while it writes its own copy), then the journal write,
     /// then the messages that needed it, the acknowledgement, and the entries to apply.
@@ -584,168 +583,6 @@ impl Engine {
             self.serve_snapshot_reads(ready.snapshot_reads);
             self.receive_snapshot_chunks(ready.snapshot_chunks);
         }
-    }
-
-    fn reset_journal(&mut self, reset: Option<LogReset>) -> Result<(), StorageError> {
-        match (reset, &mut self.persistence) {
-            (Some(reset), Some(persistence)) => persistence.reset(reset),
-            _ => Ok(()),
-        }
-    }
-
-    /// Answers the leader's reads of its latest snapshot, for followers too far behind.
-    fn serve_snapshot_reads(&mut self, reads: Vec<SnapshotRead>) {
-        let now = self.now();
-        for read in reads {
-            match self.snapshots.read(read.snapshot, read.offset, read.len) {
-                Some((data, done)) => {
-                    let sent = self.raft.snapshot_chunk(
-                        read.to,
-                        read.snapshot,
-                        read.offset,
-                        data,
-                        done,
-                        now,
-                    );
-                    if let Err(error) = sent {
-                        tracing::warn!(%error, "snapshot chunk refused");
-                    }
-                }
-                None => self.raft.snapshot_unavailable(read.to, read.snapshot),
-            }
-        }
-    }
-
-    /// Takes the chunks of a snapshot from the leader and, at the last one, installs it.
-    fn receive_snapshot_chunks(&mut self, chunks: Vec<IncomingChunk>) {
-        for chunk in chunks {
-            let snapshot = chunk.snapshot;
-            let received = self
-                .snapshots
-                .receive(snapshot, chunk.offset, &chunk.data, chunk.done)
-                .and_then(|payload| match payload {
-                    Some(payload) => self.install(snapshot, payload),
-                    None => Ok(()),
-                });
-            if let Err(error) = received {
-                tracing::warn!(%snapshot, %error, "snapshot from the leader refused");
-                let _ = self.raft.snapshot_failed(snapshot);
-            }
-        }
-    }
-
-    fn install(&mut self, snapshot: LogPosition, payload: Bytes) -> Result<(), String> {
-        let version = self.snapshots.install(snapshot, payload, &self.objects)?;
-        self.settings.code_version.store(version, Ordering::Release);
-        let now = self.now();
-        self.raft
-            .snapshot_installed(snapshot, now)
-            .map_err(|e| e.to_string())?;
-        tracing::info!(%snapshot, "installed a snapshot from the leader");
-        Ok(())
-    }
-
-    /// Takes a snapshot when the compaction policy says so, and compacts once it is durable.
-    fn compact_if_due(&mut self) {
-        match self.snapshots.poll_serializing() {
-            Some(Ok(Some(position))) => self.compact(position),
-            Some(Err(error)) => tracing::error!(%error, "cannot take a snapshot"),
-            Some(Ok(None)) | None => {}
-        }
-        if let Some(written) = self.snapshots.poll_written() {
-            match written {
-                Ok(position) => self.compact(position),
-                Err(error) => {
-                    tracing::error!(%error, "cannot write a snapshot; the log is not compacted");
-                }
-            }
-        }
-        let now = self.now();
-        let applied = self.raft.applied_index();
-        let base = self.raft.log_base().index;
-        if self.stalled.is_some() || !self.snapshots.due(applied, base, now) {
-            return;
-        }
-        let Some(term) = self.raft.entry(applied).map(|e| e.term) else {
-            return;
-        };
-        let position = LogPosition {
-            index: applied,
-            term,
-        };
-        let version = self.settings.code_version.load(Ordering::Acquire);
-        match self.snapshots.take(position, version, &self.objects, now) {
-            Ok(Some(position)) => self.compact(position),
-            Ok(None) => {}
-            Err(error) => tracing::error!(%error, "cannot take a snapshot"),
-        }
-    }
-
-    /// Drops the log up to a snapshot: from memory, and from the journal once it is durable.
-    fn compact(&mut self, position: LogPosition) {
-        if let Err(error) = self.raft.compact(position.index) {
-            tracing::debug!(%error, "compaction skipped");
-            return;
-        }
-        if !self.snapshots.durable() {
-            return;
-        }
-        let dropped = self
-            .persistence
-            .as_mut()
-            .map_or(Ok(()), |p| p.drop_prefix(position.index));
-        if let Err(error) = dropped {
-            self.halt(&error);
-        }
-    }
-
-    /// Takes a snapshot at the next tick (PySyncObj `forceLogCompaction`).
-    pub(crate) fn force_compaction(&mut self) {
-        self.snapshots.force();
-    }
-
-    fn persist(
-        &mut self,
-        hard_state: Option<HardState>,
-        entries: &[Entry],
-    ) -> Result<(), StorageError> {
-        let now = self.now();
-        match &mut self.persistence {
-            Some(persistence) => persistence.save(hard_state, entries, now),
-            None => Ok(()),
-        }
-    }
-
-    /// Under a periodic fsync policy, syncs once the period has passed.
-    fn sync_if_due(&mut self) {
-        let now = self.now();
-        let synced = self
-            .persistence
-            .as_mut()
-            .map_or(Ok(()), |p| p.sync_if_due(now));
-        if let Err(error) = synced {
-            self.halt(&error);
-        }
-    }
-
-    /// Stops the node: makes every journal write durable, whatever the fsync policy, and
-    /// fails the calls still waiting.
-    pub(crate) fn stop(&mut self) {
-        self.snapshots.finish_writing();
-        let now = self.now();
-        if self.halted.is_none()
-            && let Some(Err(error)) = self.persistence.as_mut().map(|p| p.sync_all(now))
-        {
-            self.halt(&error);
-        }
-        self.shut_down();
-    }
-
-    /// Stops the node for good: its journal failed, so what is durable is unknown, and going
-    /// on could acknowledge what was never saved.
-    fn halt(&mut self, error: &StorageError) {
-        tracing::error!(%error, "the journal failed: this node stops; restart it once the disk is fixed");
-        self.halted = Some(error.to_string());
     }
 
     fn flush_outbox(&mut self, transport: &mut dyn Transport) {

@@ -1,0 +1,122 @@
+//! The engine's side of snapshots: taking them when the policy says so, compacting once they
+//! are durable, serving them to followers too far behind, installing one from the leader.
+
+use std::sync::atomic::Ordering;
+
+use bytes::Bytes;
+
+use super::Engine;
+use crate::raft::{IncomingChunk, LogPosition, SnapshotRead};
+
+impl Engine {
+    /// Answers the leader's reads of its latest snapshot, for followers too far behind.
+    pub(super) fn serve_snapshot_reads(&mut self, reads: Vec<SnapshotRead>) {
+        let now = self.now();
+        for read in reads {
+            match self.snapshots.read(read.snapshot, read.offset, read.len) {
+                Some((data, done)) => {
+                    let sent = self.raft.snapshot_chunk(
+                        read.to,
+                        read.snapshot,
+                        read.offset,
+                        data,
+                        done,
+                        now,
+                    );
+                    if let Err(error) = sent {
+                        tracing::warn!(%error, "snapshot chunk refused");
+                    }
+                }
+                None => self.raft.snapshot_unavailable(read.to, read.snapshot),
+            }
+        }
+    }
+
+    /// Takes the chunks of a snapshot from the leader and, at the last one, installs it.
+    pub(super) fn receive_snapshot_chunks(&mut self, chunks: Vec<IncomingChunk>) {
+        for chunk in chunks {
+            let snapshot = chunk.snapshot;
+            let received = self
+                .snapshots
+                .receive(snapshot, chunk.offset, &chunk.data, chunk.done)
+                .and_then(|payload| match payload {
+                    Some(payload) => self.install(snapshot, payload),
+                    None => Ok(()),
+                });
+            if let Err(error) = received {
+                tracing::warn!(%snapshot, %error, "snapshot from the leader refused");
+                let _ = self.raft.snapshot_failed(snapshot);
+            }
+        }
+    }
+
+    pub(super) fn install(&mut self, snapshot: LogPosition, payload: Bytes) -> Result<(), String> {
+        let version = self.snapshots.install(snapshot, payload, &self.objects)?;
+        self.settings.code_version.store(version, Ordering::Release);
+        let now = self.now();
+        self.raft
+            .snapshot_installed(snapshot, now)
+            .map_err(|e| e.to_string())?;
+        tracing::info!(%snapshot, "installed a snapshot from the leader");
+        Ok(())
+    }
+
+    /// Takes a snapshot when the compaction policy says so, and compacts once it is durable.
+    pub(super) fn compact_if_due(&mut self) {
+        match self.snapshots.poll_serializing() {
+            Some(Ok(Some(position))) => self.compact(position),
+            Some(Err(error)) => tracing::error!(%error, "cannot take a snapshot"),
+            Some(Ok(None)) | None => {}
+        }
+        if let Some(written) = self.snapshots.poll_written() {
+            match written {
+                Ok(position) => self.compact(position),
+                Err(error) => {
+                    tracing::error!(%error, "cannot write a snapshot; the log is not compacted");
+                }
+            }
+        }
+        let now = self.now();
+        let applied = self.raft.applied_index();
+        let base = self.raft.log_base().index;
+        if self.stalled.is_some() || !self.snapshots.due(applied, base, now) {
+            return;
+        }
+        let Some(term) = self.raft.entry(applied).map(|e| e.term) else {
+            return;
+        };
+        let position = LogPosition {
+            index: applied,
+            term,
+        };
+        let version = self.settings.code_version.load(Ordering::Acquire);
+        match self.snapshots.take(position, version, &self.objects, now) {
+            Ok(Some(position)) => self.compact(position),
+            Ok(None) => {}
+            Err(error) => tracing::error!(%error, "cannot take a snapshot"),
+        }
+    }
+
+    /// Drops the log up to a snapshot: from memory, and from the journal once it is durable.
+    pub(super) fn compact(&mut self, position: LogPosition) {
+        if let Err(error) = self.raft.compact(position.index) {
+            tracing::debug!(%error, "compaction skipped");
+            return;
+        }
+        if !self.snapshots.durable() {
+            return;
+        }
+        let dropped = self
+            .persistence
+            .as_mut()
+            .map_or(Ok(()), |p| p.drop_prefix(position.index));
+        if let Err(error) = dropped {
+            self.halt(&error);
+        }
+    }
+
+    /// Takes a snapshot at the next tick (PySyncObj `forceLogCompaction`).
+    pub(crate) fn force_compaction(&mut self) {
+        self.snapshots.force();
+    }
+}
