@@ -28,8 +28,7 @@
 //! }
 //!
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! // Three nodes in this process, linked by an in-memory network (TCP arrives with the
-//! // network release).
+//! // Three nodes in this process, linked by an in-memory network (`SyncObj::new` talks TCP).
 //! let network = MemoryNetwork::new();
 //! let addresses = ["node-a", "node-b", "node-c"];
 //! let nodes = addresses
@@ -44,6 +43,34 @@
 //! let value = nodes[1].add(5).wait_timeout(Duration::from_secs(10))?;
 //! assert_eq!(value, 5);
 //! assert_eq!(nodes[1].read().get(), 5);
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! A real node talks TCP, and with a password every connection is encrypted and authenticated;
+//! with a journal it keeps its log, vote and snapshots through crashes:
+//!
+//! ```no_run
+//! # use serde::{Deserialize, Serialize};
+//! # use syncobj::prelude::*;
+//! # #[derive(Default, Serialize, Deserialize, Replicated)]
+//! # struct Counter { value: i64 }
+//! # #[replicated]
+//! # impl Counter {
+//! #     #[replicated]
+//! #     fn add(&mut self, n: i64) -> i64 { self.value += n; self.value }
+//! # }
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let conf = SyncObjConf::default()
+//!     .with_password("a long shared secret")
+//!     .with_journal_file("/var/lib/counter/journal");
+//! let node = SyncObj::new(
+//!     "10.0.0.1:4321",
+//!     ["10.0.0.2:4321", "10.0.0.3:4321"],
+//!     Counter::default(),
+//!     conf,
+//! )?;
+//! node.add(1).wait()?;
 //! # Ok(())
 //! # }
 //! ```

@@ -1,16 +1,11 @@
 //! The settings of a `SyncObj` node: every PySyncObj option, validated, and mapped to [`RaftConfig`].
 //!
 //! [`SyncObjConf`] carries every option of PySyncObj's `SyncObjConf` under its snake_case name,
-//! with [`Duration`]s instead of float seconds, plus a few of syncobj's own. Some options belong to
-//! subsystems that later releases build (the network, durability, dynamic membership): they are
-//! accepted now and documented as "pending" on their field, and
-//! [`SyncObjConf::pending_options`] names those a caller changed, so the driver can warn about
-//! each one instead of ignoring it silently.
-//!
-//! Releases named in the "pending" notes:
-//! - *the network release*: `syncobj-net`, the TCP transport, framing and encryption;
-//! - *the durability release*: the journal, snapshots, log compaction and recovery;
-//! - *the membership release*: adding and removing nodes at run time.
+//! with [`Duration`]s instead of float seconds, plus a few of syncobj's own. An option whose
+//! subsystem a later release builds is accepted now and documented as "pending" on its field,
+//! and [`SyncObjConf::pending_options`] names those a caller changed, so the driver can warn
+//! about each one instead of ignoring it silently. Only one is left: `dynamic_membership_change`,
+//! for *the membership release* (adding and removing nodes at run time).
 
 use std::fmt;
 use std::path::PathBuf;
