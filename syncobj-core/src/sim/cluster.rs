@@ -28,6 +28,11 @@ pub struct ClusterConfig {
     pub voters: usize,
     /// Non-voting members, numbered after the voters.
     pub non_voters: usize,
+    /// Observers (read-only nodes), numbered after the non-voters: outside the membership, each
+    /// sees itself as a non-voter, and every member registers it with
+    /// [`RaftNode::add_observer`] whenever it starts, as a voter's driver does for a linked
+    /// read-only node.
+    pub observers: usize,
     /// The seed every random choice derives from.
     pub seed: u64,
     /// The Raft settings of every node (each node's `seed` is derived from the cluster's).
@@ -48,6 +53,7 @@ impl ClusterConfig {
         ClusterConfig {
             voters,
             non_voters: 0,
+            observers: 0,
             seed,
             raft: RaftConfig::default(),
             net: NetConfig::reliable(),
@@ -123,10 +129,11 @@ impl Cluster {
     /// If `config.raft` is invalid or there are no voters.
     pub fn new(config: ClusterConfig) -> Cluster {
         assert!(config.voters > 0, "a cluster needs a voter");
-        let count = u64::try_from(config.voters + config.non_voters).expect("node count fits u64");
+        let members = u64::try_from(config.voters + config.non_voters).expect("count fits u64");
+        let count = members + u64::try_from(config.observers).expect("count fits u64");
         let voters = u64::try_from(config.voters).expect("voter count fits u64");
         let membership =
-            Membership::new((1..=voters).map(NodeId), (voters + 1..=count).map(NodeId));
+            Membership::new((1..=voters).map(NodeId), (voters + 1..=members).map(NodeId));
         let mut cluster = Cluster {
             rng: ChaCha8Rng::seed_from_u64(config.seed),
             net: SimNet::new(config.net.clone()),
@@ -145,6 +152,9 @@ impl Cluster {
         };
         for id in (1..=count).map(NodeId) {
             cluster.nodes.insert(id, SimNode::new());
+        }
+        // Every node exists before any starts: members register the observers as they start.
+        for id in (1..=count).map(NodeId) {
             cluster.start(id);
         }
         cluster
@@ -420,6 +430,12 @@ impl Cluster {
     }
 
     fn start(&mut self, id: NodeId) {
+        let observers: Vec<NodeId> = self
+            .nodes
+            .keys()
+            .copied()
+            .filter(|&n| !self.membership.contains(n))
+            .collect();
         let Some(sim) = self.nodes.get_mut(&id) else {
             return;
         };
@@ -437,8 +453,21 @@ impl Cluster {
             .snapshot
             .as_ref()
             .map_or_else(Vec::new, |s| s.state.to_vec());
-        match RaftNode::new(id, self.membership.clone(), raft_config, restored, self.now) {
-            Ok(raft) => {
+        let membership = if self.membership.contains(id) {
+            self.membership.clone()
+        } else {
+            // An observer sees itself as a non-voter.
+            let voters = self.membership.voters().iter().copied();
+            let others = self.membership.non_voters().iter().copied();
+            Membership::new(voters, others.chain([id]))
+        };
+        match RaftNode::new(id, membership, raft_config, restored, self.now) {
+            Ok(mut raft) => {
+                if self.membership.contains(id) {
+                    for observer in observers {
+                        raft.add_observer(observer, self.now);
+                    }
+                }
                 let (term, entries, commit) = (raft.term(), raft.log_len(), raft.commit_index());
                 if sim.starts > 1 {
                     self.emit(TraceEvent::Restarted {

@@ -233,9 +233,12 @@ impl<'a> Runner<'a> {
     fn new(seed: u64, config: &'a SimConfig) -> Runner<'a> {
         let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x005E_ED0F_FA17_u64);
         let non_voters = config.non_voters.unwrap_or_else(|| rng.random_range(0..=1));
+        // Drawn apart, so that the other choices of a seed stay what they were.
+        let observers = ChaCha8Rng::seed_from_u64(seed ^ 0x0B5E_0BE5).random_range(0..=1);
         let mut cluster_config = ClusterConfig {
             voters: config.nodes,
             non_voters,
+            observers,
             seed,
             raft: raft_config(config, &mut rng),
             net: NetConfig::reliable(),
