@@ -52,19 +52,27 @@ fn driver_level_seeds_pass() {
     }
 }
 
-/// Driver-level seeds (3 nodes) that exposed bugs. 2000356: a restarted node took the leader's
-/// answer to its previous incarnation's forwarded call for one of its own, and returned another
-/// call's result (answers now carry the incarnation).
-const DRIVER_REGRESSION_SEEDS: &[u64] = &[2_000_356];
+/// Driver-level (seed, nodes, disk failures) that exposed bugs.
+/// - 2000356, 3 nodes, no disk failures: a restarted node took the leader's answer to its
+///   previous incarnation's forwarded call for one of its own, and returned another call's
+///   result (answers now carry the incarnation).
+/// - 74, 5 nodes: a node that crashed between making an installed snapshot durable and
+///   resetting its journal restarted with a journal behind its snapshot, and halted on its
+///   first write (recovery now finishes the reset).
+const DRIVER_REGRESSION_SEEDS: &[(u64, usize, bool)] = &[(2_000_356, 3, false), (74, 5, true)];
 
 /// Every driver-level regression seed runs clean, crashes included.
 #[test]
 fn driver_level_regression_seeds_pass() {
-    let config = SimConfig {
-        nodes: 3,
-        ..SimConfig::default()
-    };
-    for &seed in DRIVER_REGRESSION_SEEDS {
+    for &(seed, nodes, disk_failures) in DRIVER_REGRESSION_SEEDS {
+        let config = SimConfig {
+            nodes,
+            faults: syncobj::sim::Faults {
+                disk_failures,
+                ..syncobj::sim::Faults::all()
+            },
+            ..SimConfig::default()
+        };
         let report = syncobj::sim::run_driver_seed(seed, &config)
             .unwrap_or_else(|failure| panic!("{failure}"));
         assert!(report.crashes > 0, "seed {seed}: no crash");

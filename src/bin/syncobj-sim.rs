@@ -69,6 +69,7 @@ struct SeedTotals {
     committed: u64,
     acknowledged: u64,
     driver_crashes: u64,
+    disk_faults: u64,
     compactions: u64,
     snapshot_chunks: u64,
     snapshots_installed: u64,
@@ -92,6 +93,7 @@ fn run_one(seed: u64, config: &SimConfig, level: Level) -> Result<SeedTotals, Se
         totals.committed += report.committed;
         totals.acknowledged += report.calls_succeeded;
         totals.driver_crashes += report.crashes;
+        totals.disk_faults += report.disk_faults;
         totals.compactions += report.compactions;
         totals.snapshots_installed += report.snapshots_installed;
     }
@@ -138,9 +140,10 @@ fn parse_faults(spec: &str) -> Result<Faults, String> {
             "crash" => faults.crashes = true,
             "partition" => faults.partitions = true,
             "lossy" => faults.lossy_network = true,
+            "disk" => faults.disk_failures = true,
             other => {
                 return Err(format!(
-                    "unknown fault {other:?} in --faults (crash, partition, lossy, all, none)"
+                    "unknown fault {other:?} in --faults (crash, partition, lossy, disk, all, none)"
                 ));
             }
         }
@@ -233,6 +236,7 @@ fn run_many(args: &Args, config: &SimConfig) -> ExitCode {
     let committed: u64 = reports.iter().map(|r| r.committed).sum();
     let acknowledged: u64 = reports.iter().map(|r| r.acknowledged).sum();
     let driver_crashes: u64 = reports.iter().map(|r| r.driver_crashes).sum();
+    let disk_faults: u64 = reports.iter().map(|r| r.disk_faults).sum();
     let wall = started.elapsed().as_secs_f64();
     println!(
         "snapshots: compactions={} chunks={} installed={}",
@@ -241,7 +245,7 @@ fn run_many(args: &Args, config: &SimConfig) -> ExitCode {
         reports.iter().map(|r| r.snapshots_installed).sum::<u64>()
     );
     println!(
-        "wall={wall:.1}s jobs={jobs} acknowledged={acknowledged} driver_crashes={driver_crashes} commits_per_wall_second={:.0} steps_per_wall_second={:.0}",
+        "wall={wall:.1}s jobs={jobs} acknowledged={acknowledged} driver_crashes={driver_crashes} disk_faults={disk_faults} commits_per_wall_second={:.0} steps_per_wall_second={:.0}",
         committed as f64 / wall,
         steps as f64 / wall
     );

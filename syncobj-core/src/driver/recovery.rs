@@ -9,7 +9,7 @@ use super::objects::ErasedObject;
 use super::persistence::Persistence;
 use super::snapshots::{Restore, Snapshots};
 use crate::conf::SyncObjConf;
-use crate::raft::{LogIndex, Restored};
+use crate::raft::{LogIndex, LogReset, Restored};
 
 /// A node's durable state, recovered.
 pub(crate) struct Recovered {
@@ -50,18 +50,11 @@ pub(crate) fn assemble(
     (snapshots, restore): (Snapshots, Option<Restore>),
     journal_path: Option<&Path>,
 ) -> Result<Recovered, StartError> {
-    let (persistence, mut restored) = match journal {
+    let (mut persistence, mut restored) = match journal {
         Some((persistence, restored)) => (Some(persistence), restored),
         None => (None, Restored::default()),
     };
     restored.snapshot = restore.as_ref().map(|r| r.position);
-    if let Some(snapshot) = restored.snapshot {
-        // Without a journal (a dump file only) the node still knows what the snapshot proves:
-        // its term was reached and its entries committed.
-        let hard_state = &mut restored.hard_state;
-        hard_state.term = hard_state.term.max(snapshot.term);
-        hard_state.commit = hard_state.commit.max(snapshot.index);
-    }
     if let Some(first) = restored.entries.first() {
         let covered = restored.snapshot.map_or(LogIndex::ZERO, |s| s.index);
         if first.index > covered.next() {
@@ -70,6 +63,34 @@ pub(crate) fn assemble(
                 first_index: first.index.0,
             });
         }
+    }
+    if let (Some(snapshot), Some(persistence)) = (restored.snapshot, persistence.as_mut()) {
+        // A crash between making a snapshot durable and resetting the journal to it leaves the
+        // journal behind the snapshot, or holding a suffix that does not follow it: finish the
+        // reset now, as the snapshot's install would have.
+        // The entries after the snapshot follow it if the journal holds its last entry with its
+        // term, or was compacted up to exactly that entry.
+        let suffix_kept = restored.entries.first().is_some_and(|first| {
+            first.index == snapshot.index.next()
+                || restored
+                    .entries
+                    .iter()
+                    .any(|e| e.index == snapshot.index && e.term == snapshot.term)
+        });
+        persistence.reset(LogReset {
+            snapshot,
+            suffix_kept,
+        })?;
+        restored
+            .entries
+            .retain(|e| suffix_kept && e.index > snapshot.index);
+    }
+    if let Some(snapshot) = restored.snapshot {
+        // Without a journal (a dump file only) the node still knows what the snapshot proves:
+        // its term was reached and its entries committed.
+        let hard_state = &mut restored.hard_state;
+        hard_state.term = hard_state.term.max(snapshot.term);
+        hard_state.commit = hard_state.commit.max(snapshot.index);
     }
     Ok(Recovered {
         persistence,

@@ -380,6 +380,12 @@ impl Snapshots {
         }
     }
 
+    /// The position of the latest snapshot kept, if any.
+    #[cfg(feature = "sim")]
+    pub(crate) fn latest_position(&self) -> Option<LogPosition> {
+        self.latest.as_ref().map(|(position, _)| *position)
+    }
+
     /// Whether snapshots are durable: only then may the journal's prefix be dropped.
     pub(crate) fn durable(&self) -> bool {
         self.durable

@@ -102,11 +102,13 @@ impl Checker {
     }
 
     /// A node restarted: its volatile commit and applied index start over (at its snapshot, if
-    /// it has one), its term does not.
-    pub(crate) fn on_restart(&mut self, node: &RaftNode) -> Check {
+    /// it has one), its term does not — unless its disk failed (`after_disk_failure`): a write
+    /// that failed may have held a newer term, which the node never revealed, since it halted
+    /// at once.
+    pub(crate) fn on_restart(&mut self, node: &RaftNode, after_disk_failure: bool) -> Check {
         let id = node.id();
         let seen = self.seen.get(&id).copied().unwrap_or_default();
-        if node.term() < seen.term {
+        if node.term() < seen.term && !after_disk_failure {
             return Err(format!(
                 "{id}: restarted at {} after reaching {}",
                 node.term(),

@@ -488,7 +488,7 @@ impl Cluster {
     }
 
     fn install(&mut self, id: NodeId, raft: RaftNode) {
-        let check = self.checker.on_restart(&raft);
+        let check = self.checker.on_restart(&raft, false);
         if let Some(sim) = self.nodes.get_mut(&id) {
             sim.raft = Some(raft);
         }

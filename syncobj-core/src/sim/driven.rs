@@ -56,6 +56,8 @@ pub struct DriverRunReport {
     pub committed: u64,
     /// Node crashes (each losing what its disk had not synced) and restarts from the journal.
     pub crashes: u64,
+    /// Disks that failed under a running node, which then halted until restarted.
+    pub disk_faults: u64,
     /// Snapshots the running nodes took (compactions) and installed from a leader.
     pub compactions: u64,
     /// Snapshots installed from a leader by the running nodes.
@@ -242,6 +244,14 @@ struct DriverSim {
     raft: RaftConfig,
     crashes: bool,
     crashes_done: u64,
+    /// Disks made to fail (their node halts until restarted).
+    disk_faults: u64,
+    disk_failures: bool,
+    disk_rng: ChaCha8Rng,
+    /// Nodes whose disk was set to fail during their current incarnation: after a failed
+    /// write a node may come back with an older term than it had reached (it halted before
+    /// anything depending on it left).
+    armed: std::collections::BTreeSet<NodeId>,
     /// Each node takes a snapshot every this many applied entries (per seed; some never).
     compaction: u64,
     addresses: BTreeMap<String, NodeId>,
@@ -277,6 +287,10 @@ impl DriverSim {
             raft: config.raft.clone(),
             crashes: config.faults.crashes,
             crashes_done: 0,
+            disk_faults: 0,
+            disk_failures: config.faults.disk_failures,
+            disk_rng: ChaCha8Rng::seed_from_u64(seed ^ 0xD15C_FA11),
+            armed: std::collections::BTreeSet::new(),
             compaction: [10, 50, 200, u64::MAX]
                 [ChaCha8Rng::seed_from_u64(seed ^ 0x5A95_0C0A).random_range(0..4)],
             addresses: ids,
@@ -299,6 +313,7 @@ impl DriverSim {
         let Some(disk) = self.disks.get(&id).cloned() else {
             return Ok(());
         };
+        let after_disk_failure = self.armed.remove(&id);
         let incarnation = self.incarnations.entry(id).or_insert(0);
         *incarnation += 1;
         let session = self.seed ^ id.0 ^ (*incarnation << 40);
@@ -314,7 +329,7 @@ impl DriverSim {
         .map_err(|e| self.violation(format!("{id} cannot recover its journal: {e}")))?;
         if *self.incarnations.get(&id).unwrap_or(&1) > 1 {
             self.checker
-                .on_restart(&node.engine.raft)
+                .on_restart(&node.engine.raft, after_disk_failure)
                 .map_err(|what| self.violation(what))?;
         }
         self.nodes.insert(id, node);
@@ -337,6 +352,34 @@ impl DriverSim {
         }
         let restart_at = self.now + Duration::from_millis(self.rng.random_range(0..=2000));
         self.down.insert(id, restart_at);
+    }
+
+    /// Makes a random running node's disk fail after a few more writes: the node must halt
+    /// without acknowledging anything it could not write, until it is restarted.
+    fn fail_a_disk(&mut self) {
+        let ids: Vec<NodeId> = self.nodes.keys().copied().collect();
+        let id = ids[self.disk_rng.random_range(0..ids.len())];
+        if let Some(disk) = self.disks.get(&id) {
+            disk.fail_after(self.disk_rng.random_range(0..40));
+            self.disk_faults += 1;
+            self.armed.insert(id);
+        }
+    }
+
+    /// Restarts every node whose disk was set to fail, failed or not yet, as an operator would
+    /// once the disk is replaced.
+    fn restart_failed_disks(&mut self) -> Result<(), Violation> {
+        let armed: Vec<NodeId> = self.armed.iter().copied().collect();
+        for id in armed {
+            if self.nodes.remove(&id).is_none() {
+                continue; // crashed, and restarted below with the others
+            }
+            if let Some(disk) = self.disks.get(&id) {
+                disk.crash();
+            }
+            self.start_node(id)?;
+        }
+        Ok(())
     }
 
     /// Restarts the crashed nodes whose time has come (all of them with `all`).
@@ -373,6 +416,7 @@ impl DriverSim {
             calls_failed: outcomes.len() as u64 - succeeded,
             committed,
             crashes: self.crashes_done,
+            disk_faults: self.disk_faults,
             compactions: self
                 .nodes
                 .values()
@@ -424,6 +468,12 @@ impl DriverSim {
     }
 
     fn inject_fault(&mut self) {
+        // Disk failures draw from their own generator, so that turning them off replays the
+        // other faults of a seed exactly as before they existed.
+        if self.disk_failures && self.disk_rng.random_range(0..6) == 0 {
+            self.fail_a_disk();
+            return;
+        }
         let kinds = if self.crashes { 5 } else { 4 };
         match self.rng.random_range(0..kinds) {
             0 => {
@@ -444,6 +494,7 @@ impl DriverSim {
     /// agree on the committed log within the liveness timeout.
     fn liveness_phase(&mut self) -> Result<(), Violation> {
         self.restart_due(true)?;
+        self.restart_failed_disks()?;
         self.net.heal();
         self.net.config = NetConfig::reliable();
         let deadline = self.now + self.liveness_timeout;

@@ -26,6 +26,8 @@ pub struct Faults {
     pub partitions: bool,
     /// Lose, duplicate, delay and reorder messages.
     pub lossy_network: bool,
+    /// Make a node's disk fail (driver level): the node halts until it is restarted.
+    pub disk_failures: bool,
 }
 
 impl Faults {
@@ -35,6 +37,7 @@ impl Faults {
             crashes: true,
             partitions: true,
             lossy_network: true,
+            disk_failures: true,
         }
     }
 
@@ -44,6 +47,7 @@ impl Faults {
             crashes: false,
             partitions: false,
             lossy_network: false,
+            disk_failures: false,
         }
     }
 }

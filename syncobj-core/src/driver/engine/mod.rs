@@ -188,7 +188,7 @@ impl Engine {
     /// sync is due sooner.
     pub(crate) fn poll_wait(&self, now: Instant, max_wait: Duration) -> Duration {
         let sync = self.persistence.as_ref().and_then(Persistence::next_sync);
-        [self.raft.next_deadline(), sync]
+        [self.next_deadline(), sync]
             .into_iter()
             .flatten()
             .fold(max_wait, |wait, due| {
@@ -196,9 +196,12 @@ impl Engine {
             })
     }
 
-    /// When the Raft node next needs a tick, if ever.
-    #[cfg(feature = "sim")]
+    /// When the Raft node next needs a tick, if ever: never once the node halted (its timers
+    /// would otherwise fire, undone, for ever).
     pub(crate) fn next_deadline(&self) -> Option<Instant> {
+        if self.halted.is_some() {
+            return None;
+        }
         self.raft.next_deadline()
     }
 
@@ -716,10 +719,13 @@ impl Engine {
     #[cfg(feature = "sim")]
     pub(crate) fn describe(&self) -> String {
         format!(
-            "{:?} {} leader {:?} last {} commit {} applied {} {} backlog {} queued {} progress {:?}",
+            "{:?} {} leader {:?} base {} snapshot {:?} halted {} last {} commit {} applied {} {} backlog {} queued {} progress {:?}",
             self.raft.role(),
             self.raft.term(),
             self.raft.leader(),
+            self.raft.log_base(),
+            self.snapshots.latest_position(),
+            self.halted.is_some(),
             self.raft.last_index(),
             self.raft.commit_index(),
             self.raft.applied_index(),
