@@ -50,7 +50,8 @@ impl Drop for TempDir {
 
 const ADDRESSES: [&str; 2] = ["a:1", "b:2"];
 
-fn conf(journal: &Path, fsync: FsyncPolicy) -> SyncObjConf {
+/// Timers short enough for a quick test, loose enough for a loaded machine.
+fn fast() -> SyncObjConf {
     SyncObjConf {
         append_entries_period: Duration::from_millis(20),
         raft_min_timeout: Duration::from_millis(150),
@@ -58,8 +59,10 @@ fn conf(journal: &Path, fsync: FsyncPolicy) -> SyncObjConf {
         leader_fallback_timeout: Duration::from_millis(150),
         ..SyncObjConf::default()
     }
-    .with_journal_file(journal)
-    .with_journal_fsync(fsync)
+}
+
+fn conf(journal: &Path, fsync: FsyncPolicy) -> SyncObjConf {
+    fast().with_journal_file(journal).with_journal_fsync(fsync)
 }
 
 fn start(
@@ -248,15 +251,9 @@ fn a_compacted_journal_restarts_from_its_snapshot() {
 fn a_lagging_node_catches_up_from_a_snapshot() {
     let addresses = ["a:1", "b:2", "c:3"];
     let network = MemoryNetwork::new();
-    let conf = SyncObjConf {
-        append_entries_period: Duration::from_millis(20),
-        raft_min_timeout: Duration::from_millis(150),
-        raft_max_timeout: Duration::from_millis(300),
-        leader_fallback_timeout: Duration::from_millis(150),
-        log_compaction_min_entries: 20,
-        log_compaction_batch_size: 16,
-        ..SyncObjConf::default()
-    };
+    let conf = fast()
+        .with_log_compaction_min_entries(20)
+        .with_log_compaction_batch_size(16);
     let nodes: Vec<SyncObj<Counter>> = addresses
         .iter()
         .map(|&me| {
@@ -380,14 +377,7 @@ fn a_large_command_replicates_and_survives_a_restart() {
     }
 
     let dir = TempDir::new("large-command");
-    let conf = |node: usize| SyncObjConf {
-        append_entries_period: Duration::from_millis(20),
-        raft_min_timeout: Duration::from_millis(150),
-        raft_max_timeout: Duration::from_millis(300),
-        leader_fallback_timeout: Duration::from_millis(150),
-        full_dump_file: Some(dir.0.join(format!("dump-{node}"))),
-        ..SyncObjConf::default()
-    };
+    let conf = |node: usize| fast().with_full_dump_file(dir.0.join(format!("dump-{node}")));
     let start_both = || {
         let network = MemoryNetwork::new();
         let nodes = [0, 1].map(|i| {
@@ -617,19 +607,13 @@ fn custom_serializer_hooks_snapshot_an_external_state() {
             .iter()
             .filter(|&&a| a != me)
             .map(|&a| a.to_owned());
-        let conf = SyncObjConf {
-            append_entries_period: Duration::from_millis(20),
-            raft_min_timeout: Duration::from_millis(150),
-            raft_max_timeout: Duration::from_millis(300),
-            leader_fallback_timeout: Duration::from_millis(150),
-            log_compaction_min_entries: 20,
-            full_dump_file: Some(dir.0.join(format!("dump-{node}"))),
-            ..SyncObjConf::default()
-        }
-        .with_serializer(DbHooks {
-            db: std::sync::Arc::clone(&dbs[node]),
-            done: std::sync::Arc::default(),
-        });
+        let conf = fast()
+            .with_log_compaction_min_entries(20)
+            .with_full_dump_file(dir.0.join(format!("dump-{node}")))
+            .with_serializer(DbHooks {
+                db: std::sync::Arc::clone(&dbs[node]),
+                done: std::sync::Arc::default(),
+            });
         let state = External {
             db: std::sync::Arc::clone(&dbs[node]),
         };
@@ -682,14 +666,12 @@ fn custom_serializer_hooks_snapshot_an_external_state() {
 
 /// Fast timers, a dump directory per node under `dir`, and compaction only when forced.
 fn dump_conf(dir: &TempDir, node: &str) -> SyncObjConf {
-    SyncObjConf {
-        append_entries_period: Duration::from_millis(20),
-        raft_min_timeout: Duration::from_millis(150),
-        raft_max_timeout: Duration::from_millis(300),
-        leader_fallback_timeout: Duration::from_millis(150),
-        full_dump_file: Some(dir.0.join(format!("dump-{}", node.replace(':', "_")))),
-        ..SyncObjConf::default()
-    }
+    fast().with_full_dump_file(dump_dir(dir, node))
+}
+
+/// The dump directory of the node at `address` under `dir`.
+fn dump_dir(dir: &TempDir, address: &str) -> PathBuf {
+    dir.0.join(format!("dump-{}", address.replace(':', "_")))
 }
 
 /// The snapshot files in a dump directory.
@@ -751,10 +733,7 @@ fn a_dump_restores_the_state_on_new_addresses() {
         .collect();
     assert_eq!(add_many(&nodes[0], 350), 350);
     wait_for_value(&nodes[1], 350);
-    let dumps: Vec<PathBuf> = old
-        .iter()
-        .map(|a| dir.0.join(format!("dump-{}", a.replace(':', "_"))))
-        .collect();
+    let dumps: Vec<PathBuf> = old.iter().map(|a| dump_dir(&dir, a)).collect();
     dump_all(&nodes, &dumps);
     drop(nodes);
     let new = ["x:7", "y:8"];
@@ -797,10 +776,7 @@ fn a_node_restarted_from_an_old_dump_catches_up() {
         )
         .expect("starts")
     };
-    let dumps: Vec<PathBuf> = addresses
-        .iter()
-        .map(|a| dir.0.join(format!("dump-{}", a.replace(':', "_"))))
-        .collect();
+    let dumps: Vec<PathBuf> = addresses.iter().map(|a| dump_dir(&dir, a)).collect();
     let mut nodes: Vec<SyncObj<Counter>> = addresses.iter().map(|a| start3(a)).collect();
     assert_eq!(add_many(&nodes[0], 50), 50);
     wait_for_value(&nodes[2], 50);
@@ -844,10 +820,7 @@ fn consumers_travel_in_snapshots() {
     assert_eq!(add(&nodes[0], 3), Ok(3));
     assert_eq!(first.add(52).wait_timeout(Duration::from_secs(10)), Ok(52));
     assert_eq!(second.add(15).wait_timeout(Duration::from_secs(10)), Ok(15));
-    let dumps: Vec<PathBuf> = addresses[..2]
-        .iter()
-        .map(|a| dir.0.join(format!("dump-{}", a.replace(':', "_"))))
-        .collect();
+    let dumps: Vec<PathBuf> = addresses[..2].iter().map(|a| dump_dir(&dir, a)).collect();
     dump_all(&nodes, &dumps);
     let late = start3(addresses[2]);
     wait_for_value(&late, 3);

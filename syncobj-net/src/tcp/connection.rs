@@ -215,6 +215,15 @@ impl Connection {
             .map_err(|e| Fault::BadFrame(format!("bad frame: {e}")))
     }
 
+    /// Hands a frame of an open link to the layer above; empty frames only keep an idle link
+    /// alive.
+    pub(super) fn deliver(&self, frame: Bytes, out: &mut Vec<crate::Incoming>) {
+        if !frame.is_empty() {
+            let from = self.peer.clone().unwrap_or_default();
+            out.push(crate::Incoming { from, frame });
+        }
+    }
+
     /// The dialler's first frame, once the connect finished: a plain hello, or an encrypted
     /// one holding it.
     pub(super) fn send_hello(&mut self, settings: &TcpSettings) -> Result<(), Fault> {

@@ -343,21 +343,14 @@ impl TcpTransport {
             let stage = connection.stage;
             match stage {
                 Stage::Open => {
-                    // Empty frames only keep an idle link alive.
-                    if !frame.is_empty() {
-                        let from = connection.peer.clone().unwrap_or_default();
-                        out.push(Incoming { from, frame });
-                    }
+                    connection.deliver(frame, out);
                     continue;
                 }
                 Stage::AwaitHello => connection.on_hello(&frame, &self.settings, now)?,
                 Stage::AwaitReply => connection.on_reply(&frame, &self.settings)?,
                 Stage::AwaitConfirm => {
                     connection.on_confirm(&self.settings);
-                    if !frame.is_empty() {
-                        let from = connection.peer.clone().unwrap_or_default();
-                        out.push(Incoming { from, frame });
-                    }
+                    connection.deliver(frame, out);
                 }
                 Stage::Connecting => {
                     return Err(Fault::BadFrame(
