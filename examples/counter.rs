@@ -84,9 +84,11 @@ fn manual_ticks() -> Result<(), Error> {
     let value = std::thread::scope(|scope| {
         scope.spawn(|| {
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                nodes[1..]
-                    .iter()
-                    .for_each(|n| n.do_tick(Duration::from_millis(1)));
+                for node in &nodes[1..] {
+                    if node.do_tick(Duration::from_millis(1)).is_err() {
+                        return;
+                    }
+                }
             }
         });
         let value = nodes[0].add(2).wait_timeout(PATIENCE);
@@ -115,7 +117,7 @@ fn tick_until<T>(
             return Err("the cluster did not get there in time".into());
         }
         for node in nodes {
-            node.do_tick(Duration::from_millis(1));
+            node.do_tick(Duration::from_millis(1))?;
         }
     }
 }

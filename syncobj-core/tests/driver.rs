@@ -130,7 +130,8 @@ fn tick_until(nodes: &[SyncObj<Counter>], mut done: impl FnMut() -> bool) {
             "condition not reached within 10 s"
         );
         for node in nodes {
-            node.do_tick(Duration::from_millis(1));
+            node.do_tick(Duration::from_millis(1))
+                .expect("the node ticks");
         }
     }
 }
@@ -406,7 +407,7 @@ fn isolation_loses_the_quorum() {
     tick_until(&nodes, || nodes.iter().all(|n| n.has_quorum()));
     network.isolate(ADDRESSES[0]);
     for node in &nodes {
-        node.do_tick(Duration::ZERO);
+        node.do_tick(Duration::ZERO).expect("the node ticks");
     }
     assert!(!nodes[0].has_quorum());
     assert!(!nodes[0].is_node_connected(ADDRESSES[1]));
@@ -778,7 +779,8 @@ fn tick_pair_until<T>(nodes: [&SyncObj<Counter>; 2], mut done: impl FnMut() -> O
             "condition not reached within 10 s"
         );
         for node in nodes {
-            node.do_tick(Duration::from_millis(1));
+            node.do_tick(Duration::from_millis(1))
+                .expect("the node ticks");
         }
     }
 }
@@ -911,7 +913,115 @@ fn undecodable_messages_are_counted() {
     let deadline = Instant::now() + Duration::from_secs(10);
     while node.status().wire.bad_frames < 2 {
         assert!(Instant::now() < deadline, "both frames counted within 10 s");
-        node.do_tick(Duration::from_millis(5));
+        node.do_tick(Duration::from_millis(5))
+            .expect("the node ticks");
     }
     assert_eq!(node.status().wire.bad_frames, 2);
+}
+
+/// A transport that panics inside the tick loop once told to: a failure of the node itself,
+/// not of a replicated method.
+struct PanickingTransport {
+    inner: syncobj_core::driver::MemoryTransport,
+    armed: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Transport for PanickingTransport {
+    fn send(&mut self, to: &str, frame: bytes::Bytes) -> bool {
+        self.inner.send(to, frame)
+    }
+
+    fn poll(&mut self, timeout: Duration, out: &mut Vec<syncobj_net::Incoming>) {
+        assert!(
+            !self.armed.load(std::sync::atomic::Ordering::Acquire),
+            "injected failure inside the loop"
+        );
+        self.inner.poll(timeout, out);
+    }
+
+    fn waker(&self) -> Arc<dyn syncobj_net::Wake> {
+        self.inner.waker()
+    }
+
+    fn is_connected(&self, node: &str) -> bool {
+        self.inner.is_connected(node)
+    }
+}
+
+/// A node of two whose partner never comes, with a transport that panics once armed.
+fn doomed_node(auto_tick: bool) -> (SyncObj<Counter>, Arc<std::sync::atomic::AtomicBool>) {
+    let network = MemoryNetwork::new();
+    let armed = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let transport = PanickingTransport {
+        inner: network.endpoint(ADDRESSES[0]),
+        armed: Arc::clone(&armed),
+    };
+    let node = SyncObj::with_transport(
+        ADDRESSES[0],
+        [ADDRESSES[1]],
+        Counter::default(),
+        conf(auto_tick),
+        transport,
+    )
+    .expect("a valid node");
+    (node, armed)
+}
+
+fn is_node_failure(outcome: &Result<i64, FailReason>) -> bool {
+    matches!(outcome, Err(FailReason::NodeFailed(m)) if m.contains("injected failure"))
+}
+
+/// A panic inside the tick loop (not in a method) ends every pending call — waited for, given
+/// a callback, or awaited — with `NodeFailed` and the panic's message; later calls fail at
+/// once, and the status says why.
+#[test]
+fn a_panic_in_the_loop_ends_every_pending_call() {
+    let (node, armed) = doomed_node(true);
+    let node = Arc::new(node);
+    // No leader can be elected without the partner: the calls wait in the node.
+    let (sender, waited) = std::sync::mpsc::channel();
+    {
+        let node = Arc::clone(&node);
+        std::thread::spawn(move || sender.send(node.add(1).wait()));
+    }
+    let (sender, callback_outcome) = std::sync::mpsc::channel();
+    node.add(2).on_done(move |outcome| {
+        let _ = sender.send(outcome);
+    });
+    let awaited = node.add(3);
+    armed.store(true, std::sync::atomic::Ordering::Release);
+    node.force_log_compaction(); // wakes the loop
+    let deadline = Duration::from_secs(10);
+    let outcome = waited.recv_timeout(deadline).expect("wait() returns");
+    assert!(is_node_failure(&outcome), "{outcome:?}");
+    let outcome = callback_outcome
+        .recv_timeout(deadline)
+        .expect("the callback runs");
+    assert!(is_node_failure(&outcome), "{outcome:?}");
+    assert!(is_node_failure(&block_on(awaited)));
+    assert!(is_node_failure(&node.add(4).wait_timeout(deadline)));
+    let halted = node.status().halted.expect("the status says why");
+    assert!(halted.contains("injected failure"), "{halted}");
+}
+
+/// On a manually ticked node the panic surfaces as `do_tick`'s error, and the calls end too.
+#[test]
+fn a_panic_in_a_manual_tick_ends_the_node() {
+    let (node, armed) = doomed_node(false);
+    let pending = node.add(1);
+    node.do_tick(Duration::ZERO).expect("the node ticks");
+    armed.store(true, std::sync::atomic::Ordering::Release);
+    match node.do_tick(Duration::ZERO) {
+        Err(syncobj_core::driver::TickError::Failed(FailReason::NodeFailed(message))) => {
+            assert!(message.contains("injected failure"), "{message}")
+        }
+        other => panic!("expected the loop's failure, got {other:?}"),
+    }
+    assert!(is_node_failure(
+        &pending.wait_timeout(Duration::from_secs(10))
+    ));
+    assert!(matches!(
+        node.do_tick(Duration::ZERO),
+        Err(syncobj_core::driver::TickError::Failed(_))
+    ));
 }

@@ -1,25 +1,32 @@
 //! [`SyncObj`]: a node that holds a replicated object, takes calls from any thread, and runs the
 //! tick loop that drives Raft, the transport and the object.
 
-mod addresses;
+pub(crate) mod addresses;
+pub(crate) mod assembly;
 pub(crate) mod engine;
 mod inflight;
+pub(crate) mod life;
 mod memory;
 mod network;
 pub(crate) mod objects;
+pub(crate) mod observed;
 pub(crate) mod persistence;
 pub(crate) mod recovery;
 mod snapshot_codec;
 pub(crate) mod snapshots;
+mod ticker;
 mod wire;
+
+#[cfg(test)]
+mod tests;
 
 pub use memory::{MemoryNetwork, MemoryTransport};
 pub use objects::{Consumer, Consumers};
 
 use std::ops::Deref;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
-use std::thread::{JoinHandle, ThreadId};
+use std::sync::atomic::Ordering;
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant as StdInstant};
 
 use bytes::Bytes;
@@ -28,18 +35,22 @@ use parking_lot::{Mutex, RwLock, RwLockReadGuard};
 use syncobj_net::handshake::Peer;
 use syncobj_net::secure::SecureError;
 use syncobj_net::tcp::TcpError;
-use syncobj_net::{Incoming, Transport, Wake};
+use syncobj_net::{Transport, Wake};
 use thiserror::Error;
 
-use self::addresses::{read_only_id, read_only_name};
-use self::engine::{Addresses, Engine, EngineSettings, Queued, ReadySignal};
+use self::addresses::read_only_id;
+use self::assembly::{Assembled, Blueprint, assemble, seed_from_address, without};
+use self::engine::Queued;
+use self::life::{Flag, Signals};
 use self::objects::{ErasedObject, ObjectCell, SET_CODE_VERSION, SYSTEM_OBJECT};
+use self::observed::{Observed, StatusContext};
 use self::recovery::recover;
+use self::ticker::{Clock, ManualSlot, NotTicked};
 use crate::conf::{ConfError, FRAME_OVERHEAD_BYTES, SyncObjConf};
 use crate::object::{
     Call, Caller, Completion, FailReason, MethodSpec, Replicated, Submit, TickHelp,
 };
-use crate::raft::{Instant, LogIndex, Membership, NewNodeError, NodeId, RaftNode, Term};
+use crate::raft::{LogIndex, NewNodeError, Term};
 use crate::status::Status;
 use crate::storage::StorageError;
 
@@ -109,21 +120,32 @@ pub enum StartError {
     Thread(std::io::Error),
 }
 
+/// Why [`SyncObj::do_tick`] did not run an iteration.
+#[derive(Clone, Debug, PartialEq, Eq, Error)]
+pub enum TickError {
+    /// The node runs its own tick thread (`auto_tick`): nothing for the caller to do.
+    #[error("the node ticks itself (auto_tick is on)")]
+    AutoTick,
+    /// The node was stopped ([`SyncObj::destroy`]).
+    #[error("the node was stopped")]
+    Stopped,
+    /// The node's tick loop died; every call fails with this reason.
+    #[error("the node's tick loop died: {0}")]
+    Failed(FailReason),
+}
+
+/// What a node's handles share: the way in (the queue), the way out (the signals and the
+/// observed value), and, on a manually ticked node, the engine itself.
 struct Shared {
-    /// The transport and the frames it delivered, locked by the ticking thread while it polls,
-    /// so that readers of the engine are never held up by a poll.
-    io: Mutex<Io>,
-    engine: Mutex<Engine>,
+    signals: Arc<Signals>,
     queue: Sender<Queued>,
     waker: Arc<dyn Wake>,
+    /// The engine of a manually ticked node; empty with `auto_tick` (the thread owns it).
+    manual: ManualSlot,
     auto_tick: bool,
-    tick_period: Duration,
-    ticking_thread: Mutex<Option<ThreadId>>,
-    code_version: Arc<AtomicU32>,
-    stopped: AtomicBool,
-    ready: Arc<ReadySignal>,
-    bind_settled: Arc<ReadySignal>,
-    started: StdInstant,
+    clock: Clock,
+    /// The highest method version this node's code knows.
+    self_code_version: u32,
     /// The largest encoded call accepted: what one frame carries beside the message around it.
     command_bytes_max: usize,
 }
@@ -228,101 +250,80 @@ impl<T: Replicated> SyncObj<T> {
         transport: impl Transport,
     ) -> Result<SyncObj<T>, StartError> {
         conf.validate()?;
-        if consumers.len() >= usize::from(SYSTEM_OBJECT) {
-            return Err(StartError::TooManyConsumers(consumers.len()));
-        }
         let main = Arc::new(ObjectCell {
             state: RwLock::new(state),
         });
         let mut objects: Vec<Arc<dyn ErasedObject>> =
             vec![Arc::clone(&main) as Arc<dyn ErasedObject>];
         objects.extend(consumers.cells.iter().cloned());
-        let (addresses, id, membership) = identities(&me, partners);
-        let recovered = recover(&conf, &objects, compaction_slot(&addresses, id))?;
-        let has_committed = recovered.has_committed();
-        let name = addresses.by_id.get(&id).cloned().unwrap_or_default();
+        let name = match &me {
+            Peer::Voter(address) => address.clone(),
+            Peer::ReadOnly(number) => format!("{number:x}"),
+        };
         let seed = conf.seed.unwrap_or_else(|| seed_from_address(&name));
-        let raft = RaftNode::new(
-            id,
-            membership,
-            conf.raft_config(seed),
-            recovered.restored,
-            Instant::ZERO,
-        )?;
-        let (queue, receiver) = crossbeam_channel::bounded(conf.commands_queue_size);
-        let ready = Arc::new(ReadySignal::default());
-        let bind_settled = Arc::new(ReadySignal::default());
-        let code_version = Arc::new(AtomicU32::new(recovered.code_version.unwrap_or(0)));
-        let settings = EngineSettings {
-            commands_wait_leader: conf.commands_wait_leader,
-            call_timeout: conf.call_timeout,
-            backlog_max: conf.commands_queue_size,
-            on_state_changed: conf.on_state_changed.clone(),
-            on_ready: conf.on_ready.clone(),
-            on_code_version_changed: conf.on_code_version_changed.clone(),
-            ready: Arc::clone(&ready),
-            code_version: Arc::clone(&code_version),
-            bind_settled: Arc::clone(&bind_settled),
-            session: seed_from_address(&name),
-        };
-        for option in conf.pending_options() {
-            tracing::warn!(
-                option,
-                "option accepted but not implemented yet in this release"
-            );
-        }
-        for option in conf.ignored_options() {
-            tracing::info!(
-                option,
-                "option has no effect in syncobj (see its documentation)"
-            );
-        }
-        let waker = transport.waker();
-        let io = Io {
-            transport: Box::new(transport),
-            incoming: Vec::new(),
-        };
-        let engine = Engine::new(
-            raft,
-            addresses,
+        warn_of_options(&conf);
+        let assembled = assemble(Blueprint {
+            me,
+            partners,
             objects,
-            receiver,
-            settings,
-            recovered.persistence,
-            recovered.snapshots,
-        );
-        let shared = Arc::new(Shared {
-            io: Mutex::new(io),
-            engine: Mutex::new(engine),
+            conf: &conf,
+            raft: conf.raft_config(seed),
+            transport: Box::new(transport),
+            session: seed_from_address(&name),
+            recover: &|objects, slot| recover(&conf, objects, slot),
+            inline_snapshots: false,
+        })?;
+        SyncObj::run(assembled, &conf, main, consumers)
+    }
+
+    /// Hands an assembled engine to its ticker and wraps the handle around it.
+    fn run(
+        assembled: Assembled,
+        conf: &SyncObjConf,
+        main: Arc<ObjectCell<T>>,
+        consumers: Consumers,
+    ) -> Result<SyncObj<T>, StartError> {
+        let Assembled {
+            mut engine,
+            signals,
             queue,
             waker,
+            has_committed,
+        } = assembled;
+        let clock = Clock::start();
+        if has_committed {
+            // One iteration, here and now: the committed entries of the journal are applied
+            // before the node is handed out, even if no leader is ever heard of.
+            ticker::iterate_guarded(&mut engine, &signals, Duration::ZERO, clock);
+        }
+        let self_code_version = engine.self_code_version();
+        let (thread, manual) = match conf.auto_tick {
+            true => {
+                let period = conf.auto_tick_period;
+                let thread = ticker::spawn(engine, Arc::clone(&signals), period, clock)
+                    .map_err(StartError::Thread)?;
+                (Some(thread), ManualSlot::new(None))
+            }
+            false => (None, ManualSlot::new(Some(engine))),
+        };
+        let shared = Arc::new(Shared {
+            signals,
+            queue,
+            waker,
+            manual,
             auto_tick: conf.auto_tick,
-            tick_period: conf.auto_tick_period,
-            ticking_thread: Mutex::new(None),
-            code_version,
-            stopped: AtomicBool::new(false),
-            ready,
-            bind_settled,
-            started: StdInstant::now(),
+            clock,
+            self_code_version,
             command_bytes_max: conf.frame_size_max.saturating_sub(FRAME_OVERHEAD_BYTES),
         });
         let calls = T::Calls::from(Caller::new(Arc::clone(&shared) as Arc<dyn Submit>, 0));
-        let node = SyncObj {
+        Ok(SyncObj {
             shared,
             main,
             consumers: consumers.cells,
             calls,
-            tick_thread: Mutex::new(None),
-        };
-        if has_committed {
-            // One tick, here and now: the committed entries of the journal are applied before
-            // the node is handed out, even if no leader is ever heard of.
-            node.shared.tick(Duration::ZERO);
-        }
-        if conf.auto_tick {
-            node.spawn_tick_thread()?;
-        }
-        Ok(node)
+            tick_thread: Mutex::new(thread),
+        })
     }
 
     /// The consumer at `position` (0 is the first one given), if it holds a `C`.
@@ -346,7 +347,6 @@ impl<T: Replicated> SyncObj<T> {
     /// Fails at once with [`FailReason::RequestDenied`] if `version` is above this node's own
     /// code version or below the enabled one.
     pub fn set_code_version(&self, version: u32) -> Call<()> {
-        let own = self.shared.engine.lock().self_code_version();
         let caller = Caller::new(Arc::clone(&self.shared) as Arc<dyn Submit>, SYSTEM_OBJECT);
         let spec = MethodSpec {
             id: SET_CODE_VERSION,
@@ -354,7 +354,7 @@ impl<T: Replicated> SyncObj<T> {
             version: 0,
             fingerprint: 0,
         };
-        if version > own || version < self.code_version() {
+        if version > self.shared.self_code_version || version < self.code_version() {
             return caller.refuse(FailReason::RequestDenied);
         }
         caller.call(&[spec], &(version,))
@@ -365,38 +365,33 @@ impl<T: Replicated> SyncObj<T> {
     /// (`full_dump_file`, or beside `journal_file`) the journal is compacted once the snapshot
     /// is durable.
     pub fn force_log_compaction(&self) {
-        self.shared.engine.lock().force_compaction();
+        self.shared
+            .signals
+            .force_compaction
+            .store(true, Ordering::Release);
         self.shared.waker.wake();
     }
 
     /// The code version the cluster has enabled, as applied on this node.
     pub fn code_version(&self) -> u32 {
-        self.shared.code_version.load(Ordering::Acquire)
+        self.shared.signals.enabled_code_version()
     }
 
-    fn spawn_tick_thread(&self) -> Result<(), StartError> {
-        let shared = Arc::clone(&self.shared);
-        let handle = std::thread::Builder::new()
-            .name("syncobj-tick".into())
-            .spawn(move || {
-                while !shared.stopped.load(Ordering::Acquire) {
-                    shared.tick(shared.tick_period);
-                }
-                shared.engine.lock().stop();
-            })
-            .map_err(StartError::Thread)?;
-        *self.tick_thread.lock() = Some(handle);
-        Ok(())
-    }
-
-    /// Runs one iteration of the tick loop, waiting at most `max_wait` for network input. For
-    /// nodes built with `auto_tick = false`; with the tick thread running it only waits.
-    pub fn do_tick(&self, max_wait: Duration) {
+    /// Runs one iteration of the tick loop on this thread, waiting at most `max_wait` for
+    /// network input: for nodes built with `auto_tick = false`, whose owner calls it in a loop
+    /// (`while node.do_tick(period).is_ok() {}` runs until the node stops).
+    ///
+    /// # Errors
+    /// [`TickError::AutoTick`] at once on a node that ticks itself (nothing is done);
+    /// [`TickError::Stopped`] once the node was stopped; [`TickError::Failed`] once its loop
+    /// died.
+    pub fn do_tick(&self, max_wait: Duration) -> Result<(), TickError> {
         if self.shared.auto_tick {
-            std::thread::sleep(max_wait);
-            return;
+            return Err(TickError::AutoTick);
         }
-        self.shared.tick(max_wait);
+        self.shared
+            .tick(max_wait, true)
+            .map_err(|_| self.shared.tick_error())
     }
 
     /// A read guard on this node's state. Hold it briefly: the tick loop waits for it to apply.
@@ -404,55 +399,49 @@ impl<T: Replicated> SyncObj<T> {
         self.main.state.read()
     }
 
-    /// The leader's address as far as this node knows.
+    /// The leader's address as far as this node knows. Never waits for the tick loop.
     pub fn leader(&self) -> Option<String> {
-        let engine = self.shared.engine.lock();
-        engine
-            .raft
-            .leader()
-            .and_then(|id| engine.addresses.by_id.get(&id).cloned())
+        self.observed().leader_address()
     }
 
-    /// Whether this node is the leader.
+    /// Whether this node is the leader. Never waits for the tick loop.
     pub fn is_leader(&self) -> bool {
-        self.shared.engine.lock().raft.is_leader()
+        self.observed().is_leader()
     }
 
     /// The current Raft term.
     pub fn raft_current_term(&self) -> Term {
-        self.shared.engine.lock().raft.term()
+        self.observed().term
     }
 
     /// The highest index this node knows committed.
     pub fn raft_commit_index(&self) -> LogIndex {
-        self.shared.engine.lock().raft.commit_index()
+        self.observed().commit
     }
 
     /// The highest index this node applied.
     pub fn raft_last_applied(&self) -> LogIndex {
-        self.shared.engine.lock().raft.applied_index()
+        self.observed().applied
+    }
+
+    /// What the tick loop published after its last iteration.
+    fn observed(&self) -> Arc<Observed> {
+        self.shared.signals.observed()
     }
 
     /// Whether this node has caught up with a leader at least once (PySyncObj `isReady`).
     pub fn is_ready(&self) -> bool {
-        self.shared.ready.is_set()
+        self.shared.signals.ready.is_raised()
     }
 
     /// Waits until this node [`is_ready`](Self::is_ready), for at most `timeout`; returns
-    /// whether it is. On a manually ticked node the waiting thread ticks it.
+    /// whether it is (`false` at once if the node stopped). On a manually ticked node the
+    /// waiting thread ticks it.
     pub fn wait_ready(&self, timeout: Duration) -> bool {
         let deadline = StdInstant::now() + timeout;
-        if self.shared.auto_tick {
-            return self.shared.ready.wait_until(deadline);
-        }
-        while !self.is_ready() {
-            let left = deadline.saturating_duration_since(StdInstant::now());
-            if left.is_zero() {
-                return false;
-            }
-            self.shared.tick(left.min(Duration::from_millis(10)));
-        }
-        true
+        let signals = &self.shared.signals;
+        self.shared
+            .wait_for(deadline, || signals.ready.is_raised(), &signals.ready)
     }
 
     /// Waits until the node listens on its address, for at most `timeout` (PySyncObj
@@ -465,21 +454,14 @@ impl<T: Replicated> SyncObj<T> {
     /// trying when `timeout` passes.
     pub fn wait_binded(&self, timeout: Duration) -> Result<(), BindError> {
         let deadline = StdInstant::now() + timeout;
-        loop {
-            match self.shared.engine.lock().bound.clone() {
-                Ok(true) => return Ok(()),
-                Err(reason) => return Err(BindError::Failed(reason)),
-                Ok(false) => {}
-            }
-            let left = deadline.saturating_duration_since(StdInstant::now());
-            if left.is_zero() {
-                return Err(BindError::Timeout);
-            }
-            if self.shared.auto_tick {
-                self.shared.bind_settled.wait_until(deadline);
-            } else {
-                self.shared.tick(left.min(Duration::from_millis(10)));
-            }
+        let signals = &self.shared.signals;
+        let settled = || !matches!(signals.observed().bound, Ok(false));
+        self.shared
+            .wait_for(deadline, settled, &signals.bind_settled);
+        match self.observed().bound.clone() {
+            Ok(true) => Ok(()),
+            Err(reason) => Err(BindError::Failed(reason.to_string())),
+            Ok(false) => Err(BindError::Timeout),
         }
     }
 
@@ -495,12 +477,18 @@ impl<T: Replicated> SyncObj<T> {
 
     /// Whether this node and the voters linked to it make a majority.
     pub fn has_quorum(&self) -> bool {
-        self.shared.engine.lock().has_quorum()
+        self.observed().has_quorum()
     }
 
-    /// The node's status report; `Display` prints it as sorted `key: value` lines.
+    /// The node's status report; `Display` prints it as sorted `key: value` lines. Built from
+    /// what the tick loop published after its last iteration: it never waits for the loop.
     pub fn status(&self) -> Status {
-        self.shared.engine.lock().status()
+        let signals = &self.shared.signals;
+        self.observed().status(StatusContext {
+            self_code_version: self.shared.self_code_version,
+            enabled_code_version: signals.enabled_code_version(),
+            failure: signals.failure().map(ToString::to_string),
+        })
     }
 
     /// Logs the status report through `tracing`, one line per key, at `info` level.
@@ -510,32 +498,31 @@ impl<T: Replicated> SyncObj<T> {
         }
     }
 
-    /// This node's address.
+    /// This node's address; on a read-only node, the name the voters know it by
+    /// (`readonly:` and its number).
     pub fn self_node(&self) -> String {
-        let engine = self.shared.engine.lock();
-        engine
-            .addresses
-            .by_id
-            .get(&engine.raft.id())
-            .cloned()
+        let observed = self.observed();
+        observed
+            .peers
+            .address(observed.peers.me)
             .unwrap_or_default()
     }
 
     /// The other voting members' addresses.
     pub fn other_nodes(&self) -> Vec<String> {
-        let engine = self.shared.engine.lock();
-        let me = engine.raft.id();
-        engine
-            .addresses
+        let observed = self.observed();
+        let me = observed.peers.me;
+        observed
+            .peers
             .voters()
             .filter(|&(id, _)| id != me)
-            .map(|(_, a)| a.clone())
+            .map(|(_, link)| link.address.clone())
             .collect()
     }
 
     /// Whether the link to `address` is up.
     pub fn is_node_connected(&self, address: &str) -> bool {
-        self.shared.engine.lock().is_connected(address)
+        self.observed().peers.is_connected(address)
     }
 
     /// Whether the tick thread runs.
@@ -549,10 +536,13 @@ impl<T: Replicated> SyncObj<T> {
     /// Stops the node: the tick thread ends at its next iteration and every call in flight
     /// fails with [`FailReason::Shutdown`]. Also done on drop.
     pub fn destroy(&self) {
-        self.shared.stopped.store(true, Ordering::Release);
+        let signals = &self.shared.signals;
+        signals.stop();
         self.shared.waker.wake();
-        if !self.shared.auto_tick {
-            self.shared.engine.lock().stop();
+        // On the ticking thread (a callback) the iteration in progress stops the engine when
+        // it ends.
+        if !self.shared.auto_tick && !signals.on_tick_thread() {
+            self.shared.manual.stop(signals);
         }
     }
 
@@ -586,55 +576,45 @@ impl<T: Replicated> Drop for SyncObj<T> {
     }
 }
 
-/// The transport and its receive buffer.
-struct Io {
-    transport: Box<dyn Transport>,
-    incoming: Vec<Incoming>,
-}
-
 impl Shared {
-    /// One tick: poll the transport without holding the engine, then run the engine.
-    fn tick(&self, max_wait: Duration) {
-        let mut io = self.io.lock();
-        self.tick_with(&mut io, max_wait);
+    /// Runs one iteration of a manually ticked node on this thread: waits for another
+    /// thread's iteration to end if `block`, else gives up at once.
+    fn tick(&self, max_wait: Duration, block: bool) -> Result<(), NotTicked> {
+        self.manual.tick(&self.signals, max_wait, self.clock, block)
     }
 
-    fn tick_with(&self, io: &mut Io, max_wait: Duration) {
-        if self.stopped.load(Ordering::Acquire) {
-            return;
+    /// Why this node no longer ticks.
+    fn tick_error(&self) -> TickError {
+        match self.signals.failure() {
+            Some(reason) => TickError::Failed(reason.clone()),
+            None => TickError::Stopped,
         }
-        *self.ticking_thread.lock() = Some(std::thread::current().id());
-        let wait = self.engine.lock().poll_wait(self.now(), max_wait);
-        let Io {
-            transport,
-            incoming,
-        } = io;
-        transport.poll(wait, incoming);
-        let deferred = {
-            let mut engine = self.engine.lock();
-            engine.run(self.now(), incoming, transport.as_mut());
-            engine.take_deferred()
-        };
-        for work in deferred {
-            work.run();
+    }
+
+    /// Waits until `done` holds or `deadline` passes: on `flag` with `auto_tick`, else by
+    /// ticking the node. Returns whether `done` holds; `false` once the node is gone.
+    fn wait_for(&self, deadline: StdInstant, done: impl Fn() -> bool, flag: &Flag) -> bool {
+        while !done() {
+            let left = deadline.saturating_duration_since(StdInstant::now());
+            if left.is_zero() || self.signals.is_stopped() {
+                return done();
+            }
+            if self.auto_tick {
+                flag.wait_until(deadline, || self.signals.is_stopped());
+            } else if let Err(NotTicked::Gone) =
+                self.tick(left.min(Duration::from_millis(10)), true)
+            {
+                return done();
+            }
         }
-        *self.ticking_thread.lock() = None;
-    }
-
-    /// The node's clock: time since it started.
-    fn now(&self) -> Instant {
-        Instant::from_nanos(u64::try_from(self.started.elapsed().as_nanos()).unwrap_or(u64::MAX))
-    }
-
-    fn on_tick_thread(&self) -> bool {
-        *self.ticking_thread.lock() == Some(std::thread::current().id())
+        true
     }
 }
 
 impl Submit for Shared {
     fn submit(&self, command: Bytes, completion: Completion) {
-        if self.stopped.load(Ordering::Acquire) {
-            completion.complete(Err(FailReason::Shutdown));
+        if let Some(reason) = self.signals.refusal() {
+            completion.complete(Err(reason));
             return;
         }
         if command.len() > self.command_bytes_max {
@@ -653,74 +633,43 @@ impl Submit for Shared {
                 completion.complete(Err(FailReason::Shutdown))
             }
         }
+        if self.signals.is_stopped() {
+            // The node stopped while this call was queued: its loop may have drained the queue
+            // for the last time already.
+            self.signals.fail_queued();
+        }
     }
 
     fn enabled_code_version(&self) -> u32 {
-        self.code_version.load(Ordering::Acquire)
+        self.signals.enabled_code_version()
     }
 
     fn help_while_waiting(&self, max_wait: Duration) -> TickHelp {
-        if self.on_tick_thread() {
+        if self.signals.on_tick_thread() {
             return TickHelp::OnTickThread;
         }
-        if self.auto_tick || self.stopped.load(Ordering::Acquire) {
+        if self.auto_tick || self.signals.is_stopped() {
             return TickHelp::TickThreadRuns;
         }
-        match self.io.try_lock() {
-            Some(mut io) => {
-                self.tick_with(&mut io, max_wait);
-                TickHelp::Ticked
-            }
-            None => TickHelp::TickThreadRuns,
+        match self.tick(max_wait, false) {
+            Ok(()) => TickHelp::Ticked,
+            Err(_) => TickHelp::TickThreadRuns,
         }
     }
 }
 
-/// This node's place among the voters, for `log_compaction_split`: (its rank, their number).
-fn compaction_slot(addresses: &Addresses, id: NodeId) -> (u64, u64) {
-    let voters: Vec<NodeId> = addresses.voters().map(|(id, _)| id).collect();
-    let rank = voters.iter().position(|&v| v == id).unwrap_or(0);
-    (rank as u64, voters.len().max(1) as u64)
-}
-
-/// `partners` without `me`.
-fn without(partners: impl IntoIterator<Item = impl Into<String>>, me: &str) -> Vec<String> {
-    partners
-        .into_iter()
-        .map(Into::into)
-        .filter(|p| p != me)
-        .collect()
-}
-
-/// The names and Raft ids of `me` and the voters: a voter is one of them; a read-only node
-/// sees itself as a non-voting member, and the voters see it as an observer.
-fn identities(me: &Peer, partners: Vec<String>) -> (Addresses, NodeId, Membership) {
-    let voters = match me {
-        Peer::Voter(address) => partners.into_iter().chain([address.clone()]).collect(),
-        Peer::ReadOnly(_) => partners,
-    };
-    let mut addresses = Addresses::new(voters);
-    let voter_ids: Vec<NodeId> = addresses.voters().map(|(id, _)| id).collect();
-    match me {
-        Peer::Voter(address) => {
-            let id = addresses.by_address.get(address).copied();
-            let id = id.expect("the voters include this node");
-            (addresses, id, Membership::new(voter_ids, []))
-        }
-        Peer::ReadOnly(number) => {
-            let id = read_only_id(*number);
-            addresses.insert_read_only(&read_only_name(id));
-            (addresses, id, Membership::new(voter_ids, [id]))
-        }
+/// Logs the options accepted but not built yet, and those that have no effect by design.
+fn warn_of_options(conf: &SyncObjConf) {
+    for option in conf.pending_options() {
+        tracing::warn!(
+            option,
+            "option accepted but not implemented yet in this release"
+        );
     }
-}
-
-/// A seed for the election-timeout generator when the configuration gives none: distinct per
-/// address (FNV-1a) and per start (the clock), which is all elections need.
-fn seed_from_address(address: &str) -> u64 {
-    let hash = network::fnv1a(0xcbf2_9ce4_8422_2325, address.as_bytes());
-    let clock = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as u64);
-    hash ^ clock
+    for option in conf.ignored_options() {
+        tracing::info!(
+            option,
+            "option has no effect in syncobj (see its documentation)"
+        );
+    }
 }

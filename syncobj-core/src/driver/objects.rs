@@ -6,7 +6,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 
 use bytes::Bytes;
-use parking_lot::{RwLock, RwLockReadGuard};
+use parking_lot::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use crate::object::{CommandHeader, FailReason, Replicated};
 
@@ -22,9 +22,9 @@ pub(crate) trait ErasedObject: Send + Sync {
     /// A node that does not must stop applying rather than diverge.
     fn check(&self, header: CommandHeader) -> Result<(), String>;
 
-    /// Applies a command addressed to this object, which [`check`](Self::check) accepted. A panic
-    /// in the method is caught and becomes the outcome, identical on every node.
-    fn apply(&self, header: CommandHeader, args: &[u8]) -> Result<Vec<u8>, FailReason>;
+    /// Takes the object's write lock for a run of commands: readers wait once per batch of
+    /// entries, not once per entry.
+    fn writer(&self) -> Box<dyn ObjectWriter + '_>;
 
     /// The highest method version this object's code knows.
     fn code_version(&self) -> u32;
@@ -40,6 +40,13 @@ pub(crate) trait ErasedObject: Send + Sync {
 
     /// Puts a state from [`decode`](Self::decode) in place of the current one.
     fn replace(&self, state: Box<dyn Any + Send>);
+}
+
+/// A replicated object, locked for writing while a batch of its commands is applied.
+pub(crate) trait ObjectWriter {
+    /// Applies a command addressed to this object, which [`ErasedObject::check`] accepted. A
+    /// panic in the method is caught and becomes the outcome, identical on every node.
+    fn apply(&mut self, header: CommandHeader, args: &[u8]) -> Result<Vec<u8>, FailReason>;
 }
 
 /// A replicated object's state behind its lock.
@@ -62,13 +69,8 @@ impl<T: Replicated> ErasedObject for ObjectCell<T> {
         Ok(())
     }
 
-    fn apply(&self, header: CommandHeader, args: &[u8]) -> Result<Vec<u8>, FailReason> {
-        let mut state = self.state.write();
-        match catch_unwind(AssertUnwindSafe(|| state.apply(header.method, args))) {
-            Ok(Ok(result)) => Ok(result),
-            Ok(Err(error)) => Err(FailReason::BadArguments(error.to_string())),
-            Err(panic) => Err(FailReason::Panicked(panic_text(panic.as_ref()))),
-        }
+    fn writer(&self) -> Box<dyn ObjectWriter + '_> {
+        Box::new(Writer(self.state.write()))
     }
 
     fn code_version(&self) -> u32 {
@@ -98,7 +100,22 @@ impl<T: Replicated> ErasedObject for ObjectCell<T> {
     }
 }
 
-fn panic_text(panic: &(dyn Any + Send)) -> String {
+/// The write guard of an [`ObjectCell`].
+struct Writer<'a, T>(RwLockWriteGuard<'a, T>);
+
+impl<T: Replicated> ObjectWriter for Writer<'_, T> {
+    fn apply(&mut self, header: CommandHeader, args: &[u8]) -> Result<Vec<u8>, FailReason> {
+        let state = &mut *self.0;
+        match catch_unwind(AssertUnwindSafe(|| state.apply(header.method, args))) {
+            Ok(Ok(result)) => Ok(result),
+            Ok(Err(error)) => Err(FailReason::BadArguments(error.to_string())),
+            Err(panic) => Err(FailReason::Panicked(panic_text(panic.as_ref()))),
+        }
+    }
+}
+
+/// The message a panic carried, if it was a string.
+pub(crate) fn panic_text(panic: &(dyn Any + Send)) -> String {
     panic
         .downcast_ref::<&str>()
         .map(|s| (*s).to_owned())

@@ -99,3 +99,37 @@ pub(crate) fn assemble(
         code_version: restore.map(|r| r.code_version),
     })
 }
+
+/// Where [`recover_on_disk`] finds a node's files.
+pub(crate) struct DiskLayout<'a> {
+    /// The journal directory.
+    pub(crate) journal: &'a Path,
+    /// The snapshot store's directory.
+    pub(crate) snapshots: &'a Path,
+}
+
+/// Like [`recover`], on any `disk` (the simulator's, a test's) with both a journal and a
+/// snapshot store at `layout`, configured by `conf`.
+pub(crate) fn recover_on_disk<D>(
+    disk: &D,
+    layout: &DiskLayout<'_>,
+    conf: &SyncObjConf,
+    slot: (u64, u64),
+    objects: &[Arc<dyn ErasedObject>],
+) -> Result<Recovered, StartError>
+where
+    D: crate::storage::Disk + Clone + Send + 'static,
+    D::File: Send,
+{
+    let record_bytes_max = (conf.frame_size_max as u64).saturating_add(64 << 10);
+    let journal = Persistence::open_on(
+        disk.clone(),
+        layout.journal,
+        record_bytes_max,
+        conf.journal_fsync,
+    )?;
+    let (store, _) = crate::storage::SnapshotStore::open(disk.clone(), layout.snapshots)?;
+    let snapshots = Snapshots::with_store(conf, slot, Some(Box::new(store)), objects)
+        .map_err(StartError::Snapshot)?;
+    assemble(Some(journal), snapshots, Some(layout.journal))
+}

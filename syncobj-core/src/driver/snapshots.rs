@@ -365,7 +365,6 @@ impl Snapshots {
 
     /// Writes snapshots on the tick thread rather than on a thread of their own: for the
     /// deterministic simulator.
-    #[cfg(feature = "sim")]
     pub(crate) fn write_inline(&mut self) {
         self.background = false;
     }

@@ -64,6 +64,11 @@ pub enum FailReason {
     /// The result could not be decoded as the method's return type.
     #[error("the result does not decode: {0}")]
     BadResult(String),
+    /// The node's tick loop died (a panic inside the node, not in a replicated method) or
+    /// dropped the call without an outcome; the node takes no more calls. The call may still
+    /// be applied on other nodes.
+    #[error("the node failed: {0}; the call may still be applied elsewhere")]
+    NodeFailed(String),
     /// The encoded call is larger than one frame can carry (`frame_size_max` less the
     /// message's overhead): it was refused before it was queued.
     #[error("the call takes {bytes} bytes encoded; at most {max} fit in a frame")]
@@ -196,7 +201,10 @@ impl Cell {
 }
 
 /// The driver's end of a call: complete it once with the encoded result or a reason.
-#[must_use = "a dropped Completion leaves its call waiting forever"]
+///
+/// Dropped without being completed (its node's loop died), it completes its call with
+/// [`FailReason::NodeFailed`], so no caller waits for ever.
+#[must_use = "a dropped Completion fails its call with FailReason::NodeFailed"]
 pub struct Completion {
     cell: Arc<Cell>,
 }
@@ -211,22 +219,38 @@ impl Completion {
     /// Delivers the outcome: runs the callback (on this thread), wakes the future or the waiting
     /// thread, or drops it if the call was detached.
     pub fn complete(self, outcome: Result<Vec<u8>, FailReason>) {
-        let mut slot = self.cell.lock();
-        match std::mem::replace(&mut *slot, Slot::Taken) {
-            Slot::Callback(callback) => {
-                drop(slot);
-                run_callback(callback, outcome);
-            }
-            Slot::Waiting(waker) => {
-                *slot = Slot::Done(outcome);
-                drop(slot);
-                self.cell.done.notify_all();
-                if let Some(waker) = waker {
-                    waker.wake();
-                }
-            }
-            Slot::Done(_) | Slot::Taken => {}
+        settle(&self.cell, outcome);
+    }
+}
+
+impl Drop for Completion {
+    fn drop(&mut self) {
+        let pending = matches!(*self.cell.lock(), Slot::Waiting(_) | Slot::Callback(_));
+        if pending {
+            let reason = FailReason::NodeFailed("the node dropped the call".to_owned());
+            settle(&self.cell, Err(reason));
         }
+    }
+}
+
+/// Hands `outcome` to whoever waits on `cell`: runs its callback on this thread, or stores it
+/// and wakes the waiting thread or future. Does nothing if the call already has an outcome.
+fn settle(cell: &Cell, outcome: Outcome) {
+    let mut slot = cell.lock();
+    match std::mem::replace(&mut *slot, Slot::Taken) {
+        Slot::Callback(callback) => {
+            drop(slot);
+            run_callback(callback, outcome);
+        }
+        Slot::Waiting(waker) => {
+            *slot = Slot::Done(outcome);
+            drop(slot);
+            cell.done.notify_all();
+            if let Some(waker) = waker {
+                waker.wake();
+            }
+        }
+        done @ (Slot::Done(_) | Slot::Taken) => *slot = done,
     }
 }
 

@@ -23,23 +23,24 @@ use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
+use syncobj_net::handshake::Peer;
 use syncobj_net::{Incoming, Transport, Wake};
 
 use super::checker::{Checker, Violation};
 use super::net::{NetConfig, Routed, SimNet};
 use super::run::{SeedFailure, SimConfig};
 use crate::conf::{FsyncPolicy, SyncObjConf};
-use crate::driver::engine::{Addresses, Engine, EngineSettings, Queued};
+use crate::driver::addresses::Addresses;
+use crate::driver::assembly::{Blueprint, assemble, without};
+use crate::driver::engine::{Engine, Queued};
 use crate::driver::objects::{ErasedObject, ObjectCell};
-use crate::driver::persistence::Persistence;
-use crate::driver::recovery::{Recovered, assemble};
-use crate::driver::snapshots::Snapshots;
+use crate::driver::recovery::{DiskLayout, recover_on_disk};
 use crate::object::{
     ApplyError, Call, Caller, Completion, FailReason, MethodSpec, ReplicatedMethods,
     ReplicatedState, Submit, TickHelp,
 };
-use crate::raft::{Instant, Membership, NodeId, RaftConfig, RaftNode};
-use crate::storage::{SimDisk, SnapshotStore};
+use crate::raft::{Instant, NodeId, RaftConfig};
+use crate::storage::SimDisk;
 
 /// What one driver-level seed did.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -183,10 +184,19 @@ impl Routed for Frame {
     }
 }
 
-/// The transport handed to an engine for one iteration: it collects what the engine sends.
+/// What a simulated node's transport holds between iterations: the frame the simulation
+/// delivers, and what the engine sent.
 #[derive(Default)]
-struct Outbox {
-    frames: Vec<(String, Bytes)>,
+struct SimWire {
+    inbox: Vec<Incoming>,
+    outbox: Vec<(String, Bytes)>,
+}
+
+/// A simulated node's transport: the simulation puts a frame in before an iteration and takes
+/// what was sent out after it. Every link counts as up; the simulated network decides what
+/// arrives.
+struct SimTransport {
+    wire: Arc<parking_lot::Mutex<SimWire>>,
 }
 
 struct NoWake;
@@ -195,13 +205,15 @@ impl Wake for NoWake {
     fn wake(&self) {}
 }
 
-impl Transport for Outbox {
+impl Transport for SimTransport {
     fn send(&mut self, to: &str, frame: Bytes) -> bool {
-        self.frames.push((to.to_owned(), frame));
+        self.wire.lock().outbox.push((to.to_owned(), frame));
         true
     }
 
-    fn poll(&mut self, _timeout: Duration, _out: &mut Vec<Incoming>) {}
+    fn poll(&mut self, _timeout: Duration, out: &mut Vec<Incoming>) {
+        out.append(&mut self.wire.lock().inbox);
+    }
 
     fn waker(&self) -> Arc<dyn Wake> {
         Arc::new(NoWake)
@@ -216,6 +228,7 @@ struct SimDriverNode {
     engine: Engine,
     state: Arc<ObjectCell<Total>>,
     calls: TotalCalls,
+    wire: Arc<parking_lot::Mutex<SimWire>>,
 }
 
 /// Where each simulated node keeps its journal on its own disk.
@@ -653,48 +666,39 @@ impl DriverSim {
             .min_by_key(|(at, _)| *at)
     }
 
-    /// Runs one node's engine for one iteration with at most one frame, then routes what it sent
-    /// and completes its calls.
+    /// Runs one node's engine for one iteration with at most one frame, as its tick loop
+    /// would, then routes what it sent.
     fn run_node(&mut self, id: NodeId, frame: Option<Frame>) -> Result<(), Violation> {
         let now = self.now;
-        let from_address = |frame: &Frame, addresses: &BTreeMap<String, NodeId>| {
-            addresses
+        let incoming = frame.and_then(|f| {
+            let from = self
+                .addresses
                 .iter()
-                .find(|&(_, &n)| n == frame.from)
-                .map(|(a, _)| a.clone())
-        };
-        let mut incoming: Vec<Incoming> = frame
-            .and_then(|f| {
-                from_address(&f, &self.addresses).map(|from| Incoming {
-                    from,
-                    frame: f.bytes,
-                })
+                .find(|&(_, &n)| n == f.from)?
+                .0
+                .clone();
+            Some(Incoming {
+                from,
+                frame: f.bytes,
             })
-            .into_iter()
-            .collect();
+        });
         let Some(node) = self.nodes.get_mut(&id) else {
             return Ok(());
         };
-        let mut outbox = Outbox::default();
-        node.engine.run(now, &mut incoming, &mut outbox);
-        let deferred = node.engine.take_deferred();
+        node.wire.lock().inbox.extend(incoming);
+        node.engine.iterate(Duration::ZERO, &|| now);
         self.checker
             .after_step(&node.engine.raft)
             .map_err(|what| Violation { at: now, what })?;
-        for work in deferred {
-            work.run();
-        }
-        for (to, bytes) in outbox.frames {
+        let sent = std::mem::take(&mut node.wire.lock().outbox);
+        for (to, bytes) in sent {
             if let Some(&to) = self.addresses.get(&to) {
-                self.net.send(
-                    Frame {
-                        from: id,
-                        to,
-                        bytes,
-                    },
-                    now,
-                    &mut self.rng,
-                );
+                let frame = Frame {
+                    from: id,
+                    to,
+                    bytes,
+                };
+                self.net.send(frame, now, &mut self.rng);
             }
         }
         Ok(())
@@ -708,6 +712,7 @@ enum Event {
     Timer(NodeId),
 }
 
+/// Builds node `id` of the cluster of `names` on its `disk`, with the driver's own assembly.
 fn build_node(
     seed: u64,
     id: NodeId,
@@ -717,68 +722,53 @@ fn build_node(
     session: u64,
     compaction: u64,
 ) -> Result<SimDriverNode, String> {
-    let addresses = Addresses::new(names.iter().cloned());
-    let membership = Membership::new(addresses.by_id.keys().copied(), []);
+    let me = names
+        .get(usize::try_from(id.0).unwrap_or(usize::MAX).wrapping_sub(1))
+        .ok_or_else(|| format!("no node {id}"))?;
     let mut config = raft.clone();
     config.seed = seed ^ id.0.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ session;
+    let conf = SyncObjConf {
+        commands_queue_size: 100_000,
+        commands_wait_leader: true,
+        call_timeout: Some(Duration::from_secs(5)),
+        journal_fsync: FsyncPolicy::Always,
+        log_compaction_min_entries: compaction,
+        log_compaction_min_time: Duration::MAX,
+        ..SyncObjConf::default()
+    };
     let state = Arc::new(ObjectCell {
         state: RwLock::new(Total::default()),
     });
     let objects: Vec<Arc<dyn ErasedObject>> = vec![Arc::clone(&state) as Arc<dyn ErasedObject>];
-    let recovered = recover_on(&disk, compaction, &objects)?;
-    let raft = RaftNode::new(id, membership, config, recovered.restored, Instant::ZERO)
-        .map_err(|e| format!("the recovered state is refused: {e}"))?;
-    let (queue, receiver) = crossbeam_channel::bounded(100_000);
-    let settings = EngineSettings {
-        commands_wait_leader: true,
-        call_timeout: Some(Duration::from_secs(5)),
-        backlog_max: 100_000,
-        on_state_changed: None,
-        on_ready: None,
-        on_code_version_changed: None,
-        ready: Arc::default(),
-        code_version: Arc::default(),
-        bind_settled: Arc::default(),
-        session,
+    let wire = Arc::new(parking_lot::Mutex::new(SimWire::default()));
+    let layout = DiskLayout {
+        journal: std::path::Path::new(JOURNAL_DIR),
+        snapshots: std::path::Path::new(SNAPSHOT_DIR),
     };
-    let engine = Engine::new(
-        raft,
-        addresses,
+    let assembled = assemble(Blueprint {
+        me: Peer::Voter(me.clone()),
+        partners: without(names.iter().cloned(), me),
         objects,
-        receiver,
-        settings,
-        recovered.persistence,
-        recovered.snapshots,
-    );
-    let calls = TotalCalls::from(Caller::new(Arc::new(SimSubmit { queue }), 0));
+        conf: &conf,
+        raft: config,
+        transport: Box::new(SimTransport {
+            wire: Arc::clone(&wire),
+        }),
+        session,
+        recover: &|objects, slot| recover_on_disk(&disk, &layout, &conf, slot, objects),
+        inline_snapshots: true,
+    })
+    .map_err(|e| e.to_string())?;
+    let calls = TotalCalls::from(Caller::new(
+        Arc::new(SimSubmit {
+            queue: assembled.queue,
+        }),
+        0,
+    ));
     Ok(SimDriverNode {
-        engine,
+        engine: assembled.engine,
         state,
         calls,
+        wire,
     })
-}
-
-/// Recovers a node from its simulated disk: the journal and the snapshot store, as the driver
-/// does from the real one; a snapshot every `compaction` applied entries.
-fn recover_on(
-    disk: &SimDisk,
-    compaction: u64,
-    objects: &[Arc<dyn ErasedObject>],
-) -> Result<Recovered, String> {
-    let journal = Persistence::open_on(
-        disk.clone(),
-        std::path::Path::new(JOURNAL_DIR),
-        1 << 20,
-        FsyncPolicy::Always,
-    )
-    .map_err(|e| e.to_string())?;
-    let (store, _) = SnapshotStore::open(disk.clone(), SNAPSHOT_DIR).map_err(|e| e.to_string())?;
-    let conf = SyncObjConf::default()
-        .with_log_compaction_min_entries(compaction)
-        .with_log_compaction_min_time(Duration::MAX);
-    let (mut snapshots, restore) =
-        Snapshots::with_store(&conf, (0, 1), Some(Box::new(store)), objects)?;
-    snapshots.write_inline();
-    let journal_dir = std::path::Path::new(JOURNAL_DIR);
-    assemble(Some(journal), (snapshots, restore), Some(journal_dir)).map_err(|e| e.to_string())
 }

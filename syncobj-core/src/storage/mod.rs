@@ -80,7 +80,7 @@ mod segment;
 mod sim_disk;
 mod snapshot;
 #[cfg(test)]
-mod test_dir;
+pub(crate) mod test_dir;
 
 pub use disk::{Disk, DiskFile, StdDisk, StdFile};
 pub use error::{Corruption, HardStateRule, StorageError};

@@ -18,7 +18,7 @@ impl Engine {
         hard_state: Option<HardState>,
         entries: &[Entry],
     ) -> Result<(), StorageError> {
-        let now = self.now();
+        let now = self.now;
         match &mut self.persistence {
             Some(persistence) => persistence.save(hard_state, entries, now),
             None => Ok(()),
@@ -27,7 +27,7 @@ impl Engine {
 
     /// Under a periodic fsync policy, syncs once the period has passed.
     pub(super) fn sync_if_due(&mut self) {
-        let now = self.now();
+        let now = self.now;
         let synced = self
             .persistence
             .as_mut()
@@ -41,19 +41,23 @@ impl Engine {
     /// fails the calls still waiting.
     pub(crate) fn stop(&mut self) {
         self.snapshots.finish_writing();
-        let now = self.now();
+        let now = self.now;
         if self.halted.is_none()
             && let Some(Err(error)) = self.persistence.as_mut().map(|p| p.sync_all(now))
         {
             self.halt(&error);
         }
-        self.shut_down();
+        self.calls.fail_all(&crate::object::FailReason::Shutdown);
+        for (completion, outcome) in self.calls.take_settled() {
+            completion.complete(outcome);
+        }
+        self.publish();
     }
 
     /// Stops the node for good: its journal failed, so what is durable is unknown, and going
     /// on could acknowledge what was never saved.
     pub(super) fn halt(&mut self, error: &StorageError) {
         tracing::error!(%error, "the journal failed: this node stops; restart it once the disk is fixed");
-        self.halted = Some(error.to_string());
+        self.halted = Some(error.to_string().into());
     }
 }

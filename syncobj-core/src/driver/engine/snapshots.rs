@@ -11,7 +11,7 @@ use crate::raft::{IncomingChunk, LogPosition, SnapshotRead};
 impl Engine {
     /// Answers the leader's reads of its latest snapshot, for followers too far behind.
     pub(super) fn serve_snapshot_reads(&mut self, reads: Vec<SnapshotRead>) {
-        let now = self.now();
+        let now = self.now;
         for read in reads {
             match self.snapshots.read(read.snapshot, read.offset, read.len) {
                 Some((data, done)) => {
@@ -52,8 +52,8 @@ impl Engine {
 
     pub(super) fn install(&mut self, snapshot: LogPosition, payload: Bytes) -> Result<(), String> {
         let version = self.snapshots.install(snapshot, payload, &self.objects)?;
-        self.settings.code_version.store(version, Ordering::Release);
-        let now = self.now();
+        self.signals.code_version.store(version, Ordering::Release);
+        let now = self.now;
         self.raft
             .snapshot_installed(snapshot, now)
             .map_err(|e| e.to_string())?;
@@ -76,7 +76,7 @@ impl Engine {
                 }
             }
         }
-        let now = self.now();
+        let now = self.now;
         let applied = self.raft.applied_index();
         let base = self.raft.log_base().index;
         if self.stalled.is_some() || !self.snapshots.due(applied, base, now) {
@@ -89,7 +89,7 @@ impl Engine {
             index: applied,
             term,
         };
-        let version = self.settings.code_version.load(Ordering::Acquire);
+        let version = self.signals.code_version.load(Ordering::Acquire);
         match self.snapshots.take(position, version, &self.objects, now) {
             Ok(Some(position)) => self.compact(position),
             Ok(None) => {}
@@ -113,10 +113,5 @@ impl Engine {
         if let Err(error) = dropped {
             self.halt(&error);
         }
-    }
-
-    /// Takes a snapshot at the next tick (PySyncObj `forceLogCompaction`).
-    pub(crate) fn force_compaction(&mut self) {
-        self.snapshots.force();
     }
 }

@@ -1,0 +1,287 @@
+//! The life of calls on one node: taken from the queue, appended (on the leader) or forwarded
+//! (on a follower), held while no leader is known, placed, and settled when their entry is
+//! applied, their leader changes or their deadline passes.
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use bytes::Bytes;
+use crossbeam_channel::Receiver;
+
+use super::Outbox;
+use crate::driver::inflight::{InFlight, Outcome, PlacedForwards, Settled};
+use crate::driver::wire::{NodeMessage, Refusal};
+use crate::object::{Completion, FailReason};
+use crate::raft::{Instant, LogIndex, NodeId, ProposeError, RaftNode, Term};
+
+/// The most queued commands one iteration takes in, so a flood cannot starve the network.
+const COMMANDS_PER_TICK_MAX: usize = 10_000;
+
+/// A queued call: the encoded command and where its outcome goes.
+pub(crate) type Queued = (Bytes, Completion);
+
+/// A call a follower forwarded to this node.
+pub(crate) struct Forward {
+    pub(crate) from: NodeId,
+    /// The term in which the follower saw this node lead.
+    pub(crate) term: Term,
+    /// The follower's incarnation and its number for the call.
+    pub(crate) session: u64,
+    pub(crate) request: u64,
+    pub(crate) command: Bytes,
+}
+
+/// What governs calls, from the configuration.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct CallLimits {
+    /// Hold calls while no leader is known (PySyncObj `commands_wait_leader`).
+    pub(crate) wait_leader: bool,
+    /// The most calls held while no leader is known.
+    pub(crate) leaderless_calls_max: usize,
+    /// How long a call may wait for its outcome.
+    pub(crate) call_timeout: Option<Duration>,
+}
+
+/// The calls of one node: queued, held, forwarded, placed, and those settled this iteration.
+pub(crate) struct Calls {
+    queue: Receiver<Queued>,
+    limits: CallLimits,
+    /// Calls held until a leader is known (`commands_wait_leader`).
+    backlog: VecDeque<Queued>,
+    /// The calls this node made that have not completed.
+    in_flight: InFlight,
+    /// This incarnation's number, sent with forwarded calls.
+    session: u64,
+    /// On the leader: forwarded calls placed in the current term, to answer duplicates.
+    placed_forwards: PlacedForwards,
+    last_leader: Option<NodeId>,
+    /// Calls settled in this iteration, completed once it ends.
+    settled: Vec<Settled>,
+}
+
+impl Calls {
+    pub(crate) fn new(queue: Receiver<Queued>, limits: CallLimits, session: u64) -> Calls {
+        Calls {
+            queue,
+            limits,
+            backlog: VecDeque::new(),
+            in_flight: InFlight::default(),
+            session,
+            placed_forwards: PlacedForwards::default(),
+            last_leader: None,
+            settled: Vec::new(),
+        }
+    }
+
+    /// Takes queued calls: the leader appends them, a follower forwards them, and without a
+    /// leader they wait (or fail, per `commands_wait_leader`).
+    pub(crate) fn take(&mut self, raft: &mut RaftNode, outbox: &mut Outbox, now: Instant) {
+        let queued: Vec<Queued> = self.queue.try_iter().take(COMMANDS_PER_TICK_MAX).collect();
+        let mut calls = std::mem::take(&mut self.backlog);
+        calls.extend(queued);
+        while let Some((command, completion)) = calls.pop_front() {
+            match raft.leader() {
+                Some(leader) if leader == raft.id() => self.propose(raft, command, completion, now),
+                Some(leader) => self.forward(raft, outbox, leader, command, completion, now),
+                None if self.limits.wait_leader
+                    && self.backlog.len() < self.limits.leaderless_calls_max =>
+                {
+                    self.backlog.push_back((command, completion));
+                }
+                None => self.finish(completion, Err(FailReason::MissingLeader)),
+            }
+        }
+    }
+
+    fn propose(
+        &mut self,
+        raft: &mut RaftNode,
+        command: Bytes,
+        completion: Completion,
+        now: Instant,
+    ) {
+        match raft.propose(command, now) {
+            Ok(position) => self.place(
+                position.index,
+                position.term,
+                completion,
+                raft.applied_index(),
+                now,
+            ),
+            Err(ProposeError::NotLeader { .. }) => {
+                self.finish(completion, Err(FailReason::NotLeader))
+            }
+            Err(ProposeError::TooManyUncommitted { .. }) => {
+                self.finish(completion, Err(FailReason::QueueFull))
+            }
+        }
+    }
+
+    fn forward(
+        &mut self,
+        raft: &RaftNode,
+        outbox: &mut Outbox,
+        leader: NodeId,
+        command: Bytes,
+        completion: Completion,
+        now: Instant,
+    ) {
+        let request = self
+            .in_flight
+            .forwarded(leader, completion, self.deadline(now));
+        let message = NodeMessage::Forward {
+            term: raft.term(),
+            session: self.session,
+            request,
+            command,
+        };
+        outbox.push(leader, &message);
+    }
+
+    /// The leader places a follower's call and tells it where.
+    pub(crate) fn on_forward(
+        &mut self,
+        raft: &mut RaftNode,
+        outbox: &mut Outbox,
+        forward: Forward,
+        now: Instant,
+    ) {
+        let Forward {
+            from,
+            term,
+            session,
+            request,
+            command,
+        } = forward;
+        let outcome = self.place_forwarded(raft, from, term, (session, request), command, now);
+        let answer = NodeMessage::Placed {
+            session,
+            request,
+            outcome,
+        };
+        outbox.push(from, &answer);
+    }
+
+    /// Appends a forwarded call once: a duplicate of a call already placed in this term gets
+    /// the first placement back.
+    fn place_forwarded(
+        &mut self,
+        raft: &mut RaftNode,
+        from: NodeId,
+        term: Term,
+        (session, request): (u64, u64),
+        command: Bytes,
+        now: Instant,
+    ) -> Result<(LogIndex, Term), Refusal> {
+        if term != raft.term() || !raft.is_leader() {
+            return Err(Refusal::NotLeader);
+        }
+        let key = (from, session, request);
+        if let Some(placement) = self.placed_forwards.get(term, key) {
+            return Ok(placement);
+        }
+        let position = match raft.propose(command, now) {
+            Ok(position) => (position.index, position.term),
+            Err(ProposeError::NotLeader { .. }) => return Err(Refusal::NotLeader),
+            Err(ProposeError::TooManyUncommitted { .. }) => return Err(Refusal::QueueFull),
+        };
+        self.placed_forwards.remember(key, position);
+        Ok(position)
+    }
+
+    /// The leader's answer to one of this node's forwarded calls.
+    pub(crate) fn on_placed(
+        &mut self,
+        (session, request): (u64, u64),
+        outcome: Result<(LogIndex, Term), Refusal>,
+        applied: LogIndex,
+        now: Instant,
+    ) {
+        if session != self.session {
+            // An answer to an earlier incarnation of this node: its request numbers are not
+            // ours.
+            return;
+        }
+        let Some(completion) = self.in_flight.answered(request) else {
+            return;
+        };
+        match outcome {
+            Ok((index, term)) => self.place(index, term, completion, applied, now),
+            Err(Refusal::NotLeader) => self.finish(completion, Err(FailReason::NotLeader)),
+            Err(Refusal::QueueFull) => self.finish(completion, Err(FailReason::QueueFull)),
+        }
+    }
+
+    /// Waits for (index, term) to be applied here, or for the call's deadline.
+    fn place(
+        &mut self,
+        index: LogIndex,
+        term: Term,
+        completion: Completion,
+        applied: LogIndex,
+        now: Instant,
+    ) {
+        let deadline = self.deadline(now);
+        if let Some(settled) = self
+            .in_flight
+            .place(index, term, completion, deadline, applied)
+        {
+            self.settled.push(settled);
+        }
+    }
+
+    /// The entry at (index, term) was applied with `outcome`.
+    pub(crate) fn applied(&mut self, index: LogIndex, term: Term, outcome: Outcome) {
+        let settled = self.in_flight.applied(index, term, outcome);
+        self.settled.extend(settled);
+    }
+
+    /// Fails forwarded calls whose leader changed (they will never hear back) and calls whose
+    /// deadline passed.
+    pub(crate) fn watch(&mut self, leader: Option<NodeId>, now: Instant) {
+        if leader != self.last_leader {
+            self.last_leader = leader;
+            let lost = self.in_flight.leader_changed(leader);
+            self.settled.extend(lost);
+        }
+        let expired = self.in_flight.expire(now);
+        self.settled.extend(expired);
+    }
+
+    fn deadline(&self, now: Instant) -> Option<Instant> {
+        self.limits.call_timeout.map(|t| now + t)
+    }
+
+    fn finish(&mut self, completion: Completion, outcome: Outcome) {
+        self.settled.push((completion, outcome));
+    }
+
+    /// The calls settled since the last time, to complete.
+    pub(crate) fn take_settled(&mut self) -> Vec<Settled> {
+        std::mem::take(&mut self.settled)
+    }
+
+    /// Fails every call the node holds, and every one still queued, with `reason`.
+    pub(crate) fn fail_all(&mut self, reason: &FailReason) {
+        for (completion, outcome) in self.take_settled() {
+            completion.complete(outcome);
+        }
+        let queued: Vec<Queued> = self.queue.try_iter().collect();
+        let held = self.backlog.drain(..).chain(queued).map(|(_, c)| c);
+        let completions: Vec<Completion> = held.chain(self.in_flight.drain()).collect();
+        for completion in completions {
+            completion.complete(Err(reason.clone()));
+        }
+    }
+
+    /// A one-line summary for diagnostics.
+    #[cfg(feature = "sim")]
+    pub(crate) fn describe(&self) -> String {
+        format!(
+            "{} backlog {} queued {}",
+            self.in_flight.describe(),
+            self.backlog.len(),
+            self.queue.len()
+        )
+    }
+}
