@@ -1,11 +1,65 @@
-//! Sans-IO Raft.
+//! Sans-IO Raft: the consensus protocol of syncobj as a deterministic state machine.
 //!
-//! [`RaftNode`] is the protocol of one node as a deterministic state machine: it never touches a
-//! socket, a thread, the clock or OS randomness. Every input carries the current [`Instant`];
-//! every output is drained as one [`Ready`] that separates what must be made durable, what may be
-//! sent at once, what may be sent only after persisting, and what to apply.
+//! [`RaftNode`] is the protocol of one node. It never touches a socket, a thread, the clock or
+//! OS randomness: every input carries the current [`Instant`], its only randomness (election
+//! timeouts) comes from a generator seeded by [`RaftConfig::seed`], and every output is drained
+//! as one [`Ready`] that separates what must be made durable, what may be sent at once, what may
+//! be sent only after persisting, and what to apply. The same inputs give the same outputs, which
+//! is what lets syncobj's simulator replay a failing run from its seed.
 //!
-//! What it implements, with the section of the Raft paper ("In Search of an Understandable
+//! This crate depends on no IO crate, and CI keeps it so: `.ci/run` fails if mio, socket2, a
+//! crossbeam or parking_lot crate, getrandom, libc or the like enters its dependency tree. The
+//! journal, the transport, the clock and the tick loop belong to the driver (syncobj-core's
+//! `SyncObj`, or the simulator).
+//!
+//! # Driving a node
+//!
+//! A driver calls [`RaftNode::tick`] at [`RaftNode::next_deadline`], hands it every message
+//! that arrives ([`RaftNode::step`]) and every command to replicate ([`RaftNode::propose`]),
+//! and after each input drains [`RaftNode::ready`] and does what the [`Ready`] says, in the
+//! order its documentation gives. A single-node cluster, with a journal and a network that
+//! have nothing to do:
+//!
+//! ```
+//! use bytes::Bytes;
+//! use syncobj_raft::{
+//!     Entry, EntryKind, Instant, Membership, NodeId, RaftConfig, RaftNode, Restored,
+//! };
+//!
+//! /// Does what the node asks: here there is no peer to send to and no disk to write to.
+//! fn drive(node: &mut RaftNode, applied: &mut Vec<Entry>) {
+//!     while node.has_ready() {
+//!         let ready = node.ready();
+//!         // Send `ready.messages`; write `ready.hard_state` and `ready.entries` durably; then:
+//!         node.on_persisted(ready.ack());
+//!         // Send `ready.persisted_messages`; apply the committed entries in order.
+//!         applied.extend(ready.committed_entries);
+//!     }
+//! }
+//!
+//! let me = NodeId(1);
+//! let membership = Membership::new([me], []);
+//! let config = RaftConfig::default();
+//! let mut node = RaftNode::new(me, membership, config, Restored::default(), Instant::ZERO)?;
+//! let mut applied = Vec::new();
+//! let mut now = Instant::ZERO;
+//! while !node.is_leader() {
+//!     // A real driver waits on its sockets until the deadline; virtual time jumps to it.
+//!     now = node.next_deadline().expect("a voter always runs an election or heartbeat timer");
+//!     node.tick(now);
+//!     drive(&mut node, &mut applied);
+//! }
+//! let at = node.propose(Bytes::from_static(b"add 5"), now)?;
+//! drive(&mut node, &mut applied);
+//! assert_eq!(applied[0].kind, EntryKind::Noop, "a new leader commits a no-op first (§8)");
+//! let last = applied.last().expect("the proposal is applied");
+//! assert_eq!((last.index, last.term, &last.data[..]), (at.index, at.term, &b"add 5"[..]));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! # What it implements
+//!
+//! The protocol, with the section of the Raft paper ("In Search of an Understandable
 //! Consensus Algorithm", extended version) or of Ongaro's thesis that describes it:
 //! - leader election with randomized timeouts (§5.2) and the up-to-date check (§5.4.1);
 //! - pre-vote (thesis §9.6) and check-quorum (thesis §6.2, §4.2.3), on by default;
@@ -46,6 +100,8 @@
 //! The chunks are opaque bytes: the syncobj driver streams its snapshot file, whose checksummed
 //! header carries the membership and code version, so the core carries no membership of its own
 //! (it is static configuration in the core today).
+
+#![deny(missing_docs)]
 
 mod config;
 mod election;

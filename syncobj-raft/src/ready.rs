@@ -49,7 +49,10 @@ pub struct Ready {
     /// Follower: chunks of a snapshot from the leader, in stream order, to write to the snapshot
     /// store (see [`IncomingChunk`]).
     pub snapshot_chunks: Vec<IncomingChunk>,
-    pub(crate) ack: PersistAck,
+    /// The token to hand to [`RaftNode::on_persisted`](super::RaftNode::on_persisted) once
+    /// `hard_state` and `entries` are durable. The same as [`ack`](Self::ack); a field too, so a
+    /// driver that moves the other fields out of the Ready can still take it.
+    pub ack: PersistAck,
 }
 
 impl Ready {

@@ -178,7 +178,7 @@ mod tests {
     use bytes::Bytes;
 
     use super::{Chunk, Confirmed, SnapshotTransfer};
-    use crate::raft::types::{LogIndex, LogPosition, Term};
+    use crate::types::{LogIndex, LogPosition, Term};
 
     fn snapshot() -> LogPosition {
         LogPosition {

@@ -190,7 +190,7 @@ mod tests {
     use std::collections::VecDeque;
 
     use super::{Mode, Progress};
-    use crate::raft::types::{Instant, LogIndex};
+    use crate::types::{Instant, LogIndex};
 
     /// The pipelining window used by these tests.
     const WINDOW: usize = 3;

@@ -5,7 +5,7 @@
 use bytes::Bytes;
 use proptest::collection::vec;
 use proptest::prelude::*;
-use syncobj_core::raft::{
+use syncobj_raft::{
     AppendEntries, AppendOutcome, AppendResponse, Entry, EntryKind, Envelope, LogIndex, Message,
     NodeId, RequestVote, Term, VoteKind, VoteResponse,
 };

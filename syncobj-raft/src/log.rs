@@ -340,7 +340,7 @@ mod tests {
     use bytes::Bytes;
 
     use super::RaftLog;
-    use crate::raft::types::{Entry, EntryKind, LogIndex, LogPosition, Term};
+    use crate::types::{Entry, EntryKind, LogIndex, LogPosition, Term};
 
     /// A command entry at `index` in `term` carrying `data_bytes` bytes.
     fn entry_sized(index: u64, term: u64, data_bytes: usize) -> Entry {

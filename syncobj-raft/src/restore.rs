@@ -115,9 +115,9 @@ mod tests {
     use bytes::Bytes;
 
     use super::restore_log;
-    use crate::raft::error::RestoreError;
-    use crate::raft::node::Restored;
-    use crate::raft::types::{Entry, EntryKind, HardState, LogIndex, LogPosition, Term};
+    use crate::error::RestoreError;
+    use crate::node::Restored;
+    use crate::types::{Entry, EntryKind, HardState, LogIndex, LogPosition, Term};
 
     fn entry(index: u64, term: u64) -> Entry {
         Entry {

@@ -68,7 +68,7 @@ mod tests {
     use std::collections::BTreeSet;
 
     use super::Membership;
-    use crate::raft::types::NodeId;
+    use crate::types::NodeId;
 
     /// Node ids `from..=to`.
     fn ids(from: u64, to: u64) -> impl Iterator<Item = NodeId> {
