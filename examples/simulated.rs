@@ -10,7 +10,7 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
-use syncobj::raft::{EntryKind, NodeId, RoleKind};
+use syncobj::sim::raft::{EntryKind, NodeId, RoleKind};
 use syncobj::sim::{Cluster, ClusterConfig, TraceEvent, Violation};
 
 /// The seed of the simulated run; any seed tells the same story with other timings.
@@ -61,7 +61,7 @@ fn run() -> Result<(), String> {
 }
 
 /// Prints the events worth seeing as they happen.
-fn narrate(at: syncobj::raft::Instant, event: &TraceEvent) {
+fn narrate(at: syncobj::sim::raft::Instant, event: &TraceEvent) {
     let show = match event {
         TraceEvent::RoleChanged { role, .. } => *role != RoleKind::Follower,
         TraceEvent::Crashed { .. } | TraceEvent::Restarted { .. } => true,

@@ -75,8 +75,8 @@
 //! # }
 //! ```
 //!
-//! The deterministic simulator ([`sim`], feature `sim`, on by default) runs the same engine
-//! under simulated faults; `syncobj-sim` runs it over many seeds.
+//! The deterministic simulator (`syncobj::sim`, feature `sim`, off by default) runs the same
+//! engine under simulated faults; `syncobj-sim` runs it over many seeds.
 
 #![deny(missing_docs)]
 
@@ -85,11 +85,12 @@ pub use syncobj_core::conf::{
 };
 pub use syncobj_core::driver::{
     BindError, Consumer, Consumers, MemoryNetwork, MemoryTransport, StartError, SyncObj,
+    TickError,
 };
 pub use syncobj_core::object::{Call, FailReason, Replicated, ReplicatedMethods, ReplicatedState};
-pub use syncobj_core::raft;
+pub use syncobj_core::raft::{LogIndex, NewNodeError, Term};
 pub use syncobj_core::status::{self, Status};
-pub use syncobj_core::storage;
+pub use syncobj_core::storage::{Corruption, HardStateRule, StorageError};
 pub use syncobj_macros::{Replicated, replicated};
 
 /// The names most programs need: `use syncobj::prelude::*;`.
@@ -109,5 +110,12 @@ pub mod __private {
     };
 }
 
+/// The deterministic simulator (feature `sim`, off by default): the same engine under
+/// simulated faults, on a virtual clock, replayable from one seed. `syncobj-sim` runs it over
+/// many seeds. Its types and those of the Raft core it drives ([`sim::raft`]) are for tests and
+/// tools; they are not part of the stable API.
 #[cfg(feature = "sim")]
-pub use syncobj_core::sim;
+pub mod sim {
+    pub use syncobj_core::raft;
+    pub use syncobj_core::sim::*;
+}

@@ -157,7 +157,7 @@ fn replay(seed: u64, config: &SimConfig, level: Level, messages: bool) -> ExitCo
     let mut totals = SeedTotals::default();
     if level != Level::Driver {
         let sink = Box::new(
-            |at: syncobj::raft::Instant, event: &syncobj::sim::TraceEvent| {
+            |at: syncobj::sim::raft::Instant, event: &syncobj::sim::TraceEvent| {
                 // A closed pipe (`| head`) ends the trace, not the run.
                 let _ = writeln!(std::io::stdout(), "{at:>9} {event}");
             },

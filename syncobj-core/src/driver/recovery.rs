@@ -101,6 +101,7 @@ pub(crate) fn assemble(
 }
 
 /// Where [`recover_on_disk`] finds a node's files.
+#[cfg(any(test, feature = "sim"))]
 pub(crate) struct DiskLayout<'a> {
     /// The journal directory.
     pub(crate) journal: &'a Path,
@@ -110,6 +111,7 @@ pub(crate) struct DiskLayout<'a> {
 
 /// Like [`recover`], on any `disk` (the simulator's, a test's) with both a journal and a
 /// snapshot store at `layout`, configured by `conf`.
+#[cfg(any(test, feature = "sim"))]
 pub(crate) fn recover_on_disk<D>(
     disk: &D,
     layout: &DiskLayout<'_>,
