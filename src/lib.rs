@@ -84,7 +84,8 @@ pub use syncobj_core::conf::{
     self, FsyncPolicy, RaftState, SerializerState, SnapshotSerializer, SyncObjConf,
 };
 pub use syncobj_core::driver::{
-    BindError, Consumer, Consumers, MemoryNetwork, MemoryTransport, StartError, SyncObj,
+    BindError, BindFailure, Consumer, Consumers, MemoryNetwork, MemoryTransport, StartError,
+    SyncObj,
 };
 pub use syncobj_core::object::{Call, FailReason, Replicated, ReplicatedMethods, ReplicatedState};
 pub use syncobj_core::raft;

@@ -906,8 +906,9 @@ fn undecodable_messages_are_counted() {
     .expect("a valid node");
     let mut partner = network.endpoint("b:2");
     let mut stranger = network.endpoint("z:9");
-    assert!(partner.send("a:1", bytes::Bytes::from_static(b"\xc1 not messagepack")));
-    assert!(stranger.send("a:1", bytes::Bytes::from_static(b"hello")));
+    let (to_a, stranger_to_a) = (partner.add_peer("a:1"), stranger.add_peer("a:1"));
+    assert!(partner.send(to_a, bytes::Bytes::from_static(b"\xc1 not messagepack")));
+    assert!(stranger.send(stranger_to_a, bytes::Bytes::from_static(b"hello")));
     let deadline = Instant::now() + Duration::from_secs(10);
     while node.status().wire.bad_frames < 2 {
         assert!(Instant::now() < deadline, "both frames counted within 10 s");

@@ -15,6 +15,7 @@ mod wire;
 
 pub use memory::{MemoryNetwork, MemoryTransport};
 pub use objects::{Consumer, Consumers};
+pub use syncobj_net::BindFailure;
 
 use std::ops::Deref;
 use std::sync::Arc;
@@ -28,7 +29,7 @@ use parking_lot::{Mutex, RwLock, RwLockReadGuard};
 use syncobj_net::handshake::Peer;
 use syncobj_net::secure::SecureError;
 use syncobj_net::tcp::TcpError;
-use syncobj_net::{Incoming, Transport, Wake};
+use syncobj_net::{Transport, TransportEvent, Wake};
 use thiserror::Error;
 
 use self::addresses::{read_only_id, read_only_name};
@@ -61,9 +62,9 @@ pub struct SyncObj<T: Replicated> {
 /// Why [`SyncObj::wait_binded`] returned without the node listening.
 #[derive(Clone, Debug, PartialEq, Eq, Error)]
 pub enum BindError {
-    /// Every allowed attempt failed; the reason of the last one.
-    #[error("cannot bind: {0}")]
-    Failed(String),
+    /// Every allowed attempt failed: the address and the last attempt's error.
+    #[error("gave up binding: {0}")]
+    Failed(BindFailure),
     /// The node was still trying when the wait ended.
     #[error("not bound yet")]
     Timeout,
@@ -278,11 +279,11 @@ impl<T: Replicated> SyncObj<T> {
             );
         }
         let waker = transport.waker();
-        let io = Io {
+        let mut io = Io {
             transport: Box::new(transport),
             incoming: Vec::new(),
         };
-        let engine = Engine::new(
+        let mut engine = Engine::new(
             raft,
             addresses,
             objects,
@@ -291,6 +292,7 @@ impl<T: Replicated> SyncObj<T> {
             recovered.persistence,
             recovered.snapshots,
         );
+        engine.attach(io.transport.as_mut());
         let shared = Arc::new(Shared {
             io: Mutex::new(io),
             engine: Mutex::new(engine),
@@ -467,9 +469,9 @@ impl<T: Replicated> SyncObj<T> {
         let deadline = StdInstant::now() + timeout;
         loop {
             match self.shared.engine.lock().bound.clone() {
-                Ok(true) => return Ok(()),
-                Err(reason) => return Err(BindError::Failed(reason)),
-                Ok(false) => {}
+                Some(Ok(())) => return Ok(()),
+                Some(Err(failure)) => return Err(BindError::Failed(failure)),
+                None => {}
             }
             let left = deadline.saturating_duration_since(StdInstant::now());
             if left.is_zero() {
@@ -589,7 +591,7 @@ impl<T: Replicated> Drop for SyncObj<T> {
 /// The transport and its receive buffer.
 struct Io {
     transport: Box<dyn Transport>,
-    incoming: Vec<Incoming>,
+    incoming: Vec<TransportEvent>,
 }
 
 impl Shared {

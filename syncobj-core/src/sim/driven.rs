@@ -23,7 +23,7 @@ use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
-use syncobj_net::{Incoming, Transport, Wake};
+use syncobj_net::{PeerId, Transport, TransportEvent, Wake};
 
 use super::checker::{Checker, Violation};
 use super::net::{NetConfig, Routed, SimNet};
@@ -184,9 +184,17 @@ impl Routed for Frame {
 }
 
 /// The transport handed to an engine for one iteration: it collects what the engine sends.
+/// Node `n` is peer `n` (ids start at 1, so peer 0 is nobody).
 #[derive(Default)]
 struct Outbox {
-    frames: Vec<(String, Bytes)>,
+    /// The sim's node ids by address, to number peers at start.
+    ids: BTreeMap<String, NodeId>,
+    frames: Vec<(PeerId, Bytes)>,
+}
+
+/// The transport's number for node `id`.
+fn peer_of(id: NodeId) -> PeerId {
+    PeerId(u32::try_from(id.0).unwrap_or(0))
 }
 
 struct NoWake;
@@ -196,24 +204,26 @@ impl Wake for NoWake {
 }
 
 impl Transport for Outbox {
-    fn send(&mut self, to: &str, frame: Bytes) -> bool {
-        self.frames.push((to.to_owned(), frame));
+    fn add_peer(&mut self, address: &str) -> PeerId {
+        self.ids.get(address).map_or(PeerId(0), |&id| peer_of(id))
+    }
+
+    fn send(&mut self, to: PeerId, frame: Bytes) -> bool {
+        self.frames.push((to, frame));
         true
     }
 
-    fn poll(&mut self, _timeout: Duration, _out: &mut Vec<Incoming>) {}
+    fn poll(&mut self, _timeout: Duration, _out: &mut Vec<TransportEvent>) {}
 
     fn waker(&self) -> Arc<dyn Wake> {
         Arc::new(NoWake)
-    }
-
-    fn is_connected(&self, _node: &str) -> bool {
-        true
     }
 }
 
 struct SimDriverNode {
     engine: Engine,
+    /// Whether the engine was told that its links are up and it is bound (at its first run).
+    linked: bool,
     state: Arc<ObjectCell<Total>>,
     calls: TotalCalls,
 }
@@ -657,24 +667,23 @@ impl DriverSim {
     /// and completes its calls.
     fn run_node(&mut self, id: NodeId, frame: Option<Frame>) -> Result<(), Violation> {
         let now = self.now;
-        let from_address = |frame: &Frame, addresses: &BTreeMap<String, NodeId>| {
-            addresses
-                .iter()
-                .find(|&(_, &n)| n == frame.from)
-                .map(|(a, _)| a.clone())
-        };
-        let mut incoming: Vec<Incoming> = frame
-            .and_then(|f| {
-                from_address(&f, &self.addresses).map(|from| Incoming {
-                    from,
-                    frame: f.bytes,
-                })
+        let mut incoming: Vec<TransportEvent> = frame
+            .map(|f| TransportEvent::Frame {
+                from: peer_of(f.from),
+                frame: f.bytes,
             })
             .into_iter()
             .collect();
         let Some(node) = self.nodes.get_mut(&id) else {
             return Ok(());
         };
+        if !std::mem::replace(&mut node.linked, true) {
+            // Every link is up from the start, as the old transport's `is_connected` said.
+            let peers = self.addresses.values().filter(|&&n| n != id);
+            let up = peers.map(|&n| TransportEvent::LinkUp(peer_of(n)));
+            let bound = TransportEvent::Bound(Ok(()));
+            incoming.splice(0..0, up.chain([bound]));
+        }
         let mut outbox = Outbox::default();
         node.engine.run(now, &mut incoming, &mut outbox);
         let deferred = node.engine.take_deferred();
@@ -685,7 +694,8 @@ impl DriverSim {
             work.run();
         }
         for (to, bytes) in outbox.frames {
-            if let Some(&to) = self.addresses.get(&to) {
+            let to = NodeId(u64::from(to.0));
+            if self.addresses.values().any(|&n| n == to) {
                 self.net.send(
                     Frame {
                         from: id,
@@ -741,7 +751,8 @@ fn build_node(
         bind_settled: Arc::default(),
         session,
     };
-    let engine = Engine::new(
+    let ids = addresses.by_address.clone();
+    let mut engine = Engine::new(
         raft,
         addresses,
         objects,
@@ -750,9 +761,14 @@ fn build_node(
         recovered.persistence,
         recovered.snapshots,
     );
+    engine.attach(&mut Outbox {
+        ids,
+        frames: Vec::new(),
+    });
     let calls = TotalCalls::from(Caller::new(Arc::new(SimSubmit { queue }), 0));
     Ok(SimDriverNode {
         engine,
+        linked: false,
         state,
         calls,
     })

@@ -2,6 +2,7 @@
 //! flight. Exactly one thread at a time runs [`Engine::run`].
 
 mod journal;
+mod peers;
 mod snapshots;
 
 use std::collections::{BTreeMap, VecDeque};
@@ -12,11 +13,12 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use crossbeam_channel::Receiver;
-use syncobj_net::{Incoming, Transport, TransportCounters};
+use syncobj_net::{BindFailure, PeerId, Transport, TransportEvent, WireStats};
 
 use crate::conf::{OnCodeVersionChanged, OnReady, OnStateChanged, RaftState};
 pub(crate) use crate::driver::addresses::Addresses;
 use crate::driver::addresses::is_read_only;
+use crate::driver::engine::peers::PeerTable;
 use crate::driver::inflight::{InFlight, Outcome, PlacedForwards, Settled};
 use crate::driver::objects::{ErasedObject, SET_CODE_VERSION, SYSTEM_OBJECT};
 use crate::driver::persistence::Persistence;
@@ -94,18 +96,20 @@ pub(crate) struct Engine {
     pub(crate) raft: RaftNode,
     pub(crate) addresses: Addresses,
     /// Frames for the transport, sent by the tick loop after each iteration.
-    outbox: Vec<(String, Bytes)>,
+    outbox: Vec<(PeerId, Bytes)>,
     /// Peers that sent a message this node cannot decode: their connections are dropped.
-    disconnect: Vec<String>,
+    disconnect: Vec<PeerId>,
+    /// The transport's numbers for the peers.
+    peers: PeerTable,
     /// Completions and callbacks of this iteration, run once the engine is unlocked so that
     /// user code may call back into the node.
     deferred: Vec<Deferred>,
-    /// Which peers had a live link at the last iteration.
+    /// Which peers have a live link, as of the transport's last events.
     links: BTreeMap<String, bool>,
-    /// The transport's counters as of the last iteration.
-    wire: TransportCounters,
-    /// Whether the transport listens, as of the last iteration.
-    pub(crate) bound: Result<bool, String>,
+    /// The transport's counters.
+    wire: Arc<WireStats>,
+    /// Whether the transport listens: `None` while it still tries.
+    pub(crate) bound: Option<Result<(), BindFailure>>,
     /// The main object, then the consumers.
     objects: Vec<Arc<dyn ErasedObject>>,
     queue: Receiver<Queued>,
@@ -158,10 +162,11 @@ impl Engine {
             addresses,
             outbox: Vec::new(),
             disconnect: Vec::new(),
+            peers: PeerTable::default(),
             deferred: Vec::new(),
             links,
-            wire: TransportCounters::default(),
-            bound: Ok(false),
+            wire: WireStats::zero(),
+            bound: None,
             objects,
             queue,
             settings,
@@ -178,6 +183,19 @@ impl Engine {
             snapshots,
             halted: None,
         }
+    }
+
+    /// Numbers every other voter with `transport` and takes its counters; once, before the
+    /// first [`run`](Self::run).
+    pub(crate) fn attach(&mut self, transport: &mut dyn Transport) {
+        let me = self.raft.id();
+        for (&id, address) in &self.addresses.by_id {
+            if id != me && !is_read_only(id) {
+                self.peers
+                    .insert(transport.add_peer(address), address.clone());
+            }
+        }
+        self.wire = transport.counters();
     }
 
     fn now(&self) -> Instant {
@@ -205,12 +223,12 @@ impl Engine {
         self.raft.next_deadline()
     }
 
-    /// One iteration after a poll: handle the frames that arrived, take in queued calls, fire
-    /// timers, do what Raft asks, and leave the frames to send in the outbox.
+    /// One iteration after a poll: handle what happened on the transport, take in queued
+    /// calls, fire timers, do what Raft asks, and leave the frames to send in the outbox.
     pub(crate) fn run(
         &mut self,
         now: Instant,
-        incoming: &mut Vec<Incoming>,
+        incoming: &mut Vec<TransportEvent>,
         transport: &mut dyn Transport,
     ) {
         self.now = self.now.max(now);
@@ -219,8 +237,8 @@ impl Engine {
             self.shut_down();
             return;
         }
-        for frame in incoming.drain(..) {
-            self.on_frame(frame);
+        for event in incoming.drain(..) {
+            self.on_event(event);
         }
         let now = self.now();
         self.raft.tick(now);
@@ -240,16 +258,36 @@ impl Engine {
         self.report_changes();
         self.flush_outbox(transport);
         for peer in self.disconnect.drain(..) {
-            transport.disconnect(&peer);
+            transport.disconnect(peer);
         }
-        for (address, up) in &mut self.links {
-            *up = transport.is_connected(address);
+    }
+
+    /// Follows the transport: frames, links, read-only nodes and the bind.
+    fn on_event(&mut self, event: TransportEvent) {
+        match event {
+            TransportEvent::Frame { from, frame } => self.on_frame(from, frame),
+            TransportEvent::LinkUp(peer) => self.set_link(peer, true),
+            TransportEvent::LinkDown(peer) => self.set_link(peer, false),
+            TransportEvent::ReadOnlyJoined { peer, name } => {
+                self.peers.insert(peer, name);
+                self.sync_read_only(&self.peers.read_only_names());
+            }
+            TransportEvent::ReadOnlyLeft(peer) => {
+                self.peers.remove(peer);
+                self.sync_read_only(&self.peers.read_only_names());
+            }
+            TransportEvent::Bound(bound) => {
+                self.bound = Some(bound);
+                self.settings.bind_settled.set();
+            }
         }
-        self.sync_read_only(&transport.read_only_peers());
-        self.wire = transport.counters();
-        self.bound = transport.bound();
-        if !matches!(self.bound, Ok(false)) {
-            self.settings.bind_settled.set();
+    }
+
+    fn set_link(&mut self, peer: PeerId, up: bool) {
+        if let Some(address) = self.peers.name(peer)
+            && let Some(link) = self.links.get_mut(address)
+        {
+            *link = up;
         }
     }
 
@@ -372,25 +410,29 @@ impl Engine {
                 }
             },
             counters: raft.counters().into(),
-            wire: WireCounters {
-                bad_frames: self.wire.bad_frames + self.bad_frames,
-                refused_handshakes: self.wire.refused_handshakes,
-                auth_failures: self.wire.auth_failures,
-                link_timeouts: self.wire.link_timeouts,
-                dropped_frames: self.wire.dropped_frames,
-                resolve_failures: self.wire.resolve_failures,
+            wire: {
+                let wire = self.wire.snapshot();
+                WireCounters {
+                    bad_frames: wire.bad_frames + self.bad_frames,
+                    refused_handshakes: wire.refused_handshakes,
+                    auth_failures: wire.auth_failures,
+                    link_timeouts: wire.link_timeouts,
+                    dropped_frames: wire.dropped_frames,
+                    resolve_failures: wire.resolve_failures,
+                }
             },
             ..Status::default()
         }
     }
 
-    fn on_frame(&mut self, incoming: Incoming) {
-        let Some(&from) = self.addresses.by_address.get(&incoming.from) else {
+    fn on_frame(&mut self, peer: PeerId, frame: Bytes) {
+        let from = self.peers.name(peer);
+        let Some(&from) = from.and_then(|a| self.addresses.by_address.get(a)) else {
             self.bad_frames += 1;
-            tracing::warn!(from = %incoming.from, "frame from an address outside the cluster dropped");
+            tracing::warn!(from = %peer, "frame from an address outside the cluster dropped");
             return;
         };
-        match NodeMessage::decode(&incoming.frame) {
+        match NodeMessage::decode(&frame) {
             Ok(NodeMessage::Raft(envelope)) => self.on_raft(from, envelope),
             Ok(NodeMessage::Forward {
                 term,
@@ -405,8 +447,8 @@ impl Engine {
             }) => self.on_placed(session, request, outcome),
             Err(error) => {
                 self.bad_frames += 1;
-                tracing::warn!(from = %incoming.from, %error, "undecodable message: dropping the connection");
-                self.disconnect.push(incoming.from);
+                tracing::warn!(%from, %error, "undecodable message: dropping the connection");
+                self.disconnect.push(peer);
             }
         }
     }
@@ -415,8 +457,13 @@ impl Engine {
         if envelope.from != from {
             self.bad_frames += 1;
             tracing::warn!(%from, claimed = %envelope.from, "raft message with a forged sender: dropping the connection");
-            if let Some(address) = self.addresses.by_id.get(&from) {
-                self.disconnect.push(address.clone());
+            if let Some(peer) = self
+                .addresses
+                .by_id
+                .get(&from)
+                .and_then(|a| self.peers.id(a))
+            {
+                self.disconnect.push(peer);
             }
             return;
         }
@@ -590,7 +637,7 @@ impl Engine {
 
     fn flush_outbox(&mut self, transport: &mut dyn Transport) {
         for (to, frame) in self.outbox.drain(..) {
-            transport.send(&to, frame);
+            transport.send(to, frame);
         }
     }
 
@@ -679,8 +726,8 @@ impl Engine {
     }
 
     fn send_to(&mut self, to: NodeId, message: &NodeMessage) {
-        if let Some(address) = self.addresses.by_id.get(&to) {
-            self.outbox.push((address.clone(), message.encode()));
+        if let Some(peer) = self.addresses.by_id.get(&to).and_then(|a| self.peers.id(a)) {
+            self.outbox.push((peer, message.encode()));
         }
     }
 
@@ -736,7 +783,7 @@ impl Engine {
         )
     }
 
-    /// Whether `address` had a live link at the last iteration.
+    /// Whether `address` has a live link, as of the transport's last events.
     pub(crate) fn is_connected(&self, address: &str) -> bool {
         self.links.get(address).copied().unwrap_or(false)
     }
