@@ -1,4 +1,4 @@
-//! The "burst K" throughput workload of `/work/shared/bench/pysyncobj-baseline.md` (section (a)),
+//! The "burst K" throughput workload of the PySyncObj baseline (its section (a)),
 //! run on syncobj nodes, for a first side-by-side figure with PySyncObj 0.3.17 (issue 4; the full
 //! `syncobj-bench` tool comes later).
 //!

@@ -84,14 +84,23 @@ pub use syncobj_core::conf::{
     self, FsyncPolicy, RaftState, SerializerState, SnapshotSerializer, SyncObjConf,
 };
 pub use syncobj_core::driver::{
-    BindError, Consumer, Consumers, MemoryNetwork, MemoryTransport, StartError, SyncObj,
-    TickError,
+    BindError, BindFailure, Consumer, Consumers, MemoryNetwork, MemoryTransport, StartError,
+    SyncObj, TickError,
 };
 pub use syncobj_core::object::{Call, FailReason, Replicated, ReplicatedMethods, ReplicatedState};
 pub use syncobj_core::raft::{LogIndex, NewNodeError, Term};
 pub use syncobj_core::status::{self, Status};
 pub use syncobj_core::storage::{Corruption, HardStateRule, StorageError};
 pub use syncobj_macros::{Replicated, replicated};
+
+/// What a custom transport implements and reports, for
+/// [`SyncObj::with_transport`]: the TCP transport and [`MemoryNetwork`] are two such.
+pub mod transport {
+    pub use syncobj_net::{
+        BindFailure, PeerId, READ_ONLY_PREFIX, Transport, TransportCounters, TransportEvent, Wake,
+        WireStats,
+    };
+}
 
 /// The names most programs need: `use syncobj::prelude::*;`.
 pub mod prelude {

@@ -908,8 +908,9 @@ fn undecodable_messages_are_counted() {
     .expect("a valid node");
     let mut partner = network.endpoint("b:2");
     let mut stranger = network.endpoint("z:9");
-    assert!(partner.send("a:1", bytes::Bytes::from_static(b"\xc1 not messagepack")));
-    assert!(stranger.send("a:1", bytes::Bytes::from_static(b"hello")));
+    let (to_a, stranger_to_a) = (partner.add_peer("a:1"), stranger.add_peer("a:1"));
+    assert!(partner.send(to_a, bytes::Bytes::from_static(b"\xc1 not messagepack")));
+    assert!(stranger.send(stranger_to_a, bytes::Bytes::from_static(b"hello")));
     let deadline = Instant::now() + Duration::from_secs(10);
     while node.status().wire.bad_frames < 2 {
         assert!(Instant::now() < deadline, "both frames counted within 10 s");
@@ -927,24 +928,24 @@ struct PanickingTransport {
 }
 
 impl Transport for PanickingTransport {
-    fn send(&mut self, to: &str, frame: bytes::Bytes) -> bool {
+    fn add_peer(&mut self, address: &str) -> syncobj_net::PeerId {
+        self.inner.add_peer(address)
+    }
+
+    fn send(&mut self, to: syncobj_net::PeerId, frame: bytes::Bytes) -> bool {
         self.inner.send(to, frame)
     }
 
-    fn poll(&mut self, timeout: Duration, out: &mut Vec<syncobj_net::Incoming>) {
+    fn poll(&mut self, timeout: Duration, events: &mut Vec<syncobj_net::TransportEvent>) {
         assert!(
             !self.armed.load(std::sync::atomic::Ordering::Acquire),
             "injected failure inside the loop"
         );
-        self.inner.poll(timeout, out);
+        self.inner.poll(timeout, events);
     }
 
     fn waker(&self) -> Arc<dyn syncobj_net::Wake> {
         self.inner.waker()
-    }
-
-    fn is_connected(&self, node: &str) -> bool {
-        self.inner.is_connected(node)
     }
 }
 

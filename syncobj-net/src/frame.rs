@@ -52,7 +52,7 @@ pub enum FrameError {
     },
 }
 
-/// What [`FrameDecoder::read_from`] stopped on.
+/// What [`FrameDecoder::read_from`] or [`FrameDecoder::read_frame_from`] stopped on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[must_use = "the status says whether to read again, wait, or drop the connection"]
 pub enum ReadStatus {
@@ -202,6 +202,38 @@ impl FrameDecoder {
         Ok(ReadStatus::BufferFull)
     }
 
+    /// Like [`read_from`](Self::read_from), but stops as soon as the buffer holds one whole frame
+    /// (or a header that [`next_frame`](Self::next_frame) refuses), returning
+    /// [`ReadStatus::BufferFull`]. A caller that takes a bounded number of frames per turn thus
+    /// leaves the rest in `src` (the kernel's socket buffer) rather than here: beyond the frame,
+    /// the buffer holds at most what the last read brought, one read chunk.
+    ///
+    /// Fails like [`read_from`](Self::read_from).
+    pub fn read_frame_from(&mut self, src: &mut impl Read) -> io::Result<ReadStatus> {
+        while !self.holds_frame() {
+            match self.read_once(src) {
+                Ok(0) => return Ok(ReadStatus::Closed),
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    return Ok(ReadStatus::WouldBlock);
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(ReadStatus::BufferFull)
+    }
+
+    /// The payload length of the next frame if it is whole in the buffer, that is when
+    /// [`next_frame`](Self::next_frame) would return it; `None` for an incomplete frame or a
+    /// refused header. Costs nothing: it reads the header in place.
+    pub fn next_frame_len(&self) -> Option<usize> {
+        match self.pending_len() {
+            Ok(Some(len)) if self.buf.len() >= FRAME_HEADER_BYTES + len => Some(len),
+            _ => None,
+        }
+    }
+
     /// Appends as much of `bytes` as the buffer bound allows and returns how many it took: all of
     /// them if `bytes` fits in `buffer_bytes_max() - buffered()`. Call
     /// [`next_frame`](Self::next_frame) until it returns `None`, then feed the rest. Costs one
@@ -263,6 +295,15 @@ impl FrameDecoder {
         };
         self.buf.truncate(start + read);
         result
+    }
+
+    /// Whether the buffer holds a whole frame, or a header `next_frame` refuses.
+    fn holds_frame(&self) -> bool {
+        match self.pending_len() {
+            Ok(Some(len)) => self.buf.len() >= FRAME_HEADER_BYTES + len,
+            Ok(None) => false,
+            Err(_) => true,
+        }
     }
 
     /// A whole frame of the largest size: header plus `frame_size_max`.
@@ -491,6 +532,48 @@ mod tests {
         assert_eq!(status, ReadStatus::WouldBlock);
         assert!(source.0.is_empty(), "everything was read");
         assert_eq!(drain(&mut decoder), [&b"one"[..], b"two"]);
+    }
+
+    #[test]
+    fn read_frame_from_stops_at_the_first_whole_frame() {
+        let bytes = encoded(100, &[b"one", b"two", b"three"]);
+        let mut source = Script(vec![Ok(bytes.clone())]);
+        let mut decoder = FrameDecoder::with_read_chunk(100, 5);
+        assert_eq!(decoder.next_frame_len(), None, "nothing buffered");
+        let status = decoder.read_frame_from(&mut source).expect("no failure");
+        assert_eq!(status, ReadStatus::BufferFull);
+        assert_eq!(
+            decoder.buffered(),
+            10,
+            "two chunks of 5 hold the first frame"
+        );
+        assert_eq!(decoder.next_frame_len(), Some(3));
+        assert_eq!(decoder.next_frame(), Ok(Some(Bytes::from_static(b"one"))));
+        assert_eq!(
+            decoder.next_frame_len(),
+            None,
+            "the second frame is incomplete"
+        );
+        let left: usize = source
+            .0
+            .iter()
+            .map(|r| r.as_ref().map_or(0, Vec::len))
+            .sum();
+        assert_eq!(left, bytes.len() - 10, "the rest stays in the source");
+        assert_eq!(
+            decoder.read_frame_from(&mut source).expect("no failure"),
+            ReadStatus::BufferFull
+        );
+        assert_eq!(decoder.next_frame(), Ok(Some(Bytes::from_static(b"two"))));
+        assert_eq!(
+            decoder.read_frame_from(&mut source).expect("no failure"),
+            ReadStatus::BufferFull
+        );
+        assert_eq!(decoder.next_frame(), Ok(Some(Bytes::from_static(b"three"))));
+        assert_eq!(
+            decoder.read_frame_from(&mut source).expect("no failure"),
+            ReadStatus::WouldBlock
+        );
     }
 
     #[test]

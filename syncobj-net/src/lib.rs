@@ -1,9 +1,11 @@
 //! The network layer of `syncobj`.
 //!
-//! It moves opaque frames between node addresses and knows nothing of Raft. [`Transport`] is
-//! what the driver polls; [`tcp::TcpTransport`] implements it over mio, with framing
-//! ([`frame`]), a handshake ([`handshake`]) and, when the cluster has a password, encryption
-//! ([`secure`]); `syncobj-core` provides an in-memory implementation.
+//! It moves opaque frames between peers and knows nothing of Raft. [`Transport`] is what the
+//! driver polls: it numbers peers with [`PeerId`]s and reports frames, links going up and down,
+//! read-only nodes and the bind as [`TransportEvent`]s, a bounded amount per poll.
+//! [`tcp::TcpTransport`] implements it over mio, with framing ([`frame`]), a handshake
+//! ([`handshake`]) and, when the cluster has a password, encryption ([`secure`]);
+//! `syncobj-core` provides an in-memory implementation.
 
 #![deny(missing_docs)]
 
@@ -13,7 +15,10 @@ pub mod resolve;
 pub mod secure;
 pub mod tcp;
 
-use std::sync::Arc;
+use std::fmt;
+use std::io;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -21,19 +26,100 @@ use bytes::Bytes;
 /// How transports name a connected read-only node: this prefix, then its number in hexadecimal.
 pub const READ_ONLY_PREFIX: &str = "readonly:";
 
-/// A frame received from a peer.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Incoming {
-    /// The address of the node that sent it.
-    pub from: String,
-    /// The frame's payload.
-    pub frame: Bytes,
+/// A peer's number on this node's transport: dense, small, assigned by
+/// [`Transport::add_peer`] (the same address always gets the same id) or, for read-only nodes,
+/// when one links ([`TransportEvent::ReadOnlyJoined`]).
+///
+/// Ids are local to one transport: two nodes may number the same peer differently. A
+/// read-only node's id may be given to another read-only node after
+/// [`TransportEvent::ReadOnlyLeft`]; a peer added with `add_peer` keeps its id for the
+/// transport's life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct PeerId(pub u32);
+
+impl PeerId {
+    /// The id as an index into a table of peers.
+    pub fn index(self) -> usize {
+        self.0 as usize
+    }
 }
 
-/// Counters of bad input and losses on the wire, for the status report.
+impl fmt::Display for PeerId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "peer {}", self.0)
+    }
+}
+
+/// What happened on the transport since the last poll, in the order it happened.
+///
+/// For each peer the events follow its link's life: `LinkUp`, then its frames, then `LinkDown`
+/// (and again if the link comes back). A `Frame` only comes from a peer whose link is up, a
+/// `LinkDown` only after a `LinkUp`, and neither is ever repeated without the other between.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TransportEvent {
+    /// A frame from a peer (its payload shares the receive buffer; no copy, no `String`).
+    Frame {
+        /// Who sent it.
+        from: PeerId,
+        /// The payload.
+        frame: Bytes,
+    },
+    /// The link to a peer is up (after the handshake): frames sent to it may arrive.
+    LinkUp(PeerId),
+    /// The link to a peer went down: frames queued for it are lost, and
+    /// [`Transport::send`] to it fails until the next `LinkUp`.
+    LinkDown(PeerId),
+    /// A read-only node linked and is `peer` until [`ReadOnlyLeft`](Self::ReadOnlyLeft).
+    /// `name` is what every voter calls it: [`READ_ONLY_PREFIX`] and its number in
+    /// hexadecimal. A `LinkUp(peer)` always follows at once, before any frame from it.
+    ReadOnlyJoined {
+        /// Its id while it stays linked.
+        peer: PeerId,
+        /// Its name, the same on every voter.
+        name: String,
+    },
+    /// A read-only node's link is gone (its `LinkDown` came just before); its id may be reused
+    /// after this event.
+    ReadOnlyLeft(PeerId),
+    /// The listener settled: bound (or nothing to bind), or gave up after its retries. Comes
+    /// exactly once per transport.
+    Bound(Result<(), BindFailure>),
+}
+
+/// Why a transport gave up binding: the address and the last error.
+///
+/// Equal to another failure with the same address and [`kind`](Self::kind) of error.
+#[derive(Clone, Debug, thiserror::Error)]
+#[error("cannot bind {address}: {error}")]
+pub struct BindFailure {
+    /// The address it tried to listen on.
+    pub address: String,
+    /// The last attempt's error (a name that does not resolve is an error of the kind the
+    /// lookup failed with, holding the resolver's error).
+    pub error: Arc<io::Error>,
+}
+
+impl BindFailure {
+    /// The kind of the last error, e.g. [`io::ErrorKind::AddrInUse`].
+    pub fn kind(&self) -> io::ErrorKind {
+        self.error.kind()
+    }
+}
+
+impl PartialEq for BindFailure {
+    fn eq(&self, other: &Self) -> bool {
+        self.address == other.address && self.kind() == other.kind()
+    }
+}
+
+impl Eq for BindFailure {}
+
+/// Counters of bad input and losses on the wire, for the status report: a copy of
+/// [`WireStats`] at one moment.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct TransportCounters {
-    /// Connections dropped for a bad frame (oversized, undecodable).
+    /// Connections dropped for a bad frame (oversized, undecodable), and frames dropped for
+    /// coming from a node that is not a peer (a transport without handshakes sees those).
     pub bad_frames: u64,
     /// Connections refused at the handshake, by either side.
     pub refused_handshakes: u64,
@@ -48,52 +134,97 @@ pub struct TransportCounters {
     pub resolve_failures: u64,
 }
 
+/// The counters a transport keeps, readable from any thread while it runs: the fields of
+/// [`TransportCounters`], as atomics. The transport adds to them (relaxed ordering: each
+/// counter is exact, but two counters read together may be a few events apart);
+/// [`snapshot`](Self::snapshot) reads them.
+#[derive(Debug, Default)]
+pub struct WireStats {
+    /// See [`TransportCounters::bad_frames`].
+    pub bad_frames: AtomicU64,
+    /// See [`TransportCounters::refused_handshakes`].
+    pub refused_handshakes: AtomicU64,
+    /// See [`TransportCounters::auth_failures`].
+    pub auth_failures: AtomicU64,
+    /// See [`TransportCounters::link_timeouts`].
+    pub link_timeouts: AtomicU64,
+    /// See [`TransportCounters::dropped_frames`].
+    pub dropped_frames: AtomicU64,
+    /// See [`TransportCounters::resolve_failures`].
+    pub resolve_failures: AtomicU64,
+}
+
+impl WireStats {
+    /// The block every transport that counts nothing returns: all zero, shared, never written
+    /// (whoever holds it must not add to it). Allocates once per process.
+    pub fn zero() -> Arc<WireStats> {
+        static ZERO: OnceLock<Arc<WireStats>> = OnceLock::new();
+        Arc::clone(ZERO.get_or_init(Arc::default))
+    }
+
+    /// Adds one to `counter`, a field of this block.
+    pub fn bump(counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The counters now, as plain numbers: six relaxed loads.
+    pub fn snapshot(&self) -> TransportCounters {
+        let load = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
+        TransportCounters {
+            bad_frames: load(&self.bad_frames),
+            refused_handshakes: load(&self.refused_handshakes),
+            auth_failures: load(&self.auth_failures),
+            link_timeouts: load(&self.link_timeouts),
+            dropped_frames: load(&self.dropped_frames),
+            resolve_failures: load(&self.resolve_failures),
+        }
+    }
+}
+
 /// Wakes a thread blocked in [`Transport::poll`], from any thread.
 pub trait Wake: Send + Sync {
     /// Makes the current or next `poll` return promptly.
     fn wake(&self);
 }
 
-/// Moves frames between this node and its peers, named by address.
+/// Moves frames between this node and its peers, which it numbers with [`PeerId`]s, and
+/// reports what happens as [`TransportEvent`]s.
 ///
 /// Implementations never block in `send`, bound what they buffer, and drop what they cannot
-/// deliver: the protocol above retries.
+/// deliver: the protocol above retries. Each [`poll`](Self::poll) hands out a bounded amount of
+/// input, so that one flooding peer cannot grow the caller's buffer or starve the others.
 pub trait Transport: Send + 'static {
-    /// Queues `frame` for the node at `to`. Returns `false` if it was dropped (not connected,
-    /// buffer full).
-    fn send(&mut self, to: &str, frame: Bytes) -> bool;
+    /// Makes `address` a peer of this node and returns its id; idempotent (the same address
+    /// always gets the same id). The transport then links to it as it does to its configured
+    /// peers, reporting [`TransportEvent::LinkUp`] once the link is up. Costs a map lookup, and
+    /// an insertion for a new address.
+    fn add_peer(&mut self, address: &str) -> PeerId;
 
-    /// Waits at most `timeout` for frames (returning early once any arrived or on a
-    /// [`Wake::wake`]) and appends them to `out`.
-    fn poll(&mut self, timeout: Duration, out: &mut Vec<Incoming>);
+    /// Queues `frame` for `to`. Returns `false` if it was dropped: no link, a full send
+    /// buffer, or an id this transport never gave out. Never blocks.
+    fn send(&mut self, to: PeerId, frame: Bytes) -> bool;
+
+    /// Waits at most `timeout` for something to happen (returning early on input, or on a
+    /// [`Wake::wake`]) and appends what happened to `events`, in order. One call appends at
+    /// most a bounded number of frames and bytes (each implementation documents its caps);
+    /// the rest stays with the transport, and the next call returns at once with more.
+    fn poll(&mut self, timeout: Duration, events: &mut Vec<TransportEvent>);
 
     /// A handle other threads use to interrupt [`poll`](Self::poll).
     fn waker(&self) -> Arc<dyn Wake>;
 
-    /// Whether a link to `node` is up.
-    fn is_connected(&self, node: &str) -> bool;
-
-    /// Drops the connection to `peer` (it sent a frame the layer above could not decode); the
-    /// transport connects again as usual. The layer above logs and counts it. Does nothing if
-    /// there is no such connection, or for transports without connections.
-    fn disconnect(&mut self, peer: &str) {
+    /// Drops the link to `peer` (it sent a frame the layer above could not decode): a
+    /// [`TransportEvent::LinkDown`] follows at the next poll, and the transport links again as
+    /// usual. The layer above logs and counts it. Does nothing if there is no such link, or for
+    /// transports without connections.
+    fn disconnect(&mut self, peer: PeerId) {
         let _ = peer;
     }
 
-    /// The read-only nodes linked now, by the names frames from them carry (they start with
-    /// [`READ_ONLY_PREFIX`]); none for transports without read-only nodes.
-    fn read_only_peers(&self) -> Vec<String> {
-        Vec::new()
-    }
-
-    /// Counters of bad input and losses so far; zero for transports that count nothing.
-    fn counters(&self) -> TransportCounters {
-        TransportCounters::default()
-    }
-
-    /// Whether the transport listens where it should: `Ok(true)` bound (or nothing to bind),
-    /// `Ok(false)` still trying, `Err` gave up, saying why.
-    fn bound(&self) -> Result<bool, String> {
-        Ok(true)
+    /// The transport's counters, shared with any thread: whoever builds a status report reads
+    /// them then ([`WireStats::snapshot`]). Call it once and keep the `Arc`; a transport that
+    /// counts nothing returns [`WireStats::zero`].
+    fn counters(&self) -> Arc<WireStats> {
+        WireStats::zero()
     }
 }

@@ -88,7 +88,7 @@ pub(crate) fn assemble(blueprint: Blueprint<'_>) -> Result<Assembled, StartError
     let raft = RaftNode::new(id, membership, raft, recovered.restored, Instant::ZERO)?;
     let (queue, receiver) = crossbeam_channel::bounded(conf.commands_queue_size);
     let waker = transport.waker();
-    let links = Links::new(transport, addresses, id);
+    let mut links = Links::new(transport, addresses, id);
     let observed = Observed::initial(&raft, links.peers());
     let code_version = recovered.code_version.unwrap_or(0);
     let signals = Arc::new(Signals::new(observed, code_version, receiver.clone()));

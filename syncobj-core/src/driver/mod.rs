@@ -1,5 +1,12 @@
 //! [`SyncObj`]: a node that holds a replicated object, takes calls from any thread, and runs the
 //! tick loop that drives Raft, the transport and the object.
+//!
+//! The shape: `assembly` builds the node (`engine::Engine`, a plain value: Raft, journal,
+//! snapshots, calls, links); `ticker` hands it to whoever ticks — the auto-tick thread, or the
+//! callers of [`SyncObj::do_tick`] one iteration at a time — and contains a panic in the loop;
+//! `life` holds what the loop shares with other threads (the `observed` value it publishes
+//! after each iteration, flags, the failure); `SyncObj` is a handle that queues calls and reads
+//! those, and never locks the engine.
 
 pub(crate) mod addresses;
 pub(crate) mod assembly;
@@ -22,6 +29,7 @@ mod tests;
 
 pub use memory::{MemoryNetwork, MemoryTransport};
 pub use objects::{Consumer, Consumers};
+pub use syncobj_net::BindFailure;
 
 use std::ops::Deref;
 use std::sync::Arc;
@@ -72,9 +80,9 @@ pub struct SyncObj<T: Replicated> {
 /// Why [`SyncObj::wait_binded`] returned without the node listening.
 #[derive(Clone, Debug, PartialEq, Eq, Error)]
 pub enum BindError {
-    /// Every allowed attempt failed; the reason of the last one.
-    #[error("cannot bind: {0}")]
-    Failed(String),
+    /// Every allowed attempt failed: the address and the last attempt's error.
+    #[error("gave up binding: {0}")]
+    Failed(BindFailure),
     /// The node was still trying when the wait ended.
     #[error("not bound yet")]
     Timeout,
@@ -455,13 +463,13 @@ impl<T: Replicated> SyncObj<T> {
     pub fn wait_binded(&self, timeout: Duration) -> Result<(), BindError> {
         let deadline = StdInstant::now() + timeout;
         let signals = &self.shared.signals;
-        let settled = || !matches!(signals.observed().bound, Ok(false));
+        let settled = || signals.observed().bound.is_some();
         self.shared
             .wait_for(deadline, settled, &signals.bind_settled);
         match self.observed().bound.clone() {
-            Ok(true) => Ok(()),
-            Err(reason) => Err(BindError::Failed(reason.to_string())),
-            Ok(false) => Err(BindError::Timeout),
+            Some(Ok(())) => Ok(()),
+            Some(Err(failure)) => Err(BindError::Failed(failure)),
+            None => Err(BindError::Timeout),
         }
     }
 

@@ -7,7 +7,9 @@ use std::hash::BuildHasher;
 use syncobj_net::handshake::{ClusterId, Peer};
 use syncobj_net::resolve::{AddrPreference, ResolverSettings};
 use syncobj_net::secure::ClusterKey;
-use syncobj_net::tcp::{Keepalive, TcpSettings, TcpTransport};
+use syncobj_net::tcp::{
+    Keepalive, POLL_BYTES_MAX_DEFAULT, POLL_FRAMES_MAX_DEFAULT, TcpSettings, TcpTransport,
+};
 
 use super::StartError;
 use crate::conf::{PreferredAddrType, SyncObjConf};
@@ -61,6 +63,8 @@ pub(super) fn tcp_transport(
         }),
         bind_retry_time: conf.bind_retry_time,
         max_bind_retries: conf.max_bind_retries,
+        poll_frames_max: POLL_FRAMES_MAX_DEFAULT,
+        poll_bytes_max: POLL_BYTES_MAX_DEFAULT,
     };
     Ok(TcpTransport::bind(settings)?)
 }

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use syncobj_net::TransportCounters;
+use syncobj_net::{BindFailure, WireStats};
 
 use super::addresses::is_read_only;
 use crate::conf::RaftState;
@@ -34,11 +34,12 @@ pub(crate) struct Observed {
     pub(crate) stalled: Option<Arc<Stalled>>,
     /// Why the node stopped for good, if it did.
     pub(crate) halted: Option<Arc<str>>,
-    /// Whether the transport listens: bound, still trying, or gave up (why).
-    pub(crate) bound: Result<bool, Arc<str>>,
+    /// Whether the transport listens: `None` while it still tries, then bound or gave up.
+    pub(crate) bound: Option<Result<(), BindFailure>>,
     /// Messages that did not decode, or came from outside the cluster.
     pub(crate) bad_frames: u64,
-    pub(crate) wire: TransportCounters,
+    /// The transport's counters, read live when a status is built.
+    pub(crate) wire: Arc<WireStats>,
 }
 
 /// Why a node stopped applying, as the status reports it.
@@ -101,9 +102,9 @@ impl Observed {
             peers,
             stalled: None,
             halted: None,
-            bound: Ok(false),
+            bound: None,
             bad_frames: 0,
-            wire: TransportCounters::default(),
+            wire: WireStats::zero(),
         }
     }
 
@@ -150,6 +151,7 @@ impl Observed {
                 .map(peer)
                 .collect()
         };
+        let wire = self.wire.snapshot();
         let halted = context
             .failure
             .map(|reason| format!("the tick loop died: {reason}"))
@@ -177,12 +179,12 @@ impl Observed {
             snapshots: self.snapshots,
             counters: self.counters.into(),
             wire: WireCounters {
-                bad_frames: self.wire.bad_frames + self.bad_frames,
-                refused_handshakes: self.wire.refused_handshakes,
-                auth_failures: self.wire.auth_failures,
-                link_timeouts: self.wire.link_timeouts,
-                dropped_frames: self.wire.dropped_frames,
-                resolve_failures: self.wire.resolve_failures,
+                bad_frames: wire.bad_frames + self.bad_frames,
+                refused_handshakes: wire.refused_handshakes,
+                auth_failures: wire.auth_failures,
+                link_timeouts: wire.link_timeouts,
+                dropped_frames: wire.dropped_frames,
+                resolve_failures: wire.resolve_failures,
             },
             ..Status::default()
         }

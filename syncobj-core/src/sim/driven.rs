@@ -24,7 +24,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 use syncobj_net::handshake::Peer;
-use syncobj_net::{Incoming, Transport, Wake};
+use syncobj_net::{PeerId, Transport, TransportEvent, Wake};
 
 use super::checker::{Checker, Violation};
 use super::net::{NetConfig, Routed, SimNet};
@@ -188,15 +188,17 @@ impl Routed for Frame {
 /// delivers, and what the engine sent.
 #[derive(Default)]
 struct SimWire {
-    inbox: Vec<Incoming>,
-    outbox: Vec<(String, Bytes)>,
+    inbox: Vec<TransportEvent>,
+    outbox: Vec<(NodeId, Bytes)>,
 }
 
 /// A simulated node's transport: the simulation puts a frame in before an iteration and takes
-/// what was sent out after it. Every link counts as up; the simulated network decides what
-/// arrives.
+/// what was sent out after it. Node `n` is peer `n`; every link is up from the start (the
+/// simulated network decides what arrives), and the node counts as bound.
 struct SimTransport {
     wire: Arc<parking_lot::Mutex<SimWire>>,
+    /// The cluster's Raft ids by address.
+    ids: BTreeMap<String, NodeId>,
 }
 
 struct NoWake;
@@ -206,21 +208,27 @@ impl Wake for NoWake {
 }
 
 impl Transport for SimTransport {
-    fn send(&mut self, to: &str, frame: Bytes) -> bool {
-        self.wire.lock().outbox.push((to.to_owned(), frame));
+    fn add_peer(&mut self, address: &str) -> PeerId {
+        let id = self.ids.get(address).map_or(0, |id| id.0);
+        let peer = PeerId(u32::try_from(id).unwrap_or(u32::MAX));
+        self.wire.lock().inbox.push(TransportEvent::LinkUp(peer));
+        peer
+    }
+
+    fn send(&mut self, to: PeerId, frame: Bytes) -> bool {
+        self.wire
+            .lock()
+            .outbox
+            .push((NodeId(u64::from(to.0)), frame));
         true
     }
 
-    fn poll(&mut self, _timeout: Duration, out: &mut Vec<Incoming>) {
-        out.append(&mut self.wire.lock().inbox);
+    fn poll(&mut self, _timeout: Duration, events: &mut Vec<TransportEvent>) {
+        events.append(&mut self.wire.lock().inbox);
     }
 
     fn waker(&self) -> Arc<dyn Wake> {
         Arc::new(NoWake)
-    }
-
-    fn is_connected(&self, _node: &str) -> bool {
-        true
     }
 }
 
@@ -670,36 +678,29 @@ impl DriverSim {
     /// would, then routes what it sent.
     fn run_node(&mut self, id: NodeId, frame: Option<Frame>) -> Result<(), Violation> {
         let now = self.now;
-        let incoming = frame.and_then(|f| {
-            let from = self
-                .addresses
-                .iter()
-                .find(|&(_, &n)| n == f.from)?
-                .0
-                .clone();
-            Some(Incoming {
-                from,
-                frame: f.bytes,
-            })
-        });
         let Some(node) = self.nodes.get_mut(&id) else {
             return Ok(());
         };
-        node.wire.lock().inbox.extend(incoming);
+        if let Some(frame) = frame {
+            let from = PeerId(u32::try_from(frame.from.0).unwrap_or(u32::MAX));
+            let event = TransportEvent::Frame {
+                from,
+                frame: frame.bytes,
+            };
+            node.wire.lock().inbox.push(event);
+        }
         node.engine.iterate(Duration::ZERO, &|| now);
         self.checker
             .after_step(&node.engine.raft)
             .map_err(|what| Violation { at: now, what })?;
         let sent = std::mem::take(&mut node.wire.lock().outbox);
         for (to, bytes) in sent {
-            if let Some(&to) = self.addresses.get(&to) {
-                let frame = Frame {
-                    from: id,
-                    to,
-                    bytes,
-                };
-                self.net.send(frame, now, &mut self.rng);
-            }
+            let frame = Frame {
+                from: id,
+                to,
+                bytes,
+            };
+            self.net.send(frame, now, &mut self.rng);
         }
         Ok(())
     }
@@ -740,7 +741,11 @@ fn build_node(
         state: RwLock::new(Total::default()),
     });
     let objects: Vec<Arc<dyn ErasedObject>> = vec![Arc::clone(&state) as Arc<dyn ErasedObject>];
-    let wire = Arc::new(parking_lot::Mutex::new(SimWire::default()));
+    let wire = Arc::new(parking_lot::Mutex::new(SimWire {
+        inbox: vec![TransportEvent::Bound(Ok(()))],
+        outbox: Vec::new(),
+    }));
+    let ids = Addresses::new(names.iter().cloned()).by_address;
     let layout = DiskLayout {
         journal: std::path::Path::new(JOURNAL_DIR),
         snapshots: std::path::Path::new(SNAPSHOT_DIR),
@@ -753,6 +758,7 @@ fn build_node(
         raft: config,
         transport: Box::new(SimTransport {
             wire: Arc::clone(&wire),
+            ids,
         }),
         session,
         recover: &|objects, slot| recover_on_disk(&disk, &layout, &conf, slot, objects),

@@ -8,11 +8,12 @@ use bytes::Bytes;
 use mio::net::TcpStream;
 
 use super::settings::TcpSettings;
-use crate::frame::{FrameDecoder, FrameEncoder, ReadStatus};
+use crate::frame::{FRAME_HEADER_BYTES, FrameDecoder, FrameEncoder, ReadStatus};
 use crate::handshake::{HandshakeConfig, Hello, HelloReply, Peer, RefuseReason, check_hello};
 use crate::secure::{
     HANDSHAKE_PAYLOAD_MAX, Initiator, RECORD_BYTES_MAX, Responder, SECURE_MAGIC, Session,
 };
+use crate::{PeerId, TransportEvent};
 
 /// The largest frame a connection accepts before its handshake is done: a hello or reply,
 /// encrypted or not. Frames may be larger only once the peer is known.
@@ -72,11 +73,60 @@ struct Sealed {
     frame: Vec<u8>,
 }
 
+/// What one poll may still take off the connections: frames, and bytes of frames.
+#[derive(Debug)]
+pub(super) struct Budget {
+    frames_left: usize,
+    bytes_left: usize,
+    /// Whether a frame was taken: the first frame of a poll is taken whatever its size.
+    taken: bool,
+}
+
+impl Budget {
+    /// A poll's allowance: `frames_max` frames (at least 1) and `bytes_max` bytes.
+    pub(super) fn new(frames_max: usize, bytes_max: usize) -> Budget {
+        Budget {
+            frames_left: frames_max.max(1),
+            bytes_left: bytes_max,
+            taken: false,
+        }
+    }
+
+    /// Whether nothing more may be taken.
+    pub(super) fn spent(&self) -> bool {
+        self.frames_left == 0 || (self.taken && self.bytes_left == 0)
+    }
+
+    /// Takes a frame of `len` payload bytes if it fits; returns whether it did.
+    fn take(&mut self, len: usize) -> bool {
+        let bytes = len.saturating_add(FRAME_HEADER_BYTES);
+        if self.frames_left == 0 || (self.taken && bytes > self.bytes_left) {
+            return false;
+        }
+        self.frames_left -= 1;
+        self.bytes_left = self.bytes_left.saturating_sub(bytes);
+        self.taken = true;
+        true
+    }
+}
+
+/// What [`Connection::next_frame`] found.
+pub(super) enum Next {
+    /// A whole frame, now counted against the budget.
+    Frame(Bytes),
+    /// No whole frame buffered: read more.
+    Incomplete,
+    /// A whole frame the budget has no room for: it stays buffered for the next poll.
+    Capped,
+}
+
 /// One connection and everything it buffers.
 pub(super) struct Connection {
     pub(super) stream: TcpStream,
     /// The peer's name once known: at once when we dialled, after its hello otherwise.
     pub(super) peer: Option<String>,
+    /// The peer's id: at once when we dialled, when the link opens otherwise.
+    pub(super) id: Option<PeerId>,
     pub(super) stage: Stage,
     pub(super) last_read: Instant,
     pub(super) last_write: Instant,
@@ -99,16 +149,19 @@ pub(super) enum Progress {
 }
 
 impl Connection {
+    /// A connection to `peer` (`None` until its hello names it), at `stage`.
     pub(super) fn new(
         stream: TcpStream,
-        peer: Option<String>,
+        peer: Option<(PeerId, String)>,
         stage: Stage,
         settings: &TcpSettings,
         now: Instant,
     ) -> Connection {
+        let (id, peer) = peer.map_or((None, None), |(id, name)| (Some(id), Some(name)));
         Connection {
             stream,
             peer,
+            id,
             stage,
             last_read: now,
             last_write: now,
@@ -168,13 +221,15 @@ impl Connection {
         result
     }
 
-    /// Reads what the socket has, into the frame decoder (through the session when
-    /// encrypted). Memory stays bounded by the decoder's limit and one read chunk.
+    /// Reads from the socket into the frame decoder (through the session when encrypted)
+    /// until it holds a whole frame, or one record's worth when encrypted: the rest stays in
+    /// the kernel's buffer until the next read. Memory stays bounded by the decoder's limit and
+    /// one read chunk.
     pub(super) fn read(&mut self) -> Result<Progress, Fault> {
         let Some(sealed) = &mut self.sealed else {
             let status = self
                 .decoder
-                .read_from(&mut self.stream)
+                .read_frame_from(&mut self.stream)
                 .map_err(|e| Fault::Io(format!("read failed: {e}")))?;
             return Ok(match status {
                 ReadStatus::BufferFull => Progress::More,
@@ -208,19 +263,33 @@ impl Connection {
         }
     }
 
-    /// The next whole frame received, if any.
-    pub(super) fn next_frame(&mut self) -> Result<Option<Bytes>, Fault> {
-        self.decoder
-            .next_frame()
-            .map_err(|e| Fault::BadFrame(format!("bad frame: {e}")))
+    /// The next whole frame received, if `budget` has room for it.
+    pub(super) fn next_frame(&mut self, budget: &mut Budget) -> Result<Next, Fault> {
+        let bad = |e| Fault::BadFrame(format!("bad frame: {e}"));
+        let Some(len) = self.decoder.next_frame_len() else {
+            // Incomplete, or a refused header that `next_frame` reports.
+            return self
+                .decoder
+                .next_frame()
+                .map(|_| Next::Incomplete)
+                .map_err(bad);
+        };
+        if !budget.take(len) {
+            return Ok(Next::Capped);
+        }
+        Ok(match self.decoder.next_frame().map_err(bad)? {
+            Some(frame) => Next::Frame(frame),
+            None => Next::Incomplete,
+        })
     }
 
     /// Hands a frame of an open link to the layer above; empty frames only keep an idle link
     /// alive.
-    pub(super) fn deliver(&self, frame: Bytes, out: &mut Vec<crate::Incoming>) {
-        if !frame.is_empty() {
-            let from = self.peer.clone().unwrap_or_default();
-            out.push(crate::Incoming { from, frame });
+    pub(super) fn deliver(&self, frame: Bytes, out: &mut Vec<TransportEvent>) {
+        if let Some(from) = self.id
+            && !frame.is_empty()
+        {
+            out.push(TransportEvent::Frame { from, frame });
         }
     }
 
@@ -392,8 +461,8 @@ impl Connection {
     }
 }
 
-/// The name a peer goes by in [`crate::Incoming::from`] and [`crate::Transport::send`]: a
-/// voter's address, or `readonly:` and a read-only node's number in hexadecimal.
+/// The name a peer goes by: a voter's address, or `readonly:` and a read-only node's number in
+/// hexadecimal ([`crate::TransportEvent::ReadOnlyJoined`]).
 pub(super) fn peer_name(peer: &Peer) -> String {
     match peer {
         Peer::Voter(address) => address.clone(),

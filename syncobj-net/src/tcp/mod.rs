@@ -9,25 +9,54 @@
 //! reads nothing for `connection_timeout` is dropped and dialled again after
 //! `connection_retry_time`. Bad input — an oversized or undecodable frame, a refused hello, bytes
 //! that fail authentication — drops that connection, is logged, and is counted in
-//! [`TransportCounters`].
+//! [`WireStats`].
+//!
+//! # Peers and events
+//! The other voters of [`TcpSettings::voters`] are peers 0, 1, 2… in that order;
+//! [`add_peer`](Transport::add_peer) numbers new addresses after them, and they are dialled or
+//! accepted by the same rule (the address that sorts higher dials). A read-only node gets the
+//! lowest free id when its link opens ([`TransportEvent::ReadOnlyJoined`], then `LinkUp`), and
+//! gives it back when the link closes (`LinkDown`, then `ReadOnlyLeft`); at most 256 are linked
+//! at once. `LinkUp` comes when a connection finishes its handshake and becomes the peer's link,
+//! `LinkDown` when that link closes; a newer connection that replaces a live link reports
+//! nothing. `Bound` comes once, when the listener is bound (at once for a read-only node) or
+//! gives up after `max_bind_retries` attempts.
+//!
+//! # Limits per poll
+//! One [`poll`](Transport::poll) takes at most [`TcpSettings::poll_frames_max`] frames and
+//! [`TcpSettings::poll_bytes_max`] bytes off the connections, reading them in turns (one read
+//! chunk, or one whole frame, per connection per turn) so that a flooding peer cannot starve the
+//! others. What a poll leaves stays in the kernel's socket buffers (and at most one frame and
+//! one read chunk per connection in its decoder); since mio reports readiness only on edges,
+//! the connections left unfinished are remembered and read first at the next poll, which then
+//! does not wait.
 
 mod connection;
+mod peers;
 mod settings;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::io;
 use std::net::SocketAddr;
+use std::ops::Bound::{Excluded, Unbounded};
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token};
 
-use self::connection::{Connection, Fault, Progress, Stage};
-pub use self::settings::{BindState, Keepalive, TcpError, TcpSettings};
-use crate::resolve::{Lookup, Resolver};
-use crate::{Incoming, Transport, TransportCounters, Wake};
+use self::connection::{Budget, Connection, Fault, Next, Progress, Stage};
+use self::peers::{Kind, Peers};
+pub use self::settings::{
+    BindState, Keepalive, POLL_BYTES_MAX_DEFAULT, POLL_FRAMES_MAX_DEFAULT, TcpError, TcpSettings,
+};
+use crate::resolve::{Lookup, ResolveError, Resolver};
+use crate::{
+    BindFailure, PeerId, READ_ONLY_PREFIX, Transport, TransportCounters, TransportEvent, Wake,
+    WireStats,
+};
 
 const LISTENER: Token = Token(0);
 const WAKER: Token = Token(1);
@@ -48,15 +77,21 @@ pub struct TcpTransport {
     waker: Arc<MioWaker>,
     connections: BTreeMap<Token, Connection>,
     next_token: usize,
-    /// The open connection to each peer.
-    links: BTreeMap<String, Token>,
-    /// When each peer this node dials may be dialled next.
-    next_dial: BTreeMap<String, Instant>,
-    /// The pause before the next dial of each peer that has no link.
-    dial_backoff: BTreeMap<String, Duration>,
+    /// Every peer: its id, name, link and dial schedule.
+    peers: Peers,
+    /// Connections that may hold input the last poll did not take: mio reports readiness once
+    /// per edge, so these are read at the next poll without waiting for an event.
+    readable: BTreeSet<Token>,
+    /// The connection read last: the next poll starts after it, so that each gets its turn.
+    cursor: Token,
+    /// Scratch space for one poll's order of turns (at most one entry per connection).
+    turns: VecDeque<Token>,
+    /// Events not handed out yet: the current poll's, and links lost in `send` or `disconnect`
+    /// since the last poll. At most one poll's frames plus two events per peer and `Bound`.
+    queue: Vec<TransportEvent>,
     /// Host names resolve on its thread, never in the poll loop.
     resolver: Resolver,
-    stats: TransportCounters,
+    stats: Arc<WireStats>,
 }
 
 struct MioWaker(mio::Waker);
@@ -70,13 +105,13 @@ impl Wake for MioWaker {
 }
 
 impl TcpTransport {
-    /// Starts the transport: tries to bind at once (unless read-only), retrying every
-    /// `bind_retry_time` from [`poll`](Transport::poll) if that fails, and starts dialling the
-    /// peers this node dials.
+    /// Starts the transport: numbers the other voters as peers, tries to bind at once (unless
+    /// read-only), retrying every `bind_retry_time` from [`poll`](Transport::poll) if that
+    /// fails, and starts dialling the peers this node dials.
     ///
     /// # Errors
     /// [`TcpError::Poll`] if the poller cannot be created. Bind failures are not errors here:
-    /// see [`bind_state`](Self::bind_state).
+    /// see [`bind_state`](Self::bind_state) and [`TransportEvent::Bound`].
     pub fn bind(settings: TcpSettings) -> Result<TcpTransport, TcpError> {
         let poll = Poll::new().map_err(TcpError::Poll)?;
         let waker = Arc::new(MioWaker(
@@ -85,10 +120,7 @@ impl TcpTransport {
         let resolver_waker = Arc::clone(&waker);
         let resolver = Resolver::new(settings.resolver, Arc::new(move || resolver_waker.wake()));
         let now = Instant::now();
-        let next_dial = dial_targets(&settings)
-            .into_iter()
-            .map(|peer| (peer, now))
-            .collect();
+        let voters = settings.voters.clone();
         let mut transport = TcpTransport {
             settings,
             poll,
@@ -96,18 +128,23 @@ impl TcpTransport {
             listener: None,
             bind: BindState::Retrying {
                 attempts: 0,
-                error: String::new(),
+                last: None,
             },
             next_bind: now,
             waker,
             connections: BTreeMap::new(),
             next_token: FIRST_CONNECTION,
-            links: BTreeMap::new(),
-            next_dial,
-            dial_backoff: BTreeMap::new(),
+            peers: Peers::default(),
+            readable: BTreeSet::new(),
+            cursor: Token(0),
+            turns: VecDeque::new(),
+            queue: Vec::new(),
             resolver,
-            stats: TransportCounters::default(),
+            stats: Arc::default(),
         };
+        for address in &voters {
+            transport.add_voter(address, now);
+        }
         transport.try_bind(now);
         Ok(transport)
     }
@@ -115,6 +152,26 @@ impl TcpTransport {
     /// Where binding the listening address stands.
     pub fn bind_state(&self) -> &BindState {
         &self.bind
+    }
+
+    /// The address the listener is bound to, if this node listens.
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        self.listener.as_ref().and_then(|l| l.local_addr().ok())
+    }
+
+    /// Counters of what went wrong on the wire, now.
+    pub fn stats(&self) -> TransportCounters {
+        self.stats.snapshot()
+    }
+
+    /// Makes voter `address` a peer unless it is one or this node; returns its id.
+    fn add_voter(&mut self, address: &str, now: Instant) -> Option<PeerId> {
+        let me = self.settings.self_address();
+        if me == Some(address) {
+            return None;
+        }
+        let dials = me.is_none_or(|me| address < me);
+        Some(self.peers.add_voter(address, dials, DIAL_BACKOFF_MIN, now))
     }
 
     /// One bind attempt, if one is due.
@@ -127,109 +184,103 @@ impl TcpTransport {
         }
         let Some(address) = self.settings.listen_address().map(str::to_owned) else {
             self.bind = BindState::Bound;
+            self.queue.push(TransportEvent::Bound(Ok(())));
             return;
         };
         let socket_address = match self.resolver.lookup(&address, now) {
             // The resolver wakes the poll loop once it knows.
             Lookup::Pending => return,
             Lookup::Ready(socket_address) => Ok(socket_address),
-            Lookup::Failed { error, .. } => Err(TcpError::Resolve {
-                address: address.clone(),
-                source: error,
-            }),
+            Lookup::Failed { error, .. } => Err(resolve_error(error)),
         };
         let attempts = attempts + 1;
-        match socket_address.and_then(|socket_address| listen(&self.poll, &address, socket_address))
-        {
+        match socket_address.and_then(|socket_address| listen(&self.poll, socket_address)) {
             Ok(listener) => {
                 self.listener = Some(listener);
                 self.bind = BindState::Bound;
+                self.queue.push(TransportEvent::Bound(Ok(())));
             }
             Err(error) => {
-                let error = error.to_string();
                 tracing::warn!(%address, attempts, %error, "cannot bind");
+                let failure = BindFailure {
+                    address,
+                    error: Arc::new(error),
+                };
                 let max = self.settings.max_bind_retries;
                 self.bind = if max > 0 && attempts >= max {
-                    BindState::Failed { attempts, error }
+                    self.queue.push(TransportEvent::Bound(Err(failure.clone())));
+                    BindState::Failed { attempts, failure }
                 } else {
-                    BindState::Retrying { attempts, error }
+                    BindState::Retrying {
+                        attempts,
+                        last: Some(failure),
+                    }
                 };
                 self.next_bind = now + self.settings.bind_retry_time;
             }
         }
     }
 
-    /// The address the listener is bound to, if this node listens.
-    pub fn local_addr(&self) -> Option<SocketAddr> {
-        self.listener.as_ref().and_then(|l| l.local_addr().ok())
-    }
-
-    /// Counters of what went wrong on the wire.
-    pub fn stats(&self) -> TransportCounters {
-        TransportCounters {
-            resolve_failures: self.resolver.counters().failures,
-            ..self.stats
-        }
-    }
-
     fn dial_due(&mut self, now: Instant) {
-        let due: Vec<String> = self
-            .next_dial
+        let due: Vec<PeerId> = self
+            .peers
             .iter()
-            .filter(|&(peer, &at)| {
-                at <= now && !self.links.contains_key(peer) && !self.dialling(peer)
+            .filter(|&(id, slot)| {
+                slot.kind == (Kind::Voter { dials: true })
+                    && slot.link.is_none()
+                    && slot.next_dial <= now
+                    && !self.dialling(id)
             })
-            .map(|(peer, _)| peer.clone())
+            .map(|(id, _)| id)
             .collect();
-        for peer in due {
-            let address = match self.resolver.lookup(&peer, now) {
+        for id in due {
+            let Some(slot) = self.peers.get_mut(id) else {
+                continue;
+            };
+            let address = match self.resolver.lookup(&slot.name, now) {
                 // Still due: the resolver wakes the poll loop once it knows.
                 Lookup::Pending => continue,
                 Lookup::Ready(address) => address,
                 Lookup::Failed { error, until } => {
-                    tracing::debug!(%peer, %error, "cannot resolve");
-                    let retry = now + self.settings.connection_retry_time;
-                    self.next_dial.insert(peer, until.max(retry));
+                    tracing::debug!(peer = %slot.name, %error, "cannot resolve");
+                    slot.next_dial = until.max(now + self.settings.connection_retry_time);
                     continue;
                 }
             };
             // Back off from a quick first retry (peers start at about the same time) up to
             // `connection_retry_time`; an open link resets it.
-            let backoff = self
-                .dial_backoff
-                .get(&peer)
-                .copied()
-                .unwrap_or(DIAL_BACKOFF_MIN);
-            self.dial_backoff.insert(
-                peer.clone(),
-                (backoff * 2).min(self.settings.connection_retry_time),
-            );
-            self.next_dial.insert(
-                peer.clone(),
-                now + backoff.min(self.settings.connection_retry_time),
-            );
-            if let Err(error) = self.dial(&peer, address, now) {
-                tracing::debug!(%peer, %error, "dial failed");
+            let retry = self.settings.connection_retry_time;
+            slot.next_dial = now + slot.backoff.min(retry);
+            slot.backoff = (slot.backoff * 2).min(retry);
+            let name = slot.name.clone();
+            if let Err(error) = self.dial(id, name, address, now) {
+                tracing::debug!(peer = %id, %error, "dial failed");
             }
         }
     }
 
-    fn dialling(&self, peer: &str) -> bool {
+    fn dialling(&self, id: PeerId) -> bool {
         self.connections
             .values()
-            .any(|c| c.peer.as_deref() == Some(peer) && c.stage != Stage::Open)
+            .any(|c| c.id == Some(id) && c.stage != Stage::Open)
     }
 
-    fn dial(&mut self, peer: &str, address: SocketAddr, now: Instant) -> io::Result<()> {
+    fn dial(
+        &mut self,
+        id: PeerId,
+        name: String,
+        address: SocketAddr,
+        now: Instant,
+    ) -> io::Result<()> {
         let stream = TcpStream::connect(address)?;
         configure(&stream, &self.settings)?;
-        self.register(stream, Some(peer.to_owned()), Stage::Connecting, now)
+        self.register(stream, Some((id, name)), Stage::Connecting, now)
     }
 
     fn register(
         &mut self,
         mut stream: TcpStream,
-        peer: Option<String>,
+        peer: Option<(PeerId, String)>,
         stage: Stage,
         now: Instant,
     ) -> io::Result<()> {
@@ -268,27 +319,28 @@ impl TcpTransport {
         }
     }
 
-    fn on_event(
-        &mut self,
-        token: Token,
-        readable: bool,
-        writable: bool,
-        now: Instant,
-        out: &mut Vec<Incoming>,
-    ) {
-        if let Err(fault) = self.service(token, readable, writable, now, out) {
-            self.close(token, &fault);
+    /// Handles the readiness events of the last wait: accepts, finishes connects, flushes, and
+    /// notes which connections became readable.
+    fn on_ready(&mut self, now: Instant) {
+        let ready = std::mem::replace(&mut self.events, Events::with_capacity(0));
+        for event in ready.iter() {
+            match event.token() {
+                LISTENER => self.accept_all(now),
+                WAKER => {}
+                token => {
+                    if let Err(fault) = self.on_writable(token, event.is_writable(), now) {
+                        self.close(token, &fault);
+                    } else if event.is_readable() || event.is_read_closed() {
+                        self.readable.insert(token);
+                    }
+                }
+            }
         }
+        self.events = ready;
     }
 
-    fn service(
-        &mut self,
-        token: Token,
-        readable: bool,
-        writable: bool,
-        now: Instant,
-        out: &mut Vec<Incoming>,
-    ) -> Result<(), Fault> {
+    /// Finishes a connect (sending the hello) and writes what is queued.
+    fn on_writable(&mut self, token: Token, writable: bool, now: Instant) -> Result<(), Fault> {
         let Some(connection) = self.connections.get_mut(&token) else {
             return Ok(());
         };
@@ -305,66 +357,161 @@ impl TcpTransport {
             }
             connection.send_hello(&self.settings)?;
         }
-        connection.flush(now)?;
-        if !readable {
-            return Ok(());
-        }
-        // Edge-triggered readiness: read until the socket would block, draining frames as the
-        // decoder's bounded buffer fills.
-        loop {
-            let Some(connection) = self.connections.get_mut(&token) else {
-                return Ok(());
-            };
-            let progress = connection.read()?;
-            connection.last_read = now;
-            self.take_frames(token, now, out)?;
-            match progress {
-                Progress::More => {}
-                Progress::WouldBlock => return Ok(()),
-                Progress::Closed => return Err(self.closed_by_peer(token)),
+        connection.flush(now)
+    }
+
+    /// Reads the readable connections in turns, starting after the one read last, until each
+    /// would block or the poll's budget is spent; those left stay in `readable`.
+    fn read_fairly(&mut self, now: Instant) {
+        let mut budget = Budget::new(self.settings.poll_frames_max, self.settings.poll_bytes_max);
+        self.turns.clear();
+        let after = self.readable.range((Excluded(self.cursor), Unbounded));
+        self.turns.extend(after);
+        let before = self.readable.range(..=self.cursor);
+        self.turns.extend(before);
+        while let Some(token) = self.turns.pop_front() {
+            if budget.spent() {
+                return;
+            }
+            self.cursor = token;
+            match self.read_turn(token, &mut budget, now) {
+                Ok(Turn::Again) => self.turns.push_back(token),
+                Ok(Turn::Drained) => {
+                    self.readable.remove(&token);
+                }
+                Ok(Turn::Capped) => return,
+                Err(fault) => self.close(token, &fault),
             }
         }
     }
 
-    /// Handles the complete frames a connection has buffered.
+    /// One turn of a connection: the frames it holds, one read, the frames that brought.
+    fn read_turn(
+        &mut self,
+        token: Token,
+        budget: &mut Budget,
+        now: Instant,
+    ) -> Result<Turn, Fault> {
+        if self.take_frames(token, budget, now)? {
+            return Ok(Turn::Capped);
+        }
+        let Some(connection) = self.connections.get_mut(&token) else {
+            return Ok(Turn::Drained);
+        };
+        let progress = connection.read()?;
+        connection.last_read = now;
+        if self.take_frames(token, budget, now)? {
+            // A close read here is read again at the next poll, after the frames before it.
+            return Ok(Turn::Capped);
+        }
+        match progress {
+            Progress::More => Ok(Turn::Again),
+            Progress::WouldBlock => Ok(Turn::Drained),
+            Progress::Closed => Err(self.closed_by_peer(token)),
+        }
+    }
+
+    /// Handles the whole frames a connection holds, as far as `budget` allows; returns whether
+    /// it ran out.
     fn take_frames(
         &mut self,
         token: Token,
+        budget: &mut Budget,
         now: Instant,
-        out: &mut Vec<Incoming>,
-    ) -> Result<(), Fault> {
+    ) -> Result<bool, Fault> {
         loop {
             let Some(connection) = self.connections.get_mut(&token) else {
-                return Ok(());
+                return Ok(false);
             };
-            let Some(frame) = connection.next_frame()? else {
-                return Ok(());
-            };
-            let stage = connection.stage;
-            match stage {
-                Stage::Open => {
-                    connection.deliver(frame, out);
-                    continue;
-                }
-                Stage::AwaitHello => connection.on_hello(&frame, &self.settings, now)?,
-                Stage::AwaitReply => connection.on_reply(&frame, &self.settings)?,
-                Stage::AwaitConfirm => {
-                    connection.on_confirm(&self.settings);
-                    connection.deliver(frame, out);
-                }
-                Stage::Connecting => {
-                    return Err(Fault::BadFrame(
-                        "frame before the connection finished".into(),
-                    ));
-                }
-            }
-            // The handshake answered or confirmed: send it now, as no write readiness may come.
-            connection.flush(now)?;
-            if connection.stage == Stage::Open {
-                let peer = connection.peer.clone().unwrap_or_default();
-                self.replace_link(peer, token);
+            match connection.next_frame(budget)? {
+                Next::Frame(frame) => self.on_frame(token, frame, now)?,
+                Next::Incomplete => return Ok(false),
+                Next::Capped => return Ok(true),
             }
         }
+    }
+
+    /// One frame: the handshake's, or a message for the layer above once the link is open.
+    fn on_frame(&mut self, token: Token, frame: Bytes, now: Instant) -> Result<(), Fault> {
+        let Some(connection) = self.connections.get_mut(&token) else {
+            return Ok(());
+        };
+        let stage = connection.stage;
+        match stage {
+            Stage::Open => {
+                connection.deliver(frame, &mut self.queue);
+                return Ok(());
+            }
+            Stage::AwaitHello => connection.on_hello(&frame, &self.settings, now)?,
+            Stage::AwaitReply => connection.on_reply(&frame, &self.settings)?,
+            Stage::AwaitConfirm => connection.on_confirm(&self.settings),
+            Stage::Connecting => {
+                return Err(Fault::BadFrame(
+                    "frame before the connection finished".into(),
+                ));
+            }
+        }
+        // The handshake answered or confirmed: send it now, as no write readiness may come.
+        connection.flush(now)?;
+        if connection.stage != Stage::Open {
+            return Ok(());
+        }
+        self.open_link(token, now)?;
+        if stage == Stage::AwaitConfirm
+            && let Some(connection) = self.connections.get(&token)
+        {
+            // The dialler's first record: a frame after the link is up.
+            connection.deliver(frame, &mut self.queue);
+        }
+        Ok(())
+    }
+
+    /// Makes the open connection `token` its peer's link, numbering a read-only node that
+    /// linked, and reports the link up unless it replaces a live one (which it closes).
+    fn open_link(&mut self, token: Token, now: Instant) -> Result<(), Fault> {
+        let Some(connection) = self.connections.get(&token) else {
+            return Ok(());
+        };
+        let id = match (connection.id, connection.peer.clone()) {
+            (Some(id), _) => id,
+            (None, Some(name)) => self.identify(name, now)?,
+            (None, None) => return Err(Fault::Refused("a link to an unnamed peer".into())),
+        };
+        if let Some(connection) = self.connections.get_mut(&token) {
+            connection.id = Some(id);
+        }
+        let Some(slot) = self.peers.get_mut(id) else {
+            return Err(Fault::Refused(format!("{id} is not known")));
+        };
+        slot.backoff = DIAL_BACKOFF_MIN;
+        match slot.link.replace(token) {
+            None => self.queue.push(TransportEvent::LinkUp(id)),
+            Some(old) if old != token => {
+                self.close(old, &Fault::Io("replaced by a newer connection".into()));
+            }
+            Some(_) => {}
+        }
+        Ok(())
+    }
+
+    /// The id of the peer an accepted connection's hello named: a voter's, or a new one for a
+    /// read-only node (reported as joined).
+    fn identify(&mut self, name: String, now: Instant) -> Result<PeerId, Fault> {
+        if let Some(id) = self.peers.id(&name) {
+            return Ok(id);
+        }
+        if !name.starts_with(READ_ONLY_PREFIX) {
+            return Err(Fault::Refused(format!("{name} is not a peer of this node")));
+        }
+        let Some(peer) = self.peers.add_read_only(&name, now) else {
+            return Err(Fault::Refused(format!(
+                "{name}: too many read-only nodes linked"
+            )));
+        };
+        tracing::info!(%peer, %name, "read-only node linked");
+        self.queue
+            .push(TransportEvent::ReadOnlyJoined { peer, name });
+        Ok(peer)
     }
 
     /// The fault for a connection its peer closed; a close in the middle of an encrypted
@@ -381,25 +528,21 @@ impl TcpTransport {
         }
     }
 
-    /// Makes `token` the link to `peer`, closing an older one.
-    fn replace_link(&mut self, peer: String, token: Token) {
-        self.dial_backoff.remove(&peer);
-        if let Some(old) = self.links.insert(peer, token)
-            && old != token
-        {
-            self.close(old, &Fault::Io("replaced by a newer connection".into()));
-        }
-    }
-
+    /// Closes connection `token`, counting and logging why; if it was a peer's link, reports
+    /// the link down (and a read-only node gone).
     fn close(&mut self, token: Token, fault: &Fault) {
         let Some(mut connection) = self.connections.remove(&token) else {
             return;
         };
-        match fault {
-            Fault::Io(_) | Fault::Dropped(_) => {}
-            Fault::BadFrame(_) => self.stats.bad_frames += 1,
-            Fault::Refused(_) => self.stats.refused_handshakes += 1,
-            Fault::Authentication(_) => self.stats.auth_failures += 1,
+        self.readable.remove(&token);
+        let counter = match fault {
+            Fault::Io(_) | Fault::Dropped(_) => None,
+            Fault::BadFrame(_) => Some(&self.stats.bad_frames),
+            Fault::Refused(_) => Some(&self.stats.refused_handshakes),
+            Fault::Authentication(_) => Some(&self.stats.auth_failures),
+        };
+        if let Some(counter) = counter {
+            WireStats::bump(counter);
         }
         let reason = fault.reason();
         match fault {
@@ -409,10 +552,20 @@ impl TcpTransport {
         if let Err(error) = self.poll.registry().deregister(&mut connection.stream) {
             tracing::debug!(%error, "deregister failed");
         }
-        if let Some(peer) = &connection.peer
-            && self.links.get(peer) == Some(&token)
-        {
-            self.links.remove(peer);
+        let Some(id) = connection.id else {
+            return;
+        };
+        let Some(slot) = self.peers.get_mut(id) else {
+            return;
+        };
+        if slot.link != Some(token) {
+            return;
+        }
+        slot.link = None;
+        self.queue.push(TransportEvent::LinkDown(id));
+        if slot.kind == Kind::ReadOnly {
+            self.peers.remove_read_only(id);
+            self.queue.push(TransportEvent::ReadOnlyLeft(id));
         }
     }
 
@@ -448,17 +601,50 @@ impl TcpTransport {
             .map(|(&t, _)| t)
             .collect();
         for token in silent {
-            self.stats.link_timeouts += 1;
+            WireStats::bump(&self.stats.link_timeouts);
             let fault = Fault::Io("read nothing within the connection timeout".into());
             self.close(token, &fault);
         }
     }
 }
 
+/// How one turn of reading a connection ended.
+enum Turn {
+    /// It may hold more: give it another turn after the others.
+    Again,
+    /// It would block: nothing more until its next readiness event.
+    Drained,
+    /// The poll's budget is spent: it holds more, for the next poll.
+    Capped,
+}
+
 impl Transport for TcpTransport {
-    fn send(&mut self, to: &str, frame: Bytes) -> bool {
-        let Some(&token) = self.links.get(to) else {
-            self.stats.dropped_frames += 1;
+    /// Gives a configured voter its existing id. A new address becomes a voter peer, dialled or
+    /// accepted like the configured ones (its hello is accepted from now on); this node's own
+    /// address gets an id that never links. A read-only node's name gives its id while it is
+    /// linked (read-only nodes are numbered when they link, not by this call).
+    fn add_peer(&mut self, address: &str) -> PeerId {
+        if let Some(id) = self.peers.id(address) {
+            return id;
+        }
+        if !self.settings.voters.iter().any(|v| v == address) {
+            self.settings.voters.push(address.to_owned());
+        }
+        match self.add_voter(address, Instant::now()) {
+            Some(id) => id,
+            // This node itself: a peer that is never dialled and whose hello is refused.
+            None => self
+                .peers
+                .add_voter(address, false, DIAL_BACKOFF_MIN, Instant::now()),
+        }
+    }
+
+    /// Queues `frame` on `to`'s link and writes what the socket takes. Fails (counting a
+    /// dropped frame) without a link, or when the link's queue would pass
+    /// `send_queue_bytes_max`; a write error closes the link (reported at the next poll).
+    fn send(&mut self, to: PeerId, frame: Bytes) -> bool {
+        let Some(token) = self.peers.get(to).and_then(|slot| slot.link) else {
+            WireStats::bump(&self.stats.dropped_frames);
             return false;
         };
         let queue_max = self.settings.send_queue_bytes_max;
@@ -466,7 +652,7 @@ impl Transport for TcpTransport {
             return false;
         };
         if connection.queued_bytes() + frame.len() + 4 > queue_max {
-            self.stats.dropped_frames += 1;
+            WireStats::bump(&self.stats.dropped_frames);
             return false;
         }
         let now = Instant::now();
@@ -480,92 +666,64 @@ impl Transport for TcpTransport {
         true
     }
 
-    fn poll(&mut self, timeout: Duration, out: &mut Vec<Incoming>) {
+    /// Binds, dials and drops silent links as due, waits for readiness (not at all if input is
+    /// left from the last poll or events are waiting), then reads fairly within
+    /// [`TcpSettings::poll_frames_max`] and [`TcpSettings::poll_bytes_max`].
+    fn poll(&mut self, timeout: Duration, events: &mut Vec<TransportEvent>) {
         let now = Instant::now();
         self.try_bind(now);
         self.dial_due(now);
         self.drop_silent(now);
         self.keep_alive(now);
-        let wait = timeout
-            .min(self.settings.connection_retry_time)
-            .min(self.settings.connection_timeout / 3);
+        let wait = if self.queue.is_empty() && self.readable.is_empty() {
+            timeout
+                .min(self.settings.connection_retry_time)
+                .min(self.settings.connection_timeout / 3)
+        } else {
+            Duration::ZERO
+        };
         if let Err(error) = self.poll.poll(&mut self.events, Some(wait)) {
             if error.kind() != io::ErrorKind::Interrupted {
                 tracing::warn!(%error, "poll failed");
             }
-            return;
+            self.events.clear();
         }
         let now = Instant::now();
-        let ready: Vec<(Token, bool, bool)> = self
-            .events
-            .iter()
-            .map(|e| {
-                (
-                    e.token(),
-                    e.is_readable() || e.is_read_closed(),
-                    e.is_writable(),
-                )
-            })
-            .collect();
-        for (token, readable, writable) in ready {
-            match token {
-                LISTENER => self.accept_all(now),
-                WAKER => {}
-                token => self.on_event(token, readable, writable, now, out),
-            }
-        }
+        self.on_ready(now);
+        self.read_fairly(now);
+        let failures = self.resolver.counters().failures;
+        self.stats
+            .resolve_failures
+            .store(failures, Ordering::Relaxed);
+        events.append(&mut self.queue);
     }
 
     fn waker(&self) -> Arc<dyn Wake> {
         Arc::clone(&self.waker) as Arc<dyn Wake>
     }
 
-    fn is_connected(&self, node: &str) -> bool {
-        self.links.contains_key(node)
-    }
-
-    fn disconnect(&mut self, peer: &str) {
-        if let Some(&token) = self.links.get(peer) {
+    fn disconnect(&mut self, peer: PeerId) {
+        if let Some(token) = self.peers.get(peer).and_then(|slot| slot.link) {
             let fault = Fault::Dropped("the peer sent an undecodable message".into());
             self.close(token, &fault);
         }
     }
 
-    fn read_only_peers(&self) -> Vec<String> {
-        self.links
-            .keys()
-            .filter(|name| name.starts_with(crate::READ_ONLY_PREFIX))
-            .cloned()
-            .collect()
-    }
-
-    fn counters(&self) -> TransportCounters {
-        self.stats()
-    }
-
-    fn bound(&self) -> Result<bool, String> {
-        match &self.bind {
-            BindState::Bound => Ok(true),
-            BindState::Retrying { .. } => Ok(false),
-            BindState::Failed { attempts, error } => Err(format!(
-                "gave up binding after {attempts} attempts: {error}"
-            )),
-        }
+    fn counters(&self) -> Arc<WireStats> {
+        Arc::clone(&self.stats)
     }
 }
 
-/// The peers this node dials: every voter whose address sorts below its own, or every voter
-/// for a read-only node.
-fn dial_targets(settings: &TcpSettings) -> Vec<String> {
-    settings
-        .voters
-        .iter()
-        .filter(|peer| match settings.self_address() {
-            Some(me) => peer.as_str() < me,
-            None => true,
-        })
-        .cloned()
-        .collect()
+/// A bind address that does not resolve, as an I/O error of the kind the lookup failed with.
+fn resolve_error(error: ResolveError) -> io::Error {
+    let kind = match &error {
+        ResolveError::Lookup { source, .. } | ResolveError::Spawn { source, .. } => source.kind(),
+        ResolveError::BadAddress { .. } => io::ErrorKind::InvalidInput,
+        ResolveError::NoAddress { .. } => io::ErrorKind::NotFound,
+        ResolveError::Busy { .. } => io::ErrorKind::WouldBlock,
+        ResolveError::ThreadDied { .. } => io::ErrorKind::Other,
+    };
+    io::Error::new(kind, error)
 }
 
 /// Socket options of every connection: no Nagle delay, buffer sizes, keepalive.
@@ -588,14 +746,9 @@ fn configure(stream: &TcpStream, settings: &TcpSettings) -> io::Result<()> {
     Ok(())
 }
 
-fn listen(poll: &Poll, address: &str, socket_address: SocketAddr) -> Result<TcpListener, TcpError> {
-    let listen_error = |source| TcpError::Listen {
-        address: address.to_owned(),
-        source,
-    };
-    let mut listener = TcpListener::bind(socket_address).map_err(listen_error)?;
+fn listen(poll: &Poll, socket_address: SocketAddr) -> io::Result<TcpListener> {
+    let mut listener = TcpListener::bind(socket_address)?;
     poll.registry()
-        .register(&mut listener, LISTENER, Interest::READABLE)
-        .map_err(listen_error)?;
+        .register(&mut listener, LISTENER, Interest::READABLE)?;
     Ok(listener)
 }

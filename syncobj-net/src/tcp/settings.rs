@@ -5,9 +5,16 @@ use std::time::Duration;
 
 use thiserror::Error;
 
+use crate::BindFailure;
 use crate::handshake::{ClusterId, Peer};
-use crate::resolve::{ResolveError, ResolverSettings};
+use crate::resolve::ResolverSettings;
 use crate::secure::ClusterKey;
+
+/// A default for [`TcpSettings::poll_frames_max`].
+pub const POLL_FRAMES_MAX_DEFAULT: usize = 4_096;
+
+/// A default for [`TcpSettings::poll_bytes_max`]: 8 MiB.
+pub const POLL_BYTES_MAX_DEFAULT: usize = 8 * 1024 * 1024;
 
 /// Settings of a [`TcpTransport`](super::TcpTransport).
 #[derive(Clone, Debug)]
@@ -16,7 +23,8 @@ pub struct TcpSettings {
     pub node: Peer,
     /// The address to listen on; defaults to `self_address`. Read-only nodes do not listen.
     pub bind_address: Option<String>,
-    /// Every voter's address, this node's included.
+    /// Every voter's address, this node's included. The others are this transport's first
+    /// peers, numbered from 0 in this order ([`crate::PeerId`]); repeats count once.
     pub voters: Vec<String>,
     /// How host names are resolved: cache times and address family ([`crate::resolve`]).
     pub resolver: ResolverSettings,
@@ -46,6 +54,14 @@ pub struct TcpSettings {
     pub bind_retry_time: Duration,
     /// How many bind attempts before giving up; 0 retries for ever (PySyncObj's default).
     pub max_bind_retries: u32,
+    /// The most frames one [`poll`](crate::Transport::poll) takes off the connections (frames
+    /// of the handshake and empty keep-alives included), at least 1;
+    /// [`POLL_FRAMES_MAX_DEFAULT`] is a good choice.
+    pub poll_frames_max: usize,
+    /// The most bytes of frames (headers included) one poll takes off the connections; a
+    /// single frame larger than this is still taken, alone. [`POLL_BYTES_MAX_DEFAULT`] is a
+    /// good choice.
+    pub poll_bytes_max: usize,
 }
 
 /// Where binding the listening address stands.
@@ -57,15 +73,15 @@ pub enum BindState {
     Retrying {
         /// Attempts so far.
         attempts: u32,
-        /// Why the last one failed.
-        error: String,
+        /// Why the last one failed; `None` before the first.
+        last: Option<BindFailure>,
     },
     /// `max_bind_retries` attempts failed; the node cannot be reached.
     Failed {
         /// Attempts made.
         attempts: u32,
         /// Why the last one failed.
-        error: String,
+        failure: BindFailure,
     },
 }
 
@@ -83,22 +99,6 @@ pub struct Keepalive {
 /// Why a transport could not start.
 #[derive(Debug, Error)]
 pub enum TcpError {
-    /// The bind address does not resolve.
-    #[error("cannot resolve bind address {address:?}: {source}")]
-    Resolve {
-        /// The address.
-        address: String,
-        /// The resolver's error.
-        source: ResolveError,
-    },
-    /// Binding or polling failed.
-    #[error("cannot listen on {address}: {source}")]
-    Listen {
-        /// The address.
-        address: String,
-        /// The OS error.
-        source: io::Error,
-    },
     /// The poller could not be created.
     #[error("cannot create the poller: {0}")]
     Poll(io::Error),

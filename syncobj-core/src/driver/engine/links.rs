@@ -1,11 +1,13 @@
-//! The node's side of the transport: who its peers are, which links are up, which read-only
-//! nodes are linked (each a Raft observer), what the wire counted, and the frames to send.
+//! The node's side of the transport: who its peers are (each a Raft id and a transport
+//! [`PeerId`]), which links are up, which read-only nodes are linked (each a Raft observer),
+//! whether the listener is bound, and the frames to send. It reacts to the transport's events
+//! rather than asking for its state.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use syncobj_net::{Incoming, Transport, TransportCounters};
+use syncobj_net::{BindFailure, PeerId, Transport, TransportEvent, WireStats};
 
 use crate::driver::addresses::Addresses;
 use crate::driver::observed::{PeerLink, Peers};
@@ -31,81 +33,108 @@ impl Outbox {
 /// The transport, the peers it links, and what it reported.
 pub(crate) struct Links {
     transport: Box<dyn Transport>,
-    /// Frames received by the last poll.
-    incoming: Vec<Incoming>,
+    /// What the last poll reported.
+    events: Vec<TransportEvent>,
     pub(crate) addresses: Addresses,
     me: NodeId,
-    /// Which peers had a live link at the last iteration.
-    up: BTreeMap<String, bool>,
-    /// Peers that sent a message this node cannot decode: their connections are dropped.
-    disconnect: Vec<String>,
-    /// Frames that did not decode, or came from unknown addresses.
+    /// Each transport peer's Raft id, by its dense number.
+    nodes: Vec<Option<NodeId>>,
+    /// Each Raft id's transport peer.
+    peer_ids: BTreeMap<NodeId, PeerId>,
+    /// The nodes whose link is up.
+    up: BTreeMap<NodeId, bool>,
+    /// Frames that did not decode, or came from unknown peers.
     pub(crate) bad_frames: u64,
-    /// The transport's counters as of the last iteration.
-    pub(crate) wire: TransportCounters,
-    /// Whether the transport listens, as of the last iteration.
-    pub(crate) bound: Result<bool, Arc<str>>,
+    /// The transport's counters, shared with readers of the status.
+    pub(crate) wire: Arc<WireStats>,
+    /// Whether the transport listens: `None` while it still tries.
+    pub(crate) bound: Option<Result<(), BindFailure>>,
     /// The peers as last published; rebuilt only when a link or a read-only node changes.
     peers: Arc<Peers>,
+    /// Whether a link or a read-only node changed since the last publication.
+    changed: bool,
 }
 
 impl Links {
+    /// Links `me` to the voters of `addresses` through `transport`.
     pub(crate) fn new(transport: Box<dyn Transport>, addresses: Addresses, me: NodeId) -> Links {
-        let up = addresses
-            .by_id
-            .iter()
-            .filter(|&(&id, _)| id != me)
-            .map(|(_, a)| (a.clone(), false))
-            .collect();
-        let peers = Arc::new(Peers {
-            me,
-            nodes: BTreeMap::new(),
-        });
+        let wire = transport.counters();
         let mut links = Links {
             transport,
-            incoming: Vec::new(),
+            events: Vec::new(),
             addresses,
             me,
-            up,
-            disconnect: Vec::new(),
+            nodes: Vec::new(),
+            peer_ids: BTreeMap::new(),
+            up: BTreeMap::new(),
             bad_frames: 0,
-            wire: TransportCounters::default(),
-            bound: Ok(false),
-            peers,
+            wire,
+            bound: None,
+            peers: Arc::new(Peers {
+                me,
+                nodes: BTreeMap::new(),
+            }),
+            changed: true,
         };
+        let voters: Vec<(NodeId, String)> = links
+            .addresses
+            .voters()
+            .filter(|&(id, _)| id != me)
+            .map(|(id, address)| (id, address.clone()))
+            .collect();
+        for (id, address) in voters {
+            let peer = links.transport.add_peer(&address);
+            links.map(peer, id);
+        }
         links.peers = Arc::new(links.build_peers());
         links
     }
 
-    /// Waits at most `wait` for frames; returns what arrived, with the sender's Raft id.
-    pub(crate) fn poll(&mut self, wait: std::time::Duration) -> Vec<(NodeId, Bytes)> {
-        self.transport.poll(wait, &mut self.incoming);
-        let mut frames = Vec::with_capacity(self.incoming.len());
-        for incoming in self.incoming.drain(..) {
-            match self.addresses.by_address.get(&incoming.from) {
-                Some(&from) => frames.push((from, incoming.frame)),
-                None => {
-                    self.bad_frames += 1;
-                    tracing::warn!(from = %incoming.from, "frame from an address outside the cluster dropped");
+    /// Waits at most `wait` for the transport, takes in what it reports (links, read-only
+    /// nodes, the bind), and returns the frames that arrived, by the sender's Raft id.
+    pub(crate) fn poll(
+        &mut self,
+        wait: std::time::Duration,
+        raft: &mut RaftNode,
+        now: Instant,
+    ) -> Vec<(NodeId, Bytes)> {
+        self.transport.poll(wait, &mut self.events);
+        let mut frames = Vec::new();
+        let events = std::mem::take(&mut self.events);
+        for event in events {
+            match event {
+                TransportEvent::Frame { from, frame } => match self.node(from) {
+                    Some(node) => frames.push((node, frame)),
+                    None => {
+                        self.bad_frames += 1;
+                        tracing::warn!(%from, "frame from a peer outside the cluster dropped");
+                    }
+                },
+                TransportEvent::LinkUp(peer) => self.set_link(peer, true),
+                TransportEvent::LinkDown(peer) => self.set_link(peer, false),
+                TransportEvent::ReadOnlyJoined { peer, name } => {
+                    self.read_only_joined(peer, &name, raft, now)
                 }
+                TransportEvent::ReadOnlyLeft(peer) => self.read_only_left(peer, raft),
+                TransportEvent::Bound(outcome) => self.bound = Some(outcome),
             }
         }
         frames
     }
 
-    /// Drops the link to `peer`, which sent something this node refuses.
-    pub(crate) fn refuse(&mut self, peer: NodeId) {
+    /// Drops the link to `node`, which sent something this node refuses.
+    pub(crate) fn refuse(&mut self, node: NodeId) {
         self.bad_frames += 1;
-        if let Some(address) = self.addresses.by_id.get(&peer) {
-            self.disconnect.push(address.clone());
+        if let Some(&peer) = self.peer_ids.get(&node) {
+            self.transport.disconnect(peer);
         }
     }
 
     /// Hands the outbox's frames to the transport.
     pub(crate) fn flush(&mut self, outbox: &mut Outbox) {
         for (to, frame) in outbox.frames.drain(..) {
-            if let Some(address) = self.addresses.by_id.get(&to) {
-                self.transport.send(address, frame);
+            if let Some(&peer) = self.peer_ids.get(&to) {
+                self.transport.send(peer, frame);
             }
         }
     }
@@ -115,59 +144,63 @@ impl Links {
         outbox.frames.clear();
     }
 
-    /// Takes in what the transport knows now: dropped connections, link states, read-only
-    /// nodes (each becomes or stops being a Raft observer), counters and the bind.
-    pub(crate) fn refresh(&mut self, raft: &mut RaftNode, now: Instant) {
-        for peer in self.disconnect.drain(..) {
-            self.transport.disconnect(&peer);
-        }
-        let mut changed = false;
-        for (address, up) in &mut self.up {
-            let now_up = self.transport.is_connected(address);
-            changed |= *up != now_up;
-            *up = now_up;
-        }
-        changed |= self.sync_read_only(raft, now);
-        self.wire = self.transport.counters();
-        self.bound = self.transport.bound().map_err(Arc::from);
-        if changed {
+    /// The peers and their links, shared with readers until the next change.
+    pub(crate) fn peers(&mut self) -> Arc<Peers> {
+        if std::mem::take(&mut self.changed) {
             self.peers = Arc::new(self.build_peers());
         }
+        Arc::clone(&self.peers)
     }
 
-    /// Follows the read-only nodes linked now: each new one becomes a Raft observer (the
-    /// leader replicates to it), each gone one is dropped. At most [`READ_ONLY_NODES_MAX`].
-    /// Returns whether anything changed.
-    fn sync_read_only(&mut self, raft: &mut RaftNode, now: Instant) -> bool {
-        let linked = self.transport.read_only_peers();
-        let gone: Vec<NodeId> = self
-            .addresses
-            .read_only()
-            .filter(|&(id, name)| id != self.me && !linked.contains(name))
-            .map(|(id, _)| id)
-            .collect();
-        let mut changed = !gone.is_empty();
-        for id in gone {
+    fn node(&self, peer: PeerId) -> Option<NodeId> {
+        self.nodes.get(peer.index()).copied().flatten()
+    }
+
+    fn map(&mut self, peer: PeerId, node: NodeId) {
+        if self.nodes.len() <= peer.index() {
+            self.nodes.resize(peer.index() + 1, None);
+        }
+        self.nodes[peer.index()] = Some(node);
+        self.peer_ids.insert(node, peer);
+    }
+
+    fn unmap(&mut self, peer: PeerId) -> Option<NodeId> {
+        let node = self.nodes.get_mut(peer.index())?.take()?;
+        self.peer_ids.remove(&node);
+        self.up.remove(&node);
+        Some(node)
+    }
+
+    fn set_link(&mut self, peer: PeerId, up: bool) {
+        if let Some(node) = self.node(peer) {
+            self.up.insert(node, up);
+            self.changed = true;
+        }
+    }
+
+    /// A read-only node linked: it becomes a Raft observer (the leader replicates to it), up
+    /// to [`READ_ONLY_NODES_MAX`].
+    fn read_only_joined(&mut self, peer: PeerId, name: &str, raft: &mut RaftNode, now: Instant) {
+        if raft.observers().len() >= READ_ONLY_NODES_MAX {
+            tracing::warn!(node = %name, max = READ_ONLY_NODES_MAX, "too many read-only nodes, ignored");
+            return;
+        }
+        let Some(id) = self.addresses.insert_read_only(name) else {
+            tracing::warn!(node = %name, "read-only node with a bad or duplicate name ignored");
+            return;
+        };
+        tracing::info!(node = %name, "read-only node linked");
+        self.map(peer, id);
+        raft.add_observer(id, now);
+        self.changed = true;
+    }
+
+    fn read_only_left(&mut self, peer: PeerId, raft: &mut RaftNode) {
+        if let Some(id) = self.unmap(peer) {
             raft.remove_observer(id);
             self.addresses.remove_read_only(id);
+            self.changed = true;
         }
-        for name in &linked {
-            if raft.observers().len() >= READ_ONLY_NODES_MAX {
-                tracing::warn!(node = %name, max = READ_ONLY_NODES_MAX, "too many read-only nodes, ignored");
-                break;
-            }
-            if let Some(id) = self.addresses.insert_read_only(name) {
-                tracing::info!(node = %name, "read-only node linked");
-                raft.add_observer(id, now);
-                changed = true;
-            }
-        }
-        changed
-    }
-
-    /// The peers and their links, shared with readers until the next change.
-    pub(crate) fn peers(&self) -> Arc<Peers> {
-        Arc::clone(&self.peers)
     }
 
     fn build_peers(&self) -> Peers {
@@ -176,10 +209,9 @@ impl Links {
             .by_id
             .iter()
             .map(|(&id, address)| {
-                let connected = self.up.get(address).copied().unwrap_or(false);
                 let link = PeerLink {
                     address: address.clone(),
-                    connected,
+                    connected: self.up.get(&id).copied().unwrap_or(false),
                 };
                 (id, link)
             })

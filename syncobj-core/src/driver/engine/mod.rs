@@ -122,7 +122,7 @@ impl Engine {
     /// the node now looks like. `clock` reads the driver's clock.
     pub(crate) fn iterate(&mut self, max_wait: Duration, clock: &dyn Fn() -> Instant) {
         let wait = self.poll_wait(clock(), max_wait);
-        let frames = self.links.poll(wait);
+        let frames = self.links.poll(wait, &mut self.raft, self.now);
         self.run(clock(), frames);
         self.finish_iteration();
     }
@@ -178,8 +178,7 @@ impl Engine {
         self.calls.watch(self.raft.leader(), self.now);
         self.report_changes();
         self.links.flush(&mut self.outbox);
-        self.links.refresh(&mut self.raft, self.now);
-        if !matches!(self.links.bound, Ok(false)) {
+        if self.links.bound.is_some() {
             self.signals.bind_settled.raise();
         }
     }
@@ -212,7 +211,7 @@ impl Engine {
         observed.halted = self.halted.clone();
         observed.bound = self.links.bound.clone();
         observed.bad_frames = self.links.bad_frames;
-        observed.wire = self.links.wire;
+        observed.wire = Arc::clone(&self.links.wire);
         self.signals.observed.store(Arc::new(observed));
     }
 

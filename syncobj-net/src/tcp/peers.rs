@@ -1,0 +1,178 @@
+//! The peers of a [`TcpTransport`](super::TcpTransport): their ids, names, links and dial
+//! schedules.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use mio::Token;
+
+use crate::PeerId;
+
+/// The most read-only nodes linked at once; one more is dropped once its handshake is done.
+pub(super) const READ_ONLY_LINKS_MAX: usize = 256;
+
+/// What kind of peer a slot holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Kind {
+    /// A voter, configured or added with `add_peer`; `dials` if this node dials it.
+    Voter {
+        /// Whether this node dials it (its address sorts below ours, or we are read-only).
+        dials: bool,
+    },
+    /// A read-only node, while it is linked.
+    ReadOnly,
+}
+
+/// One peer.
+#[derive(Debug)]
+pub(super) struct Slot {
+    /// A voter's address, or a read-only node's name.
+    pub(super) name: String,
+    pub(super) kind: Kind,
+    /// The open connection that is its link, while the link is up.
+    pub(super) link: Option<Token>,
+    /// When it may be dialled next (voters this node dials).
+    pub(super) next_dial: Instant,
+    /// The pause after the next dial; back to the minimum when a link opens.
+    pub(super) backoff: Duration,
+}
+
+/// The peers, by id and by name. Ids index `slots`, so they stay dense: a read-only node's id
+/// is freed when it leaves and handed out again first.
+#[derive(Debug, Default)]
+pub(super) struct Peers {
+    /// Indexed by [`PeerId`]; `None` for a freed id.
+    slots: Vec<Option<Slot>>,
+    by_name: HashMap<String, PeerId>,
+    /// Freed ids, reused before new ones.
+    free: Vec<PeerId>,
+    /// Read-only nodes linked now.
+    read_only: usize,
+}
+
+impl Peers {
+    /// The id of the peer named `name`, if it is one. Costs a hash of `name`.
+    pub(super) fn id(&self, name: &str) -> Option<PeerId> {
+        self.by_name.get(name).copied()
+    }
+
+    /// The peer `id`, if it is one.
+    pub(super) fn get(&self, id: PeerId) -> Option<&Slot> {
+        self.slots.get(id.index()).and_then(Option::as_ref)
+    }
+
+    /// The peer `id`, if it is one.
+    pub(super) fn get_mut(&mut self, id: PeerId) -> Option<&mut Slot> {
+        self.slots.get_mut(id.index()).and_then(Option::as_mut)
+    }
+
+    /// Every peer, by id.
+    pub(super) fn iter(&self) -> impl Iterator<Item = (PeerId, &Slot)> {
+        self.slots
+            .iter()
+            .enumerate()
+            .filter_map(|(i, slot)| Some((PeerId(i as u32), slot.as_ref()?)))
+    }
+
+    /// The id of voter `address`, added (to be dialled first at `now` if `dials`) unless known.
+    pub(super) fn add_voter(
+        &mut self,
+        address: &str,
+        dials: bool,
+        backoff: Duration,
+        now: Instant,
+    ) -> PeerId {
+        if let Some(id) = self.id(address) {
+            return id;
+        }
+        self.insert(address, Kind::Voter { dials }, backoff, now)
+    }
+
+    /// An id for the read-only node `name`, which linked; `None` when
+    /// [`READ_ONLY_LINKS_MAX`] are linked already. The caller checked that the name is new.
+    pub(super) fn add_read_only(&mut self, name: &str, now: Instant) -> Option<PeerId> {
+        if self.read_only >= READ_ONLY_LINKS_MAX {
+            return None;
+        }
+        self.read_only += 1;
+        Some(self.insert(name, Kind::ReadOnly, Duration::ZERO, now))
+    }
+
+    /// Forgets read-only node `id`, whose link is gone; its id may be handed out again.
+    pub(super) fn remove_read_only(&mut self, id: PeerId) {
+        let Some(slot) = self.slots.get_mut(id.index()) else {
+            return;
+        };
+        if slot.as_ref().is_some_and(|s| s.kind == Kind::ReadOnly)
+            && let Some(slot) = slot.take()
+        {
+            self.by_name.remove(&slot.name);
+            self.free.push(id);
+            self.read_only -= 1;
+        }
+    }
+
+    fn insert(&mut self, name: &str, kind: Kind, backoff: Duration, now: Instant) -> PeerId {
+        let slot = Slot {
+            name: name.to_owned(),
+            kind,
+            link: None,
+            next_dial: now,
+            backoff,
+        };
+        let id = match self.free.pop() {
+            Some(id) => {
+                self.slots[id.index()] = Some(slot);
+                id
+            }
+            None => {
+                let id = PeerId(u32::try_from(self.slots.len()).unwrap_or(u32::MAX));
+                self.slots.push(Some(slot));
+                id
+            }
+        };
+        self.by_name.insert(name.to_owned(), id);
+        id
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn voters_keep_their_ids_and_read_only_ids_are_reused() {
+        let now = Instant::now();
+        let mut peers = Peers::default();
+        let a = peers.add_voter("a:1", true, Duration::ZERO, now);
+        let b = peers.add_voter("b:2", false, Duration::ZERO, now);
+        assert_eq!((a, b), (PeerId(0), PeerId(1)));
+        assert_eq!(peers.add_voter("a:1", false, Duration::ZERO, now), a);
+        let r = peers.add_read_only("readonly:1", now).expect("room");
+        assert_eq!(r, PeerId(2));
+        peers.remove_read_only(a);
+        assert_eq!(peers.id("a:1"), Some(a), "voters are never removed");
+        peers.remove_read_only(r);
+        assert_eq!(peers.id("readonly:1"), None);
+        assert!(peers.get(r).is_none());
+        let s = peers.add_read_only("readonly:2", now).expect("room");
+        assert_eq!(s, r, "the freed id is reused");
+        assert_eq!(peers.iter().count(), 3);
+    }
+
+    #[test]
+    fn read_only_nodes_are_limited() {
+        let now = Instant::now();
+        let mut peers = Peers::default();
+        for i in 0..READ_ONLY_LINKS_MAX {
+            assert!(
+                peers
+                    .add_read_only(&format!("readonly:{i:x}"), now)
+                    .is_some()
+            );
+        }
+        assert_eq!(peers.add_read_only("readonly:ffff", now), None);
+        peers.remove_read_only(PeerId(0));
+        assert_eq!(peers.add_read_only("readonly:ffff", now), Some(PeerId(0)));
+    }
+}
