@@ -188,18 +188,9 @@ impl FrameDecoder {
     /// Fails with the first other I/O error of `src`. Never fails on the bytes' content: that is
     /// for [`next_frame`](Self::next_frame) to judge.
     pub fn read_from(&mut self, src: &mut impl Read) -> io::Result<ReadStatus> {
-        while self.buf.len() < self.frame_bytes_max() && self.pending_len().is_ok() {
-            match self.read_once(src) {
-                Ok(0) => return Ok(ReadStatus::Closed),
-                Ok(_) => {}
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    return Ok(ReadStatus::WouldBlock);
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
-            }
-        }
-        Ok(ReadStatus::BufferFull)
+        self.read_until(src, |d| {
+            d.buf.len() >= d.frame_bytes_max() || d.pending_len().is_err()
+        })
     }
 
     /// Like [`read_from`](Self::read_from), but stops as soon as the buffer holds one whole frame
@@ -210,7 +201,17 @@ impl FrameDecoder {
     ///
     /// Fails like [`read_from`](Self::read_from).
     pub fn read_frame_from(&mut self, src: &mut impl Read) -> io::Result<ReadStatus> {
-        while !self.holds_frame() {
+        self.read_until(src, FrameDecoder::holds_frame)
+    }
+
+    /// Reads one chunk at a time from `src` until `full` says the buffer holds enough
+    /// (`BufferFull`), `src` would block or ends; `Interrupted` reads are retried.
+    fn read_until(
+        &mut self,
+        src: &mut impl Read,
+        full: impl Fn(&FrameDecoder) -> bool,
+    ) -> io::Result<ReadStatus> {
+        while !full(self) {
             match self.read_once(src) {
                 Ok(0) => return Ok(ReadStatus::Closed),
                 Ok(_) => {}

@@ -256,16 +256,16 @@ impl Calls {
         self.settled.push((completion, outcome));
     }
 
-    /// The calls settled since the last time, to complete.
-    pub(crate) fn take_settled(&mut self) -> Vec<Settled> {
-        std::mem::take(&mut self.settled)
+    /// Completes the calls settled since the last time (their `on_done` callbacks run here).
+    pub(crate) fn complete_settled(&mut self) {
+        for (completion, outcome) in std::mem::take(&mut self.settled) {
+            completion.complete(outcome);
+        }
     }
 
     /// Fails every call the node holds, and every one still queued, with `reason`.
     pub(crate) fn fail_all(&mut self, reason: &FailReason) {
-        for (completion, outcome) in self.take_settled() {
-            completion.complete(outcome);
-        }
+        self.complete_settled();
         let queued: Vec<Queued> = self.queue.try_iter().collect();
         let held = self.backlog.drain(..).chain(queued).map(|(_, c)| c);
         let completions: Vec<Completion> = held.chain(self.in_flight.drain()).collect();

@@ -48,9 +48,6 @@ impl Engine {
             self.halt(&error);
         }
         self.calls.fail_all(&crate::object::FailReason::Shutdown);
-        for (completion, outcome) in self.calls.take_settled() {
-            completion.complete(outcome);
-        }
         self.publish();
     }
 

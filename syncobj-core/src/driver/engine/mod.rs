@@ -186,9 +186,7 @@ impl Engine {
     /// Completes the calls that settled, runs the user's callbacks (a panic in one is logged
     /// and contained), and publishes what the node looks like now.
     fn finish_iteration(&mut self) {
-        for (completion, outcome) in self.calls.take_settled() {
-            completion.complete(outcome);
-        }
+        self.calls.complete_settled();
         for (name, callback) in self.deferred.drain(..) {
             if catch_unwind(AssertUnwindSafe(callback)).is_err() {
                 tracing::error!(
