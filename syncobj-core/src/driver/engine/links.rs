@@ -100,8 +100,8 @@ impl Links {
     ) -> Vec<(NodeId, Bytes)> {
         self.transport.poll(wait, &mut self.events);
         let mut frames = Vec::new();
-        let events = std::mem::take(&mut self.events);
-        for event in events {
+        let mut events = std::mem::take(&mut self.events);
+        for event in events.drain(..) {
             match event {
                 TransportEvent::Frame { from, frame } => match self.node(from) {
                     Some(node) => frames.push((node, frame)),
@@ -119,6 +119,8 @@ impl Links {
                 TransportEvent::Bound(outcome) => self.bound = Some(outcome),
             }
         }
+        // The buffer keeps its capacity for the next poll.
+        self.events = events;
         frames
     }
 
