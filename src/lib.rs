@@ -80,15 +80,14 @@
 
 #![deny(missing_docs)]
 
-pub use syncobj_core::conf::{
-    self, FsyncPolicy, RaftState, SerializerState, SnapshotSerializer, SyncObjConf,
-};
+pub use syncobj_core::conf::{self, FsyncPolicy, SyncObjConf};
 pub use syncobj_core::driver::{
     BindError, Consumer, Consumers, MemoryNetwork, MemoryTransport, StartError, SyncObj,
 };
 pub use syncobj_core::object::{Call, FailReason, Replicated, ReplicatedMethods, ReplicatedState};
 pub use syncobj_core::raft;
-pub use syncobj_core::status::{self, Status};
+pub use syncobj_core::serializer::{SerializerState, SnapshotSerializer};
+pub use syncobj_core::status::{self, RaftState, Status};
 pub use syncobj_core::storage;
 pub use syncobj_macros::{Replicated, replicated};
 

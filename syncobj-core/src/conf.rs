@@ -12,10 +12,11 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-use crate::raft::{RaftConfig, RoleKind};
+use crate::raft::RaftConfig;
+use crate::serializer::SnapshotSerializer;
+use crate::status::RaftState;
 
 /// The room a frame must have beyond a full AppendEntries batch or snapshot chunk, in bytes: the
 /// message header, the MessagePack framing of the batch and the encryption overhead.
@@ -199,55 +200,6 @@ pub struct SyncObjConf {
     /// as one [`SnapshotSerializer`]). Default: `None`: syncobj serializes every object with
     /// serde.
     pub serializer: Option<Arc<dyn SnapshotSerializer>>,
-}
-
-/// Custom snapshots (PySyncObj's `serializer`, `deserializer` and `serializeChecker`): for
-/// states kept outside the replicated object (a database, files), which syncobj cannot
-/// serialize itself.
-///
-/// At each compaction syncobj calls [`serialize`](Self::serialize) with a file path and its own
-/// opaque `data`; the file your code writes there *is* the snapshot: syncobj stores it, sends
-/// it to followers that are too far behind, and on them and at restart hands it to
-/// [`deserialize`](Self::deserialize), which restores your state and returns `data`. The
-/// replicated objects' own fields are not saved: keep the state where the hooks reach it.
-///
-/// The hooks run on the tick thread. A `serialize` that takes long may start the work elsewhere
-/// and return at once; syncobj then polls [`state`](Self::state) on each tick.
-pub trait SnapshotSerializer: Send + Sync + 'static {
-    /// Writes the state, and `data`, to `path` (a new file) — or starts doing so.
-    ///
-    /// # Errors
-    /// A message saying why nothing will be written; the snapshot is skipped.
-    fn serialize(&self, path: &std::path::Path, data: &[u8]) -> Result<(), String>;
-
-    /// Restores the state from the snapshot file at `path` and returns the `data` given to the
-    /// `serialize` that wrote it.
-    ///
-    /// # Errors
-    /// A message saying why the file cannot be read; at start the node does not start, and a
-    /// snapshot from the leader is refused (the leader sends it again).
-    fn deserialize(&self, path: &std::path::Path) -> Result<Vec<u8>, String>;
-
-    /// The progress of the last [`serialize`](Self::serialize) (PySyncObj `serializeChecker`):
-    /// [`SerializerState::Success`] or [`SerializerState::Failed`] once it ended. The default
-    /// says a `serialize` is over when it returns.
-    fn state(&self) -> SerializerState {
-        SerializerState::NotSerializing
-    }
-}
-
-/// Where an asynchronous [`SnapshotSerializer::serialize`] stands (PySyncObj
-/// `SERIALIZER_STATE`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum SerializerState {
-    /// Nothing in progress: a `serialize` that returned is over (PySyncObj `NOT_SERIALIZING`).
-    NotSerializing,
-    /// The file is being written (`SERIALIZING`).
-    Serializing,
-    /// The file is complete (`SUCCESS`).
-    Success,
-    /// The file will not be complete (`FAILED`).
-    Failed,
 }
 
 /// Generates `with_*` setters that replace one field each.
@@ -660,62 +612,6 @@ impl fmt::Debug for SyncObjConf {
     }
 }
 
-/// The role of a node as status reports and `on_state_changed` show it.
-///
-/// PySyncObj knows three states; syncobj adds [`PreCandidate`](Self::PreCandidate), which
-/// [`code`](Self::code) reports as PySyncObj's candidate.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub enum RaftState {
-    /// Follows a leader, or waits for one. The default.
-    #[default]
-    Follower,
-    /// Asks whether it could win an election, without raising the term (pre-vote).
-    PreCandidate,
-    /// Runs an election.
-    Candidate,
-    /// Leads the cluster in the current term.
-    Leader,
-}
-
-impl RaftState {
-    /// PySyncObj's `_RAFT_STATE` integer: follower 0, candidate 1 (pre-candidates included),
-    /// leader 2.
-    pub fn code(self) -> u8 {
-        match self {
-            RaftState::Follower => 0,
-            RaftState::PreCandidate | RaftState::Candidate => 1,
-            RaftState::Leader => 2,
-        }
-    }
-
-    /// The state's snake_case name: `follower`, `pre_candidate`, `candidate` or `leader`.
-    pub fn name(self) -> &'static str {
-        match self {
-            RaftState::Follower => "follower",
-            RaftState::PreCandidate => "pre_candidate",
-            RaftState::Candidate => "candidate",
-            RaftState::Leader => "leader",
-        }
-    }
-}
-
-impl From<RoleKind> for RaftState {
-    fn from(role: RoleKind) -> Self {
-        match role {
-            RoleKind::Follower => RaftState::Follower,
-            RoleKind::PreCandidate => RaftState::PreCandidate,
-            RoleKind::Candidate => RaftState::Candidate,
-            RoleKind::Leader => RaftState::Leader,
-        }
-    }
-}
-
-impl fmt::Display for RaftState {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
 /// Which address family to use when a host name resolves to both (PySyncObj `preferredAddrType`,
 /// whose `'ipv6'` PySyncObj wrongly resolves as IPv4). Default: [`Ipv4`](Self::Ipv4).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
@@ -888,7 +784,7 @@ mod tests {
         ConfError, FRAME_OVERHEAD_BYTES, PollerType, PreferredAddrType, RaftState, SyncObjConf,
         TcpKeepalive,
     };
-    use crate::raft::{RaftConfig, RoleKind};
+    use crate::raft::RaftConfig;
 
     /// Milliseconds as a `Duration`.
     fn ms(millis: u64) -> Duration {
@@ -1285,28 +1181,5 @@ mod tests {
         on_state_changed(RaftState::Candidate, RaftState::Leader);
         assert_eq!(calls.load(Ordering::SeqCst), 12);
         (conf.on_code_version_changed.expect("the callback was set"))(1, 2);
-    }
-
-    /// `RaftState` maps every role and gives PySyncObj's integer codes, with a pre-candidate
-    /// shown as a candidate.
-    #[test]
-    fn raft_state_codes_and_names() {
-        let cases = [
-            (RoleKind::Follower, RaftState::Follower, 0, "follower"),
-            (
-                RoleKind::PreCandidate,
-                RaftState::PreCandidate,
-                1,
-                "pre_candidate",
-            ),
-            (RoleKind::Candidate, RaftState::Candidate, 1, "candidate"),
-            (RoleKind::Leader, RaftState::Leader, 2, "leader"),
-        ];
-        for (role, state, code, name) in cases {
-            assert_eq!(RaftState::from(role), state);
-            assert_eq!(state.code(), code);
-            assert_eq!(state.to_string(), name);
-        }
-        assert_eq!(RaftState::default(), RaftState::Follower);
     }
 }

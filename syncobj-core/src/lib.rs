@@ -13,6 +13,7 @@ pub mod conf;
 pub mod driver;
 pub mod object;
 pub mod raft;
+pub mod serializer;
 pub mod status;
 pub mod storage;
 

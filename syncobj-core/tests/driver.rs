@@ -8,12 +8,13 @@ use std::thread::Thread;
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
-use syncobj_core::conf::{RaftState, SyncObjConf};
+use syncobj_core::conf::SyncObjConf;
 use syncobj_core::driver::{Consumers, MemoryNetwork, SyncObj};
 use syncobj_core::object::{
     ApplyError, Call, Caller, FailReason, MethodSpec, Replicated, ReplicatedMethods,
     ReplicatedState,
 };
+use syncobj_core::status::RaftState;
 use syncobj_net::Transport;
 
 /// A counter, with the trait implementations the macros would generate.

@@ -10,7 +10,8 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
 use super::objects::ErasedObject;
-use crate::conf::{SerializerState, SnapshotSerializer, SyncObjConf};
+use crate::conf::SyncObjConf;
+use crate::serializer::{SerializerState, SnapshotSerializer};
 
 /// The payload format this build writes and reads.
 const PAYLOAD_FORMAT: u32 = 1;

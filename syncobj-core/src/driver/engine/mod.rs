@@ -14,7 +14,7 @@ use bytes::Bytes;
 use crossbeam_channel::Receiver;
 use syncobj_net::{Incoming, Transport, TransportCounters};
 
-use crate::conf::{OnCodeVersionChanged, OnReady, OnStateChanged, RaftState};
+use crate::conf::{OnCodeVersionChanged, OnReady, OnStateChanged};
 pub(crate) use crate::driver::addresses::Addresses;
 use crate::driver::addresses::is_read_only;
 use crate::driver::inflight::{InFlight, Outcome, PlacedForwards, Settled};
@@ -26,7 +26,7 @@ use crate::object::{CommandHeader, Completion, FailReason};
 use crate::raft::{
     Entry, EntryKind, Envelope, Instant, LogIndex, NodeId, ProposeError, RaftNode, Term,
 };
-use crate::status::{PeerStatus, SnapshotStatus, Status, WireCounters};
+use crate::status::{PeerStatus, RaftState, SnapshotStatus, Status, WireCounters};
 
 /// The most queued commands one tick takes in, so a flood cannot starve the network.
 const COMMANDS_PER_TICK_MAX: usize = 10_000;
