@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 use syncobj::prelude::*;
-use syncobj::{FsyncPolicy, StartError};
+use syncobj::{FsyncPolicy, StartError, SyncObjConfBuilder};
 
 #[derive(Default, Serialize, Deserialize, Replicated)]
 struct Counter {
@@ -51,18 +51,20 @@ impl Drop for TempDir {
 const ADDRESSES: [&str; 2] = ["a:1", "b:2"];
 
 /// Timers short enough for a quick test, loose enough for a loaded machine.
-fn fast() -> SyncObjConf {
-    SyncObjConf {
-        append_entries_period: Duration::from_millis(20),
-        raft_min_timeout: Duration::from_millis(150),
-        raft_max_timeout: Duration::from_millis(300),
-        leader_fallback_timeout: Duration::from_millis(150),
-        ..SyncObjConf::default()
-    }
+fn fast() -> SyncObjConfBuilder {
+    SyncObjConf::builder()
+        .append_entries_period(Duration::from_millis(20))
+        .raft_min_timeout(Duration::from_millis(150))
+        .raft_max_timeout(Duration::from_millis(300))
+        .leader_fallback_timeout(Duration::from_millis(150))
 }
 
 fn conf(journal: &Path, fsync: FsyncPolicy) -> SyncObjConf {
-    fast().with_journal_file(journal).with_journal_fsync(fsync)
+    fast()
+        .journal_file(journal)
+        .journal_fsync(fsync)
+        .build()
+        .expect("a valid configuration")
 }
 
 fn start(
@@ -252,8 +254,10 @@ fn a_lagging_node_catches_up_from_a_snapshot() {
     let addresses = ["a:1", "b:2", "c:3"];
     let network = MemoryNetwork::new();
     let conf = fast()
-        .with_log_compaction_min_entries(20)
-        .with_log_compaction_batch_size(16);
+        .log_compaction_min_entries(20)
+        .log_compaction_batch_size(16)
+        .build()
+        .expect("a valid configuration");
     let nodes: Vec<SyncObj<Counter>> = addresses
         .iter()
         .map(|&me| {
@@ -312,9 +316,11 @@ fn a_large_state_is_snapshotted_and_restored() {
     }
 
     let dir = TempDir::new("large");
-    let conf = SyncObjConf::default()
-        .with_full_dump_file(dir.0.join("dump"))
-        .with_auto_tick_period(Duration::from_millis(5));
+    let conf = SyncObjConf::builder()
+        .full_dump_file(dir.0.join("dump"))
+        .auto_tick_period(Duration::from_millis(5))
+        .build()
+        .expect("a valid configuration");
     let network = MemoryNetwork::new();
     let node = SyncObj::with_transport(
         "a:1",
@@ -377,7 +383,12 @@ fn a_large_command_replicates_and_survives_a_restart() {
     }
 
     let dir = TempDir::new("large-command");
-    let conf = |node: usize| fast().with_full_dump_file(dir.0.join(format!("dump-{node}")));
+    let conf = |node: usize| {
+        fast()
+            .full_dump_file(dir.0.join(format!("dump-{node}")))
+            .build()
+            .expect("a valid configuration")
+    };
     let start_both = || {
         let network = MemoryNetwork::new();
         let nodes = [0, 1].map(|i| {
@@ -467,7 +478,10 @@ fn a_call_larger_than_a_frame_is_refused() {
         }
     }
 
-    let conf = SyncObjConf::default().with_frame_size_max(1 << 20);
+    let conf = SyncObjConf::builder()
+        .frame_size_max(1 << 20)
+        .build()
+        .expect("a valid configuration");
     let network = MemoryNetwork::new();
     let node = SyncObj::with_transport(
         "a:1",
@@ -608,12 +622,14 @@ fn custom_serializer_hooks_snapshot_an_external_state() {
             .filter(|&&a| a != me)
             .map(|&a| a.to_owned());
         let conf = fast()
-            .with_log_compaction_min_entries(20)
-            .with_full_dump_file(dir.0.join(format!("dump-{node}")))
-            .with_serializer(DbHooks {
+            .log_compaction_min_entries(20)
+            .full_dump_file(dir.0.join(format!("dump-{node}")))
+            .serializer(DbHooks {
                 db: std::sync::Arc::clone(&dbs[node]),
                 done: std::sync::Arc::default(),
-            });
+            })
+            .build()
+            .expect("a valid configuration");
         let state = External {
             db: std::sync::Arc::clone(&dbs[node]),
         };
@@ -666,7 +682,10 @@ fn custom_serializer_hooks_snapshot_an_external_state() {
 
 /// Fast timers, a dump directory per node under `dir`, and compaction only when forced.
 fn dump_conf(dir: &TempDir, node: &str) -> SyncObjConf {
-    fast().with_full_dump_file(dump_dir(dir, node))
+    fast()
+        .full_dump_file(dump_dir(dir, node))
+        .build()
+        .expect("a valid configuration")
 }
 
 /// The dump directory of the node at `address` under `dir`.

@@ -144,7 +144,6 @@ impl<T: Replicated> SyncObj<T> {
         state: T,
         conf: SyncObjConf,
     ) -> Result<SyncObj<T>, StartError> {
-        conf.validate()?;
         let partners = without(partners, self_address);
         let mut voters = partners.clone();
         voters.push(self_address.to_owned());
@@ -165,7 +164,6 @@ impl<T: Replicated> SyncObj<T> {
         state: T,
         conf: SyncObjConf,
     ) -> Result<SyncObj<T>, StartError> {
-        conf.validate()?;
         let partners: Vec<String> = partners.into_iter().map(Into::into).collect();
         // The top bit is set at the source, so that the number in the hello and the node's own
         // id name it alike.
@@ -227,7 +225,6 @@ impl<T: Replicated> SyncObj<T> {
         conf: SyncObjConf,
         transport: impl Transport,
     ) -> Result<SyncObj<T>, StartError> {
-        conf.validate()?;
         if consumers.len() >= usize::from(SYSTEM_OBJECT) {
             return Err(StartError::TooManyConsumers(consumers.len()));
         }

@@ -412,10 +412,12 @@ mod tests {
     use super::*;
 
     fn policy(split: bool, slot: (u64, u64)) -> Snapshots {
-        let conf = SyncObjConf::default()
-            .with_log_compaction_min_entries(100)
-            .with_log_compaction_min_time(Duration::from_secs(30))
-            .with_log_compaction_split(split);
+        let conf = SyncObjConf::builder()
+            .log_compaction_min_entries(100)
+            .log_compaction_min_time(Duration::from_secs(30))
+            .log_compaction_split(split)
+            .build()
+            .expect("valid");
         Snapshots::with_store(&conf, slot, None, &[])
             .expect("no store, nothing to load")
             .0

@@ -773,9 +773,11 @@ fn recover_on(
     )
     .map_err(|e| e.to_string())?;
     let (store, _) = SnapshotStore::open(disk.clone(), SNAPSHOT_DIR).map_err(|e| e.to_string())?;
-    let conf = SyncObjConf::default()
-        .with_log_compaction_min_entries(compaction)
-        .with_log_compaction_min_time(Duration::MAX);
+    let conf = SyncObjConf::builder()
+        .log_compaction_min_entries(compaction)
+        .log_compaction_min_time(Duration::MAX)
+        .build()
+        .map_err(|e| e.to_string())?;
     let (mut snapshots, restore) =
         Snapshots::with_store(&conf, (0, 1), Some(Box::new(store)), objects)?;
     snapshots.write_inline();
