@@ -289,6 +289,64 @@ fn no_leader_fails_with_missing_leader() {
     );
 }
 
+/// Without a leader, calls wait for one up to `leaderless_calls_max`; one more fails at once
+/// with `MissingLeader`, and those waiting end with `Shutdown` when the node stops.
+#[test]
+fn leaderless_calls_beyond_the_limit_fail_with_missing_leader() {
+    let network = MemoryNetwork::new();
+    let conf = builder(false)
+        .leaderless_calls_max(2)
+        .build()
+        .expect("a valid configuration");
+    let node = SyncObj::with_transport(
+        "a",
+        ["b", "c"],
+        Counter::default(),
+        conf,
+        network.endpoint("a"),
+    )
+    .expect("a valid node");
+    let (tx, rx) = std::sync::mpsc::channel();
+    for n in 1..=3 {
+        let tx = tx.clone();
+        node.add(n).on_done(move |r| drop(tx.send((n, r))));
+    }
+    node.do_tick(Duration::from_millis(1));
+    assert_eq!(rx.try_recv(), Ok((3, Err(FailReason::MissingLeader))));
+    assert!(rx.try_recv().is_err(), "two calls wait for a leader");
+    node.destroy();
+    let rest: Vec<(i64, Result<i64, FailReason>)> = rx.try_iter().collect();
+    assert_eq!(
+        rest,
+        [
+            (1, Err(FailReason::Shutdown)),
+            (2, Err(FailReason::Shutdown))
+        ]
+    );
+}
+
+/// A leader that holds `uncommitted_entries_max` uncommitted entries refuses more calls with
+/// `QueueFull`, though its command queue has room. Without check-quorum the cut-off leader
+/// keeps leading, so its entries stay uncommitted. (Two, so that the first call of the term
+/// fits beside the leader's no-op.)
+#[test]
+fn a_leader_full_of_uncommitted_entries_refuses_calls() {
+    let conf = builder(true)
+        .check_quorum(false)
+        .uncommitted_entries_max(2)
+        .build()
+        .expect("a valid configuration");
+    let (network, nodes) = cluster(&conf);
+    let leader = leader_index(&nodes);
+    network.isolate(ADDRESSES[leader]);
+    nodes[leader].add(1).detach();
+    nodes[leader].add(2).detach();
+    assert_eq!(
+        nodes[leader].add(3).wait_timeout(Duration::from_secs(10)),
+        Err(FailReason::QueueFull)
+    );
+}
+
 /// Waiting for a call from inside a callback, on the tick thread, fails fast instead of
 /// deadlocking.
 #[test]

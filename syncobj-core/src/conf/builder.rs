@@ -37,7 +37,8 @@ impl SyncObjConfBuilder {
     ///
     /// # Errors
     /// [`ConfErrors`] listing every rule broken, each naming its options and their values: a
-    /// limit or period that must be positive is zero; the password is empty; a TCP keepalive time is under a second; the
+    /// limit or period that must be positive is zero; calls are to wait for a leader with no
+    /// room to wait; the password is empty; a TCP keepalive time is under a second; the
     /// election timeouts leave no room for three heartbeats or form an empty range; the leader
     /// would step down between two heartbeats; a connection would time out before an election
     /// could replace its leader; a batch or snapshot chunk does not fit in a frame, or the

@@ -1,5 +1,6 @@
 //! The options of the tick loop and of the calls: who runs the loop, how many calls wait
-//! between the caller's thread and the loop, and how long a placed call may take.
+//! between the caller's thread and the loop, and while no leader is known, and how long a
+//! placed call may take.
 
 use std::time::Duration;
 
@@ -17,13 +18,22 @@ options! {
 
     /// The capacity of the queue of calls between the threads that make them and the tick loop
     /// (PySyncObj `commandsQueueSize`): a call made while it is full fails at once with
-    /// `QueueFull`. It also bounds the calls held while no leader is known, and the
-    /// uncommitted entries a leader holds. Must be positive. Default: 100 000.
+    /// `QueueFull`. The calls held while no leader is known and the entries a leader holds
+    /// uncommitted have limits of their own, `leaderless_calls_max` and
+    /// `uncommitted_entries_max`. Must be positive. Default: 100 000.
     commands_queue_size: usize;
 
-    /// `true`: calls made while no leader is known wait for one; `false`: they fail at once
-    /// with `MissingLeader` (PySyncObj `commandsWaitLeader`). Default: `true`.
+    /// `true`: calls made while no leader is known wait for one, up to
+    /// `leaderless_calls_max` of them; `false`: they fail at once with `MissingLeader`
+    /// (PySyncObj `commandsWaitLeader`). Default: `true`.
     commands_wait_leader: bool;
+
+    /// The most calls a node holds while it knows no leader, with `commands_wait_leader`:
+    /// they go to the leader once one is known, and a call that finds this many waiting fails
+    /// with `MissingLeader`. Bounds the memory a node cut off from the cluster spends on calls
+    /// (PySyncObj holds them in its commands queue). syncobj's own. Must be positive while
+    /// `commands_wait_leader` is `true`. Default: 100 000.
+    leaderless_calls_max: usize;
 
     /// The deadline of a call once its command was forwarded to the leader or appended: when
     /// it passes without the call's entry being applied here, the call fails with `Timeout`.
@@ -45,11 +55,30 @@ pub(super) fn check(conf: &SyncObjConf, errors: &mut Vec<ConfError>) {
             ),
         ],
     );
+    if conf.commands_wait_leader && conf.leaderless_calls_max == 0 {
+        errors.push(ConfError::LeaderlessCallsZero);
+    }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::SyncObjConf;
+    use super::super::testing::{assert_names, only_error};
+    use super::{ConfError, SyncObjConf};
+
+    /// No room for calls waiting for a leader is an error only while calls are to wait.
+    #[test]
+    fn leaderless_calls_need_room_only_when_waiting() {
+        let error = only_error(SyncObjConf::builder().leaderless_calls_max(0));
+        assert_eq!(error, ConfError::LeaderlessCallsZero);
+        assert_names(&error, &["leaderless_calls_max", "commands_wait_leader"]);
+        let conf = SyncObjConf::builder()
+            .leaderless_calls_max(0)
+            .commands_wait_leader(false)
+            .build();
+        assert!(conf.is_ok(), "{conf:?}");
+        let conf = SyncObjConf::builder().leaderless_calls_max(1).build();
+        assert_eq!(conf.map(|c| c.leaderless_calls_max()).ok(), Some(1));
+    }
 
     /// `None` for the call deadline is accepted: calls wait for their outcome.
     #[test]

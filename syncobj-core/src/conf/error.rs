@@ -23,6 +23,11 @@ pub enum ConfError {
         /// The option, `tcp_keepalive.count` for a keepalive field.
         option: &'static str,
     },
+    /// Calls are to wait for a leader, and none may.
+    #[error(
+        "leaderless_calls_max is 0 while commands_wait_leader is true: no call could wait for a leader; raise leaderless_calls_max, or set commands_wait_leader to false so that such calls fail at once"
+    )]
+    LeaderlessCallsZero,
     /// A TCP keepalive time is under one second, which TCP cannot express.
     #[error("{option} ({value:?}) must be at least one second")]
     KeepaliveTooShort {

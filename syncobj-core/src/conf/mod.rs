@@ -109,6 +109,7 @@ pub struct SyncObjConf {
     pub(crate) auto_tick_period: Duration,
     pub(crate) commands_queue_size: usize,
     pub(crate) commands_wait_leader: bool,
+    pub(crate) leaderless_calls_max: usize,
     pub(crate) call_timeout: Option<Duration>,
     // Raft (`raft.rs`).
     pub(crate) raft_min_timeout: Duration,
@@ -118,6 +119,7 @@ pub struct SyncObjConf {
     pub(crate) append_entries_use_batch: bool,
     pub(crate) append_entries_batch_size_bytes: usize,
     pub(crate) max_inflight_appends: usize,
+    pub(crate) uncommitted_entries_max: u64,
     pub(crate) pre_vote: bool,
     pub(crate) check_quorum: bool,
     pub(crate) seed: Option<u64>,
@@ -196,6 +198,7 @@ impl Default for SyncObjConf {
             auto_tick_period: Duration::from_millis(50),
             commands_queue_size: 100_000,
             commands_wait_leader: true,
+            leaderless_calls_max: 100_000,
             call_timeout: Some(Duration::from_secs(30)),
             raft_min_timeout: Duration::from_millis(400),
             raft_max_timeout: Duration::from_millis(1400),
@@ -204,6 +207,7 @@ impl Default for SyncObjConf {
             append_entries_use_batch: true,
             append_entries_batch_size_bytes: 64 * 1024,
             max_inflight_appends: 64,
+            uncommitted_entries_max: 100_000,
             pre_vote: true,
             check_quorum: true,
             seed: None,
@@ -245,6 +249,7 @@ impl fmt::Debug for SyncObjConf {
             .field("auto_tick_period", &self.auto_tick_period)
             .field("commands_queue_size", &self.commands_queue_size)
             .field("commands_wait_leader", &self.commands_wait_leader)
+            .field("leaderless_calls_max", &self.leaderless_calls_max)
             .field("call_timeout", &self.call_timeout);
         s.field("raft_min_timeout", &self.raft_min_timeout)
             .field("raft_max_timeout", &self.raft_max_timeout)
@@ -256,6 +261,7 @@ impl fmt::Debug for SyncObjConf {
                 &self.append_entries_batch_size_bytes,
             )
             .field("max_inflight_appends", &self.max_inflight_appends)
+            .field("uncommitted_entries_max", &self.uncommitted_entries_max)
             .field("pre_vote", &self.pre_vote)
             .field("check_quorum", &self.check_quorum)
             .field("seed", &self.seed)
@@ -369,6 +375,8 @@ mod tests {
         assert_eq!(conf.raft_config(7).validate(), Ok(()));
         assert_eq!(conf.auto_tick_period(), ms(50));
         assert_eq!(conf.commands_queue_size(), 100_000);
+        assert_eq!(conf.leaderless_calls_max(), 100_000);
+        assert_eq!(conf.uncommitted_entries_max(), 100_000);
         assert_eq!(
             (conf.raft_min_timeout(), conf.raft_max_timeout()),
             (ms(400), ms(1400))
@@ -394,23 +402,24 @@ mod tests {
         assert!(conf.ignored_options().is_empty());
     }
 
-    /// Breaking every rule at once yields every error, in the order of the groups. (Only
-    /// `FrameTooLarge` is missing: a frame limit too large for 32 bits holds every batch.)
-    #[test]
-    fn every_broken_rule_is_reported_at_once() {
+    /// A builder that breaks every rule but `FrameTooLarge` (a frame limit too large for 32
+    /// bits holds every batch), each once.
+    fn breaking_every_rule() -> SyncObjConfBuilder {
         let keepalive = TcpKeepalive {
             idle: ms(500),
             interval: ms(999),
             count: 0,
         };
-        let errors = SyncObjConf::builder()
+        SyncObjConf::builder()
             .auto_tick_period(Duration::ZERO)
             .commands_queue_size(0)
+            .leaderless_calls_max(0)
             .call_timeout(Some(Duration::ZERO))
             .raft_min_timeout(ms(300))
             .raft_max_timeout(ms(200))
             .leader_fallback_timeout(ms(100))
             .max_inflight_appends(0)
+            .uncommitted_entries_max(0)
             .password("")
             .connection_timeout(ms(199))
             .connection_retry_time(Duration::ZERO)
@@ -423,24 +432,26 @@ mod tests {
             .frame_size_max(1000)
             .log_compaction_min_entries(1)
             .log_compaction_min_time(Duration::ZERO)
-            .build()
-            .expect_err("every rule is broken");
-        let expected = [
-            ConfError::Zero {
-                option: "auto_tick_period",
-            },
-            ConfError::Zero {
-                option: "commands_queue_size",
-            },
-            ConfError::Zero {
-                option: "call_timeout",
-            },
-            ConfError::Zero {
-                option: "append_entries_batch_size_bytes",
-            },
-            ConfError::Zero {
-                option: "max_inflight_appends",
-            },
+    }
+
+    /// The errors of [`breaking_every_rule`], in the order of the groups: calls, Raft,
+    /// network, storage.
+    fn every_error() -> Vec<ConfError> {
+        let zero = |option| ConfError::Zero { option };
+        let keepalive = |option, value| ConfError::KeepaliveTooShort { option, value };
+        let frame = |option| ConfError::FrameTooSmall {
+            frame_size_max: 1000,
+            option,
+            size: 0,
+        };
+        vec![
+            zero("auto_tick_period"),
+            zero("commands_queue_size"),
+            zero("call_timeout"),
+            ConfError::LeaderlessCallsZero,
+            zero("append_entries_batch_size_bytes"),
+            zero("max_inflight_appends"),
+            zero("uncommitted_entries_max"),
             ConfError::ElectionTimeoutTooShort {
                 raft_min_timeout: ms(300),
                 append_entries_period: ms(100),
@@ -454,59 +465,42 @@ mod tests {
                 append_entries_period: ms(100),
             },
             ConfError::EmptyPassword,
-            ConfError::Zero {
-                option: "connection_retry_time",
-            },
-            ConfError::Zero {
-                option: "send_buffer_size",
-            },
-            ConfError::Zero {
-                option: "recv_buffer_size",
-            },
-            ConfError::Zero {
-                option: "bind_retry_time",
-            },
-            ConfError::Zero {
-                option: "tcp_keepalive.count",
-            },
-            ConfError::KeepaliveTooShort {
-                option: "tcp_keepalive.idle",
-                value: ms(500),
-            },
-            ConfError::KeepaliveTooShort {
-                option: "tcp_keepalive.interval",
-                value: ms(999),
-            },
+            zero("connection_retry_time"),
+            zero("send_buffer_size"),
+            zero("recv_buffer_size"),
+            zero("bind_retry_time"),
+            zero("tcp_keepalive.count"),
+            keepalive("tcp_keepalive.idle", ms(500)),
+            keepalive("tcp_keepalive.interval", ms(999)),
             ConfError::ConnectionTimeoutTooShort {
                 connection_timeout: ms(199),
                 raft_max_timeout: ms(200),
             },
-            ConfError::FrameTooSmall {
-                frame_size_max: 1000,
-                option: "append_entries_batch_size_bytes",
-                size: 0,
-            },
-            ConfError::FrameTooSmall {
-                frame_size_max: 1000,
-                option: "log_compaction_batch_size",
-                size: 0,
-            },
-            ConfError::Zero {
-                option: "log_compaction_batch_size",
-            },
-            ConfError::Zero {
-                option: "log_compaction_min_time",
-            },
+            frame("append_entries_batch_size_bytes"),
+            frame("log_compaction_batch_size"),
+            zero("log_compaction_batch_size"),
+            zero("log_compaction_min_time"),
             ConfError::CompactionMinEntriesTooSmall {
                 log_compaction_min_entries: 1,
             },
-        ];
+        ]
+    }
+
+    /// Breaking every rule at once yields every error, in the order of the groups, and
+    /// `Display` puts each on its own line.
+    #[test]
+    fn every_broken_rule_is_reported_at_once() {
+        let errors = breaking_every_rule()
+            .build()
+            .expect_err("every rule is broken");
+        let expected = every_error();
         assert_eq!(*errors, expected);
         let text = errors.to_string();
         assert_eq!(text.lines().count(), expected.len(), "{text}");
         for (line, error) in text.lines().zip(&expected) {
             assert_eq!(line, error.to_string());
         }
+        assert_eq!(errors.into_vec(), expected);
     }
 
     /// Each option that must be positive is rejected as `Zero` naming exactly that option.
@@ -520,7 +514,7 @@ mod tests {
             };
             b.tcp_keepalive(Some(keepalive))
         };
-        let cases: [(&str, SetZero); 13] = [
+        let cases: [(&str, SetZero); 14] = [
             ("auto_tick_period", |b| b.auto_tick_period(Duration::ZERO)),
             ("append_entries_period", |b| {
                 b.append_entries_period(Duration::ZERO)
@@ -531,6 +525,7 @@ mod tests {
                 b.append_entries_batch_size_bytes(0)
             }),
             ("max_inflight_appends", |b| b.max_inflight_appends(0)),
+            ("uncommitted_entries_max", |b| b.uncommitted_entries_max(0)),
             ("connection_retry_time", |b| {
                 b.connection_retry_time(Duration::ZERO)
             }),
@@ -566,6 +561,8 @@ mod tests {
             .bind_address("127.0.0.1:4321")
             .seed(7)
             .raft_min_timeout(ms(500))
+            .leaderless_calls_max(10)
+            .uncommitted_entries_max(20)
             .journal_fsync(FsyncPolicy::Never)
             .on_ready(|| {})
             .build()

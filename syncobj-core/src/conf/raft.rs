@@ -1,5 +1,6 @@
-//! The Raft options: election and heartbeat timers, batching and pipelining, pre-vote and
-//! check-quorum, the seed; and how they map to the core's [`RaftConfig`].
+//! The Raft options: election and heartbeat timers, batching and pipelining, the leader's
+//! bound on uncommitted entries, pre-vote and check-quorum, the seed; and how they map to the
+//! core's [`RaftConfig`].
 
 use std::time::Duration;
 
@@ -45,6 +46,12 @@ options! {
     /// The most AppendEntries in flight to one follower while pipelining. syncobj's own. Must
     /// be positive. Default: 64.
     max_inflight_appends: usize;
+
+    /// The most entries a leader holds appended but not yet committed: a call made on the
+    /// leader, or forwarded to it, while it holds this many fails with `QueueFull`, so that a
+    /// leader cut off from its followers cannot grow its log and its memory without bound.
+    /// syncobj's own (PySyncObj's log grows without bound). Must be positive. Default: 100 000.
+    uncommitted_entries_max: u64;
 
     /// Run a pre-vote round before a real election (Raft thesis §9.6), so a node that was cut
     /// off cannot disrupt a healthy leader when it comes back. syncobj's own. Default: `true`.
@@ -93,7 +100,7 @@ impl SyncObjConf {
             max_inflight_appends: self.max_inflight_appends,
             snapshot_chunk_bytes: self.log_compaction_batch_size,
             apply_batch_entries_max: RaftConfig::default().apply_batch_entries_max,
-            uncommitted_entries_max: u64::try_from(self.commands_queue_size).unwrap_or(u64::MAX),
+            uncommitted_entries_max: self.uncommitted_entries_max,
             seed,
         }
     }
@@ -114,6 +121,7 @@ pub(super) fn check(conf: &SyncObjConf, errors: &mut Vec<ConfError>) {
                 conf.append_entries_batch_size_bytes == 0,
             ),
             ("max_inflight_appends", conf.max_inflight_appends == 0),
+            ("uncommitted_entries_max", conf.uncommitted_entries_max == 0),
         ],
     );
     let three_periods = conf.append_entries_period.checked_mul(3);
@@ -209,7 +217,8 @@ mod tests {
         );
     }
 
-    /// `raft_config` carries every Raft option over, and the seed it is given.
+    /// `raft_config` carries every Raft option over, and the seed it is given; the leader's
+    /// bound on uncommitted entries is its own option, not the command queue's size.
     #[test]
     fn raft_config_maps_every_field() {
         let conf = SyncObjConf::builder()
@@ -223,6 +232,7 @@ mod tests {
             .max_inflight_appends(7)
             .log_compaction_batch_size(2345)
             .commands_queue_size(4321)
+            .uncommitted_entries_max(5432)
             .seed(99)
             .build()
             .expect("valid");
@@ -237,7 +247,7 @@ mod tests {
             max_inflight_appends: 7,
             snapshot_chunk_bytes: 2345,
             apply_batch_entries_max: RaftConfig::default().apply_batch_entries_max,
-            uncommitted_entries_max: 4321,
+            uncommitted_entries_max: 5432,
             seed: 42,
         };
         assert_eq!(conf.raft_config(42), expected);

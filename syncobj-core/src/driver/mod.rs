@@ -253,7 +253,7 @@ impl<T: Replicated> SyncObj<T> {
         let settings = EngineSettings {
             commands_wait_leader: conf.commands_wait_leader,
             call_timeout: conf.call_timeout,
-            backlog_max: conf.commands_queue_size,
+            backlog_max: conf.leaderless_calls_max,
             on_state_changed: conf.on_state_changed.clone(),
             on_ready: conf.on_ready.clone(),
             on_code_version_changed: conf.on_code_version_changed.clone(),
