@@ -564,6 +564,9 @@ impl External {
     }
 }
 
+/// What a snapshot hook returns when it fails.
+type HookError = Box<dyn std::error::Error + Send + Sync>;
+
 /// Hooks that write the database's value and syncobj's data on a thread of their own, reported
 /// through `state` (PySyncObj's asynchronous serializer with `serializeChecker`).
 struct DbHooks {
@@ -572,7 +575,7 @@ struct DbHooks {
 }
 
 impl syncobj::SnapshotSerializer for DbHooks {
-    fn serialize(&self, path: &Path, data: &[u8]) -> Result<(), String> {
+    fn serialize(&self, path: &Path, data: &[u8]) -> Result<(), HookError> {
         let value = self.db.load(std::sync::atomic::Ordering::SeqCst);
         let (path, mut bytes) = (path.to_path_buf(), value.to_le_bytes().to_vec());
         bytes.extend_from_slice(data);
@@ -581,10 +584,10 @@ impl syncobj::SnapshotSerializer for DbHooks {
         Ok(())
     }
 
-    fn deserialize(&self, path: &Path) -> Result<Vec<u8>, String> {
-        let bytes = std::fs::read(path).map_err(|e| e.to_string())?;
+    fn deserialize(&self, path: &Path) -> Result<Vec<u8>, HookError> {
+        let bytes = std::fs::read(path)?;
         let (value, data) = bytes.split_at_checked(8).ok_or("a short snapshot")?;
-        let value = i64::from_le_bytes(value.try_into().map_err(|_| "eight bytes")?);
+        let value = i64::from_le_bytes(value.try_into()?);
         self.db.store(value, std::sync::atomic::Ordering::SeqCst);
         Ok(data.to_vec())
     }
@@ -678,6 +681,75 @@ fn custom_serializer_hooks_snapshot_an_external_state() {
         "restored from the dump"
     );
     drop(a);
+}
+
+/// Hooks whose `deserialize` always fails, as with a database that is offline.
+struct OfflineHooks;
+
+impl syncobj::SnapshotSerializer for OfflineHooks {
+    fn serialize(&self, _path: &Path, _data: &[u8]) -> Result<(), HookError> {
+        Err("the database is offline".into())
+    }
+
+    fn deserialize(&self, _path: &Path) -> Result<Vec<u8>, HookError> {
+        Err("the database is offline".into())
+    }
+}
+
+/// A custom deserializer that fails at start stops the node with `StartError::Snapshot`,
+/// naming the hook and keeping its error as the source.
+#[test]
+fn a_failing_deserializer_stops_the_start() {
+    let dir = TempDir::new("offline-hooks");
+    let db = std::sync::Arc::<std::sync::atomic::AtomicI64>::default();
+    let start = |hooks: SyncObjConfBuilder| {
+        let conf = hooks
+            .full_dump_file(dir.0.join("dump"))
+            .build()
+            .expect("a valid configuration");
+        let state = External {
+            db: std::sync::Arc::clone(&db),
+        };
+        let network = MemoryNetwork::new();
+        SyncObj::with_transport(
+            "a:1",
+            Vec::<String>::new(),
+            state,
+            conf,
+            network.endpoint("a:1"),
+        )
+    };
+    let node = start(fast().serializer(DbHooks {
+        db: std::sync::Arc::clone(&db),
+        done: std::sync::Arc::default(),
+    }))
+    .expect("starts");
+    assert_eq!(node.add(5).wait_timeout(Duration::from_secs(10)), Ok(5));
+    node.force_log_compaction();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while node.status().snapshots.snapshot_index == 0 {
+        assert!(Instant::now() < deadline, "a snapshot within 10 s");
+        let _ = node.add(0).wait_timeout(Duration::from_millis(200));
+    }
+    drop(node);
+    let refused = start(fast().serializer(OfflineHooks)).err();
+    match refused {
+        Some(StartError::Snapshot(error)) => {
+            assert!(
+                matches!(
+                    error,
+                    syncobj::SnapshotError::Hook {
+                        hook: syncobj::SnapshotHook::Load,
+                        ..
+                    }
+                ),
+                "{error:?}"
+            );
+            let source = std::error::Error::source(&error).map(ToString::to_string);
+            assert_eq!(source.as_deref(), Some("the database is offline"));
+        }
+        other => panic!("expected a snapshot error, got {other:?}"),
+    }
 }
 
 /// Fast timers, a dump directory per node under `dir`, and compaction only when forced.

@@ -10,11 +10,13 @@ pub(crate) mod objects;
 pub(crate) mod persistence;
 pub(crate) mod recovery;
 mod snapshot_codec;
+mod snapshot_error;
 pub(crate) mod snapshots;
 mod wire;
 
 pub use memory::{MemoryNetwork, MemoryTransport};
 pub use objects::{Consumer, Consumers};
+pub use snapshot_error::{SnapshotError, SnapshotHook};
 
 use std::ops::Deref;
 use std::sync::Arc;
@@ -100,7 +102,7 @@ pub enum StartError {
     },
     /// The snapshot store could not be opened or its latest snapshot loaded.
     #[error("cannot recover the latest snapshot: {0}")]
-    Snapshot(String),
+    Snapshot(#[source] SnapshotError),
     /// No key could be derived from the password.
     #[error("cannot derive the cluster key from the password: {0}")]
     Password(SecureError),

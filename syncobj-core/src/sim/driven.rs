@@ -779,7 +779,8 @@ fn recover_on(
         .build()
         .map_err(|e| e.to_string())?;
     let (mut snapshots, restore) =
-        Snapshots::with_store(&conf, (0, 1), Some(Box::new(store)), objects)?;
+        Snapshots::with_store(&conf, (0, 1), Some(Box::new(store)), objects)
+            .map_err(|e| e.to_string())?;
     snapshots.write_inline();
     let journal_dir = std::path::Path::new(JOURNAL_DIR);
     assemble(Some(journal), (snapshots, restore), Some(journal_dir)).map_err(|e| e.to_string())
