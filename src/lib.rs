@@ -85,8 +85,8 @@
 
 pub use syncobj_core::conf::{self, ConfErrors, FsyncPolicy, SyncObjConf, SyncObjConfBuilder};
 pub use syncobj_core::driver::{
-    BindError, Consumer, Consumers, MemoryNetwork, MemoryTransport, SnapshotError, SnapshotHook,
-    StartError, SyncObj,
+    BindError, Consumer, Consumers, HaltReason, MemoryNetwork, MemoryTransport, SnapshotError,
+    SnapshotHook, StartError, SyncObj,
 };
 pub use syncobj_core::object::{Call, FailReason, Replicated, ReplicatedMethods, ReplicatedState};
 pub use syncobj_core::raft;

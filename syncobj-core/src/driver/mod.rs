@@ -3,6 +3,7 @@
 
 mod addresses;
 pub(crate) mod engine;
+mod halt;
 mod inflight;
 mod memory;
 mod network;
@@ -14,6 +15,7 @@ mod snapshot_error;
 pub(crate) mod snapshots;
 mod wire;
 
+pub use halt::HaltReason;
 pub use memory::{MemoryNetwork, MemoryTransport};
 pub use objects::{Consumer, Consumers};
 pub use snapshot_error::{SnapshotError, SnapshotHook};

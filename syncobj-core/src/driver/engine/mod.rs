@@ -15,6 +15,7 @@ use crossbeam_channel::Receiver;
 use syncobj_net::{Incoming, Transport, TransportCounters};
 
 use crate::conf::{OnCodeVersionChanged, OnReady, OnStateChanged};
+use crate::driver::HaltReason;
 pub(crate) use crate::driver::addresses::Addresses;
 use crate::driver::addresses::is_read_only;
 use crate::driver::inflight::{InFlight, Outcome, PlacedForwards, Settled};
@@ -132,7 +133,7 @@ pub(crate) struct Engine {
     snapshots: Snapshots,
     /// Why the node stopped for good (its journal failed): it then sends nothing and refuses
     /// every call.
-    halted: Option<String>,
+    halted: Option<HaltReason>,
 }
 
 impl Engine {
@@ -361,7 +362,7 @@ impl Engine {
                 _ => None,
             },
             stalled_on: self.stalled.as_ref().map(ToString::to_string),
-            halted: self.halted.clone(),
+            halted: self.halted.as_ref().map(ToString::to_string),
             snapshots: {
                 let counters = raft.snapshot_counters();
                 SnapshotStatus {
@@ -574,7 +575,7 @@ impl Engine {
                     .reset_journal(ready.log_reset)
                     .and_then(|()| self.persist(ready.hard_state, &ready.entries));
                 if let Err(error) = persisted {
-                    self.halt(&error);
+                    self.halt(error);
                     return;
                 }
             }

@@ -116,7 +116,7 @@ impl Engine {
             .as_mut()
             .map_or(Ok(()), |p| p.drop_prefix(position.index));
         if let Err(error) = dropped {
-            self.halt(&error);
+            self.halt(error);
         }
     }
 
