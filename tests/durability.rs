@@ -667,8 +667,10 @@ fn custom_serializer_hooks_snapshot_an_external_state() {
         assert!(Instant::now() < deadline, "c caught up within 10 s");
         let _ = add(&nodes[2], 0);
     }
+    // The log c missed was compacted away, so only a snapshot could bring it back. (How much
+    // log follows the snapshot depends on how fast the disk syncs the leader's next one.)
     assert!(
-        nodes[2].status().log_len < 50,
+        nodes[2].status().snapshots.snapshots_installed >= 1,
         "c was sent a snapshot, not the log"
     );
     drop(nodes);
