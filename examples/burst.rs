@@ -194,12 +194,14 @@ fn node_main(index: usize, args: &Args) -> Result<(), Error> {
     // The leadership hook needs the node, which exists only once the conf is consumed.
     let slot: Arc<OnceLock<Weak<SyncObj<Bench>>>> = Arc::new(OnceLock::new());
     let hook_slot = Arc::clone(&slot);
-    let conf = SyncObjConf {
-        password: args.password.clone(),
-        journal_file: args.journal.clone(),
-        ..SyncObjConf::default()
-    };
-    let conf = conf.with_on_state_changed(move |_old, new| {
+    let mut conf = SyncObjConf::builder();
+    if let Some(password) = &args.password {
+        conf = conf.password(password.as_str());
+    }
+    if let Some(journal) = &args.journal {
+        conf = conf.journal_file(journal);
+    }
+    let conf = conf.on_state_changed(move |_old, new| {
         if new != RaftState::Leader {
             return;
         }
@@ -217,6 +219,7 @@ fn node_main(index: usize, args: &Args) -> Result<(), Error> {
             None => emit(format_args!("event leader_commit ok=0 err=not_built")),
         }
     });
+    let conf = conf.build()?;
     let node = Arc::new(SyncObj::new(&me, partners, Bench::default(), conf)?);
     let _ = slot.set(Arc::downgrade(&node));
     emit(format_args!("event started pid={}", std::process::id()));

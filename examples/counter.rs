@@ -52,10 +52,7 @@ fn main() -> Result<(), Error> {
 
 fn start(auto_tick: bool) -> Result<Vec<SyncObj<Counter>>, Error> {
     let network = MemoryNetwork::new();
-    let conf = SyncObjConf {
-        auto_tick,
-        ..SyncObjConf::default()
-    };
+    let conf = SyncObjConf::builder().auto_tick(auto_tick).build()?;
     let mut nodes = Vec::new();
     for me in ADDRESSES {
         let partners = ADDRESSES.iter().filter(|&&a| a != me).copied();

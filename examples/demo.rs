@@ -63,7 +63,7 @@ fn node_main(args: &[String]) -> Result<(), Error> {
         peers.iter().cloned(),
         Counter::default(),
         // Every connection is encrypted and authenticated with a key derived from this.
-        SyncObjConf::default().with_password(DEMO_PASSWORD),
+        SyncObjConf::builder().password(DEMO_PASSWORD).build()?,
     )?;
     let mut out = std::io::stdout().lock();
     for line in std::io::stdin().lock().lines() {

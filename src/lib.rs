@@ -48,7 +48,9 @@
 //! ```
 //!
 //! A real node talks TCP, and with a password every connection is encrypted and authenticated;
-//! with a journal it keeps its log, vote and snapshots through crashes:
+//! with a journal it keeps its log, vote and snapshots through crashes. Options are set on a
+//! builder, whose `build` checks them all and reports every mistake at once
+//! ([`ConfErrors`]):
 //!
 //! ```no_run
 //! # use serde::{Deserialize, Serialize};
@@ -61,9 +63,10 @@
 //! #     fn add(&mut self, n: i64) -> i64 { self.value += n; self.value }
 //! # }
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! let conf = SyncObjConf::default()
-//!     .with_password("a long shared secret")
-//!     .with_journal_file("/var/lib/counter/journal");
+//! let conf = SyncObjConf::builder()
+//!     .password("a long shared secret")
+//!     .journal_file("counter-data/journal")
+//!     .build()?;
 //! let node = SyncObj::new(
 //!     "10.0.0.1:4321",
 //!     ["10.0.0.2:4321", "10.0.0.3:4321"],
@@ -80,16 +83,15 @@
 
 #![deny(missing_docs)]
 
-pub use syncobj_core::conf::{
-    self, FsyncPolicy, RaftState, SerializerState, SnapshotSerializer, SyncObjConf,
-};
+pub use syncobj_core::conf::{self, ConfErrors, FsyncPolicy, SyncObjConf, SyncObjConfBuilder};
 pub use syncobj_core::driver::{
-    BindError, BindFailure, Consumer, Consumers, MemoryNetwork, MemoryTransport, StartError,
-    SyncObj, TickError,
+    BindError, BindFailure, Consumer, Consumers, HaltReason, MemoryNetwork, MemoryTransport,
+    SnapshotError, SnapshotHook, StartError, SyncObj, TickError,
 };
 pub use syncobj_core::object::{Call, FailReason, Replicated, ReplicatedMethods, ReplicatedState};
 pub use syncobj_core::raft::{LogIndex, NewNodeError, Term};
-pub use syncobj_core::status::{self, Status};
+pub use syncobj_core::serializer::{SerializerState, SnapshotSerializer};
+pub use syncobj_core::status::{self, RaftState, Status};
 pub use syncobj_core::storage::{Corruption, HardStateRule, StorageError};
 pub use syncobj_macros::{Replicated, replicated};
 

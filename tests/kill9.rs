@@ -16,6 +16,7 @@ use std::sync::mpsc::{Receiver, channel};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
+use syncobj::ConfErrors;
 use syncobj::prelude::*;
 
 /// Every argument applied, in log order.
@@ -60,17 +61,16 @@ fn main() -> ExitCode {
 
 // ---- one node ------------------------------------------------------------------------------
 
-fn conf(journal: &Path) -> SyncObjConf {
-    SyncObjConf {
-        append_entries_period: Duration::from_millis(20),
-        raft_min_timeout: Duration::from_millis(150),
-        raft_max_timeout: Duration::from_millis(300),
-        leader_fallback_timeout: Duration::from_millis(150),
-        connection_timeout: Duration::from_millis(600),
-        connection_retry_time: Duration::from_millis(50),
-        ..SyncObjConf::default()
-    }
-    .with_journal_file(journal)
+fn conf(journal: &Path) -> Result<SyncObjConf, ConfErrors> {
+    SyncObjConf::builder()
+        .append_entries_period(Duration::from_millis(20))
+        .raft_min_timeout(Duration::from_millis(150))
+        .raft_max_timeout(Duration::from_millis(300))
+        .leader_fallback_timeout(Duration::from_millis(150))
+        .connection_timeout(Duration::from_millis(600))
+        .connection_retry_time(Duration::from_millis(50))
+        .journal_file(journal)
+        .build()
 }
 
 /// `--node SELF JOURNAL PEER...`: answers `record K`, `leader` and `dump` on standard input.
@@ -82,7 +82,7 @@ fn node_main(args: &[String]) -> Result<(), Error> {
         me,
         peers.iter().cloned(),
         Ledger::default(),
-        conf(journal.as_ref()),
+        conf(journal.as_ref())?,
     )?;
     let mut out = std::io::stdout().lock();
     for line in std::io::stdin().lock().lines() {

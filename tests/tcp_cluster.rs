@@ -6,6 +6,7 @@ use std::net::TcpListener;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+use syncobj::SyncObjConfBuilder;
 use syncobj::prelude::*;
 
 #[derive(Default, Serialize, Deserialize, Replicated)]
@@ -32,16 +33,19 @@ fn free_address() -> String {
 }
 
 /// Timers short enough for a quick test, loose enough for a loaded machine.
+fn builder() -> SyncObjConfBuilder {
+    SyncObjConf::builder()
+        .append_entries_period(Duration::from_millis(20))
+        .raft_min_timeout(Duration::from_millis(150))
+        .raft_max_timeout(Duration::from_millis(300))
+        .leader_fallback_timeout(Duration::from_millis(150))
+        .connection_timeout(Duration::from_millis(600))
+        .connection_retry_time(Duration::from_millis(50))
+}
+
+/// [`builder`]'s configuration, built.
 fn conf() -> SyncObjConf {
-    SyncObjConf {
-        append_entries_period: Duration::from_millis(20),
-        raft_min_timeout: Duration::from_millis(150),
-        raft_max_timeout: Duration::from_millis(300),
-        leader_fallback_timeout: Duration::from_millis(150),
-        connection_timeout: Duration::from_millis(600),
-        connection_retry_time: Duration::from_millis(50),
-        ..SyncObjConf::default()
-    }
+    builder().build().expect("a valid configuration")
 }
 
 /// Three nodes over TCP elect a leader, replicate calls made on each, and agree.
@@ -115,10 +119,10 @@ fn agree(addresses: &[String]) {
 fn wait_binded_reports_a_taken_port() {
     let taken = TcpListener::bind("127.0.0.1:0").expect("loopback has free ports");
     let address = taken.local_addr().expect("bound").to_string();
-    let once = SyncObjConf {
-        max_bind_retries: 1,
-        ..conf()
-    };
+    let once = builder()
+        .max_bind_retries(1)
+        .build()
+        .expect("a valid configuration");
     let node = SyncObj::new(&address, [free_address()], Counter::default(), once)
         .expect("the node starts");
     let waited = node.wait_binded(Duration::from_secs(10));
@@ -239,7 +243,10 @@ fn start(me: &str, addresses: &[String], conf: SyncObjConf) -> SyncObj<Counter> 
 #[test]
 fn password_cluster_agrees_and_reconnects_after_a_restart() {
     let addresses: Vec<String> = (0..3).map(|_| free_address()).collect();
-    let secret = conf().with_password("correct horse battery staple");
+    let secret = builder()
+        .password("correct horse battery staple")
+        .build()
+        .expect("a valid configuration");
     let mut nodes = start_all(&addresses, &secret);
     assert_eq!(add_retrying(&nodes[0], 5), Ok(5));
     assert_eq!(add_retrying(&nodes[1], 5), Ok(10));
@@ -260,10 +267,17 @@ fn password_cluster_agrees_and_reconnects_after_a_restart() {
 #[test]
 fn a_wrong_password_node_never_joins() {
     let addresses: Vec<String> = (0..3).map(|_| free_address()).collect();
-    let right = conf().with_password("right");
+    let right = builder()
+        .password("right")
+        .build()
+        .expect("a valid configuration");
     let a = start(&addresses[0], &addresses, right.clone());
     let b = start(&addresses[1], &addresses, right);
-    let stranger = start(&addresses[2], &addresses, conf().with_password("wrong"));
+    let wrong = builder()
+        .password("wrong")
+        .build()
+        .expect("a valid configuration");
+    let stranger = start(&addresses[2], &addresses, wrong);
     assert_eq!(add_retrying(&a, 7), Ok(7));
     assert_eq!(add_retrying(&b, 1), Ok(8));
     // Two seconds of dialling in both directions, and no leader ever heard of.

@@ -76,16 +76,16 @@ impl CounterCalls {
 
 /// Fast timers, as in the driver tests, so the first election takes tens of milliseconds.
 fn conf() -> SyncObjConf {
-    SyncObjConf {
-        auto_tick: true,
-        auto_tick_period: Duration::from_millis(5),
-        append_entries_period: Duration::from_millis(10),
-        raft_min_timeout: Duration::from_millis(50),
-        raft_max_timeout: Duration::from_millis(100),
-        leader_fallback_timeout: Duration::from_millis(50),
-        connection_timeout: Duration::from_millis(100),
-        ..SyncObjConf::default()
-    }
+    SyncObjConf::builder()
+        .auto_tick(true)
+        .auto_tick_period(Duration::from_millis(5))
+        .append_entries_period(Duration::from_millis(10))
+        .raft_min_timeout(Duration::from_millis(50))
+        .raft_max_timeout(Duration::from_millis(100))
+        .leader_fallback_timeout(Duration::from_millis(50))
+        .connection_timeout(Duration::from_millis(100))
+        .build()
+        .expect("a valid configuration")
 }
 
 /// A one-node cluster whose node has applied a first call (so it leads).

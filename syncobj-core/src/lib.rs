@@ -14,6 +14,7 @@ pub use syncobj_raft as raft;
 pub mod conf;
 pub mod driver;
 pub mod object;
+pub mod serializer;
 pub mod status;
 pub mod storage;
 

@@ -5,8 +5,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::conf::RaftState;
-use crate::raft::RaftCounters;
+use crate::raft::{RaftCounters, RoleKind};
 
 /// The version of syncobj reported as [`Status::version`].
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -194,6 +193,62 @@ impl fmt::Display for Status {
     }
 }
 
+/// The role of a node as status reports and `on_state_changed` show it.
+///
+/// PySyncObj knows three states; syncobj adds [`PreCandidate`](Self::PreCandidate), which
+/// [`code`](Self::code) reports as PySyncObj's candidate.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum RaftState {
+    /// Follows a leader, or waits for one. The default.
+    #[default]
+    Follower,
+    /// Asks whether it could win an election, without raising the term (pre-vote).
+    PreCandidate,
+    /// Runs an election.
+    Candidate,
+    /// Leads the cluster in the current term.
+    Leader,
+}
+
+impl RaftState {
+    /// PySyncObj's `_RAFT_STATE` integer: follower 0, candidate 1 (pre-candidates included),
+    /// leader 2.
+    pub fn code(self) -> u8 {
+        match self {
+            RaftState::Follower => 0,
+            RaftState::PreCandidate | RaftState::Candidate => 1,
+            RaftState::Leader => 2,
+        }
+    }
+
+    /// The state's snake_case name: `follower`, `pre_candidate`, `candidate` or `leader`.
+    pub fn name(self) -> &'static str {
+        match self {
+            RaftState::Follower => "follower",
+            RaftState::PreCandidate => "pre_candidate",
+            RaftState::Candidate => "candidate",
+            RaftState::Leader => "leader",
+        }
+    }
+}
+
+impl From<RoleKind> for RaftState {
+    fn from(role: RoleKind) -> Self {
+        match role {
+            RoleKind::Follower => RaftState::Follower,
+            RoleKind::PreCandidate => RaftState::PreCandidate,
+            RoleKind::Candidate => RaftState::Candidate,
+            RoleKind::Leader => RaftState::Leader,
+        }
+    }
+}
+
+impl fmt::Display for RaftState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 /// What a node knows of one other node.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PeerStatus {
@@ -334,9 +389,8 @@ fn index_pairs<'a>(
 mod tests {
     use std::time::Duration;
 
-    use super::{PeerStatus, Status, StatusCounters, VERSION};
-    use crate::conf::RaftState;
-    use crate::raft::RaftCounters;
+    use super::{PeerStatus, RaftState, Status, StatusCounters, VERSION};
+    use crate::raft::{RaftCounters, RoleKind};
 
     /// A peer with the given connection state and indexes.
     fn peer(node: &str, connected: bool, next: Option<u64>, matched: Option<u64>) -> PeerStatus {
@@ -495,5 +549,28 @@ mod tests {
         assert_eq!(status.version, env!("CARGO_PKG_VERSION"));
         assert_eq!(status.state, RaftState::Follower);
         assert_eq!(status.uptime, Duration::ZERO);
+    }
+
+    /// `RaftState` maps every role and gives PySyncObj's integer codes, with a pre-candidate
+    /// shown as a candidate.
+    #[test]
+    fn raft_state_codes_and_names() {
+        let cases = [
+            (RoleKind::Follower, RaftState::Follower, 0, "follower"),
+            (
+                RoleKind::PreCandidate,
+                RaftState::PreCandidate,
+                1,
+                "pre_candidate",
+            ),
+            (RoleKind::Candidate, RaftState::Candidate, 1, "candidate"),
+            (RoleKind::Leader, RaftState::Leader, 2, "leader"),
+        ];
+        for (role, state, code, name) in cases {
+            assert_eq!(RaftState::from(role), state);
+            assert_eq!(state.code(), code);
+            assert_eq!(state.to_string(), name);
+        }
+        assert_eq!(RaftState::default(), RaftState::Follower);
     }
 }

@@ -8,12 +8,13 @@ use std::thread::Thread;
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
-use syncobj_core::conf::{RaftState, SyncObjConf};
+use syncobj_core::conf::{SyncObjConf, SyncObjConfBuilder};
 use syncobj_core::driver::{Consumers, MemoryNetwork, SyncObj};
 use syncobj_core::object::{
     ApplyError, Call, Caller, FailReason, MethodSpec, Replicated, ReplicatedMethods,
     ReplicatedState,
 };
+use syncobj_core::status::RaftState;
 use syncobj_net::Transport;
 
 /// A counter, with the trait implementations the macros would generate.
@@ -83,17 +84,20 @@ impl CounterCalls {
 
 /// Fast timers, so elections take a fraction of a second of real time, yet loose enough that a
 /// loaded machine running every test at once does not depose leaders by mere slowness.
+fn builder(auto_tick: bool) -> SyncObjConfBuilder {
+    SyncObjConf::builder()
+        .auto_tick(auto_tick)
+        .auto_tick_period(Duration::from_millis(5))
+        .append_entries_period(Duration::from_millis(20))
+        .raft_min_timeout(Duration::from_millis(150))
+        .raft_max_timeout(Duration::from_millis(300))
+        .leader_fallback_timeout(Duration::from_millis(150))
+        .connection_timeout(Duration::from_millis(300))
+}
+
+/// [`builder`]'s configuration, built.
 fn conf(auto_tick: bool) -> SyncObjConf {
-    SyncObjConf {
-        auto_tick,
-        auto_tick_period: Duration::from_millis(5),
-        append_entries_period: Duration::from_millis(20),
-        raft_min_timeout: Duration::from_millis(150),
-        raft_max_timeout: Duration::from_millis(300),
-        leader_fallback_timeout: Duration::from_millis(150),
-        connection_timeout: Duration::from_millis(300),
-        ..SyncObjConf::default()
-    }
+    builder(auto_tick).build().expect("a valid configuration")
 }
 
 const ADDRESSES: [&str; 3] = ["node-a", "node-b", "node-c"];
@@ -248,10 +252,10 @@ fn quiet_boom_panics() {
 #[test]
 fn full_queue_fails_with_queue_full() {
     let network = MemoryNetwork::new();
-    let conf = SyncObjConf {
-        commands_queue_size: 1,
-        ..conf(false)
-    };
+    let conf = builder(false)
+        .commands_queue_size(1)
+        .build()
+        .expect("a valid configuration");
     let node = SyncObj::with_transport("a", ["b"], Counter::default(), conf, network.endpoint("a"))
         .expect("a valid node");
     node.add(1).detach();
@@ -268,10 +272,10 @@ fn full_queue_fails_with_queue_full() {
 #[test]
 fn no_leader_fails_with_missing_leader() {
     let network = MemoryNetwork::new();
-    let conf = SyncObjConf {
-        commands_wait_leader: false,
-        ..conf(false)
-    };
+    let conf = builder(false)
+        .commands_wait_leader(false)
+        .build()
+        .expect("a valid configuration");
     let node = SyncObj::with_transport(
         "a",
         ["b", "c"],
@@ -283,6 +287,65 @@ fn no_leader_fails_with_missing_leader() {
     assert_eq!(
         node.add(1).wait_timeout(Duration::from_secs(5)),
         Err(FailReason::MissingLeader)
+    );
+}
+
+/// Without a leader, calls wait for one up to `leaderless_calls_max`; one more fails at once
+/// with `MissingLeader`, and those waiting end with `Shutdown` when the node stops.
+#[test]
+fn leaderless_calls_beyond_the_limit_fail_with_missing_leader() {
+    let network = MemoryNetwork::new();
+    let conf = builder(false)
+        .leaderless_calls_max(2)
+        .build()
+        .expect("a valid configuration");
+    let node = SyncObj::with_transport(
+        "a",
+        ["b", "c"],
+        Counter::default(),
+        conf,
+        network.endpoint("a"),
+    )
+    .expect("a valid node");
+    let (tx, rx) = std::sync::mpsc::channel();
+    for n in 1..=3 {
+        let tx = tx.clone();
+        node.add(n).on_done(move |r| drop(tx.send((n, r))));
+    }
+    node.do_tick(Duration::from_millis(1))
+        .expect("the node ticks");
+    assert_eq!(rx.try_recv(), Ok((3, Err(FailReason::MissingLeader))));
+    assert!(rx.try_recv().is_err(), "two calls wait for a leader");
+    node.destroy();
+    let rest: Vec<(i64, Result<i64, FailReason>)> = rx.try_iter().collect();
+    assert_eq!(
+        rest,
+        [
+            (1, Err(FailReason::Shutdown)),
+            (2, Err(FailReason::Shutdown))
+        ]
+    );
+}
+
+/// A leader that holds `uncommitted_entries_max` uncommitted entries refuses more calls with
+/// `QueueFull`, though its command queue has room. Without check-quorum the cut-off leader
+/// keeps leading, so its entries stay uncommitted. (Two, so that the first call of the term
+/// fits beside the leader's no-op.)
+#[test]
+fn a_leader_full_of_uncommitted_entries_refuses_calls() {
+    let conf = builder(true)
+        .check_quorum(false)
+        .uncommitted_entries_max(2)
+        .build()
+        .expect("a valid configuration");
+    let (network, nodes) = cluster(&conf);
+    let leader = leader_index(&nodes);
+    network.isolate(ADDRESSES[leader]);
+    nodes[leader].add(1).detach();
+    nodes[leader].add(2).detach();
+    assert_eq!(
+        nodes[leader].add(3).wait_timeout(Duration::from_secs(10)),
+        Err(FailReason::QueueFull)
     );
 }
 
@@ -364,11 +427,11 @@ fn callbacks_and_status() {
     let ready = Arc::new(Mutex::new(0));
     let recorder = Arc::clone(&changes);
     let counter = Arc::clone(&ready);
-    let conf = conf(true)
-        .with_on_state_changed(move |old, new| {
-            recorder.lock().expect("not poisoned").push((old, new))
-        })
-        .with_on_ready(move || *counter.lock().expect("not poisoned") += 1);
+    let conf = builder(true)
+        .on_state_changed(move |old, new| recorder.lock().expect("not poisoned").push((old, new)))
+        .on_ready(move || *counter.lock().expect("not poisoned") += 1)
+        .build()
+        .expect("a valid configuration");
     let (_network, nodes) = cluster(&conf);
     assert_eq!(settle(&nodes), vec![0; 3]);
     assert!(nodes.iter().all(|n| n.is_ready() && n.has_quorum()));
@@ -531,9 +594,12 @@ fn consumers_have_their_own_state() {
 fn code_version_switches_every_node() {
     let changes = Arc::new(Mutex::new(Vec::new()));
     let recorder = Arc::clone(&changes);
-    let conf = conf(true).with_on_code_version_changed(move |old, new| {
-        recorder.lock().expect("not poisoned").push((old, new))
-    });
+    let conf = builder(true)
+        .on_code_version_changed(move |old, new| {
+            recorder.lock().expect("not poisoned").push((old, new))
+        })
+        .build()
+        .expect("a valid configuration");
     let network = MemoryNetwork::new();
     let nodes: Vec<SyncObj<Versioned>> = ADDRESSES
         .iter()
@@ -699,14 +765,14 @@ fn a_forwarded_call_fails_when_the_leader_changes() {
 #[test]
 fn a_forwarded_call_times_out() {
     // Elections slow enough that the 5 ms deadline always passes before a new leader appears.
-    let conf = SyncObjConf {
-        call_timeout: Some(Duration::from_millis(5)),
-        raft_min_timeout: Duration::from_millis(500),
-        raft_max_timeout: Duration::from_millis(1000),
-        leader_fallback_timeout: Duration::from_millis(500),
-        connection_timeout: Duration::from_millis(1000),
-        ..conf(true)
-    };
+    let conf = builder(true)
+        .call_timeout(Some(Duration::from_millis(5)))
+        .raft_min_timeout(Duration::from_millis(500))
+        .raft_max_timeout(Duration::from_millis(1000))
+        .leader_fallback_timeout(Duration::from_millis(500))
+        .connection_timeout(Duration::from_millis(1000))
+        .build()
+        .expect("a valid configuration");
     let (network, nodes) = cluster(&conf);
     let old = leader_index(&nodes);
     network.isolate(ADDRESSES[old]);
@@ -740,13 +806,13 @@ fn wait_ready_on_auto_and_manual_nodes() {
 /// quorum, so the follower still believes in it when it forwards.
 #[test]
 fn a_forward_to_a_deposed_leader_fails_with_not_leader() {
-    let conf = SyncObjConf {
-        raft_min_timeout: Duration::from_millis(2000),
-        raft_max_timeout: Duration::from_millis(3000),
-        leader_fallback_timeout: Duration::from_millis(100),
-        connection_timeout: Duration::from_millis(3000),
-        ..conf(false)
-    };
+    let conf = builder(false)
+        .raft_min_timeout(Duration::from_millis(2000))
+        .raft_max_timeout(Duration::from_millis(3000))
+        .leader_fallback_timeout(Duration::from_millis(100))
+        .connection_timeout(Duration::from_millis(3000))
+        .build()
+        .expect("a valid configuration");
     let (_network, nodes) = cluster(&conf);
     tick_until(&nodes, || nodes.iter().all(|n| n.is_ready()));
     let leader = nodes
@@ -897,7 +963,10 @@ fn mixed_cluster<A: Replicated + Clone, B: Replicated>(
 #[test]
 fn undecodable_messages_are_counted() {
     let network = MemoryNetwork::new();
-    let conf = SyncObjConf::default().with_auto_tick(false);
+    let conf = SyncObjConf::builder()
+        .auto_tick(false)
+        .build()
+        .expect("a valid configuration");
     let node = SyncObj::with_transport(
         "a:1",
         ["b:2"],

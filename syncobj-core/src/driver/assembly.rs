@@ -94,7 +94,7 @@ pub(crate) fn assemble(blueprint: Blueprint<'_>) -> Result<Assembled, StartError
     let signals = Arc::new(Signals::new(observed, code_version, receiver.clone()));
     let limits = CallLimits {
         wait_leader: conf.commands_wait_leader,
-        leaderless_calls_max: conf.commands_queue_size,
+        leaderless_calls_max: conf.leaderless_calls_max,
         call_timeout: conf.call_timeout,
     };
     let engine = Engine::new(Parts {

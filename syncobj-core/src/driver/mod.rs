@@ -11,6 +11,7 @@
 pub(crate) mod addresses;
 pub(crate) mod assembly;
 pub(crate) mod engine;
+mod halt;
 mod inflight;
 pub(crate) mod life;
 mod memory;
@@ -20,6 +21,7 @@ pub(crate) mod observed;
 pub(crate) mod persistence;
 pub(crate) mod recovery;
 mod snapshot_codec;
+mod snapshot_error;
 pub(crate) mod snapshots;
 mod ticker;
 mod wire;
@@ -27,8 +29,10 @@ mod wire;
 #[cfg(test)]
 mod tests;
 
+pub use halt::HaltReason;
 pub use memory::{MemoryNetwork, MemoryTransport};
 pub use objects::{Consumer, Consumers};
+pub use snapshot_error::{SnapshotError, SnapshotHook};
 pub use syncobj_net::BindFailure;
 
 use std::ops::Deref;
@@ -54,7 +58,7 @@ use self::objects::{ErasedObject, ObjectCell, SET_CODE_VERSION, SYSTEM_OBJECT};
 use self::observed::{Observed, StatusContext};
 use self::recovery::recover;
 use self::ticker::{Clock, ManualSlot, NotTicked};
-use crate::conf::{ConfError, FRAME_OVERHEAD_BYTES, SyncObjConf};
+use crate::conf::{FRAME_OVERHEAD_BYTES, SyncObjConf};
 use crate::object::{
     Call, Caller, Completion, FailReason, MethodSpec, Replicated, Submit, TickHelp,
 };
@@ -91,9 +95,6 @@ pub enum BindError {
 /// Why a node could not start.
 #[derive(Debug, Error)]
 pub enum StartError {
-    /// The configuration is invalid.
-    #[error(transparent)]
-    Conf(#[from] ConfError),
     /// The Raft node could not be created.
     #[error(transparent)]
     Raft(#[from] NewNodeError),
@@ -119,7 +120,7 @@ pub enum StartError {
     },
     /// The snapshot store could not be opened or its latest snapshot loaded.
     #[error("cannot recover the latest snapshot: {0}")]
-    Snapshot(String),
+    Snapshot(#[source] SnapshotError),
     /// No key could be derived from the password.
     #[error("cannot derive the cluster key from the password: {0}")]
     Password(SecureError),
@@ -166,15 +167,15 @@ impl<T: Replicated> SyncObj<T> {
     /// authenticated; without, the transport is unauthenticated and a warning says so at start.
     ///
     /// # Errors
-    /// [`StartError`] if the configuration is invalid, the address cannot be bound, or the
-    /// tick thread cannot start.
+    /// [`StartError`] if the transport cannot start (the password's key, the listener), the
+    /// journal or the snapshots cannot be recovered, or the tick thread cannot start. The
+    /// configuration itself was checked when it was built.
     pub fn new(
         self_address: &str,
         partners: impl IntoIterator<Item = impl Into<String>>,
         state: T,
         conf: SyncObjConf,
     ) -> Result<SyncObj<T>, StartError> {
-        conf.validate()?;
         let partners = without(partners, self_address);
         let mut voters = partners.clone();
         voters.push(self_address.to_owned());
@@ -189,13 +190,13 @@ impl<T: Replicated> SyncObj<T> {
     /// Voters know it as `readonly:` and a random number.
     ///
     /// # Errors
-    /// [`StartError`] if the configuration is invalid or the tick thread cannot start.
+    /// [`StartError`] if the journal or the snapshots cannot be recovered, or the tick thread
+    /// cannot start.
     pub fn read_only(
         partners: impl IntoIterator<Item = impl Into<String>>,
         state: T,
         conf: SyncObjConf,
     ) -> Result<SyncObj<T>, StartError> {
-        conf.validate()?;
         let partners: Vec<String> = partners.into_iter().map(Into::into).collect();
         // The top bit is set at the source, so that the number in the hello and the node's own
         // id name it alike.
@@ -211,7 +212,8 @@ impl<T: Replicated> SyncObj<T> {
     /// [`do_tick`](Self::do_tick) in a loop.
     ///
     /// # Errors
-    /// [`StartError`] if the configuration is invalid or the tick thread cannot start.
+    /// [`StartError`] if the journal or the snapshots cannot be recovered, or the tick thread
+    /// cannot start.
     pub fn with_transport(
         self_address: &str,
         partners: impl IntoIterator<Item = impl Into<String>>,
@@ -234,7 +236,8 @@ impl<T: Replicated> SyncObj<T> {
     /// them with [`consumer`](Self::consumer).
     ///
     /// # Errors
-    /// [`StartError`] if the configuration is invalid or the tick thread cannot start.
+    /// [`StartError`] if the journal or the snapshots cannot be recovered, or the tick thread
+    /// cannot start.
     pub fn with_consumers(
         self_address: &str,
         partners: impl IntoIterator<Item = impl Into<String>>,
@@ -257,7 +260,6 @@ impl<T: Replicated> SyncObj<T> {
         conf: SyncObjConf,
         transport: impl Transport,
     ) -> Result<SyncObj<T>, StartError> {
-        conf.validate()?;
         let main = Arc::new(ObjectCell {
             state: RwLock::new(state),
         });

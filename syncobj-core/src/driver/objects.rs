@@ -8,6 +8,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use parking_lot::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 
+use super::SnapshotError;
 use crate::object::{CommandHeader, FailReason, Replicated};
 
 /// The object number that addresses the node itself (code versions), not a user object.
@@ -33,10 +34,10 @@ pub(crate) trait ErasedObject: Send + Sync {
     fn as_any(self: Arc<Self>) -> Arc<dyn Any + Send + Sync>;
 
     /// The object's state, serialized for a snapshot (MessagePack).
-    fn save(&self) -> Result<Bytes, String>;
+    fn save(&self) -> Result<Bytes, SnapshotError>;
 
     /// A state decoded from [`save`](Self::save)'s bytes, not yet in place.
-    fn decode(&self, bytes: &[u8]) -> Result<Box<dyn Any + Send>, String>;
+    fn decode(&self, bytes: &[u8]) -> Result<Box<dyn Any + Send>, SnapshotError>;
 
     /// Puts a state from [`decode`](Self::decode) in place of the current one.
     fn replace(&self, state: Box<dyn Any + Send>);
@@ -81,16 +82,22 @@ impl<T: Replicated> ErasedObject for ObjectCell<T> {
         self
     }
 
-    fn save(&self) -> Result<Bytes, String> {
+    fn save(&self) -> Result<Bytes, SnapshotError> {
         rmp_serde::to_vec(&*self.state.read())
             .map(Bytes::from)
-            .map_err(|e| format!("cannot serialize {}: {e}", T::NAME))
+            .map_err(|source| SnapshotError::EncodeObject {
+                object: T::NAME,
+                source,
+            })
     }
 
-    fn decode(&self, bytes: &[u8]) -> Result<Box<dyn Any + Send>, String> {
+    fn decode(&self, bytes: &[u8]) -> Result<Box<dyn Any + Send>, SnapshotError> {
         rmp_serde::from_slice::<T>(bytes)
             .map(|state| Box::new(state) as Box<dyn Any + Send>)
-            .map_err(|e| format!("cannot decode {} from the snapshot: {e}", T::NAME))
+            .map_err(|source| SnapshotError::DecodeObject {
+                object: T::NAME,
+                source,
+            })
     }
 
     fn replace(&self, state: Box<dyn Any + Send>) {

@@ -9,9 +9,9 @@ use std::time::Duration;
 use syncobj_net::{BindFailure, WireStats};
 
 use super::addresses::is_read_only;
-use crate::conf::RaftState;
+
 use crate::raft::{LogIndex, NodeId, RaftCounters, RaftNode, RoleKind, Term};
-use crate::status::{PeerStatus, SnapshotStatus, Status, WireCounters};
+use crate::status::{PeerStatus, RaftState, SnapshotStatus, Status, WireCounters};
 
 /// One iteration's view of the node.
 #[derive(Clone, Debug)]

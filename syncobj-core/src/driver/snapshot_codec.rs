@@ -2,7 +2,7 @@
 //! MessagePack), or through the user's [`SnapshotSerializer`] hooks, whose file is the payload.
 
 use std::any::Any;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -10,7 +10,9 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
 use super::objects::ErasedObject;
-use crate::conf::{SerializerState, SnapshotSerializer, SyncObjConf};
+use super::{SnapshotError, SnapshotHook};
+use crate::conf::SyncObjConf;
+use crate::serializer::{SerializerState, SnapshotSerializer};
 
 /// The payload format this build writes and reads.
 const PAYLOAD_FORMAT: u32 = 1;
@@ -61,13 +63,13 @@ impl Codec {
         &self,
         code_version: u32,
         objects: &[Arc<dyn ErasedObject>],
-    ) -> Result<Encoded, String> {
+    ) -> Result<Encoded, SnapshotError> {
         match self {
             Codec::Serde => {
                 let objects = objects
                     .iter()
                     .map(|o| o.save())
-                    .collect::<Result<Vec<Bytes>, String>>()?;
+                    .collect::<Result<Vec<Bytes>, SnapshotError>>()?;
                 encode_payload(code_version, objects).map(Encoded::Ready)
             }
             Codec::Custom(serializer) => {
@@ -75,7 +77,10 @@ impl Codec {
                 let path = scratch_file();
                 serializer
                     .serialize(&path, &data)
-                    .map_err(|e| format!("the custom serializer failed: {e}"))?;
+                    .map_err(|source| SnapshotError::Hook {
+                        hook: SnapshotHook::Save,
+                        source,
+                    })?;
                 Ok(Encoded::Started(path))
             }
         }
@@ -83,16 +88,22 @@ impl Codec {
 
     /// Whether the hooks finished the file at `path`: `None` while they write it; the payload,
     /// or why there is none, once they are done. The file is removed then.
-    pub(crate) fn poll(&self, path: &PathBuf) -> Option<Result<Bytes, String>> {
-        let Codec::Custom(serializer) = self else {
-            return Some(Err("no custom serializer".into()));
+    pub(crate) fn poll(&self, path: &Path) -> Option<Result<Bytes, SnapshotError>> {
+        let state = match self {
+            Codec::Custom(serializer) => serializer.state(),
+            // Only the hooks leave a file to finish later: with serde nothing is in progress.
+            Codec::Serde => SerializerState::NotSerializing,
         };
-        let outcome = match serializer.state() {
+        let outcome = match state {
             SerializerState::Serializing => return None,
-            SerializerState::Failed => Err("the custom serializer reported a failure".into()),
+            SerializerState::Failed => Err(SnapshotError::HookReportedFailure),
             SerializerState::NotSerializing | SerializerState::Success => std::fs::read(path)
                 .map(Bytes::from)
-                .map_err(|e| format!("cannot read the custom snapshot {}: {e}", path.display())),
+                .map_err(|source| SnapshotError::HookFile {
+                    action: "read",
+                    path: path.to_path_buf(),
+                    source,
+                }),
         };
         let _ = std::fs::remove_file(path);
         Some(outcome)
@@ -103,16 +114,15 @@ impl Codec {
         &self,
         payload: &[u8],
         objects: &[Arc<dyn ErasedObject>],
-    ) -> Result<Decoded, String> {
+    ) -> Result<Decoded, SnapshotError> {
         match self {
             Codec::Serde => {
                 let payload = decode_payload(payload)?;
                 if payload.objects.len() != objects.len() {
-                    return Err(format!(
-                        "the snapshot holds {} objects, this node has {}",
-                        payload.objects.len(),
-                        objects.len()
-                    ));
+                    return Err(SnapshotError::ObjectCount {
+                        held: payload.objects.len(),
+                        expected: objects.len(),
+                    });
                 }
                 let states = objects
                     .iter()
@@ -126,11 +136,17 @@ impl Codec {
             }
             Codec::Custom(serializer) => {
                 let path = scratch_file();
-                std::fs::write(&path, payload)
-                    .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+                std::fs::write(&path, payload).map_err(|source| SnapshotError::HookFile {
+                    action: "write",
+                    path: path.clone(),
+                    source,
+                })?;
                 let data = serializer.deserialize(&path);
                 let _ = std::fs::remove_file(&path);
-                let data = data.map_err(|e| format!("the custom deserializer failed: {e}"))?;
+                let data = data.map_err(|source| SnapshotError::Hook {
+                    hook: SnapshotHook::Load,
+                    source,
+                })?;
                 Ok(Decoded {
                     code_version: decode_payload(&data)?.code_version,
                     states: None,
@@ -150,7 +166,7 @@ impl Decoded {
     }
 }
 
-fn encode_payload(code_version: u32, objects: Vec<Bytes>) -> Result<Bytes, String> {
+fn encode_payload(code_version: u32, objects: Vec<Bytes>) -> Result<Bytes, SnapshotError> {
     let payload = Payload {
         format: PAYLOAD_FORMAT,
         code_version,
@@ -158,17 +174,16 @@ fn encode_payload(code_version: u32, objects: Vec<Bytes>) -> Result<Bytes, Strin
     };
     rmp_serde::to_vec(&payload)
         .map(Bytes::from)
-        .map_err(|e| format!("cannot encode the snapshot: {e}"))
+        .map_err(SnapshotError::Encode)
 }
 
-fn decode_payload(bytes: &[u8]) -> Result<Payload, String> {
-    let payload: Payload =
-        rmp_serde::from_slice(bytes).map_err(|e| format!("undecodable snapshot: {e}"))?;
+fn decode_payload(bytes: &[u8]) -> Result<Payload, SnapshotError> {
+    let payload: Payload = rmp_serde::from_slice(bytes).map_err(SnapshotError::Decode)?;
     if payload.format != PAYLOAD_FORMAT {
-        return Err(format!(
-            "snapshot payload format {} (this build reads {PAYLOAD_FORMAT})",
-            payload.format
-        ));
+        return Err(SnapshotError::Format {
+            found: payload.format,
+            supported: PAYLOAD_FORMAT,
+        });
     }
     Ok(payload)
 }
@@ -178,4 +193,205 @@ fn scratch_file() -> PathBuf {
     static NEXT: AtomicU64 = AtomicU64::new(0);
     let number = NEXT.fetch_add(1, Ordering::Relaxed);
     std::env::temp_dir().join(format!("syncobj-snapshot-{}-{number}", std::process::id()))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::error::Error;
+    use std::path::Path;
+    use std::sync::Arc;
+
+    use bytes::Bytes;
+    use parking_lot::RwLock;
+    use serde::{Deserialize, Serialize, Serializer};
+
+    use super::{Codec, Decoded, Encoded, Payload, decode_payload, encode_payload};
+    use crate::driver::objects::{ErasedObject, ObjectCell};
+    use crate::driver::{SnapshotError, SnapshotHook};
+    use crate::object::{ApplyError, Caller, MethodSpec, ReplicatedMethods, ReplicatedState};
+    use crate::serializer::{SerializerState, SnapshotSerializer};
+
+    /// A replicated type with no methods, to snapshot.
+    #[derive(Default, Serialize, Deserialize)]
+    struct Gauge {
+        level: u8,
+    }
+
+    impl ReplicatedState for Gauge {
+        const NAME: &'static str = "Gauge";
+    }
+
+    impl ReplicatedMethods for Gauge {
+        const METHODS: &'static [MethodSpec] = &[];
+        type Calls = Caller;
+
+        fn apply(&mut self, id: u16, _args: &[u8]) -> Result<Vec<u8>, ApplyError> {
+            Err(ApplyError::UnknownMethod(id))
+        }
+    }
+
+    /// A replicated type whose state never serializes.
+    #[derive(Default, Deserialize)]
+    struct Unsavable;
+
+    impl Serialize for Unsavable {
+        fn serialize<S: Serializer>(&self, _serializer: S) -> Result<S::Ok, S::Error> {
+            Err(serde::ser::Error::custom("this state cannot be saved"))
+        }
+    }
+
+    impl ReplicatedState for Unsavable {
+        const NAME: &'static str = "Unsavable";
+    }
+
+    impl ReplicatedMethods for Unsavable {
+        const METHODS: &'static [MethodSpec] = &[];
+        type Calls = Caller;
+
+        fn apply(&mut self, id: u16, _args: &[u8]) -> Result<Vec<u8>, ApplyError> {
+            Err(ApplyError::UnknownMethod(id))
+        }
+    }
+
+    /// Hooks that fail: `serialize` with a message, `deserialize` with an I/O error, and
+    /// `state` says the last `serialize` failed.
+    struct FailingHooks;
+
+    impl SnapshotSerializer for FailingHooks {
+        fn serialize(
+            &self,
+            _path: &Path,
+            _data: &[u8],
+        ) -> Result<(), Box<dyn Error + Send + Sync>> {
+            Err("the disk is full".into())
+        }
+
+        fn deserialize(&self, _path: &Path) -> Result<Vec<u8>, Box<dyn Error + Send + Sync>> {
+            Err(std::io::Error::other("the file is damaged").into())
+        }
+
+        fn state(&self) -> SerializerState {
+            SerializerState::Failed
+        }
+    }
+
+    fn object<T: Default + crate::object::Replicated>() -> Arc<dyn ErasedObject> {
+        Arc::new(ObjectCell {
+            state: RwLock::new(T::default()),
+        })
+    }
+
+    /// The error of `decoded`, which must have failed.
+    fn decode_error(decoded: Result<Decoded, SnapshotError>) -> SnapshotError {
+        match decoded {
+            Ok(_) => panic!("the payload must be refused"),
+            Err(error) => error,
+        }
+    }
+
+    /// Bytes that are no snapshot, another format, and another number of objects are each
+    /// refused with their own error; a matching payload decodes.
+    #[test]
+    fn foreign_payloads_are_refused_by_kind() {
+        let codec = Codec::Serde;
+        let error = decode_error(codec.decode(b"\xc1", &[]));
+        assert!(matches!(error, SnapshotError::Decode(_)), "{error:?}");
+        assert!(error.to_string().starts_with("undecodable snapshot: "));
+        let other_format = Payload {
+            format: 9,
+            code_version: 0,
+            objects: Vec::new(),
+        };
+        let bytes = rmp_serde::to_vec(&other_format).expect("a payload encodes");
+        let error = decode_error(codec.decode(&bytes, &[]));
+        assert_eq!(
+            error.to_string(),
+            "snapshot payload format 9 (this build reads 1)"
+        );
+        let one_object = encode_payload(3, vec![Bytes::new()]).expect("encodes");
+        let error = decode_error(codec.decode(&one_object, &[]));
+        assert!(matches!(
+            error,
+            SnapshotError::ObjectCount {
+                held: 1,
+                expected: 0
+            }
+        ));
+        let empty = encode_payload(3, Vec::new()).expect("encodes");
+        assert_eq!(decode_payload(&empty).map(|p| p.code_version).ok(), Some(3));
+    }
+
+    /// An object's state that does not encode or decode is named by its type.
+    #[test]
+    fn object_state_errors_name_the_type() {
+        let error = match Codec::Serde.encode(0, &[object::<Unsavable>()]) {
+            Ok(_) => panic!("the state cannot be saved"),
+            Err(error) => error,
+        };
+        assert!(
+            matches!(
+                error,
+                SnapshotError::EncodeObject {
+                    object: "Unsavable",
+                    ..
+                }
+            ),
+            "{error:?}"
+        );
+        assert!(
+            error
+                .to_string()
+                .starts_with("cannot serialize Unsavable: ")
+        );
+        let not_a_gauge = rmp_serde::to_vec("not a gauge").expect("a string encodes");
+        let payload = encode_payload(0, vec![Bytes::from(not_a_gauge)]).expect("encodes");
+        let error = decode_error(Codec::Serde.decode(&payload, &[object::<Gauge>()]));
+        assert!(
+            error
+                .to_string()
+                .starts_with("cannot decode Gauge from the snapshot: "),
+            "{error}"
+        );
+    }
+
+    /// A hook's error is kept whole as the source, under the name of the hook that failed; a
+    /// failure reported through `state` has its own variant.
+    #[test]
+    fn hook_errors_keep_their_source() {
+        let codec = Codec::Custom(Arc::new(FailingHooks));
+        let error = match codec.encode(0, &[]) {
+            Ok(Encoded::Ready(_) | Encoded::Started(_)) => panic!("the hook fails"),
+            Err(error) => error,
+        };
+        assert!(matches!(
+            error,
+            SnapshotError::Hook {
+                hook: SnapshotHook::Save,
+                ..
+            }
+        ));
+        assert_eq!(
+            error.to_string(),
+            "the custom serializer failed: the disk is full"
+        );
+        assert_eq!(
+            error.source().map(ToString::to_string).as_deref(),
+            Some("the disk is full")
+        );
+        let error = decode_error(codec.decode(b"a snapshot", &[]));
+        let source = error.source().expect("the hook's error is the source");
+        assert!(
+            source.downcast_ref::<std::io::Error>().is_some(),
+            "{source:?}"
+        );
+        assert_eq!(
+            error.to_string(),
+            "the custom deserializer failed: the file is damaged"
+        );
+        let polled = codec.poll(Path::new("no-such-snapshot"));
+        assert!(
+            matches!(polled, Some(Err(SnapshotError::HookReportedFailure))),
+            "{polled:?}"
+        );
+    }
 }

@@ -15,6 +15,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use crossbeam_channel::{Receiver, TryRecvError};
 
+use super::SnapshotError;
 use super::objects::ErasedObject;
 use super::snapshot_codec::{Codec, Encoded};
 use crate::conf::SyncObjConf;
@@ -104,11 +105,10 @@ impl Snapshots {
         conf: &SyncObjConf,
         slot: (u64, u64),
         objects: &[Arc<dyn ErasedObject>],
-    ) -> Result<(Snapshots, Option<Restore>), String> {
+    ) -> Result<(Snapshots, Option<Restore>), SnapshotError> {
         let store: Option<Box<dyn Store>> = match store_dir(conf) {
             Some(dir) => {
-                let (store, warnings) =
-                    SnapshotStore::open(StdDisk, dir.clone()).map_err(|e| e.to_string())?;
+                let (store, warnings) = SnapshotStore::open(StdDisk, dir.clone())?;
                 for warning in &warnings {
                     tracing::warn!(snapshots = %dir.display(), %warning, "snapshot recovery");
                 }
@@ -125,7 +125,7 @@ impl Snapshots {
         slot: (u64, u64),
         store: Option<Box<dyn Store>>,
         objects: &[Arc<dyn ErasedObject>],
-    ) -> Result<(Snapshots, Option<Restore>), String> {
+    ) -> Result<(Snapshots, Option<Restore>), SnapshotError> {
         let policy = Policy {
             min_entries: conf.log_compaction_min_entries,
             min_time: conf.log_compaction_min_time,
@@ -147,7 +147,7 @@ impl Snapshots {
         let Some(store) = store else {
             return Ok((snapshots, None));
         };
-        let restore = match store.load_latest().map_err(|e| e.to_string())? {
+        let restore = match store.load_latest()? {
             Some(snapshot) => {
                 let position = LogPosition {
                     index: snapshot.meta.last_index,
@@ -206,7 +206,7 @@ impl Snapshots {
         code_version: u32,
         objects: &[Arc<dyn ErasedObject>],
         now: Instant,
-    ) -> Result<Option<LogPosition>, String> {
+    ) -> Result<Option<LogPosition>, SnapshotError> {
         self.force = false;
         self.last_compaction = now;
         match self.codec.encode(code_version, objects)? {
@@ -219,7 +219,9 @@ impl Snapshots {
     }
 
     /// Once the user's hooks finished a snapshot, keeps it as [`take`](Self::take) does.
-    pub(crate) fn poll_serializing(&mut self) -> Option<Result<Option<LogPosition>, String>> {
+    pub(crate) fn poll_serializing(
+        &mut self,
+    ) -> Option<Result<Option<LogPosition>, SnapshotError>> {
         let (position, code_version, path) = self.serializing.as_ref()?;
         let outcome = self.codec.poll(path)?;
         let (position, code_version) = (*position, *code_version);
@@ -233,7 +235,7 @@ impl Snapshots {
         position: LogPosition,
         code_version: u32,
         payload: Bytes,
-    ) -> Result<Option<LogPosition>, String> {
+    ) -> Result<Option<LogPosition>, SnapshotError> {
         let Some(mut store) = self.store.take() else {
             self.latest = Some((position, payload));
             return Ok(Some(position));
@@ -247,7 +249,7 @@ impl Snapshots {
         if !self.background {
             let written = store.write(meta, &payload);
             self.store = Some(store);
-            written.map_err(|e| e.to_string())?;
+            written?;
             self.latest = Some((position, payload));
             return Ok(Some(position));
         }
@@ -259,7 +261,7 @@ impl Snapshots {
                 let written = store.write(meta, &payload).map(|()| (position, payload));
                 let _ = sender.send((store, written));
             })
-            .map_err(|e| format!("cannot start the snapshot writer: {e}"))?;
+            .map_err(SnapshotError::Thread)?;
         self.writing = Some(receiver);
         Ok(None)
     }
@@ -310,7 +312,7 @@ impl Snapshots {
         offset: u64,
         data: &[u8],
         done: bool,
-    ) -> Result<Option<Bytes>, String> {
+    ) -> Result<Option<Bytes>, SnapshotError> {
         if offset == 0 {
             self.receiving = Some(Receiving {
                 position,
@@ -321,12 +323,16 @@ impl Snapshots {
             .receiving
             .as_mut()
             .filter(|r| r.position == position && r.bytes.len() as u64 == offset)
-            .ok_or_else(|| format!("chunk at {offset} of {position} out of order"))?;
+            .ok_or(SnapshotError::OutOfOrder {
+                snapshot: position,
+                offset,
+            })?;
         if receiving.bytes.len().saturating_add(data.len()) > RECEIVED_BYTES_MAX {
             self.receiving = None;
-            return Err(format!(
-                "snapshot {position} exceeds {RECEIVED_BYTES_MAX} bytes"
-            ));
+            return Err(SnapshotError::TooLarge {
+                snapshot: position,
+                max: RECEIVED_BYTES_MAX,
+            });
         }
         receiving.bytes.extend_from_slice(data);
         if !done {
@@ -343,20 +349,20 @@ impl Snapshots {
         position: LogPosition,
         payload: Bytes,
         objects: &[Arc<dyn ErasedObject>],
-    ) -> Result<u32, String> {
+    ) -> Result<u32, SnapshotError> {
         let decoded = self.codec.decode(&payload, objects)?;
         let code_version = decoded.code_version;
         if self.durable {
             // A write of our own may hold the store: wait for it, the install comes first.
             self.finish_writing();
-            let store = self.store.as_mut().ok_or("the snapshot store is gone")?;
+            let store = self.store.as_mut().ok_or(SnapshotError::StoreLost)?;
             let meta = SnapshotMeta {
                 last_index: position.index,
                 last_term: position.term,
                 membership: Bytes::new(),
                 code_version,
             };
-            store.write(meta, &payload).map_err(|e| e.to_string())?;
+            store.write(meta, &payload)?;
         }
         decoded.apply(objects);
         self.latest = Some((position, payload));
@@ -411,10 +417,12 @@ mod tests {
     use super::*;
 
     fn policy(split: bool, slot: (u64, u64)) -> Snapshots {
-        let conf = SyncObjConf::default()
-            .with_log_compaction_min_entries(100)
-            .with_log_compaction_min_time(Duration::from_secs(30))
-            .with_log_compaction_split(split);
+        let conf = SyncObjConf::builder()
+            .log_compaction_min_entries(100)
+            .log_compaction_min_time(Duration::from_secs(30))
+            .log_compaction_split(split)
+            .build()
+            .expect("valid");
         Snapshots::with_store(&conf, slot, None, &[])
             .expect("no store, nothing to load")
             .0
@@ -473,19 +481,25 @@ mod tests {
             index: LogIndex(10),
             term: crate::raft::Term(2),
         };
-        assert_eq!(snapshots.receive(position, 0, b"abc", false), Ok(None));
+        assert!(matches!(
+            snapshots.receive(position, 0, b"abc", false),
+            Ok(None)
+        ));
+        let gap = snapshots.receive(position, 5, b"x", false);
         assert!(
-            snapshots.receive(position, 5, b"x", false).is_err(),
-            "a gap"
+            matches!(gap, Err(SnapshotError::OutOfOrder { offset: 5, .. })),
+            "a gap: {gap:?}"
         );
-        assert_eq!(
-            snapshots.receive(position, 0, b"ab", false),
-            Ok(None),
+        assert!(
+            matches!(snapshots.receive(position, 0, b"ab", false), Ok(None)),
             "a restart"
         );
+        let last = snapshots.receive(position, 2, b"cd", true);
+        assert_eq!(last.ok().flatten(), Some(Bytes::from_static(b"abcd")));
+        let error = snapshots.receive(position, 4, b"e", true).map(|_| ());
         assert_eq!(
-            snapshots.receive(position, 2, b"cd", true),
-            Ok(Some(Bytes::from_static(b"abcd")))
+            error.map_err(|e| e.to_string()),
+            Err(format!("chunk at 4 of {position} out of order"))
         );
     }
 }

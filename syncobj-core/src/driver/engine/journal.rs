@@ -2,6 +2,7 @@
 //! policy says, halting when the disk fails, and the final sync at shutdown.
 
 use super::Engine;
+use crate::driver::HaltReason;
 use crate::raft::{Entry, HardState, LogReset};
 use crate::storage::StorageError;
 
@@ -33,7 +34,7 @@ impl Engine {
             .as_mut()
             .map_or(Ok(()), |p| p.sync_if_due(now));
         if let Err(error) = synced {
-            self.halt(&error);
+            self.halt(error);
         }
     }
 
@@ -45,7 +46,7 @@ impl Engine {
         if self.halted.is_none()
             && let Some(Err(error)) = self.persistence.as_mut().map(|p| p.sync_all(now))
         {
-            self.halt(&error);
+            self.halt(error);
         }
         self.calls.fail_all(&crate::object::FailReason::Shutdown);
         self.publish();
@@ -53,8 +54,8 @@ impl Engine {
 
     /// Stops the node for good: its journal failed, so what is durable is unknown, and going
     /// on could acknowledge what was never saved.
-    pub(super) fn halt(&mut self, error: &StorageError) {
+    pub(super) fn halt(&mut self, error: StorageError) {
         tracing::error!(%error, "the journal failed: this node stops; restart it once the disk is fixed");
-        self.halted = Some(error.to_string().into());
+        self.halted = Some(HaltReason::Journal(error));
     }
 }

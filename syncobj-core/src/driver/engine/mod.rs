@@ -25,9 +25,11 @@ use super::observed::{Observed, Stalled};
 use super::persistence::Persistence;
 use super::snapshots::Snapshots;
 use super::wire::NodeMessage;
-use crate::conf::{OnCodeVersionChanged, OnReady, OnStateChanged, RaftState};
+use crate::conf::{OnCodeVersionChanged, OnReady, OnStateChanged};
+use crate::driver::HaltReason;
 use crate::object::FailReason;
 use crate::raft::{Envelope, Instant, LogIndex, NodeId, RaftNode};
+use crate::status::RaftState;
 
 /// The user's callbacks from the configuration.
 #[derive(Clone, Default)]
@@ -68,7 +70,7 @@ pub(crate) struct Engine {
     snapshots: Snapshots,
     /// Why the node stopped for good (its journal failed): it then sends nothing and refuses
     /// every call.
-    halted: Option<Arc<str>>,
+    halted: Option<HaltReason>,
 }
 
 /// The parts an engine is made of, as the assembly puts them together.
@@ -206,7 +208,7 @@ impl Engine {
             self.stalled_view = self.stalled.as_ref().map(|s| Arc::new(s.view()));
         }
         observed.stalled = self.stalled_view.clone();
-        observed.halted = self.halted.clone();
+        observed.halted = self.halted.as_ref().map(|h| Arc::from(h.to_string()));
         observed.bound = self.links.bound.clone();
         observed.bad_frames = self.links.bad_frames;
         observed.wire = Arc::clone(&self.links.wire);
@@ -296,7 +298,7 @@ impl Engine {
                     .reset_journal(ready.log_reset)
                     .and_then(|()| self.persist(ready.hard_state, &ready.entries));
                 if let Err(error) = persisted {
-                    self.halt(&error);
+                    self.halt(error);
                     return;
                 }
             }

@@ -6,6 +6,7 @@ use std::sync::atomic::Ordering;
 use bytes::Bytes;
 
 use super::Engine;
+use crate::driver::SnapshotError;
 use crate::raft::{IncomingChunk, LogPosition, SnapshotRead};
 
 impl Engine {
@@ -50,13 +51,17 @@ impl Engine {
         }
     }
 
-    pub(super) fn install(&mut self, snapshot: LogPosition, payload: Bytes) -> Result<(), String> {
+    pub(super) fn install(
+        &mut self,
+        snapshot: LogPosition,
+        payload: Bytes,
+    ) -> Result<(), SnapshotError> {
         let version = self.snapshots.install(snapshot, payload, &self.objects)?;
         self.signals.code_version.store(version, Ordering::Release);
         let now = self.now;
         self.raft
             .snapshot_installed(snapshot, now)
-            .map_err(|e| e.to_string())?;
+            .map_err(SnapshotError::Refused)?;
         tracing::info!(%snapshot, "installed a snapshot from the leader");
         Ok(())
     }
@@ -111,7 +116,7 @@ impl Engine {
             .as_mut()
             .map_or(Ok(()), |p| p.drop_prefix(position.index));
         if let Err(error) = dropped {
-            self.halt(&error);
+            self.halt(error);
         }
     }
 }
