@@ -1,8 +1,8 @@
 //! `syncobj-sim`: runs the deterministic simulator over many seeds, or replays one with a trace.
 //!
 //! ```text
-//! cargo run --release --bin syncobj-sim -- --seeds 500 --nodes 5
-//! cargo run --release --bin syncobj-sim -- --seed 42 --nodes 5 [--messages]
+//! cargo run --release --features sim --bin syncobj-sim -- --seeds 500 --nodes 5
+//! cargo run --release --features sim --bin syncobj-sim -- --seed 42 --nodes 5 [--messages]
 //! ```
 
 use std::io::Write;

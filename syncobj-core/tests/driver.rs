@@ -1095,3 +1095,20 @@ fn a_panic_in_a_manual_tick_ends_the_node() {
         Err(syncobj_core::driver::TickError::Failed(_))
     ));
 }
+
+/// `do_tick` on a node that ticks itself does nothing and says so at once; once the node is
+/// stopped, it says that.
+#[test]
+fn do_tick_on_an_auto_ticked_node_is_an_error() {
+    let (_network, nodes) = cluster(&conf(true));
+    assert_eq!(
+        nodes[0].do_tick(Duration::from_secs(5)),
+        Err(syncobj_core::driver::TickError::AutoTick)
+    );
+    let (_network, manual) = cluster(&conf(false));
+    manual[0].destroy();
+    assert_eq!(
+        manual[0].do_tick(Duration::ZERO),
+        Err(syncobj_core::driver::TickError::Stopped)
+    );
+}

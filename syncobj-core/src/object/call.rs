@@ -406,3 +406,45 @@ fn decode<R: DeserializeOwned>(outcome: Outcome) -> Result<R, FailReason> {
     let bytes = outcome?;
     rmp_serde::from_slice(&bytes).map_err(|e| FailReason::BadResult(e.to_string()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Nowhere;
+
+    impl Submit for Nowhere {
+        fn submit(&self, _command: Bytes, completion: Completion) {
+            drop(completion);
+        }
+
+        fn enabled_code_version(&self) -> u32 {
+            0
+        }
+
+        fn help_while_waiting(&self, _max_wait: Duration) -> TickHelp {
+            TickHelp::TickThreadRuns
+        }
+    }
+
+    /// A completion dropped without an outcome fails its call rather than leave it waiting,
+    /// whichever way the call is finished.
+    #[test]
+    fn a_dropped_completion_fails_its_call() {
+        let submit: Arc<dyn Submit> = Arc::new(Nowhere);
+        let (completion, call) = Call::<u8>::pending(&submit);
+        drop(completion);
+        assert!(matches!(call.wait(), Err(FailReason::NodeFailed(_))));
+        let (completion, call) = Call::<u8>::pending(&submit);
+        let (sender, outcome) = std::sync::mpsc::channel();
+        call.on_done(move |o| drop(sender.send(o)));
+        drop(completion);
+        assert!(matches!(
+            outcome.try_recv(),
+            Ok(Err(FailReason::NodeFailed(_)))
+        ));
+        let (completion, call) = Call::<u8>::pending(&submit);
+        completion.complete(Ok(rmp_serde::to_vec(&7u8).expect("a u8 encodes")));
+        assert_eq!(call.wait(), Ok(7), "a completed call keeps its outcome");
+    }
+}

@@ -133,7 +133,7 @@ impl fmt::Display for SeedFailure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "seed={} violation {}\n  replay: cargo run --release --bin syncobj-sim -- --seed {} --nodes {}{}",
+            "seed={} violation {}\n  replay: cargo run --release --features sim --bin syncobj-sim -- --seed {} --nodes {}{}",
             self.seed, self.violation, self.seed, self.nodes, self.replay_flags
         )
     }
