@@ -206,7 +206,8 @@ impl Cell {
 /// [`FailReason::NodeFailed`], so no caller waits for ever.
 #[must_use = "a dropped Completion fails its call with FailReason::NodeFailed"]
 pub struct Completion {
-    cell: Arc<Cell>,
+    /// `None` once completed.
+    cell: Option<Arc<Cell>>,
 }
 
 impl fmt::Debug for Completion {
@@ -218,17 +219,18 @@ impl fmt::Debug for Completion {
 impl Completion {
     /// Delivers the outcome: runs the callback (on this thread), wakes the future or the waiting
     /// thread, or drops it if the call was detached.
-    pub fn complete(self, outcome: Result<Vec<u8>, FailReason>) {
-        settle(&self.cell, outcome);
+    pub fn complete(mut self, outcome: Result<Vec<u8>, FailReason>) {
+        if let Some(cell) = self.cell.take() {
+            settle(&cell, outcome);
+        }
     }
 }
 
 impl Drop for Completion {
     fn drop(&mut self) {
-        let pending = matches!(*self.cell.lock(), Slot::Waiting(_) | Slot::Callback(_));
-        if pending {
+        if let Some(cell) = self.cell.take() {
             let reason = FailReason::NodeFailed("the node dropped the call".to_owned());
-            settle(&self.cell, Err(reason));
+            settle(&cell, Err(reason));
         }
     }
 }
@@ -283,7 +285,7 @@ impl<R: DeserializeOwned + Send + 'static> Call<R> {
             submit: Arc::clone(submit),
             result: PhantomData,
         };
-        (Completion { cell }, call)
+        (Completion { cell: Some(cell) }, call)
     }
 
     fn failed(submit: &Arc<dyn Submit>, reason: FailReason) -> Call<R> {
