@@ -85,8 +85,9 @@
 
 pub use syncobj_core::conf::{self, ConfErrors, FsyncPolicy, SyncObjConf, SyncObjConfBuilder};
 pub use syncobj_core::driver::{
-    BindError, BindFailure, Consumer, Consumers, HaltReason, MemoryNetwork, MemoryTransport,
-    SnapshotError, SnapshotHook, StartError, SyncObj, TickError,
+    AddressRole, BadAddress, BindError, BindFailure, Consumer, Consumers, HaltReason,
+    MemoryNetwork, MemoryTransport, NodeBuilder, SnapshotError, SnapshotHook, StartError, SyncObj,
+    TickError,
 };
 pub use syncobj_core::object::{Call, FailReason, Replicated, ReplicatedMethods, ReplicatedState};
 pub use syncobj_core::raft::{LogIndex, NewNodeError, Term};
@@ -94,6 +95,7 @@ pub use syncobj_core::serializer::{SerializerState, SnapshotSerializer};
 pub use syncobj_core::status::{self, RaftState, Status};
 pub use syncobj_core::storage::{Corruption, HardStateRule, StorageError};
 pub use syncobj_macros::{Replicated, replicated};
+pub use syncobj_net::resolve::AddressProblem;
 
 /// What a custom transport implements and reports, for
 /// [`SyncObj::with_transport`]: the TCP transport and [`MemoryNetwork`] are two such.

@@ -380,3 +380,93 @@ fn an_unresolvable_partner_does_not_stall_the_others() {
     assert!(a.status().wire.resolve_failures + b.status().wire.resolve_failures > 0);
     assert!(!a.is_node_connected(&addresses[2]));
 }
+
+/// A second replicated type, to ride the same log as a consumer.
+#[derive(Default, Serialize, Deserialize, Replicated)]
+struct Names {
+    names: Vec<String>,
+}
+
+#[replicated]
+impl Names {
+    #[replicated]
+    fn push(&mut self, name: String) -> usize {
+        self.names.push(name);
+        self.names.len()
+    }
+}
+
+/// PySyncObj's `consumers=[...]` over TCP, on voters and on a read-only node: every node applies
+/// the consumer's calls, made on any of them.
+#[test]
+fn consumers_work_over_tcp_and_on_read_only_nodes() {
+    let addresses: Vec<String> = (0..2).map(|_| free_address()).collect();
+    let nodes: Vec<SyncObj<Counter>> = addresses
+        .iter()
+        .map(|me| {
+            SyncObj::builder(me.as_str())
+                .partners(addresses.iter().cloned())
+                .conf(conf())
+                .consumer(Names::default())
+                .start(Counter::default())
+                .expect("the node starts")
+        })
+        .collect();
+    assert_eq!(add_retrying(&nodes[0], 1), Ok(1));
+    let names = nodes[1].consumer::<Names>(0).expect("a Names consumer");
+    assert_eq!(
+        names
+            .push("ada".into())
+            .wait_timeout(Duration::from_secs(10)),
+        Ok(1)
+    );
+    let reader = SyncObj::read_only_builder()
+        .partners(addresses.iter().cloned())
+        .conf(conf())
+        .consumer(Names::default())
+        .start(Counter::default())
+        .expect("the read-only node starts");
+    assert!(reader.wait_ready(Duration::from_secs(10)), "it catches up");
+    let copy = reader.consumer::<Names>(0).expect("a Names consumer");
+    assert_eq!(
+        copy.push("bob".into())
+            .wait_timeout(Duration::from_secs(10)),
+        Ok(2)
+    );
+    assert_eq!(copy.read().names, ["ada", "bob"]);
+    assert_eq!(reader.read().value, 1);
+}
+
+/// Malformed addresses are refused at start, naming the address, whose it is and why;
+/// nothing is left running.
+#[test]
+fn malformed_addresses_are_refused_at_start() {
+    use syncobj::{AddressProblem as P, AddressRole as R, BadAddress, StartError};
+    let good = free_address();
+    let cases = [
+        ("nonsense", good.as_str(), R::SelfAddress, P::MissingPort),
+        ("127.0.0.1:99999", good.as_str(), R::SelfAddress, P::BadPort),
+        ("127.0.0.1:0", good.as_str(), R::SelfAddress, P::ZeroPort),
+        (good.as_str(), "not an address", R::Partner, P::MissingPort),
+        (good.as_str(), "300.1.1.1:80", R::Partner, P::BadIpv4),
+        (good.as_str(), "", R::Partner, P::Empty),
+        (good.as_str(), ":4321", R::Partner, P::MissingHost),
+        (good.as_str(), "::1:4321", R::Partner, P::UnbracketedIpv6),
+    ];
+    for (me, partner, role, problem) in cases {
+        match SyncObj::new(me, [partner], Counter::default(), conf()) {
+            Err(StartError::Address(BadAddress {
+                role: r,
+                address,
+                problem: p,
+            })) => {
+                assert_eq!((r, p), (role, problem), "{me} / {partner}");
+                assert_eq!(address, if role == R::SelfAddress { me } else { partner });
+            }
+            Err(other) => panic!("{me} / {partner}: another error: {other}"),
+            Ok(_) => panic!("{me} / {partner}: accepted"),
+        }
+    }
+    let refused = SyncObj::read_only(Vec::<String>::new(), Counter::default(), conf());
+    assert!(matches!(refused, Err(StartError::NoVoters)));
+}

@@ -20,7 +20,8 @@ pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 pub struct Status {
     /// The syncobj version, [`VERSION`] (key `version`; PySyncObj's `revision` is omitted).
     pub version: String,
-    /// This node's address; `None` on a read-only node (key `self`).
+    /// This node's address; on a read-only node, the name voters know it by (`readonly:` and
+    /// its number) (key `self`).
     pub self_node: Option<String>,
     /// This node's Raft state (key `state`, PySyncObj's integer code; key `role`, its name).
     pub state: RaftState,

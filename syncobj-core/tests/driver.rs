@@ -699,12 +699,12 @@ fn old_code_stalls_at_a_new_code_version() {
     assert_eq!(old.read().value, 1);
 }
 
-/// The leader of `nodes`, after a call proved one exists.
+/// The leader of `nodes`, once every node has caught up with one.
 fn leader_index(nodes: &[SyncObj<Counter>]) -> usize {
-    nodes[0]
-        .add(0)
-        .wait_timeout(Duration::from_secs(10))
-        .expect("a leader is elected");
+    assert!(
+        nodes.iter().all(|n| n.wait_ready(Duration::from_secs(10))),
+        "a leader is elected"
+    );
     nodes
         .iter()
         .position(|n| n.is_leader())
@@ -1111,4 +1111,31 @@ fn do_tick_on_an_auto_ticked_node_is_an_error() {
         manual[0].do_tick(Duration::ZERO),
         Err(syncobj_core::driver::TickError::Stopped)
     );
+}
+
+/// With 1 of 3 nodes up no leader is ever known: a plain `wait()` still ends, once
+/// `call_timeout` has passed, with `MissingLeader` (the call never left the node).
+#[test]
+fn a_call_without_a_leader_ends_at_its_timeout() {
+    let network = MemoryNetwork::new();
+    let conf = builder(true)
+        .call_timeout(Some(Duration::from_millis(300)))
+        .build()
+        .expect("a valid configuration");
+    let node = SyncObj::with_transport(
+        ADDRESSES[0],
+        ADDRESSES,
+        Counter::default(),
+        conf,
+        network.endpoint(ADDRESSES[0]),
+    )
+    .expect("a valid node");
+    let node = Arc::new(node);
+    let (sender, waited) = std::sync::mpsc::channel();
+    let caller = Arc::clone(&node);
+    std::thread::spawn(move || sender.send(caller.add(1).wait()));
+    let outcome = waited
+        .recv_timeout(Duration::from_secs(10))
+        .expect("wait() returns");
+    assert_eq!(outcome, Err(FailReason::MissingLeader));
 }

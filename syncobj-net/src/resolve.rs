@@ -195,7 +195,7 @@ pub enum AddressProblem {
     Empty,
     /// There is no `:port` after the host.
     MissingPort,
-    /// The port is not a number from 0 to 65535.
+    /// The port is not a number from 1 to 65535.
     BadPort,
     /// Nothing comes before `:port`.
     MissingHost,
@@ -205,6 +205,11 @@ pub enum AddressProblem {
     BadIpv6,
     /// The host is longer than [`HOST_BYTES_MAX`].
     HostTooLong,
+    /// The port is 0, which no peer can dial.
+    ZeroPort,
+    /// The host is made of digits and dots, like an IPv4 address, but is not one
+    /// (`300.1.1.1`, `1.2.3`).
+    BadIpv4,
 }
 
 /// Counts of what the resolver did, for the status report.
@@ -496,11 +501,13 @@ impl fmt::Display for AddressProblem {
         let text = match self {
             Self::Empty => "it is empty",
             Self::MissingPort => "it has no port (expected host:port or [ipv6]:port)",
-            Self::BadPort => "the port is not a number from 0 to 65535",
+            Self::BadPort => "the port is not a number from 1 to 65535",
             Self::MissingHost => "the host before the port is empty",
             Self::UnbracketedIpv6 => "an IPv6 address needs brackets, as in [::1]:4321",
             Self::BadIpv6 => "the part in brackets is not an IPv6 address",
             Self::HostTooLong => "the host is longer than 253 bytes",
+            Self::ZeroPort => "port 0 cannot be dialled: name the port the node listens on",
+            Self::BadIpv4 => "the host looks like an IPv4 address but is not one",
         };
         f.write_str(text)
     }
@@ -675,16 +682,21 @@ fn resolve_with(
 }
 
 /// Checks that `name`, which is not an IP socket address, has the form `host:port`.
-fn check_address(name: &str) -> Result<(), AddressProblem> {
+/// Checks that `name` is a `host:port` or `[ipv6]:port` that a peer can dial, without
+/// resolving it.
+///
+/// # Errors
+/// The [`AddressProblem`] with it.
+pub fn check_address(name: &str) -> Result<(), AddressProblem> {
     if name.is_empty() {
         return Err(AddressProblem::Empty);
     }
-    let port_ok = |port: &str| port.parse::<u16>().is_ok();
+    let port_ok = |port: &str| port.parse::<u16>().is_ok_and(|p| p != 0);
     if let Some(rest) = name.strip_prefix('[') {
         // A valid `[ipv6]:port` parsed as a socket address already.
         return match rest.split_once("]:") {
             None => Err(AddressProblem::MissingPort),
-            Some((_, port)) if !port_ok(port) => Err(AddressProblem::BadPort),
+            Some((_, port)) if !port_ok(port) => Err(port_problem(port)),
             Some(_) => Err(AddressProblem::BadIpv6),
         };
     }
@@ -694,13 +706,25 @@ fn check_address(name: &str) -> Result<(), AddressProblem> {
     if host.contains(':') {
         Err(AddressProblem::UnbracketedIpv6)
     } else if !port_ok(port) {
-        Err(AddressProblem::BadPort)
+        Err(port_problem(port))
     } else if host.is_empty() {
         Err(AddressProblem::MissingHost)
     } else if host.len() > HOST_BYTES_MAX {
         Err(AddressProblem::HostTooLong)
+    } else if host.bytes().all(|b| b.is_ascii_digit() || b == b'.')
+        && host.parse::<std::net::Ipv4Addr>().is_err()
+    {
+        Err(AddressProblem::BadIpv4)
     } else {
         Ok(())
+    }
+}
+
+/// What is wrong with a port that is not a number from 1 to 65535.
+fn port_problem(port: &str) -> AddressProblem {
+    match port.parse::<u16>() {
+        Ok(0) => AddressProblem::ZeroPort,
+        _ => AddressProblem::BadPort,
     }
 }
 

@@ -68,9 +68,12 @@ impl InFlight {
         request
     }
 
-    /// The leader's answer to request `request`: the call's completion, if still waiting.
-    pub(crate) fn answered(&mut self, request: u64) -> Option<Completion> {
-        self.forwarded.remove(&request).map(|f| f.completion)
+    /// The leader's answer to request `request`: the call's completion and deadline, if it
+    /// still waits.
+    pub(crate) fn answered(&mut self, request: u64) -> Option<(Completion, Option<Instant>)> {
+        self.forwarded
+            .remove(&request)
+            .map(|f| (f.completion, f.deadline))
     }
 
     /// Waits for `index` to be applied with `term`; settles at once if it already was

@@ -10,6 +10,7 @@
 
 pub(crate) mod addresses;
 pub(crate) mod assembly;
+mod builder;
 pub(crate) mod engine;
 mod halt;
 mod inflight;
@@ -29,6 +30,7 @@ mod wire;
 #[cfg(test)]
 mod tests;
 
+pub use builder::{AddressRole, BadAddress, NodeBuilder};
 pub use halt::HaltReason;
 pub use memory::{MemoryNetwork, MemoryTransport};
 pub use objects::{Consumer, Consumers};
@@ -50,15 +52,14 @@ use syncobj_net::tcp::TcpError;
 use syncobj_net::{Transport, Wake};
 use thiserror::Error;
 
-use self::addresses::read_only_id;
-use self::assembly::{Assembled, Blueprint, assemble, seed_from_address, without};
+use self::assembly::{Assembled, Blueprint, assemble, seed_from_address};
 use self::engine::Queued;
 use self::life::{Flag, Signals};
 use self::objects::{ErasedObject, ObjectCell, SET_CODE_VERSION, SYSTEM_OBJECT};
 use self::observed::{Observed, StatusContext};
 use self::recovery::recover;
 use self::ticker::{Clock, ManualSlot, NotTicked};
-use crate::conf::{FRAME_OVERHEAD_BYTES, SyncObjConf};
+use crate::conf::{ConfErrors, FRAME_OVERHEAD_BYTES, SyncObjConf};
 use crate::object::{
     Call, Caller, Completion, FailReason, MethodSpec, Replicated, Submit, TickHelp,
 };
@@ -95,6 +96,15 @@ pub enum BindError {
 /// Why a node could not start.
 #[derive(Debug, Error)]
 pub enum StartError {
+    /// The configuration breaks these rules (only from [`NodeBuilder`], which builds it).
+    #[error(transparent)]
+    Conf(#[from] ConfErrors),
+    /// An address is not a `host:port` a peer can dial.
+    #[error(transparent)]
+    Address(#[from] BadAddress),
+    /// A read-only node was given no voter to follow: its calls could never commit.
+    #[error("a read-only node needs the address of at least one voter to follow")]
+    NoVoters,
     /// The Raft node could not be created.
     #[error(transparent)]
     Raft(#[from] NewNodeError),
@@ -160,49 +170,57 @@ struct Shared {
 }
 
 impl<T: Replicated> SyncObj<T> {
+    /// A builder for a voter at `self_address`: partners, configuration, consumers and
+    /// transport (TCP unless told otherwise), then [`start`](NodeBuilder::start) with the state.
+    pub fn builder(self_address: impl Into<String>) -> NodeBuilder<T> {
+        NodeBuilder::new(Some(self_address.into()))
+    }
+
+    /// A builder for a read-only node (PySyncObj's `SyncObj(None, otherNodes)`): it has no
+    /// address and no vote, follows the log of the voters given as its partners, serves local
+    /// reads and forwards its calls to the leader. Voters know it as `readonly:` and a random
+    /// number.
+    pub fn read_only_builder() -> NodeBuilder<T> {
+        NodeBuilder::new(None)
+    }
+
     /// Starts a node at `self_address` (a `host:port`) in a cluster with `partners`, holding
-    /// `state`, talking TCP: PySyncObj's `SyncObj(selfNode, otherNodes, conf)`. An entry of
-    /// `partners` equal to `self_address` is ignored. The node listens on `self_address` (or
-    /// `conf.bind_address`). With `conf.password`, every connection is encrypted and
+    /// `state`, talking TCP: PySyncObj's `SyncObj(selfNode, otherNodes, conf)`, and
+    /// `SyncObj::builder(self_address).partners(partners).conf(conf).start(state)`. An entry
+    /// of `partners` equal to `self_address` is ignored. The node listens on `self_address`
+    /// (or `conf.bind_address`). With `conf.password`, every connection is encrypted and
     /// authenticated; without, the transport is unauthenticated and a warning says so at start.
     ///
     /// # Errors
-    /// [`StartError`] if the transport cannot start (the password's key, the listener), the
-    /// journal or the snapshots cannot be recovered, or the tick thread cannot start. The
-    /// configuration itself was checked when it was built.
+    /// [`StartError`]: a malformed address, a transport that cannot start (the password's
+    /// key, the listener), a journal or snapshots that cannot be recovered, a tick thread that
+    /// cannot start.
     pub fn new(
         self_address: &str,
         partners: impl IntoIterator<Item = impl Into<String>>,
         state: T,
         conf: SyncObjConf,
     ) -> Result<SyncObj<T>, StartError> {
-        let partners = without(partners, self_address);
-        let mut voters = partners.clone();
-        voters.push(self_address.to_owned());
-        let me = Peer::Voter(self_address.to_owned());
-        let transport = network::tcp_transport(me.clone(), &voters, &conf)?;
-        SyncObj::start(me, partners, state, Consumers::new(), conf, transport)
+        SyncObj::builder(self_address)
+            .partners(partners)
+            .conf(conf)
+            .start(state)
     }
 
-    /// Starts a read-only node of the cluster of `partners` (PySyncObj's `SyncObj(None,
-    /// otherNodes)`): it dials every voter, receives and applies the log, serves local reads
-    /// and forwards its calls to the leader, but has no address, no vote and never leads.
-    /// Voters know it as `readonly:` and a random number.
+    /// Starts a read-only node of the cluster of `partners` over TCP: see
+    /// [`read_only_builder`](Self::read_only_builder).
     ///
     /// # Errors
-    /// [`StartError`] if the journal or the snapshots cannot be recovered, or the tick thread
-    /// cannot start.
+    /// As [`new`](Self::new); [`StartError::NoVoters`] without partners.
     pub fn read_only(
         partners: impl IntoIterator<Item = impl Into<String>>,
         state: T,
         conf: SyncObjConf,
     ) -> Result<SyncObj<T>, StartError> {
-        let partners: Vec<String> = partners.into_iter().map(Into::into).collect();
-        // The top bit is set at the source, so that the number in the hello and the node's own
-        // id name it alike.
-        let me = Peer::ReadOnly(read_only_id(network::random_number()).0);
-        let transport = network::tcp_transport(me.clone(), &partners, &conf)?;
-        SyncObj::start(me, partners, state, Consumers::new(), conf, transport)
+        SyncObj::read_only_builder()
+            .partners(partners)
+            .conf(conf)
+            .start(state)
     }
 
     /// Starts a node at `self_address` in a cluster with `partners`, holding `state`, talking
@@ -221,14 +239,11 @@ impl<T: Replicated> SyncObj<T> {
         conf: SyncObjConf,
         transport: impl Transport,
     ) -> Result<SyncObj<T>, StartError> {
-        SyncObj::with_consumers(
-            self_address,
-            partners,
-            state,
-            Consumers::new(),
-            conf,
-            transport,
-        )
+        SyncObj::builder(self_address)
+            .partners(partners)
+            .conf(conf)
+            .transport(transport)
+            .start(state)
     }
 
     /// Like [`with_transport`](Self::with_transport), with `consumers`: more replicated objects
@@ -236,8 +251,7 @@ impl<T: Replicated> SyncObj<T> {
     /// them with [`consumer`](Self::consumer).
     ///
     /// # Errors
-    /// [`StartError`] if the journal or the snapshots cannot be recovered, or the tick thread
-    /// cannot start.
+    /// As [`with_transport`](Self::with_transport).
     pub fn with_consumers(
         self_address: &str,
         partners: impl IntoIterator<Item = impl Into<String>>,
@@ -246,9 +260,12 @@ impl<T: Replicated> SyncObj<T> {
         conf: SyncObjConf,
         transport: impl Transport,
     ) -> Result<SyncObj<T>, StartError> {
-        let partners = without(partners, self_address);
-        let me = Peer::Voter(self_address.to_owned());
-        SyncObj::start(me, partners, state, consumers, conf, transport)
+        SyncObj::builder(self_address)
+            .partners(partners)
+            .conf(conf)
+            .consumers(consumers)
+            .transport(transport)
+            .start(state)
     }
 
     /// Starts node `me` of the cluster of `partners` (and `me`, if a voter).
@@ -258,7 +275,7 @@ impl<T: Replicated> SyncObj<T> {
         state: T,
         consumers: Consumers,
         conf: SyncObjConf,
-        transport: impl Transport,
+        transport: Box<dyn Transport>,
     ) -> Result<SyncObj<T>, StartError> {
         let main = Arc::new(ObjectCell {
             state: RwLock::new(state),
@@ -278,7 +295,7 @@ impl<T: Replicated> SyncObj<T> {
             objects,
             conf: &conf,
             raft: conf.raft_config(seed),
-            transport: Box::new(transport),
+            transport,
             session: seed_from_address(&name),
             recover: &|objects, slot| recover(&conf, objects, slot),
             inline_snapshots: false,
@@ -475,8 +492,8 @@ impl<T: Replicated> SyncObj<T> {
         }
     }
 
-    /// The addresses of the read-only (non-voting) nodes connected to this one. Read-only nodes
-    /// join over the network, so until the TCP transport exists this is always empty.
+    /// The names of the read-only (non-voting) nodes linked to this one (`readonly:` and a
+    /// number): they join over TCP, so in-process nodes have none.
     pub fn readonly_nodes(&self) -> Vec<String> {
         self.status()
             .readonly_nodes

@@ -157,9 +157,7 @@ impl Observed {
             .map(|reason| format!("the tick loop died: {reason}"))
             .or_else(|| self.halted.as_deref().map(str::to_owned));
         Status {
-            self_node: (!is_read_only(me))
-                .then(|| self.peers.address(me))
-                .flatten(),
+            self_node: self.peers.address(me),
             state: RaftState::from(self.role),
             leader: self.leader_address(),
             has_quorum: self.has_quorum(),

@@ -46,8 +46,8 @@ pub(crate) struct CallLimits {
 pub(crate) struct Calls {
     queue: Receiver<Queued>,
     limits: CallLimits,
-    /// Calls held until a leader is known (`commands_wait_leader`).
-    backlog: VecDeque<Queued>,
+    /// Calls held until a leader is known (`commands_wait_leader`), each until its deadline.
+    backlog: VecDeque<(Queued, Option<Instant>)>,
     /// The calls this node made that have not completed.
     in_flight: InFlight,
     /// This incarnation's number, sent with forwarded calls.
@@ -74,40 +74,44 @@ impl Calls {
     }
 
     /// Takes queued calls: the leader appends them, a follower forwards them, and without a
-    /// leader they wait (or fail, per `commands_wait_leader`).
+    /// leader they wait (or fail, per `commands_wait_leader`) until their deadline
+    /// (`call_timeout`), then fail with `MissingLeader`: they never left this node.
     pub(crate) fn take(&mut self, raft: &mut RaftNode, outbox: &mut Outbox, now: Instant) {
-        let queued: Vec<Queued> = self.queue.try_iter().take(COMMANDS_PER_TICK_MAX).collect();
+        let deadline = self.deadline(now);
+        let queued = self.queue.try_iter().take(COMMANDS_PER_TICK_MAX);
+        let queued: Vec<_> = queued.map(|call| (call, deadline)).collect();
         let mut calls = std::mem::take(&mut self.backlog);
         calls.extend(queued);
-        while let Some((command, completion)) = calls.pop_front() {
+        while let Some(((command, completion), deadline)) = calls.pop_front() {
             match raft.leader() {
-                Some(leader) if leader == raft.id() => self.propose(raft, command, completion, now),
-                Some(leader) => self.forward(raft, outbox, leader, command, completion, now),
+                Some(leader) if leader == raft.id() => {
+                    self.propose(raft, (command, completion), deadline, now)
+                }
+                Some(leader) => self.forward(raft, outbox, leader, (command, completion), deadline),
                 None if self.limits.wait_leader
-                    && self.backlog.len() < self.limits.leaderless_calls_max =>
+                    && self.backlog.len() < self.limits.leaderless_calls_max
+                    && deadline.is_none_or(|d| now < d) =>
                 {
-                    self.backlog.push_back((command, completion));
+                    self.backlog.push_back(((command, completion), deadline));
                 }
                 None => self.finish(completion, Err(FailReason::MissingLeader)),
             }
         }
     }
 
+    /// Appends a call of this node's own (this node leads); it must be applied by `deadline`.
     fn propose(
         &mut self,
         raft: &mut RaftNode,
-        command: Bytes,
-        completion: Completion,
+        (command, completion): Queued,
+        deadline: Option<Instant>,
         now: Instant,
     ) {
         match raft.propose(command, now) {
-            Ok(position) => self.place(
-                position.index,
-                position.term,
-                completion,
-                raft.applied_index(),
-                now,
-            ),
+            Ok(position) => {
+                let at = (position.index, position.term);
+                self.place(at, completion, raft.applied_index(), deadline);
+            }
             Err(ProposeError::NotLeader { .. }) => {
                 self.finish(completion, Err(FailReason::NotLeader))
             }
@@ -117,18 +121,16 @@ impl Calls {
         }
     }
 
+    /// Hands a call to the leader; it must be applied here by `deadline`.
     fn forward(
         &mut self,
         raft: &RaftNode,
         outbox: &mut Outbox,
         leader: NodeId,
-        command: Bytes,
-        completion: Completion,
-        now: Instant,
+        (command, completion): Queued,
+        deadline: Option<Instant>,
     ) {
-        let request = self
-            .in_flight
-            .forwarded(leader, completion, self.deadline(now));
+        let request = self.in_flight.forwarded(leader, completion, deadline);
         let message = NodeMessage::Forward {
             term: raft.term(),
             session: self.session,
@@ -195,18 +197,17 @@ impl Calls {
         (session, request): (u64, u64),
         outcome: Result<(LogIndex, Term), Refusal>,
         applied: LogIndex,
-        now: Instant,
     ) {
         if session != self.session {
             // An answer to an earlier incarnation of this node: its request numbers are not
             // ours.
             return;
         }
-        let Some(completion) = self.in_flight.answered(request) else {
+        let Some((completion, deadline)) = self.in_flight.answered(request) else {
             return;
         };
         match outcome {
-            Ok((index, term)) => self.place(index, term, completion, applied, now),
+            Ok(at) => self.place(at, completion, applied, deadline),
             Err(Refusal::NotLeader) => self.finish(completion, Err(FailReason::NotLeader)),
             Err(Refusal::QueueFull) => self.finish(completion, Err(FailReason::QueueFull)),
         }
@@ -215,13 +216,11 @@ impl Calls {
     /// Waits for (index, term) to be applied here, or for the call's deadline.
     fn place(
         &mut self,
-        index: LogIndex,
-        term: Term,
+        (index, term): (LogIndex, Term),
         completion: Completion,
         applied: LogIndex,
-        now: Instant,
+        deadline: Option<Instant>,
     ) {
-        let deadline = self.deadline(now);
         if let Some(settled) = self
             .in_flight
             .place(index, term, completion, deadline, applied)
@@ -267,7 +266,8 @@ impl Calls {
     pub(crate) fn fail_all(&mut self, reason: &FailReason) {
         self.complete_settled();
         let queued: Vec<Queued> = self.queue.try_iter().collect();
-        let held = self.backlog.drain(..).chain(queued).map(|(_, c)| c);
+        let held = self.backlog.drain(..).map(|(call, _)| call);
+        let held = held.chain(queued).map(|(_, c)| c);
         let completions: Vec<Completion> = held.chain(self.in_flight.drain()).collect();
         for completion in completions {
             completion.complete(Err(reason.clone()));

@@ -261,8 +261,7 @@ impl Engine {
                 outcome,
             }) => {
                 let applied = self.raft.applied_index();
-                self.calls
-                    .on_placed((session, request), outcome, applied, now);
+                self.calls.on_placed((session, request), outcome, applied);
             }
             Err(error) => {
                 tracing::warn!(%from, %error, "undecodable message: dropping the connection");
