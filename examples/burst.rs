@@ -164,6 +164,11 @@ struct Args {
 static PROCESS_START: LazyLock<Instant> = LazyLock::new(Instant::now);
 
 fn main() -> Result<(), Error> {
+    // Logs go to standard error at the level RUST_LOG names (errors only by default).
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_writer(std::io::stderr)
+        .init();
     let args = Args::parse();
     match args.node {
         Some(index) => node_main(index, &args),

@@ -45,6 +45,11 @@ const PATIENCE: Duration = Duration::from_secs(10);
 type Error = Box<dyn std::error::Error>;
 
 fn main() -> Result<(), Error> {
+    // Logs go to standard error at the level RUST_LOG names (errors only by default).
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_writer(std::io::stderr)
+        .init();
     manual_ticks()?;
     auto_ticks()?;
     Ok(())

@@ -5,7 +5,10 @@
 //! killed, the re-election, the killed node restarted and catching up, and each node's status.
 //! It stops every process it started, also when something fails.
 //!
-//! Run it with `cargo run --release --example demo`.
+//! Each node keeps its log in a journal under the system's temporary directory (removed at the
+//! end), so the killed node comes back with what it had and catches up on the rest.
+//!
+//! Run it with `cargo run --release --example demo`; `RUST_LOG=info` shows the nodes' logs.
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
@@ -34,7 +37,17 @@ const PATIENCE: Duration = Duration::from_secs(15);
 
 type Error = Box<dyn std::error::Error>;
 
+/// The environment variable that tells a node process where its cluster keeps its journals.
+const DATA_DIR_VAR: &str = "SYNCOBJ_DEMO_DATA";
+
 fn main() -> ExitCode {
+    // Logs go to standard error, at the level RUST_LOG names (warnings by default).
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
     let args: Vec<String> = std::env::args().collect();
     let result = match args.iter().position(|a| a == "--node") {
         Some(i) => node_main(&args[i + 1..]),
@@ -58,19 +71,21 @@ const DEMO_PASSWORD: &str = "demo: not a secret";
 /// `quit` on standard input.
 fn node_main(args: &[String]) -> Result<(), Error> {
     let (me, peers) = args.split_first().ok_or("--node needs an address")?;
-    let node = SyncObj::new(
-        me,
-        peers.iter().cloned(),
-        Counter::default(),
+    let data = std::env::var_os(DATA_DIR_VAR).ok_or("no data directory")?;
+    let journal = std::path::Path::new(&data).join(me.replace([':', '.'], "_"));
+    let node = SyncObj::builder(me.as_str())
+        .partners(peers.iter().cloned())
         // Every connection is encrypted and authenticated with a key derived from this.
-        SyncObjConf::builder().password(DEMO_PASSWORD).build()?,
-    )?;
+        .password(DEMO_PASSWORD)
+        .journal_file(journal)
+        .start(Counter::default())?;
     let mut out = std::io::stdout().lock();
     for line in std::io::stdin().lock().lines() {
         let line = line?;
         let reply = match line.split_whitespace().collect::<Vec<_>>().as_slice() {
             ["add", n] => call(&node, n.parse()?),
             ["sync"] => call(&node, 0),
+            ["read"] => node.read().value.to_string(),
             ["leader"] => node.leader().unwrap_or_else(|| "none".into()),
             ["status"] => {
                 let s = node.status();
@@ -92,14 +107,13 @@ fn node_main(args: &[String]) -> Result<(), Error> {
     Ok(())
 }
 
-/// Makes a call, retrying while the leader changes, and renders the outcome.
+/// Makes a call and renders the outcome, retrying only a call that was certainly never applied
+/// (`add` is not idempotent: retrying a call whose outcome is unknown could add twice).
 fn call(node: &SyncObj<Counter>, n: i64) -> String {
     for _ in 0..50 {
         match node.add(n).wait_timeout(PATIENCE) {
             Ok(value) => return format!("ok {value}"),
-            Err(FailReason::LeaderChanged | FailReason::NotLeader | FailReason::MissingLeader) => {
-                continue;
-            }
+            Err(reason) if reason.effect() == Effect::None => continue,
             Err(reason) => return format!("error {reason}"),
         }
     }
@@ -118,6 +132,7 @@ struct NodeProcess {
 impl NodeProcess {
     fn start(me: &str, peers: &[String]) -> Result<NodeProcess, Error> {
         let mut child = Command::new(std::env::current_exe()?)
+            .env(DATA_DIR_VAR, data_dir())
             .arg("--node")
             .arg(me)
             .args(peers.iter().filter(|p| *p != me))
@@ -161,6 +176,7 @@ impl Drop for Cluster {
             let _ = node.ask("quit");
             node.kill();
         }
+        let _ = std::fs::remove_dir_all(data_dir());
     }
 }
 
@@ -191,6 +207,12 @@ impl Cluster {
         }
         Ok(())
     }
+}
+
+/// Where this run's nodes keep their journals: under the system's temporary directory, one
+/// per run of the demo.
+fn data_dir() -> std::path::PathBuf {
+    std::env::temp_dir().join(format!("syncobj-demo-{}", std::process::id()))
 }
 
 fn free_address() -> Result<String, Error> {
@@ -232,10 +254,14 @@ fn cluster_main() -> Result<(), Error> {
         addresses[survivor], addresses[new_leader]
     );
 
-    println!(
-        "\n-- 3. restart it: it rejoins empty (durability comes with the journal) and catches up"
-    );
+    println!("\n-- 3. restart it: it reads its journal back, then catches up");
     cluster.nodes[leader] = Some(NodeProcess::start(&addresses[leader], &addresses)?);
+    let local = cluster.node(leader)?.ask("read")?;
+    println!(
+        "   {} reads {local} before it hears from anyone: what its journal knew committed (it \
+         holds every entry it acknowledged; the commit index is saved lazily, once a second)",
+        addresses[leader]
+    );
     let reply = cluster.node(leader)?.ask("sync")?;
     println!("   {} sync -> {reply}", addresses[leader]);
 

@@ -17,6 +17,11 @@ use syncobj::sim::{Cluster, ClusterConfig, TraceEvent, Violation};
 const SEED: u64 = 2026;
 
 fn main() -> ExitCode {
+    // Logs go to standard error at the level RUST_LOG names (errors only by default).
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_writer(std::io::stderr)
+        .init();
     match run() {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {

@@ -27,6 +27,11 @@ struct Blob {
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
+    // Logs go to standard error at the level RUST_LOG names (errors only by default).
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_writer(std::io::stderr)
+        .init();
     let dir = std::env::args()
         .nth(1)
         .map_or_else(std::env::temp_dir, std::path::PathBuf::from);

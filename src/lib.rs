@@ -89,7 +89,9 @@ pub use syncobj_core::driver::{
     MemoryNetwork, MemoryTransport, NodeBuilder, SnapshotError, SnapshotHook, StartError, SyncObj,
     TickError,
 };
-pub use syncobj_core::object::{Call, FailReason, Replicated, ReplicatedMethods, ReplicatedState};
+pub use syncobj_core::object::{
+    Call, Effect, FailReason, Replicated, ReplicatedMethods, ReplicatedState,
+};
 pub use syncobj_core::raft::{LogIndex, NewNodeError, Term};
 pub use syncobj_core::serializer::{SerializerState, SnapshotSerializer};
 pub use syncobj_core::status::{self, RaftState, Status};
@@ -109,7 +111,8 @@ pub mod transport {
 /// The names most programs need: `use syncobj::prelude::*;`.
 pub mod prelude {
     pub use crate::{
-        Call, Consumers, FailReason, MemoryNetwork, Replicated, SyncObj, SyncObjConf, replicated,
+        Call, Consumers, Effect, FailReason, MemoryNetwork, Replicated, SyncObj, SyncObjConf,
+        replicated,
     };
 }
 

@@ -20,34 +20,43 @@ use super::command::{CommandHeader, MethodSpec};
 /// Why a call did not return a result. PySyncObj's `FAIL_REASON` values have the same names.
 #[derive(Clone, Debug, PartialEq, Eq, Error)]
 pub enum FailReason {
-    /// The node's command queue was full (PySyncObj `QUEUE_FULL`).
+    /// The node's command queue was full, or the leader held too many uncommitted entries
+    /// (PySyncObj `QUEUE_FULL`). Never applied: a retry is safe.
     #[error("the command queue is full")]
     QueueFull,
-    /// No leader is known, and the node does not wait for one (`MISSING_LEADER`).
+    /// No leader is known, and the node does not wait for one, or stopped waiting at
+    /// `call_timeout` (`MISSING_LEADER`). Never applied: the call never left this node.
     #[error("no leader is known")]
     MissingLeader,
-    /// Another entry was committed where the call's entry was (`DISCARDED`).
+    /// Another entry was committed where the call's entry was (`DISCARDED`). Never applied:
+    /// a call is placed at one position only.
     #[error("the call's entry was replaced by a new leader")]
     Discarded,
-    /// The node the call was forwarded to was no longer leader (`NOT_LEADER`).
+    /// The node the call was forwarded to was no longer leader and refused it (`NOT_LEADER`).
+    /// Never applied.
     #[error("the node the call was forwarded to is not the leader")]
     NotLeader,
-    /// The leader changed while the call waited for its position (`LEADER_CHANGED`).
-    #[error("the leader changed before the call was placed")]
+    /// The call was forwarded to a leader that was replaced before it said where it placed
+    /// the call (`LEADER_CHANGED`). Outcome unknown: the old leader may have placed it, and it
+    /// may be committed; a retry can apply it twice.
+    #[error("the leader changed before it answered; the call may still be applied")]
     LeaderChanged,
-    /// The request was refused, as a membership change can be (`REQUEST_DENIED`).
+    /// The request was refused, as a membership change or a code version can be
+    /// (`REQUEST_DENIED`). Never applied.
     #[error("the request was denied")]
     RequestDenied,
-    /// The caller stopped waiting; the call may still be applied later.
+    /// No outcome within `call_timeout`, or the caller stopped waiting. Outcome unknown.
     #[error("timed out waiting; the call may still be applied")]
     Timeout,
-    /// The node shut down before the call completed; it may still be applied elsewhere.
+    /// The node shut down before the call completed. Outcome unknown: it may still be
+    /// applied elsewhere.
     #[error("the node shut down; the call may still be applied")]
     Shutdown,
-    /// The method panicked, identically on every node; the log moved on.
+    /// The method panicked, identically on every node; the log moved on. Applied: what the
+    /// method changed before it panicked stays changed, on every node alike.
     #[error("the method panicked: {0}")]
     Panicked(String),
-    /// No version of the method is enabled at the cluster's code version.
+    /// No version of the method is enabled at the cluster's code version. Never applied.
     #[error("no version of {method} is enabled at code version {enabled}")]
     VersionNotEnabled {
         /// The method's name.
@@ -55,22 +64,24 @@ pub enum FailReason {
         /// The cluster's enabled code version.
         enabled: u32,
     },
-    /// The caller would wait on the thread that has to complete the call.
+    /// The caller would wait on the thread that has to complete the call. The call goes on:
+    /// outcome unknown.
     #[error("waiting on the tick thread would deadlock; use on_done or detach there")]
     WouldDeadlock,
-    /// The arguments could not be encoded.
+    /// The arguments could not be encoded, or decoded by the method. Never applied: the
+    /// method did not run.
     #[error("the arguments do not encode: {0}")]
     BadArguments(String),
-    /// The result could not be decoded as the method's return type.
+    /// The result could not be decoded as the method's return type. Applied.
     #[error("the result does not decode: {0}")]
     BadResult(String),
     /// The node's tick loop died (a panic inside the node, not in a replicated method) or
     /// dropped the call without an outcome; the node takes no more calls. The call may still
-    /// be applied on other nodes.
+    /// be applied on other nodes: outcome unknown.
     #[error("the node failed: {0}; the call may still be applied elsewhere")]
     NodeFailed(String),
     /// The encoded call is larger than one frame can carry (`frame_size_max` less the
-    /// message's overhead): it was refused before it was queued.
+    /// message's overhead): it was refused before it was queued. Never applied.
     #[error("the call takes {bytes} bytes encoded; at most {max} fit in a frame")]
     TooLarge {
         /// The encoded call's size.
@@ -80,7 +91,48 @@ pub enum FailReason {
     },
 }
 
+/// What a failed call may have done to the replicated state: whether retrying it can apply it
+/// twice. See [`FailReason::effect`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Effect {
+    /// The call was never applied on any node and never will be: its method did not run, and a
+    /// retry cannot apply it twice.
+    None,
+    /// The call was applied, on every node alike: its method ran (and panicked, or returned
+    /// something that did not decode). A retry applies it again.
+    Applied,
+    /// Unknown: the call may have been applied, or may be applied later, on every node. A retry
+    /// can apply it twice; make the method idempotent, or read the state to find out.
+    Unknown,
+}
+
 impl FailReason {
+    /// What the failed call may have done: [`Effect::None`] for the reasons that prove it was
+    /// never applied (refused before it left this node, refused by the leader, or replaced
+    /// in the log by another entry), [`Effect::Applied`] when the method ran, and
+    /// [`Effect::Unknown`] when this node cannot know (`LeaderChanged` after a forward,
+    /// `Timeout`, `Shutdown`, `NodeFailed`, `WouldDeadlock`).
+    ///
+    /// Retrying is safe, in that it cannot apply the call twice, only after `Effect::None`.
+    pub fn effect(&self) -> Effect {
+        match self {
+            FailReason::QueueFull
+            | FailReason::MissingLeader
+            | FailReason::Discarded
+            | FailReason::NotLeader
+            | FailReason::RequestDenied
+            | FailReason::VersionNotEnabled { .. }
+            | FailReason::BadArguments(_)
+            | FailReason::TooLarge { .. } => Effect::None,
+            FailReason::Panicked(_) | FailReason::BadResult(_) => Effect::Applied,
+            FailReason::LeaderChanged
+            | FailReason::Timeout
+            | FailReason::Shutdown
+            | FailReason::NodeFailed(_)
+            | FailReason::WouldDeadlock => Effect::Unknown,
+        }
+    }
+
     /// PySyncObj's integer code for the reasons it has (`SUCCESS` is 0), `None` for ours.
     pub fn pysyncobj_code(&self) -> Option<u8> {
         Some(match self {

@@ -8,7 +8,7 @@
 mod call;
 mod command;
 
-pub use call::{Call, Caller, Completion, FailReason, Submit, TickHelp};
+pub use call::{Call, Caller, Completion, Effect, FailReason, Submit, TickHelp};
 pub use command::{ApplyError, CommandHeader, CommandHeaderError, MethodSpec};
 
 use serde::Serialize;

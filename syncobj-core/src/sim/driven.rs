@@ -36,7 +36,7 @@ use crate::driver::engine::{Engine, Queued};
 use crate::driver::objects::{ErasedObject, ObjectCell};
 use crate::driver::recovery::{DiskLayout, recover_on_disk};
 use crate::object::{
-    ApplyError, Call, Caller, Completion, FailReason, MethodSpec, ReplicatedMethods,
+    ApplyError, Call, Caller, Completion, Effect, FailReason, MethodSpec, ReplicatedMethods,
     ReplicatedState, Submit, TickHelp,
 };
 use crate::raft::{Instant, NodeId, RaftConfig};
@@ -583,13 +583,19 @@ impl DriverSim {
         let replay = self.replay(histories.first().map_or(&[][..], Vec::as_slice))?;
         let outcomes = self.outcomes.lock().unwrap_or_else(PoisonError::into_inner);
         for (argument, outcome) in outcomes.iter() {
-            if let Ok(result) = outcome
-                && replay.get(argument) != Some(result)
-            {
-                return Err(self.violation(format!(
-                    "add({argument}) returned {result} but the applied sequence gives {:?}",
-                    replay.get(argument)
-                )));
+            match outcome {
+                Ok(result) if replay.get(argument) != Some(result) => {
+                    return Err(self.violation(format!(
+                        "add({argument}) returned {result} but the applied sequence gives {:?}",
+                        replay.get(argument)
+                    )));
+                }
+                Err(reason) if reason.effect() == Effect::None && replay.contains_key(argument) => {
+                    return Err(self.violation(format!(
+                        "add({argument}) failed with {reason:?}, a reason that promises it was never applied, but it was"
+                    )));
+                }
+                _ => {}
             }
         }
         Ok(())

@@ -76,15 +76,27 @@ impl Calls {
     /// Takes queued calls: the leader appends them, a follower forwards them, and without a
     /// leader they wait (or fail, per `commands_wait_leader`) until their deadline
     /// (`call_timeout`), then fail with `MissingLeader`: they never left this node.
-    pub(crate) fn take(&mut self, raft: &mut RaftNode, outbox: &mut Outbox, now: Instant) {
+    ///
+    /// A follower whose link to the leader is down (`linked` says) holds its calls as if no
+    /// leader were known, rather than forward them into the void: a call that never left
+    /// fails with a reason that says so, not with an unknown outcome.
+    pub(crate) fn take(
+        &mut self,
+        raft: &mut RaftNode,
+        outbox: &mut Outbox,
+        linked: impl Fn(NodeId) -> bool,
+        now: Instant,
+    ) {
         let deadline = self.deadline(now);
         let queued = self.queue.try_iter().take(COMMANDS_PER_TICK_MAX);
         let queued: Vec<_> = queued.map(|call| (call, deadline)).collect();
         let mut calls = std::mem::take(&mut self.backlog);
         calls.extend(queued);
+        let me = raft.id();
+        let leader = raft.leader().filter(|&l| l == me || linked(l));
         while let Some(((command, completion), deadline)) = calls.pop_front() {
-            match raft.leader() {
-                Some(leader) if leader == raft.id() => {
+            match leader {
+                Some(leader) if leader == me => {
                     self.propose(raft, (command, completion), deadline, now)
                 }
                 Some(leader) => self.forward(raft, outbox, leader, (command, completion), deadline),

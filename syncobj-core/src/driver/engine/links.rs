@@ -154,6 +154,11 @@ impl Links {
         Arc::clone(&self.peers)
     }
 
+    /// Whether the link to `node` is up.
+    pub(crate) fn is_up(&self, node: NodeId) -> bool {
+        self.up.get(&node).copied().unwrap_or(false)
+    }
+
     fn node(&self, peer: PeerId) -> Option<NodeId> {
         self.nodes.get(peer.index()).copied().flatten()
     }

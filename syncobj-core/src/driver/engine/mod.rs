@@ -167,7 +167,10 @@ impl Engine {
             self.snapshots.force();
         }
         self.raft.tick(self.now);
-        self.calls.take(&mut self.raft, &mut self.outbox, self.now);
+        let links = &self.links;
+        let linked = |node| links.is_up(node);
+        self.calls
+            .take(&mut self.raft, &mut self.outbox, linked, self.now);
         self.process_ready();
         self.compact_if_due();
         self.process_ready();
