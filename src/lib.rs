@@ -92,7 +92,7 @@ pub use syncobj_core::driver::{
 pub use syncobj_core::object::{
     Call, Effect, FailReason, Replicated, ReplicatedMethods, ReplicatedState,
 };
-pub use syncobj_core::raft::{LogIndex, NewNodeError, Term};
+pub use syncobj_core::raft::NewNodeError;
 pub use syncobj_core::serializer::{SerializerState, SnapshotSerializer};
 pub use syncobj_core::status::{self, RaftState, Status};
 pub use syncobj_core::storage::{Corruption, HardStateRule, StorageError};

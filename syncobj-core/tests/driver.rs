@@ -623,7 +623,11 @@ fn code_version_switches_every_node() {
         nodes[0]
             .set_code_version(2)
             .wait_timeout(Duration::from_secs(1)),
-        Err(FailReason::RequestDenied)
+        Err(FailReason::VersionRefused {
+            requested: 2,
+            own: 1,
+            enabled: 0
+        })
     );
     assert_eq!(
         nodes[1]
@@ -647,7 +651,11 @@ fn code_version_switches_every_node() {
         nodes[2]
             .set_code_version(0)
             .wait_timeout(Duration::from_secs(1)),
-        Err(FailReason::RequestDenied)
+        Err(FailReason::VersionRefused {
+            requested: 0,
+            own: 1,
+            enabled: 1
+        })
     );
     assert_eq!(*changes.lock().expect("not poisoned"), vec![(0, 1); 3]);
 }

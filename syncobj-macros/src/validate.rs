@@ -95,7 +95,45 @@ fn check_no_generics(generics: &syn::Generics, errors: &mut Vec<syn::Error>) {
 }
 
 /// The checks on one method on its own.
+/// The methods a node handle (`SyncObj`, `Consumer`) has of its own: a replicated method of
+/// the same name would be shadowed by them on the handle, which dereferences to the calls.
+const HANDLE_METHODS: &[&str] = &[
+    "code_version",
+    "consumer",
+    "destroy",
+    "destroy_synchronous",
+    "do_tick",
+    "force_log_compaction",
+    "has_quorum",
+    "is_leader",
+    "is_node_connected",
+    "is_ready",
+    "leader",
+    "other_nodes",
+    "print_status",
+    "raft_commit_index",
+    "raft_current_term",
+    "raft_last_applied",
+    "read",
+    "readonly_nodes",
+    "self_node",
+    "set_code_version",
+    "status",
+    "tick_thread_alive",
+    "wait_binded",
+    "wait_ready",
+];
+
 fn check_method(method: &Method, errors: &mut Vec<syn::Error>) {
+    let name = method.name_string();
+    if HANDLE_METHODS.contains(&name.as_str()) {
+        let message = format!(
+            "`{name}` is also a method of the node handle (`SyncObj`, `Consumer`), which would \
+             shadow this call: `node.{name}(..)` would never reach it. Give the replicated \
+             method another name, e.g. `#[replicated(name = \"{name}_value\")]`"
+        );
+        errors.push(syn::Error::new_spanned(&method.name, message));
+    }
     for attr in &method.repeated_attrs {
         let message = "duplicate #[replicated]: give `ver` and `name` in one #[replicated(...)]";
         errors.push(syn::Error::new_spanned(attr, message));

@@ -63,7 +63,7 @@ use crate::conf::{ConfErrors, FRAME_OVERHEAD_BYTES, SyncObjConf};
 use crate::object::{
     Call, Caller, Completion, FailReason, MethodSpec, Replicated, Submit, TickHelp,
 };
-use crate::raft::{LogIndex, NewNodeError, Term};
+use crate::raft::NewNodeError;
 use crate::status::Status;
 use crate::storage::StorageError;
 
@@ -371,7 +371,7 @@ impl<T: Replicated> SyncObj<T> {
     /// run the highest version of each method at or below it. A node whose code lacks the
     /// version stops applying at that entry and says so in its status and logs.
     ///
-    /// Fails at once with [`FailReason::RequestDenied`] if `version` is above this node's own
+    /// Fails at once with [`FailReason::VersionRefused`] if `version` is above this node's own
     /// code version or below the enabled one.
     pub fn set_code_version(&self, version: u32) -> Call<()> {
         let caller = Caller::new(Arc::clone(&self.shared) as Arc<dyn Submit>, SYSTEM_OBJECT);
@@ -381,8 +381,14 @@ impl<T: Replicated> SyncObj<T> {
             version: 0,
             fingerprint: 0,
         };
-        if version > self.shared.self_code_version || version < self.code_version() {
-            return caller.refuse(FailReason::RequestDenied);
+        let (own, enabled) = (self.shared.self_code_version, self.code_version());
+        if version > own || version < enabled {
+            let refusal = FailReason::VersionRefused {
+                requested: version,
+                own,
+                enabled,
+            };
+            return caller.refuse(refusal);
         }
         caller.call(&[spec], &(version,))
     }
@@ -436,19 +442,19 @@ impl<T: Replicated> SyncObj<T> {
         self.observed().is_leader()
     }
 
-    /// The current Raft term.
-    pub fn raft_current_term(&self) -> Term {
-        self.observed().term
+    /// The current Raft term, as [`Status::raft_term`] has it.
+    pub fn raft_current_term(&self) -> u64 {
+        self.observed().term.0
     }
 
-    /// The highest index this node knows committed.
-    pub fn raft_commit_index(&self) -> LogIndex {
-        self.observed().commit
+    /// The highest index this node knows committed, as [`Status::commit_index`] has it.
+    pub fn raft_commit_index(&self) -> u64 {
+        self.observed().commit.0
     }
 
-    /// The highest index this node applied.
-    pub fn raft_last_applied(&self) -> LogIndex {
-        self.observed().applied
+    /// The highest index this node applied, as [`Status::last_applied`] has it.
+    pub fn raft_last_applied(&self) -> u64 {
+        self.observed().applied.0
     }
 
     /// What the tick loop published after its last iteration.

@@ -64,6 +64,19 @@ pub enum FailReason {
         /// The cluster's enabled code version.
         enabled: u32,
     },
+    /// `set_code_version` asked for a version this node's code lacks, or one below the enabled
+    /// version (PySyncObj's `REQUEST_DENIED`). Never applied.
+    #[error(
+        "code version {requested} refused: this node's code knows versions up to {own}, and the cluster enabled {enabled}"
+    )]
+    VersionRefused {
+        /// The version asked for.
+        requested: u32,
+        /// The highest version this node's code knows.
+        own: u32,
+        /// The version the cluster has enabled.
+        enabled: u32,
+    },
     /// The caller would wait on the thread that has to complete the call. The call goes on:
     /// outcome unknown.
     #[error("waiting on the tick thread would deadlock; use on_done or detach there")]
@@ -122,6 +135,7 @@ impl FailReason {
             | FailReason::NotLeader
             | FailReason::RequestDenied
             | FailReason::VersionNotEnabled { .. }
+            | FailReason::VersionRefused { .. }
             | FailReason::BadArguments(_)
             | FailReason::TooLarge { .. } => Effect::None,
             FailReason::Panicked(_) | FailReason::BadResult(_) => Effect::Applied,
@@ -141,7 +155,7 @@ impl FailReason {
             FailReason::Discarded => 3,
             FailReason::NotLeader => 4,
             FailReason::LeaderChanged => 5,
-            FailReason::RequestDenied => 6,
+            FailReason::RequestDenied | FailReason::VersionRefused { .. } => 6,
             _ => return None,
         })
     }

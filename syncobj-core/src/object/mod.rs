@@ -17,12 +17,22 @@ use serde::de::DeserializeOwned;
 /// The state half of a replicated type, implemented by `#[derive(Replicated)]`.
 ///
 /// The state is serialized whole into snapshots and sent to nodes that fall behind.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a replicated state",
+    label = "needs `#[derive(Replicated)]`",
+    note = "add `#[derive(Replicated)]` (with `Serialize` and `Deserialize`) to the struct `{Self}`"
+)]
 pub trait ReplicatedState: Serialize + DeserializeOwned + Send + Sync + 'static {
     /// The type's name, used to label its section of a snapshot and in logs.
     const NAME: &'static str;
 }
 
 /// The methods half of a replicated type, implemented by `#[replicated]` on its impl block.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` has no replicated methods",
+    label = "needs `#[replicated]` on its impl block",
+    note = "put `#[replicated]` on the `impl {Self}` block, and on each method that changes the state"
+)]
 pub trait ReplicatedMethods: Send + Sync + 'static {
     /// Every replicated method version, ordered by (version, name): `METHODS[i].id == i`. The
     /// order is fixed at compile time, so reordering the source changes nothing.
