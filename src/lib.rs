@@ -78,6 +78,61 @@
 //! # }
 //! ```
 //!
+//! Every kind of node starts from one builder: a voter ([`SyncObj::builder`]) or a read-only
+//! node ([`SyncObj::read_only_builder`]), over TCP (the default), a [`MemoryNetwork`] or a
+//! [`transport::Transport`] of your own, with any number of consumers — more replicated objects
+//! on the same log (PySyncObj's `consumers=[...]`). Addresses are checked at start:
+//!
+//! ```no_run
+//! # use serde::{Deserialize, Serialize};
+//! # use syncobj::prelude::*;
+//! # #[derive(Default, Serialize, Deserialize, Replicated)]
+//! # struct Counter { value: i64 }
+//! # #[replicated]
+//! # impl Counter {
+//! #     #[replicated]
+//! #     fn add(&mut self, n: i64) -> i64 { self.value += n; self.value }
+//! # }
+//! #[derive(Default, Serialize, Deserialize, Replicated)]
+//! struct Names {
+//!     names: Vec<String>,
+//! }
+//!
+//! #[replicated]
+//! impl Names {
+//!     #[replicated]
+//!     fn push(&mut self, name: String) -> usize {
+//!         self.names.push(name);
+//!         self.names.len()
+//!     }
+//! }
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let node = SyncObj::builder("10.0.0.1:4321")
+//!     .partners(["10.0.0.2:4321", "10.0.0.3:4321"])
+//!     .password("a long shared secret")
+//!     .journal_file("counter-data/journal")
+//!     .consumer(Names::default())
+//!     .start(Counter::default())?;
+//! let names = node.consumer::<Names>(0).expect("a Names consumer");
+//! names.push("ada".into()).wait()?;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # When a call fails
+//!
+//! A call fails with a [`FailReason`], and [`FailReason::effect`] says what it may have done:
+//! [`Effect::None`] (never applied anywhere: a retry is safe), [`Effect::Applied`] (the method
+//! ran), or [`Effect::Unknown`] (it may have been applied, or may be later: a retry can apply it
+//! twice). Every call ends: `call_timeout` bounds calls waiting for a leader, forwarded or
+//! placed alike.
+//!
+//! # Logs
+//!
+//! syncobj logs through `tracing`; install a subscriber (for example `tracing-subscriber`) to
+//! see elections, refused connections and storage trouble.
+//!
 //! The deterministic simulator (`syncobj::sim`, feature `sim`, off by default) runs the same
 //! engine under simulated faults; `syncobj-sim` runs it over many seeds.
 
