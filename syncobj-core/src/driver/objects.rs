@@ -113,12 +113,45 @@ struct Writer<'a, T>(RwLockWriteGuard<'a, T>);
 impl<T: Replicated> ObjectWriter for Writer<'_, T> {
     fn apply(&mut self, header: CommandHeader, args: &[u8]) -> Result<Vec<u8>, FailReason> {
         let state = &mut *self.0;
-        match catch_unwind(AssertUnwindSafe(|| state.apply(header.method, args))) {
+        quiet_method_panics();
+        IN_METHOD.set(true);
+        let outcome = catch_unwind(AssertUnwindSafe(|| state.apply(header.method, args)));
+        IN_METHOD.set(false);
+        match outcome {
             Ok(Ok(result)) => Ok(result),
             Ok(Err(error)) => Err(FailReason::BadArguments(error.to_string())),
-            Err(panic) => Err(FailReason::Panicked(panic_text(panic.as_ref()))),
+            Err(panic) => {
+                let message = panic_text(panic.as_ref());
+                tracing::warn!(
+                    object = T::NAME,
+                    %message,
+                    "a replicated method panicked: its call fails on every node alike, and what \
+                     it changed before the panic stays changed"
+                );
+                Err(FailReason::Panicked(message))
+            }
         }
     }
+}
+
+std::thread_local! {
+    /// Whether this thread runs a replicated method now, whose panic is part of the log.
+    static IN_METHOD: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Keeps the panic hook quiet about a replicated method's panic: it is caught, becomes the
+/// call's outcome on every node, and is logged once through `tracing`, rather than printed
+/// by every node's tick thread. Any other panic reaches the hook that was installed before.
+fn quiet_method_panics() {
+    static INSTALL: std::sync::Once = std::sync::Once::new();
+    INSTALL.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if !IN_METHOD.get() {
+                previous(info);
+            }
+        }));
+    });
 }
 
 /// The message a panic carried, if it was a string.
