@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use syncobj_core::conf::{SyncObjConf, SyncObjConfBuilder};
 use syncobj_core::driver::{Consumers, MemoryNetwork, SyncObj};
 use syncobj_core::object::{
-    ApplyError, Call, Caller, FailReason, MethodSpec, Replicated, ReplicatedMethods,
+    ApplyError, Call, Caller, Effect, FailReason, MethodSpec, Replicated, ReplicatedMethods,
     ReplicatedState,
 };
 use syncobj_core::status::RaftState;
@@ -757,36 +757,107 @@ fn a_deposed_leaders_call_is_discarded() {
     assert_eq!(settle(&nodes), vec![1; 3]);
 }
 
-/// A call forwarded to a leader that went silent fails with `LeaderChanged` when another node
-/// takes over, instead of hanging.
-#[test]
-fn a_forwarded_call_fails_when_the_leader_changes() {
-    let (network, nodes) = cluster(&conf(true));
-    let old = leader_index(&nodes);
-    network.isolate(ADDRESSES[old]);
-    let follower = (old + 1) % 3;
-    let outcome = nodes[follower].add(5).wait_timeout(Duration::from_secs(10));
-    assert_eq!(outcome, Err(FailReason::LeaderChanged));
+/// Ticks the nodes of `nodes` named by `which` until `outcome` has a value; fails the test
+/// after 10 s of real time.
+fn tick_some_until<R>(
+    nodes: &[SyncObj<Counter>],
+    which: &[usize],
+    outcome: &std::sync::mpsc::Receiver<R>,
+) -> R {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Ok(value) = outcome.try_recv() {
+            return value;
+        }
+        assert!(Instant::now() < deadline, "no outcome within 10 s");
+        for &i in which {
+            nodes[i]
+                .do_tick(Duration::from_millis(1))
+                .expect("the node ticks");
+        }
+    }
 }
 
-/// A forwarded call whose answer does not come within `call_timeout` fails with `Timeout`.
+/// A manually ticked cluster with `conf`, every node caught up; returns the leader's index.
+fn ready_manual_cluster(conf: &SyncObjConf) -> (MemoryNetwork, Vec<SyncObj<Counter>>, usize) {
+    let (network, nodes) = cluster(conf);
+    tick_until(&nodes, || nodes.iter().all(|n| n.is_ready()));
+    let leader = nodes
+        .iter()
+        .position(|n| n.is_leader())
+        .expect("one node leads");
+    (network, nodes, leader)
+}
+
+/// A call forwarded to a leader that then went silent, before it answered, fails with
+/// `LeaderChanged` when another node takes over — an unknown outcome: the old leader may have
+/// placed it — instead of hanging.
 #[test]
-fn a_forwarded_call_times_out() {
-    // Elections slow enough that the 5 ms deadline always passes before a new leader appears.
-    let conf = builder(true)
+fn a_forwarded_call_fails_when_the_leader_changes() {
+    let (network, nodes, old) = ready_manual_cluster(&conf(false));
+    let follower = (old + 1) % 3;
+    let (sender, outcome) = std::sync::mpsc::channel();
+    nodes[follower]
+        .add(5)
+        .on_done(move |o| drop(sender.send(o)));
+    // One iteration takes the call and forwards it: it is in the leader's inbox.
+    nodes[follower]
+        .do_tick(Duration::ZERO)
+        .expect("the node ticks");
+    network.isolate(ADDRESSES[old]);
+    let others = [follower, (old + 2) % 3];
+    let outcome = tick_some_until(&nodes, &others, &outcome);
+    assert_eq!(outcome, Err(FailReason::LeaderChanged));
+    assert_eq!(outcome.expect_err("it failed").effect(), Effect::Unknown);
+}
+
+/// Elections slow enough that a 5 ms call deadline always passes before a new leader appears.
+fn slow_elections(auto_tick: bool) -> SyncObjConf {
+    builder(auto_tick)
         .call_timeout(Some(Duration::from_millis(5)))
         .raft_min_timeout(Duration::from_millis(500))
         .raft_max_timeout(Duration::from_millis(1000))
         .leader_fallback_timeout(Duration::from_millis(500))
         .connection_timeout(Duration::from_millis(1000))
         .build()
-        .expect("a valid configuration");
-    let (network, nodes) = cluster(&conf);
-    let old = leader_index(&nodes);
-    network.isolate(ADDRESSES[old]);
+        .expect("a valid configuration")
+}
+
+/// A forwarded call whose answer does not come within `call_timeout` fails with `Timeout`.
+#[test]
+fn a_forwarded_call_times_out() {
+    let (network, nodes, old) = ready_manual_cluster(&slow_elections(false));
     let follower = (old + 1) % 3;
-    let outcome = nodes[follower].add(5).wait_timeout(Duration::from_secs(10));
+    let (sender, outcome) = std::sync::mpsc::channel();
+    nodes[follower]
+        .add(5)
+        .on_done(move |o| drop(sender.send(o)));
+    nodes[follower]
+        .do_tick(Duration::ZERO)
+        .expect("the node ticks");
+    network.isolate(ADDRESSES[old]);
+    let outcome = tick_some_until(&nodes, &[follower], &outcome);
     assert_eq!(outcome, Err(FailReason::Timeout));
+}
+
+/// A follower whose link to the leader is down does not forward into the void: it holds the
+/// call, and at its deadline fails it with `MissingLeader` — it never left the node.
+#[test]
+fn a_call_is_held_while_the_link_to_the_leader_is_down() {
+    let (network, nodes, old) = ready_manual_cluster(&slow_elections(false));
+    let follower = (old + 1) % 3;
+    network.isolate(ADDRESSES[old]);
+    tick_until(&nodes, || {
+        !nodes[follower].is_node_connected(ADDRESSES[old])
+    });
+    assert_eq!(nodes[follower].leader().as_deref(), Some(ADDRESSES[old]));
+    let (sender, outcome) = std::sync::mpsc::channel();
+    nodes[follower]
+        .add(5)
+        .on_done(move |o| drop(sender.send(o)));
+    let outcome = tick_some_until(&nodes, &[follower], &outcome);
+    assert_eq!(outcome, Err(FailReason::MissingLeader));
+    assert_eq!(outcome.expect_err("it failed").effect(), Effect::None);
 }
 
 /// `wait_ready` returns once the node caught up: on auto-ticked nodes by waiting, on a manually

@@ -691,9 +691,15 @@ pub fn check_address(name: &str) -> Result<(), AddressProblem> {
     if name.is_empty() {
         return Err(AddressProblem::Empty);
     }
+    if let Ok(address) = name.parse::<std::net::SocketAddr>() {
+        return match address.port() {
+            0 => Err(AddressProblem::ZeroPort),
+            _ => Ok(()),
+        };
+    }
     let port_ok = |port: &str| port.parse::<u16>().is_ok_and(|p| p != 0);
     if let Some(rest) = name.strip_prefix('[') {
-        // A valid `[ipv6]:port` parsed as a socket address already.
+        // A valid `[ipv6]:port` parsed as a socket address above.
         return match rest.split_once("]:") {
             None => Err(AddressProblem::MissingPort),
             Some((_, port)) if !port_ok(port) => Err(port_problem(port)),
@@ -1267,5 +1273,33 @@ mod tests {
             v4(1, 1)
         );
         assert_eq!(h.calls(), 1);
+    }
+
+    /// Addresses a peer can dial pass; each malformed one is refused with its own problem.
+    #[test]
+    fn addresses_are_checked_without_resolving() {
+        for good in [
+            "127.0.0.1:4321",
+            "[::1]:4321",
+            "localhost:1",
+            "node-a.example:65535",
+        ] {
+            assert_eq!(check_address(good), Ok(()), "{good}");
+        }
+        let bad = [
+            ("", AddressProblem::Empty),
+            ("nonsense", AddressProblem::MissingPort),
+            ("127.0.0.1:99999", AddressProblem::BadPort),
+            ("127.0.0.1:0", AddressProblem::ZeroPort),
+            ("[::1]:0", AddressProblem::ZeroPort),
+            ("300.1.1.1:80", AddressProblem::BadIpv4),
+            ("1.2.3:80", AddressProblem::BadIpv4),
+            (":80", AddressProblem::MissingHost),
+            ("::1:80", AddressProblem::UnbracketedIpv6),
+            ("[zz]:80", AddressProblem::BadIpv6),
+        ];
+        for (name, problem) in bad {
+            assert_eq!(check_address(name), Err(problem), "{name}");
+        }
     }
 }
