@@ -541,10 +541,28 @@ fn a_wiped_node_rejoins_without_disturbing_the_cluster() {
     nodes.insert(wiped, start3(wiped));
     assert_eq!(nodes[wiped].read().value, 0, "it starts empty");
     wait_for_value(&nodes[wiped], 30);
-    for node in &nodes {
-        let status = node.status();
-        assert_eq!(status.leader, leader);
-        assert_eq!(status.raft_term, term, "nobody's term moved");
+    // The wiped node never campaigned (pre-vote held it back). On a machine so loaded that a
+    // heartbeat is late, the others may still hold an election of their own; short of that,
+    // nobody's term moved.
+    let status = nodes[wiped].status();
+    assert_eq!(
+        status.counters.elections_started, 0,
+        "the wiped node campaigned"
+    );
+    let elections: u64 = nodes
+        .iter()
+        .map(|n| n.status().counters.elections_started)
+        .sum();
+    let started = nodes
+        .iter()
+        .filter(|n| n.status().raft_term == term)
+        .count();
+    if elections == 0 || started == nodes.len() {
+        for node in &nodes {
+            let status = node.status();
+            assert_eq!(status.leader, leader);
+            assert_eq!(status.raft_term, term, "nobody's term moved");
+        }
     }
 }
 
@@ -653,6 +671,7 @@ fn custom_serializer_hooks_snapshot_an_external_state() {
     for i in 2..=100 {
         assert_eq!(add(&nodes[0], 1), Ok(i));
     }
+    let hundredth = nodes[0].raft_commit_index();
     let deadline = Instant::now() + Duration::from_secs(10);
     while nodes[..2]
         .iter()
@@ -673,13 +692,24 @@ fn custom_serializer_hooks_snapshot_an_external_state() {
         nodes[2].status().snapshots.snapshots_installed >= 1,
         "c was sent a snapshot, not the log"
     );
+    // Node a's snapshots cover every add, the latest two included (the last one may still be
+    // on its way to the disk when the node stops): snapshots come every 20 entries.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while nodes[0].status().snapshots.snapshot_index < hundredth + 20 {
+        assert!(
+            Instant::now() < deadline,
+            "a snapshot covers the 100 adds within 10 s"
+        );
+        let _ = add(&nodes[0], 0);
+    }
     drop(nodes);
     // Node a restarts alone from its dump, on an empty database.
     dbs[0].store(0, std::sync::atomic::Ordering::SeqCst);
     let network = MemoryNetwork::new();
     let a = start_node(0, &network);
-    assert!(
-        dbs[0].load(std::sync::atomic::Ordering::SeqCst) >= 80,
+    assert_eq!(
+        dbs[0].load(std::sync::atomic::Ordering::SeqCst),
+        100,
         "restored from the dump"
     );
     drop(a);
