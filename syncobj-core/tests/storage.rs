@@ -2236,28 +2236,113 @@ fn snapshot_damage(disk: &SimDisk) -> Option<(PathBuf, u64, Corruption)> {
     }
 }
 
+/// A snapshot file of the first format: one checksum over the whole payload, in the trailer.
+fn version_1_snapshot(meta: &SnapshotMeta, data: &[u8]) -> Vec<u8> {
+    let mut bytes = b"SOBJSNP\0".to_vec();
+    bytes.extend_from_slice(&1u32.to_le_bytes());
+    bytes.extend_from_slice(&meta.last_index.0.to_le_bytes());
+    bytes.extend_from_slice(&meta.last_term.0.to_le_bytes());
+    bytes.extend_from_slice(&meta.code_version.to_le_bytes());
+    bytes.extend_from_slice(&(meta.membership.len() as u32).to_le_bytes());
+    bytes.extend_from_slice(&meta.membership);
+    let crc = crc32c::crc32c(&bytes);
+    bytes.extend_from_slice(&crc.to_le_bytes());
+    bytes.extend_from_slice(data);
+    let length = (data.len() as u64).to_le_bytes();
+    let crc = crc32c::crc32c_append(crc32c::crc32c(data), &length);
+    bytes.extend_from_slice(&length);
+    bytes.extend_from_slice(&crc.to_le_bytes());
+    bytes
+}
+
+/// Snapshots of the first format are still read (their damage can only be reported at the
+/// trailer); the next snapshot is written in the current format.
 #[test]
-fn every_damage_to_a_snapshot_is_an_error() {
-    let data = payload(300, 3);
+fn a_version_1_snapshot_is_read() -> Result<(), Box<dyn std::error::Error>> {
+    use syncobj_core::storage::DiskFile;
+    let data = payload(3 * CHUNK as usize, 5);
+    let old = version_1_snapshot(&snapshot_meta(7), &data);
+    for flip in [None, Some(payload_start() + 100)] {
+        let disk = SimDisk::new(1);
+        SnapshotStore::open(disk.clone(), snap_dir())?;
+        let mut file = disk.create(&snapshot_path(7))?;
+        file.write_all_at(0, &old)?;
+        file.sync()?;
+        disk.sync_dir(&snap_dir())?;
+        if let Some(at) = flip {
+            disk.flip_byte(&snapshot_path(7), at)?;
+            let trailer_crc = payload_start() + data.len() as u64 + 8;
+            let damage = snapshot_damage(&disk).map(|(_, offset, problem)| (offset, problem));
+            assert_eq!(damage, Some((trailer_crc, Corruption::RecordChecksum)));
+            continue;
+        }
+        let (store, _) = SnapshotStore::open(disk.clone(), snap_dir())?;
+        let loaded = store.load_latest()?.expect("a snapshot is there");
+        assert_eq!(
+            (loaded.meta, &loaded.payload[..]),
+            (snapshot_meta(7), &data[..])
+        );
+        write_snapshot(&disk, 8, b"new")?;
+        assert_eq!(disk.contents(&snapshot_path(8))?[8], 2);
+    }
+    Ok(())
+}
+
+/// The 4 KiB chunks of a snapshot's payload, each followed by its 4-byte checksum.
+const CHUNK: u64 = 4096;
+
+/// Where the payload of the snapshot `write_snapshot` writes starts: the 36-byte fixed header,
+/// the membership and the header's checksum.
+fn payload_start() -> u64 {
+    36 + snapshot_meta(0).membership.len() as u64 + 4
+}
+
+/// Every damage to a snapshot is an error naming the file, at the damaged place: a flip in the
+/// payload at the start of its chunk, a cut within about a chunk of it. Changed with the
+/// chunked format: payload damage was reported at the trailer's checksum, whatever its place.
+#[test]
+fn every_damage_to_a_snapshot_is_an_error_at_its_chunk() {
+    let data = payload(2 * CHUNK as usize + 300, 3);
     let disk = SimDisk::new(0);
     write_snapshot(&disk, 7, &data).expect("no fault injected");
     let len = disk.contents(&snapshot_path(7)).expect("exists").len() as u64;
+    let start = payload_start();
+    let trailer = len - 12;
+    assert_eq!(trailer, start + data.len() as u64 + 3 * 4);
     for at in 0..len {
         let disk = SimDisk::new(at);
         write_snapshot(&disk, 7, &data).expect("no fault injected");
         disk.flip_byte(&snapshot_path(7), at)
             .expect("within the file");
-        let (path, offset, _) =
+        let (path, offset, problem) =
             snapshot_damage(&disk).unwrap_or_else(|| panic!("flip at {at} missed"));
         assert_eq!(path, snapshot_path(7));
-        assert!(offset < len, "flip at {at}");
+        let expected = match at {
+            _ if at < start => {
+                assert!(offset < start, "flip at {at}: {offset} {problem}");
+                continue;
+            }
+            _ if at >= trailer => (trailer, Corruption::TrailerChecksum),
+            _ => {
+                let chunk = (at - start) / (CHUNK + 4);
+                let bytes = CHUNK.min(data.len() as u64 - chunk * CHUNK);
+                let problem = Corruption::ChunkChecksum { chunk, bytes };
+                (start + chunk * (CHUNK + 4), problem)
+            }
+        };
+        assert_eq!((offset, problem), expected, "flip at {at}");
     }
     for cut in 0..len {
         let disk = SimDisk::new(cut);
         write_snapshot(&disk, 7, &data).expect("no fault injected");
         disk.truncate(&snapshot_path(7), cut).expect("exists");
-        let (path, _, _) = snapshot_damage(&disk).unwrap_or_else(|| panic!("cut at {cut} missed"));
+        let (path, offset, problem) =
+            snapshot_damage(&disk).unwrap_or_else(|| panic!("cut at {cut} missed"));
         assert_eq!(path, snapshot_path(7));
+        if cut > start {
+            let region = offset..=offset + CHUNK + 4 + 12;
+            assert!(region.contains(&cut), "cut at {cut}: {offset} {problem}");
+        }
     }
     let disk = SimDisk::new(1);
     write_snapshot(&disk, 7, &data).expect("no fault injected");
@@ -2276,7 +2361,7 @@ fn every_damage_to_a_snapshot_is_an_error() {
             8,
             Corruption::UnsupportedVersion {
                 found: 9,
-                supported: 1
+                supported: 2
             }
         ))
     );

@@ -252,6 +252,17 @@ pub enum Corruption {
         /// The entry the slot says is the last synced.
         last: LogIndex,
     },
+    /// A chunk of a snapshot's payload fails its checksum; the offset is the chunk's start.
+    #[error("payload chunk {chunk} ({bytes} bytes from here) fails its checksum")]
+    ChunkChecksum {
+        /// The chunk's number, from 0.
+        chunk: u64,
+        /// Its length in bytes.
+        bytes: u64,
+    },
+    /// A snapshot's trailer fails its checksum, or is missing (the file ends early).
+    #[error("the trailer fails its checksum or is missing")]
+    TrailerChecksum,
     /// The entries from the saved first index are not on disk.
     #[error("the log should start at {first}, but the segments start at {found}")]
     MissingEntries {

@@ -64,10 +64,14 @@
 //!   fsync, rename, fsync the directory.
 //!
 //! The snapshot directory holds `snapshot-<last index>-<last term>.snap` (20 digits each):
-//! magic `SOBJSNP\0`, version `u32` (1), last included index `u64`, its term `u64`, code
+//! magic `SOBJSNP\0`, version `u32` (2), last included index `u64`, its term `u64`, code
 //! version `u32`, membership length `u32`, membership bytes, CRC of the header so far `u32`;
-//! then the payload; then a trailer: payload length `u64`, CRC of the payload and that length
-//! field `u32`. Written as `<name>.tmp`, synced, renamed, directory synced.
+//! then the payload in chunks of 4096 bytes (the last may be shorter), each followed by the
+//! CRC `u32` of its number (`u64`, from 0) and its bytes; then a trailer: payload length `u64`,
+//! CRC of that field `u32`. Damage is reported at the chunk it is in, and a reader hands out
+//! only verified bytes. Written as `<name>.tmp`, synced, renamed, directory synced. Version-1
+//! snapshots (the payload whole, its CRC in the trailer with the length) are still read;
+//! damage to one can only be reported at the trailer.
 //!
 //! # Recovery rules
 //!
