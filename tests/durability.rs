@@ -203,6 +203,44 @@ fn a_damaged_journal_stops_the_node_naming_the_file() {
     assert!(message.contains("at byte"), "{message}");
 }
 
+/// A journal whose last segment lost its second half while the node was stopped stops the node
+/// at start, naming the segment and what was synced there. It used to name the hard-state file
+/// ("saved commit index … is beyond the last entry"), which is intact; with a saved commit
+/// index that lagged (it is saved lazily), it took the cut for a torn tail and started without
+/// entries it had synced and acknowledged.
+#[test]
+fn a_journal_cut_short_stops_the_node_naming_the_segment() {
+    let dir = TempDir::new("cut");
+    let network = MemoryNetwork::new();
+    let nodes = [0, 1].map(|i| start(&network, i, &dir, FsyncPolicy::Always).expect("starts"));
+    assert_eq!(add_many(&nodes[0], 100), 100);
+    wait_for_value(&nodes[1], 100);
+    drop(nodes);
+    let segment = std::fs::read_dir(dir.journal(0))
+        .expect("the journal exists")
+        .map(|e| e.expect("a directory entry").path())
+        .find(|p| p.extension().is_some_and(|e| e == "log"))
+        .expect("a segment file");
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&segment)
+        .expect("writable");
+    let len = file.metadata().expect("a length").len();
+    file.set_len(len / 2).expect("truncates");
+    drop(file);
+    let network = MemoryNetwork::new();
+    let error = start(&network, 0, &dir, FsyncPolicy::Always)
+        .err()
+        .expect("a journal cut short stops the node");
+    let message = error.to_string();
+    assert!(matches!(error, StartError::Storage(_)), "{message}");
+    assert!(message.contains("segment-"), "{message}");
+    assert!(message.contains("were synced in this segment"), "{message}");
+    assert!(!message.contains("hard-state is damaged"), "{message}");
+    let after = std::fs::metadata(&segment).expect("still there").len();
+    assert_eq!(after, len / 2, "the refused journal was changed");
+}
+
 /// PySyncObj's `test_journalTest1`, whole: two journaled nodes reach 350, restart with it,
 /// go on to 600, compact their logs into snapshots, go on to 900, and restart with 900 — from
 /// the snapshot and the journal's rest.

@@ -154,11 +154,11 @@ pub enum Corruption {
         kind: &'static str,
     },
     /// The file was written in a format version this code does not read.
-    #[error("format version {found} is not supported (this code reads version {supported})")]
+    #[error("format version {found} is not supported (the newest this code reads is {supported})")]
     UnsupportedVersion {
         /// The version in the file.
         found: u32,
-        /// The version this code reads.
+        /// The newest version this code reads (and the one it writes).
         supported: u32,
     },
     /// A header's checksum does not match its contents.
@@ -209,14 +209,60 @@ pub enum Corruption {
         /// The saved term.
         current: Term,
     },
-    /// The saved commit index is beyond the last entry of the log.
-    #[error("saved commit index {commit} is beyond the last entry {last}")]
+    /// The commit index saved in the hard-state file is beyond the last intact entry of the
+    /// log. Entries are synced before a commit index that counts them is saved, so committed
+    /// records are lost; reported at the end of the last segment's intact records.
+    #[error(
+        "the saved commit index {commit} (in the hard-state file) is beyond the last intact \
+         entry {last}: committed records are lost"
+    )]
     CommitBeyondLog {
         /// The saved commit index.
         commit: LogIndex,
         /// The last index found in the log.
         last: LogIndex,
     },
+    /// A segment's sync slot says its records up to a byte were synced, and some of them are
+    /// missing or damaged. A crash loses only what was not synced, so this is not a torn write;
+    /// the node may have acknowledged these entries to a leader, which counted them toward a
+    /// majority.
+    #[error(
+        "entries through {synced} were synced in this segment (through byte {synced_end}), \
+         but only entries through {intact} are intact: synced records are lost, which no crash \
+         explains, and the node may have acknowledged them"
+    )]
+    SyncedRecordsLost {
+        /// The last entry the sync slot says was synced.
+        synced: LogIndex,
+        /// The byte the synced records end at.
+        synced_end: u64,
+        /// The last entry read intact.
+        intact: LogIndex,
+    },
+    /// Both sync slots of a segment fail their checks (only one is ever written between two
+    /// fsyncs, so a crash leaves the other).
+    #[error("both sync slots fail their checks")]
+    SyncSlots,
+    /// A sync slot's claim does not match the records: no record ends at its byte, or the one
+    /// that does is not its entry.
+    #[error("the sync slot says entries through {last} end at byte {end}; the records disagree")]
+    SyncSlotMismatch {
+        /// The byte the slot says the synced records end at.
+        end: u64,
+        /// The entry the slot says is the last synced.
+        last: LogIndex,
+    },
+    /// A chunk of a snapshot's payload fails its checksum; the offset is the chunk's start.
+    #[error("payload chunk {chunk} ({bytes} bytes from here) fails its checksum")]
+    ChunkChecksum {
+        /// The chunk's number, from 0.
+        chunk: u64,
+        /// Its length in bytes.
+        bytes: u64,
+    },
+    /// A snapshot's trailer fails its checksum, or is missing (the file ends early).
+    #[error("the trailer fails its checksum or is missing")]
+    TrailerChecksum,
     /// The entries from the saved first index are not on disk.
     #[error("the log should start at {first}, but the segments start at {found}")]
     MissingEntries {

@@ -136,7 +136,8 @@ pub struct Recovery {
 /// Something recovery repaired or noticed without failing.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum RecoveryWarning {
-    /// The last segment ended in a torn write, which was cut off.
+    /// The last segment ended in a torn write past what its sync slots claim was synced, which
+    /// was cut off.
     TornTail {
         /// The segment.
         path: PathBuf,

@@ -23,8 +23,7 @@ const VERSION_AT: usize = 8;
 const TERM_AT: usize = 12;
 const VOTE_FLAG_AT: usize = 20;
 const VOTE_AT: usize = 21;
-/// Where the commit index sits, for errors about it.
-pub(crate) const COMMIT_AT: usize = 29;
+const COMMIT_AT: usize = 29;
 const FIRST_AT: usize = 37;
 const CRC_AT: usize = 45;
 /// The length of the file.

@@ -26,8 +26,8 @@
 //! The journal directory holds:
 //!
 //! - `segment-<first index, 20 digits>.log`: a 24-byte header — magic `SOBJLOG\0`, format
-//!   version `u32` (1), first index `u64`, CRC of those 20 bytes `u32` — then records, one per
-//!   entry, in index order:
+//!   version `u32` (2), first index `u64`, CRC of those 20 bytes `u32` — then two 28-byte sync
+//!   slots, then records from byte 80, one per entry, in index order:
 //!
 //!   | field | type | |
 //!   |---|---|---|
@@ -37,6 +37,18 @@
 //!   | term | `u64` | |
 //!   | kind | `u8` | 1 no-op, 2 command; 0 is never valid; other values are reserved |
 //!   | payload | bytes | |
+//!
+//!   A sync slot (at byte 24 for even sequence numbers, 52 for odd) holds a claim: sequence
+//!   number `u64`, synced end `u64` (a byte offset), last synced index `u64`, and a CRC `u32`
+//!   of the segment's first index and those 24 bytes. It says that the bytes before the end
+//!   were synced and hold the records through that index. A claim is written right after the
+//!   fsync that made its bytes durable, to the slot the current claim is not in, and is not
+//!   synced itself: the segment's next fsync makes it durable (a killed process leaves it to
+//!   the operating system). So no slot ever claims bytes that were not durable, whatever order
+//!   the disk writes pages in, only one slot is written between two fsyncs, and a sync costs
+//!   one small write more and no fsync more. A truncation that cuts claimed bytes first
+//!   lowers both slots and syncs them. Version-1 segments (no slots, records from byte 24)
+//!   are still read, by the old rule for their tail; the journal never writes to one again.
 //!
 //!   A segment takes records until it reaches [`JournalOptions::segment_bytes_target`]; it is
 //!   synced before the next one is created, so only the last segment can end in a torn write.
@@ -52,21 +64,47 @@
 //!   fsync, rename, fsync the directory.
 //!
 //! The snapshot directory holds `snapshot-<last index>-<last term>.snap` (20 digits each):
-//! magic `SOBJSNP\0`, version `u32` (1), last included index `u64`, its term `u64`, code
+//! magic `SOBJSNP\0`, version `u32` (2), last included index `u64`, its term `u64`, code
 //! version `u32`, membership length `u32`, membership bytes, CRC of the header so far `u32`;
-//! then the payload; then a trailer: payload length `u64`, CRC of the payload and that length
-//! field `u32`. Written as `<name>.tmp`, synced, renamed, directory synced.
+//! then the payload in chunks of 4096 bytes (the last may be shorter), each followed by the
+//! CRC `u32` of its number (`u64`, from 0) and its bytes; then a trailer: payload length `u64`,
+//! CRC of that field `u32`. Damage is reported at the chunk it is in, and a reader hands out
+//! only verified bytes. Written as `<name>.tmp`, synced, renamed, directory synced. Version-1
+//! snapshots (the payload whole, its CRC in the trailer with the length) are still read;
+//! damage to one can only be reported at the trailer.
 //!
 //! # Recovery rules
 //!
-//! A torn final write is expected after a crash and is cut off with a warning: in the last
-//! segment only, a record shorter than its declared length with no valid record after it, a
-//! record whose checksum fails with nothing but zero bytes (or nothing) after it, a zero-filled
-//! tail, or a last segment too short for its header (or all zeros). Everything else is
-//! [`StorageError::Corrupt`] with the file and offset: a checksum failure before the tail, a gap
-//! or repeated index, a term going backwards or above the saved term, an unknown entry kind, a
-//! bad magic or version, a saved commit index beyond the last entry, a length above
-//! [`JournalOptions::record_bytes_max`] (checked before anything is allocated).
+//! A crash loses only what was not synced, and may tear the last write. So a torn final write
+//! is expected and is cut off with a warning — in the last segment only, and only past the
+//! synced end its sync slots claim: a record shorter than its declared length with no valid
+//! record after it, a record whose checksum fails with nothing but zero bytes (or nothing)
+//! after it, a zero-filled tail; and a last segment too short for its header and slots (or
+//! all zeros), an interrupted creation. A sync slot that fails its checks is a torn write of
+//! it: the other slot's claim is used (and, in the last segment, the slot is rewritten).
+//!
+//! Everything else is [`StorageError::Corrupt`] with the file and offset, and the journal is
+//! left as found: a checksum failure before the tail, a gap or repeated index, a term going
+//! backwards or above the saved term, an unknown entry kind, a bad magic or version, both sync
+//! slots damaged, a length above [`JournalOptions::record_bytes_max`] (checked before anything
+//! is allocated). Lost synced records are refused too, never cut: damage or a cut before the
+//! synced end a slot claims ([`Corruption::SyncedRecordsLost`]), or a log that ends before the
+//! saved commit index ([`Corruption::CommitBeyondLog`], since entries are synced before a
+//! commit index counting them is saved); both name the segment where the intact records end
+//! and that byte. The node may have acknowledged those entries, and Raft counts on a voter
+//! never losing what it acknowledged, so the operator chooses: restore the data directory, or
+//! wipe it so the node rejoins empty. (The alternative, rejoining as a non-voter that refills
+//! before it may vote again, is protocol-aware recovery; it needs the Raft core's help.)
+//!
+//! What recovery keeps becomes the node's log, which it may acknowledge: `open` syncs the
+//! directory and, when the last segment holds records its slots do not claim (left by a killed
+//! process in the operating system's cache, or past a claim a power cut tore), fsyncs and
+//! claims them.
+//!
+//! What the slots cannot prove, nobody can without an fsync more per batch: the claim on the
+//! last batch synced before a power cut may be lost with it (the one before holds), and a last
+//! segment cut short of its 80-byte head has no slot left to read (it is taken for an
+//! interrupted creation). Damage there is caught only if the saved commit index covers it.
 
 mod codec;
 mod disk;

@@ -1,5 +1,14 @@
-//! The segment file format: a header, then records, one per log entry. Encoding, decoding, and
-//! the recovery scan that tells a torn tail from corruption.
+//! The segment file format: a header, two sync slots, then records, one per log entry.
+//! Encoding, decoding, and the recovery scan that tells a torn tail from damage and from lost
+//! synced records.
+//!
+//! A sync slot holds a claim: "the first `end` bytes of this segment were synced and hold the
+//! records through `last`". A claim is written only right after an fsync of the segment, about
+//! what that fsync made durable, and is not synced itself: the segment's next fsync makes it
+//! durable, and a process that is killed leaves it to the operating system. So a claim on disk
+//! never says more than was durable, in whatever order the disk wrote the pages, and it costs
+//! no fsync. The two slots alternate (even sequence numbers in the first, odd in the second),
+//! so between two fsyncs only one slot is ever written, and a torn slot write leaves the other.
 
 use std::path::Path;
 
@@ -12,10 +21,18 @@ use crate::raft::{Entry, EntryKind, LogIndex, Term};
 
 /// The first bytes of every segment file.
 pub(crate) const SEGMENT_MAGIC: [u8; 8] = *b"SOBJLOG\0";
-/// The segment format this code writes and reads.
-pub(crate) const SEGMENT_VERSION: u32 = 1;
+/// The segment format this code writes: with sync slots.
+pub(crate) const SEGMENT_VERSION: u32 = 2;
+/// The first segment format, without sync slots: still read, never written.
+pub(crate) const SEGMENT_VERSION_1: u32 = 1;
 /// Header: magic (8), version (4), first index (8), CRC32C of the previous 20 bytes (4).
 pub(crate) const SEGMENT_HEADER_BYTES: u64 = 24;
+/// Where the two sync slots start (right after the header).
+pub(crate) const SYNC_SLOTS_AT: u64 = SEGMENT_HEADER_BYTES;
+/// A sync slot: sequence number (8), synced end (8), last synced index (8), CRC32C (4).
+const SYNC_SLOT_BYTES: u64 = 28;
+/// Where records start in a version-2 segment: after the header and both slots.
+pub(crate) const RECORDS_AT: u64 = SYNC_SLOTS_AT + 2 * SYNC_SLOT_BYTES;
 /// A record starts with its length (4) and its CRC32C (4).
 const RECORD_PREFIX_BYTES: u64 = 8;
 /// The fixed part of a record's body: index (8), term (8), kind (1).
@@ -29,8 +46,68 @@ pub(crate) const INDEX_MAX: u64 = u64::MAX / 2;
 
 /// Where the header fields sit.
 const HEADER_VERSION_AT: u64 = 8;
-const HEADER_FIRST_AT: u64 = 12;
+/// Where the header's first index sits, for errors about it.
+pub(crate) const HEADER_FIRST_AT: u64 = 12;
 const HEADER_CRC_AT: u64 = 20;
+
+/// How a segment is laid out, by format version.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) enum Layout {
+    /// Version 1: records right after the header, no sync slots.
+    V1,
+    /// Version 2: the header, two sync slots, then records.
+    #[default]
+    V2,
+}
+
+impl Layout {
+    /// Where the first record starts.
+    pub(crate) fn records_at(self) -> u64 {
+        match self {
+            Layout::V1 => SEGMENT_HEADER_BYTES,
+            Layout::V2 => RECORDS_AT,
+        }
+    }
+}
+
+/// What a sync slot says: the first `end` bytes of the segment were synced and hold the
+/// records through `last`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct SyncClaim {
+    /// Orders the claims: the valid slot with the higher one is current. Its parity names the
+    /// slot (even: the first).
+    pub(crate) seq: u64,
+    /// The synced bytes; a record boundary, at least [`RECORDS_AT`].
+    pub(crate) end: u64,
+    /// The index of the last record before `end` (`first - 1` when there is none).
+    pub(crate) last: LogIndex,
+}
+
+impl SyncClaim {
+    /// The claim of a new segment, in its second slot (the first holds the same with sequence
+    /// number 0): no record.
+    pub(crate) fn empty(first: LogIndex) -> SyncClaim {
+        SyncClaim {
+            seq: 1,
+            end: RECORDS_AT,
+            last: first.prev(),
+        }
+    }
+
+    /// The claim after this one, for `end` and `last`; it goes to the other slot.
+    pub(crate) fn next(self, end: u64, last: LogIndex) -> SyncClaim {
+        SyncClaim {
+            seq: self.seq + 1,
+            end,
+            last,
+        }
+    }
+
+    /// The offset of the slot this claim belongs in.
+    pub(crate) fn slot_at(&self) -> u64 {
+        SYNC_SLOTS_AT + (self.seq % 2) * SYNC_SLOT_BYTES
+    }
+}
 
 /// The file name of the segment whose first entry is `first`. Twenty digits sort like numbers.
 pub(crate) fn segment_file_name(first: LogIndex) -> String {
@@ -50,19 +127,24 @@ pub(crate) fn parse_segment_file_name(name: &str) -> Option<LogIndex> {
         .map(LogIndex)
 }
 
-/// The header of a segment whose first entry is `first`.
-pub(crate) fn encode_header(first: LogIndex) -> [u8; 24] {
-    let mut header = [0u8; 24];
-    header[..8].copy_from_slice(&SEGMENT_MAGIC);
-    header[8..12].copy_from_slice(&SEGMENT_VERSION.to_le_bytes());
-    header[12..20].copy_from_slice(&first.0.to_le_bytes());
-    let crc = crc32c::crc32c(&header[..20]);
-    header[20..].copy_from_slice(&crc.to_le_bytes());
-    header
+/// The start of a new segment whose first entry is `first`: the header, then both sync slots
+/// claiming no record.
+pub(crate) fn encode_head(first: LogIndex) -> Vec<u8> {
+    let mut head = Vec::with_capacity(to_usize(RECORDS_AT));
+    head.extend_from_slice(&SEGMENT_MAGIC);
+    head.extend_from_slice(&SEGMENT_VERSION.to_le_bytes());
+    head.extend_from_slice(&first.0.to_le_bytes());
+    let crc = crc32c::crc32c(&head);
+    head.extend_from_slice(&crc.to_le_bytes());
+    let empty = SyncClaim::empty(first);
+    let before = SyncClaim { seq: 0, ..empty };
+    head.extend_from_slice(&encode_slots(first, &before, &empty));
+    head
 }
 
-/// The first index a segment header names, after checking magic, version and checksum.
-pub(crate) fn decode_header(header: &[u8]) -> Result<LogIndex, (u64, Corruption)> {
+/// The first index a segment header names and the segment's layout, after checking magic,
+/// version and checksum.
+pub(crate) fn decode_header(header: &[u8]) -> Result<(LogIndex, Layout), (u64, Corruption)> {
     if header.get(..8) != Some(&SEGMENT_MAGIC[..]) {
         return Err((
             0,
@@ -71,28 +153,91 @@ pub(crate) fn decode_header(header: &[u8]) -> Result<LogIndex, (u64, Corruption)
             },
         ));
     }
-    let field = |at: u64| u64_at(header, to_usize(at));
-    let version = u32_at(header, to_usize(HEADER_VERSION_AT));
-    if version != Some(SEGMENT_VERSION) {
-        let found = version.unwrap_or(0);
-        let problem = Corruption::UnsupportedVersion {
-            found,
-            supported: SEGMENT_VERSION,
-        };
-        return Err((HEADER_VERSION_AT, problem));
-    }
+    let layout = match u32_at(header, to_usize(HEADER_VERSION_AT)) {
+        Some(SEGMENT_VERSION_1) => Layout::V1,
+        Some(SEGMENT_VERSION) => Layout::V2,
+        found => {
+            let problem = Corruption::UnsupportedVersion {
+                found: found.unwrap_or(0),
+                supported: SEGMENT_VERSION,
+            };
+            return Err((HEADER_VERSION_AT, problem));
+        }
+    };
     let crc = u32_at(header, to_usize(HEADER_CRC_AT));
     let computed = header.get(..to_usize(HEADER_CRC_AT)).map(crc32c::crc32c);
     if crc.is_none() || crc != computed {
         return Err((HEADER_CRC_AT, Corruption::HeaderChecksum));
     }
-    let first = field(HEADER_FIRST_AT).filter(|first| (1..=INDEX_MAX).contains(first));
-    first.map(LogIndex).ok_or((
-        HEADER_FIRST_AT,
-        Corruption::InvalidField {
-            field: "first index",
-        },
-    ))
+    let first = u64_at(header, to_usize(HEADER_FIRST_AT))
+        .filter(|first| (1..=INDEX_MAX).contains(first))
+        .map(LogIndex)
+        .ok_or((
+            HEADER_FIRST_AT,
+            Corruption::InvalidField {
+                field: "first index",
+            },
+        ))?;
+    Ok((first, layout))
+}
+
+/// The bytes of `claim`'s slot in the segment starting at `first`: sequence number, end, last
+/// index, then CRC32C of the segment's first index and those 24 bytes (so that a slot copied
+/// from another segment fails).
+pub(crate) fn encode_slot(first: LogIndex, claim: &SyncClaim) -> [u8; 28] {
+    let mut slot = [0u8; 28];
+    slot[..8].copy_from_slice(&claim.seq.to_le_bytes());
+    slot[8..16].copy_from_slice(&claim.end.to_le_bytes());
+    slot[16..24].copy_from_slice(&claim.last.0.to_le_bytes());
+    let crc = slot_crc(first, &slot[..24]);
+    slot[24..].copy_from_slice(&crc.to_le_bytes());
+    slot
+}
+
+/// Both slots as one write at [`SYNC_SLOTS_AT`], each claim in its own (their sequence numbers
+/// differ in parity).
+pub(crate) fn encode_slots(first: LogIndex, a: &SyncClaim, b: &SyncClaim) -> [u8; 56] {
+    let mut slots = [0u8; 56];
+    for claim in [a, b] {
+        let at = to_usize(claim.slot_at() - SYNC_SLOTS_AT);
+        slots[at..at + 28].copy_from_slice(&encode_slot(first, claim));
+    }
+    slots
+}
+
+fn slot_crc(first: LogIndex, fields: &[u8]) -> u32 {
+    crc32c::crc32c_append(crc32c::crc32c(&first.0.to_le_bytes()), fields)
+}
+
+/// The claim in slot number `slot` (0 or 1), if it passes its checks: checksum, parity, and
+/// room for its records.
+fn decode_slot(first: LogIndex, slot: u64, bytes: &[u8]) -> Option<SyncClaim> {
+    let (seq, end, last) = (u64_at(bytes, 0)?, u64_at(bytes, 8)?, u64_at(bytes, 16)?);
+    if u32_at(bytes, 24)? != slot_crc(first, bytes.get(..24)?) || seq % 2 != slot {
+        return None;
+    }
+    let records = last.checked_sub(first.0 - 1)?;
+    let room = end.checked_sub(RECORDS_AT)?;
+    let fits = end <= INDEX_MAX && records.checked_mul(RECORD_BYTES_MIN)? <= room;
+    fits.then_some(SyncClaim {
+        seq,
+        end,
+        last: LogIndex(last),
+    })
+}
+
+/// The current claim of the two slots: the valid one with the higher sequence number. A slot
+/// that fails its checks is taken for a torn write of it and skipped.
+pub(crate) fn best_claim(first: LogIndex, slots: &[u8]) -> Option<SyncClaim> {
+    valid_claims(first, slots).max_by_key(|claim| claim.seq)
+}
+
+/// The claims of the slots that pass their checks.
+fn valid_claims(first: LogIndex, slots: &[u8]) -> impl Iterator<Item = SyncClaim> + '_ {
+    (0..2u64).filter_map(move |slot| {
+        let at = to_usize(slot * SYNC_SLOT_BYTES);
+        decode_slot(first, slot, slots.get(at..at + to_usize(SYNC_SLOT_BYTES))?)
+    })
 }
 
 /// The size of `entry`'s record in bytes.
@@ -192,13 +337,30 @@ pub(crate) struct SegmentScan {
     pub(crate) next_index: LogIndex,
     /// The term of the last valid record (or the previous term if there is none).
     pub(crate) last_term: Term,
-    /// The file is the last segment and too short to hold its header, or all zeros: an
-    /// interrupted creation. It holds no entry.
+    /// The file is the last segment and too short to hold its header and slots, or all zeros:
+    /// an interrupted creation. It holds no entry.
     pub(crate) torn_header: bool,
+    /// The segment's format.
+    pub(crate) layout: Layout,
+    /// What its sync slots say (`None` for version 1, which has none).
+    pub(crate) claim: Option<SyncClaim>,
+    /// One of its sync slots fails its checks (a torn write of it, which the next claim
+    /// repairs: it goes to that slot).
+    pub(crate) torn_slot: bool,
+}
+
+/// The header of a segment that has one: its layout, current sync claim, and whether a slot
+/// failed its checks.
+struct Head {
+    layout: Layout,
+    claim: Option<SyncClaim>,
+    torn_slot: bool,
 }
 
 /// Reads a segment from the start, handing each valid record (entry, offset, size) to
-/// `visit`. A torn tail of the last segment is reported in the result, not as an error.
+/// `visit`. A torn tail of the last segment is reported in the result, not as an error; but
+/// only after the synced end its sync slots claim: before it, damage of any kind is lost synced
+/// data ([`Corruption::SyncedRecordsLost`]).
 ///
 /// # Errors
 /// [`StorageError::Corrupt`] for damage that is not a torn tail, with `path` and the offset;
@@ -207,79 +369,162 @@ pub(crate) fn scan<F: DiskFile>(
     file: &mut F,
     path: &Path,
     rules: ScanRules,
-    mut visit: impl FnMut(Entry, u64, u64) -> Result<(), StorageError>,
+    visit: impl FnMut(Entry, u64, u64) -> Result<(), StorageError>,
 ) -> Result<SegmentScan, StorageError> {
     let file_len = file
         .size()
         .map_err(|e| StorageError::io("measure", path, e))?;
     let mut reader = ChunkReader::new(file, file_len);
-    let read_err = |e| StorageError::io("read", path, e);
     let mut scan = SegmentScan {
         file_len,
         next_index: rules.first,
         last_term: rules.previous_term,
         ..SegmentScan::default()
     };
-    if check_header(&mut reader, path, &rules, file_len)? {
+    let Some(head) = check_header(&mut reader, path, &rules, file_len)? else {
         scan.torn_header = true;
         return Ok(scan);
-    }
-    let mut at = SEGMENT_HEADER_BYTES;
-    while at < file_len {
-        let record = match locate_record(&mut reader, &rules, &scan, at).map_err(read_err)? {
-            Located::Record(len) => reader.bytes(at, to_usize(len)).map_err(read_err)?,
-            Located::TornTail => break,
-            Located::Damaged(offset, problem) => {
-                return Err(StorageError::corrupt(path, offset, problem));
-            }
-        };
-        let entry = decode_record(record)
-            .map_err(|(offset, problem)| StorageError::corrupt(path, at + offset, problem))?;
-        check_entry(&entry, &rules, &scan)
-            .map_err(|(offset, problem)| StorageError::corrupt(path, at + offset, problem))?;
-        let len = record.len() as u64;
-        scan.next_index = entry.index.next();
-        scan.last_term = entry.term;
-        visit(entry, at, len)?;
-        at += len;
-    }
-    scan.valid_len = at;
+    };
+    scan.layout = head.layout;
+    scan.claim = head.claim;
+    scan.torn_slot = head.torn_slot;
+    scan_records(&mut reader, path, &rules, &mut scan, visit)?;
     Ok(scan)
 }
 
-/// Checks the header; `Ok(true)` for a torn header (allowed only in the last segment).
+/// Scans the records after the header and slots into `scan`, checking them against the claim.
+fn scan_records<F: DiskFile>(
+    reader: &mut ChunkReader<'_, F>,
+    path: &Path,
+    rules: &ScanRules,
+    scan: &mut SegmentScan,
+    mut visit: impl FnMut(Entry, u64, u64) -> Result<(), StorageError>,
+) -> Result<(), StorageError> {
+    let read_err = |e| StorageError::io("read", path, e);
+    let corrupt = |(offset, problem)| StorageError::corrupt(path, offset, problem);
+    let synced_end = scan.claim.map_or(0, |claim| claim.end);
+    let mut unconfirmed = scan.claim;
+    let mut at = scan.layout.records_at();
+    confirm_claim(&mut unconfirmed, at, rules.first.prev()).map_err(corrupt)?;
+    while at < scan.file_len {
+        let record = match locate_record(reader, rules, scan, at).map_err(read_err)? {
+            Located::Record(len) => reader.bytes(at, to_usize(len)).map_err(read_err)?,
+            Located::TornTail if at < synced_end => return Err(corrupt(lost(scan, at))),
+            Located::TornTail => break,
+            Located::Damaged(offset, problem) => return Err(corrupt((offset, problem))),
+        };
+        let entry = decode_record(record).map_err(|(offset, p)| corrupt((at + offset, p)))?;
+        check_entry(&entry, rules, scan).map_err(|(offset, p)| corrupt((at + offset, p)))?;
+        let len = record.len() as u64;
+        scan.next_index = entry.index.next();
+        scan.last_term = entry.term;
+        let index = entry.index;
+        visit(entry, at, len)?;
+        at += len;
+        confirm_claim(&mut unconfirmed, at, index).map_err(corrupt)?;
+    }
+    if at < synced_end {
+        // The file ends on a record boundary before the synced end: records were cut off.
+        return Err(corrupt(lost(scan, at)));
+    }
+    scan.valid_len = at;
+    Ok(())
+}
+
+/// The damage at `at`, before the synced end of `scan`'s claim: synced records are lost.
+fn lost(scan: &SegmentScan, at: u64) -> (u64, Corruption) {
+    let claim = scan
+        .claim
+        .expect("only a claim makes a synced end beyond the records' start");
+    let problem = Corruption::SyncedRecordsLost {
+        synced: claim.last,
+        synced_end: claim.end,
+        intact: scan.next_index.prev(),
+    };
+    (at, problem)
+}
+
+/// Once the scan reaches the claim's end (`at`, after the record of `last`), checks that a
+/// record boundary is there, after the record the claim names; then forgets the claim.
+fn confirm_claim(
+    unconfirmed: &mut Option<SyncClaim>,
+    at: u64,
+    last: LogIndex,
+) -> Result<(), (u64, Corruption)> {
+    let Some(claim) = *unconfirmed else {
+        return Ok(());
+    };
+    if at < claim.end {
+        return Ok(());
+    }
+    *unconfirmed = None;
+    if at == claim.end && last == claim.last {
+        return Ok(());
+    }
+    let problem = Corruption::SyncSlotMismatch {
+        end: claim.end,
+        last: claim.last,
+    };
+    Err((claim.slot_at(), problem))
+}
+
+/// Checks the header and reads the slots; `Ok(None)` for a torn header (allowed only in the
+/// last segment).
 fn check_header<F: DiskFile>(
     reader: &mut ChunkReader<'_, F>,
     path: &Path,
     rules: &ScanRules,
     file_len: u64,
-) -> Result<bool, StorageError> {
+) -> Result<Option<Head>, StorageError> {
     let read_err = |e| StorageError::io("read", path, e);
+    let corrupt = |(offset, problem)| StorageError::corrupt(path, offset, problem);
     if rules.is_last
         && (file_len < SEGMENT_HEADER_BYTES || reader.all_zero_from(0).map_err(read_err)?)
     {
-        return Ok(true);
+        return Ok(None);
     }
+    let too_short = |expected| Corruption::WrongLength {
+        found: file_len,
+        expected,
+    };
     if file_len < SEGMENT_HEADER_BYTES {
-        let problem = Corruption::WrongLength {
-            found: file_len,
-            expected: SEGMENT_HEADER_BYTES,
-        };
-        return Err(StorageError::corrupt(path, 0, problem));
+        return Err(corrupt((0, too_short(SEGMENT_HEADER_BYTES))));
     }
     let header = reader
         .bytes(0, to_usize(SEGMENT_HEADER_BYTES))
         .map_err(read_err)?;
-    let first =
-        decode_header(header).map_err(|(at, problem)| StorageError::corrupt(path, at, problem))?;
+    let (first, layout) = decode_header(header).map_err(corrupt)?;
     if first != rules.first {
         let problem = Corruption::IndexMismatch {
             expected: rules.first,
             found: first,
         };
-        return Err(StorageError::corrupt(path, HEADER_FIRST_AT, problem));
+        return Err(corrupt((HEADER_FIRST_AT, problem)));
     }
-    Ok(false)
+    if layout == Layout::V1 {
+        return Ok(Some(Head {
+            layout,
+            claim: None,
+            torn_slot: false,
+        }));
+    }
+    if file_len < RECORDS_AT {
+        // The creation wrote the header and slots as one; only its last segment may be torn.
+        return match rules.is_last {
+            true => Ok(None),
+            false => Err(corrupt((file_len, too_short(RECORDS_AT)))),
+        };
+    }
+    let slots = reader
+        .bytes(SYNC_SLOTS_AT, to_usize(RECORDS_AT - SYNC_SLOTS_AT))
+        .map_err(read_err)?;
+    let torn_slot = valid_claims(first, slots).count() < 2;
+    let claim = best_claim(first, slots).ok_or((SYNC_SLOTS_AT, Corruption::SyncSlots));
+    Ok(Some(Head {
+        layout,
+        claim: Some(claim.map_err(corrupt)?),
+        torn_slot,
+    }))
 }
 
 /// What sits at a record boundary.
@@ -445,10 +690,9 @@ mod tests {
 
     #[test]
     fn header_round_trips_and_names_parse() {
-        assert_eq!(
-            decode_header(&encode_header(LogIndex(42))),
-            Ok(LogIndex(42))
-        );
+        let head = encode_head(LogIndex(42));
+        assert_eq!(head.len() as u64, RECORDS_AT);
+        assert_eq!(decode_header(&head), Ok((LogIndex(42), Layout::V2)));
         let name = segment_file_name(LogIndex(42));
         assert_eq!(parse_segment_file_name(&name), Some(LogIndex(42)));
         assert_eq!(parse_segment_file_name("segment-42.log"), None);
@@ -457,7 +701,41 @@ mod tests {
             parse_segment_file_name("segment-18446744073709551615.log"),
             None
         );
-        assert!(decode_header(&encode_header(LogIndex(u64::MAX))).is_err());
-        assert!(decode_header(&encode_header(LogIndex(1))[..16]).is_err());
+        assert!(decode_header(&encode_head(LogIndex(u64::MAX))).is_err());
+        assert!(decode_header(&encode_head(LogIndex(1))[..16]).is_err());
+    }
+
+    #[test]
+    fn a_new_segment_claims_no_record() {
+        let head = encode_head(LogIndex(42));
+        let slots = &head[to_usize(SYNC_SLOTS_AT)..];
+        assert_eq!(
+            best_claim(LogIndex(42), slots),
+            Some(SyncClaim::empty(LogIndex(42)))
+        );
+        // The slots are bound to their segment.
+        assert_eq!(best_claim(LogIndex(43), slots), None);
+    }
+
+    #[test]
+    fn the_newest_valid_slot_wins_and_a_torn_one_is_skipped() {
+        let first = LogIndex(10);
+        let older = SyncClaim::empty(first).next(RECORDS_AT + 50, LogIndex(11));
+        let newer = older.next(RECORDS_AT + 100, LogIndex(13));
+        let mut slots = encode_slots(first, &older, &newer);
+        assert_eq!(best_claim(first, &slots), Some(newer));
+        let at = to_usize(newer.slot_at() - SYNC_SLOTS_AT);
+        for byte in at..at + 28 {
+            let mut torn = slots;
+            torn[byte] ^= 0x01;
+            assert_eq!(best_claim(first, &torn), Some(older), "byte {byte}");
+        }
+        // A claim in the slot of the other parity, or with no room for its records, is refused.
+        slots[..28].copy_from_slice(&encode_slot(first, &newer));
+        slots[28..].copy_from_slice(&encode_slot(first, &older));
+        assert_eq!(best_claim(first, &slots), None);
+        let crowded = older.next(RECORDS_AT + 24, LogIndex(10));
+        let slots = encode_slots(first, &older, &crowded);
+        assert_eq!(best_claim(first, &slots), Some(older));
     }
 }

@@ -110,6 +110,21 @@ impl SimDisk {
         self.state.lock().crash();
     }
 
+    /// The operating system writes its cache back: every write, length change, creation,
+    /// rename and removal so far becomes durable, as some time after a process was killed (its
+    /// writes were handed to the system, which keeps them). Handles stay open.
+    pub fn write_back(&self) {
+        let mut state = self.state.lock();
+        for dir in state.dirs.values_mut() {
+            dir.durable = dir.current.clone();
+        }
+        for inode in state.inodes.values_mut() {
+            inode.durable = inode.current.clone();
+            inode.pending.clear();
+        }
+        state.collect_garbage();
+    }
+
     /// Lets `ops` more mutating operations (write, set length, sync, create, rename, remove)
     /// succeed; after them every operation fails until [`crash`](Self::crash).
     pub fn fail_after(&self, ops: u64) {

@@ -1,4 +1,9 @@
 //! Snapshot files: written by streaming, published atomically, read back in chunks.
+//!
+//! The payload is stored in chunks of [`CHUNK_BYTES`], each followed by its own checksum, so
+//! damage is reported at the chunk it is in and a reader hands out only verified bytes.
+//! Version-1 files (one checksum over the whole payload, in the trailer) are still read; their
+//! damage can only be reported at the trailer.
 
 use std::ffi::OsString;
 use std::io;
@@ -14,13 +19,23 @@ use crate::raft::{LogIndex, Term};
 
 /// The first bytes of every snapshot file.
 const SNAPSHOT_MAGIC: [u8; 8] = *b"SOBJSNP\0";
-/// The format this code writes and reads.
-const SNAPSHOT_VERSION: u32 = 1;
+/// The format this code writes: the payload in checksummed chunks.
+const SNAPSHOT_VERSION: u32 = 2;
+/// The first format, with one checksum over the whole payload: still read, never written.
+const SNAPSHOT_VERSION_1: u32 = 1;
 /// Fixed header: magic (8), version (4), last index (8), last term (8), code version (4),
 /// membership length (4). The membership bytes and the header CRC32C (4) follow.
 const FIXED_HEADER_BYTES: u64 = 36;
-/// Trailer: payload length (8), CRC32C of the payload and the length field (4).
+/// Trailer: payload length (8), then CRC32C of that field (version 2) or of the payload and
+/// that field (version 1) (4).
 const TRAILER_BYTES: u64 = 12;
+/// Payload bytes per chunk (the last chunk may be shorter); a CRC32C of the chunk's number
+/// (`u64`) and its bytes follows each.
+const CHUNK_BYTES: u64 = 4096;
+/// The checksum after each chunk.
+const CHUNK_CRC_BYTES: u64 = 4;
+/// How many chunks a reader reads and verifies at once (a 1 MiB window).
+const CHUNKS_PER_READ: u64 = 256;
 /// The largest membership blob accepted.
 pub const MEMBERSHIP_BYTES_MAX: usize = 16 << 20;
 /// Writes are gathered into buffers of this size.
@@ -75,7 +90,8 @@ pub struct SnapshotWriter<D: Disk> {
     written: u64,
     buffer: Vec<u8>,
     payload_len: u64,
-    payload_crc: u32,
+    /// The CRC32C of the chunk being written, so far (seeded with its number).
+    chunk_crc: u32,
 }
 
 /// Reads a snapshot's payload in chunks (for loading, or sending to a follower).
@@ -88,8 +104,22 @@ pub struct SnapshotReader<F> {
     payload_len: u64,
     /// Payload bytes handed out so far.
     position: u64,
-    crc: u32,
-    trailer: [u8; 12],
+    check: Check,
+}
+
+/// How a reader verifies the payload, by format version.
+#[derive(Debug)]
+enum Check {
+    /// Version 2: chunk by chunk, a window of chunks at a time, before handing bytes out.
+    Chunks {
+        /// Verified payload bytes; those from `taken` on are not handed out yet.
+        window: Vec<u8>,
+        taken: usize,
+        /// Payload bytes verified so far (the window's end).
+        verified: u64,
+    },
+    /// Version 1: one checksum of the whole payload, in the trailer, checked at the end.
+    Whole { crc: u32, trailer: [u8; 12] },
 }
 
 impl<D: Disk> SnapshotStore<D> {
@@ -184,7 +214,7 @@ impl<D: Disk> SnapshotStore<D> {
             written: 0,
             buffer,
             payload_len: 0,
-            payload_crc: 0,
+            chunk_crc: chunk_seed(0),
         })
     }
 
@@ -260,18 +290,35 @@ impl<D: Disk> SnapshotWriter<D> {
         self.payload_len
     }
 
-    /// Appends `chunk` to the payload. Buffers up to 1 MiB, then writes (without syncing).
+    /// Appends `chunk` to the payload (any length: the file's checksummed chunks are cut
+    /// independently of the caller's). Buffers up to 1 MiB, then writes (without syncing).
     ///
     /// # Errors
     /// [`StorageError::Io`].
     pub fn write_chunk(&mut self, chunk: &[u8]) -> Result<(), StorageError> {
-        self.payload_crc = crc32c::crc32c_append(self.payload_crc, chunk);
-        self.payload_len += chunk.len() as u64;
-        self.buffer.extend_from_slice(chunk);
-        if self.buffer.len() >= WRITE_BUFFER_BYTES {
-            self.flush_buffer()?;
+        let mut rest = chunk;
+        while !rest.is_empty() {
+            let filled = self.payload_len % CHUNK_BYTES;
+            let room = to_usize(CHUNK_BYTES - filled).min(rest.len());
+            let (now, later) = rest.split_at(room);
+            self.chunk_crc = crc32c::crc32c_append(self.chunk_crc, now);
+            self.payload_len += now.len() as u64;
+            self.buffer.extend_from_slice(now);
+            if self.payload_len.is_multiple_of(CHUNK_BYTES) {
+                self.close_chunk();
+            }
+            if self.buffer.len() >= WRITE_BUFFER_BYTES {
+                self.flush_buffer()?;
+            }
+            rest = later;
         }
         Ok(())
+    }
+
+    /// Appends the checksum of the chunk just filled; the next chunk starts.
+    fn close_chunk(&mut self) {
+        self.buffer.extend_from_slice(&self.chunk_crc.to_le_bytes());
+        self.chunk_crc = chunk_seed(self.payload_len.div_ceil(CHUNK_BYTES));
     }
 
     fn flush_buffer(&mut self) -> Result<(), StorageError> {
@@ -284,10 +331,14 @@ impl<D: Disk> SnapshotWriter<D> {
         Ok(())
     }
 
-    /// Writes the trailer, syncs, renames into place and syncs the directory.
+    /// Closes the last chunk, writes the trailer, syncs, renames into place and syncs the
+    /// directory.
     fn finish(mut self, disk: &D, dir: &Path) -> Result<(SnapshotMeta, PathBuf), StorageError> {
+        if !self.payload_len.is_multiple_of(CHUNK_BYTES) {
+            self.close_chunk();
+        }
         let length = self.payload_len.to_le_bytes();
-        let crc = crc32c::crc32c_append(self.payload_crc, &length);
+        let crc = crc32c::crc32c(&length);
         self.buffer.extend_from_slice(&length);
         self.buffer.extend_from_slice(&crc.to_le_bytes());
         self.flush_buffer()?;
@@ -316,24 +367,41 @@ impl<D: Disk> io::Write for SnapshotWriter<D> {
 
 impl<F: DiskFile> SnapshotReader<F> {
     /// Opens the snapshot in `file`, checking its header and that its trailer agrees with
-    /// its length.
+    /// its length. Cost: two small reads; the whole file only to locate damage to the trailer.
     fn new(mut file: F, path: PathBuf) -> Result<SnapshotReader<F>, StorageError> {
         let file_len = file
             .size()
             .map_err(|e| StorageError::io("measure", &path, e))?;
-        let (meta, payload_start) = read_header(&mut file, &path, file_len)?;
+        let (meta, payload_start, version) = read_header(&mut file, &path, file_len)?;
         let trailer_at = file_len - TRAILER_BYTES;
         let mut trailer = [0u8; 12];
         file.read_exact_at(trailer_at, &mut trailer)
             .map_err(|e| StorageError::io("read", &path, e))?;
-        let payload_len = trailer_at - payload_start;
-        if u64_at(&trailer, 0) != Some(payload_len) {
-            return Err(StorageError::corrupt(
-                path,
-                trailer_at,
-                Corruption::Truncated,
-            ));
-        }
+        let (payload_len, check) = if version == SNAPSHOT_VERSION_1 {
+            let payload_len = trailer_at - payload_start;
+            if u64_at(&trailer, 0) != Some(payload_len) {
+                return Err(StorageError::corrupt(
+                    path,
+                    trailer_at,
+                    Corruption::Truncated,
+                ));
+            }
+            (payload_len, Check::Whole { crc: 0, trailer })
+        } else {
+            let layout = Layout {
+                payload_start,
+                file_len,
+            };
+            let payload_len = layout
+                .check_trailer(&trailer)
+                .map_err(|length| layout.locate_damage(&mut file, &path, length))?;
+            let check = Check::Chunks {
+                window: Vec::new(),
+                taken: 0,
+                verified: 0,
+            };
+            (payload_len, check)
+        };
         Ok(SnapshotReader {
             file,
             path,
@@ -341,8 +409,7 @@ impl<F: DiskFile> SnapshotReader<F> {
             payload_start,
             payload_len,
             position: 0,
-            crc: 0,
-            trailer,
+            check,
         })
     }
 
@@ -362,16 +429,76 @@ impl<F: DiskFile> SnapshotReader<F> {
     }
 
     /// Fills `buf` (which must not be empty) with the next payload bytes; returns how many,
-    /// zero at the end. The call that reaches the end, and every call after it, verifies the
-    /// payload checksum: until a call has returned the last bytes or zero, the bytes handed out
-    /// are unverified.
+    /// zero at the end. The bytes handed out are verified: their chunks' checksums were checked
+    /// first (reading up to 1 MiB of chunks at once). For a version-1 file, whose one checksum
+    /// covers the whole payload, the call that reaches the end, and every call after it,
+    /// verifies it: until then the bytes handed out are unverified.
     ///
     /// # Errors
-    /// [`StorageError::Corrupt`] if the checksum does not match; [`StorageError::Io`].
+    /// [`StorageError::Corrupt`] if a checksum does not match, at the damaged chunk (version 1:
+    /// at the trailer); [`StorageError::Io`].
     pub fn read_chunk(&mut self, buf: &mut [u8]) -> Result<usize, StorageError> {
+        if matches!(self.check, Check::Whole { .. }) {
+            return self.read_whole(buf);
+        }
+        if self.position == self.payload_len {
+            return Ok(0);
+        }
+        self.fill_window()?;
+        let len = self.check.take(buf);
+        self.position += len as u64;
+        Ok(len)
+    }
+
+    /// When every verified byte was handed out, reads the next chunks (up to
+    /// [`CHUNKS_PER_READ`]) and checks them. Memory: one window, about 1 MiB.
+    fn fill_window(&mut self) -> Result<(), StorageError> {
+        let Check::Chunks {
+            window,
+            taken,
+            verified,
+        } = &mut self.check
+        else {
+            return Ok(());
+        };
+        if *taken < window.len() {
+            return Ok(());
+        }
+        let first_chunk = *verified / CHUNK_BYTES;
+        let payload = (self.payload_len - *verified).min(CHUNKS_PER_READ * CHUNK_BYTES);
+        let chunks = payload.div_ceil(CHUNK_BYTES);
+        let at = self.payload_start + *verified + first_chunk * CHUNK_CRC_BYTES;
+        window.resize(to_usize(payload + chunks * CHUNK_CRC_BYTES), 0);
+        self.file
+            .read_exact_at(at, window)
+            .map_err(|e| StorageError::io("read", &self.path, e))?;
+        // Check each chunk and move its bytes down over the checksums before it.
+        let (mut read, mut kept) = (0usize, 0usize);
+        for number in first_chunk..first_chunk + chunks {
+            let len = to_usize(CHUNK_BYTES.min(self.payload_len - *verified));
+            let bytes = &window[read..read + len];
+            if u32_at(window, read + len) != Some(chunk_crc(number, bytes)) {
+                let problem = Corruption::ChunkChecksum {
+                    chunk: number,
+                    bytes: len as u64,
+                };
+                return Err(StorageError::corrupt(&self.path, at + read as u64, problem));
+            }
+            window.copy_within(read..read + len, kept);
+            read += len + to_usize(CHUNK_CRC_BYTES);
+            kept += len;
+            *verified += len as u64;
+        }
+        window.truncate(kept);
+        *taken = 0;
+        Ok(())
+    }
+
+    /// [`read_chunk`](Self::read_chunk) for a version-1 file.
+    fn read_whole(&mut self, buf: &mut [u8]) -> Result<usize, StorageError> {
         let left = self.payload_len - self.position;
         if left == 0 {
-            self.verify()?;
+            self.verify_whole()?;
             return Ok(0);
         }
         let len = to_usize(left.min(buf.len() as u64));
@@ -379,17 +506,22 @@ impl<F: DiskFile> SnapshotReader<F> {
         self.file
             .read_exact_at(at, &mut buf[..len])
             .map_err(|e| StorageError::io("read", &self.path, e))?;
-        self.crc = crc32c::crc32c_append(self.crc, &buf[..len]);
+        if let Check::Whole { crc, .. } = &mut self.check {
+            *crc = crc32c::crc32c_append(*crc, &buf[..len]);
+        }
         self.position += len as u64;
         if self.position == self.payload_len {
-            self.verify()?;
+            self.verify_whole()?;
         }
         Ok(len)
     }
 
-    fn verify(&self) -> Result<(), StorageError> {
-        let crc = crc32c::crc32c_append(self.crc, &self.trailer[..8]);
-        if u32_at(&self.trailer, 8) == Some(crc) {
+    fn verify_whole(&self) -> Result<(), StorageError> {
+        let Check::Whole { crc, trailer } = &self.check else {
+            return Ok(());
+        };
+        let crc = crc32c::crc32c_append(*crc, &trailer[..8]);
+        if u32_at(trailer, 8) == Some(crc) {
             return Ok(());
         }
         let at = self.payload_start + self.payload_len + 8;
@@ -399,6 +531,138 @@ impl<F: DiskFile> SnapshotReader<F> {
             Corruption::RecordChecksum,
         ))
     }
+}
+
+impl Check {
+    /// Copies verified bytes not handed out yet into `buf`; returns how many (none for a
+    /// version-1 file, which has no window).
+    fn take(&mut self, buf: &mut [u8]) -> usize {
+        let Check::Chunks { window, taken, .. } = self else {
+            return 0;
+        };
+        let len = (window.len() - *taken).min(buf.len());
+        buf[..len].copy_from_slice(&window[*taken..*taken + len]);
+        *taken += len;
+        len
+    }
+}
+
+/// Where a version-2 snapshot's payload starts and how long the file is.
+#[derive(Clone, Copy, Debug)]
+struct Layout {
+    payload_start: u64,
+    file_len: u64,
+}
+
+impl Layout {
+    /// The file length a payload of `payload_len` bytes needs.
+    fn file_len_for(&self, payload_len: u64) -> Option<u64> {
+        let crcs = payload_len
+            .div_ceil(CHUNK_BYTES)
+            .checked_mul(CHUNK_CRC_BYTES)?;
+        self.payload_start
+            .checked_add(payload_len)?
+            .checked_add(crcs)?
+            .checked_add(TRAILER_BYTES)
+    }
+
+    /// The payload length the trailer names, if its checksum holds and the file has the
+    /// length it implies; else the length it names if only its checksum holds.
+    fn check_trailer(&self, trailer: &[u8; 12]) -> Result<u64, Option<u64>> {
+        let length = u64_at(trailer, 0).unwrap_or(0);
+        if u32_at(trailer, 8) != Some(crc32c::crc32c(&trailer[..8])) {
+            return Err(None);
+        }
+        match self.file_len_for(length) {
+            Some(len) if len == self.file_len => Ok(length),
+            _ => Err(Some(length)),
+        }
+    }
+
+    /// Finds where a file whose trailer does not fit is damaged (see
+    /// [`first_damage`](Self::first_damage)).
+    fn locate_damage<F: DiskFile>(
+        &self,
+        file: &mut F,
+        path: &Path,
+        length: Option<u64>,
+    ) -> StorageError {
+        match self.first_damage(file, path, length) {
+            Ok((at, problem)) => StorageError::corrupt(path, at, problem),
+            Err(error) => error,
+        }
+    }
+
+    /// Checks the chunks from the start, each as a whole chunk or as the short last one before
+    /// a trailer, and returns the first that is neither; if all pass, the trailer's problem.
+    /// `length` is what the trailer names if its checksum holds. Reads the whole file, a chunk
+    /// at a time (this is the error path).
+    fn first_damage<F: DiskFile>(
+        &self,
+        file: &mut F,
+        path: &Path,
+        length: Option<u64>,
+    ) -> Result<(u64, Corruption), StorageError> {
+        let whole = CHUNK_BYTES + CHUNK_CRC_BYTES;
+        let mut buf = vec![0u8; to_usize(whole)];
+        let (mut at, mut number) = (self.payload_start, 0u64);
+        loop {
+            let left = self.file_len - at;
+            if left <= TRAILER_BYTES {
+                let problem = match length {
+                    _ if left < TRAILER_BYTES => Corruption::Truncated,
+                    Some(length) => Corruption::WrongLength {
+                        found: self.file_len,
+                        expected: self.file_len_for(length).unwrap_or(u64::MAX),
+                    },
+                    None => Corruption::TrailerChecksum,
+                };
+                return Ok((at, problem));
+            }
+            let last = left - TRAILER_BYTES;
+            let mut fits = |len: u64| chunk_fits(file, path, at, number, &mut buf[..to_usize(len)]);
+            at += if left >= whole + TRAILER_BYTES && fits(whole)? {
+                whole
+            } else if last > CHUNK_CRC_BYTES && last < whole && fits(last)? {
+                last
+            } else {
+                let bytes = CHUNK_BYTES.min(last.saturating_sub(CHUNK_CRC_BYTES));
+                return Ok((
+                    at,
+                    Corruption::ChunkChecksum {
+                        chunk: number,
+                        bytes,
+                    },
+                ));
+            };
+            number += 1;
+        }
+    }
+}
+
+/// Whether the `buf.len()` bytes at `at` are chunk `number` and its checksum.
+fn chunk_fits<F: DiskFile>(
+    file: &mut F,
+    path: &Path,
+    at: u64,
+    number: u64,
+    buf: &mut [u8],
+) -> Result<bool, StorageError> {
+    file.read_exact_at(at, buf)
+        .map_err(|e| StorageError::io("read", path, e))?;
+    let len = buf.len() - to_usize(CHUNK_CRC_BYTES);
+    Ok(u32_at(buf, len) == Some(chunk_crc(number, &buf[..len])))
+}
+
+/// The CRC32C a chunk's checksum starts from: that of its number, so a chunk moved elsewhere
+/// fails.
+fn chunk_seed(number: u64) -> u32 {
+    crc32c::crc32c(&number.to_le_bytes())
+}
+
+/// The checksum of chunk `number` holding `bytes`.
+fn chunk_crc(number: u64, bytes: &[u8]) -> u32 {
+    crc32c::crc32c_append(chunk_seed(number), bytes)
 }
 
 /// Appends the header of a snapshot described by `meta` to `out`. The membership length was
@@ -417,18 +681,19 @@ fn encode_header(meta: &SnapshotMeta, out: &mut Vec<u8>) {
     out.extend_from_slice(&crc.to_le_bytes());
 }
 
-/// Reads and checks a snapshot header; returns the metadata and where the payload starts.
+/// Reads and checks a snapshot header; returns the metadata, where the payload starts and the
+/// format version.
 fn read_header<F: DiskFile>(
     file: &mut F,
     path: &Path,
     file_len: u64,
-) -> Result<(SnapshotMeta, u64), StorageError> {
+) -> Result<(SnapshotMeta, u64, u32), StorageError> {
     let corrupt = |offset, problem| StorageError::corrupt(path, offset, problem);
     let mut fixed = [0u8; 36];
     let fixed_len = to_usize(file_len.min(FIXED_HEADER_BYTES));
     file.read_exact_at(0, &mut fixed[..fixed_len])
         .map_err(|e| StorageError::io("read", path, e))?;
-    check_magic_and_version(&fixed[..fixed_len]).map_err(|(at, p)| corrupt(at, p))?;
+    let version = check_magic_and_version(&fixed[..fixed_len]).map_err(|(at, p)| corrupt(at, p))?;
     let minimum = FIXED_HEADER_BYTES + 4 + TRAILER_BYTES;
     if file_len < minimum {
         let problem = Corruption::WrongLength {
@@ -451,7 +716,8 @@ fn read_header<F: DiskFile>(
     let (membership, crc) = rest.split_at(to_usize(membership_len));
     let expected = crc32c::crc32c_append(crc32c::crc32c(&fixed), membership);
     if u32_at(crc, 0) != Some(expected) {
-        return Err(corrupt(header_len - 4, Corruption::HeaderChecksum));
+        // Reported at the header's start: a damaged membership length misplaces the checksum.
+        return Err(corrupt(0, Corruption::HeaderChecksum));
     }
     let field = |at: usize| u64_at(&fixed, at).unwrap_or(0);
     let meta = SnapshotMeta {
@@ -460,22 +726,23 @@ fn read_header<F: DiskFile>(
         code_version: u32_at(&fixed, 28).unwrap_or(0),
         membership: Bytes::copy_from_slice(membership),
     };
-    Ok((meta, header_len))
+    Ok((meta, header_len, version))
 }
 
-fn check_magic_and_version(fixed: &[u8]) -> Result<(), (u64, Corruption)> {
+/// The format version, after checking the magic; versions 1 and 2 are read.
+fn check_magic_and_version(fixed: &[u8]) -> Result<u32, (u64, Corruption)> {
     if fixed.get(..8) != Some(&SNAPSHOT_MAGIC[..]) {
         return Err((0, Corruption::BadMagic { kind: "snapshot" }));
     }
     let version = u32_at(fixed, 8).unwrap_or(0);
-    if version != SNAPSHOT_VERSION {
+    if version != SNAPSHOT_VERSION && version != SNAPSHOT_VERSION_1 {
         let problem = Corruption::UnsupportedVersion {
             found: version,
             supported: SNAPSHOT_VERSION,
         };
         return Err((8, problem));
     }
-    Ok(())
+    Ok(version)
 }
 
 /// Opens the latest snapshot's header and trailer, and checks them against its file name.

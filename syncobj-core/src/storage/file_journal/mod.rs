@@ -12,8 +12,8 @@ use super::journal::{
 };
 use super::meta::{self, Meta};
 use super::segment::{
-    RECORD_BYTES_MIN, SEGMENT_HEADER_BYTES, decode_record, encode_header, encode_record,
-    record_bytes, segment_file_name,
+    RECORD_BYTES_MIN, SYNC_SLOTS_AT, SyncClaim, decode_record, encode_head, encode_record,
+    encode_slot, encode_slots, record_bytes, segment_file_name,
 };
 use crate::raft::{Entry, HardState, LogIndex, Term};
 
@@ -60,12 +60,14 @@ impl JournalOptions {
 /// them again. Open files: one per segment.
 ///
 /// Costs: [`sync`](Journal::sync) issues one fsync per segment written since the last sync
-/// (usually one), a directory fsync if a segment was created, and, when the hard state changed,
-/// the atomic replace of the hard-state file (two fsyncs and a rename). A new term or vote is
-/// saved before any record reaches the disk (at a sync, a buffer write-out, a roll-over or a
-/// truncation), so no durable entry has a term above the saved term; a new commit index is
+/// (usually one), then writes (without syncing) that segment's 28-byte sync slot to claim what
+/// the fsync made durable; a directory fsync if a segment was created; and, when the hard state
+/// changed, the atomic replace of the hard-state file (two fsyncs and a rename). A new term or
+/// vote is saved before any record reaches the disk (at a sync, a buffer write-out, a roll-over
+/// or a truncation), so no durable entry has a term above the saved term; a new commit index is
 /// saved after the entries, so it never points past the durable log. A sync that carries both
-/// writes the hard-state file twice. Segment roll-over adds one fsync.
+/// writes the hard-state file twice. Segment roll-over adds one fsync; a truncation that cuts
+/// synced records adds one (the sync slots are lowered durably before the cut).
 #[derive(Debug)]
 pub struct FileJournal<D: Disk> {
     disk: D,
@@ -101,6 +103,13 @@ struct Segment<F> {
     buffer: Vec<u8>,
     /// Written since the last fsync.
     unsynced: bool,
+    /// The index of the last record appended, buffered or written (`first_index - 1` if none).
+    last: LogIndex,
+    /// The claim written last to the sync slots; `None` for a version-1 segment, which has no
+    /// slots and takes no more records.
+    claim: Option<SyncClaim>,
+    /// The slot the next claim goes to failed its checks at open (a torn write of it).
+    torn_slot: bool,
 }
 
 /// Where one entry's record is, and its term.
@@ -211,26 +220,40 @@ impl<D: Disk> FileJournal<D> {
             path,
             file,
             written: 0,
-            buffer: encode_header(first).to_vec(),
+            buffer: encode_head(first),
             unsynced: true,
+            last: first.prev(),
+            claim: Some(SyncClaim::empty(first)),
+            torn_slot: false,
         })
     }
 
-    /// Starts a new segment if the active one is full. The full one is synced first, so a
-    /// segment that is not the last is always complete on disk.
+    /// Starts a new segment if the active one is full, or is a version-1 segment (which has no
+    /// sync slots). The full one is synced first, so a segment that is not the last is always
+    /// complete on disk.
     ///
     /// On an empty log the new segment starts at `first_index`, which makes every segment
-    /// before it obsolete (they can hold only dropped entries): they are replaced instead.
+    /// before it obsolete (they can hold only dropped entries): they are replaced instead. A
+    /// version-1 segment without records is replaced by a new one of the same name.
     fn make_room(&mut self, record: u64) -> Result<(), StorageError> {
         let target = self.options.segment_bytes_target;
-        let size = self.active().size();
-        if size <= SEGMENT_HEADER_BYTES || size + record <= target {
+        let active = self.active();
+        let (size, empty, slots) = (active.size(), active.is_empty(), active.claim.is_some());
+        if slots && (empty || size + record <= target) {
             return Ok(());
         }
         self.save_term_first()?;
         let next = self.last_index().next();
         if self.index.is_empty() {
             return self.replace_dropped_segments(next);
+        }
+        if empty {
+            // Its name is the next index: the new segment's file replaces it.
+            debug_assert_eq!(self.active().first_index, next);
+            let fresh = self.new_segment(next)?;
+            *self.active() = fresh;
+            self.dir_dirty = true;
+            return Ok(());
         }
         self.active().sync()?;
         let segment = self.new_segment(next)?;
@@ -270,6 +293,7 @@ impl<D: Disk> FileJournal<D> {
         let active = self.active();
         let offset = active.size();
         encode_record(entry, &mut active.buffer);
+        active.last = entry.index;
         if active.buffer.len() >= buffer_max {
             self.save_term_first()?;
             let active = self.active();
@@ -429,7 +453,12 @@ impl<D: Disk> Journal for FileJournal<D> {
             if journal.active().first_index == holder {
                 let offset = journal.index[at].offset;
                 journal.save_term_first()?;
-                journal.active().cut(offset)?;
+                journal.active().cut(offset, from.prev())?;
+            } else {
+                // The segment before the removed ones is the last again, whole: it was synced
+                // when it filled up, but its claim may lag (written after that fsync, it may
+                // not have survived a power cut).
+                journal.active().settle()?;
             }
             journal.index.truncate(at);
             Ok(())
@@ -522,6 +551,11 @@ impl<F: DiskFile> Segment<F> {
         self.written + self.buffer.len() as u64
     }
 
+    /// Whether the segment holds no record.
+    fn is_empty(&self) -> bool {
+        self.last < self.first_index
+    }
+
     /// Writes the buffer out (without syncing).
     fn flush(&mut self) -> Result<(), StorageError> {
         if self.buffer.is_empty() {
@@ -536,36 +570,94 @@ impl<F: DiskFile> Segment<F> {
         Ok(())
     }
 
-    /// Writes the buffer out and makes the file durable.
+    /// Writes the buffer out and makes the file durable, then claims it in a sync slot.
     fn sync(&mut self) -> Result<(), StorageError> {
         self.flush()?;
         if self.unsynced {
-            self.file
-                .sync()
-                .map_err(|e| StorageError::io("sync", &self.path, e))?;
-            self.unsynced = false;
+            self.fsync()?;
+            self.claim_synced()?;
         }
         Ok(())
     }
 
-    /// Cuts the segment at `offset` (a record boundary), durably if the cut reaches written
-    /// bytes: new records must never land in front of stale ones still on disk.
-    fn cut(&mut self, offset: u64) -> Result<(), StorageError> {
+    fn fsync(&mut self) -> Result<(), StorageError> {
+        self.file
+            .sync()
+            .map_err(|e| StorageError::io("sync", &self.path, e))?;
+        self.unsynced = false;
+        Ok(())
+    }
+
+    /// Right after an fsync, writes a claim on everything written (which that fsync made
+    /// durable) to the slot the previous claim is not in. Not synced: the next fsync makes it
+    /// durable, and until then the other slot holds the previous claim, durable since that
+    /// fsync. A claim on disk thus never covers bytes that were not durable, in whatever
+    /// order the disk writes pages, and a torn slot write leaves the other slot whole.
+    fn claim_synced(&mut self) -> Result<(), StorageError> {
+        let Some(claim) = self.claim else {
+            return Ok(());
+        };
+        debug_assert!(self.buffer.is_empty() && !self.unsynced);
+        if (claim.end, claim.last) == (self.written, self.last) && !self.torn_slot {
+            return Ok(());
+        }
+        let next = claim.next(self.written, self.last);
+        self.file
+            .write_all_at(next.slot_at(), &encode_slot(self.first_index, &next))
+            .map_err(|e| StorageError::io("write", &self.path, e))?;
+        self.claim = Some(next);
+        self.torn_slot = false;
+        Ok(())
+    }
+
+    /// Makes every record written durable and claims it, if the slots do not claim it yet:
+    /// at open, for records a killed process left unsynced in the operating system's cache or
+    /// a power cut left past a torn claim (the node will take them as its log, and may
+    /// acknowledge them), and for a segment a truncation makes the last again. A torn slot is
+    /// rewritten too. Costs one fsync when there is something to write; a version-1 segment is
+    /// always synced.
+    fn settle(&mut self) -> Result<(), StorageError> {
+        self.flush()?;
+        let claimed = self
+            .claim
+            .is_some_and(|claim| (claim.end, claim.last) == (self.written, self.last));
+        if self.unsynced || !claimed || self.torn_slot {
+            self.fsync()?;
+            self.claim_synced()?;
+        }
+        Ok(())
+    }
+
+    /// Cuts the segment at `offset` (a record boundary, after the record of `last`), durably
+    /// if the cut reaches written bytes: new records must never land in front of stale ones
+    /// still on disk. If the sync slots claim bytes past the cut, both are lowered to it and
+    /// synced first (one more fsync), so that no slot claims bytes that are gone; after the
+    /// cut's fsync, what is left is claimed.
+    fn cut(&mut self, offset: u64, last: LogIndex) -> Result<(), StorageError> {
+        self.last = last;
         if let Some(keep) = offset.checked_sub(self.written) {
             self.buffer
                 .truncate(usize::try_from(keep).unwrap_or(usize::MAX));
             return Ok(());
         }
         self.buffer.clear();
+        if let Some(claim) = self.claim.filter(|claim| claim.end > offset) {
+            let lowered = claim.next(offset, last);
+            let latest = lowered.next(offset, last);
+            let slots = encode_slots(self.first_index, &lowered, &latest);
+            self.file
+                .write_all_at(SYNC_SLOTS_AT, &slots)
+                .map_err(|e| StorageError::io("write", &self.path, e))?;
+            self.fsync()?;
+            self.claim = Some(latest);
+            self.torn_slot = false;
+        }
         self.file
             .set_len(offset)
             .map_err(|e| StorageError::io("truncate", &self.path, e))?;
-        self.file
-            .sync()
-            .map_err(|e| StorageError::io("sync", &self.path, e))?;
+        self.fsync()?;
         self.written = offset;
-        self.unsynced = false;
-        Ok(())
+        self.claim_synced()
     }
 
     /// The `bytes` bytes of the record at `offset`, from the buffer or the file.

@@ -1,4 +1,7 @@
-//! Opening a [`FileJournal`]: reading the directory back, cutting a torn tail, refusing damage.
+//! Opening a [`FileJournal`]: reading the directory back, cutting a torn tail, refusing damage
+//! and lost synced records.
+//!
+//! Nothing on disk changes until every check has passed: a refused journal is left as found.
 
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
@@ -8,11 +11,10 @@ use crate::raft::{Entry, LogIndex, Term};
 use crate::storage::disk::{Disk, DiskFile, create_dir_durably};
 use crate::storage::error::{Corruption, StorageError};
 use crate::storage::journal::{Recovery, RecoveryWarning};
-use crate::storage::meta::{self, COMMIT_AT, META_FILE, META_TEMP_FILE, Meta};
-use crate::storage::segment::{self, ScanRules, parse_segment_file_name};
-
-/// The offset of the first-index field in a segment header, for errors about it.
-const HEADER_FIRST_AT: u64 = 12;
+use crate::storage::meta::{self, META_FILE, META_TEMP_FILE, Meta};
+use crate::storage::segment::{
+    self, HEADER_FIRST_AT, ScanRules, parse_segment_file_name, segment_file_name,
+};
 
 /// What the data directory holds, by kind.
 #[derive(Debug, Default)]
@@ -32,16 +34,24 @@ struct Scanned<F> {
     entries: Vec<Entry>,
     /// The index after the last entry on disk.
     next_index: LogIndex,
+    /// Where the intact log ends: the last segment scanned and the end of its intact records.
+    end: Option<(PathBuf, u64)>,
+    /// The last segment's torn tail, to cut once every check has passed: the bytes to keep and
+    /// the file's length.
+    torn_tail: Option<(u64, u64)>,
+    /// A last segment whose creation was interrupted, to remove once every check has passed.
+    torn_segment: Option<PathBuf>,
 }
 
 impl<D: Disk> FileJournal<D> {
     /// Opens the journal in `dir`, creating the directory and an empty journal if there is
     /// none, and recovers what it holds.
     ///
-    /// A torn final write of the last segment is cut off, with a warning; so is a last segment
-    /// whose creation was interrupted. Segments left by an interrupted prefix drop (or an
-    /// interrupted roll-over of an empty log) and temporary files are removed, with warnings.
-    /// Every other inconsistency is an error and changes nothing else.
+    /// A torn final write of the last segment is cut off, with a warning, if it lies past
+    /// what the segment's sync slots claim was synced; so is a last segment whose creation was
+    /// interrupted. Segments left by an interrupted prefix drop (or an interrupted roll-over of
+    /// an empty log) and temporary files are removed, with warnings. Every other inconsistency
+    /// is an error and changes nothing on disk.
     ///
     /// Cost: reads every segment once, through a 1 MiB window; the returned entries are the
     /// one in-memory copy of the log.
@@ -49,9 +59,12 @@ impl<D: Disk> FileJournal<D> {
     /// # Errors
     /// [`StorageError::Corrupt`] naming the file and offset of the first damage: a checksum
     /// failure before the tail, a gap or repeated index, a term going backwards or above the
-    /// saved term, a bad magic or unsupported format version, a saved commit index beyond the
-    /// last entry, a missing hard-state file beside segments. [`StorageError::Io`] if the disk
-    /// fails.
+    /// saved term, a bad magic or unsupported format version, damaged sync slots, a missing
+    /// hard-state file beside segments; and lost synced records, which look like a torn tail
+    /// but lie before the synced end a sync slot claims
+    /// ([`Corruption::SyncedRecordsLost`]) or before the saved commit index
+    /// ([`Corruption::CommitBeyondLog`]), both reported in the segment where the intact log
+    /// ends. [`StorageError::Io`] if the disk fails.
     pub fn open(
         disk: D,
         dir: impl Into<PathBuf>,
@@ -66,17 +79,10 @@ impl<D: Disk> FileJournal<D> {
             .iter()
             .map(|path| RecoveryWarning::UnknownFile { path: path.clone() })
             .collect();
-        let mut dir_dirty = false;
-        if listing.has_temp {
-            let temp = dir.join(META_TEMP_FILE);
-            remove(&disk, &temp)?;
-            warnings.push(RecoveryWarning::TempFileRemoved { path: temp });
-            dir_dirty = true;
-        }
         let meta = load_or_create_meta(&disk, &dir, &listing)?;
         let (obsolete, kept) = split_obsolete(listing.segments, meta.first_index);
-        let mut scanned = scan_segments(&disk, &kept, &meta, &options, &mut warnings)?;
-        dir_dirty |= scanned.segments.len() < kept.len();
+        let mut scanned = scan_segments(&disk, &kept, &meta, &options)?;
+        check_commit(&dir, &meta, &scanned)?;
         let mut obsolete = obsolete;
         if scanned.next_index < meta.first_index {
             // Everything on disk precedes the saved first index: an interrupted drop of the
@@ -84,12 +90,17 @@ impl<D: Disk> FileJournal<D> {
             obsolete.extend(scanned.segments.drain(..).map(|s| s.path));
             scanned.index.clear();
             scanned.entries.clear();
+            scanned.torn_tail = None;
         }
-        check_commit(&dir, &meta, scanned.next_index)?;
+        repair_tail(&disk, &mut scanned, &mut warnings)?;
+        if listing.has_temp {
+            let temp = dir.join(META_TEMP_FILE);
+            remove(&disk, &temp)?;
+            warnings.push(RecoveryWarning::TempFileRemoved { path: temp });
+        }
         for path in obsolete {
             remove(&disk, &path)?;
             warnings.push(RecoveryWarning::ObsoleteSegmentRemoved { path });
-            dir_dirty = true;
         }
         let mut journal = FileJournal {
             disk,
@@ -100,7 +111,8 @@ impl<D: Disk> FileJournal<D> {
             first_index: meta.first_index,
             hard_state: meta.hard_state,
             durable: meta,
-            dir_dirty,
+            // Whatever changed, the directory is synced at the end of the open.
+            dir_dirty: true,
             poisoned: false,
         };
         journal.finish_open()?;
@@ -113,18 +125,21 @@ impl<D: Disk> FileJournal<D> {
         Ok((journal, recovery))
     }
 
-    /// Gives an empty log its first segment and makes the directory's changes durable.
+    /// Gives an empty log its first segment, makes the last segment durable and claimed (see
+    /// `Segment::settle`), and syncs the directory. What recovery read becomes the node's log,
+    /// which it may acknowledge; a killed process may have left it in the operating system's
+    /// cache only: a segment created or a hard state renamed into place without the directory
+    /// sync that follows. Costs one fsync of the directory, and one of the last segment when it
+    /// holds records its sync slots do not claim.
     fn finish_open(&mut self) -> Result<(), StorageError> {
         if self.segments.is_empty() {
             let mut segment = self.new_segment(self.first_index)?;
             segment.sync()?;
             self.segments.push(segment);
-            self.dir_dirty = true;
         }
-        if self.dir_dirty {
-            self.sync_dir()?;
-            self.dir_dirty = false;
-        }
+        self.active().settle()?;
+        self.sync_dir()?;
+        self.dir_dirty = false;
         Ok(())
     }
 }
@@ -191,19 +206,22 @@ fn split_obsolete(
     (obsolete, kept)
 }
 
-/// Scans the kept segments in order, checking that each continues the previous one.
+/// Scans the kept segments in order, checking that each continues the previous one. Changes
+/// nothing on disk.
 fn scan_segments<D: Disk>(
     disk: &D,
     kept: &[(LogIndex, PathBuf)],
     meta: &Meta,
     options: &JournalOptions,
-    warnings: &mut Vec<RecoveryWarning>,
 ) -> Result<Scanned<D::File>, StorageError> {
     let mut scanned = Scanned {
         segments: Vec::new(),
         index: VecDeque::new(),
         entries: Vec::new(),
         next_index: kept.first().map_or(meta.first_index, |(first, _)| *first),
+        end: None,
+        torn_tail: None,
+        torn_segment: None,
     };
     if let Some((first, path)) = kept.first()
         && *first > meta.first_index
@@ -230,19 +248,19 @@ fn scan_segments<D: Disk>(
             record_bytes_max: options.record_limit(),
             is_last: at + 1 == kept.len(),
         };
-        previous_term = scan_one(disk, path, rules, meta.first_index, &mut scanned, warnings)?;
+        previous_term = scan_one(disk, path, rules, meta.first_index, &mut scanned)?;
     }
     Ok(scanned)
 }
 
-/// Scans one segment into `scanned`; returns the term of its last entry.
+/// Scans one segment into `scanned`; returns the term of its last entry. A torn tail or an
+/// interrupted creation is noted for [`repair_tail`], not repaired.
 fn scan_one<D: Disk>(
     disk: &D,
     path: &Path,
     rules: ScanRules,
     first_kept: LogIndex,
     scanned: &mut Scanned<D::File>,
-    warnings: &mut Vec<RecoveryWarning>,
 ) -> Result<Term, StorageError> {
     let mut file = disk
         .open(path)
@@ -261,20 +279,13 @@ fn scan_one<D: Disk>(
         Ok(())
     })?;
     if scan.torn_header {
-        drop(file);
-        remove(disk, path)?;
-        let path = path.to_path_buf();
-        warnings.push(RecoveryWarning::TornSegmentRemoved { path });
+        scanned.torn_segment = Some(path.to_path_buf());
         return Ok(rules.previous_term);
     }
     if scan.valid_len < scan.file_len {
-        cut_tail(&mut file, path, scan.valid_len)?;
-        warnings.push(RecoveryWarning::TornTail {
-            path: path.to_path_buf(),
-            offset: scan.valid_len,
-            bytes_cut: scan.file_len - scan.valid_len,
-        });
+        scanned.torn_tail = Some((scan.valid_len, scan.file_len));
     }
+    scanned.end = Some((path.to_path_buf(), scan.valid_len));
     scanned.next_index = scan.next_index;
     scanned.segments.push(Segment {
         first_index: rules.first,
@@ -283,30 +294,55 @@ fn scan_one<D: Disk>(
         written: scan.valid_len,
         buffer: Vec::new(),
         unsynced: false,
+        last: scan.next_index.prev(),
+        claim: scan.claim,
+        torn_slot: scan.torn_slot,
     });
     Ok(scan.last_term)
 }
 
-/// Cuts a torn tail off durably.
-fn cut_tail<F: DiskFile>(file: &mut F, path: &Path, len: u64) -> Result<(), StorageError> {
-    file.set_len(len)
-        .map_err(|e| StorageError::io("truncate", path, e))?;
-    file.sync().map_err(|e| StorageError::io("sync", path, e))
+/// Once every check has passed: cuts the last segment's torn tail off, or removes a last
+/// segment whose creation was interrupted, with warnings. Both become durable at the end of
+/// the open.
+fn repair_tail<D: Disk>(
+    disk: &D,
+    scanned: &mut Scanned<D::File>,
+    warnings: &mut Vec<RecoveryWarning>,
+) -> Result<(), StorageError> {
+    if let (Some((keep, file_len)), Some(last)) = (scanned.torn_tail, scanned.segments.last_mut()) {
+        last.file
+            .set_len(keep)
+            .map_err(|e| StorageError::io("truncate", &last.path, e))?;
+        // Synced with the rest at the end of the open.
+        last.unsynced = true;
+        warnings.push(RecoveryWarning::TornTail {
+            path: last.path.clone(),
+            offset: keep,
+            bytes_cut: file_len - keep,
+        });
+    }
+    if let Some(path) = scanned.torn_segment.take() {
+        remove(disk, &path)?;
+        warnings.push(RecoveryWarning::TornSegmentRemoved { path });
+    }
+    Ok(())
 }
 
-/// Checks that the saved commit index lies within the recovered log.
-fn check_commit(dir: &Path, meta: &Meta, next_index: LogIndex) -> Result<(), StorageError> {
-    let last = next_index.max(meta.first_index).prev();
+/// Checks that the saved commit index lies within the recovered log. Entries are synced
+/// before a commit index counting them is saved, so one beyond the log means committed records
+/// are lost: the error names the segment where the intact log ends, and that byte.
+fn check_commit<F>(dir: &Path, meta: &Meta, scanned: &Scanned<F>) -> Result<(), StorageError> {
+    let last = scanned.next_index.max(meta.first_index).prev();
     let commit = meta.hard_state.commit;
     if commit <= last {
         return Ok(());
     }
+    let (path, offset) = scanned
+        .end
+        .clone()
+        .unwrap_or_else(|| (dir.join(segment_file_name(meta.first_index)), 0));
     let problem = Corruption::CommitBeyondLog { commit, last };
-    Err(StorageError::corrupt(
-        meta::meta_path(dir),
-        COMMIT_AT as u64,
-        problem,
-    ))
+    Err(StorageError::corrupt(path, offset, problem))
 }
 
 fn remove<D: Disk>(disk: &D, path: &Path) -> Result<(), StorageError> {
