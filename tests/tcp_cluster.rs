@@ -321,6 +321,49 @@ fn a_read_only_node_follows_and_forwards_its_calls() {
     assert_eq!(leader.status().partner_nodes.len(), 1);
 }
 
+/// A voter built with `accept_read_only(false)` refuses read-only nodes at the handshake: the
+/// reader never links, and the voter's status counts the refusals among its wire counters,
+/// which name every way a connection ends.
+#[test]
+fn a_voter_that_refuses_read_only_nodes_never_links_one() {
+    let address = free_address();
+    let refusing = builder()
+        .accept_read_only(false)
+        .build()
+        .expect("a valid configuration");
+    let voter = start(&address, std::slice::from_ref(&address), refusing);
+    assert_eq!(add_retrying(&voter, 1), Ok(1));
+    let reader = SyncObj::read_only([address.clone()], Counter::default(), conf())
+        .expect("the read-only node starts");
+    assert!(
+        !reader.wait_ready(Duration::from_secs(2)),
+        "a refused node never catches up"
+    );
+    assert!(reader.status().wire.refused_handshakes > 0);
+    // One more call: the status is refreshed at the end of every tick.
+    assert_eq!(add_retrying(&voter, 0), Ok(1));
+    let status = voter.status();
+    assert!(status.wire.refused_handshakes > 0, "{status}");
+    assert!(status.readonly_nodes.is_empty());
+    let text = status.to_string();
+    for key in [
+        "connections_accepted",
+        "handshake_timeouts",
+        "handshake_closes",
+        "link_failures",
+        "read_only_over_cap",
+        "unauthenticated_over_cap",
+        "accepts_rate_limited",
+        "reads_paused",
+    ] {
+        let prefix = format!("{key}: ");
+        assert!(
+            text.lines().any(|line| line.starts_with(&prefix)),
+            "no {key} in\n{text}"
+        );
+    }
+}
+
 /// PySyncObj's `test_syncTwoObjectsCallbacks`, over TCP: a call's callback runs with its
 /// result on the node that made it, leader or follower.
 #[test]

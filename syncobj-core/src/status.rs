@@ -5,6 +5,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use syncobj_net::TransportCounters;
+
 use crate::raft::{RaftCounters, RoleKind};
 
 /// The version of syncobj reported as [`Status::version`].
@@ -294,26 +296,100 @@ impl StatusCounters {
     }
 }
 
-/// Bad input and losses on the wire: what the transport counted, plus messages the driver
-/// could not decode.
+/// Bad input, losses and connection endings on the wire: what the transport counted
+/// ([`TransportCounters`], whose documentation says which counters partition a connection's
+/// endings), plus messages the driver could not decode. One key per counter, named as the
+/// field.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WireCounters {
-    /// Connections dropped for a bad frame, and frames whose message did not decode.
+    /// Connections dropped for a bad frame (oversized for the link), and frames whose message
+    /// did not decode (key `bad_frames`).
     pub bad_frames: u64,
-    /// Connections refused at the handshake.
+    /// Connections whose hello was refused, by either side: another cluster, an unknown node,
+    /// a read-only node where none is accepted, a password on one side only (key
+    /// `refused_handshakes`).
     pub refused_handshakes: u64,
     /// Connections dropped for bytes that failed authentication (another password, tampering,
-    /// a replay).
+    /// a replay) (key `auth_failures`).
     pub auth_failures: u64,
-    /// Links dropped for reading nothing within the connection timeout.
+    /// Links dropped for reading nothing within the connection timeout (key `link_timeouts`).
     pub link_timeouts: u64,
-    /// Frames dropped because a peer was not connected or its send queue was full.
+    /// Frames dropped because a peer was not connected, its send queue was full, or the frame
+    /// was larger than its link takes (key `dropped_frames`).
     pub dropped_frames: u64,
-    /// Host-name lookups that failed or found no address.
+    /// Host-name lookups that failed or found no address (key `resolve_failures`).
     pub resolve_failures: u64,
+    /// Connections accepted and taken in for a handshake (key `connections_accepted`).
+    pub connections_accepted: u64,
+    /// Connections closed because their handshake was not done within `handshake_timeout`
+    /// (key `handshake_timeouts`).
+    pub handshake_timeouts: u64,
+    /// Connections the peer closed, reset or lost before their handshake was done: a
+    /// connect-and-close (key `handshake_closes`).
+    pub handshake_closes: u64,
+    /// Dials that could not connect (key `dial_failures`).
+    pub dial_failures: u64,
+    /// Links that the peer closed or reset, or that failed on a socket error (key
+    /// `link_failures`).
+    pub link_failures: u64,
+    /// Links replaced by a newer connection of the same peer (key `links_replaced`).
+    pub links_replaced: u64,
+    /// Connections reset as soon as accepted because `unauthenticated_connections_max` were in
+    /// their handshake (key `unauthenticated_over_cap`).
+    pub unauthenticated_over_cap: u64,
+    /// Read-only nodes refused as busy because `read_only_nodes_max` were linked (key
+    /// `read_only_over_cap`).
+    pub read_only_over_cap: u64,
+    /// Connections reset as soon as accepted because they came faster than
+    /// `accepts_per_second` (key `accepts_rate_limited`).
+    pub accepts_rate_limited: u64,
+    /// Times reading a connection paused for the budgets of incoming bytes (key
+    /// `reads_paused`).
+    pub reads_paused: u64,
 }
 
 impl WireCounters {
+    /// The transport's counters, with `undecodable_messages` (frames whose message the driver
+    /// could not decode) added to `bad_frames`.
+    pub fn new(transport: TransportCounters, undecodable_messages: u64) -> WireCounters {
+        let TransportCounters {
+            bad_frames,
+            refused_handshakes,
+            auth_failures,
+            link_timeouts,
+            dropped_frames,
+            resolve_failures,
+            connections_accepted,
+            handshake_timeouts,
+            handshake_closes,
+            dial_failures,
+            link_failures,
+            links_replaced,
+            unauthenticated_over_cap,
+            read_only_over_cap,
+            accepts_rate_limited,
+            reads_paused,
+        } = transport;
+        WireCounters {
+            bad_frames: bad_frames + undecodable_messages,
+            refused_handshakes,
+            auth_failures,
+            link_timeouts,
+            dropped_frames,
+            resolve_failures,
+            connections_accepted,
+            handshake_timeouts,
+            handshake_closes,
+            dial_failures,
+            link_failures,
+            links_replaced,
+            unauthenticated_over_cap,
+            read_only_over_cap,
+            accepts_rate_limited,
+            reads_paused,
+        }
+    }
+
     /// One `(key, value)` pair per counter, keyed by the field name.
     fn pairs(&self) -> Vec<(String, String)> {
         counter_pairs(&[
@@ -323,6 +399,16 @@ impl WireCounters {
             ("link_timeouts", self.link_timeouts),
             ("dropped_frames", self.dropped_frames),
             ("resolve_failures", self.resolve_failures),
+            ("connections_accepted", self.connections_accepted),
+            ("handshake_timeouts", self.handshake_timeouts),
+            ("handshake_closes", self.handshake_closes),
+            ("dial_failures", self.dial_failures),
+            ("link_failures", self.link_failures),
+            ("links_replaced", self.links_replaced),
+            ("unauthenticated_over_cap", self.unauthenticated_over_cap),
+            ("read_only_over_cap", self.read_only_over_cap),
+            ("accepts_rate_limited", self.accepts_rate_limited),
+            ("reads_paused", self.reads_paused),
         ])
     }
 }
@@ -482,7 +568,7 @@ mod tests {
                 "missing {line:?} in\n{text}"
             );
         }
-        assert_eq!(lines.len(), 46, "{text}");
+        assert_eq!(lines.len(), 56, "{text}");
         assert!(!text.ends_with('\n'));
     }
 
@@ -541,6 +627,58 @@ mod tests {
         let counters = StatusCounters::from(raft);
         let values: Vec<String> = counters.pairs().into_iter().map(|(_, v)| v).collect();
         assert_eq!(values, ["1", "2", "3", "4", "5", "6"]);
+    }
+
+    /// Every counter of the transport reaches the status under its own name, with the
+    /// messages the driver could not decode added to `bad_frames`.
+    #[test]
+    fn wire_counters_come_from_the_transport() {
+        let stats = syncobj_net::WireStats::default();
+        for (i, counter) in [
+            &stats.bad_frames,
+            &stats.refused_handshakes,
+            &stats.auth_failures,
+            &stats.link_timeouts,
+            &stats.dropped_frames,
+            &stats.resolve_failures,
+            &stats.connections_accepted,
+            &stats.handshake_timeouts,
+            &stats.handshake_closes,
+            &stats.dial_failures,
+            &stats.link_failures,
+            &stats.links_replaced,
+            &stats.unauthenticated_over_cap,
+            &stats.read_only_over_cap,
+            &stats.accepts_rate_limited,
+            &stats.reads_paused,
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            counter.store(i as u64 + 1, std::sync::atomic::Ordering::Relaxed);
+        }
+        let transport = stats.snapshot();
+        assert_eq!(
+            transport.named().len(),
+            16,
+            "a new counter needs a key here"
+        );
+        let status = Status {
+            wire: super::WireCounters::new(transport, 100),
+            ..Status::default()
+        };
+        let pairs = status.key_values();
+        for (name, value) in transport.named() {
+            let expected = if name == "bad_frames" {
+                value + 100
+            } else {
+                value
+            };
+            assert!(
+                pairs.contains(&(name.to_owned(), expected.to_string())),
+                "{name}: {expected} missing from {pairs:?}"
+            );
+        }
     }
 
     /// The default status reports this crate's version and a follower that knows nothing.

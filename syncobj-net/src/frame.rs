@@ -23,11 +23,15 @@ use thiserror::Error;
 /// Bytes in a frame header: the payload length as a `u32`, little-endian.
 pub const FRAME_HEADER_BYTES: usize = 4;
 
-/// The default for the most bytes [`FrameDecoder::read_from`] asks for in one read.
+/// The default for the most bytes a [`FrameDecoder`] asks for in one read.
 pub const READ_CHUNK_BYTES_DEFAULT: usize = 64 * 1024;
 
 /// The largest read chunk a [`FrameDecoder`] takes.
 pub const READ_CHUNK_BYTES_MAX: usize = 16 * 1024 * 1024;
+
+/// An allocation a decoder keeps while it holds less than half of it: below this, it is not
+/// worth a copy to shrink.
+const SHRINK_FLOOR_BYTES: usize = 4096;
 
 // Frame lengths are `u32` and are converted to `usize` with `as`, which must not truncate.
 const _: () = assert!(usize::BITS >= 32, "a u32 frame length must fit a usize");
@@ -52,16 +56,19 @@ pub enum FrameError {
     },
 }
 
-/// What [`FrameDecoder::read_from`] or [`FrameDecoder::read_frame_from`] stopped on.
+/// What [`FrameDecoder::read_frame_from`] or [`FrameDecoder::read_once_from`] stopped on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[must_use = "the status says whether to read again, wait, or drop the connection"]
 pub enum ReadStatus {
     /// The source has nothing more for now (`WouldBlock`): wait for the next readiness event.
     WouldBlock,
     /// The buffer holds at least a whole frame (or a header that [`FrameDecoder::next_frame`]
-    /// refuses): drain it, then call `read_from` again, since the source may hold more bytes
-    /// (mio's readiness is edge-triggered).
+    /// refuses): drain it, then read again, since the source may hold more bytes (mio's
+    /// readiness is edge-triggered).
     BufferFull,
+    /// One read brought bytes but no whole frame yet ([`FrameDecoder::read_once_from`] only):
+    /// read again, since the source may hold more.
+    More,
     /// The peer closed its side (a read returned 0 bytes). Drain the frames, then see
     /// [`FrameDecoder::finish`].
     Closed,
@@ -116,16 +123,23 @@ impl FrameEncoder {
 
 /// Decodes frames incrementally from bytes as they come off a non-blocking socket.
 ///
-/// Bytes go in with [`read_from`](Self::read_from) (reads a source until `WouldBlock`) or
+/// Bytes go in with [`read_once_from`](Self::read_once_from) (one read from a source),
+/// [`read_frame_from`](Self::read_frame_from) (reads until a whole frame is in) or
 /// [`feed`](Self::feed); whole frames come out of [`next_frame`](Self::next_frame) as [`Bytes`]
-/// that share the decoder's allocation (no copy).
+/// that share the decoder's allocation (no copy). Reads go through the caller's scratch buffer,
+/// which one owner of many decoders shares: a decoder owns no read buffer of its own.
 ///
-/// Memory is bounded: the decoder never holds more than
-/// [`buffer_bytes_max`](Self::buffer_bytes_max) = `frame_size_max` + 4 + one read chunk bytes,
-/// and its allocation never exceeds that either. A header is checked against `frame_size_max`
-/// before any allocation is sized from it; once a large frame's header has arrived, the rest of
-/// it is read without further copies. Frames handed out keep their allocation alive until they
-/// are dropped; an emptied decoder whose allocation outgrew two read chunks lets go of it.
+/// Memory is sized by need and bounded. The decoder holds exactly the bytes it received and
+/// has not handed out, in an allocation of that size, and lets go of its allocation once it
+/// holds nothing (a new or idle decoder holds no allocation at all). A frame larger than one
+/// read chunk gets an allocation of exactly its size once its header was received (its
+/// *reservation*), and reads stop at its end, so it is copied once and nothing is allocated
+/// beyond it; [`capacity_after_read_max`](Self::capacity_after_read_max) says beforehand how
+/// large the allocation may grow with the next read, for callers that keep a budget. The
+/// decoder never holds more than [`buffer_bytes_max`](Self::buffer_bytes_max) =
+/// `frame_size_max` + 4 + one read chunk, and a header is checked against `frame_size_max`
+/// before any allocation is sized from it. Frames handed out keep their allocation alive until
+/// they are dropped.
 #[derive(Debug)]
 pub struct FrameDecoder {
     buf: BytesMut,
@@ -142,8 +156,8 @@ impl FrameDecoder {
         Self::with_read_chunk(frame_size_max, READ_CHUNK_BYTES_DEFAULT)
     }
 
-    /// Like [`new`](Self::new), reading at most `read_chunk_bytes` bytes at a time, taken
-    /// between 1 and [`READ_CHUNK_BYTES_MAX`].
+    /// Like [`new`](Self::new), reading at most `read_chunk_bytes` bytes at a time (and never
+    /// more than one largest frame), taken between 1 and [`READ_CHUNK_BYTES_MAX`].
     pub fn with_read_chunk(frame_size_max: u32, read_chunk_bytes: usize) -> Self {
         Self {
             buf: BytesMut::new(),
@@ -165,9 +179,10 @@ impl FrameDecoder {
         self.frame_size_max
     }
 
-    /// The most bytes the decoder ever holds or allocates: `frame_size_max` + 4 + one read chunk.
+    /// The most bytes the decoder ever holds or allocates: `frame_size_max` + 4 + one read
+    /// chunk (a read chunk is never larger than a largest frame).
     pub fn buffer_bytes_max(&self) -> usize {
-        self.frame_bytes_max().saturating_add(self.read_chunk_bytes)
+        self.frame_bytes_max().saturating_add(self.chunk())
     }
 
     /// The bytes received but not yet returned as frames.
@@ -176,53 +191,72 @@ impl FrameDecoder {
     }
 
     /// The size of the allocation the buffer holds, at most
-    /// [`buffer_bytes_max`](Self::buffer_bytes_max); frames handed out may share it.
+    /// [`buffer_bytes_max`](Self::buffer_bytes_max); 0 when it holds nothing. Frames handed
+    /// out may share it.
     pub fn capacity(&self) -> usize {
         self.allocation_bytes
     }
 
-    /// Reads from `src` until it returns `WouldBlock`, reaches its end, or the buffer holds a
-    /// whole frame's worth (or a refused header); `Interrupted` reads are retried. Each read asks
-    /// for one read chunk, zeroed first (this crate has no unsafe code).
-    ///
-    /// Fails with the first other I/O error of `src`. Never fails on the bytes' content: that is
-    /// for [`next_frame`](Self::next_frame) to judge.
-    pub fn read_from(&mut self, src: &mut impl Read) -> io::Result<ReadStatus> {
-        self.read_until(src, |d| {
-            d.buf.len() >= d.frame_bytes_max() || d.pending_len().is_err()
-        })
+    /// The most [`capacity`](Self::capacity) can be after one more read through
+    /// [`read_once_from`](Self::read_once_from), or a [`feed`](Self::feed) of at most one read
+    /// chunk: the reservation of a large frame whose header is in, or what is held plus one
+    /// chunk. A caller that keeps a budget checks it before reading. Costs nothing.
+    pub fn capacity_after_read_max(&self) -> usize {
+        let after = match self.large_pending() {
+            Some(total) => total,
+            None => self.buf.len().saturating_add(self.chunk()),
+        };
+        after.max(self.allocation_bytes)
     }
 
-    /// Like [`read_from`](Self::read_from), but stops as soon as the buffer holds one whole frame
-    /// (or a header that [`next_frame`](Self::next_frame) refuses), returning
-    /// [`ReadStatus::BufferFull`]. A caller that takes a bounded number of frames per turn thus
-    /// leaves the rest in `src` (the kernel's socket buffer) rather than here: beyond the frame,
-    /// the buffer holds at most what the last read brought, one read chunk.
+    /// Reads from `src` until it returns `WouldBlock`, reaches its end, or the buffer holds one
+    /// whole frame (or a header that [`next_frame`](Self::next_frame) refuses), returning
+    /// [`ReadStatus::BufferFull`]; `Interrupted` reads are retried. Each read goes through
+    /// `scratch` (at most one read chunk of it). A caller that takes a bounded number of frames
+    /// per turn thus leaves the rest in `src` (the kernel's socket buffer) rather than here:
+    /// beyond the frame, the buffer holds at most what the last read brought, one read chunk.
     ///
-    /// Fails like [`read_from`](Self::read_from).
-    pub fn read_frame_from(&mut self, src: &mut impl Read) -> io::Result<ReadStatus> {
-        self.read_until(src, FrameDecoder::holds_frame)
-    }
-
-    /// Reads one chunk at a time from `src` until `full` says the buffer holds enough
-    /// (`BufferFull`), `src` would block or ends; `Interrupted` reads are retried.
-    fn read_until(
+    /// Fails with the first other I/O error of `src`, or [`io::ErrorKind::InvalidInput`] for an
+    /// empty `scratch`. Never fails on the bytes' content: that is for
+    /// [`next_frame`](Self::next_frame) to judge.
+    pub fn read_frame_from(
         &mut self,
         src: &mut impl Read,
-        full: impl Fn(&FrameDecoder) -> bool,
+        scratch: &mut [u8],
     ) -> io::Result<ReadStatus> {
-        while !full(self) {
-            match self.read_once(src) {
-                Ok(0) => return Ok(ReadStatus::Closed),
-                Ok(_) => {}
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    return Ok(ReadStatus::WouldBlock);
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
+        loop {
+            if self.holds_frame() {
+                return Ok(ReadStatus::BufferFull);
+            }
+            match self.read_chunk(src, scratch)? {
+                None => return Ok(ReadStatus::WouldBlock),
+                Some(0) => return Ok(ReadStatus::Closed),
+                Some(_) => {}
             }
         }
-        Ok(ReadStatus::BufferFull)
+    }
+
+    /// One read from `src` (none if the buffer already holds a whole frame): at most one read
+    /// chunk, and never past the end of a large frame in progress, so that the allocation
+    /// stays within [`capacity_after_read_max`](Self::capacity_after_read_max) as it was
+    /// before the call. Returns [`ReadStatus::More`] when the read brought bytes but no whole
+    /// frame.
+    ///
+    /// Fails like [`read_frame_from`](Self::read_frame_from).
+    pub fn read_once_from(
+        &mut self,
+        src: &mut impl Read,
+        scratch: &mut [u8],
+    ) -> io::Result<ReadStatus> {
+        if self.holds_frame() {
+            return Ok(ReadStatus::BufferFull);
+        }
+        Ok(match self.read_chunk(src, scratch)? {
+            None => ReadStatus::WouldBlock,
+            Some(0) => ReadStatus::Closed,
+            Some(_) if self.holds_frame() => ReadStatus::BufferFull,
+            Some(_) => ReadStatus::More,
+        })
     }
 
     /// The payload length of the next frame if it is whole in the buffer, that is when
@@ -235,37 +269,40 @@ impl FrameDecoder {
         }
     }
 
-    /// Appends as much of `bytes` as the buffer bound allows and returns how many it took: all of
-    /// them if `bytes` fits in `buffer_bytes_max() - buffered()`. Call
+    /// Appends as much of `bytes` as the buffer bound allows, stopping at the end of a large
+    /// frame in progress, and returns how many it took: all of them if `bytes` fits in
+    /// `buffer_bytes_max() - buffered()` and no large frame is in progress. Call
     /// [`next_frame`](Self::next_frame) until it returns `None`, then feed the rest. Costs one
-    /// copy of what it takes.
+    /// copy of what it takes; allocates exactly what it holds, or a large frame's reservation
+    /// if its header was in before the call.
     #[must_use = "bytes beyond the returned count were not taken"]
     pub fn feed(&mut self, bytes: &[u8]) -> usize {
-        let room = self.buffer_bytes_max().saturating_sub(self.buf.len());
-        let taken = bytes.len().min(room);
+        let taken = bytes.len().min(self.room());
         self.make_room(taken);
         self.buf.extend_from_slice(&bytes[..taken]);
         taken
     }
 
     /// The next whole frame's payload, or `None` if the buffer holds only part of one (wait for
-    /// more bytes). Costs no copy.
+    /// more bytes). Costs no copy. Once the buffer holds nothing, it lets go of its allocation;
+    /// while it holds only part of a frame, of an allocation much larger than that part.
     ///
     /// Fails with [`FrameError::TooLarge`] if the next header announces more than
     /// `frame_size_max` bytes; the connection must then be dropped, and every later call fails
     /// the same way.
     pub fn next_frame(&mut self) -> Result<Option<Bytes>, FrameError> {
         let Some(len) = self.pending_len()? else {
+            self.settle();
             return Ok(None);
         };
         if self.buf.len() < FRAME_HEADER_BYTES + len {
+            self.settle();
             return Ok(None);
         }
         self.buf.advance(FRAME_HEADER_BYTES);
         let frame = self.buf.split_to(len).freeze();
-        if self.buf.is_empty() && self.allocation_bytes > self.read_chunk_bytes.saturating_mul(2) {
-            self.buf = BytesMut::new();
-            self.allocation_bytes = 0;
+        if self.buf.is_empty() {
+            self.release();
         }
         Ok(Some(frame))
     }
@@ -283,19 +320,55 @@ impl FrameDecoder {
         }
     }
 
-    /// Appends one read of at most one chunk from `src` to the buffer.
-    fn read_once(&mut self, src: &mut impl Read) -> io::Result<usize> {
-        let chunk = self.read_chunk_bytes;
-        self.make_room(chunk);
-        let start = self.buf.len();
-        self.buf.resize(start + chunk, 0);
-        let result = src.read(&mut self.buf[start..]);
-        let read = match &result {
-            Ok(read) => (*read).min(chunk),
-            Err(_) => 0,
-        };
-        self.buf.truncate(start + read);
-        result
+    /// One read from `src` through `scratch` (`Interrupted` retried), fed to the buffer:
+    /// `None` on `WouldBlock`, else the bytes read (0 at the end of the stream).
+    fn read_chunk(&mut self, src: &mut impl Read, scratch: &mut [u8]) -> io::Result<Option<usize>> {
+        let limit = self.room().min(self.chunk()).min(scratch.len());
+        if limit == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "an empty scratch buffer, or a full decoder",
+            ));
+        }
+        loop {
+            match src.read(&mut scratch[..limit]) {
+                Ok(read) => {
+                    let read = read.min(limit);
+                    let taken = self.feed(&scratch[..read]);
+                    debug_assert_eq!(taken, read, "a read never passes the room it was given");
+                    return Ok(Some(read));
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(None),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// One read's most: the read chunk, but never more than a largest frame.
+    fn chunk(&self) -> usize {
+        self.read_chunk_bytes.min(self.frame_bytes_max())
+    }
+
+    /// How many bytes the next feed may take: up to the end of a large frame in progress, else
+    /// up to the bound.
+    fn room(&self) -> usize {
+        match self.large_pending() {
+            Some(total) => total - self.buf.len(),
+            None => self.buffer_bytes_max().saturating_sub(self.buf.len()),
+        }
+    }
+
+    /// The whole size (header and payload) of the next frame when its header is in, it is
+    /// larger than one read chunk, and it is not whole yet.
+    fn large_pending(&self) -> Option<usize> {
+        match self.pending_len() {
+            Ok(Some(len)) => {
+                let total = FRAME_HEADER_BYTES + len;
+                (total > self.chunk() && self.buf.len() < total).then_some(total)
+            }
+            Ok(None) | Err(_) => None,
+        }
     }
 
     /// Whether the buffer holds a whole frame, or a header `next_frame` refuses.
@@ -329,25 +402,44 @@ impl FrameDecoder {
     }
 
     /// Ensures room for `additional` more bytes (the caller keeps `buffered + additional` within
-    /// the bound). Reuses the allocation when it can; otherwise allocates exactly enough for the
-    /// pending frame (its header already checked) plus `additional`, so a large frame is copied
-    /// at most once, and never more than the bound.
+    /// the bound). Reuses the allocation when it can; otherwise allocates exactly what the
+    /// buffer will hold, or the whole of a large frame whose header is already in (so that it
+    /// is copied once), and never more than the bound.
     fn make_room(&mut self, additional: usize) {
-        if self.buf.try_reclaim(additional) {
+        if additional == 0 || self.buf.try_reclaim(additional) {
             return;
         }
-        let frame_bytes = match self.pending_len() {
-            Ok(Some(len)) => FRAME_HEADER_BYTES + len,
-            Ok(None) | Err(_) => 0,
-        };
-        let wanted = self.buf.len().max(frame_bytes).saturating_add(additional);
-        let target = wanted
-            .min(self.buffer_bytes_max())
-            .max(self.buf.len() + additional);
+        let needed = self.buf.len() + additional;
+        let target = self
+            .large_pending()
+            .map_or(needed, |total| total.max(needed));
         let mut fresh = BytesMut::with_capacity(target);
         fresh.extend_from_slice(&self.buf);
         self.allocation_bytes = fresh.capacity();
         self.buf = fresh;
+    }
+
+    /// After the whole frames were taken: an allocation much larger than what the buffer needs
+    /// (what it holds, or a large frame's reservation) is replaced by one of exactly its bytes.
+    fn settle(&mut self) {
+        if self.buf.is_empty() {
+            self.release();
+            return;
+        }
+        let needed = self.large_pending().unwrap_or(self.buf.len());
+        if self.allocation_bytes > SHRINK_FLOOR_BYTES.max(needed.saturating_mul(2)) {
+            let fresh = BytesMut::from(&self.buf[..]);
+            self.allocation_bytes = fresh.capacity();
+            self.buf = fresh;
+        }
+    }
+
+    /// Lets go of the allocation (frames handed out keep it alive until dropped).
+    fn release(&mut self) {
+        if self.allocation_bytes > 0 {
+            self.buf = BytesMut::new();
+            self.allocation_bytes = 0;
+        }
     }
 }
 
@@ -455,10 +547,10 @@ mod tests {
         assert_eq!(decoder.next_frame(), Err(too_large.clone()), "sticky");
         assert_eq!(decoder.finish(), Err(too_large.clone()));
         assert!(decoder.capacity() <= decoder.buffer_bytes_max());
-        // Once the header is refused, read_from reads no further.
+        // Once the header is refused, reading reads no further.
         let mut source = Script(vec![Ok(vec![0; 1 << 20])]);
         let status = decoder
-            .read_from(&mut source)
+            .read_frame_from(&mut source, &mut [0; 256])
             .expect("the script does not fail");
         assert_eq!(status, ReadStatus::BufferFull);
         assert_eq!(decoder.buffered(), 4);
@@ -519,7 +611,7 @@ mod tests {
     }
 
     #[test]
-    fn read_from_reads_until_would_block_and_retries_interrupted() {
+    fn read_frame_from_reads_until_would_block_and_retries_interrupted() {
         let bytes = encoded(100, &[b"one", b"two"]);
         let mut source = Script(vec![
             Ok(bytes[..5].to_vec()),
@@ -527,12 +619,20 @@ mod tests {
             Ok(bytes[5..].to_vec()),
         ]);
         let mut decoder = FrameDecoder::with_read_chunk(100, 3);
+        let mut scratch = [0; 64];
         let status = decoder
-            .read_from(&mut source)
+            .read_frame_from(&mut source, &mut scratch)
             .expect("the script does not fail");
-        assert_eq!(status, ReadStatus::WouldBlock);
+        assert_eq!(status, ReadStatus::BufferFull);
+        assert_eq!(decoder.next_frame(), Ok(Some(Bytes::from_static(b"one"))));
+        let status = decoder
+            .read_frame_from(&mut source, &mut scratch)
+            .expect("the script does not fail");
+        assert_eq!(status, ReadStatus::BufferFull);
+        assert_eq!(decoder.next_frame(), Ok(Some(Bytes::from_static(b"two"))));
+        let status = decoder.read_frame_from(&mut source, &mut scratch);
+        assert_eq!(status.expect("no failure"), ReadStatus::WouldBlock);
         assert!(source.0.is_empty(), "everything was read");
-        assert_eq!(drain(&mut decoder), [&b"one"[..], b"two"]);
     }
 
     #[test]
@@ -540,13 +640,16 @@ mod tests {
         let bytes = encoded(100, &[b"one", b"two", b"three"]);
         let mut source = Script(vec![Ok(bytes.clone())]);
         let mut decoder = FrameDecoder::with_read_chunk(100, 5);
+        let mut scratch = [0; 64];
         assert_eq!(decoder.next_frame_len(), None, "nothing buffered");
-        let status = decoder.read_frame_from(&mut source).expect("no failure");
+        let status = decoder
+            .read_frame_from(&mut source, &mut scratch)
+            .expect("no failure");
         assert_eq!(status, ReadStatus::BufferFull);
         assert_eq!(
             decoder.buffered(),
-            10,
-            "two chunks of 5 hold the first frame"
+            7,
+            "a chunk of 5, then the 2 bytes left of a frame larger than a chunk"
         );
         assert_eq!(decoder.next_frame_len(), Some(3));
         assert_eq!(decoder.next_frame(), Ok(Some(Bytes::from_static(b"one"))));
@@ -560,29 +663,35 @@ mod tests {
             .iter()
             .map(|r| r.as_ref().map_or(0, Vec::len))
             .sum();
-        assert_eq!(left, bytes.len() - 10, "the rest stays in the source");
+        assert_eq!(left, bytes.len() - 7, "the rest stays in the source");
         assert_eq!(
-            decoder.read_frame_from(&mut source).expect("no failure"),
+            decoder
+                .read_frame_from(&mut source, &mut scratch)
+                .expect("no failure"),
             ReadStatus::BufferFull
         );
         assert_eq!(decoder.next_frame(), Ok(Some(Bytes::from_static(b"two"))));
         assert_eq!(
-            decoder.read_frame_from(&mut source).expect("no failure"),
+            decoder
+                .read_frame_from(&mut source, &mut scratch)
+                .expect("no failure"),
             ReadStatus::BufferFull
         );
         assert_eq!(decoder.next_frame(), Ok(Some(Bytes::from_static(b"three"))));
         assert_eq!(
-            decoder.read_frame_from(&mut source).expect("no failure"),
+            decoder
+                .read_frame_from(&mut source, &mut scratch)
+                .expect("no failure"),
             ReadStatus::WouldBlock
         );
     }
 
     #[test]
-    fn read_from_reports_end_of_stream_and_truncation() {
+    fn reading_reports_end_of_stream_and_truncation() {
         let mut source = Script(vec![Ok(vec![5, 0, 0, 0, 1]), Ok(Vec::new())]);
         let mut decoder = FrameDecoder::new(100);
         let status = decoder
-            .read_from(&mut source)
+            .read_frame_from(&mut source, &mut [0; 64])
             .expect("the script does not fail");
         assert_eq!(status, ReadStatus::Closed);
         assert_eq!(decoder.next_frame(), Ok(None));
@@ -590,49 +699,96 @@ mod tests {
     }
 
     #[test]
-    fn read_from_passes_on_other_errors() {
+    fn reading_passes_on_other_errors_and_refuses_an_empty_scratch() {
         let mut source = Script(vec![Err(io::ErrorKind::ConnectionReset.into())]);
         let mut decoder = FrameDecoder::new(100);
         let error = decoder
-            .read_from(&mut source)
+            .read_frame_from(&mut source, &mut [0; 64])
             .expect_err("the script fails");
         assert_eq!(error.kind(), io::ErrorKind::ConnectionReset);
+        let error = decoder
+            .read_once_from(&mut source, &mut [])
+            .expect_err("no room to read into");
+        assert_eq!(error.kind(), io::ErrorKind::InvalidInput);
     }
 
     #[test]
-    fn read_from_stops_when_a_whole_frame_is_buffered() {
+    fn one_read_at_a_time_brings_at_most_a_chunk() {
         let bytes = encoded(10, &[&b"0123456789"[..]; 50]);
         let mut source = Script(vec![Ok(bytes)]);
         let mut decoder = FrameDecoder::with_read_chunk(10, 8);
+        let mut scratch = [0; 64];
         let mut frames = Vec::new();
         loop {
+            let before = decoder.capacity_after_read_max();
             let status = decoder
-                .read_from(&mut source)
+                .read_once_from(&mut source, &mut scratch)
                 .expect("the script does not fail");
+            assert!(decoder.capacity() <= before, "within what was announced");
             assert!(decoder.buffered() <= decoder.buffer_bytes_max());
-            assert!(decoder.capacity() <= decoder.buffer_bytes_max());
             frames.extend(drain(&mut decoder));
-            if status == ReadStatus::WouldBlock {
-                break;
+            match status {
+                ReadStatus::WouldBlock => break,
+                ReadStatus::BufferFull | ReadStatus::More => {}
+                ReadStatus::Closed => panic!("the script never closes"),
             }
-            assert_eq!(status, ReadStatus::BufferFull);
         }
         assert_eq!(frames, vec![Bytes::from_static(b"0123456789"); 50]);
     }
 
+    /// A large frame gets one allocation of exactly its size once its header is in, reads stop
+    /// at its end, and the allocation goes with the frame once it is taken.
     #[test]
-    fn a_large_frame_is_allocated_once_and_released_when_drained() {
+    fn a_large_frame_is_reserved_once_and_released_when_drained() {
         let payload = vec![9; 10_000];
-        let bytes = encoded(10_000, &[&payload]);
+        let mut bytes = encoded(10_000, &[&payload]);
+        bytes.extend_from_slice(&encoded(10_000, &[b"next"]));
         let mut source = Script(bytes.chunks(100).map(|c| Ok(c.to_vec())).collect());
         let mut decoder = FrameDecoder::with_read_chunk(10_000, 100);
-        let status = decoder
-            .read_from(&mut source)
-            .expect("the script does not fail");
-        assert_eq!(status, ReadStatus::BufferFull);
-        assert_eq!(decoder.capacity(), 10_104, "the frame and one chunk");
+        let mut scratch = [0; 100];
+        let status = decoder.read_once_from(&mut source, &mut scratch);
+        assert_eq!(status.expect("no failure"), ReadStatus::More);
+        assert_eq!(
+            decoder.capacity(),
+            100,
+            "exactly what came, before the header was known"
+        );
+        assert_eq!(
+            decoder.capacity_after_read_max(),
+            10_004,
+            "the reservation to come"
+        );
+        let status = decoder.read_frame_from(&mut source, &mut scratch);
+        assert_eq!(status.expect("no failure"), ReadStatus::BufferFull);
+        assert_eq!(
+            decoder.capacity(),
+            10_004,
+            "the frame, and nothing beyond it"
+        );
+        assert_eq!(decoder.buffered(), 10_004);
         let frame = decoder.next_frame().expect("valid").expect("whole");
         assert_eq!(frame, payload);
         assert_eq!(decoder.capacity(), 0, "released");
+        let status = decoder.read_frame_from(&mut source, &mut scratch);
+        assert_eq!(status.expect("no failure"), ReadStatus::BufferFull);
+        assert_eq!(decoder.next_frame(), Ok(Some(Bytes::from_static(b"next"))));
+    }
+
+    /// A trickle of bytes is held in an allocation of its size; what a burst left behind is
+    /// shrunk once the frames are taken.
+    #[test]
+    fn buffers_are_sized_by_need_and_shrink_back() {
+        let mut decoder = FrameDecoder::new(1 << 20);
+        assert_eq!(decoder.feed(&[200, 0]), 2);
+        assert_eq!(decoder.next_frame(), Ok(None));
+        assert!(decoder.capacity() < 64, "{}", decoder.capacity());
+        let mut burst = encoded(1 << 20, &[&[1; 30_000][..], &[2; 30_000][..]]);
+        burst.extend_from_slice(&[10, 0, 0, 0, 1]);
+        let mut decoder = FrameDecoder::new(1 << 20);
+        assert_eq!(decoder.feed(&burst), burst.len());
+        assert!(decoder.capacity() >= burst.len());
+        assert_eq!(drain(&mut decoder).len(), 2);
+        assert_eq!(decoder.buffered(), 5);
+        assert_eq!(decoder.capacity(), 5, "shrunk to the partial frame");
     }
 }

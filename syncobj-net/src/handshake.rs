@@ -44,7 +44,7 @@
 //!
 //! | offset | bytes | field                                                           |
 //! |-------:|------:|-----------------------------------------------------------------|
-//! |      7 |     1 | outcome: `0x00` accepted; refused: `0x01` unknown node, `0x02` wrong protocol version, `0x03` wrong cluster, `0x04` malformed, `0x05` password required, `0x06` password not configured |
+//! |      7 |     1 | outcome: `0x00` accepted; refused: `0x01` unknown node, `0x02` wrong protocol version, `0x03` wrong cluster, `0x04` malformed, `0x05` password required, `0x06` password not configured, `0x07` busy |
 //! |      8 |     2 | wrong protocol version only: the acceptor's version, `u16`      |
 //!
 //! # Example
@@ -108,6 +108,7 @@ const OUTCOME_WRONG_CLUSTER: u8 = 0x03;
 const OUTCOME_MALFORMED: u8 = 0x04;
 const OUTCOME_PASSWORD_REQUIRED: u8 = 0x05;
 const OUTCOME_PASSWORD_NOT_CONFIGURED: u8 = 0x06;
+const OUTCOME_BUSY: u8 = 0x07;
 
 /// The identity of a cluster: 16 bytes every node of it is configured with.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -170,6 +171,10 @@ pub enum RefuseReason {
     /// The acceptor has no password and the hello came encrypted.
     #[error("the acceptor has no password and cannot read an encrypted hello")]
     PasswordNotConfigured,
+    /// The acceptor has no room for this node now (as many read-only nodes as it takes are
+    /// linked); the dialler tries again later.
+    #[error("the acceptor is at its limit of such connections; try again later")]
+    Busy,
 }
 
 /// What an acceptor accepts: the input of [`check_hello`].
@@ -355,6 +360,7 @@ impl HelloReply {
             Self::Refused(RefuseReason::PasswordNotConfigured) => {
                 out.push(OUTCOME_PASSWORD_NOT_CONFIGURED);
             }
+            Self::Refused(RefuseReason::Busy) => out.push(OUTCOME_BUSY),
         }
     }
 
@@ -379,6 +385,7 @@ impl HelloReply {
             OUTCOME_MALFORMED => Self::Refused(RefuseReason::Malformed),
             OUTCOME_PASSWORD_REQUIRED => Self::Refused(RefuseReason::PasswordRequired),
             OUTCOME_PASSWORD_NOT_CONFIGURED => Self::Refused(RefuseReason::PasswordNotConfigured),
+            OUTCOME_BUSY => Self::Refused(RefuseReason::Busy),
             tag => return Err(bad_tag(Field::Outcome, tag, offset)),
         };
         reader.finish()?;
@@ -612,6 +619,7 @@ mod tests {
             HelloReply::Refused(RefuseReason::Malformed),
             HelloReply::Refused(RefuseReason::PasswordRequired),
             HelloReply::Refused(RefuseReason::PasswordNotConfigured),
+            HelloReply::Refused(RefuseReason::Busy),
         ]
     }
 
@@ -655,7 +663,7 @@ mod tests {
 
     #[test]
     fn reply_bytes_are_pinned() {
-        let expected: [&[u8]; 7] = [
+        let expected: [&[u8]; 8] = [
             b"SYOB\x01\x00\x02\x00",
             b"SYOB\x01\x00\x02\x01",
             b"SYOB\x01\x00\x02\x02\xef\xbe",
@@ -663,6 +671,7 @@ mod tests {
             b"SYOB\x01\x00\x02\x04",
             b"SYOB\x01\x00\x02\x05",
             b"SYOB\x01\x00\x02\x06",
+            b"SYOB\x01\x00\x02\x07",
         ];
         for (reply, expected) in every_reply().iter().zip(expected) {
             assert_eq!(reply_bytes(reply), expected, "{reply:?}");
@@ -825,12 +834,12 @@ mod tests {
             })
         );
         let mut outcome = reply;
-        outcome[7] = 0x07;
+        outcome[7] = 0x08;
         assert_eq!(
             HelloReply::decode(&outcome),
             Err(HandshakeError::BadTag {
                 field: Field::Outcome,
-                tag: 7,
+                tag: 8,
                 offset: 7
             })
         );

@@ -114,44 +114,98 @@ impl PartialEq for BindFailure {
 
 impl Eq for BindFailure {}
 
-/// Counters of bad input and losses on the wire, for the status report: a copy of
-/// [`WireStats`] at one moment.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct TransportCounters {
-    /// Connections dropped for a bad frame (oversized, undecodable), and frames dropped for
-    /// coming from a node that is not a peer (a transport without handshakes sees those).
-    pub bad_frames: u64,
-    /// Connections refused at the handshake, by either side.
-    pub refused_handshakes: u64,
-    /// Connections dropped for bytes that failed authentication: a hello or reply under another
-    /// password, a tampered or replayed record.
-    pub auth_failures: u64,
-    /// Links dropped for reading nothing within the connection timeout.
-    pub link_timeouts: u64,
-    /// Frames dropped because a peer was not connected or its send queue was full.
-    pub dropped_frames: u64,
-    /// Host-name lookups that failed or found no address.
-    pub resolve_failures: u64,
+/// Defines [`TransportCounters`] with the fields listed (each a `u64`, documented), and
+/// [`WireStats`] with the same fields as atomics, its `snapshot` and the counters' names.
+macro_rules! counters {
+    ($($(#[$doc:meta])* $name:ident,)*) => {
+        /// Counters of bad input, losses and connection endings on the wire, for the status
+        /// report: a copy of [`WireStats`] at one moment.
+        ///
+        /// Every connection a transport took in ends in exactly one of `handshake_timeouts`,
+        /// `handshake_closes`, `refused_handshakes`, `auth_failures`, `bad_frames`,
+        /// `read_only_over_cap`, `dial_failures`, `link_failures`, `link_timeouts` or
+        /// `links_replaced` (or, dropped at the request of the layer above, in that layer's
+        /// count); `unauthenticated_over_cap` and `accepts_rate_limited` count connections
+        /// closed as soon as they were accepted.
+        #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+        pub struct TransportCounters {
+            $($(#[$doc])* pub $name: u64,)*
+        }
+
+        /// The counters a transport keeps, readable from any thread while it runs: the fields
+        /// of [`TransportCounters`], as atomics. The transport adds to them (relaxed ordering:
+        /// each counter is exact, but two counters read together may be a few events apart);
+        /// [`snapshot`](Self::snapshot) reads them.
+        #[derive(Debug, Default)]
+        pub struct WireStats {
+            $(
+                #[doc = concat!("See [`TransportCounters::", stringify!($name), "`].")]
+                pub $name: AtomicU64,
+            )*
+        }
+
+        impl WireStats {
+            /// The counters now, as plain numbers: one relaxed load each.
+            pub fn snapshot(&self) -> TransportCounters {
+                TransportCounters {
+                    $($name: self.$name.load(Ordering::Relaxed),)*
+                }
+            }
+        }
+
+        impl TransportCounters {
+            /// Each counter's name (its field's) and value, in declaration order.
+            pub fn named(&self) -> Vec<(&'static str, u64)> {
+                vec![$((stringify!($name), self.$name),)*]
+            }
+        }
+    };
 }
 
-/// The counters a transport keeps, readable from any thread while it runs: the fields of
-/// [`TransportCounters`], as atomics. The transport adds to them (relaxed ordering: each
-/// counter is exact, but two counters read together may be a few events apart);
-/// [`snapshot`](Self::snapshot) reads them.
-#[derive(Debug, Default)]
-pub struct WireStats {
-    /// See [`TransportCounters::bad_frames`].
-    pub bad_frames: AtomicU64,
-    /// See [`TransportCounters::refused_handshakes`].
-    pub refused_handshakes: AtomicU64,
-    /// See [`TransportCounters::auth_failures`].
-    pub auth_failures: AtomicU64,
-    /// See [`TransportCounters::link_timeouts`].
-    pub link_timeouts: AtomicU64,
-    /// See [`TransportCounters::dropped_frames`].
-    pub dropped_frames: AtomicU64,
-    /// See [`TransportCounters::resolve_failures`].
-    pub resolve_failures: AtomicU64,
+counters! {
+    /// Connections dropped for a bad frame (oversized for the link, undecodable), and frames
+    /// dropped for coming from a node that is not a peer (a transport without handshakes sees
+    /// those).
+    bad_frames,
+    /// Connections whose hello was refused, by either side: another cluster or protocol, an
+    /// unknown node, a read-only node where none is accepted, a password on one side only.
+    refused_handshakes,
+    /// Connections dropped for bytes that failed authentication: a hello or reply under another
+    /// password, a tampered or replayed record.
+    auth_failures,
+    /// Links (handshake done) dropped for reading nothing within the connection timeout.
+    link_timeouts,
+    /// Frames dropped because a peer was not connected, its send queue was full, or the frame
+    /// was larger than its link takes.
+    dropped_frames,
+    /// Host-name lookups that failed or found no address.
+    resolve_failures,
+    /// Connections accepted and taken in for a handshake.
+    connections_accepted,
+    /// Connections closed because their handshake was not done within the handshake timeout:
+    /// a peer that trickles its hello, or sends nothing.
+    handshake_timeouts,
+    /// Connections the peer closed or reset, or that failed on a socket error, before their
+    /// handshake was done (a connect-and-close).
+    handshake_closes,
+    /// Dials that could not connect.
+    dial_failures,
+    /// Links (handshake done) that the peer closed or reset, or that failed on a socket error.
+    link_failures,
+    /// Links closed because a newer connection of the same peer replaced them.
+    links_replaced,
+    /// Connections closed as soon as accepted because as many connections as allowed were in
+    /// their handshake already.
+    unauthenticated_over_cap,
+    /// Read-only nodes refused (`Busy`) because as many as allowed were linked already.
+    read_only_over_cap,
+    /// Connections closed as soon as accepted because they came faster than the accept rate;
+    /// the listener then pauses until the rate allows more (connections that arrive meanwhile
+    /// wait in the kernel's backlog, which drops what overflows).
+    accepts_rate_limited,
+    /// Times reading from a connection paused because its next read could pass the budget of
+    /// bytes held in incoming buffers; it resumes when the budget has room.
+    reads_paused,
 }
 
 impl WireStats {
@@ -165,19 +219,6 @@ impl WireStats {
     /// Adds one to `counter`, a field of this block.
     pub fn bump(counter: &AtomicU64) {
         counter.fetch_add(1, Ordering::Relaxed);
-    }
-
-    /// The counters now, as plain numbers: six relaxed loads.
-    pub fn snapshot(&self) -> TransportCounters {
-        let load = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
-        TransportCounters {
-            bad_frames: load(&self.bad_frames),
-            refused_handshakes: load(&self.refused_handshakes),
-            auth_failures: load(&self.auth_failures),
-            link_timeouts: load(&self.link_timeouts),
-            dropped_frames: load(&self.dropped_frames),
-            resolve_failures: load(&self.resolve_failures),
-        }
     }
 }
 

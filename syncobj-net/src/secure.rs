@@ -224,12 +224,14 @@ impl Responder {
 }
 
 /// An established encrypted session: seals outgoing bytes into records and opens incoming ones.
+///
+/// It holds no buffer beyond the part of a record received but not whole yet (at most one
+/// record, released once the record is whole): records are sealed and opened in place, in the
+/// caller's buffers.
 pub struct Session {
     transport: snow::TransportState,
     /// Received bytes not yet forming a whole record: at most one record's worth.
     partial: Vec<u8>,
-    /// Scratch space for one record.
-    scratch: Vec<u8>,
 }
 
 impl Session {
@@ -237,26 +239,37 @@ impl Session {
         Session {
             transport,
             partial: Vec::new(),
-            scratch: vec![0; RECORD_BYTES_MAX],
         }
+    }
+
+    /// The bytes the session holds: the allocation of a record received in part.
+    pub fn buffered_capacity(&self) -> usize {
+        self.partial.capacity()
     }
 
     /// Encrypts `plain` into as many records as it takes (one for an empty `plain`), appended
     /// to `out`.
     ///
     /// # Errors
-    /// [`SecureError::Noise`] if the session's nonces are exhausted (after 2^64 records).
+    /// [`SecureError::Noise`] if the session's nonces are exhausted (after 2^64 records); `out`
+    /// then holds the records sealed before.
     pub fn seal(&mut self, plain: &[u8], out: &mut Vec<u8>) -> Result<(), SecureError> {
         let mut chunks = plain.chunks(RECORD_PLAINTEXT_MAX);
         let first = chunks.next().unwrap_or_default();
         for chunk in std::iter::once(first).chain(chunks) {
-            let len = self
-                .transport
-                .write_message(chunk, &mut self.scratch)
-                .map_err(noise_error)?;
+            let start = out.len();
+            let body = start + RECORD_HEADER_BYTES;
+            out.resize(body + chunk.len() + TAG_BYTES, 0);
+            let len = match self.transport.write_message(chunk, &mut out[body..]) {
+                Ok(len) => len,
+                Err(error) => {
+                    out.truncate(start);
+                    return Err(noise_error(error));
+                }
+            };
             let header = u16::try_from(len).expect("a Noise message is at most 65535 bytes");
-            out.extend_from_slice(&header.to_le_bytes());
-            out.extend_from_slice(&self.scratch[..len]);
+            out[start..body].copy_from_slice(&header.to_le_bytes());
+            out.truncate(body + len);
         }
         Ok(())
     }
@@ -304,13 +317,20 @@ impl Session {
         }
     }
 
+    /// Decrypts one record onto the end of `plain`.
     fn open_record(&mut self, record: &[u8], plain: &mut Vec<u8>) -> Result<(), SecureError> {
-        let len = self
-            .transport
-            .read_message(record, &mut self.scratch)
-            .map_err(|_| SecureError::Authentication)?;
-        plain.extend_from_slice(&self.scratch[..len]);
-        Ok(())
+        let start = plain.len();
+        plain.resize(start + record.len(), 0);
+        match self.transport.read_message(record, &mut plain[start..]) {
+            Ok(len) => {
+                plain.truncate(start + len);
+                Ok(())
+            }
+            Err(_) => {
+                plain.truncate(start);
+                Err(SecureError::Authentication)
+            }
+        }
     }
 }
 

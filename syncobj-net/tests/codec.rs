@@ -164,6 +164,7 @@ fn reply() -> impl Strategy<Value = HelloReply> {
         Just(HelloReply::Refused(RefuseReason::Malformed)),
         Just(HelloReply::Refused(RefuseReason::PasswordRequired)),
         Just(HelloReply::Refused(RefuseReason::PasswordNotConfigured)),
+        Just(HelloReply::Refused(RefuseReason::Busy)),
     ]
 }
 
@@ -219,7 +220,7 @@ proptest! {
     }
 
     #[test]
-    fn frames_round_trip_through_read_from(
+    fn frames_round_trip_through_read_frame_from(
         payloads in payloads(),
         sizes in vec(1usize..64, 1..20),
         blocks in vec(any::<bool>(), 1..8),
@@ -228,9 +229,12 @@ proptest! {
         let stream = encode_all(FRAME_SIZE_MAX, &payloads);
         let mut socket = Socket { stream, sizes, blocks, reads: 0, blocked: false };
         let mut decoder = FrameDecoder::with_read_chunk(FRAME_SIZE_MAX, chunk);
+        let mut scratch = [0u8; 64];
         let mut frames = Vec::new();
         loop {
-            let status = decoder.read_from(&mut socket).expect("the socket does not fail");
+            let status = decoder
+                .read_frame_from(&mut socket, &mut scratch)
+                .expect("the socket does not fail");
             prop_assert!(decoder.buffered() <= decoder.buffer_bytes_max());
             prop_assert!(decoder.capacity() <= decoder.buffer_bytes_max());
             while let Some(frame) = decoder.next_frame().expect("a valid stream") {

@@ -4,7 +4,9 @@
 //! `Bound` once). Waits are event-driven polls with deadlines; every socket is closed when its
 //! transport drops.
 
-use std::collections::{BTreeMap, BTreeSet};
+mod support;
+
+use std::collections::BTreeSet;
 use std::io::{self, Write};
 use std::net::{TcpListener as StdListener, TcpStream as StdStream};
 use std::time::{Duration, Instant};
@@ -12,166 +14,11 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use syncobj_net::frame::FrameEncoder;
 use syncobj_net::handshake::{ClusterId, Hello, Peer};
-use syncobj_net::resolve::ResolverSettings;
 use syncobj_net::secure::{ClusterKey, Initiator};
-use syncobj_net::tcp::{BindState, Keepalive, TcpSettings, TcpTransport};
-use syncobj_net::{BindFailure, PeerId, Transport, TransportEvent};
+use syncobj_net::tcp::{BindState, TcpSettings};
+use syncobj_net::{PeerId, Transport, TransportEvent};
 
-const CLUSTER: ClusterId = ClusterId([7; 16]);
-
-/// A loopback address with a port nobody listens on right now.
-fn free_address() -> String {
-    let listener = StdListener::bind("127.0.0.1:0").expect("loopback has free ports");
-    let address = listener
-        .local_addr()
-        .expect("a bound listener has an address");
-    address.to_string()
-}
-
-fn settings(me: Option<&str>, voters: &[String]) -> TcpSettings {
-    TcpSettings {
-        node: me.map_or(Peer::ReadOnly(0x5eed), |me| Peer::Voter(me.to_owned())),
-        bind_address: None,
-        voters: voters.to_vec(),
-        resolver: ResolverSettings::default(),
-        cluster: CLUSTER,
-        key: None,
-        frame_size_max: 1024 * 1024,
-        send_queue_bytes_max: 4 * 1024 * 1024,
-        connection_timeout: Duration::from_millis(600),
-        connection_retry_time: Duration::from_millis(50),
-        accept_read_only: true,
-        send_buffer_size: Some(256 * 1024),
-        recv_buffer_size: Some(256 * 1024),
-        bind_retry_time: Duration::from_millis(50),
-        max_bind_retries: 0,
-        tcp_keepalive: Some(Keepalive {
-            idle: Duration::from_secs(16),
-            interval: Duration::from_secs(3),
-            count: 5,
-        }),
-        poll_frames_max: 4096,
-        poll_bytes_max: 8 * 1024 * 1024,
-    }
-}
-
-/// A transport and what its events said so far, each event checked against the contract.
-struct Node {
-    transport: TcpTransport,
-    /// Peers whose link is up.
-    up: BTreeSet<PeerId>,
-    /// Read-only nodes linked, by id.
-    read_only: BTreeMap<PeerId, String>,
-    /// Frames received, in order.
-    frames: Vec<(PeerId, Bytes)>,
-    /// Every event, in order.
-    log: Vec<TransportEvent>,
-    bound: Option<Result<(), BindFailure>>,
-    /// Frames and bytes (headers included) of each poll that returned frames.
-    per_poll: Vec<(usize, usize)>,
-}
-
-impl Node {
-    fn new(settings: TcpSettings) -> Node {
-        Node {
-            transport: TcpTransport::bind(settings).expect("the poller starts"),
-            up: BTreeSet::new(),
-            read_only: BTreeMap::new(),
-            frames: Vec::new(),
-            log: Vec::new(),
-            bound: None,
-            per_poll: Vec::new(),
-        }
-    }
-
-    fn poll(&mut self) {
-        let mut events = Vec::new();
-        self.transport.poll(Duration::from_millis(5), &mut events);
-        let frames: Vec<usize> = events
-            .iter()
-            .filter_map(|e| match e {
-                TransportEvent::Frame { frame, .. } => Some(frame.len() + 4),
-                _ => None,
-            })
-            .collect();
-        if !frames.is_empty() {
-            self.per_poll.push((frames.len(), frames.iter().sum()));
-        }
-        for event in events {
-            self.record(event);
-        }
-    }
-
-    /// Checks `event` against the contract and remembers what it says.
-    fn record(&mut self, event: TransportEvent) {
-        if let Some(TransportEvent::ReadOnlyJoined { peer, .. }) = self.log.last() {
-            assert_eq!(
-                event,
-                TransportEvent::LinkUp(*peer),
-                "LinkUp follows a join"
-            );
-        }
-        match &event {
-            TransportEvent::Frame { from, frame } => {
-                assert!(self.up.contains(from), "a frame from {from} without a link");
-                self.frames.push((*from, frame.clone()));
-            }
-            TransportEvent::LinkUp(peer) => assert!(self.up.insert(*peer), "{peer} up twice"),
-            TransportEvent::LinkDown(peer) => {
-                assert!(self.up.remove(peer), "{peer} down without being up");
-            }
-            TransportEvent::ReadOnlyJoined { peer, name } => {
-                assert!(!self.up.contains(peer), "{peer} joined while up");
-                let known = self.read_only.insert(*peer, name.clone());
-                assert_eq!(known, None, "{peer} joined twice");
-            }
-            TransportEvent::ReadOnlyLeft(peer) => {
-                assert!(!self.up.contains(peer), "{peer} left before its LinkDown");
-                assert!(
-                    self.read_only.remove(peer).is_some(),
-                    "{peer} left unjoined"
-                );
-            }
-            TransportEvent::Bound(bound) => {
-                let earlier = self.bound.replace(bound.clone());
-                assert_eq!(earlier, None, "Bound comes once");
-            }
-        }
-        self.log.push(event);
-    }
-
-    fn id(&mut self, address: &str) -> PeerId {
-        self.transport.add_peer(address)
-    }
-
-    fn linked_to(&mut self, address: &str) -> bool {
-        let id = self.id(address);
-        self.up.contains(&id)
-    }
-
-    fn payloads(&self) -> Vec<&[u8]> {
-        self.frames.iter().map(|(_, f)| &f[..]).collect()
-    }
-}
-
-/// Polls every node until `done` holds; fails after 10 s.
-fn poll_until(nodes: &mut [&mut Node], mut done: impl FnMut(&mut [&mut Node]) -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !done(nodes) {
-        assert!(
-            Instant::now() < deadline,
-            "condition not reached within 10 s"
-        );
-        for node in nodes.iter_mut() {
-            node.poll();
-        }
-    }
-}
-
-/// Whether the two voters' nodes are linked to each other.
-fn linked(nodes: &mut [&mut Node], voters: &[String]) -> bool {
-    nodes[0].linked_to(&voters[1]) && nodes[1].linked_to(&voters[0])
-}
+use self::support::{CLUSTER, Node, free_address, linked, poll_until, settings, with_password};
 
 /// Two voters connect (the higher address dials), exchange frames both ways, and keep an idle
 /// link up past the connection timeout thanks to keep-alive frames. Each node's events come in
@@ -450,13 +297,6 @@ fn a_taken_port_is_retried_then_given_up_once() {
     let until = Instant::now() + Duration::from_millis(200);
     poll_until(&mut [&mut node], |_| Instant::now() >= until);
     drop(taken);
-}
-
-fn with_password(settings: TcpSettings, password: &str) -> TcpSettings {
-    TcpSettings {
-        key: Some(ClusterKey::derive(password).expect("a non-empty password")),
-        ..settings
-    }
 }
 
 /// With the same password, links come up encrypted, and frames of every size cross both ways,

@@ -95,6 +95,30 @@ pub enum ConfError {
         /// That option's value.
         size: usize,
     },
+    /// Read-only nodes' frames could not hold the message around a call.
+    #[error(
+        "read_only_frame_size_max ({read_only_frame_size_max} bytes) must be at least {min} bytes, the message around a call",
+        min = FRAME_OVERHEAD_BYTES
+    )]
+    ReadOnlyFrameTooSmall {
+        /// The configured limit.
+        read_only_frame_size_max: usize,
+    },
+    /// A budget of incoming bytes could not hold the largest frame it must let through beside
+    /// what else it may hold: a link would wait for ever.
+    #[error(
+        "{option} ({bytes} bytes) must be at least {needed} bytes, to hold its largest frame beside what else it may hold"
+    )]
+    BudgetTooSmall {
+        /// `read_only_bytes_max` (one read-only frame and its reads) or `incoming_bytes_max`
+        /// (a voter's frame of `frame_size_max`, `read_only_bytes_max`, and the connections in
+        /// their handshake).
+        option: &'static str,
+        /// The configured budget.
+        bytes: usize,
+        /// The least it must be.
+        needed: usize,
+    },
     /// The frame limit does not fit in the 32-bit length of a frame's header.
     #[error(
         "frame_size_max ({frame_size_max} bytes) must fit in 32 bits (at most {max} bytes)",

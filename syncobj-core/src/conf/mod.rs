@@ -36,8 +36,8 @@
 //!
 //! The options come in groups, each with its setters, accessors and rules: the tick loop and
 //! the calls (`auto_tick`, `commands_queue_size`, `call_timeout`…), Raft (timeouts, batching,
-//! pre-vote…), the network (password, addresses, sockets, frames), storage (journal, snapshots,
-//! compaction) and the callbacks.
+//! pre-vote…), the network (password, addresses, sockets, frames, what strangers may cost),
+//! storage (journal, snapshots, compaction) and the callbacks.
 //!
 //! An option whose subsystem a later release builds is accepted now and documented as
 //! "pending" on its setter, and the driver logs a warning for each one a caller changed instead
@@ -48,6 +48,8 @@ use std::fmt;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
+
+use syncobj_net::tcp::ConnectionLimits;
 
 use crate::serializer::SnapshotSerializer;
 
@@ -139,6 +141,14 @@ pub struct SyncObjConf {
     pub(crate) poller_type: PollerType,
     pub(crate) tcp_keepalive: Option<TcpKeepalive>,
     pub(crate) frame_size_max: usize,
+    pub(crate) accept_read_only: bool,
+    pub(crate) read_only_nodes_max: usize,
+    pub(crate) read_only_frame_size_max: usize,
+    pub(crate) read_only_bytes_max: usize,
+    pub(crate) handshake_timeout: Duration,
+    pub(crate) unauthenticated_connections_max: usize,
+    pub(crate) accepts_per_second: u32,
+    pub(crate) incoming_bytes_max: usize,
     // Storage: the journal and snapshots (`storage.rs`).
     pub(crate) journal_file: Option<PathBuf>,
     pub(crate) journal_fsync: FsyncPolicy,
@@ -193,6 +203,7 @@ impl SyncObjConf {
 
 impl Default for SyncObjConf {
     fn default() -> Self {
+        let limits = ConnectionLimits::default();
         SyncObjConf {
             auto_tick: true,
             auto_tick_period: Duration::from_millis(50),
@@ -226,6 +237,14 @@ impl Default for SyncObjConf {
             poller_type: PollerType::Auto,
             tcp_keepalive: Some(TcpKeepalive::default()),
             frame_size_max: 64 * 1024 * 1024,
+            accept_read_only: true,
+            read_only_nodes_max: limits.read_only_links_max,
+            read_only_frame_size_max: limits.read_only_frame_size_max as usize,
+            read_only_bytes_max: limits.read_only_bytes_max,
+            handshake_timeout: limits.handshake_timeout,
+            unauthenticated_connections_max: limits.unauthenticated_connections_max,
+            accepts_per_second: limits.accepts_per_second,
+            incoming_bytes_max: limits.incoming_bytes_max,
             journal_file: None,
             journal_fsync: FsyncPolicy::Always,
             full_dump_file: None,
@@ -279,7 +298,18 @@ impl fmt::Debug for SyncObjConf {
             .field("max_bind_retries", &self.max_bind_retries)
             .field("poller_type", &self.poller_type)
             .field("tcp_keepalive", &self.tcp_keepalive)
-            .field("frame_size_max", &self.frame_size_max);
+            .field("frame_size_max", &self.frame_size_max)
+            .field("accept_read_only", &self.accept_read_only)
+            .field("read_only_nodes_max", &self.read_only_nodes_max)
+            .field("read_only_frame_size_max", &self.read_only_frame_size_max)
+            .field("read_only_bytes_max", &self.read_only_bytes_max)
+            .field("handshake_timeout", &self.handshake_timeout)
+            .field(
+                "unauthenticated_connections_max",
+                &self.unauthenticated_connections_max,
+            )
+            .field("accepts_per_second", &self.accepts_per_second)
+            .field("incoming_bytes_max", &self.incoming_bytes_max);
         s.field("journal_file", &self.journal_file)
             .field("journal_fsync", &self.journal_fsync)
             .field("full_dump_file", &self.full_dump_file)
@@ -514,7 +544,7 @@ mod tests {
             };
             b.tcp_keepalive(Some(keepalive))
         };
-        let cases: [(&str, SetZero); 14] = [
+        let cases: [(&str, SetZero); 18] = [
             ("auto_tick_period", |b| b.auto_tick_period(Duration::ZERO)),
             ("append_entries_period", |b| {
                 b.append_entries_period(Duration::ZERO)
@@ -539,6 +569,12 @@ mod tests {
             ("log_compaction_min_time", |b| {
                 b.log_compaction_min_time(Duration::ZERO)
             }),
+            ("read_only_nodes_max", |b| b.read_only_nodes_max(0)),
+            ("handshake_timeout", |b| b.handshake_timeout(Duration::ZERO)),
+            ("unauthenticated_connections_max", |b| {
+                b.unauthenticated_connections_max(0)
+            }),
+            ("accepts_per_second", |b| b.accepts_per_second(0)),
         ];
         for (option, set_zero) in cases {
             let error = only_error(set_zero(SyncObjConf::builder()));

@@ -1,7 +1,10 @@
 //! The network options: the password, the addresses and their resolution, connections and
-//! sockets, and the frame limit.
+//! sockets, the frame limit, and what strangers may cost (read-only nodes, handshakes, the
+//! accept rate, the budgets of incoming bytes).
 
 use std::time::Duration;
+
+use syncobj_net::tcp::{incoming_bytes_min, read_only_bytes_min};
 
 use super::error::reject_zeros;
 use super::{ConfError, SyncObjConf, SyncObjConfBuilder};
@@ -65,6 +68,53 @@ options! {
     /// `append_entries_batch_size_bytes` and `log_compaction_batch_size` plus
     /// [`FRAME_OVERHEAD_BYTES`], and fit in 32 bits. syncobj's own. Default: 64 MiB.
     frame_size_max: usize;
+
+    /// Whether read-only nodes may link to this node; when not, their hellos are refused
+    /// (counted in `refused_handshakes`). syncobj's own. Default: true.
+    accept_read_only: bool;
+
+    /// The most read-only nodes linked to this node at once; one more is refused as busy
+    /// (`read_only_over_cap`) and tries again later. Each costs the leader replication work.
+    /// Must be positive (turn `accept_read_only` off to refuse them all). syncobj's own.
+    /// Default: 32.
+    read_only_nodes_max: usize;
+
+    /// The largest frame a read-only node sends, in bytes (at most `frame_size_max` counts): it
+    /// sends only acknowledgements and its forwarded calls, so its calls must fit this, less
+    /// [`FRAME_OVERHEAD_BYTES`]. A voter drops a read-only link that announces a longer frame
+    /// (`bad_frames`); a read-only node drops a longer frame instead of sending it, and the
+    /// call waits for its timeout. Frames to read-only nodes keep `frame_size_max`. Must be at
+    /// least [`FRAME_OVERHEAD_BYTES`]. syncobj's own. Default: 1 MiB.
+    read_only_frame_size_max: usize;
+
+    /// The most bytes the read buffers of all read-only nodes' links hold together; a read that
+    /// could pass it waits (TCP then slows the sender down). Must hold one read-only frame and
+    /// its reads (about `read_only_frame_size_max` + 192 KiB). syncobj's own. Default: 16 MiB.
+    read_only_bytes_max: usize;
+
+    /// A connection whose handshake is not done this long after it was accepted or dialled is
+    /// closed (`handshake_timeouts`), however it trickles. Must be positive. syncobj's own.
+    /// Default: 3 s.
+    handshake_timeout: Duration;
+
+    /// The most accepted connections in their handshake at once (strangers, until their hello
+    /// is accepted); one more is reset as soon as accepted (`unauthenticated_over_cap`). Must
+    /// be positive. syncobj's own. Default: 64.
+    unauthenticated_connections_max: usize;
+
+    /// New connections accepted per second, at most (a token bucket holding one second's
+    /// worth). Past it the node stops accepting until the rate allows, resetting one connection
+    /// per pause (`accepts_rate_limited`); the others wait in the kernel's backlog. A flood of
+    /// connections thus costs the node little, but delays honest ones too. Must be positive.
+    /// syncobj's own. Default: 200.
+    accepts_per_second: u32;
+
+    /// The most bytes the read buffers of all connections hold together; a read that could
+    /// pass it waits (TCP then slows the sender down). Must hold a voter's largest frame beside
+    /// what read-only nodes and handshakes may hold: about `frame_size_max` +
+    /// `read_only_bytes_max` + 132 KiB per `unauthenticated_connections_max`. syncobj's own.
+    /// Default: 128 MiB.
+    incoming_bytes_max: usize;
 }
 
 impl SyncObjConfBuilder {
@@ -176,6 +226,59 @@ pub(super) fn check(conf: &SyncObjConf, errors: &mut Vec<ConfError>) {
         });
     }
     check_frames(conf, errors);
+    check_limits(conf, errors);
+}
+
+/// The connection limits: positive, read-only frames that hold a call's message, and budgets
+/// that hold the largest frames they must let through.
+fn check_limits(conf: &SyncObjConf, errors: &mut Vec<ConfError>) {
+    reject_zeros(
+        errors,
+        &[
+            ("read_only_nodes_max", conf.read_only_nodes_max == 0),
+            ("handshake_timeout", conf.handshake_timeout.is_zero()),
+            (
+                "unauthenticated_connections_max",
+                conf.unauthenticated_connections_max == 0,
+            ),
+            ("accepts_per_second", conf.accepts_per_second == 0),
+        ],
+    );
+    if conf.read_only_frame_size_max < FRAME_OVERHEAD_BYTES {
+        errors.push(ConfError::ReadOnlyFrameTooSmall {
+            read_only_frame_size_max: conf.read_only_frame_size_max,
+        });
+    }
+    let read_only = read_only_bytes_min(conf.read_only_frame_max());
+    let incoming = incoming_bytes_min(
+        conf.frame_max(),
+        conf.read_only_bytes_max,
+        conf.unauthenticated_connections_max,
+    );
+    for (option, bytes, needed) in [
+        ("read_only_bytes_max", conf.read_only_bytes_max, read_only),
+        ("incoming_bytes_max", conf.incoming_bytes_max, incoming),
+    ] {
+        if bytes < needed {
+            errors.push(ConfError::BudgetTooSmall {
+                option,
+                bytes,
+                needed,
+            });
+        }
+    }
+}
+
+impl SyncObjConf {
+    /// `frame_size_max` as a frame header's 32 bits hold it.
+    pub(crate) fn frame_max(&self) -> u32 {
+        u32::try_from(self.frame_size_max).unwrap_or(u32::MAX)
+    }
+
+    /// The largest frame a read-only node sends: its limit, within `frame_size_max`.
+    pub(crate) fn read_only_frame_max(&self) -> u32 {
+        u32::try_from(self.read_only_frame_size_max.min(self.frame_size_max)).unwrap_or(u32::MAX)
+    }
 }
 
 /// Keepalive idle and interval under one second: TCP keepalive counts whole seconds.
@@ -221,6 +324,7 @@ fn check_frames(conf: &SyncObjConf, errors: &mut Vec<ConfError>) {
 mod tests {
     use super::super::testing::{assert_names, ms, only_error};
     use super::{ConfError, FRAME_OVERHEAD_BYTES, SyncObjConf, TcpKeepalive};
+    use syncobj_net::tcp::ConnectionLimits;
 
     /// An empty password is rejected; any other is kept, and no password is fine.
     #[test]
@@ -320,18 +424,15 @@ mod tests {
         assert!(matches!(error, ConfError::FrameTooSmall { .. }));
     }
 
-    /// A frame limit beyond what a frame header's 32 bits can announce is rejected.
+    /// A frame limit beyond what a frame header's 32 bits can announce is rejected (with a
+    /// budget of incoming bytes that holds such frames).
     #[test]
     fn frame_limit_must_fit_in_32_bits() {
         let largest = u32::MAX as usize;
-        assert!(
-            SyncObjConf::builder()
-                .frame_size_max(largest)
-                .build()
-                .is_ok()
-        );
+        let builder = || SyncObjConf::builder().incoming_bytes_max(usize::MAX);
+        assert!(builder().frame_size_max(largest).build().is_ok());
         if let Some(beyond) = largest.checked_add(1) {
-            let error = only_error(SyncObjConf::builder().frame_size_max(beyond));
+            let error = only_error(builder().frame_size_max(beyond));
             assert_eq!(
                 error,
                 ConfError::FrameTooLarge {
@@ -340,5 +441,82 @@ mod tests {
             );
             assert_names(&error, &["frame_size_max", "32 bits"]);
         }
+    }
+
+    /// The connection limits' defaults are the transport's, and they build.
+    #[test]
+    fn connection_limits_default_to_the_transports() {
+        let conf = SyncObjConf::builder()
+            .build()
+            .expect("the defaults are valid");
+        let limits = ConnectionLimits::default();
+        assert!(conf.accept_read_only());
+        assert_eq!(conf.read_only_nodes_max(), limits.read_only_links_max);
+        assert_eq!(
+            conf.read_only_frame_size_max(),
+            limits.read_only_frame_size_max as usize
+        );
+        assert_eq!(conf.read_only_bytes_max(), limits.read_only_bytes_max);
+        assert_eq!(conf.handshake_timeout(), limits.handshake_timeout);
+        assert_eq!(
+            conf.unauthenticated_connections_max(),
+            limits.unauthenticated_connections_max
+        );
+        assert_eq!(conf.accepts_per_second(), limits.accepts_per_second);
+        assert_eq!(conf.incoming_bytes_max(), limits.incoming_bytes_max);
+        assert!(
+            SyncObjConf::builder()
+                .accept_read_only(false)
+                .build()
+                .is_ok_and(|c| !c.accept_read_only())
+        );
+    }
+
+    /// Read-only frames must hold the message around a call.
+    #[test]
+    fn read_only_frames_must_hold_a_call() {
+        let error = only_error(SyncObjConf::builder().read_only_frame_size_max(4095));
+        assert_eq!(
+            error,
+            ConfError::ReadOnlyFrameTooSmall {
+                read_only_frame_size_max: 4095
+            }
+        );
+        assert_names(&error, &["read_only_frame_size_max", "4095", "4096"]);
+        let conf = SyncObjConf::builder().read_only_frame_size_max(FRAME_OVERHEAD_BYTES);
+        assert!(conf.build().is_ok());
+    }
+
+    /// Each budget must hold the largest frame it lets through beside what else it holds; a
+    /// larger frame limit needs a larger budget.
+    #[test]
+    fn budgets_must_hold_their_largest_frames() {
+        let error = only_error(SyncObjConf::builder().read_only_bytes_max(1024 * 1024));
+        let ConfError::BudgetTooSmall { option, needed, .. } = error else {
+            panic!("{error:?}");
+        };
+        assert_eq!(option, "read_only_bytes_max");
+        assert!(needed > 1024 * 1024);
+        let conf = SyncObjConf::builder()
+            .read_only_bytes_max(needed)
+            .build()
+            .expect("exactly enough");
+        assert_eq!(conf.read_only_bytes_max(), needed);
+        let error = only_error(SyncObjConf::builder().frame_size_max(120 * 1024 * 1024));
+        assert!(
+            matches!(
+                error,
+                ConfError::BudgetTooSmall {
+                    option: "incoming_bytes_max",
+                    ..
+                }
+            ),
+            "{error:?}"
+        );
+        assert_names(&error, &["incoming_bytes_max", "134217728"]);
+        let raised = SyncObjConf::builder()
+            .frame_size_max(120 * 1024 * 1024)
+            .incoming_bytes_max(256 * 1024 * 1024);
+        assert!(raised.build().is_ok());
     }
 }

@@ -8,7 +8,8 @@ use syncobj_net::handshake::{ClusterId, Peer};
 use syncobj_net::resolve::{AddrPreference, ResolverSettings};
 use syncobj_net::secure::ClusterKey;
 use syncobj_net::tcp::{
-    Keepalive, POLL_BYTES_MAX_DEFAULT, POLL_FRAMES_MAX_DEFAULT, TcpSettings, TcpTransport,
+    ConnectionLimits, Keepalive, POLL_BYTES_MAX_DEFAULT, POLL_FRAMES_MAX_DEFAULT, TcpSettings,
+    TcpTransport,
 };
 
 use super::StartError;
@@ -49,11 +50,20 @@ pub(super) fn tcp_transport(
             cache_entries_max: voters.len().saturating_mul(2).max(16),
             ..ResolverSettings::default()
         },
-        frame_size_max: u32::try_from(conf.frame_size_max).unwrap_or(u32::MAX),
+        frame_size_max: conf.frame_max(),
         send_queue_bytes_max: conf.frame_size_max.saturating_mul(2),
         connection_timeout: conf.connection_timeout,
         connection_retry_time: conf.connection_retry_time,
-        accept_read_only: true,
+        accept_read_only: conf.accept_read_only,
+        limits: ConnectionLimits {
+            handshake_timeout: conf.handshake_timeout,
+            unauthenticated_connections_max: conf.unauthenticated_connections_max,
+            accepts_per_second: conf.accepts_per_second,
+            read_only_links_max: conf.read_only_nodes_max,
+            read_only_frame_size_max: conf.read_only_frame_max(),
+            read_only_bytes_max: conf.read_only_bytes_max,
+            incoming_bytes_max: conf.incoming_bytes_max,
+        },
         send_buffer_size: Some(conf.send_buffer_size),
         recv_buffer_size: Some(conf.recv_buffer_size),
         tcp_keepalive: conf.tcp_keepalive.map(|k| Keepalive {

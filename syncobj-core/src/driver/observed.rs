@@ -176,14 +176,7 @@ impl Observed {
             halted,
             snapshots: self.snapshots,
             counters: self.counters.into(),
-            wire: WireCounters {
-                bad_frames: wire.bad_frames + self.bad_frames,
-                refused_handshakes: wire.refused_handshakes,
-                auth_failures: wire.auth_failures,
-                link_timeouts: wire.link_timeouts,
-                dropped_frames: wire.dropped_frames,
-                resolve_failures: wire.resolve_failures,
-            },
+            wire: WireCounters::new(wire, self.bad_frames),
             ..Status::default()
         }
     }

@@ -7,17 +7,18 @@ use std::time::Instant;
 use bytes::Bytes;
 use mio::net::TcpStream;
 
-use super::settings::TcpSettings;
-use crate::frame::{FRAME_HEADER_BYTES, FrameDecoder, FrameEncoder, ReadStatus};
-use crate::handshake::{HandshakeConfig, Hello, HelloReply, Peer, RefuseReason, check_hello};
-use crate::secure::{
-    HANDSHAKE_PAYLOAD_MAX, Initiator, RECORD_BYTES_MAX, Responder, SECURE_MAGIC, Session,
+use super::budget::Class;
+use super::settings::{HANDSHAKE_FRAME_MAX, TcpSettings};
+use crate::frame::{
+    FRAME_HEADER_BYTES, FrameDecoder, FrameEncoder, READ_CHUNK_BYTES_DEFAULT, ReadStatus,
 };
+use crate::handshake::{HandshakeConfig, Hello, HelloReply, Peer, RefuseReason, check_hello};
+use crate::secure::{Initiator, RECORD_BYTES_MAX, Responder, SECURE_MAGIC, Session};
 use crate::{PeerId, TransportEvent};
 
-/// The largest frame a connection accepts before its handshake is done: a hello or reply,
-/// encrypted or not. Frames may be larger only once the peer is known.
-pub(super) const HANDSHAKE_FRAME_MAX: u32 = 2 * HANDSHAKE_PAYLOAD_MAX as u32;
+/// An outgoing buffer (the send queue, the frame being sealed) keeps at most this much
+/// allocation once empty.
+const IDLE_SEND_BYTES_MAX: usize = 64 * 1024;
 
 /// Where a connection is in its life.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -40,12 +41,22 @@ pub(super) enum Stage {
 pub(super) enum Fault {
     /// A socket error, or the peer closed.
     Io(String),
+    /// A dial that could not connect.
+    Dial(String),
     /// An oversized or undecodable frame.
     BadFrame(String),
     /// A handshake refused, by either side.
     Refused(String),
     /// Bytes that failed authentication: another password, tampering or a replay.
     Authentication(String),
+    /// A read-only node refused because as many as allowed are linked.
+    ReadOnlyOverCap(String),
+    /// The handshake was not done within the handshake timeout.
+    HandshakeTimeout,
+    /// An open link read nothing within the connection timeout.
+    Silent,
+    /// A newer connection of the same peer became its link.
+    Replaced,
     /// Dropped at the request of the layer above, which counts it.
     Dropped(String),
 }
@@ -54,10 +65,15 @@ impl Fault {
     pub(super) fn reason(&self) -> &str {
         match self {
             Fault::Io(r)
+            | Fault::Dial(r)
             | Fault::BadFrame(r)
             | Fault::Refused(r)
             | Fault::Authentication(r)
+            | Fault::ReadOnlyOverCap(r)
             | Fault::Dropped(r) => r,
+            Fault::HandshakeTimeout => "the handshake was not done within the handshake timeout",
+            Fault::Silent => "read nothing within the connection timeout",
+            Fault::Replaced => "replaced by a newer connection",
         }
     }
 }
@@ -65,9 +81,7 @@ impl Fault {
 /// The encrypted side of a connection once its handshake is done.
 struct Sealed {
     session: Session,
-    /// Scratch space for one read off the socket.
-    raw: Vec<u8>,
-    /// Decrypted bytes the frame decoder has not taken yet.
+    /// Decrypted bytes the frame decoder has not taken yet: at most one read's worth.
     plain: Vec<u8>,
     /// Scratch space for one outgoing frame before it is sealed.
     frame: Vec<u8>,
@@ -75,17 +89,17 @@ struct Sealed {
 
 /// What one poll may still take off the connections: frames, and bytes of frames.
 #[derive(Debug)]
-pub(super) struct Budget {
+pub(super) struct PollBudget {
     frames_left: usize,
     bytes_left: usize,
     /// Whether a frame was taken: the first frame of a poll is taken whatever its size.
     taken: bool,
 }
 
-impl Budget {
+impl PollBudget {
     /// A poll's allowance: `frames_max` frames (at least 1) and `bytes_max` bytes.
-    pub(super) fn new(frames_max: usize, bytes_max: usize) -> Budget {
-        Budget {
+    pub(super) fn new(frames_max: usize, bytes_max: usize) -> PollBudget {
+        PollBudget {
             frames_left: frames_max.max(1),
             bytes_left: bytes_max,
             taken: false,
@@ -128,8 +142,16 @@ pub(super) struct Connection {
     /// The peer's id: at once when we dialled, when the link opens otherwise.
     pub(super) id: Option<PeerId>,
     pub(super) stage: Stage,
+    /// Whether the peer dialled (we accepted the connection).
+    pub(super) accepted: bool,
+    /// Whether the peer is a read-only node (known after its hello).
+    read_only: bool,
+    /// When it was accepted or dialled: its handshake must be done by the handshake timeout.
+    pub(super) opened: Instant,
     pub(super) last_read: Instant,
     pub(super) last_write: Instant,
+    /// What its read buffers held when last counted against the budget, and as what.
+    pub(super) held: (Class, usize),
     decoder: FrameDecoder,
     encoder: FrameEncoder,
     out: Vec<u8>,
@@ -154,19 +176,28 @@ impl Connection {
         stream: TcpStream,
         peer: Option<(PeerId, String)>,
         stage: Stage,
-        settings: &TcpSettings,
         now: Instant,
     ) -> Connection {
         let (id, peer) = peer.map_or((None, None), |(id, name)| (Some(id), Some(name)));
+        let accepted = stage == Stage::AwaitHello;
+        let class = if accepted {
+            Class::Handshake
+        } else {
+            Class::Voter
+        };
         Connection {
             stream,
             peer,
             id,
             stage,
+            accepted,
+            read_only: false,
+            opened: now,
             last_read: now,
             last_write: now,
+            held: (class, 0),
             decoder: FrameDecoder::new(HANDSHAKE_FRAME_MAX),
-            encoder: FrameEncoder::new(settings.frame_size_max.max(HANDSHAKE_FRAME_MAX)),
+            encoder: FrameEncoder::new(HANDSHAKE_FRAME_MAX),
             out: Vec::new(),
             initiator: None,
             sealed: None,
@@ -176,6 +207,42 @@ impl Connection {
     /// The bytes waiting to be written.
     pub(super) fn queued_bytes(&self) -> usize {
         self.out.len()
+    }
+
+    /// The largest frame this connection sends.
+    pub(super) fn send_frame_max(&self) -> u32 {
+        self.encoder.frame_size_max()
+    }
+
+    /// What its read buffers count against: an accepted connection is in the handshake class
+    /// until its handshake is done, then a read-only node's or a voter's; a dialled one is a
+    /// voter's.
+    pub(super) fn class(&self) -> Class {
+        match (self.accepted, self.stage, self.read_only) {
+            (false, _, _) => Class::Voter,
+            (true, Stage::Open, true) => Class::ReadOnly,
+            (true, Stage::Open, false) => Class::Voter,
+            (true, _, _) => Class::Handshake,
+        }
+    }
+
+    /// The bytes its read buffers hold: the frame decoder's allocation and, when encrypted,
+    /// the plaintext not yet decoded and a record received in part.
+    pub(super) fn input_bytes(&self) -> usize {
+        let sealed = self.sealed.as_ref().map_or(0, |sealed| {
+            sealed.plain.capacity() + sealed.session.buffered_capacity()
+        });
+        self.decoder.capacity() + sealed
+    }
+
+    /// The most [`input_bytes`](Self::input_bytes) can be after one more [`read`](Self::read):
+    /// what the budget checks first.
+    pub(super) fn input_bytes_after_read_max(&self) -> usize {
+        let sealed = match self.sealed {
+            Some(_) => READ_CHUNK_BYTES_DEFAULT + RECORD_BYTES_MAX,
+            None => 0,
+        };
+        self.decoder.capacity_after_read_max() + sealed
     }
 
     /// Frames `payload` (sealing it on an encrypted connection) onto the send queue.
@@ -188,10 +255,11 @@ impl Connection {
                 self.encoder
                     .encode(payload, &mut sealed.frame)
                     .map_err(framing)?;
-                sealed
-                    .session
-                    .seal(&sealed.frame, &mut self.out)
-                    .map_err(|e| Fault::Io(format!("cannot seal: {e}")))
+                let sealing = sealed.session.seal(&sealed.frame, &mut self.out);
+                if sealed.frame.capacity() > IDLE_SEND_BYTES_MAX {
+                    sealed.frame = Vec::new();
+                }
+                sealing.map_err(|e| Fault::Io(format!("cannot seal: {e}")))
             }
         }
     }
@@ -218,53 +286,57 @@ impl Connection {
             }
         };
         self.out.drain(..written_total);
+        if self.out.is_empty() && self.out.capacity() > IDLE_SEND_BYTES_MAX {
+            self.out = Vec::new();
+        }
         result
     }
 
-    /// Reads from the socket into the frame decoder (through the session when encrypted)
-    /// until it holds a whole frame, or one record's worth when encrypted: the rest stays in
-    /// the kernel's buffer until the next read. Memory stays bounded by the decoder's limit and
-    /// one read chunk.
-    pub(super) fn read(&mut self) -> Result<Progress, Fault> {
+    /// One read from the socket into the frame decoder, through `scratch` (shared by every
+    /// connection) and, when encrypted, through the session; or, when decrypted bytes wait,
+    /// no read but as many of them as the decoder takes. Memory stays within
+    /// [`input_bytes_after_read_max`](Self::input_bytes_after_read_max) as it was before.
+    pub(super) fn read(&mut self, scratch: &mut [u8]) -> Result<Progress, Fault> {
         let Some(sealed) = &mut self.sealed else {
             let status = self
                 .decoder
-                .read_frame_from(&mut self.stream)
+                .read_once_from(&mut self.stream, scratch)
                 .map_err(|e| Fault::Io(format!("read failed: {e}")))?;
             return Ok(match status {
-                ReadStatus::BufferFull => Progress::More,
+                ReadStatus::BufferFull | ReadStatus::More => Progress::More,
                 ReadStatus::WouldBlock => Progress::WouldBlock,
                 ReadStatus::Closed => Progress::Closed,
             });
         };
-        if !sealed.plain.is_empty() {
-            // The decoder's bound always leaves room for a frame once whole frames are taken.
-            let taken = self.decoder.feed(&sealed.plain);
-            if taken == 0 {
-                return Err(Fault::BadFrame("the frame decoder has no room".into()));
-            }
-            sealed.plain.drain(..taken);
-            return Ok(Progress::More);
-        }
-        match self.stream.read(&mut sealed.raw) {
-            Ok(0) => Ok(Progress::Closed),
-            Ok(n) => {
-                sealed
+        if sealed.plain.is_empty() {
+            let limit = scratch.len().min(READ_CHUNK_BYTES_DEFAULT);
+            match self.stream.read(&mut scratch[..limit]) {
+                Ok(0) => return Ok(Progress::Closed),
+                Ok(n) => sealed
                     .session
-                    .unseal(&sealed.raw[..n], &mut sealed.plain)
-                    .map_err(|e| Fault::Authentication(format!("bad record: {e}")))?;
-                let taken = self.decoder.feed(&sealed.plain);
-                sealed.plain.drain(..taken);
-                Ok(Progress::More)
+                    .unseal(&scratch[..n], &mut sealed.plain)
+                    .map_err(|e| Fault::Authentication(format!("bad record: {e}")))?,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    return Ok(Progress::WouldBlock);
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => return Ok(Progress::More),
+                Err(e) => return Err(Fault::Io(format!("read failed: {e}"))),
             }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(Progress::WouldBlock),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok(Progress::More),
-            Err(e) => Err(Fault::Io(format!("read failed: {e}"))),
         }
+        // Whole frames were taken before this read, so the decoder has room for more.
+        let taken = self.decoder.feed(&sealed.plain);
+        if taken == 0 && !sealed.plain.is_empty() {
+            return Err(Fault::BadFrame("the frame decoder has no room".into()));
+        }
+        sealed.plain.drain(..taken);
+        if sealed.plain.is_empty() {
+            sealed.plain = Vec::new();
+        }
+        Ok(Progress::More)
     }
 
     /// The next whole frame received, if `budget` has room for it.
-    pub(super) fn next_frame(&mut self, budget: &mut Budget) -> Result<Next, Fault> {
+    pub(super) fn next_frame(&mut self, budget: &mut PollBudget) -> Result<Next, Fault> {
         let bad = |e| Fault::BadFrame(format!("bad frame: {e}"));
         let Some(len) = self.decoder.next_frame_len() else {
             // Incomplete, or a refused header that `next_frame` reports.
@@ -315,18 +387,20 @@ impl Connection {
         Ok(())
     }
 
-    /// The acceptor's side: checks the dialler's first frame and answers it. On success the
-    /// connection is open, or awaits the dialler's first record when encrypted.
+    /// The acceptor's side: checks the dialler's first frame and answers it; a read-only node
+    /// is refused as busy unless `read_only_room`. On success the connection is open, or
+    /// awaits the dialler's first record when encrypted.
     pub(super) fn on_hello(
         &mut self,
         frame: &[u8],
         settings: &TcpSettings,
+        read_only_room: bool,
         now: Instant,
     ) -> Result<(), Fault> {
         let encrypted = frame.starts_with(&SECURE_MAGIC);
         match (&settings.key, encrypted) {
             (None, false) => {
-                let verdict = decode_and_check(frame, settings);
+                let verdict = decode_and_check(frame, settings, read_only_room);
                 let reply = verdict.as_ref().map_or_else(
                     |reason| HelloReply::Refused(*reason),
                     |_| HelloReply::Accepted,
@@ -338,7 +412,7 @@ impl Connection {
                 let (responder, hello) = Responder::accept(key, frame).map_err(|e| {
                     Fault::Authentication(format!("hello does not authenticate: {e}"))
                 })?;
-                let verdict = decode_and_check(&hello, settings);
+                let verdict = decode_and_check(&hello, settings, read_only_room);
                 let reply = verdict.as_ref().map_or_else(
                     |reason| HelloReply::Refused(*reason),
                     |_| HelloReply::Accepted,
@@ -395,9 +469,20 @@ impl Connection {
         self.open(settings);
     }
 
+    /// The handshake is done: frames up to the link's limits flow. A read-only node sends
+    /// small frames only; frames to it keep the transport's limit.
     fn open(&mut self, settings: &TcpSettings) {
         self.stage = Stage::Open;
-        self.decoder.set_frame_size_max(settings.frame_size_max);
+        let receive_max = match self.read_only {
+            true => settings.read_only_frame_max(),
+            false => settings.frame_size_max,
+        };
+        self.decoder.set_frame_size_max(receive_max);
+        let send_max = match settings.node {
+            Peer::ReadOnly(_) => settings.read_only_frame_max(),
+            Peer::Voter(_) => settings.frame_size_max,
+        };
+        self.encoder = FrameEncoder::new(send_max);
     }
 
     /// Ends the acceptor's side of a handshake: opens on an accepted hello, else flushes the
@@ -410,6 +495,7 @@ impl Connection {
     ) -> Result<(), Fault> {
         match verdict {
             Ok(peer) => {
+                self.read_only = matches!(peer, Peer::ReadOnly(_));
                 self.peer = Some(peer_name(&peer));
                 if self.sealed.is_some() {
                     self.stage = Stage::AwaitConfirm;
@@ -421,7 +507,11 @@ impl Connection {
             Err(reason) => {
                 // Best effort: the connection closes right after.
                 let _ = self.flush(now);
-                Err(Fault::Refused(format!("hello refused: {reason}")))
+                let text = format!("hello refused: {reason}");
+                Err(match reason {
+                    RefuseReason::Busy => Fault::ReadOnlyOverCap(text),
+                    _ => Fault::Refused(text),
+                })
             }
         }
     }
@@ -453,7 +543,6 @@ impl Connection {
         }
         self.sealed = Some(Box::new(Sealed {
             session,
-            raw: vec![0; RECORD_BYTES_MAX],
             plain: Vec::new(),
             frame: Vec::new(),
         }));
@@ -470,7 +559,13 @@ pub(super) fn peer_name(peer: &Peer) -> String {
     }
 }
 
-fn decode_and_check(hello: &[u8], settings: &TcpSettings) -> Result<Peer, RefuseReason> {
+/// Decodes and checks a hello; a read-only node that may be accepted is refused as busy
+/// unless `read_only_room`.
+fn decode_and_check(
+    hello: &[u8],
+    settings: &TcpSettings,
+    read_only_room: bool,
+) -> Result<Peer, RefuseReason> {
     let config = HandshakeConfig {
         cluster: settings.cluster,
         voters: settings.voters.iter().cloned().collect(),
@@ -478,6 +573,9 @@ fn decode_and_check(hello: &[u8], settings: &TcpSettings) -> Result<Peer, Refuse
     };
     let hello = Hello::decode(hello).map_err(|e| e.refuse_reason())?;
     check_hello(&hello, &config)?;
+    if matches!(hello.node, Peer::ReadOnly(_)) && !read_only_room {
+        return Err(RefuseReason::Busy);
+    }
     Ok(hello.node)
 }
 

@@ -8,8 +8,31 @@
 //! messages. Until its handshake is done, a connection accepts only small frames. A link that
 //! reads nothing for `connection_timeout` is dropped and dialled again after
 //! `connection_retry_time`. Bad input — an oversized or undecodable frame, a refused hello, bytes
-//! that fail authentication — drops that connection, is logged, and is counted in
-//! [`WireStats`].
+//! that fail authentication — drops that connection and is counted in [`WireStats`], as is
+//! every other way a connection ends.
+//!
+//! # What a stranger may cost ([`ConnectionLimits`])
+//! * **Accepting**: at most `accepts_per_second` new connections a second (a token bucket
+//!   holding one second's worth). Past it the listener leaves the poller until the next token,
+//!   and one connection per pause is reset as soon as accepted (`accepts_rate_limited`); the
+//!   others wait in the kernel's backlog, which drops what overflows. A flood thus costs at
+//!   most two accepts per token.
+//! * **Handshakes**: at most `unauthenticated_connections_max` accepted connections in their
+//!   handshake at once (one more is reset, `unauthenticated_over_cap`); each must finish it
+//!   within `handshake_timeout` (`handshake_timeouts`), whatever it trickles; its frames are
+//!   at most [`HANDSHAKE_FRAME_MAX`] bytes.
+//! * **Read-only nodes**: refused altogether unless `accept_read_only`; at most
+//!   `read_only_links_max` linked (one more is refused as busy, `read_only_over_cap`); their
+//!   frames at most `read_only_frame_size_max` bytes (longer drops the link, `bad_frames`).
+//! * **Read buffers**: every read lands in one scratch buffer of the transport; a connection's
+//!   own buffers hold only what it received and has not handed out, in an allocation of that
+//!   size (a frame larger than one read chunk gets exactly its size once its header is in),
+//!   let go of once empty. Before each read, the transport checks that the most the read could
+//!   add fits the budgets: all connections together at most `incoming_bytes_max`, read-only
+//!   links at most `read_only_bytes_max`. A read that does not fit waits (`reads_paused`): the
+//!   bytes stay in the kernel and TCP slows the sender down; such a connection is not counted
+//!   as silent meanwhile. The budgets' minimums ([`incoming_bytes_min`],
+//!   [`read_only_bytes_min`]) keep room for a voter's largest frame whatever strangers hold.
 //!
 //! # Peers and events
 //! The other voters of [`TcpSettings::voters`] are peers 0, 1, 2… in that order;
@@ -31,6 +54,8 @@
 //! the connections left unfinished are remembered and read first at the next poll, which then
 //! does not wait.
 
+mod admission;
+mod budget;
 mod connection;
 mod peers;
 mod settings;
@@ -47,11 +72,16 @@ use bytes::Bytes;
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token};
 
-use self::connection::{Budget, Connection, Fault, Next, Progress, Stage};
+use self::admission::AcceptBucket;
+use self::budget::{Class, Holdings};
+use self::connection::{Connection, Fault, Next, PollBudget, Progress, Stage};
 use self::peers::{Kind, Peers};
 pub use self::settings::{
-    BindState, Keepalive, POLL_BYTES_MAX_DEFAULT, POLL_FRAMES_MAX_DEFAULT, TcpError, TcpSettings,
+    BindState, ConnectionLimits, HANDSHAKE_CONNECTION_BYTES_MAX, HANDSHAKE_FRAME_MAX, Keepalive,
+    POLL_BYTES_MAX_DEFAULT, POLL_FRAMES_MAX_DEFAULT, TcpError, TcpSettings, incoming_bytes_min,
+    link_bytes_max, read_only_bytes_min,
 };
+use crate::frame::READ_CHUNK_BYTES_DEFAULT;
 use crate::resolve::{Lookup, ResolveError, Resolver};
 use crate::{
     BindFailure, PeerId, READ_ONLY_PREFIX, Transport, TransportCounters, TransportEvent, Wake,
@@ -92,6 +122,17 @@ pub struct TcpTransport {
     /// Host names resolve on its thread, never in the poll loop.
     resolver: Resolver,
     stats: Arc<WireStats>,
+    /// Every read off a socket lands here first (one read chunk, shared by all connections):
+    /// a connection's own buffers hold only what it needs.
+    scratch: Vec<u8>,
+    /// Bytes held in the connections' read buffers, against the budgets.
+    holdings: Holdings,
+    /// Connections not read until the budget has room for their next read.
+    paused: BTreeSet<Token>,
+    /// The accept rate's tokens.
+    bucket: AcceptBucket,
+    /// While the listener is out of the poller for lack of tokens: when it comes back.
+    listener_paused_until: Option<Instant>,
 }
 
 struct MioWaker(mio::Waker);
@@ -110,9 +151,12 @@ impl TcpTransport {
     /// fails, and starts dialling the peers this node dials.
     ///
     /// # Errors
-    /// [`TcpError::Poll`] if the poller cannot be created. Bind failures are not errors here:
-    /// see [`bind_state`](Self::bind_state) and [`TransportEvent::Bound`].
+    /// [`TcpError::Zero`] or [`TcpError::BudgetTooSmall`] for limits that would refuse every
+    /// connection or stall a link for ever ([`ConnectionLimits`]); [`TcpError::Poll`] if the
+    /// poller cannot be created. Bind failures are not errors here: see
+    /// [`bind_state`](Self::bind_state) and [`TransportEvent::Bound`].
     pub fn bind(settings: TcpSettings) -> Result<TcpTransport, TcpError> {
+        settings.check()?;
         let poll = Poll::new().map_err(TcpError::Poll)?;
         let waker = Arc::new(MioWaker(
             mio::Waker::new(poll.registry(), WAKER).map_err(TcpError::Poll)?,
@@ -121,6 +165,7 @@ impl TcpTransport {
         let resolver = Resolver::new(settings.resolver, Arc::new(move || resolver_waker.wake()));
         let now = Instant::now();
         let voters = settings.voters.clone();
+        let limits = settings.limits;
         let mut transport = TcpTransport {
             settings,
             poll,
@@ -141,6 +186,11 @@ impl TcpTransport {
             queue: Vec::new(),
             resolver,
             stats: Arc::default(),
+            scratch: vec![0; READ_CHUNK_BYTES_DEFAULT],
+            holdings: Holdings::new(limits.incoming_bytes_max, limits.read_only_bytes_max),
+            paused: BTreeSet::new(),
+            bucket: AcceptBucket::new(limits.accepts_per_second, now),
+            listener_paused_until: None,
         };
         for address in &voters {
             transport.add_voter(address, now);
@@ -162,6 +212,17 @@ impl TcpTransport {
     /// Counters of what went wrong on the wire, now.
     pub fn stats(&self) -> TransportCounters {
         self.stats.snapshot()
+    }
+
+    /// The bytes the connections' read buffers hold now, as the budget counts them (at most
+    /// [`ConnectionLimits::incoming_bytes_max`]).
+    pub fn incoming_bytes(&self) -> usize {
+        self.holdings.total()
+    }
+
+    /// The connections open now (linked, or in their handshake).
+    pub fn connection_count(&self) -> usize {
+        self.connections.len()
     }
 
     /// Makes voter `address` a peer unless it is one or this node; returns its id.
@@ -254,6 +315,7 @@ impl TcpTransport {
             slot.backoff = (slot.backoff * 2).min(retry);
             let name = slot.name.clone();
             if let Err(error) = self.dial(id, name, address, now) {
+                WireStats::bump(&self.stats.dial_failures);
                 tracing::debug!(peer = %id, %error, "dial failed");
             }
         }
@@ -291,32 +353,9 @@ impl TcpTransport {
             token,
             Interest::READABLE | Interest::WRITABLE,
         )?;
-        let connection = Connection::new(stream, peer, stage, &self.settings, now);
+        let connection = Connection::new(stream, peer, stage, now);
         self.connections.insert(token, connection);
         Ok(())
-    }
-
-    fn accept_all(&mut self, now: Instant) {
-        loop {
-            let Some(listener) = &self.listener else {
-                return;
-            };
-            match listener.accept() {
-                Ok((stream, _)) => {
-                    let configured = configure(&stream, &self.settings);
-                    if let Err(error) = configured
-                        .and_then(|()| self.register(stream, None, Stage::AwaitHello, now))
-                    {
-                        tracing::warn!(%error, "cannot set up an accepted connection");
-                    }
-                }
-                Err(error) if error.kind() == io::ErrorKind::WouldBlock => return,
-                Err(error) => {
-                    tracing::warn!(%error, "accept failed");
-                    return;
-                }
-            }
-        }
     }
 
     /// Handles the readiness events of the last wait: accepts, finishes connects, flushes, and
@@ -348,9 +387,9 @@ impl TcpTransport {
             if let Some(error) = connection
                 .stream
                 .take_error()
-                .map_err(|e| Fault::Io(e.to_string()))?
+                .map_err(|e| Fault::Dial(e.to_string()))?
             {
-                return Err(Fault::Io(format!("connect failed: {error}")));
+                return Err(Fault::Dial(format!("connect failed: {error}")));
             }
             if connection.stream.peer_addr().is_err() {
                 return Ok(()); // still connecting
@@ -361,9 +400,11 @@ impl TcpTransport {
     }
 
     /// Reads the readable connections in turns, starting after the one read last, until each
-    /// would block or the poll's budget is spent; those left stay in `readable`.
+    /// would block or the poll's budget is spent; those left stay in `readable`, those whose
+    /// next read does not fit the budget of incoming bytes wait in `paused`.
     fn read_fairly(&mut self, now: Instant) {
-        let mut budget = Budget::new(self.settings.poll_frames_max, self.settings.poll_bytes_max);
+        let mut budget =
+            PollBudget::new(self.settings.poll_frames_max, self.settings.poll_bytes_max);
         self.turns.clear();
         let after = self.readable.range((Excluded(self.cursor), Unbounded));
         self.turns.extend(after);
@@ -374,31 +415,39 @@ impl TcpTransport {
                 return;
             }
             self.cursor = token;
-            match self.read_turn(token, &mut budget, now) {
+            let turn = self.read_turn(token, &mut budget, now);
+            self.account(token);
+            match turn {
                 Ok(Turn::Again) => self.turns.push_back(token),
                 Ok(Turn::Drained) => {
                     self.readable.remove(&token);
                 }
+                Ok(Turn::Paused) => self.pause(token),
                 Ok(Turn::Capped) => return,
                 Err(fault) => self.close(token, &fault),
             }
         }
     }
 
-    /// One turn of a connection: the frames it holds, one read, the frames that brought.
+    /// One turn of a connection: the frames it holds, one read if the budget of incoming
+    /// bytes has room for it, the frames that brought.
     fn read_turn(
         &mut self,
         token: Token,
-        budget: &mut Budget,
+        budget: &mut PollBudget,
         now: Instant,
     ) -> Result<Turn, Fault> {
         if self.take_frames(token, budget, now)? {
             return Ok(Turn::Capped);
         }
+        self.account(token);
+        if !self.may_read(token) {
+            return Ok(Turn::Paused);
+        }
         let Some(connection) = self.connections.get_mut(&token) else {
             return Ok(Turn::Drained);
         };
-        let progress = connection.read()?;
+        let progress = connection.read(&mut self.scratch)?;
         connection.last_read = now;
         if self.take_frames(token, budget, now)? {
             // A close read here is read again at the next poll, after the frames before it.
@@ -416,7 +465,7 @@ impl TcpTransport {
     fn take_frames(
         &mut self,
         token: Token,
-        budget: &mut Budget,
+        budget: &mut PollBudget,
         now: Instant,
     ) -> Result<bool, Fault> {
         loop {
@@ -433,6 +482,8 @@ impl TcpTransport {
 
     /// One frame: the handshake's, or a message for the layer above once the link is open.
     fn on_frame(&mut self, token: Token, frame: Bytes, now: Instant) -> Result<(), Fault> {
+        let read_only_room =
+            self.peers.read_only_count() < self.settings.limits.read_only_links_max;
         let Some(connection) = self.connections.get_mut(&token) else {
             return Ok(());
         };
@@ -442,7 +493,9 @@ impl TcpTransport {
                 connection.deliver(frame, &mut self.queue);
                 return Ok(());
             }
-            Stage::AwaitHello => connection.on_hello(&frame, &self.settings, now)?,
+            Stage::AwaitHello => {
+                connection.on_hello(&frame, &self.settings, read_only_room, now)?;
+            }
             Stage::AwaitReply => connection.on_reply(&frame, &self.settings)?,
             Stage::AwaitConfirm => connection.on_confirm(&self.settings),
             Stage::Connecting => {
@@ -457,6 +510,7 @@ impl TcpTransport {
             return Ok(());
         }
         self.open_link(token, now)?;
+        self.account(token);
         if stage == Stage::AwaitConfirm
             && let Some(connection) = self.connections.get(&token)
         {
@@ -486,9 +540,7 @@ impl TcpTransport {
         slot.backoff = DIAL_BACKOFF_MIN;
         match slot.link.replace(token) {
             None => self.queue.push(TransportEvent::LinkUp(id)),
-            Some(old) if old != token => {
-                self.close(old, &Fault::Io("replaced by a newer connection".into()));
-            }
+            Some(old) if old != token => self.close(old, &Fault::Replaced),
             Some(_) => {}
         }
         Ok(())
@@ -503,8 +555,9 @@ impl TcpTransport {
         if !name.starts_with(READ_ONLY_PREFIX) {
             return Err(Fault::Refused(format!("{name} is not a peer of this node")));
         }
-        let Some(peer) = self.peers.add_read_only(&name, now) else {
-            return Err(Fault::Refused(format!(
+        let max = self.settings.limits.read_only_links_max;
+        let Some(peer) = self.peers.add_read_only(&name, max, now) else {
+            return Err(Fault::ReadOnlyOverCap(format!(
                 "{name}: too many read-only nodes linked"
             )));
         };
@@ -535,19 +588,24 @@ impl TcpTransport {
             return;
         };
         self.readable.remove(&token);
-        let counter = match fault {
-            Fault::Io(_) | Fault::Dropped(_) => None,
-            Fault::BadFrame(_) => Some(&self.stats.bad_frames),
-            Fault::Refused(_) => Some(&self.stats.refused_handshakes),
-            Fault::Authentication(_) => Some(&self.stats.auth_failures),
-        };
-        if let Some(counter) = counter {
+        self.paused.remove(&token);
+        self.holdings.record(connection.held, (Class::Voter, 0));
+        if let Some(counter) = self.counter_of(fault, connection.stage) {
             WireStats::bump(counter);
         }
         let reason = fault.reason();
-        match fault {
-            Fault::Io(_) => tracing::info!(peer = ?connection.peer, reason, "connection closed"),
-            _ => tracing::warn!(peer = ?connection.peer, reason, "connection dropped"),
+        let peer = &connection.peer;
+        match (
+            fault,
+            connection.accepted && connection.stage != Stage::Open,
+        ) {
+            // A stranger's connection ending early is counted; a line each would let a flood
+            // fill the log.
+            (_, true) => tracing::debug!(?peer, reason, "connection closed in its handshake"),
+            (Fault::Io(_) | Fault::Replaced, false) => {
+                tracing::info!(?peer, reason, "connection closed");
+            }
+            (_, false) => tracing::warn!(?peer, reason, "connection dropped"),
         }
         if let Err(error) = self.poll.registry().deregister(&mut connection.stream) {
             tracing::debug!(%error, "deregister failed");
@@ -567,6 +625,24 @@ impl TcpTransport {
             self.peers.remove_read_only(id);
             self.queue.push(TransportEvent::ReadOnlyLeft(id));
         }
+    }
+
+    /// The counter of a connection ending on `fault` at `stage`: each ending counts once.
+    fn counter_of(&self, fault: &Fault, stage: Stage) -> Option<&std::sync::atomic::AtomicU64> {
+        let stats = &*self.stats;
+        Some(match fault {
+            Fault::Io(_) if stage == Stage::Open => &stats.link_failures,
+            Fault::Io(_) => &stats.handshake_closes,
+            Fault::Dial(_) => &stats.dial_failures,
+            Fault::BadFrame(_) => &stats.bad_frames,
+            Fault::Refused(_) => &stats.refused_handshakes,
+            Fault::Authentication(_) => &stats.auth_failures,
+            Fault::ReadOnlyOverCap(_) => &stats.read_only_over_cap,
+            Fault::HandshakeTimeout => &stats.handshake_timeouts,
+            Fault::Silent => &stats.link_timeouts,
+            Fault::Replaced => &stats.links_replaced,
+            Fault::Dropped(_) => return None,
+        })
     }
 
     /// Sends an empty frame on every open link that wrote nothing for a third of the
@@ -592,18 +668,38 @@ impl TcpTransport {
         }
     }
 
+    /// Drops the open links that read nothing for the connection timeout (those paused by
+    /// the budget are not read, so not silent).
     fn drop_silent(&mut self, now: Instant) {
         let timeout = self.settings.connection_timeout;
         let silent: Vec<Token> = self
             .connections
             .iter()
-            .filter(|(_, c)| now.saturating_duration_since(c.last_read) > timeout)
+            .filter(|&(token, c)| {
+                c.stage == Stage::Open
+                    && !self.paused.contains(token)
+                    && now.saturating_duration_since(c.last_read) > timeout
+            })
             .map(|(&t, _)| t)
             .collect();
         for token in silent {
-            WireStats::bump(&self.stats.link_timeouts);
-            let fault = Fault::Io("read nothing within the connection timeout".into());
-            self.close(token, &fault);
+            self.close(token, &Fault::Silent);
+        }
+    }
+
+    /// Drops the connections whose handshake is not done within the handshake timeout.
+    fn drop_unfinished(&mut self, now: Instant) {
+        let timeout = self.settings.limits.handshake_timeout;
+        let late: Vec<Token> = self
+            .connections
+            .iter()
+            .filter(|(_, c)| {
+                c.stage != Stage::Open && now.saturating_duration_since(c.opened) >= timeout
+            })
+            .map(|(&t, _)| t)
+            .collect();
+        for token in late {
+            self.close(token, &Fault::HandshakeTimeout);
         }
     }
 }
@@ -614,6 +710,8 @@ enum Turn {
     Again,
     /// It would block: nothing more until its next readiness event.
     Drained,
+    /// Its next read does not fit the budget of incoming bytes: it waits until it does.
+    Paused,
     /// The poll's budget is spent: it holds more, for the next poll.
     Capped,
 }
@@ -640,8 +738,9 @@ impl Transport for TcpTransport {
     }
 
     /// Queues `frame` on `to`'s link and writes what the socket takes. Fails (counting a
-    /// dropped frame) without a link, or when the link's queue would pass
-    /// `send_queue_bytes_max`; a write error closes the link (reported at the next poll).
+    /// dropped frame) without a link, when the frame is larger than the link carries, or when
+    /// the link's queue would pass `send_queue_bytes_max`; a write error closes the link
+    /// (reported at the next poll).
     fn send(&mut self, to: PeerId, frame: Bytes) -> bool {
         let Some(token) = self.peers.get(to).and_then(|slot| slot.link) else {
             WireStats::bump(&self.stats.dropped_frames);
@@ -651,7 +750,8 @@ impl Transport for TcpTransport {
         let Some(connection) = self.connections.get_mut(&token) else {
             return false;
         };
-        if connection.queued_bytes() + frame.len() + 4 > queue_max {
+        let too_large = frame.len() > connection.send_frame_max() as usize;
+        if too_large || connection.queued_bytes() + frame.len() + 4 > queue_max {
             WireStats::bump(&self.stats.dropped_frames);
             return false;
         }
@@ -666,22 +766,20 @@ impl Transport for TcpTransport {
         true
     }
 
-    /// Binds, dials and drops silent links as due, waits for readiness (not at all if input is
-    /// left from the last poll or events are waiting), then reads fairly within
-    /// [`TcpSettings::poll_frames_max`] and [`TcpSettings::poll_bytes_max`].
+    /// Binds, resumes a paused listener, dials, and drops unfinished handshakes and silent
+    /// links as due, waits for readiness (not at all if input is left from the last poll or
+    /// events are waiting), then reads fairly within [`TcpSettings::poll_frames_max`],
+    /// [`TcpSettings::poll_bytes_max`] and the budget of incoming bytes.
     fn poll(&mut self, timeout: Duration, events: &mut Vec<TransportEvent>) {
         let now = Instant::now();
         self.try_bind(now);
+        self.resume_listener(now);
         self.dial_due(now);
+        self.drop_unfinished(now);
         self.drop_silent(now);
         self.keep_alive(now);
-        let wait = if self.queue.is_empty() && self.readable.is_empty() {
-            timeout
-                .min(self.settings.connection_retry_time)
-                .min(self.settings.connection_timeout / 3)
-        } else {
-            Duration::ZERO
-        };
+        self.resume_paused(now);
+        let wait = self.wait_time(timeout, now);
         if let Err(error) = self.poll.poll(&mut self.events, Some(wait)) {
             if error.kind() != io::ErrorKind::Interrupted {
                 tracing::warn!(%error, "poll failed");
@@ -691,6 +789,7 @@ impl Transport for TcpTransport {
         let now = Instant::now();
         self.on_ready(now);
         self.read_fairly(now);
+        self.resume_paused(now);
         let failures = self.resolver.counters().failures;
         self.stats
             .resolve_failures
@@ -711,6 +810,22 @@ impl Transport for TcpTransport {
 
     fn counters(&self) -> Arc<WireStats> {
         Arc::clone(&self.stats)
+    }
+}
+
+impl TcpTransport {
+    /// How long a poll may wait: not at all with input or events waiting, else at most until
+    /// the next dial, keep-alive, handshake deadline or the listener's return.
+    fn wait_time(&self, timeout: Duration, now: Instant) -> Duration {
+        if !self.queue.is_empty() || !self.readable.is_empty() {
+            return Duration::ZERO;
+        }
+        let wait = timeout
+            .min(self.settings.connection_retry_time)
+            .min(self.settings.connection_timeout / 3)
+            .min(self.settings.limits.handshake_timeout / 2);
+        self.listener_wait(now)
+            .map_or(wait, |until| wait.min(until))
     }
 }
 

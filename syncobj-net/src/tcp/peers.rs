@@ -8,9 +8,6 @@ use mio::Token;
 
 use crate::PeerId;
 
-/// The most read-only nodes linked at once; one more is dropped once its handshake is done.
-pub(super) const READ_ONLY_LINKS_MAX: usize = 256;
-
 /// What kind of peer a slot holds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum Kind {
@@ -88,10 +85,15 @@ impl Peers {
         self.insert(address, Kind::Voter { dials }, backoff, now)
     }
 
-    /// An id for the read-only node `name`, which linked; `None` when
-    /// [`READ_ONLY_LINKS_MAX`] are linked already. The caller checked that the name is new.
-    pub(super) fn add_read_only(&mut self, name: &str, now: Instant) -> Option<PeerId> {
-        if self.read_only >= READ_ONLY_LINKS_MAX {
+    /// The read-only nodes linked now.
+    pub(super) fn read_only_count(&self) -> usize {
+        self.read_only
+    }
+
+    /// An id for the read-only node `name`, which linked; `None` when `max` are linked
+    /// already. The caller checked that the name is new.
+    pub(super) fn add_read_only(&mut self, name: &str, max: usize, now: Instant) -> Option<PeerId> {
+        if self.read_only >= max {
             return None;
         }
         self.read_only += 1;
@@ -140,6 +142,8 @@ impl Peers {
 mod tests {
     use super::*;
 
+    const READ_ONLY_LINKS_MAX: usize = 256;
+
     #[test]
     fn voters_keep_their_ids_and_read_only_ids_are_reused() {
         let now = Instant::now();
@@ -148,14 +152,18 @@ mod tests {
         let b = peers.add_voter("b:2", false, Duration::ZERO, now);
         assert_eq!((a, b), (PeerId(0), PeerId(1)));
         assert_eq!(peers.add_voter("a:1", false, Duration::ZERO, now), a);
-        let r = peers.add_read_only("readonly:1", now).expect("room");
+        let r = peers
+            .add_read_only("readonly:1", READ_ONLY_LINKS_MAX, now)
+            .expect("room");
         assert_eq!(r, PeerId(2));
         peers.remove_read_only(a);
         assert_eq!(peers.id("a:1"), Some(a), "voters are never removed");
         peers.remove_read_only(r);
         assert_eq!(peers.id("readonly:1"), None);
         assert!(peers.get(r).is_none());
-        let s = peers.add_read_only("readonly:2", now).expect("room");
+        let s = peers
+            .add_read_only("readonly:2", READ_ONLY_LINKS_MAX, now)
+            .expect("room");
         assert_eq!(s, r, "the freed id is reused");
         assert_eq!(peers.iter().count(), 3);
     }
@@ -167,12 +175,17 @@ mod tests {
         for i in 0..READ_ONLY_LINKS_MAX {
             assert!(
                 peers
-                    .add_read_only(&format!("readonly:{i:x}"), now)
+                    .add_read_only(&format!("readonly:{i:x}"), READ_ONLY_LINKS_MAX, now)
                     .is_some()
             );
         }
-        assert_eq!(peers.add_read_only("readonly:ffff", now), None);
+        let max = READ_ONLY_LINKS_MAX;
+        assert_eq!(peers.add_read_only("readonly:ffff", max, now), None);
+        assert_eq!(peers.read_only_count(), max);
         peers.remove_read_only(PeerId(0));
-        assert_eq!(peers.add_read_only("readonly:ffff", now), Some(PeerId(0)));
+        assert_eq!(
+            peers.add_read_only("readonly:ffff", max, now),
+            Some(PeerId(0))
+        );
     }
 }
