@@ -84,6 +84,9 @@ pub enum TransportEvent {
     /// The listener settled: bound (or nothing to bind), or gave up after its retries. Comes
     /// exactly once per transport.
     Bound(Result<(), BindFailure>),
+    /// A bind attempt failed and the transport will try again (after `bind_retry_time`):
+    /// why, so that a node waiting to be bound can say. At most one per attempt.
+    BindRetrying(BindFailure),
 }
 
 /// Why a transport gave up binding: the address and the last error.

@@ -88,9 +88,13 @@ pub enum BindError {
     /// Every allowed attempt failed: the address and the last attempt's error.
     #[error("gave up binding: {0}")]
     Failed(BindFailure),
-    /// The node was still trying when the wait ended.
-    #[error("not bound yet")]
-    Timeout,
+    /// The node was still trying when the wait ended; `last` is why its last attempt failed,
+    /// if one did.
+    #[error("not bound yet{}", last.as_ref().map(|f| format!(": {f}")).unwrap_or_default())]
+    Timeout {
+        /// The last failed attempt's address and error.
+        last: Option<BindFailure>,
+    },
 }
 
 /// Why a node could not start.
@@ -494,7 +498,9 @@ impl<T: Replicated> SyncObj<T> {
         match self.observed().bound.clone() {
             Some(Ok(())) => Ok(()),
             Some(Err(failure)) => Err(BindError::Failed(failure)),
-            None => Err(BindError::Timeout),
+            None => Err(BindError::Timeout {
+                last: self.observed().bind_retrying.clone(),
+            }),
         }
     }
 

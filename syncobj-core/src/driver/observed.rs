@@ -36,6 +36,8 @@ pub(crate) struct Observed {
     pub(crate) halted: Option<Arc<str>>,
     /// Whether the transport listens: `None` while it still tries, then bound or gave up.
     pub(crate) bound: Option<Result<(), BindFailure>>,
+    /// Why the last bind attempt failed, while the transport still tries.
+    pub(crate) bind_retrying: Option<BindFailure>,
     /// Messages that did not decode, or came from outside the cluster.
     pub(crate) bad_frames: u64,
     /// The transport's counters, read live when a status is built.
@@ -103,6 +105,7 @@ impl Observed {
             stalled: None,
             halted: None,
             bound: None,
+            bind_retrying: None,
             bad_frames: 0,
             wire: WireStats::zero(),
         }

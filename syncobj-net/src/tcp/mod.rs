@@ -272,6 +272,8 @@ impl TcpTransport {
                     self.queue.push(TransportEvent::Bound(Err(failure.clone())));
                     BindState::Failed { attempts, failure }
                 } else {
+                    self.queue
+                        .push(TransportEvent::BindRetrying(failure.clone()));
                     BindState::Retrying {
                         attempts,
                         last: Some(failure),

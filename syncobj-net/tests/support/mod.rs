@@ -138,6 +138,9 @@ impl Node {
                 let earlier = self.bound.replace(bound.clone());
                 assert_eq!(earlier, None, "Bound comes once");
             }
+            TransportEvent::BindRetrying(_) => {
+                assert_eq!(self.bound, None, "a retry after Bound");
+            }
         }
         self.log.push(event);
     }

@@ -49,6 +49,8 @@ pub(crate) struct Links {
     pub(crate) wire: Arc<WireStats>,
     /// Whether the transport listens: `None` while it still tries.
     pub(crate) bound: Option<Result<(), BindFailure>>,
+    /// Why the last bind attempt failed, while the transport still tries.
+    pub(crate) bind_retrying: Option<BindFailure>,
     /// The peers as last published; rebuilt only when a link or a read-only node changes.
     peers: Arc<Peers>,
     /// Whether a link or a read-only node changed since the last publication.
@@ -70,6 +72,7 @@ impl Links {
             bad_frames: 0,
             wire,
             bound: None,
+            bind_retrying: None,
             peers: Arc::new(Peers {
                 me,
                 nodes: BTreeMap::new(),
@@ -116,7 +119,11 @@ impl Links {
                     self.read_only_joined(peer, &name, raft, now)
                 }
                 TransportEvent::ReadOnlyLeft(peer) => self.read_only_left(peer, raft),
-                TransportEvent::Bound(outcome) => self.bound = Some(outcome),
+                TransportEvent::Bound(outcome) => {
+                    self.bound = Some(outcome);
+                    self.bind_retrying = None;
+                }
+                TransportEvent::BindRetrying(failure) => self.bind_retrying = Some(failure),
             }
         }
         // The buffer keeps its capacity for the next poll.

@@ -213,6 +213,7 @@ impl Engine {
         observed.stalled = self.stalled_view.clone();
         observed.halted = self.halted.as_ref().map(|h| Arc::from(h.to_string()));
         observed.bound = self.links.bound.clone();
+        observed.bind_retrying = self.links.bind_retrying.clone();
         observed.bad_frames = self.links.bad_frames;
         observed.wire = Arc::clone(&self.links.wire);
         self.signals.observed.store(Arc::new(observed));
