@@ -34,8 +34,10 @@
 //! Every node runs `SyncObjConf::default()` (and the password, in the password rows). Once a
 //! leader is linked to both followers, it keeps `--in-flight` calls of 16 bytes in flight
 //! (closed loop) on its own process; after one second of settling, the driver counts the calls
-//! completed over one window without attack (the base rate), then over the attack (the attacked
-//! rate); the ratio is attacked / base. The leader's `VmRSS` is read just before the attack,
+//! completed over one window without attack, then over the attack (the attacked rate), then,
+//! one second after the attack, over another window without attack; the base rate is the mean
+//! of the two quiet windows (so that load drifting on the machine biases the ratio less), and
+//! the ratio is attacked / base. The leader's `VmRSS` is read just before the attack,
 //! every 20 ms during it (the peak) and one second after it ended and every attacking socket
 //! was closed (after): the table shows the growth of each over "before". The calls themselves
 //! grow the log, so the control row's growth is the floor. The `counters` column shows which
@@ -939,6 +941,8 @@ struct Row {
     rss_peak: f64,
     rss_after: f64,
     base_rate: f64,
+    /// The base rates before and after the attack.
+    base_rates: (f64, f64),
     attacked_rate: f64,
     failed_calls: u64,
     counters: String,
@@ -959,7 +963,7 @@ impl Row {
 
     fn print(&self) {
         println!(
-            "| {:<16} | {:>6} | {:<3} | {:>6} | {:>6} | {:>6} | {:>6} | {:>6.1} | {:>+7.1} | {:>+7.1} | {:>6.0} | {:>6.0} | {:>5.2} | {:<4} | {} |",
+            "| {:<16} | {:>6} | {:<3} | {:>6} | {:>6} | {:>6} | {:>6} | {:>6.1} | {:>+7.1} | {:>+7.1} | {:>6.0} ({:.0}/{:.0}) | {:>6.0} | {:>5.2} | {:<4} | {} |",
             self.case.attack.name(),
             self.case.pace.name(),
             if self.case.password { "on" } else { "off" },
@@ -971,6 +975,8 @@ impl Row {
             self.rss_peak - self.rss_before,
             self.rss_after - self.rss_before,
             self.base_rate,
+            self.base_rates.0,
+            self.base_rates.1,
             self.attacked_rate,
             self.ratio(),
             if self.meets_targets() { "ok" } else { "MISS" },
@@ -981,7 +987,7 @@ impl Row {
 
 fn print_header() {
     println!(
-        "| attack           |   pace | pw  |  tried |  conn. | closed | linked |    RSS | peak +MiB | after +MiB | base c/s | attacked c/s | ratio | target | leader's counters (change) |"
+        "| attack           |   pace | pw  |  tried |  conn. | closed | linked |    RSS | peak +MiB | after +MiB | base c/s (before/after) | attacked c/s | ratio | target | leader's counters (change) |"
     );
     println!(
         "|------------------|-------:|-----|-------:|-------:|-------:|-------:|-------:|--------:|--------:|-------:|-------:|------:|------|------|"
@@ -1033,16 +1039,21 @@ fn run_case(args: &Args, case: Case, children: &Arc<Mutex<Children>>) -> Result<
     thread::sleep(Duration::from_secs(1));
     let rss_after = proc_mib(pid, "VmRSS:").unwrap_or(f64::NAN);
     let wire_after = cluster.wire(leader)?;
+    let after_start = cluster.completed(leader)?;
+    thread::sleep(window);
+    let after_end = cluster.completed(leader)?;
     drop(cluster);
+    let base_rates = (rate(base_start, base_end), rate(after_start, after_end));
     Ok(Row {
         case,
         attack,
         rss_before,
         rss_peak,
         rss_after,
-        base_rate: rate(base_start, base_end),
+        base_rate: (base_rates.0 + base_rates.1) / 2.0,
+        base_rates,
         attacked_rate: rate(attack_start, attack_end),
-        failed_calls: attack_end.1 - base_start.1,
+        failed_calls: after_end.1 - base_start.1,
         counters: counter_changes(&wire_before, &wire_after),
     })
 }

@@ -16,6 +16,9 @@ use crate::WireStats;
 
 const NANOS_PER_SECOND: u128 = 1_000_000_000;
 
+/// The pause before trying again to put the listener back in the poller, if that failed.
+const LISTENER_RETRY: Duration = Duration::from_millis(100);
+
 /// A token bucket: `per_second` tokens a second, holding at most one second's worth.
 #[derive(Debug)]
 pub(super) struct AcceptBucket {
@@ -149,7 +152,8 @@ impl TcpTransport {
                     .registry()
                     .register(listener, LISTENER, Interest::READABLE)
         {
-            tracing::warn!(%error, "cannot resume the listener");
+            tracing::warn!(%error, "cannot resume the listener; trying again");
+            self.listener_paused_until = Some(now + LISTENER_RETRY);
             return;
         }
         self.accept_all(now);
