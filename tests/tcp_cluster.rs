@@ -130,6 +130,24 @@ fn wait_binded_reports_a_taken_port() {
         matches!(waited, Err(syncobj::BindError::Failed(_))),
         "{waited:?}"
     );
+    // With retries for ever, the wait ends unbound, saying why the last attempt failed.
+    let retrying = SyncObj::new(&address, [free_address()], Counter::default(), conf())
+        .expect("the node starts");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let last = loop {
+        match retrying.wait_binded(Duration::from_millis(100)) {
+            Err(syncobj::BindError::Timeout { last: Some(last) }) => break last,
+            Err(syncobj::BindError::Timeout { last: None }) => {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "no attempt within 10 s"
+                );
+            }
+            other => panic!("expected a timeout, got {other:?}"),
+        }
+    };
+    assert_eq!(last.kind(), std::io::ErrorKind::AddrInUse);
+    assert_eq!(last.address, address);
     let free = SyncObj::new(&free_address(), [address], Counter::default(), conf())
         .expect("the node starts");
     assert_eq!(free.wait_binded(Duration::from_secs(10)), Ok(()));

@@ -52,6 +52,7 @@ use syncobj_net::tcp::TcpError;
 use syncobj_net::{Transport, Wake};
 use thiserror::Error;
 
+use self::addresses::is_read_only;
 use self::assembly::{Assembled, Blueprint, assemble, seed_from_address};
 use self::engine::Queued;
 use self::life::{Flag, Signals};
@@ -328,6 +329,12 @@ impl<T: Replicated> SyncObj<T> {
             ticker::iterate_guarded(&mut engine, &signals, Duration::ZERO, clock);
         }
         let self_code_version = engine.self_code_version();
+        // A read-only node's frames are smaller: a call must fit in one, forwarded.
+        let frame_bytes = match is_read_only(signals.observed().peers.me) {
+            true => conf.read_only_frame_max() as usize,
+            false => conf.frame_size_max,
+        };
+        let command_bytes_max = frame_bytes.saturating_sub(FRAME_OVERHEAD_BYTES);
         let (thread, manual) = match conf.auto_tick {
             true => {
                 let period = conf.auto_tick_period;
@@ -345,7 +352,7 @@ impl<T: Replicated> SyncObj<T> {
             auto_tick: conf.auto_tick,
             clock,
             self_code_version,
-            command_bytes_max: conf.frame_size_max.saturating_sub(FRAME_OVERHEAD_BYTES),
+            command_bytes_max,
         });
         let calls = T::Calls::from(Caller::new(Arc::clone(&shared) as Arc<dyn Submit>, 0));
         Ok(SyncObj {
