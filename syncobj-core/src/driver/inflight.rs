@@ -204,24 +204,20 @@ impl InFlight {
 /// The most forwarded placements a leader remembers for answering duplicates.
 const PLACED_FORWARDS_MAX: usize = 16_384;
 
-/// On the leader: forwarded calls placed in one term, by (follower, session, request), so a
-/// duplicated frame gets the first placement back instead of placing the call twice.
+/// On the leader: the last forwarded calls it placed, in any term, by (follower, session,
+/// request), so a duplicated frame gets the first placement back: never a second placement,
+/// and never a refusal (`NotLeader` promises the call was not placed).
 #[derive(Debug, Default)]
 pub(crate) struct PlacedForwards {
-    term: Term,
     by_key: BTreeMap<(NodeId, u64, u64), (LogIndex, Term)>,
     order: VecDeque<(NodeId, u64, u64)>,
 }
 
 impl PlacedForwards {
-    /// The placement of a call already placed in `term`, forgetting older terms.
-    pub(crate) fn get(&mut self, term: Term, key: (NodeId, u64, u64)) -> Option<(LogIndex, Term)> {
-        if self.term != term {
-            *self = PlacedForwards {
-                term,
-                ..PlacedForwards::default()
-            };
-        }
+    /// The placement of a call already placed, in this term or an earlier one: a duplicate of
+    /// its forward must get the same answer, never a refusal that would tell the follower it
+    /// was not placed.
+    pub(crate) fn get(&self, key: (NodeId, u64, u64)) -> Option<(LogIndex, Term)> {
         self.by_key.get(&key).copied()
     }
 

@@ -187,12 +187,12 @@ impl Calls {
         command: Bytes,
         now: Instant,
     ) -> Result<(LogIndex, Term), Refusal> {
+        let key = (from, session, request);
+        if let Some(placement) = self.placed_forwards.get(key) {
+            return Ok(placement);
+        }
         if term != raft.term() || !raft.is_leader() {
             return Err(Refusal::NotLeader);
-        }
-        let key = (from, session, request);
-        if let Some(placement) = self.placed_forwards.get(term, key) {
-            return Ok(placement);
         }
         let position = match raft.propose(command, now) {
             Ok(position) => (position.index, position.term),
