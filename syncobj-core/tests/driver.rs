@@ -696,6 +696,13 @@ fn old_code_stalls_at_a_new_code_version() {
         Ok(())
     );
     assert_eq!(new[0].bump().wait_timeout(Duration::from_secs(10)), Ok(11));
+    // A node calls the version it has applied: wait until new[1] applied the version entry
+    // too (on a loaded machine it may lag behind new[0]).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while new[1].code_version() != 1 {
+        assert!(Instant::now() < deadline, "version 1 applied within 10 s");
+        std::thread::yield_now();
+    }
     assert_eq!(new[1].bump().wait_timeout(Duration::from_secs(10)), Ok(21));
     let stalled = old.bump().wait_timeout(Duration::from_millis(300));
     assert_eq!(

@@ -382,6 +382,10 @@ impl<T: Replicated> SyncObj<T> {
     /// run the highest version of each method at or below it. A node whose code lacks the
     /// version stops applying at that entry and says so in its status and logs.
     ///
+    /// Each node picks the version of a call by what it has applied itself: once this call
+    /// completes here, another node may still call the older version until it applies the
+    /// entry too ([`code_version`](Self::code_version) tells).
+    ///
     /// Fails at once with [`FailReason::VersionRefused`] if `version` is above this node's own
     /// code version or below the enabled one.
     pub fn set_code_version(&self, version: u32) -> Call<()> {
