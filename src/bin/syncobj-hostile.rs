@@ -518,26 +518,6 @@ impl RssSampler {
     }
 }
 
-/// The cluster identity the nodes compute from their voters' addresses (the same hash as the
-/// node's transport settings): public knowledge for anyone who knows the addresses.
-fn cluster_id(voters: &[String]) -> ClusterId {
-    fn fnv1a(seed: u64, bytes: &[u8]) -> u64 {
-        bytes.iter().fold(seed, |hash, &b| {
-            (hash ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-        })
-    }
-    let mut sorted: Vec<&str> = voters.iter().map(String::as_str).collect();
-    sorted.sort_unstable();
-    sorted.dedup();
-    let text = sorted.join("\n");
-    let first = fnv1a(0xcbf2_9ce4_8422_2325, text.as_bytes());
-    let second = fnv1a(first ^ 0x9E37_79B9_7F4A_7C15, text.as_bytes());
-    let mut id = [0u8; 16];
-    id[..8].copy_from_slice(&first.to_le_bytes());
-    id[8..].copy_from_slice(&second.to_le_bytes());
-    ClusterId(id)
-}
-
 // ---------------------------------------------------------------------------------- attacks
 
 /// An attack on the leader's listening port.
@@ -1030,7 +1010,7 @@ fn run_case(args: &Args, case: Case, children: &Arc<Mutex<Children>>) -> Result<
     let rss_before = proc_mib(pid, "VmRSS:").unwrap_or(f64::NAN);
     let wire_before = cluster.wire(leader)?;
     let target: SocketAddr = cluster.addrs[leader].parse()?;
-    let id = cluster_id(&cluster.addrs);
+    let id = ClusterId::of_voters(&cluster.addrs);
     let sampler = RssSampler::start(pid);
     let attack_start = cluster.completed(leader)?;
     let attack = run_attack(case.attack, case.pace, target, id, args);

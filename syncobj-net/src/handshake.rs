@@ -114,6 +114,31 @@ const OUTCOME_BUSY: u8 = 0x07;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ClusterId(pub [u8; 16]);
 
+impl ClusterId {
+    /// The identity of the cluster of `voters`: a hash (FNV-1a, twice) of their sorted,
+    /// distinct addresses, so that nodes configured with other members refuse each other at
+    /// the handshake. Public knowledge for anyone who knows the addresses: not a secret.
+    pub fn of_voters(voters: &[String]) -> ClusterId {
+        let mut sorted: Vec<&str> = voters.iter().map(String::as_str).collect();
+        sorted.sort_unstable();
+        sorted.dedup();
+        let text = sorted.join("\n");
+        let first = fnv1a(0xcbf2_9ce4_8422_2325, text.as_bytes());
+        let second = fnv1a(first ^ 0x9E37_79B9_7F4A_7C15, text.as_bytes());
+        let mut id = [0u8; 16];
+        id[..8].copy_from_slice(&first.to_le_bytes());
+        id[8..].copy_from_slice(&second.to_le_bytes());
+        ClusterId(id)
+    }
+}
+
+/// FNV-1a over `bytes`, from `seed`.
+fn fnv1a(seed: u64, bytes: &[u8]) -> u64 {
+    bytes.iter().fold(seed, |hash, &b| {
+        (hash ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
 /// What a dialling node says it is.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Peer {

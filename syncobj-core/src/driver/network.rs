@@ -35,7 +35,7 @@ pub(super) fn tcp_transport(
     let settings = TcpSettings {
         node,
         bind_address: conf.bind_address.clone(),
-        cluster: cluster_id(voters),
+        cluster: ClusterId::of_voters(voters),
         key,
         voters: voters.to_vec(),
         resolver: ResolverSettings {
@@ -86,21 +86,6 @@ pub(super) fn random_number() -> u64 {
         .map_or(0, |d| d.as_nanos());
     // `RandomState` is keyed from the OS's randomness.
     RandomState::new().hash_one(clock)
-}
-
-/// The cluster's identity on the wire: a hash of its sorted voter addresses, so that nodes
-/// configured with other members refuse each other at the handshake.
-fn cluster_id(voters: &[String]) -> ClusterId {
-    let mut sorted: Vec<&str> = voters.iter().map(String::as_str).collect();
-    sorted.sort_unstable();
-    sorted.dedup();
-    let text = sorted.join("\n");
-    let first = fnv1a(0xcbf2_9ce4_8422_2325, text.as_bytes());
-    let second = fnv1a(first ^ 0x9E37_79B9_7F4A_7C15, text.as_bytes());
-    let mut id = [0u8; 16];
-    id[..8].copy_from_slice(&first.to_le_bytes());
-    id[8..].copy_from_slice(&second.to_le_bytes());
-    ClusterId(id)
 }
 
 pub(super) fn fnv1a(seed: u64, bytes: &[u8]) -> u64 {
