@@ -478,6 +478,7 @@ impl<T: Replicated> SyncObj<T> {
     }
 
     /// Whether this node has caught up with a leader at least once (PySyncObj `isReady`).
+    /// Once it returns `true`, the `on_ready` callback has already run.
     pub fn is_ready(&self) -> bool {
         self.shared.signals.ready.is_raised()
     }

@@ -56,6 +56,8 @@ pub(crate) struct Engine {
     /// Callbacks of this iteration, run once its work is done, so that they may call back
     /// into the node.
     deferred: Vec<Deferred>,
+    /// The node caught up this iteration: `ready` is raised once its callbacks ran.
+    ready_due: bool,
     signals: Arc<Signals>,
     /// Why this node stopped applying, for good: nothing is applied past that entry.
     stalled: Option<Stall>,
@@ -107,6 +109,7 @@ impl Engine {
             self_code_version,
             callbacks,
             deferred: Vec::new(),
+            ready_due: false,
             signals,
             stalled: None,
             stalled_view: None,
@@ -200,6 +203,10 @@ impl Engine {
                 );
             }
         }
+        // Raised after `on_ready` ran, so a caller that sees `is_ready()` also sees its effects.
+        if std::mem::take(&mut self.ready_due) {
+            self.signals.ready.raise();
+        }
         self.publish();
     }
 
@@ -219,7 +226,8 @@ impl Engine {
         self.signals.observed.store(Arc::new(observed));
     }
 
-    /// Runs `on_state_changed` on a role change and `on_ready` on the first catch-up.
+    /// Runs `on_state_changed` on a role change and `on_ready` on the first catch-up (the
+    /// `ready` flag follows at the end of the iteration, after the callback).
     fn report_changes(&mut self) {
         let state = RaftState::from(self.raft.role());
         if state != self.last_state {
@@ -231,11 +239,11 @@ impl Engine {
         let caught_up = self.raft.leader().is_some()
             && self.raft.commit_index() > LogIndex::ZERO
             && self.raft.applied_index() >= self.raft.commit_index();
-        if caught_up
-            && self.signals.ready.raise()
-            && let Some(callback) = self.callbacks.on_ready.clone()
-        {
-            self.defer("on_ready", move || callback());
+        if caught_up && !self.ready_due && !self.signals.ready.is_raised() {
+            self.ready_due = true;
+            if let Some(callback) = self.callbacks.on_ready.clone() {
+                self.defer("on_ready", move || callback());
+            }
         }
     }
 
