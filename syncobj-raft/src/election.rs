@@ -12,7 +12,7 @@ use super::node::RaftNode;
 use super::progress::Progress;
 use super::role::{Role, RoleKind, Votes};
 use super::timers::Timer;
-use super::types::{EntryKind, Instant, NodeId, Term};
+use super::types::{EntryKind, Instant, LogIndex, NodeId, Term};
 
 impl RaftNode {
     /// Dispatches a message from a member, after the term rules of §5.1.
@@ -216,7 +216,9 @@ impl RaftNode {
     fn heard_from_leader_recently(&self, now: Instant) -> bool {
         match self.role {
             Role::Leader { .. } => true,
-            Role::Follower { leader: Some(_) } => self
+            Role::Follower {
+                leader: Some(_), ..
+            } => self
                 .leader_contact
                 .is_some_and(|at| now - at < self.config.election_timeout_min),
             _ => false,
@@ -234,7 +236,10 @@ impl RaftNode {
             self.vote = None;
         }
         self.log_role_change("follower");
-        self.role = Role::Follower { leader };
+        self.role = Role::Follower {
+            leader,
+            matched: LogIndex::ZERO,
+        };
         self.timers.stop(Timer::Heartbeat);
         self.reset_election_timer(now);
     }
@@ -334,10 +339,13 @@ impl RaftNode {
             Role::Leader { .. } => return Err(ProtocolViolation::SecondLeader { term: self.term }),
             Role::Follower {
                 leader: Some(leader),
+                ..
             } if leader != from => {
                 return Err(ProtocolViolation::SecondLeader { term: self.term });
             }
-            Role::Follower { leader: Some(_) } => {}
+            Role::Follower {
+                leader: Some(_), ..
+            } => {}
             _ => self.become_follower(self.term, Some(from), now),
         }
         self.leader_contact = Some(now);

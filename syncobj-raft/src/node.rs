@@ -127,7 +127,10 @@ impl RaftNode {
             term: hard_state.term,
             vote: hard_state.vote,
             log: RaftLog::restored_after(log.base, log.entries, log.committed),
-            role: Role::Follower { leader: None },
+            role: Role::Follower {
+                leader: None,
+                matched: LogIndex::ZERO,
+            },
             timers: Timers::default(),
             rng,
             leader_contact: None,
@@ -299,7 +302,7 @@ impl RaftNode {
     /// The leader of the current term as far as this node knows.
     pub fn leader(&self) -> Option<NodeId> {
         match self.role {
-            Role::Follower { leader } => leader,
+            Role::Follower { leader, .. } => leader,
             Role::Leader { .. } => Some(self.id),
             Role::PreCandidate { .. } | Role::Candidate { .. } => None,
         }

@@ -177,6 +177,15 @@ impl Progress {
         true
     }
 
+    /// Frees the oldest slot of a full pipelining window (see the caller).
+    pub(crate) fn free_one_if_full(&mut self, max_inflight: usize) {
+        if let Mode::Replicate { inflight } = &mut self.mode
+            && inflight.len() >= max_inflight
+        {
+            inflight.pop_front();
+        }
+    }
+
     /// A heartbeat is due: a probe that went unanswered may be sent again.
     pub(crate) fn heartbeat_due(&mut self) {
         if let Mode::Probe { waiting } = &mut self.mode {

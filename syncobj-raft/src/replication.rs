@@ -92,16 +92,12 @@ impl RaftNode {
         let Some(p) = progress.get_mut(&peer) else {
             return;
         };
-        let prev_log_index = p.next_index.prev();
+        let base = self.log.base_index();
         assert!(
-            prev_log_index >= self.log.base_index(),
-            "an append to {peer} after {prev_log_index}, below the base {}: a snapshot is due",
-            self.log.base_index()
+            p.next_index.prev() >= base,
+            "an append to {peer} after {}, below the base {base}: a snapshot is due",
+            p.next_index.prev()
         );
-        let prev_log_term = self
-            .log
-            .term(prev_log_index)
-            .expect("the leader holds every entry after its base, and next_index > base");
         let entries = if p.can_send(self.config.max_inflight_appends) {
             self.log
                 .entries_from(p.next_index, self.config.append_entries_batch_size_bytes)
@@ -109,6 +105,18 @@ impl RaftNode {
             debug_assert!(heartbeat, "only heartbeats go out past the window");
             Vec::new()
         };
+        // An empty append to a replicating follower checks the log at what it is known to
+        // match, not after the appends in flight: the driver may send it ahead of them (so
+        // that heartbeats never wait behind bulk data), and a check past what has arrived
+        // would be rejected and restart replication from the match.
+        let prev_log_index = match (&p.mode, entries.is_empty()) {
+            (Mode::Replicate { .. }, true) => p.match_index.max(base),
+            _ => p.next_index.prev(),
+        };
+        let prev_log_term = self
+            .log
+            .term(prev_log_index)
+            .expect("the leader holds every entry from its base on, and prev >= base");
         if let Some(last) = entries.last() {
             p.sent(last.index);
         }
@@ -146,6 +154,13 @@ impl RaftNode {
                 }
                 if p.accepted(match_index) {
                     self.maybe_commit();
+                } else {
+                    // An answer that acknowledges nothing new (a heartbeat's): if appends in
+                    // flight filled the window, they may be lost, and nothing else would free
+                    // it. Freeing one slot lets the next append go; if the follower lacks what
+                    // came before, it rejects that one and replication starts over from the
+                    // match (etcd does the same).
+                    p.free_one_if_full(self.config.max_inflight_appends);
                 }
             }
             AppendOutcome::Rejected { rejected, hint } => {
@@ -241,7 +256,8 @@ impl RaftNode {
         }
         let last_new = prev + entries.len() as u64;
         self.append_from_leader(entries)?;
-        self.log.commit_to(leader_commit.min(last_new));
+        let matched = self.note_leader_match(last_new);
+        self.log.commit_to(leader_commit.min(matched));
         self.accept_append(from, last_new);
         Ok(())
     }
@@ -279,6 +295,18 @@ impl RaftNode {
             self.log.push(entry);
         }
         Ok(())
+    }
+
+    /// Records that this follower's log shares the leader's up to `index`, and returns the
+    /// highest index known to do so in this term.
+    fn note_leader_match(&mut self, index: LogIndex) -> LogIndex {
+        match &mut self.role {
+            Role::Follower { matched, .. } => {
+                *matched = (*matched).max(index);
+                *matched
+            }
+            _ => index,
+        }
     }
 
     fn accept_append(&mut self, leader: NodeId, match_index: LogIndex) {

@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::{Deserialize, Serialize};
 
 use super::progress::Progress;
-use super::types::NodeId;
+use super::types::{LogIndex, NodeId};
 
 /// A node's role, with its own state.
 #[derive(Debug)]
@@ -13,6 +13,11 @@ pub(crate) enum Role {
     Follower {
         /// The leader of the current term, once heard from.
         leader: Option<NodeId>,
+        /// The highest index this node's log is known to share with that leader's: the last
+        /// entry of an append it accepted from it in this term. A leader never changes its log
+        /// within its term, so this holds however the leader's messages are reordered, and
+        /// the commit index may follow the leader's up to it.
+        matched: LogIndex,
     },
     /// Running a pre-vote round (Raft thesis §9.6); the term is not raised yet.
     PreCandidate {
