@@ -531,3 +531,85 @@ fn malformed_addresses_are_refused_at_start() {
     let refused = SyncObj::read_only(Vec::<String>::new(), Counter::default(), conf());
     assert!(matches!(refused, Err(StartError::NoVoters)));
 }
+
+#[derive(Default, Serialize, Deserialize, Replicated)]
+struct Blobs {
+    count: usize,
+    bytes: usize,
+}
+
+#[replicated]
+impl Blobs {
+    #[replicated]
+    fn put(&mut self, blob: String) -> usize {
+        self.count += 1;
+        self.bytes += blob.len();
+        self.count
+    }
+}
+
+/// Large entries do not cost the leader its term: six back-to-back 5 MB calls on three nodes
+/// with a password (so every byte is also encrypted), the short election timeouts of these
+/// tests (150–300 ms) and two threads keeping the cores busy, all commit in the leader's term,
+/// with no election anywhere. Heartbeats and their answers overtake the megabytes on each link
+/// instead of waiting behind them (without that, this run elects again).
+///
+/// Unoptimized, sealing and unsealing the megabytes alone takes the tick loops longer than an
+/// election timeout, so the test runs in optimized builds only: `.ci/run` runs it with
+/// `cargo test --release --test tcp_cluster large_entries`.
+#[test]
+#[cfg_attr(debug_assertions, ignore = "measures timing: run with --release")]
+fn large_entries_under_load_cause_no_election() {
+    const BLOB_BYTES: usize = 5 * 1024 * 1024;
+    const CALLS: usize = 6;
+    let addresses: Vec<String> = (0..3).map(|_| free_address()).collect();
+    let nodes: Vec<SyncObj<Blobs>> = addresses
+        .iter()
+        .map(|me| {
+            let partners = addresses.iter().filter(|a| *a != me).cloned();
+            let conf = builder()
+                .password("large entries")
+                .build()
+                .expect("a valid configuration");
+            SyncObj::new(me, partners, Blobs::default(), conf).expect("the node starts")
+        })
+        .collect();
+    assert!(nodes.iter().all(|n| n.wait_ready(Duration::from_secs(20))));
+    let leader = nodes
+        .iter()
+        .find(|n| n.is_leader())
+        .expect("a leader once every node is ready");
+    let term = leader.raft_current_term();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let load: Vec<_> = (0..2)
+        .map(|_| {
+            let stop = std::sync::Arc::clone(&stop);
+            std::thread::spawn(move || {
+                let mut spins = 0u64;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    spins = std::hint::black_box(spins.wrapping_add(1));
+                }
+            })
+        })
+        .collect();
+    let blob = "x".repeat(BLOB_BYTES);
+    let calls: Vec<_> = (0..CALLS).map(|_| leader.put(blob.clone())).collect();
+    let outcomes: Vec<_> = calls
+        .into_iter()
+        .map(|call| call.wait_timeout(Duration::from_secs(60)))
+        .collect();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for thread in load {
+        thread.join().expect("the load thread ends");
+    }
+    assert_eq!(outcomes, (1..=CALLS).map(Ok).collect::<Vec<_>>());
+    for node in &nodes {
+        assert_eq!(
+            node.raft_current_term(),
+            term,
+            "no election on {}",
+            node.self_node()
+        );
+    }
+    assert!(leader.is_leader());
+}

@@ -17,9 +17,9 @@
 //!
 //! * `read-only-frames`: `--readers` connections (8) each send a read-only hello with the right
 //!   cluster identity (a hash of the voters' addresses, public knowledge), then announce the
-//!   largest frame the node accepts (64 MiB, halved each time the node drops the connection
-//!   first) and send all of it but its last byte, then hold the connection until the node
-//!   drops it; then again. With a password the hello is refused: the attack degrades into a
+//!   largest message the node accepts (64 MiB, halved each time the node drops the connection
+//!   first) in a first fragment, send fragments of all of it but its last byte, then hold the
+//!   connection until the node drops it; then again. With a password the hello is refused: the attack degrades into a
 //!   flood of refused hellos.
 //! * `trickle`: `--trickle-connections` connections (2,000) each send one byte of a hello every
 //!   two seconds and never finish it.
@@ -68,6 +68,7 @@ use socket2::{Domain, Socket, Type};
 use syncobj::prelude::*;
 use syncobj_net::frame::FrameEncoder;
 use syncobj_net::handshake::{ClusterId, Hello, HelloReply, Peer};
+use syncobj_net::tcp::FRAGMENT_BYTES;
 
 type Error = Box<dyn std::error::Error>;
 
@@ -81,8 +82,9 @@ const ATTACK_IO_TIMEOUT: Duration = Duration::from_secs(1);
 /// attacker starts.
 const FRAME_BYTES_START: usize = 64 * 1024 * 1024;
 
-/// The smallest frame the read-only attacker falls back to.
-const FRAME_BYTES_FLOOR: usize = 64 * 1024;
+/// The smallest message the read-only attacker falls back to: a little more than a fragment,
+/// so that it is still announced and reserved.
+const FRAME_BYTES_FLOOR: usize = FRAGMENT_BYTES + 1;
 
 /// The pause between two bytes of a trickling connection.
 const TRICKLE_PERIOD: Duration = Duration::from_secs(2);
@@ -789,26 +791,52 @@ fn read_only_hello(stream: &mut TcpStream, cluster: ClusterId, number: u64) -> i
     Ok(HelloReply::decode(&reply) == Ok(HelloReply::Accepted))
 }
 
-/// Announces a frame of `len` bytes and sends all of it but the last byte, as fast as the node
-/// reads; returns how many bytes went out (less when the node closed first or the window
-/// ended).
-fn frame_but_last(stream: &mut TcpStream, len: usize, chunk: &[u8], until: Instant) -> usize {
-    let header = u32::try_from(len).unwrap_or(u32::MAX).to_le_bytes();
-    if stream.write_all(&header).is_err() {
+/// Announces a message of `len` bytes in a first fragment (the wire format of an open link:
+/// kind byte 1, the length, data) and sends fragments of all of it but the last byte, as fast
+/// as the node reads; returns how many message bytes went out (less when the node closed first
+/// or the window ended).
+fn message_but_last(stream: &mut TcpStream, len: usize, chunk: &[u8], until: Instant) -> usize {
+    let Ok(announced) = u32::try_from(len) else {
         return 0;
-    }
+    };
     let mut sent = 0;
     while sent + 1 < len && Instant::now() < until {
-        let n = chunk.len().min(len - 1 - sent);
-        match stream.write(&chunk[..n]) {
-            Ok(0) => break,
-            Ok(written) => sent += written,
-            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
-            Err(e) if e.kind() == ErrorKind::Interrupted => {}
-            Err(_) => break,
+        let data = FRAGMENT_BYTES.min(len - 1 - sent);
+        let mut prefix = Vec::with_capacity(9);
+        if sent == 0 {
+            prefix.extend_from_slice(&(data as u32 + 5).to_le_bytes());
+            prefix.push(0x01);
+            prefix.extend_from_slice(&announced.to_le_bytes());
+        } else {
+            prefix.extend_from_slice(&(data as u32 + 1).to_le_bytes());
+            prefix.push(0x02);
         }
+        if !write_all_until(stream, &prefix, until)
+            || !write_all_until(stream, &chunk[..data], until)
+        {
+            break;
+        }
+        sent += data;
     }
     sent
+}
+
+/// Writes all of `bytes` unless the node closes or the window ends; returns whether it did.
+fn write_all_until(stream: &mut TcpStream, bytes: &[u8], until: Instant) -> bool {
+    let mut written = 0;
+    while written < bytes.len() {
+        if Instant::now() >= until {
+            return false;
+        }
+        match stream.write(&bytes[written..]) {
+            Ok(0) => return false,
+            Ok(n) => written += n,
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(_) => return false,
+        }
+    }
+    true
 }
 
 /// One reader of the read-only-frames attack: links as a read-only node, sends most of the
@@ -837,7 +865,7 @@ fn read_only_frames(
                 continue;
             }
         }
-        let sent = frame_but_last(&mut stream, frame_bytes, &chunk, pacer.until);
+        let sent = message_but_last(&mut stream, frame_bytes, &chunk, pacer.until);
         if sent + 1 < frame_bytes && Instant::now() < pacer.until {
             frame_bytes = (frame_bytes / 2).max(FRAME_BYTES_FLOOR);
         }

@@ -113,10 +113,21 @@ impl FrameEncoder {
     /// Fails with [`FrameError::TooLarge`], leaving `out` untouched, if the payload exceeds
     /// `frame_size_max`.
     pub fn encode(&self, payload: &[u8], out: &mut Vec<u8>) -> Result<(), FrameError> {
-        let header = self.header(payload.len())?;
-        out.reserve(FRAME_HEADER_BYTES + payload.len());
+        self.encode_parts(&[payload], out)
+    }
+
+    /// Appends one frame whose payload is `parts`, one after the other, to `out`. Costs one
+    /// copy of the parts.
+    ///
+    /// Fails like [`encode`](Self::encode) if the parts together exceed `frame_size_max`.
+    pub fn encode_parts(&self, parts: &[&[u8]], out: &mut Vec<u8>) -> Result<(), FrameError> {
+        let len = parts.iter().map(|p| p.len()).sum();
+        let header = self.header(len)?;
+        out.reserve(FRAME_HEADER_BYTES + len);
         out.extend_from_slice(&header);
-        out.extend_from_slice(payload);
+        for part in parts {
+            out.extend_from_slice(part);
+        }
         Ok(())
     }
 }
@@ -267,6 +278,13 @@ impl FrameDecoder {
             Ok(Some(len)) if self.buf.len() >= FRAME_HEADER_BYTES + len => Some(len),
             _ => None,
         }
+    }
+
+    /// The payload of the next frame if it is whole in the buffer, without taking it: what
+    /// [`next_frame`](Self::next_frame) would return. Costs nothing.
+    pub fn peek_frame(&self) -> Option<&[u8]> {
+        let len = self.next_frame_len()?;
+        Some(&self.buf[FRAME_HEADER_BYTES..FRAME_HEADER_BYTES + len])
     }
 
     /// Appends as much of `bytes` as the buffer bound allows, stopping at the end of a large

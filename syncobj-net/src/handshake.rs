@@ -13,7 +13,10 @@
 //! guards against misconfiguration, not attackers. With a password, authentication belongs to
 //! the encryption layer.
 //!
-//! # Format, protocol version 1
+//! # Format, protocol versions 1 and 2
+//!
+//! Version 2 keeps the handshake of version 1; what changed is the framing of an open link
+//! (two lanes, large messages in fragments: see the TCP transport's documentation).
 //!
 //! Each message is the whole payload of one frame ([`crate::frame`]) and fills it exactly:
 //! trailing bytes are an error. Integers are little-endian. Both messages start with:
@@ -79,8 +82,9 @@ use std::fmt;
 
 use thiserror::Error;
 
-/// The version of the handshake and of the protocol behind it that this build speaks.
-pub const PROTOCOL_VERSION: u16 = 1;
+/// The version of the handshake and of the protocol behind it that this build speaks: 2 since
+/// open links carry two lanes and fragment large messages.
+pub const PROTOCOL_VERSION: u16 = 2;
 
 /// The first four bytes of every handshake message.
 pub const MAGIC: [u8; 4] = *b"SYOB";
@@ -668,7 +672,7 @@ mod tests {
 
     #[test]
     fn voter_hello_bytes_are_pinned() {
-        let mut expected = b"SYOB\x01\x00\x01".to_vec();
+        let mut expected = b"SYOB\x02\x00\x01".to_vec();
         expected.extend_from_slice(&[0xc1; 16]);
         expected.extend_from_slice(b"\x01\x0e127.0.0.1:4321");
         assert_eq!(encoded(&voter("127.0.0.1:4321")), expected);
@@ -676,7 +680,7 @@ mod tests {
 
     #[test]
     fn read_only_hello_bytes_are_pinned() {
-        let mut expected = b"SYOB\x01\x00\x01".to_vec();
+        let mut expected = b"SYOB\x02\x00\x01".to_vec();
         expected.extend_from_slice(&[0xc1; 16]);
         expected.push(0x02);
         expected.extend_from_slice(&0x0102_0304_0506_0708_u64.to_le_bytes());
@@ -689,14 +693,14 @@ mod tests {
     #[test]
     fn reply_bytes_are_pinned() {
         let expected: [&[u8]; 8] = [
-            b"SYOB\x01\x00\x02\x00",
-            b"SYOB\x01\x00\x02\x01",
-            b"SYOB\x01\x00\x02\x02\xef\xbe",
-            b"SYOB\x01\x00\x02\x03",
-            b"SYOB\x01\x00\x02\x04",
-            b"SYOB\x01\x00\x02\x05",
-            b"SYOB\x01\x00\x02\x06",
-            b"SYOB\x01\x00\x02\x07",
+            b"SYOB\x02\x00\x02\x00",
+            b"SYOB\x02\x00\x02\x01",
+            b"SYOB\x02\x00\x02\x02\xef\xbe",
+            b"SYOB\x02\x00\x02\x03",
+            b"SYOB\x02\x00\x02\x04",
+            b"SYOB\x02\x00\x02\x05",
+            b"SYOB\x02\x00\x02\x06",
+            b"SYOB\x02\x00\x02\x07",
         ];
         for (reply, expected) in every_reply().iter().zip(expected) {
             assert_eq!(reply_bytes(reply), expected, "{reply:?}");
@@ -806,10 +810,10 @@ mod tests {
     #[test]
     fn other_versions_are_refused_with_ours() {
         let mut hello = voter("a:1");
-        hello.protocol_version = 2;
+        hello.protocol_version = 3;
         let bytes = encoded(&hello);
         let error = HandshakeError::UnsupportedVersion {
-            version: 2,
+            version: 3,
             offset: 4,
         };
         assert_eq!(Hello::decode(&bytes), Err(error.clone()));
@@ -820,7 +824,9 @@ mod tests {
         );
         assert_eq!(
             error.refuse_reason(),
-            RefuseReason::WrongProtocolVersion { ours: 1 }
+            RefuseReason::WrongProtocolVersion {
+                ours: PROTOCOL_VERSION
+            }
         );
         let mut bytes = reply_bytes(&HelloReply::Accepted);
         bytes[4] = 0;
@@ -983,11 +989,13 @@ mod tests {
             check_hello(&hello, &config(false)),
             Err(RefuseReason::WrongCluster)
         );
-        for version in [0, 2, u16::MAX] {
+        for version in [0, 1, 3, u16::MAX] {
             hello.protocol_version = version;
             assert_eq!(
                 check_hello(&hello, &config(false)),
-                Err(RefuseReason::WrongProtocolVersion { ours: 1 }),
+                Err(RefuseReason::WrongProtocolVersion {
+                    ours: PROTOCOL_VERSION
+                }),
                 "the version is checked first"
             );
         }

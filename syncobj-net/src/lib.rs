@@ -245,8 +245,17 @@ pub trait Transport: Send + 'static {
     fn add_peer(&mut self, address: &str) -> PeerId;
 
     /// Queues `frame` for `to`. Returns `false` if it was dropped: no link, a full send
-    /// buffer, or an id this transport never gave out. Never blocks.
+    /// buffer, or an id this transport never gave out. Never blocks. Frames sent this way
+    /// arrive in the order they were sent, if at all.
     fn send(&mut self, to: PeerId, frame: Bytes) -> bool;
+
+    /// Queues a small control frame (a vote, an acknowledgement, a heartbeat) for `to`, which
+    /// may overtake the frames queued with [`send`](Self::send) before it: a transport that
+    /// can should not make it wait behind bulk data. Control frames keep their order among
+    /// themselves. Returns `false` if it was dropped, as `send` does. By default it is `send`.
+    fn send_control(&mut self, to: PeerId, frame: Bytes) -> bool {
+        self.send(to, frame)
+    }
 
     /// Waits at most `timeout` for something to happen (returning early on input, or on a
     /// [`Wake::wake`]) and appends what happened to `events`, in order. One call appends at

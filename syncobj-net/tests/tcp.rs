@@ -69,6 +69,45 @@ fn two_voters_link_and_exchange_frames_in_order() {
     );
 }
 
+/// A control frame sent after a large bulk frame arrives before it: the bulk frame goes in
+/// fragments and the control frame between them, so a heartbeat never waits behind megabytes.
+/// Bulk frames keep their order, and the large one arrives whole; with or without a password.
+#[test]
+fn control_frames_overtake_large_bulk_frames() {
+    for password in [None, Some("secret")] {
+        let voters = vec![free_address(), free_address()];
+        let configure = |me: &str| {
+            let plain = TcpSettings {
+                frame_size_max: 8 * 1024 * 1024,
+                send_queue_bytes_max: 16 * 1024 * 1024,
+                ..settings(Some(me), &voters)
+            };
+            password.map_or(plain.clone(), |p| with_password(plain, p))
+        };
+        let mut a = Node::new(configure(&voters[0]));
+        let mut b = Node::new(configure(&voters[1]));
+        let to_b = a.id(&voters[1]);
+        poll_until(&mut [&mut a, &mut b], |n| linked(n, &voters));
+        let large: Bytes = (0..5_000_000u32).map(|i| (i % 251) as u8).collect();
+        assert!(a.transport.send(to_b, large.clone()));
+        assert!(a.transport.send(to_b, Bytes::from_static(b"after")));
+        assert!(a.transport.send_control(to_b, Bytes::from_static(b"ping")));
+        poll_until(&mut [&mut a, &mut b], |n| n[1].frames.len() == 3);
+        let got: Vec<&[u8]> = b.payloads();
+        assert_eq!(
+            got[0], b"ping",
+            "the control frame came first ({password:?})"
+        );
+        assert!(got[1] == &large[..], "the large frame came whole");
+        assert_eq!(got[2], b"after", "bulk frames keep their order");
+        assert_eq!(
+            b.transport.incoming_bytes(),
+            0,
+            "nothing held once delivered"
+        );
+    }
+}
+
 /// `add_peer` gives a configured voter its id (in the order of `voters`, this node skipped)
 /// and a new address the next one, the same at every call; the new peer is dialled or accepted
 /// like a configured one.

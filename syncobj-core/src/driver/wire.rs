@@ -3,7 +3,7 @@
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
-use crate::raft::{Envelope, LogIndex, Term};
+use crate::raft::{Envelope, LogIndex, Message, Term};
 
 /// One frame's payload.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -45,6 +45,28 @@ pub(crate) enum Refusal {
 }
 
 impl NodeMessage {
+    /// Whether the message is small and may overtake bulk data on its way
+    /// ([`Transport::send_control`](syncobj_net::Transport::send_control)): votes, answers,
+    /// and appends that carry no entry (heartbeats). Entries, snapshot chunks (one at a time
+    /// in flight) and forwarded calls keep their order.
+    ///
+    /// An empty append may arrive before appends sent earlier because the leader checks the
+    /// log at what the follower is known to match in it, never past what may be in flight.
+    pub(crate) fn is_control(&self) -> bool {
+        match self {
+            NodeMessage::Raft(envelope) => match &envelope.message {
+                Message::AppendEntries(append) => append.entries.is_empty(),
+                Message::InstallSnapshot(_) => false,
+                Message::RequestVote(_)
+                | Message::VoteResponse(_)
+                | Message::AppendResponse(_)
+                | Message::InstallSnapshotResponse(_) => true,
+            },
+            NodeMessage::Forward { .. } => false,
+            NodeMessage::Placed { .. } => true,
+        }
+    }
+
     pub(crate) fn encode(&self) -> Bytes {
         Bytes::from(rmp_serde::to_vec(self).expect("node messages always encode"))
     }

@@ -8,6 +8,7 @@ use bytes::Bytes;
 use mio::net::TcpStream;
 
 use super::budget::Class;
+use super::lanes::{Assembly, BulkQueue, FRAGMENT_BYTES, LINK_FRAME_MAX, Lane, Piece};
 use super::settings::{HANDSHAKE_FRAME_MAX, TcpSettings};
 use crate::frame::{
     FRAME_HEADER_BYTES, FrameDecoder, FrameEncoder, READ_CHUNK_BYTES_DEFAULT, ReadStatus,
@@ -19,6 +20,10 @@ use crate::{PeerId, TransportEvent};
 /// An outgoing buffer (the send queue, the frame being sealed) keeps at most this much
 /// allocation once empty.
 const IDLE_SEND_BYTES_MAX: usize = 64 * 1024;
+
+/// The most bulk bytes one flush frames (and seals): a large backlog goes out over several
+/// polls, so that the loop between them keeps its timers (heartbeats) on time.
+const FLUSH_BULK_BYTES_MAX: usize = 256 * 1024;
 
 /// Where a connection is in its life.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -154,7 +159,18 @@ pub(super) struct Connection {
     pub(super) held: (Class, usize),
     decoder: FrameDecoder,
     encoder: FrameEncoder,
+    /// Bytes ready to write: framed, and sealed when encrypted.
     out: Vec<u8>,
+    /// Bulk messages not framed yet: they go out a fragment at a time.
+    bulk: BulkQueue,
+    /// The fragmented message being received.
+    assembly: Assembly,
+    /// Bulk messages wait to be framed while the socket may take more: the next poll flushes
+    /// again without waiting for a readiness event.
+    write_pending: bool,
+    /// The largest message the link sends, and the largest it receives.
+    send_message_max: usize,
+    receive_message_max: usize,
     /// The dialler's handshake, between its hello and the reply, on an encrypted connection.
     initiator: Option<Initiator>,
     sealed: Option<Box<Sealed>>,
@@ -199,19 +215,28 @@ impl Connection {
             decoder: FrameDecoder::new(HANDSHAKE_FRAME_MAX),
             encoder: FrameEncoder::new(HANDSHAKE_FRAME_MAX),
             out: Vec::new(),
+            bulk: BulkQueue::default(),
+            assembly: Assembly::default(),
+            write_pending: false,
+            send_message_max: 0,
+            receive_message_max: 0,
             initiator: None,
             sealed: None,
         }
     }
 
-    /// The bytes waiting to be written.
-    pub(super) fn queued_bytes(&self) -> usize {
-        self.out.len()
+    /// The bytes waiting to be written in `lane`: a control message counts only what is
+    /// framed, since it goes ahead of the bulk messages not framed yet.
+    pub(super) fn queued_bytes(&self, lane: Lane) -> usize {
+        match lane {
+            Lane::Control => self.out.len(),
+            Lane::Bulk => self.out.len() + self.bulk.waiting_bytes(),
+        }
     }
 
-    /// The largest frame this connection sends.
-    pub(super) fn send_frame_max(&self) -> u32 {
-        self.encoder.frame_size_max()
+    /// The largest message this link sends (0 before it opens).
+    pub(super) fn send_message_max(&self) -> usize {
+        self.send_message_max
     }
 
     /// What its read buffers count against: an accepted connection is in the handshake class
@@ -226,18 +251,49 @@ impl Connection {
         }
     }
 
-    /// The bytes its read buffers hold: the frame decoder's allocation and, when encrypted,
-    /// the plaintext not yet decoded and a record received in part.
+    /// The bytes its read buffers hold, as counted against the budget: the frame decoder's
+    /// allocation and, when encrypted, the plaintext not yet decoded and a record received in
+    /// part. While a fragmented message comes in, its whole length and the most those
+    /// buffers can hold are counted instead: the message was given room to finish, so it
+    /// never waits for the budget halfway.
     pub(super) fn input_bytes(&self) -> usize {
+        if self.assembly.in_progress() {
+            return self.assembly.capacity() + self.working_bytes_max();
+        }
         let sealed = self.sealed.as_ref().map_or(0, |sealed| {
             sealed.plain.capacity() + sealed.session.buffered_capacity()
         });
         self.decoder.capacity() + sealed
     }
 
-    /// The most [`input_bytes`](Self::input_bytes) can be after one more [`read`](Self::read):
-    /// what the budget checks first.
+    /// The most the read buffers hold, whatever comes.
+    fn working_bytes_max(&self) -> usize {
+        let sealed = match self.sealed {
+            Some(_) => READ_CHUNK_BYTES_DEFAULT + RECORD_BYTES_MAX,
+            None => 0,
+        };
+        self.decoder.buffer_bytes_max() + sealed
+    }
+
+    /// The length of the message whose first fragment is the next whole frame, if it is one:
+    /// taking it needs room for the whole message.
+    pub(super) fn message_due(&self) -> Option<usize> {
+        if self.stage != Stage::Open {
+            return None;
+        }
+        let frame = self.decoder.peek_frame()?;
+        Some(Assembly::reservation(frame)).filter(|&len| len > 0)
+    }
+
+    /// The most [`input_bytes`](Self::input_bytes) can be after one more [`read`](Self::read),
+    /// or after taking a first fragment that waits: what the budget checks first.
     pub(super) fn input_bytes_after_read_max(&self) -> usize {
+        if let Some(len) = self.message_due() {
+            return len + self.working_bytes_max();
+        }
+        if self.assembly.in_progress() {
+            return self.input_bytes();
+        }
         let sealed = match self.sealed {
             Some(_) => READ_CHUNK_BYTES_DEFAULT + RECORD_BYTES_MAX,
             None => 0,
@@ -245,17 +301,71 @@ impl Connection {
         self.decoder.capacity_after_read_max() + sealed
     }
 
-    /// Frames `payload` (sealing it on an encrypted connection) onto the send queue.
+    /// Frames `payload` as it is (a handshake message, or an empty keep-alive), sealing it on
+    /// an encrypted connection, onto the bytes to write.
     pub(super) fn queue(&mut self, payload: &[u8]) -> Result<(), Fault> {
+        self.queue_parts(&[payload])
+    }
+
+    /// Queues a message of an open link in `lane`: framed at once if it is a small control
+    /// message, or a small bulk one with no bulk message waiting; else behind the waiting
+    /// bulk messages, to go out a fragment at a time as [`flush`](Self::flush) writes.
+    pub(super) fn queue_message(&mut self, lane: Lane, message: Bytes) -> Result<(), Fault> {
+        let small = message.len() <= FRAGMENT_BYTES;
+        if small && (lane == Lane::Control || self.bulk.is_empty()) {
+            return self.queue_piece(&super::lanes::whole(&message));
+        }
+        self.bulk.push(message);
+        Ok(())
+    }
+
+    /// Frames waiting bulk messages, a piece at a time, while less than a fragment is ready
+    /// to write; returns the bytes framed.
+    fn refill(&mut self) -> Result<usize, Fault> {
+        let mut framed = 0;
+        while self.out.len() < FRAGMENT_BYTES {
+            let Some(piece) = self.bulk.next_piece() else {
+                break;
+            };
+            let len = piece.data.len();
+            let parts = [piece.prefix(), piece.data];
+            Self::frame_into(&self.encoder, &mut self.sealed, &parts, &mut self.out)?;
+            self.bulk.advance(len);
+            framed += len;
+        }
+        Ok(framed)
+    }
+
+    /// Whether bulk messages wait while the socket may take more (see
+    /// [`flush`](Self::flush)).
+    pub(super) fn write_pending(&self) -> bool {
+        self.write_pending
+    }
+
+    fn queue_piece(&mut self, piece: &Piece<'_>) -> Result<(), Fault> {
+        self.queue_parts(&[piece.prefix(), piece.data])
+    }
+
+    fn queue_parts(&mut self, parts: &[&[u8]]) -> Result<(), Fault> {
+        Self::frame_into(&self.encoder, &mut self.sealed, parts, &mut self.out)
+    }
+
+    /// Frames `parts` as one payload onto `out`, sealed when the connection is encrypted.
+    fn frame_into(
+        encoder: &FrameEncoder,
+        sealed: &mut Option<Box<Sealed>>,
+        parts: &[&[u8]],
+        out: &mut Vec<u8>,
+    ) -> Result<(), Fault> {
         let framing = |e| Fault::BadFrame(format!("cannot frame: {e}"));
-        match &mut self.sealed {
-            None => self.encoder.encode(payload, &mut self.out).map_err(framing),
+        match sealed {
+            None => encoder.encode_parts(parts, out).map_err(framing),
             Some(sealed) => {
                 sealed.frame.clear();
-                self.encoder
-                    .encode(payload, &mut sealed.frame)
+                encoder
+                    .encode_parts(parts, &mut sealed.frame)
                     .map_err(framing)?;
-                let sealing = sealed.session.seal(&sealed.frame, &mut self.out);
+                let sealing = sealed.session.seal(&sealed.frame, out);
                 if sealed.frame.capacity() > IDLE_SEND_BYTES_MAX {
                     sealed.frame = Vec::new();
                 }
@@ -264,15 +374,38 @@ impl Connection {
         }
     }
 
-    /// Writes as much of the send queue as the socket takes.
+    /// Writes as much as the socket takes: the framed bytes, and the waiting bulk messages a
+    /// piece at a time, at most [`FLUSH_BULK_BYTES_MAX`] of them; if more wait and the
+    /// socket would take them, [`write_pending`](Self::write_pending) says so.
     pub(super) fn flush(&mut self, now: Instant) -> Result<(), Fault> {
+        self.write_pending = false;
         if self.stage == Stage::Connecting {
             return Ok(());
         }
+        let mut framed = 0;
+        loop {
+            framed += self.refill()?;
+            let all_written = self.write_out(now)?;
+            if !all_written || self.bulk.is_empty() {
+                break;
+            }
+            if framed >= FLUSH_BULK_BYTES_MAX {
+                self.write_pending = true;
+                break;
+            }
+        }
+        if self.out.is_empty() && self.out.capacity() > IDLE_SEND_BYTES_MAX {
+            self.out = Vec::new();
+        }
+        Ok(())
+    }
+
+    /// Writes as much of the framed bytes as the socket takes; returns whether it took all.
+    fn write_out(&mut self, now: Instant) -> Result<bool, Fault> {
         let mut written_total = 0;
         let result = loop {
             if written_total == self.out.len() {
-                break Ok(());
+                break Ok(true);
             }
             match self.stream.write(&self.out[written_total..]) {
                 Ok(0) => break Err(Fault::Io("socket closed while writing".into())),
@@ -280,15 +413,12 @@ impl Connection {
                     written_total += written;
                     self.last_write = now;
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break Ok(()),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break Ok(false),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => break Err(Fault::Io(format!("write failed: {e}"))),
             }
         };
         self.out.drain(..written_total);
-        if self.out.is_empty() && self.out.capacity() > IDLE_SEND_BYTES_MAX {
-            self.out = Vec::new();
-        }
         result
     }
 
@@ -355,14 +485,23 @@ impl Connection {
         })
     }
 
-    /// Hands a frame of an open link to the layer above; empty frames only keep an idle link
-    /// alive.
-    pub(super) fn deliver(&self, frame: Bytes, out: &mut Vec<TransportEvent>) {
-        if let Some(from) = self.id
+    /// Takes a frame of an open link: hands a whole message to the layer above, keeps a
+    /// fragment until its message is whole; empty frames only keep an idle link alive.
+    pub(super) fn deliver(
+        &mut self,
+        frame: Bytes,
+        out: &mut Vec<TransportEvent>,
+    ) -> Result<(), Fault> {
+        let message = self
+            .assembly
+            .take(frame, self.receive_message_max)
+            .map_err(|e| Fault::BadFrame(format!("bad frame: {e}")))?;
+        if let (Some(from), Some(frame)) = (self.id, message)
             && !frame.is_empty()
         {
             out.push(TransportEvent::Frame { from, frame });
         }
+        Ok(())
     }
 
     /// The dialler's first frame, once the connect finished: a plain hello, or an encrypted
@@ -469,20 +608,21 @@ impl Connection {
         self.open(settings);
     }
 
-    /// The handshake is done: frames up to the link's limits flow. A read-only node sends
-    /// small frames only; frames to it keep the transport's limit.
+    /// The handshake is done: messages up to the link's limits flow, in frames of at most a
+    /// fragment. A read-only node sends small messages only; messages to it keep the
+    /// transport's limit.
     fn open(&mut self, settings: &TcpSettings) {
         self.stage = Stage::Open;
-        let receive_max = match self.read_only {
+        self.receive_message_max = match self.read_only {
             true => settings.read_only_frame_max(),
             false => settings.frame_size_max,
-        };
-        self.decoder.set_frame_size_max(receive_max);
-        let send_max = match settings.node {
+        } as usize;
+        self.send_message_max = match settings.node {
             Peer::ReadOnly(_) => settings.read_only_frame_max(),
             Peer::Voter(_) => settings.frame_size_max,
-        };
-        self.encoder = FrameEncoder::new(send_max);
+        } as usize;
+        self.decoder.set_frame_size_max(LINK_FRAME_MAX);
+        self.encoder = FrameEncoder::new(LINK_FRAME_MAX);
     }
 
     /// Ends the acceptor's side of a handshake: opens on an accepted hello, else flushes the

@@ -57,6 +57,7 @@
 mod admission;
 mod budget;
 mod connection;
+mod lanes;
 mod peers;
 mod settings;
 
@@ -75,6 +76,8 @@ use mio::{Events, Interest, Poll, Token};
 use self::admission::AcceptBucket;
 use self::budget::{Class, Holdings};
 use self::connection::{Connection, Fault, Next, PollBudget, Progress, Stage};
+pub use self::lanes::FRAGMENT_BYTES;
+use self::lanes::Lane;
 use self::peers::{Kind, Peers};
 pub use self::settings::{
     BindState, ConnectionLimits, HANDSHAKE_CONNECTION_BYTES_MAX, HANDSHAKE_FRAME_MAX, Keepalive,
@@ -439,8 +442,10 @@ impl TcpTransport {
         budget: &mut PollBudget,
         now: Instant,
     ) -> Result<Turn, Fault> {
-        if self.take_frames(token, budget, now)? {
-            return Ok(Turn::Capped);
+        match self.take_frames(token, budget, now)? {
+            Taken::All => {}
+            Taken::Capped => return Ok(Turn::Capped),
+            Taken::Paused => return Ok(Turn::Paused),
         }
         self.account(token);
         if !self.may_read(token) {
@@ -451,9 +456,11 @@ impl TcpTransport {
         };
         let progress = connection.read(&mut self.scratch)?;
         connection.last_read = now;
-        if self.take_frames(token, budget, now)? {
-            // A close read here is read again at the next poll, after the frames before it.
-            return Ok(Turn::Capped);
+        // A close read here is read again at the next poll, after the frames before it.
+        match self.take_frames(token, budget, now)? {
+            Taken::All => {}
+            Taken::Capped => return Ok(Turn::Capped),
+            Taken::Paused => return Ok(Turn::Paused),
         }
         match progress {
             Progress::More => Ok(Turn::Again),
@@ -462,22 +469,33 @@ impl TcpTransport {
         }
     }
 
-    /// Handles the whole frames a connection holds, as far as `budget` allows; returns whether
-    /// it ran out.
+    /// Handles the whole frames a connection holds, as far as `budget` and the budget of
+    /// incoming bytes allow (a first fragment reserves its whole message; the connection
+    /// pauses until the budget has room for it).
     fn take_frames(
         &mut self,
         token: Token,
         budget: &mut PollBudget,
         now: Instant,
-    ) -> Result<bool, Fault> {
+    ) -> Result<Taken, Fault> {
         loop {
+            let message_due = self
+                .connections
+                .get(&token)
+                .is_some_and(|c| c.message_due().is_some());
+            if message_due && !self.may_read(token) {
+                return Ok(Taken::Paused);
+            }
             let Some(connection) = self.connections.get_mut(&token) else {
-                return Ok(false);
+                return Ok(Taken::All);
             };
             match connection.next_frame(budget)? {
                 Next::Frame(frame) => self.on_frame(token, frame, now)?,
-                Next::Incomplete => return Ok(false),
-                Next::Capped => return Ok(true),
+                Next::Incomplete => return Ok(Taken::All),
+                Next::Capped => return Ok(Taken::Capped),
+            }
+            if message_due {
+                self.account(token);
             }
         }
     }
@@ -491,10 +509,7 @@ impl TcpTransport {
         };
         let stage = connection.stage;
         match stage {
-            Stage::Open => {
-                connection.deliver(frame, &mut self.queue);
-                return Ok(());
-            }
+            Stage::Open => return connection.deliver(frame, &mut self.queue),
             Stage::AwaitHello => {
                 connection.on_hello(&frame, &self.settings, read_only_room, now)?;
             }
@@ -514,10 +529,10 @@ impl TcpTransport {
         self.open_link(token, now)?;
         self.account(token);
         if stage == Stage::AwaitConfirm
-            && let Some(connection) = self.connections.get(&token)
+            && let Some(connection) = self.connections.get_mut(&token)
         {
             // The dialler's first record: a frame after the link is up.
-            connection.deliver(frame, &mut self.queue);
+            connection.deliver(frame, &mut self.queue)?;
         }
         Ok(())
     }
@@ -647,6 +662,24 @@ impl TcpTransport {
         })
     }
 
+    /// Writes more of the bulk messages of the links whose last flush stopped at its cap.
+    fn flush_pending(&mut self, now: Instant) {
+        let pending: Vec<Token> = self
+            .connections
+            .iter()
+            .filter(|(_, c)| c.write_pending())
+            .map(|(&t, _)| t)
+            .collect();
+        for token in pending {
+            let Some(connection) = self.connections.get_mut(&token) else {
+                continue;
+            };
+            if let Err(fault) = connection.flush(now) {
+                self.close(token, &fault);
+            }
+        }
+    }
+
     /// Sends an empty frame on every open link that wrote nothing for a third of the
     /// connection timeout, so that the peer does not take it for dead.
     fn keep_alive(&mut self, now: Instant) {
@@ -706,6 +739,16 @@ impl TcpTransport {
     }
 }
 
+/// How far [`TcpTransport::take_frames`] got.
+enum Taken {
+    /// Every whole frame the connection held.
+    All,
+    /// The poll's budget is spent.
+    Capped,
+    /// The next frame begins a message the budget of incoming bytes has no room for.
+    Paused,
+}
+
 /// How one turn of reading a connection ended.
 enum Turn {
     /// It may hold more: give it another turn after the others.
@@ -739,33 +782,19 @@ impl Transport for TcpTransport {
         }
     }
 
-    /// Queues `frame` on `to`'s link and writes what the socket takes. Fails (counting a
-    /// dropped frame) without a link, when the frame is larger than the link carries, or when
-    /// the link's queue would pass `send_queue_bytes_max`; a write error closes the link
-    /// (reported at the next poll).
+    /// Queues `frame` on `to`'s link, behind the bulk frames sent before (a large one goes in
+    /// fragments), and writes what the socket takes. Fails (counting a dropped frame) without
+    /// a link, when the frame is larger than the link carries, or when the link's queue would
+    /// pass `send_queue_bytes_max`; a write error closes the link (reported at the next poll).
     fn send(&mut self, to: PeerId, frame: Bytes) -> bool {
-        let Some(token) = self.peers.get(to).and_then(|slot| slot.link) else {
-            WireStats::bump(&self.stats.dropped_frames);
-            return false;
-        };
-        let queue_max = self.settings.send_queue_bytes_max;
-        let Some(connection) = self.connections.get_mut(&token) else {
-            return false;
-        };
-        let too_large = frame.len() > connection.send_frame_max() as usize;
-        if too_large || connection.queued_bytes() + frame.len() + 4 > queue_max {
-            WireStats::bump(&self.stats.dropped_frames);
-            return false;
-        }
-        let now = Instant::now();
-        let queued = connection
-            .queue(&frame)
-            .and_then(|()| connection.flush(now));
-        if let Err(fault) = queued {
-            self.close(token, &fault);
-            return false;
-        }
-        true
+        self.send_in(Lane::Bulk, to, frame)
+    }
+
+    /// Like [`send`](Self::send), ahead of the bulk frames not written yet: the frame waits
+    /// behind at most one fragment of them. Only the frames framed already count against
+    /// `send_queue_bytes_max`.
+    fn send_control(&mut self, to: PeerId, frame: Bytes) -> bool {
+        self.send_in(Lane::Control, to, frame)
     }
 
     /// Binds, resumes a paused listener, dials, and drops unfinished handshakes and silent
@@ -790,6 +819,7 @@ impl Transport for TcpTransport {
         }
         let now = Instant::now();
         self.on_ready(now);
+        self.flush_pending(now);
         self.read_fairly(now);
         self.resume_paused(now);
         let failures = self.resolver.counters().failures;
@@ -816,10 +846,36 @@ impl Transport for TcpTransport {
 }
 
 impl TcpTransport {
+    fn send_in(&mut self, lane: Lane, to: PeerId, frame: Bytes) -> bool {
+        let Some(token) = self.peers.get(to).and_then(|slot| slot.link) else {
+            WireStats::bump(&self.stats.dropped_frames);
+            return false;
+        };
+        let queue_max = self.settings.send_queue_bytes_max;
+        let Some(connection) = self.connections.get_mut(&token) else {
+            return false;
+        };
+        let too_large = frame.len() > connection.send_message_max();
+        if too_large || connection.queued_bytes(lane) + frame.len() + 4 > queue_max {
+            WireStats::bump(&self.stats.dropped_frames);
+            return false;
+        }
+        let now = Instant::now();
+        let queued = connection
+            .queue_message(lane, frame)
+            .and_then(|()| connection.flush(now));
+        if let Err(fault) = queued {
+            self.close(token, &fault);
+            return false;
+        }
+        true
+    }
+
     /// How long a poll may wait: not at all with input or events waiting, else at most until
     /// the next dial, keep-alive, handshake deadline or the listener's return.
     fn wait_time(&self, timeout: Duration, now: Instant) -> Duration {
-        if !self.queue.is_empty() || !self.readable.is_empty() {
+        let writing = self.connections.values().any(Connection::write_pending);
+        if !self.queue.is_empty() || !self.readable.is_empty() || writing {
             return Duration::ZERO;
         }
         let wait = timeout

@@ -131,9 +131,10 @@ impl Default for ConnectionLimits {
     }
 }
 
-/// The most bytes one open link whose frames may reach `frame_size_max` holds in its
-/// buffers: its largest frame and one read chunk, and on an encrypted link a record received
-/// in part and one read's plaintext.
+/// The most bytes one open link whose messages may reach `frame_size_max` holds in its
+/// buffers: its largest message being put together from fragments, and its decoder's most
+/// (a fragment's frame, which is one read chunk, and one more read chunk), and on an
+/// encrypted link a record received in part and one read's plaintext.
 pub fn link_bytes_max(frame_size_max: u32) -> usize {
     (frame_size_max as usize)
         .saturating_add(FRAME_HEADER_BYTES)

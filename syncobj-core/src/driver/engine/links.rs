@@ -17,16 +17,18 @@ use crate::raft::{Instant, NodeId, RaftNode};
 /// The most read-only nodes a voter replicates to at once; more are ignored, with a warning.
 const READ_ONLY_NODES_MAX: usize = 64;
 
-/// Frames to send once the iteration's work is done, by the Raft id of their receiver.
+/// Frames to send once the iteration's work is done, by the Raft id of their receiver, each
+/// with whether it is a control frame ([`NodeMessage::is_control`]).
 #[derive(Default)]
 pub(crate) struct Outbox {
-    frames: Vec<(NodeId, Bytes)>,
+    frames: Vec<(NodeId, Bytes, bool)>,
 }
 
 impl Outbox {
     /// Encodes `message` for node `to`.
     pub(crate) fn push(&mut self, to: NodeId, message: &NodeMessage) {
-        self.frames.push((to, message.encode()));
+        self.frames
+            .push((to, message.encode(), message.is_control()));
     }
 }
 
@@ -139,11 +141,15 @@ impl Links {
         }
     }
 
-    /// Hands the outbox's frames to the transport.
+    /// Hands the outbox's frames to the transport: control frames ahead of bulk data.
     pub(crate) fn flush(&mut self, outbox: &mut Outbox) {
-        for (to, frame) in outbox.frames.drain(..) {
+        for (to, frame, control) in outbox.frames.drain(..) {
             if let Some(&peer) = self.peer_ids.get(&to) {
-                self.transport.send(peer, frame);
+                if control {
+                    self.transport.send_control(peer, frame);
+                } else {
+                    self.transport.send(peer, frame);
+                }
             }
         }
     }
