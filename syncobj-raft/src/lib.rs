@@ -104,8 +104,10 @@
 #![deny(missing_docs)]
 
 mod config;
+mod configs;
 mod election;
 mod error;
+mod handover;
 mod log;
 mod membership;
 mod message;
@@ -114,6 +116,7 @@ mod observers;
 mod progress;
 mod ready;
 mod reception;
+mod reconfig;
 mod replication;
 mod restore;
 mod role;
@@ -124,15 +127,21 @@ mod types;
 
 pub use config::{RaftConfig, RaftConfigError};
 pub use error::{
-    CompactError, ProposeError, ProtocolViolation, RestoreError, SnapshotError, StepError,
+    ChangeError, CompactError, ProposeError, ProtocolViolation, RestoreError, SnapshotError,
+    StepError, TransferError,
 };
-pub use membership::Membership;
+pub use handover::TransferOutcome;
+pub use membership::{
+    ADDRESS_BYTES_MAX, MEMBERS_MAX, Membership, MembershipChange, MembershipError,
+};
 pub use message::{
     AppendEntries, AppendOutcome, AppendResponse, Envelope, InstallSnapshot,
-    InstallSnapshotResponse, Message, RequestVote, SnapshotOutcome, VoteKind, VoteResponse,
+    InstallSnapshotResponse, Message, RequestVote, SnapshotOutcome, TimeoutNow, VoteKind,
+    VoteResponse,
 };
 pub use node::{NewNodeError, RaftCounters, RaftNode, Restored};
-pub use ready::{PersistAck, Ready};
+pub use ready::{PersistAck, RaftEvent, Ready};
+pub use reconfig::{ChangeStarted, PendingChange};
 pub use role::RoleKind;
 pub use snapshot::{IncomingChunk, LogReset, SnapshotCounters, SnapshotRead};
 pub use types::{Entry, EntryKind, HardState, Instant, LogIndex, LogPosition, NodeId, Term};

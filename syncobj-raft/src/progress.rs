@@ -2,6 +2,7 @@
 
 use std::collections::VecDeque;
 
+use super::membership::Membership;
 use super::transfer::SnapshotTransfer;
 use super::types::{Instant, LogIndex, LogPosition};
 
@@ -15,7 +16,14 @@ pub(crate) struct Progress {
     pub(crate) mode: Mode,
     /// When the follower last answered in this term; drives check-quorum.
     pub(crate) last_heard: Instant,
+    /// Answers in a row that acknowledged nothing new while appends were in flight.
+    pub(crate) stalled_answers: u8,
 }
+
+/// After this many answers in a row that acknowledge nothing new while appends are in flight
+/// (heartbeat answers, one per heartbeat interval), the appends are taken as lost and sent
+/// again from the match index.
+const STALLED_ANSWERS_MAX: u8 = 2;
 
 /// How the leader sends to a follower.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -41,6 +49,7 @@ impl Progress {
             next_index,
             mode: Mode::Probe { waiting: false },
             last_heard: now,
+            stalled_answers: 0,
         }
     }
 
@@ -70,6 +79,7 @@ impl Progress {
         let advanced = index > self.match_index;
         if advanced {
             self.match_index = index;
+            self.stalled_answers = 0;
         }
         match &mut self.mode {
             Mode::Replicate { inflight } => {
@@ -94,9 +104,9 @@ impl Progress {
         }
     }
 
-    /// Starts sending `snapshot`, from its first byte.
-    pub(crate) fn start_snapshot(&mut self, snapshot: LogPosition) {
-        self.mode = Mode::Snapshot(SnapshotTransfer::new(snapshot));
+    /// Starts sending `snapshot`, whose configuration is `membership`, from its first byte.
+    pub(crate) fn start_snapshot(&mut self, snapshot: LogPosition, membership: Membership) {
+        self.mode = Mode::Snapshot(SnapshotTransfer::new(snapshot, membership));
     }
 
     /// The snapshot transfer under way, if any.
@@ -135,6 +145,7 @@ impl Progress {
     }
 
     fn replicate_from_match(&mut self) {
+        self.stalled_answers = 0;
         self.next_index = self.match_index.next();
         self.mode = Mode::Replicate {
             inflight: VecDeque::new(),
@@ -184,6 +195,26 @@ impl Progress {
         {
             inflight.pop_front();
         }
+    }
+
+    /// An answer acknowledged nothing new. If appends are in flight and this keeps happening
+    /// (see [`STALLED_ANSWERS_MAX`]), they were lost (a link dropped them): send everything
+    /// after the match index again. Without this, a lost tail on an idle leader (say, a
+    /// configuration entry) would never be resent. Returns whether it resends.
+    pub(crate) fn answered_nothing_new(&mut self) -> bool {
+        let Mode::Replicate { inflight } = &self.mode else {
+            return false;
+        };
+        if inflight.is_empty() {
+            self.stalled_answers = 0;
+            return false;
+        }
+        self.stalled_answers += 1;
+        if self.stalled_answers < STALLED_ANSWERS_MAX {
+            return false;
+        }
+        self.replicate_from_match();
+        true
     }
 
     /// A heartbeat is due: a probe that went unanswered may be sent again.
@@ -416,11 +447,32 @@ mod tests {
             next_index: LogIndex(20),
             mode: Mode::Probe { waiting: true },
             last_heard: Instant::ZERO,
+            stalled_answers: 0,
         };
         assert!(p.rejected(LogIndex(19), LogIndex(3)));
         assert_eq!(p.next_index, LogIndex(9));
         assert_eq!(p.match_index, LogIndex(8));
         assert_eq!(p.mode, Mode::Probe { waiting: false });
+    }
+
+    /// Appends in flight whose answers never come (lost) are sent again after a few answers in
+    /// a row that acknowledge nothing new; an answer that acknowledges something resets the
+    /// count.
+    #[test]
+    fn lost_appends_are_sent_again_after_stalled_answers() {
+        let mut p = replicating(8);
+        p.sent(LogIndex(10));
+        assert!(
+            !p.answered_nothing_new(),
+            "one answer may overtake an append"
+        );
+        assert!(p.accepted(LogIndex(9)), "progress resets the count");
+        assert!(!p.answered_nothing_new());
+        assert!(p.answered_nothing_new(), "the append is lost");
+        assert_eq!(p.next_index, LogIndex(10));
+        assert!(inflight(&p).is_empty());
+        assert!(!p.answered_nothing_new(), "nothing in flight, nothing lost");
+        assert!(!p.answered_nothing_new());
     }
 
     /// A due heartbeat lets an unanswered probe go out again, and leaves a full Replicate window
