@@ -88,3 +88,54 @@ impl Configs {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::Configs;
+    use crate::membership::Membership;
+    use crate::types::{LogIndex, NodeId};
+
+    fn voters(n: u64) -> Membership {
+        Membership::new((1..=n).map(NodeId), [])
+    }
+
+    /// Thesis §4.1: the latest entry is in force; truncating it brings back the one before;
+    /// compaction folds the entries it covers into the base.
+    #[test]
+    fn latest_entry_rules_and_truncation_reverts() {
+        let mut c = Configs::new(voters(1));
+        assert_eq!(
+            (c.current(), c.current_index()),
+            (&voters(1), LogIndex::ZERO)
+        );
+        assert_eq!(c.previous(), None);
+        c.appended(LogIndex(3), voters(2));
+        c.appended(LogIndex(7), voters(3));
+        assert_eq!((c.current(), c.current_index()), (&voters(3), LogIndex(7)));
+        assert_eq!(c.previous(), Some(&voters(2)));
+        assert_eq!(c.at(LogIndex(2)), &voters(1));
+        assert_eq!(c.at(LogIndex(6)), &voters(2));
+        c.truncated_from(LogIndex(7));
+        assert_eq!(c.current(), &voters(2));
+        assert_eq!(c.previous(), Some(&voters(1)));
+        c.compacted_to(LogIndex(5));
+        assert_eq!(
+            (c.current(), c.current_index()),
+            (&voters(2), LogIndex::ZERO)
+        );
+        c.appended(LogIndex(9), voters(4));
+        c.installed(LogIndex(8), voters(5), true);
+        assert_eq!(c.current(), &voters(4), "a kept suffix keeps its entries");
+        c.installed(LogIndex(10), voters(5), false);
+        assert_eq!(c.current(), &voters(5));
+    }
+
+    /// Configuration entries come in log order.
+    #[test]
+    #[should_panic(expected = "appended before")]
+    fn entries_out_of_order_panic() {
+        let mut c = Configs::new(voters(1));
+        c.appended(LogIndex(4), voters(2));
+        c.appended(LogIndex(4), voters(3));
+    }
+}

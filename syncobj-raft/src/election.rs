@@ -203,7 +203,7 @@ impl RaftNode {
             self.become_follower(self.term, None, now);
             return;
         }
-        self.send_heartbeats();
+        self.send_heartbeats(now);
         self.retell_target();
         self.timers
             .set(Timer::Heartbeat, now + self.config.heartbeat_interval);

@@ -1,6 +1,7 @@
 //! What the leader knows about each follower's log, and how it paces replication to it.
 
 use std::collections::VecDeque;
+use std::time::Duration;
 
 use super::membership::Membership;
 use super::transfer::SnapshotTransfer;
@@ -16,14 +17,10 @@ pub(crate) struct Progress {
     pub(crate) mode: Mode,
     /// When the follower last answered in this term; drives check-quorum.
     pub(crate) last_heard: Instant,
-    /// Answers in a row that acknowledged nothing new while appends were in flight.
-    pub(crate) stalled_answers: u8,
+    /// When the follower last acknowledged something new, or the leader last sent its
+    /// appends again for want of it.
+    pub(crate) last_progress: Instant,
 }
-
-/// After this many answers in a row that acknowledge nothing new while appends are in flight
-/// (heartbeat answers, one per heartbeat interval), the appends are taken as lost and sent
-/// again from the match index.
-const STALLED_ANSWERS_MAX: u8 = 2;
 
 /// How the leader sends to a follower.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -49,7 +46,7 @@ impl Progress {
             next_index,
             mode: Mode::Probe { waiting: false },
             last_heard: now,
-            stalled_answers: 0,
+            last_progress: now,
         }
     }
 
@@ -79,7 +76,6 @@ impl Progress {
         let advanced = index > self.match_index;
         if advanced {
             self.match_index = index;
-            self.stalled_answers = 0;
         }
         match &mut self.mode {
             Mode::Replicate { inflight } => {
@@ -145,7 +141,6 @@ impl Progress {
     }
 
     fn replicate_from_match(&mut self) {
-        self.stalled_answers = 0;
         self.next_index = self.match_index.next();
         self.mode = Mode::Replicate {
             inflight: VecDeque::new(),
@@ -197,22 +192,18 @@ impl Progress {
         }
     }
 
-    /// An answer acknowledged nothing new. If appends are in flight and this keeps happening
-    /// (see [`STALLED_ANSWERS_MAX`]), they were lost (a link dropped them): send everything
-    /// after the match index again. Without this, a lost tail on an idle leader (say, a
-    /// configuration entry) would never be resent. Returns whether it resends.
-    pub(crate) fn answered_nothing_new(&mut self) -> bool {
+    /// At a heartbeat: if appends are in flight and the follower acknowledged nothing new for
+    /// `patience`, they were lost (a link dropped them): send everything after the match index
+    /// again, at most once per `patience`. Without this, a lost tail on an idle leader (say, a
+    /// configuration entry) would never be sent again. Returns whether it resends.
+    pub(crate) fn resend_if_stalled(&mut self, now: Instant, patience: Duration) -> bool {
         let Mode::Replicate { inflight } = &self.mode else {
             return false;
         };
-        if inflight.is_empty() {
-            self.stalled_answers = 0;
+        if inflight.is_empty() || now - self.last_progress < patience {
             return false;
         }
-        self.stalled_answers += 1;
-        if self.stalled_answers < STALLED_ANSWERS_MAX {
-            return false;
-        }
+        self.last_progress = now;
         self.replicate_from_match();
         true
     }
@@ -228,6 +219,7 @@ impl Progress {
 #[cfg(test)]
 mod tests {
     use std::collections::VecDeque;
+    use std::time::Duration;
 
     use super::{Mode, Progress};
     use crate::types::{Instant, LogIndex};
@@ -447,7 +439,7 @@ mod tests {
             next_index: LogIndex(20),
             mode: Mode::Probe { waiting: true },
             last_heard: Instant::ZERO,
-            stalled_answers: 0,
+            last_progress: Instant::ZERO,
         };
         assert!(p.rejected(LogIndex(19), LogIndex(3)));
         assert_eq!(p.next_index, LogIndex(9));
@@ -455,24 +447,25 @@ mod tests {
         assert_eq!(p.mode, Mode::Probe { waiting: false });
     }
 
-    /// Appends in flight whose answers never come (lost) are sent again after a few answers in
-    /// a row that acknowledge nothing new; an answer that acknowledges something resets the
-    /// count.
+    /// Appends in flight that go unacknowledged for the whole patience are sent again from
+    /// the match index, at most once per patience; nothing is resent with nothing in flight.
     #[test]
-    fn lost_appends_are_sent_again_after_stalled_answers() {
+    fn lost_appends_are_sent_again_after_a_stall() {
+        let patience = Duration::from_millis(200);
+        let at = |ms| Instant::ZERO + Duration::from_millis(ms);
         let mut p = replicating(8);
         p.sent(LogIndex(10));
-        assert!(
-            !p.answered_nothing_new(),
-            "one answer may overtake an append"
-        );
-        assert!(p.accepted(LogIndex(9)), "progress resets the count");
-        assert!(!p.answered_nothing_new());
-        assert!(p.answered_nothing_new(), "the append is lost");
-        assert_eq!(p.next_index, LogIndex(10));
+        assert!(!p.resend_if_stalled(at(100), patience), "still patient");
+        assert!(p.resend_if_stalled(at(200), patience), "the append is lost");
+        assert_eq!(p.next_index, LogIndex(9));
         assert!(inflight(&p).is_empty());
-        assert!(!p.answered_nothing_new(), "nothing in flight, nothing lost");
-        assert!(!p.answered_nothing_new());
+        p.sent(LogIndex(10));
+        assert!(!p.resend_if_stalled(at(300), patience), "once per patience");
+        assert!(p.accepted(LogIndex(10)));
+        assert!(
+            !p.resend_if_stalled(at(1000), patience),
+            "nothing in flight"
+        );
     }
 
     /// A due heartbeat lets an unanswered probe go out again, and leaves a full Replicate window

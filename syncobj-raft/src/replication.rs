@@ -48,14 +48,17 @@ impl RaftNode {
     }
 
     /// Sends every follower an append: its pending entries if the window allows, else an empty
-    /// heartbeat that carries the commit index and re-probes a silent follower.
-    pub(crate) fn send_heartbeats(&mut self) {
+    /// heartbeat that carries the commit index and re-probes a silent follower. Appends that
+    /// went unacknowledged for two heartbeat intervals are taken as lost and sent again.
+    pub(crate) fn send_heartbeats(&mut self, now: Instant) {
+        let patience = self.config.heartbeat_interval * 2;
         let Role::Leader { progress, .. } = &mut self.role else {
             return;
         };
         let peers: Vec<NodeId> = progress.keys().copied().collect();
         for p in progress.values_mut() {
             p.heartbeat_due();
+            p.resend_if_stalled(now, patience);
         }
         for peer in peers {
             if self.sends_snapshot_to(peer) {
@@ -153,6 +156,7 @@ impl RaftNode {
                     });
                 }
                 if p.accepted(match_index) {
+                    p.last_progress = now;
                     self.maybe_commit();
                     self.maybe_promote(now);
                     self.maybe_tell_target();
@@ -163,7 +167,6 @@ impl RaftNode {
                     // came before, it rejects that one and replication starts over from the
                     // match (etcd does the same).
                     p.free_one_if_full(self.config.max_inflight_appends);
-                    p.answered_nothing_new();
                 }
             }
             AppendOutcome::Rejected { rejected, hint } => {
