@@ -183,6 +183,7 @@ fn vote_request(from: NodeId, to: NodeId, term: Term, last: (LogIndex, Term)) ->
             term,
             last_log_index: last.0,
             last_log_term: last.1,
+            leadership_transfer: false,
         }),
     }
 }

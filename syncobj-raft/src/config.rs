@@ -43,6 +43,10 @@ pub struct RaftConfig {
     /// The most uncommitted entries a leader holds before it refuses proposals, so a leader cut
     /// off from its followers cannot grow its log without bound.
     pub uncommitted_entries_max: u64,
+    /// A non-voter being added as a voter is promoted once its log is within this many entries
+    /// of the leader's last one (Raft thesis §4.2.1: catch up before counting toward majorities,
+    /// so adding an empty or slow node never stalls commitment).
+    pub promotion_lag_entries: u64,
     /// The seed of the node's random number generator, used for election timeouts.
     pub seed: u64,
 }
@@ -61,6 +65,7 @@ impl Default for RaftConfig {
             snapshot_chunk_bytes: 64 * 1024,
             apply_batch_entries_max: 4096,
             uncommitted_entries_max: 100_000,
+            promotion_lag_entries: 1000,
             seed: 0,
         }
     }
@@ -107,6 +112,10 @@ impl RaftConfig {
         }
         if self.uncommitted_entries_max == 0 {
             return Err(RaftConfigError::Zero("uncommitted_entries_max"));
+        }
+        if self.promotion_lag_entries == 0 {
+            // A busy leader's log grows between two answers: a lag of zero may never be met.
+            return Err(RaftConfigError::Zero("promotion_lag_entries"));
         }
         Ok(())
     }
@@ -263,7 +272,7 @@ mod tests {
     #[test]
     fn each_zero_limit_is_rejected_by_name() {
         type SetZero = fn(&mut RaftConfig);
-        let cases: [(&str, SetZero); 5] = [
+        let cases: [(&str, SetZero); 6] = [
             ("append_entries_batch_size_bytes", |c| {
                 c.append_entries_batch_size_bytes = 0;
             }),
@@ -271,6 +280,7 @@ mod tests {
             ("snapshot_chunk_bytes", |c| c.snapshot_chunk_bytes = 0),
             ("apply_batch_entries_max", |c| c.apply_batch_entries_max = 0),
             ("uncommitted_entries_max", |c| c.uncommitted_entries_max = 0),
+            ("promotion_lag_entries", |c| c.promotion_lag_entries = 0),
         ];
         for (name, set_zero) in cases {
             let mut config = RaftConfig::default();

@@ -1,15 +1,17 @@
 //! Terms, votes and role changes: leader election (Raft paper §5.2, §5.4.1), pre-vote (thesis
 //! §9.6) and check-quorum (thesis §6.2, §4.2.3).
 
+use std::collections::BTreeMap;
+
 use bytes::Bytes;
 
 use super::error::ProtocolViolation;
+use super::handover::TransferOutcome;
 use super::message::{
     AppendOutcome, AppendResponse, InstallSnapshotResponse, Message, RequestVote, SnapshotOutcome,
     VoteKind, VoteResponse,
 };
 use super::node::RaftNode;
-use super::progress::Progress;
 use super::role::{Role, RoleKind, Votes};
 use super::timers::Timer;
 use super::types::{EntryKind, Instant, LogIndex, NodeId, Term};
@@ -41,16 +43,26 @@ impl RaftNode {
             Message::InstallSnapshotResponse(response) => {
                 return self.on_install_snapshot_response(from, &response, now);
             }
+            Message::TimeoutNow(_) => self.on_timeout_now(from, now),
         }
         Ok(())
     }
 
-    /// A message from a later term: adopt the term (§5.1) unless it is a pre-vote, or a vote
-    /// request arriving while a leader is known to be alive. Returns whether to go on.
+    /// A message from a later term: adopt the term (§5.1) unless it is a pre-vote, a vote
+    /// request from a node that is not a voter here, or a vote request arriving while a leader
+    /// is known to be alive (thesis §4.2.3). Returns whether to go on.
     fn accept_higher_term(&mut self, from: NodeId, message: &Message, now: Instant) -> bool {
         match message {
             Message::RequestVote(request) => {
-                let lease_applies = request.kind == VoteKind::PreVote || self.config.check_quorum;
+                if !self.membership().is_voter(from) {
+                    // A removed node (or one not added yet) would never get this node's vote:
+                    // its term must not depose a leader either (thesis §4.2.3).
+                    tracing::debug!(node = %self.id, %from, "vote request from a non-voter ignored");
+                    return false;
+                }
+                let handed_over = request.kind == VoteKind::Vote && request.leadership_transfer;
+                let lease_applies =
+                    !handed_over && (request.kind == VoteKind::PreVote || self.config.check_quorum);
                 if lease_applies && self.heard_from_leader_recently(now) {
                     self.counters.votes_ignored_in_lease += 1;
                     if request.kind == VoteKind::PreVote {
@@ -59,6 +71,9 @@ impl RaftNode {
                     return false;
                 }
                 if request.kind == VoteKind::Vote {
+                    if handed_over && self.transfer_target() == Some(from) {
+                        self.end_transfer(TransferOutcome::Succeeded);
+                    }
                     self.become_follower(request.term, None, now);
                 }
             }
@@ -112,8 +127,8 @@ impl RaftNode {
             VoteKind::PreVote => free || request.term > self.term,
         };
         let grant = may_vote
-            && self.membership.is_voter(self.id)
-            && self.membership.is_voter(from)
+            && self.membership().is_voter(self.id)
+            && self.membership().is_voter(from)
             && self
                 .log
                 .is_up_to_date(request.last_log_index, request.last_log_term);
@@ -143,10 +158,10 @@ impl RaftNode {
     }
 
     fn on_vote_response(&mut self, from: NodeId, response: &VoteResponse, now: Instant) {
-        if !self.membership.is_voter(from) {
+        if !self.membership().is_voter(from) {
             return;
         }
-        let quorum = self.membership.quorum();
+        let quorum = self.membership().quorum();
         let outcome = match (&mut self.role, response.kind) {
             (Role::PreCandidate { votes }, VoteKind::PreVote) => {
                 if response.granted && response.term != self.term.next() {
@@ -162,20 +177,22 @@ impl RaftNode {
             _ => return,
         };
         match (outcome, self.role.kind()) {
-            (Some(true), RoleKind::PreCandidate) => self.become_candidate(now),
+            (Some(true), RoleKind::PreCandidate) => self.start_election(false, now),
             (Some(true), _) => self.become_leader(now),
             (Some(false), _) => self.become_follower(self.term, None, now),
             (None, _) => {}
         }
     }
 
+    /// A node that is not a voter of the configuration in force (a non-voter, a removed node,
+    /// an observer) never campaigns (thesis §4.2.3).
     pub(crate) fn on_election_timeout(&mut self, now: Instant) {
-        if !self.membership.is_voter(self.id) {
+        if !self.membership().is_voter(self.id) {
             self.reset_election_timer(now);
         } else if self.config.pre_vote {
             self.become_pre_candidate(now);
         } else {
-            self.become_candidate(now);
+            self.start_election(false, now);
         }
     }
 
@@ -186,19 +203,20 @@ impl RaftNode {
             self.become_follower(self.term, None, now);
             return;
         }
-        self.send_heartbeats();
+        self.send_heartbeats(now);
+        self.retell_target();
         self.timers
             .set(Timer::Heartbeat, now + self.config.heartbeat_interval);
     }
 
     /// Whether a majority of voters (this leader included) answered within the fallback timeout.
     fn quorum_heard_within_fallback(&self, now: Instant) -> bool {
-        let Role::Leader { progress } = &self.role else {
+        let Role::Leader { progress, .. } = &self.role else {
             return false;
         };
         let fallback = self.config.leader_fallback_timeout;
         let heard = self
-            .membership
+            .membership()
             .voters()
             .iter()
             .filter(|&&v| {
@@ -208,7 +226,7 @@ impl RaftNode {
                         .is_some_and(|p| now - p.last_heard <= fallback)
             })
             .count();
-        heard >= self.membership.quorum()
+        heard >= self.membership().quorum()
     }
 
     /// Whether this node is a leader, or a follower that heard from its leader within the
@@ -235,6 +253,10 @@ impl RaftNode {
             self.term = term;
             self.vote = None;
         }
+        if self.is_leader() {
+            self.abandon_promotion();
+            self.end_transfer(TransferOutcome::Interrupted);
+        }
         self.log_role_change("follower");
         self.role = Role::Follower {
             leader,
@@ -251,10 +273,16 @@ impl RaftNode {
             votes: Votes::default(),
         };
         self.reset_election_timer(now);
-        self.request_votes(VoteKind::PreVote, now);
+        self.request_votes(VoteKind::PreVote, false, now);
     }
 
-    fn become_candidate(&mut self, now: Instant) {
+    /// Becomes a candidate of the next term and asks for votes (§5.2). `leadership_transfer`:
+    /// the leader handed over with a TimeoutNow (thesis §3.10), which the requests say.
+    pub(crate) fn start_election(&mut self, leadership_transfer: bool, now: Instant) {
+        assert!(
+            self.membership().is_voter(self.id),
+            "only a voter campaigns (thesis §4.2.3)"
+        );
         self.counters.elections_started += 1;
         self.term = self.term.next();
         self.vote = Some(self.id);
@@ -263,11 +291,11 @@ impl RaftNode {
             votes: Votes::default(),
         };
         self.reset_election_timer(now);
-        self.request_votes(VoteKind::Vote, now);
+        self.request_votes(VoteKind::Vote, leadership_transfer, now);
     }
 
     /// Votes for itself and asks every other voter; wins at once in a one-voter cluster.
-    fn request_votes(&mut self, kind: VoteKind, now: Instant) {
+    fn request_votes(&mut self, kind: VoteKind, leadership_transfer: bool, now: Instant) {
         let term = match kind {
             VoteKind::PreVote => self.term.next(),
             VoteKind::Vote => self.term,
@@ -289,9 +317,10 @@ impl RaftNode {
             term,
             last_log_index: self.log.last_index(),
             last_log_term: self.log.last_term(),
+            leadership_transfer,
         };
         let voters: Vec<NodeId> = self
-            .membership
+            .membership()
             .voters()
             .iter()
             .copied()
@@ -312,21 +341,23 @@ impl RaftNode {
             Some(self.id),
             "a leader voted for itself in its term"
         );
-        let next = self.log.last_index().next();
-        let progress = self
-            .membership
-            .peers_of(self.id)
-            .chain(self.observers.iter().copied())
-            .map(|p| (p, Progress::new(next, now)))
-            .collect();
+        assert!(
+            self.membership().is_voter(self.id),
+            "a leader is a voter of its configuration"
+        );
         self.log_role_change("leader");
-        self.role = Role::Leader { progress };
+        self.role = Role::Leader {
+            progress: BTreeMap::new(),
+            promotion: None,
+            handover: None,
+        };
+        self.sync_progress(now);
         self.leader_contact = Some(now);
         self.timers.stop(Timer::Election);
         self.timers
             .set(Timer::Heartbeat, now + self.config.heartbeat_interval);
         // Raft paper §8: a no-op of the new term commits everything before it.
-        self.append_own(EntryKind::Noop, Bytes::new());
+        self.append_own(EntryKind::Noop, Bytes::new(), now);
     }
 
     /// Accepts `from` as the leader of the current term, as an AppendEntries of this term says.

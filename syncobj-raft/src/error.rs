@@ -2,6 +2,7 @@
 
 use thiserror::Error;
 
+use super::membership::MembershipError;
 use super::types::{LogIndex, LogPosition, NodeId, Term};
 
 /// A message the node refused to process. The node's state is unchanged; the driver logs it.
@@ -77,6 +78,14 @@ pub enum ProtocolViolation {
         /// The end of the furthest chunk sent.
         sent: u64,
     },
+    /// A configuration entry whose data is not an encoded membership.
+    #[error("configuration entry {index} does not hold a membership: {error}")]
+    BadMembership {
+        /// The entry's index.
+        index: LogIndex,
+        /// What is wrong with it.
+        error: MembershipError,
+    },
 }
 
 /// Why a proposal was not appended.
@@ -94,6 +103,90 @@ pub enum ProposeError {
         /// How many entries are uncommitted.
         uncommitted: u64,
     },
+    /// The leader is handing its leadership over to `to` and takes no proposal until the
+    /// transfer ends (Raft thesis §3.10).
+    #[error("leadership transfer to {to} under way")]
+    TransferInProgress {
+        /// The target of the transfer.
+        to: NodeId,
+    },
+}
+
+/// Why [`RaftNode::change_membership`](super::RaftNode::change_membership) refused a change.
+#[derive(Clone, Debug, PartialEq, Eq, Error)]
+pub enum ChangeError {
+    /// Only the leader changes the membership; `leader` is the one this node knows of, if any.
+    #[error("not the leader (leader: {leader:?})")]
+    NotLeader {
+        /// The current leader as far as this node knows.
+        leader: Option<NodeId>,
+    },
+    /// The leader has not committed an entry of its own term yet. Until it has, a configuration
+    /// of an earlier leader may still be in some logs uncommitted, and a second one-member
+    /// change could form a majority disjoint from it (Ongaro, raft-dev, 2015).
+    #[error("the leader has not committed an entry of its term yet")]
+    LeaderNotReady,
+    /// A configuration entry is not committed yet, or a non-voter is catching up before its
+    /// promotion: one change at a time (thesis §4.1).
+    #[error(
+        "membership change under way (configuration entry {index}, promotion of {promoting:?})"
+    )]
+    ChangeInProgress {
+        /// The latest configuration entry.
+        index: LogIndex,
+        /// The non-voter the leader will promote once it caught up, if any.
+        promoting: Option<NodeId>,
+    },
+    /// The leader is handing its leadership over.
+    #[error("leadership transfer to {to} under way")]
+    TransferInProgress {
+        /// The target of the transfer.
+        to: NodeId,
+    },
+    /// The node is already a member in the role asked for.
+    #[error("{0} is already a member in that role")]
+    AlreadyMember(NodeId),
+    /// The node is not a member.
+    #[error("{0} is not a member")]
+    NotMember(NodeId),
+    /// Removing the node would leave no voter.
+    #[error("removing {0} would leave no voter")]
+    WouldLeaveNoVoters(NodeId),
+    /// A non-voter cannot be added as a non-voter by demoting a voter; remove it first.
+    #[error("{0} is a voter; demotion is not supported, remove it instead")]
+    WouldDemote(NodeId),
+    /// The address is longer than [`ADDRESS_BYTES_MAX`](super::ADDRESS_BYTES_MAX).
+    #[error("the address of {0} is too long")]
+    AddressTooLong(NodeId),
+    /// The membership would exceed [`MEMBERS_MAX`](super::MEMBERS_MAX).
+    #[error("the membership is full")]
+    TooManyMembers,
+}
+
+/// Why [`RaftNode::transfer_leadership`](super::RaftNode::transfer_leadership) refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Error)]
+pub enum TransferError {
+    /// Only the leader hands its leadership over.
+    #[error("not the leader (leader: {leader:?})")]
+    NotLeader {
+        /// The current leader as far as this node knows.
+        leader: Option<NodeId>,
+    },
+    /// A transfer is already under way.
+    #[error("leadership transfer to {to} already under way")]
+    InProgress {
+        /// Its target.
+        to: NodeId,
+    },
+    /// The target is not a voter of the configuration in force.
+    #[error("{0} is not a voter")]
+    TargetNotVoter(NodeId),
+    /// The target is this node, the leader already.
+    #[error("{0} leads already")]
+    TargetIsLeader(NodeId),
+    /// No voter but this one to hand over to.
+    #[error("no other voter to hand the leadership to")]
+    NoOtherVoter,
 }
 
 /// Durable state that cannot be the state of a node.
@@ -133,6 +226,14 @@ pub enum RestoreError {
         snapshot: LogPosition,
         /// The saved term.
         term: Term,
+    },
+    /// A restored configuration entry does not hold a membership.
+    #[error("restored configuration entry {index} does not hold a membership: {error}")]
+    BadMembership {
+        /// The entry's index.
+        index: LogIndex,
+        /// What is wrong with it.
+        error: MembershipError,
     },
 }
 

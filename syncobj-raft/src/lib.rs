@@ -69,6 +69,8 @@
 //! - term and vote handed out for persistence before any message that depends on them (§5.1,
 //!   Figure 2 "Persistent state");
 //! - non-voting members that receive the log and never count toward a majority (thesis §4.2.1);
+//! - membership changes one member at a time (thesis §4.1–§4.2), and leadership transfer
+//!   (thesis §3.10): see below;
 //! - observers: read-only nodes outside the membership, replicated to while they are linked;
 //! - snapshots and log compaction (§7, thesis §5): restart from a snapshot, compaction, and
 //!   chunked, resumable snapshot transfer to followers and observers that need compacted entries.
@@ -98,14 +100,60 @@
 //!   durable it tells the leader.
 //!
 //! The chunks are opaque bytes: the syncobj driver streams its snapshot file, whose checksummed
-//! header carries the membership and code version, so the core carries no membership of its own
-//! (it is static configuration in the core today).
+//! header carries the code version and the membership. The core sends the membership at the
+//! snapshot's last entry along with the chunks too ([`InstallSnapshot::membership`]), so a
+//! follower adopts it when it installs the snapshot whatever the driver's format.
+//!
+//! # Membership
+//!
+//! The [`Membership`] (voters, non-voters, and an opaque address per member that only the
+//! driver reads) is replicated in configuration entries ([`EntryKind::Membership`]). A
+//! configuration is in force on a node as soon as the entry is in its log, committed or not
+//! (thesis §4.1); if the entry is truncated, the previous configuration in the log is in force
+//! again. Which membership a node uses, by precedence:
+//!
+//! 1. the latest configuration entry in its log;
+//! 2. else the membership at the snapshot its log starts after: what [`RaftNode::compact`]
+//!    returned (or [`RaftNode::membership_at`] gave) when the driver took the snapshot, handed
+//!    back in [`Restored::membership`], or what the leader sent with an installed snapshot;
+//! 3. else the membership given to [`RaftNode::new`].
+//!
+//! Changes go through the leader, one member at a time ([`RaftNode::change_membership`],
+//! [`MembershipChange`]):
+//! - a leader changes nothing before it has committed an entry of its own term, and nothing
+//!   while a configuration entry is uncommitted or a new voter is catching up
+//!   ([`ChangeError`]); the first rule is Ongaro's 2015 correction of single-server changes;
+//! - `AddVoter` of a node that is not a member adds it as a non-voter; the leader appends its
+//!   promotion itself once the node's log is within [`RaftConfig::promotion_lag_entries`] of its
+//!   own ([`ChangeStarted::CatchingUp`], [`RaftEvent::PromotionAppended`]), so an empty or
+//!   unreachable node never costs the quorum (thesis §4.2.1);
+//! - a leader may remove itself: it goes on replicating without counting itself, and steps
+//!   down once the entry is committed (thesis §4.2.2);
+//! - a node that is not a voter of the configuration in force never campaigns, a voter ignores
+//!   vote requests from non-voters, and with pre-vote and check-quorum a removed node cannot
+//!   depose a working leader (thesis §4.2.3).
+//!
+//! The driver completes a user's change when the entry at the returned position is applied
+//! with its term (or, for a promotion, the one [`RaftEvent::PromotionAppended`] names), and
+//! fails it on [`RaftEvent::PromotionAbandoned`] or a change of leader. It learns the
+//! addresses of new members from [`RaftNode::membership`].
+//!
+//! # Leadership transfer
+//!
+//! [`RaftNode::transfer_leadership`] hands the leadership to a voter (thesis §3.10): the leader
+//! refuses proposals and membership changes meanwhile, brings the target's log up to its own,
+//! and sends it [`TimeoutNow`]; the target starts an election at once, without pre-vote, and its
+//! vote requests carry [`RequestVote::leadership_transfer`] so that voters grant them although
+//! they heard from the leader recently. The transfer is abandoned after
+//! [`RaftConfig::election_timeout_min`]; [`RaftEvent::TransferEnded`] says how it ended.
 
 #![deny(missing_docs)]
 
 mod config;
+mod configs;
 mod election;
 mod error;
+mod handover;
 mod log;
 mod membership;
 mod message;
@@ -114,6 +162,7 @@ mod observers;
 mod progress;
 mod ready;
 mod reception;
+mod reconfig;
 mod replication;
 mod restore;
 mod role;
@@ -124,15 +173,21 @@ mod types;
 
 pub use config::{RaftConfig, RaftConfigError};
 pub use error::{
-    CompactError, ProposeError, ProtocolViolation, RestoreError, SnapshotError, StepError,
+    ChangeError, CompactError, ProposeError, ProtocolViolation, RestoreError, SnapshotError,
+    StepError, TransferError,
 };
-pub use membership::Membership;
+pub use handover::TransferOutcome;
+pub use membership::{
+    ADDRESS_BYTES_MAX, MEMBERS_MAX, Membership, MembershipChange, MembershipError,
+};
 pub use message::{
     AppendEntries, AppendOutcome, AppendResponse, Envelope, InstallSnapshot,
-    InstallSnapshotResponse, Message, RequestVote, SnapshotOutcome, VoteKind, VoteResponse,
+    InstallSnapshotResponse, Message, RequestVote, SnapshotOutcome, TimeoutNow, VoteKind,
+    VoteResponse,
 };
 pub use node::{NewNodeError, RaftCounters, RaftNode, Restored};
-pub use ready::{PersistAck, Ready};
+pub use ready::{PersistAck, RaftEvent, Ready};
+pub use reconfig::{ChangeStarted, PendingChange};
 pub use role::RoleKind;
 pub use snapshot::{IncomingChunk, LogReset, SnapshotCounters, SnapshotRead};
 pub use types::{Entry, EntryKind, HardState, Instant, LogIndex, LogPosition, NodeId, Term};

@@ -3,6 +3,7 @@
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
+use super::membership::Membership;
 use super::types::{Entry, LogIndex, LogPosition, NodeId, Term};
 
 /// A message together with its sender and receiver.
@@ -32,6 +33,9 @@ pub enum Message {
     InstallSnapshot(InstallSnapshot),
     /// The answer to [`Message::InstallSnapshot`].
     InstallSnapshotResponse(InstallSnapshotResponse),
+    /// The leader hands its leadership over: the receiver starts an election at once (Raft
+    /// thesis §3.10).
+    TimeoutNow(TimeoutNow),
 }
 
 impl Message {
@@ -44,6 +48,7 @@ impl Message {
             Message::AppendResponse(m) => m.term,
             Message::InstallSnapshot(m) => m.term,
             Message::InstallSnapshotResponse(m) => m.term,
+            Message::TimeoutNow(m) => m.term,
         }
     }
 }
@@ -68,6 +73,11 @@ pub struct RequestVote {
     pub last_log_index: LogIndex,
     /// The term of the sender's last entry.
     pub last_log_term: Term,
+    /// The election was started by a [`TimeoutNow`] from the leader, which hands its leadership
+    /// over: voters do not refuse it for having heard from that leader recently (thesis §3.10,
+    /// §4.2.3). Absent in older encodings, read as `false`.
+    #[serde(default)]
+    pub leadership_transfer: bool,
 }
 
 /// The answer to a [`RequestVote`].
@@ -145,6 +155,10 @@ pub struct InstallSnapshot {
     pub data: Bytes,
     /// Whether the stream ends with this chunk.
     pub done: bool,
+    /// The configuration in force at the snapshot's last entry (thesis §5.3: the snapshot
+    /// carries the latest configuration it covers). The follower adopts it when it installs the
+    /// snapshot.
+    pub membership: Membership,
 }
 
 impl InstallSnapshot {
@@ -200,4 +214,12 @@ pub enum SnapshotOutcome {
         /// The follower's commit index.
         committed: LogIndex,
     },
+}
+
+/// The leader asks the target of a leadership transfer, whose log matches its own, to start an
+/// election now without waiting for its timeout and without a pre-vote (Raft thesis §3.10).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TimeoutNow {
+    /// The leader's term.
+    pub term: Term,
 }

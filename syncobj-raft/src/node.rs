@@ -8,11 +8,12 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use super::config::{RaftConfig, RaftConfigError};
+use super::configs::Configs;
 use super::error::{ProposeError, RestoreError, StepError};
 use super::log::RaftLog;
 use super::membership::Membership;
 use super::message::{AppendOutcome, Envelope, Message, SnapshotOutcome};
-use super::ready::{PersistAck, Ready};
+use super::ready::{PersistAck, RaftEvent, Ready};
 use super::reception::Reception;
 use super::restore::restore_log;
 use super::role::{Role, RoleKind};
@@ -30,7 +31,8 @@ use super::types::{Entry, EntryKind, HardState, Instant, LogIndex, LogPosition, 
 pub struct RaftNode {
     pub(crate) id: NodeId,
     pub(crate) config: RaftConfig,
-    pub(crate) membership: Membership,
+    /// The configurations in the log and the one in force ([`super::configs`]).
+    pub(crate) configs: Configs,
     /// Read-only nodes linked to this one, outside the membership ([`super::observers`]).
     pub(crate) observers: BTreeSet<NodeId>,
     pub(crate) term: Term,
@@ -42,6 +44,9 @@ pub struct RaftNode {
     /// When this node last heard from the leader of its term (followers) or confirmed its
     /// quorum (leaders). Voters refuse to help depose a leader they heard from recently.
     pub(crate) leader_contact: Option<Instant>,
+    /// The latest instant an input carried; for work triggered by inputs without one
+    /// ([`on_persisted`](Self::on_persisted) committing a configuration entry).
+    pub(crate) latest: Instant,
     /// The hard state last handed out in a [`Ready`].
     handed_out: HardState,
     /// The hard state the driver last reported durable; messages that depend on a newer term
@@ -59,6 +64,8 @@ pub struct RaftNode {
     /// The log reset to an installed snapshot, not yet handed to the driver.
     pub(crate) log_reset: Option<LogReset>,
     pub(crate) snapshot_counters: SnapshotCounters,
+    /// Events for the driver, not yet handed out.
+    pub(crate) events: Vec<RaftEvent>,
 }
 
 /// What a restarted node recovered from durable storage.
@@ -74,6 +81,10 @@ pub struct Restored {
     /// If `entries` hold that index with another term (a crash in the middle of installing a
     /// leader's snapshot), the entries after it are discarded.
     pub snapshot: Option<LogPosition>,
+    /// The membership in force at the snapshot's last entry, which the driver saved with the
+    /// snapshot (see [`RaftNode::compact`]). It replaces the membership given to
+    /// [`RaftNode::new`]; a configuration entry in `entries` after the snapshot replaces both.
+    pub membership: Option<Membership>,
 }
 
 /// Counters of notable events, for the status report.
@@ -102,14 +113,19 @@ struct Outbox {
 impl RaftNode {
     /// A node starting from `restored` state (use `Restored::default()` for a new node).
     ///
+    /// `membership` is the configuration the node starts with when its durable state names
+    /// none. The membership in force is, by precedence: the latest configuration entry in the
+    /// restored log, else the snapshot's ([`Restored::membership`]), else `membership`. A node
+    /// may restart outside the membership in force (it was removed): it then never campaigns.
+    ///
     /// # Errors
-    /// [`NewNodeError`] if the configuration is invalid, `id` is not a member, or the restored
-    /// state is inconsistent.
+    /// [`NewNodeError`] if the configuration is invalid, `id` is not a member of `membership`,
+    /// or the restored state is inconsistent.
     pub fn new(
         id: NodeId,
         membership: Membership,
         config: RaftConfig,
-        restored: Restored,
+        mut restored: Restored,
         now: Instant,
     ) -> Result<RaftNode, NewNodeError> {
         config.validate()?;
@@ -117,12 +133,14 @@ impl RaftNode {
             return Err(RestoreError::NotAMember(id).into());
         }
         let hard_state = restored.hard_state;
+        let base_membership = restored.membership.take().unwrap_or(membership);
         let log = restore_log(restored)?;
+        let configs = restore_configs(base_membership, &log.entries)?;
         let rng = ChaCha8Rng::seed_from_u64(config.seed);
         let mut node = RaftNode {
             id,
             config,
-            membership,
+            configs,
             observers: BTreeSet::new(),
             term: hard_state.term,
             vote: hard_state.vote,
@@ -134,6 +152,7 @@ impl RaftNode {
             timers: Timers::default(),
             rng,
             leader_contact: None,
+            latest: now,
             handed_out: hard_state,
             persisted: hard_state,
             outbox: Outbox::default(),
@@ -143,6 +162,7 @@ impl RaftNode {
             incoming_chunks: Vec::new(),
             log_reset: None,
             snapshot_counters: SnapshotCounters::default(),
+            events: Vec::new(),
         };
         node.reset_election_timer(now);
         Ok(node)
@@ -155,6 +175,7 @@ impl RaftNode {
     /// another node, or breaks the protocol. The node's state is unchanged and the event is
     /// counted.
     pub fn step(&mut self, envelope: Envelope, now: Instant) -> Result<(), StepError> {
+        self.saw(now);
         if envelope.to != self.id {
             self.counters.misdirected_messages += 1;
             return Err(StepError::WrongRecipient {
@@ -177,11 +198,15 @@ impl RaftNode {
 
     /// Fires the timers that are due at `now`.
     pub fn tick(&mut self, now: Instant) {
+        self.saw(now);
         if self.timers.expired(Timer::Election, now) {
             self.on_election_timeout(now);
         }
         if self.timers.expired(Timer::Heartbeat, now) {
             self.on_heartbeat_timeout(now);
+        }
+        if self.timers.expired(Timer::Transfer, now) {
+            self.on_transfer_timeout();
         }
     }
 
@@ -193,18 +218,23 @@ impl RaftNode {
     ///
     /// # Errors
     /// [`ProposeError::NotLeader`] on any other node; [`ProposeError::TooManyUncommitted`] when
-    /// the leader already holds `uncommitted_entries_max` uncommitted entries.
-    pub fn propose(&mut self, data: Bytes, _now: Instant) -> Result<LogPosition, ProposeError> {
+    /// the leader already holds `uncommitted_entries_max` uncommitted entries;
+    /// [`ProposeError::TransferInProgress`] while it hands its leadership over.
+    pub fn propose(&mut self, data: Bytes, now: Instant) -> Result<LogPosition, ProposeError> {
+        self.saw(now);
         if !matches!(self.role, Role::Leader { .. }) {
             return Err(ProposeError::NotLeader {
                 leader: self.leader(),
             });
         }
+        if let Some(to) = self.transfer_target() {
+            return Err(ProposeError::TransferInProgress { to });
+        }
         let uncommitted = self.log.last_index().0 - self.log.committed().0;
         if uncommitted >= self.config.uncommitted_entries_max {
             return Err(ProposeError::TooManyUncommitted { uncommitted });
         }
-        Ok(self.append_own(EntryKind::Command, data))
+        Ok(self.append_own(EntryKind::Command, data, now))
     }
 
     /// Whether [`ready`](Self::ready) would return any work.
@@ -218,6 +248,7 @@ impl RaftNode {
             || self.has_snapshot_reads()
             || !self.incoming_chunks.is_empty()
             || self.log_reset.is_some()
+            || !self.events.is_empty()
     }
 
     /// Drains the work the node has for its driver. See [`Ready`] for what to do with it.
@@ -247,6 +278,7 @@ impl RaftNode {
             committed_entries,
             snapshot_reads: self.take_snapshot_reads(),
             snapshot_chunks: std::mem::take(&mut self.incoming_chunks),
+            events: std::mem::take(&mut self.events),
             ack,
         }
     }
@@ -343,9 +375,10 @@ impl RaftNode {
         self.log.iter()
     }
 
-    /// The members of the cluster.
+    /// The members of the cluster: the configuration in force on this node, the latest in its
+    /// log, committed or not (Raft thesis §4.1).
     pub fn membership(&self) -> &Membership {
-        &self.membership
+        self.configs.current()
     }
 
     /// Counters of notable events.
@@ -356,7 +389,7 @@ impl RaftNode {
     /// On the leader, the (next index, match index) of each other member.
     pub fn progress(&self) -> Vec<(NodeId, LogIndex, LogIndex)> {
         match &self.role {
-            Role::Leader { progress } => progress
+            Role::Leader { progress, .. } => progress
                 .iter()
                 .map(|(&id, p)| (id, p.next_index, p.match_index))
                 .collect(),
@@ -393,19 +426,25 @@ impl RaftNode {
     }
 
     /// Appends an entry of the current term as leader and returns its position.
-    pub(crate) fn append_own(&mut self, kind: EntryKind, data: Bytes) -> LogPosition {
+    pub(crate) fn append_own(&mut self, kind: EntryKind, data: Bytes, now: Instant) -> LogPosition {
         debug_assert!(self.is_leader(), "only the leader appends its own entries");
         let position = LogPosition {
             index: self.log.last_index().next(),
             term: self.term,
         };
-        self.log.push(Entry {
+        let entry = Entry {
             index: position.index,
             term: position.term,
             kind,
             data,
-        });
+        };
+        self.push_entry(entry, now);
         position
+    }
+
+    /// Records the instant an input carried.
+    pub(crate) fn saw(&mut self, now: Instant) {
+        self.latest = self.latest.max(now);
     }
 
     pub(crate) fn reset_election_timer(&mut self, now: Instant) {
@@ -419,6 +458,20 @@ impl RaftNode {
         let nanos = self.rng.random_range(min..=max);
         Duration::from_nanos(u64::try_from(nanos).unwrap_or(u64::MAX))
     }
+}
+
+/// The configurations of a restored log: `base` at its start, then its configuration entries.
+fn restore_configs(base: Membership, entries: &[Entry]) -> Result<Configs, RestoreError> {
+    let mut configs = Configs::new(base);
+    for entry in entries.iter().filter(|e| e.kind == EntryKind::Membership) {
+        let membership =
+            Membership::decode(&entry.data).map_err(|error| RestoreError::BadMembership {
+                index: entry.index,
+                error,
+            })?;
+        configs.appended(entry.index, membership);
+    }
+    Ok(configs)
 }
 
 /// Why a node could not be created.

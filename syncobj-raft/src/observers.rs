@@ -17,11 +17,11 @@ impl RaftNode {
     /// Starts following `id` as an observer: as leader (now or later) this node replicates the
     /// log to it. Members and this node itself are ignored. Costs one map entry.
     pub fn add_observer(&mut self, id: NodeId, now: Instant) {
-        if id == self.id || self.membership.contains(id) || !self.observers.insert(id) {
+        if id == self.id || self.membership().contains(id) || !self.observers.insert(id) {
             return;
         }
         let next = self.log.last_index().next();
-        if let Role::Leader { progress } = &mut self.role {
+        if let Role::Leader { progress, .. } = &mut self.role {
             progress.insert(id, Progress::new(next, now));
         }
     }
@@ -31,7 +31,7 @@ impl RaftNode {
         if !self.observers.remove(&id) {
             return;
         }
-        if let Role::Leader { progress } = &mut self.role {
+        if let Role::Leader { progress, .. } = &mut self.role {
             progress.remove(&id);
         }
     }
@@ -41,8 +41,13 @@ impl RaftNode {
         &self.observers
     }
 
-    /// Whether messages from `id` are welcome: members and observers.
+    /// Whether messages from `id` are welcome: members and observers; the leader of the term,
+    /// even one that removed itself and leads on until that is committed (thesis §4.2.2); and,
+    /// on a leader, every node it replicates to (a removed member learning of its removal).
     pub(crate) fn knows(&self, id: NodeId) -> bool {
-        self.membership.contains(id) || self.observers.contains(&id)
+        self.membership().contains(id)
+            || self.observers.contains(&id)
+            || self.leader() == Some(id)
+            || matches!(&self.role, Role::Leader { progress, .. } if progress.contains_key(&id))
     }
 }

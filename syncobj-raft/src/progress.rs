@@ -1,7 +1,9 @@
 //! What the leader knows about each follower's log, and how it paces replication to it.
 
 use std::collections::VecDeque;
+use std::time::Duration;
 
+use super::membership::Membership;
 use super::transfer::SnapshotTransfer;
 use super::types::{Instant, LogIndex, LogPosition};
 
@@ -15,6 +17,9 @@ pub(crate) struct Progress {
     pub(crate) mode: Mode,
     /// When the follower last answered in this term; drives check-quorum.
     pub(crate) last_heard: Instant,
+    /// When the follower last acknowledged something new, or the leader last sent its
+    /// appends again for want of it.
+    pub(crate) last_progress: Instant,
 }
 
 /// How the leader sends to a follower.
@@ -41,6 +46,7 @@ impl Progress {
             next_index,
             mode: Mode::Probe { waiting: false },
             last_heard: now,
+            last_progress: now,
         }
     }
 
@@ -94,9 +100,9 @@ impl Progress {
         }
     }
 
-    /// Starts sending `snapshot`, from its first byte.
-    pub(crate) fn start_snapshot(&mut self, snapshot: LogPosition) {
-        self.mode = Mode::Snapshot(SnapshotTransfer::new(snapshot));
+    /// Starts sending `snapshot`, whose configuration is `membership`, from its first byte.
+    pub(crate) fn start_snapshot(&mut self, snapshot: LogPosition, membership: Membership) {
+        self.mode = Mode::Snapshot(SnapshotTransfer::new(snapshot, membership));
     }
 
     /// The snapshot transfer under way, if any.
@@ -186,6 +192,22 @@ impl Progress {
         }
     }
 
+    /// At a heartbeat: if appends are in flight and the follower acknowledged nothing new for
+    /// `patience`, they were lost (a link dropped them): send everything after the match index
+    /// again, at most once per `patience`. Without this, a lost tail on an idle leader (say, a
+    /// configuration entry) would never be sent again. Returns whether it resends.
+    pub(crate) fn resend_if_stalled(&mut self, now: Instant, patience: Duration) -> bool {
+        let Mode::Replicate { inflight } = &self.mode else {
+            return false;
+        };
+        if inflight.is_empty() || now - self.last_progress < patience {
+            return false;
+        }
+        self.last_progress = now;
+        self.replicate_from_match();
+        true
+    }
+
     /// A heartbeat is due: a probe that went unanswered may be sent again.
     pub(crate) fn heartbeat_due(&mut self) {
         if let Mode::Probe { waiting } = &mut self.mode {
@@ -197,6 +219,7 @@ impl Progress {
 #[cfg(test)]
 mod tests {
     use std::collections::VecDeque;
+    use std::time::Duration;
 
     use super::{Mode, Progress};
     use crate::types::{Instant, LogIndex};
@@ -416,11 +439,33 @@ mod tests {
             next_index: LogIndex(20),
             mode: Mode::Probe { waiting: true },
             last_heard: Instant::ZERO,
+            last_progress: Instant::ZERO,
         };
         assert!(p.rejected(LogIndex(19), LogIndex(3)));
         assert_eq!(p.next_index, LogIndex(9));
         assert_eq!(p.match_index, LogIndex(8));
         assert_eq!(p.mode, Mode::Probe { waiting: false });
+    }
+
+    /// Appends in flight that go unacknowledged for the whole patience are sent again from
+    /// the match index, at most once per patience; nothing is resent with nothing in flight.
+    #[test]
+    fn lost_appends_are_sent_again_after_a_stall() {
+        let patience = Duration::from_millis(200);
+        let at = |ms| Instant::ZERO + Duration::from_millis(ms);
+        let mut p = replicating(8);
+        p.sent(LogIndex(10));
+        assert!(!p.resend_if_stalled(at(100), patience), "still patient");
+        assert!(p.resend_if_stalled(at(200), patience), "the append is lost");
+        assert_eq!(p.next_index, LogIndex(9));
+        assert!(inflight(&p).is_empty());
+        p.sent(LogIndex(10));
+        assert!(!p.resend_if_stalled(at(300), patience), "once per patience");
+        assert!(p.accepted(LogIndex(10)));
+        assert!(
+            !p.resend_if_stalled(at(1000), patience),
+            "nothing in flight"
+        );
     }
 
     /// A due heartbeat lets an unanswered probe go out again, and leaves a full Replicate window

@@ -1,8 +1,9 @@
 //! The output of the Raft core: what to persist, what to send and when, what to apply.
 
+use super::handover::TransferOutcome;
 use super::message::Envelope;
 use super::snapshot::{IncomingChunk, LogReset, SnapshotRead};
-use super::types::{Entry, HardState, LogIndex, Term};
+use super::types::{Entry, HardState, LogIndex, LogPosition, NodeId, Term};
 
 /// Everything the node wants done, drained at once with [`RaftNode::ready`](super::RaftNode::ready).
 ///
@@ -17,7 +18,9 @@ use super::types::{Entry, HardState, LogIndex, Term};
 ///    [`RaftNode::snapshot_chunk`](super::RaftNode::snapshot_chunk) (now or later);
 /// 6. write [`snapshot_chunks`](Self::snapshot_chunks) in order, and after the last chunk of a
 ///    snapshot install it and call
-///    [`RaftNode::snapshot_installed`](super::RaftNode::snapshot_installed) (now or later).
+///    [`RaftNode::snapshot_installed`](super::RaftNode::snapshot_installed) (now or later);
+/// 7. act on [`events`](Self::events) (complete or fail the membership change or leadership
+///    transfer the user asked for).
 ///
 /// Writes of successive Readys must become durable in the order the Readys were drained. The
 /// driver may go on stepping the node while a write is in flight: until `on_persisted`, every
@@ -49,6 +52,9 @@ pub struct Ready {
     /// Follower: chunks of a snapshot from the leader, in stream order, to write to the snapshot
     /// store (see [`IncomingChunk`]).
     pub snapshot_chunks: Vec<IncomingChunk>,
+    /// What happened to membership changes and leadership transfers this node started, in
+    /// order.
+    pub events: Vec<RaftEvent>,
     /// The token to hand to [`RaftNode::on_persisted`](super::RaftNode::on_persisted) once
     /// `hard_state` and `entries` are durable. The same as [`ack`](Self::ack); a field too, so a
     /// driver that moves the other fields out of the Ready can still take it.
@@ -67,6 +73,33 @@ impl Ready {
     pub fn must_persist(&self) -> bool {
         self.log_reset.is_some() || self.hard_state.is_some() || !self.entries.is_empty()
     }
+}
+
+/// Something the driver may want to tell the user about a change it asked the leader for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RaftEvent {
+    /// The leader appended the configuration that makes `id`, a non-voter that caught up, a
+    /// voter (thesis §4.2.1): the `AddVoter` change that asked for it is done when the entry at
+    /// `at` is applied with that term.
+    PromotionAppended {
+        /// The promoted node.
+        id: NodeId,
+        /// Where the configuration entry was appended.
+        at: LogPosition,
+    },
+    /// The leader gave up promoting `id`: it stopped leading, or `id` was removed meanwhile.
+    /// `id` stays a non-voter; asking again for `AddVoter` resumes.
+    PromotionAbandoned {
+        /// The node that was to be promoted.
+        id: NodeId,
+    },
+    /// A leadership transfer this node started (as leader) ended.
+    TransferEnded {
+        /// Its target.
+        to: NodeId,
+        /// How it ended.
+        outcome: TransferOutcome,
+    },
 }
 
 /// Proof that the writes of one [`Ready`] are durable.

@@ -10,6 +10,7 @@
 //! the state machine is about to be replaced.
 
 use super::error::{ProtocolViolation, SnapshotError};
+use super::membership::Membership;
 use super::message::{InstallSnapshot, InstallSnapshotResponse, Message, SnapshotOutcome};
 use super::node::RaftNode;
 use super::snapshot::{IncomingChunk, LogReset};
@@ -27,6 +28,8 @@ pub(crate) struct Reception {
     next_offset: u64,
     /// The last chunk was handed out: the driver is installing the snapshot.
     complete: bool,
+    /// The configuration at the snapshot's last entry, as the leader sent it.
+    membership: Membership,
 }
 
 impl Reception {
@@ -56,6 +59,8 @@ impl RaftNode {
             .take_if(|r| r.complete && r.snapshot == snapshot)
             .ok_or(SnapshotError::NotAwaitingInstall(snapshot))?;
         let suffix_kept = self.log.install_snapshot(snapshot);
+        self.configs
+            .installed(snapshot.index, reception.membership, suffix_kept);
         let reset = LogReset {
             snapshot,
             suffix_kept,
@@ -157,6 +162,7 @@ impl RaftNode {
                 snapshot,
                 next_offset: 0,
                 complete: false,
+                membership: chunk.membership.clone(),
             });
         }
         let reception = self

@@ -11,7 +11,7 @@ use super::types::{Entry, Instant, LogIndex, NodeId};
 impl RaftNode {
     /// Whether the leader has entries it may send to some follower now.
     pub(crate) fn has_appends_to_send(&self) -> bool {
-        let Role::Leader { progress } = &self.role else {
+        let Role::Leader { progress, .. } = &self.role else {
             return false;
         };
         let last = self.log.last_index();
@@ -27,7 +27,7 @@ impl RaftNode {
     /// probe. Called when the driver drains [`Ready`](super::Ready), so entries proposed in one
     /// batch travel together.
     pub(crate) fn send_pending_appends(&mut self) {
-        let Role::Leader { progress } = &self.role else {
+        let Role::Leader { progress, .. } = &self.role else {
             return;
         };
         let peers: Vec<NodeId> = progress.keys().copied().collect();
@@ -48,14 +48,17 @@ impl RaftNode {
     }
 
     /// Sends every follower an append: its pending entries if the window allows, else an empty
-    /// heartbeat that carries the commit index and re-probes a silent follower.
-    pub(crate) fn send_heartbeats(&mut self) {
-        let Role::Leader { progress } = &mut self.role else {
+    /// heartbeat that carries the commit index and re-probes a silent follower. Appends that
+    /// went unacknowledged for two heartbeat intervals are taken as lost and sent again.
+    pub(crate) fn send_heartbeats(&mut self, now: Instant) {
+        let patience = self.config.heartbeat_interval * 2;
+        let Role::Leader { progress, .. } = &mut self.role else {
             return;
         };
         let peers: Vec<NodeId> = progress.keys().copied().collect();
         for p in progress.values_mut() {
             p.heartbeat_due();
+            p.resend_if_stalled(now, patience);
         }
         for peer in peers {
             if self.sends_snapshot_to(peer) {
@@ -67,7 +70,7 @@ impl RaftNode {
     }
 
     fn may_send_entries(&self, peer: NodeId) -> bool {
-        let Role::Leader { progress } = &self.role else {
+        let Role::Leader { progress, .. } = &self.role else {
             return false;
         };
         progress.get(&peer).is_some_and(|p| {
@@ -76,7 +79,7 @@ impl RaftNode {
     }
 
     fn is_replicating(&self, peer: NodeId) -> bool {
-        let Role::Leader { progress } = &self.role else {
+        let Role::Leader { progress, .. } = &self.role else {
             return false;
         };
         progress
@@ -86,7 +89,7 @@ impl RaftNode {
 
     /// Sends one append to `peer`. A heartbeat goes out even when the window is full, empty then.
     fn send_append(&mut self, peer: NodeId, heartbeat: bool) {
-        let Role::Leader { progress } = &mut self.role else {
+        let Role::Leader { progress, .. } = &mut self.role else {
             return;
         };
         let Some(p) = progress.get_mut(&peer) else {
@@ -137,7 +140,7 @@ impl RaftNode {
         now: Instant,
     ) -> Result<(), ProtocolViolation> {
         let last = self.log.last_index();
-        let Role::Leader { progress } = &mut self.role else {
+        let Role::Leader { progress, .. } = &mut self.role else {
             return Ok(());
         };
         let Some(p) = progress.get_mut(&from) else {
@@ -153,7 +156,10 @@ impl RaftNode {
                     });
                 }
                 if p.accepted(match_index) {
+                    p.last_progress = now;
                     self.maybe_commit();
+                    self.maybe_promote(now);
+                    self.maybe_tell_target();
                 } else {
                     // An answer that acknowledges nothing new (a heartbeat's): if appends in
                     // flight filled the window, they may be lost, and nothing else would free
@@ -171,13 +177,15 @@ impl RaftNode {
     }
 
     /// Commits the highest index a majority of voters hold, if it is from the current term
-    /// (Raft paper §5.4.2). The leader counts itself only up to what it has persisted.
+    /// (Raft paper §5.4.2). The leader counts itself only up to what it has persisted, and not
+    /// at all once the configuration in force removed it (thesis §4.2.2).
     pub(crate) fn maybe_commit(&mut self) {
-        let Role::Leader { progress } = &self.role else {
+        let Role::Leader { progress, .. } = &self.role else {
             return;
         };
         let mut matched: Vec<LogIndex> = self
-            .membership
+            .configs
+            .current()
             .voters()
             .iter()
             .map(|&v| {
@@ -189,12 +197,17 @@ impl RaftNode {
             })
             .collect();
         matched.sort_unstable_by(|a, b| b.cmp(a));
-        let Some(&candidate) = matched.get(self.membership.quorum() - 1) else {
+        let Some(&candidate) = matched.get(self.membership().quorum() - 1) else {
             return;
         };
-        if candidate > self.log.committed() && self.log.term(candidate) == Some(self.term) {
+        let before = self.log.committed();
+        if candidate > before && self.log.term(candidate) == Some(self.term) {
             self.log.commit_to(candidate);
             self.commit_broadcast_pending = true;
+            let config = self.configs.current_index();
+            if before < config && config <= candidate {
+                self.on_config_committed(self.latest);
+            }
         }
     }
 
@@ -207,6 +220,7 @@ impl RaftNode {
         self.recognize_leader(from, now)?;
         check_contiguous(&append)?;
         self.check_committed_prefix(&append)?;
+        RaftNode::check_configs(&append.entries)?;
         let committed = self.log.committed();
         let AppendEntries {
             prev_log_index,
@@ -255,7 +269,7 @@ impl RaftNode {
             return Ok(());
         }
         let last_new = prev + entries.len() as u64;
-        self.append_from_leader(entries)?;
+        self.append_from_leader(entries, now)?;
         let matched = self.note_leader_match(last_new);
         self.log.commit_to(leader_commit.min(matched));
         self.accept_append(from, last_new);
@@ -276,7 +290,11 @@ impl RaftNode {
     }
 
     /// Appends the entries the log lacks, replacing a conflicting suffix (never a committed one).
-    fn append_from_leader(&mut self, entries: Vec<Entry>) -> Result<(), ProtocolViolation> {
+    fn append_from_leader(
+        &mut self,
+        entries: Vec<Entry>,
+        now: Instant,
+    ) -> Result<(), ProtocolViolation> {
         let first_new = entries
             .iter()
             .position(|e| !self.log.matches(e.index, e.term));
@@ -289,10 +307,10 @@ impl RaftNode {
             if index <= committed {
                 return Err(ProtocolViolation::TruncateCommitted { index, committed });
             }
-            self.log.truncate_from(index);
+            self.truncate_log_from(index, now);
         }
         for entry in entries.into_iter().skip(first_new) {
-            self.log.push(entry);
+            self.push_entry(entry, now);
         }
         Ok(())
     }

@@ -31,6 +31,7 @@ pub(crate) fn restore_log(restored: Restored) -> Result<RestoredLog, RestoreErro
         hard_state,
         entries,
         snapshot,
+        membership: _,
     } = restored;
     let base = snapshot.unwrap_or(LogPosition::ZERO);
     if base.term > hard_state.term {
@@ -149,6 +150,7 @@ mod tests {
             },
             entries: entries.iter().map(|&(i, t)| entry(i, t)).collect(),
             snapshot,
+            membership: None,
         }
     }
 

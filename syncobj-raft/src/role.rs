@@ -4,6 +4,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
+use super::handover::Handover;
 use super::progress::Progress;
 use super::types::{LogIndex, NodeId};
 
@@ -27,9 +28,21 @@ pub(crate) enum Role {
         votes: Votes,
     },
     Leader {
-        /// One entry per other member, voter or not.
+        /// One entry per other member, voter or not, and per observer; while a configuration
+        /// entry is uncommitted, also per member of the configuration before it.
         progress: BTreeMap<NodeId, Progress>,
+        /// The non-voter to promote once it caught up (thesis §4.2.1), and its address.
+        promotion: Option<Promotion>,
+        /// The leadership transfer under way (thesis §3.10).
+        handover: Option<Handover>,
     },
+}
+
+/// A non-voter the leader promotes to voter once its log is close enough to the leader's.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Promotion {
+    pub(crate) id: NodeId,
+    pub(crate) address: String,
 }
 
 impl Role {

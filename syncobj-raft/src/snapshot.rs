@@ -5,6 +5,7 @@
 use bytes::Bytes;
 
 use super::error::{CompactError, ProtocolViolation, SnapshotError};
+use super::membership::Membership;
 use super::message::{InstallSnapshot, InstallSnapshotResponse, Message, SnapshotOutcome};
 use super::node::RaftNode;
 use super::progress::Mode;
@@ -96,13 +97,19 @@ impl RaftNode {
     /// state at that applied index (Raft paper §7). The log then starts after (`up_to`, its
     /// term). The driver drops the journal prefix itself. Costs the entries dropped.
     ///
+    /// Returns the membership in force at `up_to` (thesis §5.1: a snapshot holds the latest
+    /// configuration it covers): the driver keeps it with the snapshot and hands it back in
+    /// [`Restored::membership`](super::Restored::membership) on restart. It is also
+    /// [`membership_at`](Self::membership_at)`(up_to)` before compacting, for a driver that
+    /// writes the snapshot's metadata first.
+    ///
     /// Snapshot transfers that have not started are switched to the new snapshot; those under
     /// way go on with theirs.
     ///
     /// # Errors
     /// [`CompactError::BeyondApplied`] if `up_to` is not applied yet;
     /// [`CompactError::AlreadyCompacted`] if the log already starts after `up_to`.
-    pub fn compact(&mut self, up_to: LogIndex) -> Result<(), CompactError> {
+    pub fn compact(&mut self, up_to: LogIndex) -> Result<Membership, CompactError> {
         let applied = self.log.applied();
         if up_to > applied {
             return Err(CompactError::BeyondApplied { up_to, applied });
@@ -112,16 +119,18 @@ impl RaftNode {
             return Err(CompactError::AlreadyCompacted { up_to, base });
         }
         self.log.compact(up_to);
+        self.configs.compacted_to(up_to);
         self.snapshot_counters.compactions += 1;
         let latest = self.log.base();
-        if let Role::Leader { progress } = &mut self.role {
+        let membership = self.membership_at(up_to).expect("the base").clone();
+        if let Role::Leader { progress, .. } = &mut self.role {
             for p in progress.values_mut() {
                 if p.transfer_mut().is_some_and(|t| t.is_unstarted()) {
-                    p.start_snapshot(latest);
+                    p.start_snapshot(latest, membership.clone());
                 }
             }
         }
-        Ok(())
+        Ok(membership)
     }
 
     /// The driver's answer to a [`SnapshotRead`]: the bytes of `snapshot` for `to` from
@@ -154,8 +163,9 @@ impl RaftNode {
         let Some(transfer) = self.transfer_to(to, snapshot) else {
             return Ok(());
         };
+        let membership = transfer.membership.clone();
         if let Some(chunk) = transfer.chunk_read(offset, data, done) {
-            self.send_chunk(to, snapshot, chunk);
+            self.send_chunk(to, snapshot, membership, chunk);
         }
         Ok(())
     }
@@ -165,10 +175,11 @@ impl RaftNode {
     /// at the next heartbeat. Unknown transfers are ignored.
     pub fn snapshot_unavailable(&mut self, to: NodeId, snapshot: LogPosition) {
         let latest = self.log.base();
+        let membership = self.configs.at(latest.index).clone();
         let Some(transfer) = self.transfer_to(to, snapshot) else {
             return;
         };
-        *transfer = SnapshotTransfer::new(latest);
+        *transfer = SnapshotTransfer::new(latest, membership);
         if snapshot == latest {
             transfer.wait_for_heartbeat();
         }
@@ -187,7 +198,7 @@ impl RaftNode {
 
     /// Whether the driver has chunks to read for some transfer.
     pub(crate) fn has_snapshot_reads(&self) -> bool {
-        let Role::Leader { progress } = &self.role else {
+        let Role::Leader { progress, .. } = &self.role else {
             return false;
         };
         progress
@@ -198,7 +209,7 @@ impl RaftNode {
     /// The reads to ask of the driver now, one per transfer at most.
     pub(crate) fn take_snapshot_reads(&mut self) -> Vec<SnapshotRead> {
         let len = self.config.snapshot_chunk_bytes;
-        let Role::Leader { progress } = &mut self.role else {
+        let Role::Leader { progress, .. } = &mut self.role else {
             return Vec::new();
         };
         progress
@@ -221,7 +232,8 @@ impl RaftNode {
     /// below its base).
     pub(crate) fn sends_snapshot_to(&mut self, peer: NodeId) -> bool {
         let base = self.log.base();
-        let Role::Leader { progress } = &mut self.role else {
+        let membership = self.configs.at(base.index);
+        let Role::Leader { progress, .. } = &mut self.role else {
             return false;
         };
         let Some(p) = progress.get_mut(&peer) else {
@@ -233,7 +245,7 @@ impl RaftNode {
         if p.next_index > base.index {
             return false;
         }
-        p.start_snapshot(base);
+        p.start_snapshot(base, membership.clone());
         self.snapshot_counters.transfers_started += 1;
         tracing::debug!(node = %self.id, %peer, snapshot = %base, "sending a snapshot");
         true
@@ -242,15 +254,15 @@ impl RaftNode {
     /// At a heartbeat: sends `peer` what keeps its transfer moving (see
     /// [`SnapshotTransfer::on_heartbeat`]).
     pub(crate) fn snapshot_heartbeat(&mut self, peer: NodeId) {
-        let Role::Leader { progress } = &mut self.role else {
+        let Role::Leader { progress, .. } = &mut self.role else {
             return;
         };
         let Some(transfer) = progress.get_mut(&peer).and_then(|p| p.transfer_mut()) else {
             return;
         };
-        let snapshot = transfer.snapshot;
+        let (snapshot, membership) = (transfer.snapshot, transfer.membership.clone());
         let chunk = transfer.on_heartbeat();
-        self.send_chunk(peer, snapshot, chunk);
+        self.send_chunk(peer, snapshot, membership, chunk);
     }
 
     pub(crate) fn on_install_snapshot_response(
@@ -260,7 +272,7 @@ impl RaftNode {
         now: Instant,
     ) -> Result<(), ProtocolViolation> {
         let last = self.log.last_index();
-        let Role::Leader { progress } = &mut self.role else {
+        let Role::Leader { progress, .. } = &mut self.role else {
             return Ok(());
         };
         let Some(p) = progress.get_mut(&from) else {
@@ -278,6 +290,8 @@ impl RaftNode {
                 }
                 if p.snapshot_installed(snapshot.index) {
                     self.maybe_commit();
+                    self.maybe_promote(now);
+                    self.maybe_tell_target();
                 }
             }
             SnapshotOutcome::Stale { committed } => p.snapshot_stale(committed, last),
@@ -299,7 +313,7 @@ impl RaftNode {
 
     /// The transfer of `snapshot` to `to`, if this node leads and one is under way.
     fn transfer_to(&mut self, to: NodeId, snapshot: LogPosition) -> Option<&mut SnapshotTransfer> {
-        let Role::Leader { progress } = &mut self.role else {
+        let Role::Leader { progress, .. } = &mut self.role else {
             return None;
         };
         progress
@@ -308,7 +322,13 @@ impl RaftNode {
             .filter(|t| t.snapshot == snapshot)
     }
 
-    fn send_chunk(&mut self, to: NodeId, snapshot: LogPosition, chunk: Chunk) {
+    fn send_chunk(
+        &mut self,
+        to: NodeId,
+        snapshot: LogPosition,
+        membership: Membership,
+        chunk: Chunk,
+    ) {
         self.snapshot_counters.chunks_sent += 1;
         let message = InstallSnapshot {
             term: self.term,
@@ -317,6 +337,7 @@ impl RaftNode {
             offset: chunk.offset,
             data: chunk.data,
             done: chunk.done,
+            membership,
         };
         self.send(to, Message::InstallSnapshot(message));
     }

@@ -9,9 +9,11 @@ pub(crate) enum Timer {
     Election = 0,
     /// Leaders: send heartbeats and check the quorum when it fires.
     Heartbeat = 1,
+    /// Leaders handing over: abandon the leadership transfer when it fires (thesis §3.10).
+    Transfer = 2,
 }
 
-const TIMER_COUNT: usize = 2;
+const TIMER_COUNT: usize = 3;
 
 /// Deadlines indexed by [`Timer`].
 #[derive(Debug, Default)]

@@ -9,6 +9,7 @@
 
 use bytes::Bytes;
 
+use super::membership::Membership;
 use super::types::LogPosition;
 
 /// The leader's view of one snapshot transfer to one follower.
@@ -16,6 +17,8 @@ use super::types::LogPosition;
 pub(crate) struct SnapshotTransfer {
     /// The snapshot being sent.
     pub(crate) snapshot: LogPosition,
+    /// The configuration in force at the snapshot's last entry, sent with every chunk.
+    pub(crate) membership: Membership,
     /// The follower holds the stream's bytes before this offset: the next chunk starts here.
     acked: u64,
     /// The end of the furthest chunk sent; the follower cannot confirm more.
@@ -56,10 +59,11 @@ pub(crate) enum Confirmed {
 }
 
 impl SnapshotTransfer {
-    /// A transfer of `snapshot` from its first byte.
-    pub(crate) fn new(snapshot: LogPosition) -> SnapshotTransfer {
+    /// A transfer of `snapshot`, whose configuration is `membership`, from its first byte.
+    pub(crate) fn new(snapshot: LogPosition, membership: Membership) -> SnapshotTransfer {
         SnapshotTransfer {
             snapshot,
+            membership,
             acked: 0,
             sent_end: 0,
             step: Step::NeedRead,
@@ -178,6 +182,7 @@ mod tests {
     use bytes::Bytes;
 
     use super::{Chunk, Confirmed, SnapshotTransfer};
+    use crate::membership::Membership;
     use crate::types::{LogIndex, LogPosition, Term};
 
     fn snapshot() -> LogPosition {
@@ -207,7 +212,7 @@ mod tests {
     /// the transfer waits for the install once the last chunk is confirmed.
     #[test]
     fn chunks_go_one_at_a_time_in_order() {
-        let mut t = SnapshotTransfer::new(snapshot());
+        let mut t = SnapshotTransfer::new(snapshot(), Membership::default());
         assert!(t.needs_read() && t.is_unstarted());
         assert_eq!(t.take_read(), Some(0));
         assert_eq!(t.take_read(), None, "one read at a time");
@@ -228,7 +233,7 @@ mod tests {
     /// A read answered for another offset, or after the transfer moved on, is dropped.
     #[test]
     fn unwanted_reads_are_dropped() {
-        let mut t = SnapshotTransfer::new(snapshot());
+        let mut t = SnapshotTransfer::new(snapshot(), Membership::default());
         assert_eq!(t.chunk_read(0, bytes(4), false), None, "never asked for");
         assert_eq!(t.take_read(), Some(0));
         assert_eq!(t.chunk_read(4, bytes(4), false), None, "another offset");
@@ -240,7 +245,7 @@ mod tests {
     /// for offset 0) makes the transfer start over; a claim past what was sent is refused.
     #[test]
     fn confirmations_resume_restart_or_are_ignored() {
-        let mut t = SnapshotTransfer::new(snapshot());
+        let mut t = SnapshotTransfer::new(snapshot(), Membership::default());
         send_and_confirm(&mut t, 10, false);
         send_and_confirm(&mut t, 10, false);
         assert_eq!(t.take_read(), Some(20));
@@ -267,7 +272,7 @@ mod tests {
     /// and asks for the read again; while installing it asks whether the follower is done.
     #[test]
     fn heartbeats_resend_keep_alive_or_ask() {
-        let mut t = SnapshotTransfer::new(snapshot());
+        let mut t = SnapshotTransfer::new(snapshot(), Membership::default());
         let keep_alive = Chunk {
             offset: 0,
             data: Bytes::new(),
@@ -299,7 +304,7 @@ mod tests {
     /// An empty snapshot is one empty last chunk.
     #[test]
     fn an_empty_stream_is_one_empty_last_chunk() {
-        let mut t = SnapshotTransfer::new(snapshot());
+        let mut t = SnapshotTransfer::new(snapshot(), Membership::default());
         assert_eq!(t.take_read(), Some(0));
         t.chunk_read(0, Bytes::new(), true).expect("wanted");
         // No byte to confirm: the transfer ends with the follower's `Installed` (or `Stale`

@@ -154,6 +154,10 @@ pub enum EntryKind {
     Noop,
     /// An opaque command for the state machine.
     Command,
+    /// A configuration: `data` is the full new [`Membership`](super::Membership), as
+    /// [`Membership::encode`](super::Membership::encode) writes it. It takes effect on each
+    /// node as soon as it is in the node's log (Raft thesis §4.1).
+    Membership,
 }
 
 /// One entry of the replicated log.
@@ -165,7 +169,7 @@ pub struct Entry {
     pub term: Term,
     /// What it carries.
     pub kind: EntryKind,
-    /// The command bytes; empty for a no-op.
+    /// The command bytes; empty for a no-op; the encoded membership of a configuration entry.
     pub data: Bytes,
 }
 

@@ -39,6 +39,7 @@ fn vote_request(from: NodeId, to: NodeId, term: Term, last: (LogIndex, Term)) ->
             term,
             last_log_index: last.0,
             last_log_term: last.1,
+            leadership_transfer: false,
         }),
     }
 }
@@ -842,6 +843,7 @@ fn whole_snapshot(term: Term, at: LogPosition) -> Envelope {
         offset: 0,
         data: Bytes::from_static(b"state"),
         done: true,
+        membership: Membership::new([NodeId(1), NodeId(2), NodeId(3)], []),
     }))
 }
 

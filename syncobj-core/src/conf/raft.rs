@@ -101,6 +101,7 @@ impl SyncObjConf {
             snapshot_chunk_bytes: self.log_compaction_batch_size,
             apply_batch_entries_max: RaftConfig::default().apply_batch_entries_max,
             uncommitted_entries_max: self.uncommitted_entries_max,
+            promotion_lag_entries: RaftConfig::default().promotion_lag_entries,
             seed,
         }
     }
@@ -248,6 +249,7 @@ mod tests {
             snapshot_chunk_bytes: 2345,
             apply_batch_entries_max: RaftConfig::default().apply_batch_entries_max,
             uncommitted_entries_max: 5432,
+            promotion_lag_entries: RaftConfig::default().promotion_lag_entries,
             seed: 42,
         };
         assert_eq!(conf.raft_config(42), expected);

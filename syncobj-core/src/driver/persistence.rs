@@ -69,6 +69,7 @@ impl Persistence {
             hard_state: recovery.hard_state,
             entries: recovery.entries,
             snapshot: None,
+            membership: None,
         };
         Ok((Persistence::new(Box::new(journal), policy), restored))
     }

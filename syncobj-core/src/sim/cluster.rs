@@ -446,6 +446,7 @@ impl Cluster {
             hard_state: sim.durable.hard_state,
             entries: sim.durable.log.clone(),
             snapshot: sim.durable.snapshot.as_ref().map(|s| s.point),
+            membership: None,
         };
         // The driver loads its snapshot into the state machine.
         sim.applied = sim

@@ -184,5 +184,6 @@ fn describe(message: &Message) -> String {
             m.term,
             m.outcome
         ),
+        Message::TimeoutNow(m) => format!("timeout now {}", m.term),
     }
 }

@@ -267,11 +267,12 @@ fn record_crc(length: &[u8], body: &[u8]) -> u32 {
 }
 
 /// The byte that stands for `kind` on disk. Zero is never a kind, so zeroed space never
-/// decodes; codes above 2 are free for future kinds (membership changes, …).
+/// decodes; codes above 3 are free for future kinds.
 fn kind_code(kind: EntryKind) -> u8 {
     match kind {
         EntryKind::Noop => 1,
         EntryKind::Command => 2,
+        EntryKind::Membership => 3,
     }
 }
 
@@ -279,6 +280,7 @@ fn kind_from_code(code: u8) -> Option<EntryKind> {
     match code {
         1 => Some(EntryKind::Noop),
         2 => Some(EntryKind::Command),
+        3 => Some(EntryKind::Membership),
         _ => None,
     }
 }

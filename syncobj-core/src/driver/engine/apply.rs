@@ -77,7 +77,8 @@ impl Engine {
                     let enabled = self.signals.code_version.load(Ordering::Acquire);
                     run_command(objects, &mut locked, &entry.data, (own, enabled))
                 }
-                EntryKind::Noop => Step::Done(Err(FailReason::Discarded)),
+                // Configuration entries are the Raft core's; no call waits on them yet.
+                EntryKind::Noop | EntryKind::Membership => Step::Done(Err(FailReason::Discarded)),
             };
             let outcome = match step {
                 Step::Done(outcome) => outcome,

@@ -124,7 +124,8 @@ impl Calls {
                 let at = (position.index, position.term);
                 self.place(at, completion, raft.applied_index(), deadline);
             }
-            Err(ProposeError::NotLeader { .. }) => {
+            // A leader handing over takes no proposal: as for a follower, the caller retries.
+            Err(ProposeError::NotLeader { .. } | ProposeError::TransferInProgress { .. }) => {
                 self.finish(completion, Err(FailReason::NotLeader))
             }
             Err(ProposeError::TooManyUncommitted { .. }) => {
@@ -196,7 +197,9 @@ impl Calls {
         }
         let position = match raft.propose(command, now) {
             Ok(position) => (position.index, position.term),
-            Err(ProposeError::NotLeader { .. }) => return Err(Refusal::NotLeader),
+            Err(ProposeError::NotLeader { .. } | ProposeError::TransferInProgress { .. }) => {
+                return Err(Refusal::NotLeader);
+            }
             Err(ProposeError::TooManyUncommitted { .. }) => return Err(Refusal::QueueFull),
         };
         self.placed_forwards.remember(key, position);
