@@ -951,8 +951,11 @@ fn a_node_restarted_from_an_old_dump_catches_up() {
     drop(nodes.pop());
     assert_eq!(add_many(&nodes[0], 50), 100);
     dump_all(&nodes, &dumps[..2]);
+    // Cut off until its own dump is checked, so that the others cannot bring it up first.
+    network.isolate(addresses[2]);
     nodes.push(start3(addresses[2]));
     assert_eq!(nodes[2].read().value, 50, "its own dump");
+    network.reconnect(addresses[2]);
     wait_for_value(&nodes[2], 100);
 }
 

@@ -488,8 +488,9 @@ fn deposed_leader_uncommitted_entries_are_replaced() {
     }
 }
 
-/// §5.3: a follower that missed many entries rejects the appends that do not fit its log, the
-/// leader backs up, and the follower catches up to an identical log, batch by batch.
+/// §5.3: a follower that missed many entries rejects the appends that do not fit its log (the
+/// next new entry's), the leader backs up, and the follower catches up to an identical log,
+/// batch by batch.
 #[test]
 fn lagging_follower_catches_up() {
     let mut config = ClusterConfig::new(3, 4);
@@ -504,6 +505,8 @@ fn lagging_follower_catches_up() {
     c.restart(lagging)
         .expect("a node restarts from its durable state");
     assert!(raft(&c, lagging).last_index() + 30 <= raft(&c, leader).last_index());
+    // A new entry: its append checks the log past the lagging follower's end.
+    commit_on(&mut c, leader, 1);
     converge(&mut c);
 
     assert!(raft(&c, lagging).entries().eq(raft(&c, leader).entries()));

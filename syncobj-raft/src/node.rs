@@ -294,6 +294,18 @@ impl RaftNode {
         }
     }
 
+    /// Tells a leader that messages to `peer` may have been lost (its link went down, or a
+    /// message could not be queued): replication to it starts again from what it is known to
+    /// hold, at once rather than after the resend timeout (etcd's `ReportUnreachable`). Does
+    /// nothing on a follower or for an unknown peer.
+    pub fn report_unreachable(&mut self, peer: NodeId) {
+        if let Role::Leader { progress, .. } = &mut self.role
+            && let Some(p) = progress.get_mut(&peer)
+        {
+            p.unreachable();
+        }
+    }
+
     /// Stops handing out committed entries for good: the driver met an entry its code cannot
     /// apply (a code version it lacks) and must stop rather than diverge. The node goes on
     /// replicating, voting and committing.

@@ -20,6 +20,9 @@ pub(crate) struct Progress {
     /// When the follower last acknowledged something new, or the leader last sent its
     /// appends again for want of it.
     pub(crate) last_progress: Instant,
+    /// How many times in a row the appends were sent again without progress: each time the
+    /// leader waits twice as long before the next (a slow link is not flooded with copies).
+    resends: u32,
 }
 
 /// How the leader sends to a follower.
@@ -47,6 +50,22 @@ impl Progress {
             mode: Mode::Probe { waiting: false },
             last_heard: now,
             last_progress: now,
+            resends: 0,
+        }
+    }
+
+    /// Records that the follower acknowledged something new at `now`.
+    pub(crate) fn acknowledged(&mut self, now: Instant) {
+        self.last_progress = now;
+        self.resends = 0;
+    }
+
+    /// The link to the follower was lost (the driver says so): what was in flight may be gone,
+    /// so replication goes back to probing from the match index.
+    pub(crate) fn unreachable(&mut self) {
+        if matches!(self.mode, Mode::Replicate { .. }) {
+            self.next_index = self.match_index.next();
+            self.mode = Mode::Probe { waiting: false };
         }
     }
 
@@ -193,17 +212,22 @@ impl Progress {
     }
 
     /// At a heartbeat: if appends are in flight and the follower acknowledged nothing new for
-    /// `patience`, they were lost (a link dropped them): send everything after the match index
-    /// again, at most once per `patience`. Without this, a lost tail on an idle leader (say, a
-    /// configuration entry) would never be sent again. Returns whether it resends.
+    /// `patience` (doubled after each resend without progress, up to 16 times), they were
+    /// probably lost (a network that drops messages without the driver knowing): send
+    /// everything after the match index again. Without this, a lost tail on an idle leader
+    /// (say, a configuration entry) would never be sent again. Returns whether it resends.
     pub(crate) fn resend_if_stalled(&mut self, now: Instant, patience: Duration) -> bool {
+        /// The most doublings of the patience.
+        const BACKOFF_MAX: u32 = 4;
         let Mode::Replicate { inflight } = &self.mode else {
             return false;
         };
-        if inflight.is_empty() || now - self.last_progress < patience {
+        let waited = patience * (1 << self.resends.min(BACKOFF_MAX));
+        if inflight.is_empty() || now - self.last_progress < waited {
             return false;
         }
         self.last_progress = now;
+        self.resends = self.resends.saturating_add(1);
         self.replicate_from_match();
         true
     }
@@ -440,6 +464,7 @@ mod tests {
             mode: Mode::Probe { waiting: true },
             last_heard: Instant::ZERO,
             last_progress: Instant::ZERO,
+            resends: 0,
         };
         assert!(p.rejected(LogIndex(19), LogIndex(3)));
         assert_eq!(p.next_index, LogIndex(9));
@@ -448,7 +473,8 @@ mod tests {
     }
 
     /// Appends in flight that go unacknowledged for the whole patience are sent again from
-    /// the match index, at most once per patience; nothing is resent with nothing in flight.
+    /// the match index; each resend without progress doubles the wait, progress resets it;
+    /// nothing is resent with nothing in flight.
     #[test]
     fn lost_appends_are_sent_again_after_a_stall() {
         let patience = Duration::from_millis(200);
@@ -460,12 +486,34 @@ mod tests {
         assert_eq!(p.next_index, LogIndex(9));
         assert!(inflight(&p).is_empty());
         p.sent(LogIndex(10));
-        assert!(!p.resend_if_stalled(at(300), patience), "once per patience");
-        assert!(p.accepted(LogIndex(10)));
         assert!(
-            !p.resend_if_stalled(at(1000), patience),
+            !p.resend_if_stalled(at(500), patience),
+            "twice as patient now"
+        );
+        assert!(p.resend_if_stalled(at(600), patience));
+        p.sent(LogIndex(10));
+        assert!(!p.resend_if_stalled(at(1300), patience), "four times");
+        assert!(p.accepted(LogIndex(10)));
+        p.acknowledged(at(1300));
+        assert!(
+            !p.resend_if_stalled(at(5000), patience),
             "nothing in flight"
         );
+        p.sent(LogIndex(11));
+        assert!(
+            p.resend_if_stalled(at(1500), patience),
+            "progress reset the wait"
+        );
+    }
+
+    /// A lost link sends a replicating follower back to probing from its match index.
+    #[test]
+    fn an_unreachable_follower_is_probed_from_its_match() {
+        let mut p = replicating(8);
+        p.sent(LogIndex(12));
+        p.unreachable();
+        assert_eq!(p.next_index, LogIndex(9));
+        assert_eq!(p.mode, Mode::Probe { waiting: false });
     }
 
     /// A due heartbeat lets an unanswered probe go out again, and leaves a full Replicate window

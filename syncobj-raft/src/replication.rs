@@ -49,9 +49,11 @@ impl RaftNode {
 
     /// Sends every follower an append: its pending entries if the window allows, else an empty
     /// heartbeat that carries the commit index and re-probes a silent follower. Appends that
-    /// went unacknowledged for two heartbeat intervals are taken as lost and sent again.
+    /// went unacknowledged for a longest election timeout (longer after each such resend) are
+    /// taken as lost and sent again; a driver that knows of a lost link says so sooner
+    /// ([`RaftNode::report_unreachable`]).
     pub(crate) fn send_heartbeats(&mut self, now: Instant) {
-        let patience = self.config.heartbeat_interval * 2;
+        let patience = self.config.election_timeout_max;
         let Role::Leader { progress, .. } = &mut self.role else {
             return;
         };
@@ -156,7 +158,7 @@ impl RaftNode {
                     });
                 }
                 if p.accepted(match_index) {
-                    p.last_progress = now;
+                    p.acknowledged(now);
                     self.maybe_commit();
                     self.maybe_promote(now);
                     self.maybe_tell_target();

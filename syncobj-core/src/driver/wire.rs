@@ -60,7 +60,8 @@ impl NodeMessage {
                 Message::RequestVote(_)
                 | Message::VoteResponse(_)
                 | Message::AppendResponse(_)
-                | Message::InstallSnapshotResponse(_) => true,
+                | Message::InstallSnapshotResponse(_)
+                | Message::TimeoutNow(_) => true,
             },
             NodeMessage::Forward { .. } => false,
             NodeMessage::Placed { .. } => true,

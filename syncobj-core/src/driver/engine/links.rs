@@ -116,7 +116,13 @@ impl Links {
                     }
                 },
                 TransportEvent::LinkUp(peer) => self.set_link(peer, true),
-                TransportEvent::LinkDown(peer) => self.set_link(peer, false),
+                TransportEvent::LinkDown(peer) => {
+                    self.set_link(peer, false);
+                    // What was queued on the link is lost with it.
+                    if let Some(node) = self.node(peer) {
+                        raft.report_unreachable(node);
+                    }
+                }
                 TransportEvent::ReadOnlyJoined { peer, name } => {
                     self.read_only_joined(peer, &name, raft, now)
                 }
@@ -141,15 +147,20 @@ impl Links {
         }
     }
 
-    /// Hands the outbox's frames to the transport: control frames ahead of bulk data.
-    pub(crate) fn flush(&mut self, outbox: &mut Outbox) {
+    /// Hands the outbox's frames to the transport: control frames ahead of bulk data. A frame
+    /// the transport drops (no link, a full queue) is reported to Raft, which sends again
+    /// from what the peer is known to hold.
+    pub(crate) fn flush(&mut self, outbox: &mut Outbox, raft: &mut RaftNode) {
         for (to, frame, control) in outbox.frames.drain(..) {
-            if let Some(&peer) = self.peer_ids.get(&to) {
-                if control {
-                    self.transport.send_control(peer, frame);
-                } else {
-                    self.transport.send(peer, frame);
-                }
+            let Some(&peer) = self.peer_ids.get(&to) else {
+                continue;
+            };
+            let queued = match control {
+                true => self.transport.send_control(peer, frame),
+                false => self.transport.send(peer, frame),
+            };
+            if !queued {
+                raft.report_unreachable(to);
             }
         }
     }

@@ -185,7 +185,7 @@ impl Engine {
         }
         self.calls.watch(self.raft.leader(), self.now);
         self.report_changes();
-        self.links.flush(&mut self.outbox);
+        self.links.flush(&mut self.outbox, &mut self.raft);
         if self.links.bound.is_some() {
             self.signals.bind_settled.raise();
         }
@@ -304,7 +304,7 @@ impl Engine {
                 self.outbox.push(envelope.to, &NodeMessage::Raft(envelope));
             }
             if must_persist && self.persistence.is_some() {
-                self.links.flush(&mut self.outbox);
+                self.links.flush(&mut self.outbox, &mut self.raft);
                 let persisted = self
                     .reset_journal(ready.log_reset)
                     .and_then(|()| self.persist(ready.hard_state, &ready.entries));
