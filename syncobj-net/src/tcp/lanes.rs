@@ -45,6 +45,10 @@ const FIRST_PREFIX_BYTES: usize = 5;
 /// The largest frame payload on an open link: a fragment and its prefix.
 pub(crate) const LINK_FRAME_MAX: u32 = (FRAGMENT_BYTES + FIRST_PREFIX_BYTES) as u32;
 
+// A fragment's frame is one read chunk: the decoder never reserves for a frame larger than a
+// read, and `link_bytes_max` counts on it.
+const _: () = assert!(LINK_FRAME_MAX as usize + FRAME_HEADER_BYTES == READ_CHUNK_BYTES_DEFAULT);
+
 const WHOLE: u8 = 0x00;
 const FIRST: u8 = 0x01;
 const NEXT: u8 = 0x02;

@@ -132,13 +132,13 @@ impl Default for ConnectionLimits {
 }
 
 /// The most bytes one open link whose messages may reach `frame_size_max` holds in its
-/// buffers: its largest message being put together from fragments, and its decoder's most
-/// (a fragment's frame, which is one read chunk, and one more read chunk), and on an
-/// encrypted link a record received in part and one read's plaintext.
+/// buffers: its largest message being put together from fragments, its decoder's most (a
+/// fragment's frame, which is one read chunk, and one more read chunk), and on an encrypted
+/// link one read's plaintext and a record received in part. A message is given all of it
+/// before it starts, so a budget below it could never take the largest message.
 pub fn link_bytes_max(frame_size_max: u32) -> usize {
     (frame_size_max as usize)
-        .saturating_add(FRAME_HEADER_BYTES)
-        .saturating_add(2 * READ_CHUNK_BYTES_DEFAULT)
+        .saturating_add(3 * READ_CHUNK_BYTES_DEFAULT)
         .saturating_add(RECORD_BYTES_MAX)
 }
 
