@@ -282,7 +282,20 @@ fn a_read_only_link_carries_no_frame_over_its_limit() {
     assert_eq!(stranger.send(&oversized), oversized.len());
     poll_until(&mut [&mut node, &mut reader], |n| n[0].read_only.len() == 1);
     assert_eq!(node.transport.stats().bad_frames, 1);
-    assert_eq!(node.frames.len(), 1, "nothing from the stranger");
+    // A first fragment announcing far more than the limit is refused at once, not held
+    // waiting for a budget it could never get.
+    let mut announcer = Stranger::connect(&address);
+    assert!(announcer.send(&hello(CLUSTER, 10)) > 0);
+    poll_until(&mut [&mut node, &mut reader], |n| n[0].read_only.len() == 2);
+    let mut first = vec![0x01];
+    first.extend_from_slice(&(64u32 << 20).to_le_bytes());
+    first.extend_from_slice(&[0; 100]);
+    let first = framed(&first);
+    assert_eq!(announcer.send(&first), first.len());
+    poll_until(&mut [&mut node, &mut reader], |n| n[0].read_only.len() == 1);
+    assert_eq!(node.transport.stats().bad_frames, 2);
+    assert_eq!(node.transport.stats().reads_paused, 0);
+    assert_eq!(node.frames.len(), 1, "nothing from the strangers");
     assert!(reader.linked_to(&address), "the real read-only node stays");
 }
 

@@ -275,14 +275,15 @@ impl Connection {
         self.decoder.buffer_bytes_max() + sealed
     }
 
-    /// The length of the message whose first fragment is the next whole frame, if it is one:
-    /// taking it needs room for the whole message.
+    /// The length of the message whose first fragment is the next whole frame, if it is one
+    /// the link takes: taking it needs room for the whole message. A longer one is not
+    /// waited for: taking it drops the connection.
     pub(super) fn message_due(&self) -> Option<usize> {
         if self.stage != Stage::Open {
             return None;
         }
         let frame = self.decoder.peek_frame()?;
-        Some(Assembly::reservation(frame)).filter(|&len| len > 0)
+        Some(Assembly::reservation(frame)).filter(|&len| len > 0 && len <= self.receive_message_max)
     }
 
     /// The most [`input_bytes`](Self::input_bytes) can be after one more [`read`](Self::read),
