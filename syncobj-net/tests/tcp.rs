@@ -77,9 +77,12 @@ fn control_frames_overtake_large_bulk_frames() {
     for password in [None, Some("secret")] {
         let voters = vec![free_address(), free_address()];
         let configure = |me: &str| {
+            // Both nodes run in this one thread: a long turn of one must not make the other
+            // look silent (this test is about order, not liveness).
             let plain = TcpSettings {
                 frame_size_max: 8 * 1024 * 1024,
                 send_queue_bytes_max: 16 * 1024 * 1024,
+                connection_timeout: Duration::from_secs(10),
                 ..settings(Some(me), &voters)
             };
             password.map_or(plain.clone(), |p| with_password(plain, p))
@@ -106,6 +109,27 @@ fn control_frames_overtake_large_bulk_frames() {
             "nothing held once delivered"
         );
     }
+}
+
+/// A node that polls late (its caller was busy for longer than the connection timeout) reads
+/// what its peer sent meanwhile before it judges the link silent: the peer's keep-alives wait
+/// in the kernel, so it does not drop the link. (The peer, which heard nothing from it all
+/// that time, may.)
+#[test]
+fn a_late_poll_reads_before_it_judges_a_link_silent() {
+    let voters = vec![free_address(), free_address()];
+    let mut a = Node::new(settings(Some(&voters[0]), &voters));
+    let mut b = Node::new(settings(Some(&voters[1]), &voters));
+    poll_until(&mut [&mut a, &mut b], |n| linked(n, &voters));
+    // `a` is not polled for twice the connection timeout (600 ms); `b` keeps its side alive.
+    let until = Instant::now() + Duration::from_millis(1200);
+    poll_until(&mut [&mut b], |_| Instant::now() >= until);
+    a.poll();
+    assert_eq!(
+        a.transport.stats().link_timeouts,
+        0,
+        "`a` read the keep-alives waiting for it instead of dropping the link"
+    );
 }
 
 /// `add_peer` gives a configured voter its id (in the order of `voters`, this node skipped)

@@ -704,7 +704,7 @@ impl TcpTransport {
     }
 
     /// Drops the open links that read nothing for the connection timeout (those paused by
-    /// the budget are not read, so not silent).
+    /// the budget, or left readable by the poll's cap, are not read, so not silent).
     fn drop_silent(&mut self, now: Instant) {
         let timeout = self.settings.connection_timeout;
         let silent: Vec<Token> = self
@@ -713,6 +713,7 @@ impl TcpTransport {
             .filter(|&(token, c)| {
                 c.stage == Stage::Open
                     && !self.paused.contains(token)
+                    && !self.readable.contains(token)
                     && now.saturating_duration_since(c.last_read) > timeout
             })
             .map(|(&t, _)| t)
@@ -797,17 +798,18 @@ impl Transport for TcpTransport {
         self.send_in(Lane::Control, to, frame)
     }
 
-    /// Binds, resumes a paused listener, dials, and drops unfinished handshakes and silent
-    /// links as due, waits for readiness (not at all if input is left from the last poll or
-    /// events are waiting), then reads fairly within [`TcpSettings::poll_frames_max`],
-    /// [`TcpSettings::poll_bytes_max`] and the budget of incoming bytes.
+    /// Binds, resumes a paused listener, dials and sends keep-alives as due, waits for
+    /// readiness (not at all if input or output is left from the last poll or events are
+    /// waiting), writes more of the bulk data waiting, reads fairly within
+    /// [`TcpSettings::poll_frames_max`], [`TcpSettings::poll_bytes_max`] and the budget of
+    /// incoming bytes, and only then drops the handshakes that are late and the links that
+    /// stayed silent: a caller slow to poll again never makes a link look silent while its
+    /// bytes wait unread.
     fn poll(&mut self, timeout: Duration, events: &mut Vec<TransportEvent>) {
         let now = Instant::now();
         self.try_bind(now);
         self.resume_listener(now);
         self.dial_due(now);
-        self.drop_unfinished(now);
-        self.drop_silent(now);
         self.keep_alive(now);
         self.resume_paused(now);
         let wait = self.wait_time(timeout, now);
@@ -822,6 +824,10 @@ impl Transport for TcpTransport {
         self.flush_pending(now);
         self.read_fairly(now);
         self.resume_paused(now);
+        // After reading: a link is silent, or a handshake late, only if nothing came by now,
+        // however long the caller took between two polls.
+        self.drop_unfinished(now);
+        self.drop_silent(now);
         let failures = self.resolver.counters().failures;
         self.stats
             .resolve_failures
