@@ -213,9 +213,12 @@ impl Engine {
         }
     }
 
-    /// Completes the calls that settled, runs the user's callbacks (a panic in one is logged
-    /// and contained), and publishes what the node looks like now.
+    /// Publishes what the node looks like now, completes the calls that settled, and runs the
+    /// user's callbacks (a panic in one is logged and contained).
     fn finish_iteration(&mut self) {
+        // Published first: a caller whose call completes sees the node as it was then (the
+        // leader a transfer made, the index its entry was applied at).
+        self.publish();
         self.calls.complete_settled();
         for (name, callback) in self.deferred.drain(..) {
             if catch_unwind(AssertUnwindSafe(callback)).is_err() {
@@ -229,7 +232,6 @@ impl Engine {
         if std::mem::take(&mut self.ready_due) {
             self.signals.ready.raise();
         }
-        self.publish();
     }
 
     /// Swaps in a fresh [`Observed`] for getters and `status()` to read.
