@@ -274,7 +274,7 @@ fn one_change_at_a_time() {
             MembershipRefusal::ChangeInProgress
         ))
     );
-    assert_eq!(second.unwrap_err().effect(), Effect::None);
+    assert_eq!(second.expect_err("refused").effect(), Effect::None);
     let status = lead.status();
     assert!(
         status.membership.non_voters.contains(&"d".to_owned()),
