@@ -30,7 +30,7 @@ use super::checker::{Checker, Violation};
 use super::net::{NetConfig, Routed, SimNet};
 use super::run::{SeedFailure, SimConfig};
 use crate::conf::{FsyncPolicy, SyncObjConf};
-use crate::driver::addresses::Addresses;
+use crate::driver::addresses::{Addresses, voter_id};
 use crate::driver::assembly::{Blueprint, assemble, without};
 use crate::driver::engine::{Engine, Queued};
 use crate::driver::objects::{ErasedObject, ObjectCell};
@@ -740,7 +740,8 @@ fn build_node(
     compaction: u64,
 ) -> Result<SimDriverNode, String> {
     let me = names
-        .get(usize::try_from(id.0).unwrap_or(usize::MAX).wrapping_sub(1))
+        .iter()
+        .find(|name| voter_id(name) == id)
         .ok_or_else(|| format!("no node {id}"))?;
     let mut config = raft.clone();
     config.seed = seed ^ id.0.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ session;
