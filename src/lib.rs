@@ -145,7 +145,8 @@ pub use syncobj_core::driver::{
     TickError,
 };
 pub use syncobj_core::object::{
-    Call, Effect, FailReason, Replicated, ReplicatedMethods, ReplicatedState,
+    Call, Effect, FailReason, MembershipRefusal, Replicated, ReplicatedMethods, ReplicatedState,
+    TransferFailure,
 };
 pub use syncobj_core::raft::NewNodeError;
 pub use syncobj_core::serializer::{SerializerState, SnapshotSerializer};

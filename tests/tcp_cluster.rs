@@ -6,8 +6,8 @@ use std::net::TcpListener;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use syncobj::SyncObjConfBuilder;
 use syncobj::prelude::*;
+use syncobj::{AddressProblem, MembershipRefusal, SyncObjConfBuilder};
 
 #[derive(Default, Serialize, Deserialize, Replicated)]
 struct Counter {
@@ -612,4 +612,93 @@ fn large_entries_under_load_cause_no_election() {
         );
     }
     assert!(leader.is_leader());
+}
+
+/// Runs a membership change, again while the leader is not ready or was replaced.
+fn change_retrying(mut change: impl FnMut() -> Call<()>) -> Result<(), FailReason> {
+    for _ in 0..50 {
+        match change().wait_timeout(Duration::from_secs(20)) {
+            Err(
+                FailReason::MembershipRefused(MembershipRefusal::LeaderNotReady)
+                | FailReason::NotLeader
+                | FailReason::MissingLeader
+                | FailReason::LeaderChanged,
+            ) => std::thread::park_timeout(Duration::from_millis(20)),
+            other => return other,
+        }
+    }
+    Err(FailReason::Timeout)
+}
+
+/// Membership changes over TCP: a 4th and a 5th node, each started with the whole list, are
+/// added one after the other (each asked on another node), catch up and apply calls; then a
+/// node is removed, and the others refuse its connections from then on.
+#[test]
+fn nodes_join_and_leave_over_tcp() {
+    let addresses: Vec<String> = (0..5).map(|_| free_address()).collect();
+    let dynamic = || {
+        builder()
+            .dynamic_membership_change(true)
+            .build()
+            .expect("valid")
+    };
+    let start = |me: &String, partners: &[String]| {
+        let partners = partners.iter().filter(|a| *a != me).cloned();
+        SyncObj::new(me, partners, Counter::default(), dynamic()).expect("the node starts")
+    };
+    let mut nodes: Vec<SyncObj<Counter>> = addresses[..3]
+        .iter()
+        .map(|me| start(me, &addresses[..3]))
+        .collect();
+    assert_eq!(add_retrying(&nodes[0], 1), Ok(1));
+    for joining in 3..5 {
+        let node = start(&addresses[joining], &addresses);
+        let asker = &nodes[joining - 3];
+        assert_eq!(
+            change_retrying(|| asker.add_node_to_cluster(&addresses[joining])),
+            Ok(()),
+            "adding node {joining}"
+        );
+        nodes.push(node);
+        let total = joining as i64 - 1;
+        assert_eq!(
+            add_retrying(&nodes[joining], 1),
+            Ok(total),
+            "node {joining}"
+        );
+    }
+    for node in &nodes {
+        assert_eq!(add_retrying(node, 0), Ok(3));
+        assert_eq!(node.status().membership.voters.len(), 5);
+    }
+    assert_eq!(
+        nodes[0].add_node_to_cluster("no-port").wait(),
+        Err(FailReason::BadAddress {
+            address: "no-port".into(),
+            problem: AddressProblem::MissingPort,
+        })
+    );
+    let gone = nodes.remove(4);
+    assert_eq!(
+        change_retrying(|| nodes[0].remove_node_from_cluster(&addresses[4])),
+        Ok(())
+    );
+    for node in &nodes {
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        // Unlinked once the removal is committed here.
+        while node.status().membership.voters.len() != 4 || node.is_node_connected(&addresses[4]) {
+            assert!(std::time::Instant::now() < deadline, "the removal spreads");
+            std::thread::park_timeout(Duration::from_millis(5));
+        }
+    }
+    let removed_links: u64 = nodes.iter().map(|n| n.status().wire.links_removed).sum();
+    assert!(
+        removed_links > 0,
+        "the links to the removed node were closed as removed"
+    );
+    assert_eq!(add_retrying(&nodes[1], 1), Ok(4));
+    assert_eq!(
+        gone.add(1).wait_timeout(Duration::from_secs(20)),
+        Err(FailReason::Removed)
+    );
 }

@@ -69,6 +69,80 @@ pub struct Status {
     pub wire: WireCounters,
     /// Snapshots: the last one's index and what was taken, sent and installed.
     pub snapshots: SnapshotStatus,
+    /// The membership in force on this node, and the change under way.
+    pub membership: MembershipStatus,
+}
+
+/// The membership in force as a node sees it (keys `voters`, `non_voters`,
+/// `membership_change`, `is_member`, `dynamic_membership_change`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MembershipStatus {
+    /// The voters' addresses, this node's included if it is one (key `voters`, comma-separated).
+    pub voters: Vec<String>,
+    /// The non-voting members' addresses: nodes catching up before their promotion (key
+    /// `non_voters`). Read-only nodes are not members; see [`Status::readonly_nodes`].
+    pub non_voters: Vec<String>,
+    /// The membership change under way, if any (key `membership_change`).
+    pub pending: Option<PendingChangeStatus>,
+    /// Whether this node is a member of the membership in force; `false` once it was removed
+    /// (it then takes no calls), and on read-only nodes (key `is_member`).
+    pub is_member: bool,
+    /// Whether the node allows membership changes (key `dynamic_membership_change`).
+    pub dynamic_membership_change: bool,
+}
+
+/// A membership change under way.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PendingChangeStatus {
+    /// The configuration entry at `index` is in force, not committed yet.
+    Uncommitted {
+        /// The entry's index.
+        index: u64,
+    },
+    /// The leader catches a new node up before making it a voter.
+    CatchingUp {
+        /// The new node's address.
+        node: String,
+        /// The last entry its log is known to share with the leader's.
+        match_index: u64,
+        /// How many entries it lacks.
+        lag: u64,
+    },
+}
+
+impl fmt::Display for PendingChangeStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PendingChangeStatus::Uncommitted { index } => {
+                write!(f, "configuration entry {index} not committed yet")
+            }
+            PendingChangeStatus::CatchingUp {
+                node,
+                match_index,
+                lag,
+            } => write!(
+                f,
+                "catching up {node} (at {match_index}, {lag} entries behind)"
+            ),
+        }
+    }
+}
+
+impl MembershipStatus {
+    /// One `(key, value)` pair per field.
+    fn pairs(&self) -> Vec<(String, String)> {
+        let pairs = [
+            ("voters", self.voters.join(",")),
+            ("non_voters", self.non_voters.join(",")),
+            ("membership_change", optional(self.pending.as_ref())),
+            ("is_member", self.is_member.to_string()),
+            (
+                "dynamic_membership_change",
+                self.dynamic_membership_change.to_string(),
+            ),
+        ];
+        pairs.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()
+    }
 }
 
 /// Where a node's snapshots stand (keys `snapshot_index` and one per counter).
@@ -105,6 +179,7 @@ impl Status {
         pairs.extend(self.counters.pairs());
         pairs.extend(self.wire.pairs());
         pairs.extend(self.snapshots.pairs());
+        pairs.extend(self.membership.pairs());
         pairs.sort();
         pairs
     }
@@ -180,6 +255,7 @@ impl Default for Status {
             counters: StatusCounters::default(),
             wire: WireCounters::default(),
             snapshots: SnapshotStatus::default(),
+            membership: MembershipStatus::default(),
         }
     }
 }
@@ -334,6 +410,8 @@ pub struct WireCounters {
     pub link_failures: u64,
     /// Links replaced by a newer connection of the same peer (key `links_replaced`).
     pub links_replaced: u64,
+    /// Links closed because their peer left the cluster (key `links_removed`).
+    pub links_removed: u64,
     /// Connections reset as soon as accepted because `unauthenticated_connections_max` were in
     /// their handshake (key `unauthenticated_over_cap`).
     pub unauthenticated_over_cap: u64,
@@ -365,6 +443,7 @@ impl WireCounters {
             dial_failures,
             link_failures,
             links_replaced,
+            links_removed,
             unauthenticated_over_cap,
             read_only_over_cap,
             accepts_rate_limited,
@@ -383,6 +462,7 @@ impl WireCounters {
             dial_failures,
             link_failures,
             links_replaced,
+            links_removed,
             unauthenticated_over_cap,
             read_only_over_cap,
             accepts_rate_limited,
@@ -405,6 +485,7 @@ impl WireCounters {
             ("dial_failures", self.dial_failures),
             ("link_failures", self.link_failures),
             ("links_replaced", self.links_replaced),
+            ("links_removed", self.links_removed),
             ("unauthenticated_over_cap", self.unauthenticated_over_cap),
             ("read_only_over_cap", self.read_only_over_cap),
             ("accepts_rate_limited", self.accepts_rate_limited),
@@ -568,7 +649,7 @@ mod tests {
                 "missing {line:?} in\n{text}"
             );
         }
-        assert_eq!(lines.len(), 56, "{text}");
+        assert_eq!(lines.len(), 62, "{text}");
         assert!(!text.ends_with('\n'));
     }
 
@@ -647,6 +728,7 @@ mod tests {
             &stats.dial_failures,
             &stats.link_failures,
             &stats.links_replaced,
+            &stats.links_removed,
             &stats.unauthenticated_over_cap,
             &stats.read_only_over_cap,
             &stats.accepts_rate_limited,
@@ -660,7 +742,7 @@ mod tests {
         let transport = stats.snapshot();
         assert_eq!(
             transport.named().len(),
-            16,
+            17,
             "a new counter needs a key here"
         );
         let status = Status {

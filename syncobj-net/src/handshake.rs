@@ -134,6 +134,14 @@ impl ClusterId {
         id[8..].copy_from_slice(&second.to_le_bytes());
         ClusterId(id)
     }
+
+    /// The identity of every cluster whose membership changes at run time: it cannot depend
+    /// on the voters, since a node added later is configured with another list than the
+    /// first ones. A fixed value, so it tells such a cluster from a fixed one and nothing
+    /// more; a password is what keeps strangers out.
+    pub fn dynamic_membership() -> ClusterId {
+        ClusterId::of_voters(&["syncobj: dynamic membership".to_owned()])
+    }
 }
 
 /// FNV-1a over `bytes`, from `seed`.

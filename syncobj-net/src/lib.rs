@@ -126,8 +126,8 @@ macro_rules! counters {
         ///
         /// Every connection a transport took in ends in exactly one of `handshake_timeouts`,
         /// `handshake_closes`, `refused_handshakes`, `auth_failures`, `bad_frames`,
-        /// `read_only_over_cap`, `dial_failures`, `link_failures`, `link_timeouts` or
-        /// `links_replaced` (or, dropped at the request of the layer above, in that layer's
+        /// `read_only_over_cap`, `dial_failures`, `link_failures`, `link_timeouts`,
+        /// `links_replaced` or `links_removed` (or, dropped at the request of the layer above, in that layer's
         /// count); `unauthenticated_over_cap` and `accepts_rate_limited` count connections
         /// closed as soon as they were accepted.
         #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -197,6 +197,9 @@ counters! {
     link_failures,
     /// Links closed because a newer connection of the same peer replaced them.
     links_replaced,
+    /// Links closed because their peer left the cluster ([`Transport::remove_peer`]); its
+    /// later connections are refused (`refused_handshakes`).
+    links_removed,
     /// Connections closed as soon as accepted because as many connections as allowed were in
     /// their handshake already.
     unauthenticated_over_cap,
@@ -271,6 +274,15 @@ pub trait Transport: Send + 'static {
     /// usual. The layer above logs and counts it. Does nothing if there is no such link, or for
     /// transports without connections.
     fn disconnect(&mut self, peer: PeerId) {
+        let _ = peer;
+    }
+
+    /// Forgets `peer`, a member that left the cluster: its link is closed (a
+    /// [`TransportEvent::LinkDown`] follows at the next poll), it is no longer dialled, and
+    /// its connections are refused from then on. Frames for it are dropped. A later
+    /// [`add_peer`](Self::add_peer) of the same address makes it a peer again, maybe under
+    /// another id. By default it does nothing (a transport without a peer table).
+    fn remove_peer(&mut self, peer: PeerId) {
         let _ = peer;
     }
 

@@ -39,6 +39,17 @@ impl Reception {
 }
 
 impl RaftNode {
+    /// The membership the leader sent with the snapshot being received, `snapshot`, once its
+    /// last chunk was handed out: the driver stores it with the snapshot before it calls
+    /// [`snapshot_installed`](Self::snapshot_installed), so that a restart finds it
+    /// ([`Restored::membership`](super::Restored::membership)).
+    pub fn incoming_snapshot_membership(&self, snapshot: LogPosition) -> Option<&Membership> {
+        self.receiving
+            .as_ref()
+            .filter(|r| r.complete && r.snapshot == snapshot)
+            .map(|r| &r.membership)
+    }
+
     /// Reports that the snapshot handed out in [`Ready::snapshot_chunks`](super::Ready) is
     /// durable and loaded into the state machine. The log is reset to it (Raft paper §7): the
     /// entries after it are kept if the log holds an entry matching its last one, else the log

@@ -41,8 +41,7 @@
 //!
 //! An option whose subsystem a later release builds is accepted now and documented as
 //! "pending" on its setter, and the driver logs a warning for each one a caller changed instead
-//! of ignoring it silently. Only one is left: `dynamic_membership_change`, for *the membership
-//! release* (adding and removing nodes at run time).
+//! of ignoring it silently. None is left today.
 
 use std::fmt;
 use std::path::PathBuf;
@@ -188,8 +187,7 @@ impl SyncObjConf {
     /// The options set to a non-default value whose subsystem is not built yet, in field order;
     /// the driver logs a warning for each. Empty for the default configuration.
     pub(crate) fn pending_options(&self) -> Vec<&'static str> {
-        let d = Self::default();
-        names_of_true(&changed!(self, d; dynamic_membership_change))
+        Vec::new()
     }
 
     /// The options set to a non-default value that syncobj accepts but ignores by design
@@ -656,7 +654,7 @@ mod tests {
             .poller_type(PollerType::Select)
             .build()
             .expect("valid");
-        assert_eq!(conf.pending_options(), ["dynamic_membership_change"]);
+        assert!(conf.pending_options().is_empty(), "every option is built");
         assert_eq!(conf.ignored_options(), ["poller_type"]);
     }
 

@@ -62,10 +62,17 @@ options! {
     /// syncobj's own. Default: `true`.
     check_quorum: bool;
 
-    /// Allow adding and removing nodes at run time (PySyncObj `dynamicMembershipChange`).
+    /// Allow adding and removing nodes and handing the leadership over at run time
+    /// (PySyncObj `dynamicMembershipChange`): `SyncObj::add_node_to_cluster`,
+    /// `remove_node_from_cluster` and `transfer_leadership`. Off, those calls fail at once
+    /// with `FailReason::MembershipRefused(MembershipRefusal::DynamicMembershipOff)`.
     /// Default: `false`.
     ///
-    /// Pending: the membership release; a node with it set logs a warning at start.
+    /// Every node of a cluster must set it alike. On, the TCP handshake's cluster identity no
+    /// longer hashes the configured voters (a node added later is configured with another
+    /// list): it is one fixed value, so it only tells a dynamic cluster from a fixed one. A
+    /// node still links only to the members of the membership in force (and read-only nodes);
+    /// against strangers, set a `password`.
     dynamic_membership_change: bool;
 }
 

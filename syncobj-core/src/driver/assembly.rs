@@ -10,7 +10,9 @@ use syncobj_net::{Transport, Wake};
 
 use super::StartError;
 use super::addresses::{Addresses, read_only_id, read_only_name};
-use super::engine::{CallLimits, Callbacks, Calls, Engine, Links, Parts, Queued};
+use super::engine::{
+    CallLimits, Callbacks, Calls, Changes, Engine, Links, Parts, Queued, QueuedChange,
+};
 use super::life::Signals;
 use super::network;
 use super::objects::{ErasedObject, SYSTEM_OBJECT};
@@ -52,6 +54,8 @@ pub(crate) struct Assembled {
     pub(crate) signals: Arc<Signals>,
     /// Where calls are queued for the engine.
     pub(crate) queue: Sender<Queued>,
+    /// Where membership changes and leadership transfers are queued for the engine.
+    pub(crate) changes: Sender<QueuedChange>,
     /// Wakes the engine's poll.
     pub(crate) waker: Arc<dyn Wake>,
     /// Whether committed entries wait in the journal: the node should iterate once at once,
@@ -79,16 +83,25 @@ pub(crate) fn assemble(blueprint: Blueprint<'_>) -> Result<Assembled, StartError
     if objects.len() > usize::from(SYSTEM_OBJECT) {
         return Err(StartError::TooManyConsumers(objects.len() - 1));
     }
-    let (addresses, id, membership) = identities(&me, partners);
+    let (addresses, id, membership) = identities(&me, partners)?;
     let mut recovered = recover(&objects, compaction_slot(&addresses, id))?;
+    if !conf.dynamic_membership_change {
+        // A fixed membership is the configuration's: a dump restored on other addresses
+        // (PySyncObj's `test_checkDumpToFile`) takes the new ones.
+        recovered.restored.membership = None;
+    }
     if inline_snapshots {
         recovered.snapshots.write_inline();
     }
     let has_committed = recovered.has_committed();
     let raft = RaftNode::new(id, membership, raft, recovered.restored, Instant::ZERO)?;
     let (queue, receiver) = crossbeam_channel::bounded(conf.commands_queue_size);
+    let (changes, change_receiver) = crossbeam_channel::bounded(CHANGES_QUEUED_MAX);
     let waker = transport.waker();
     let mut links = Links::new(transport, addresses, id);
+    // The membership recovered from the journal or the snapshot may name other members than
+    // the configuration does: it wins.
+    links.follow(&raft);
     let observed = Observed::initial(&raft, links.peers());
     let code_version = recovered.code_version.unwrap_or(0);
     let signals = Arc::new(Signals::new(observed, code_version, receiver.clone()));
@@ -101,6 +114,11 @@ pub(crate) fn assemble(blueprint: Blueprint<'_>) -> Result<Assembled, StartError
         raft,
         links,
         calls: Calls::new(receiver, limits, session),
+        changes: Changes::new(
+            change_receiver,
+            conf.dynamic_membership_change,
+            transfer_wait(conf),
+        ),
         objects,
         callbacks: Callbacks {
             on_state_changed: conf.on_state_changed.clone(),
@@ -115,9 +133,20 @@ pub(crate) fn assemble(blueprint: Blueprint<'_>) -> Result<Assembled, StartError
         engine,
         signals,
         queue,
+        changes,
         waker,
         has_committed,
     })
+}
+
+/// The most membership changes and transfers queued at once; one more fails with `QueueFull`.
+const CHANGES_QUEUED_MAX: usize = 64;
+
+/// How long a leadership transfer may take before its caller hears that it failed: the
+/// leader gives up after the minimum election timeout; the target's election takes at most
+/// about one more round of the maximum.
+fn transfer_wait(conf: &SyncObjConf) -> std::time::Duration {
+    conf.raft_min_timeout + conf.raft_max_timeout * 2
 }
 
 /// This node's place among the voters, for `log_compaction_split`: (its rank, their number).
@@ -140,26 +169,42 @@ pub(crate) fn without(
 }
 
 /// The names and Raft ids of `me` and the voters: a voter is one of them; a read-only node
-/// sees itself as a non-voting member, and the voters see it as an observer.
-fn identities(me: &Peer, partners: Vec<String>) -> (Addresses, NodeId, Membership) {
+/// sees itself as a non-voting member, and the voters see it as an observer. The membership
+/// carries each member's address, so that a configuration entry made from it tells every node
+/// how to reach every member.
+fn identities(
+    me: &Peer,
+    partners: Vec<String>,
+) -> Result<(Addresses, NodeId, Membership), StartError> {
     let voters = match me {
         Peer::Voter(address) => partners.into_iter().chain([address.clone()]).collect(),
         Peer::ReadOnly(_) => partners,
     };
-    let mut addresses = Addresses::new(voters);
-    let voter_ids: Vec<NodeId> = addresses.voters().map(|(id, _)| id).collect();
-    match me {
+    let mut addresses = Addresses::new(voters).map_err(|c| StartError::IdCollision {
+        first: c.member,
+        second: c.address,
+    })?;
+    let voters: Vec<(NodeId, String)> = addresses
+        .voters()
+        .map(|(id, address)| (id, address.clone()))
+        .collect();
+    Ok(match me {
         Peer::Voter(address) => {
             let id = addresses.by_address.get(address).copied();
             let id = id.expect("the voters include this node");
-            (addresses, id, Membership::new(voter_ids, []))
+            (addresses, id, Membership::with_addresses(voters, []))
         }
         Peer::ReadOnly(number) => {
             let id = read_only_id(*number);
-            addresses.insert_read_only(&read_only_name(id));
-            (addresses, id, Membership::new(voter_ids, [id]))
+            let name = read_only_name(id);
+            addresses.insert_read_only(&name);
+            (
+                addresses,
+                id,
+                Membership::with_addresses(voters, [(id, name)]),
+            )
         }
-    }
+    })
 }
 
 /// A seed for the election-timeout generator when the configuration gives none: distinct per

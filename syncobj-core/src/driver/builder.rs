@@ -172,6 +172,7 @@ impl<T: Replicated> NodeBuilder<T> {
         if self.me.is_none() && partners.is_empty() {
             return Err(StartError::NoVoters);
         }
+        let tcp = matches!(self.wire, Wire::Tcp);
         let (me, transport) = match self.wire {
             Wire::Own(transport) => (identity(self.me), transport),
             Wire::Tcp => {
@@ -185,7 +186,8 @@ impl<T: Replicated> NodeBuilder<T> {
                 (me, Box::new(transport) as Box<dyn Transport>)
             }
         };
-        SyncObj::start(me, partners, state, self.consumers, conf, transport)
+        let wire = super::WireKind { tcp, transport };
+        SyncObj::start(me, partners, state, self.consumers, conf, wire)
     }
 }
 

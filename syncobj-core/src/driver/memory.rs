@@ -176,6 +176,8 @@ struct MemoryPeer {
     address: String,
     /// While linked, the incarnation of the peer's endpoint.
     link: Option<u64>,
+    /// The peer left the cluster ([`Transport::remove_peer`]): never linked again.
+    removed: bool,
 }
 
 impl MemoryTransport {
@@ -194,7 +196,9 @@ impl MemoryTransport {
             .is_some_and(|e| e.incarnation == self.incarnation);
         let reachable = current && !hub.isolated.contains(me);
         for (index, peer) in self.peers.iter_mut().enumerate() {
-            let link = if reachable && !hub.isolated.contains(&peer.address) {
+            let link = if peer.removed {
+                None
+            } else if reachable && !hub.isolated.contains(&peer.address) {
                 hub.endpoints.get(&peer.address).map(|e| e.incarnation)
             } else {
                 None
@@ -241,16 +245,31 @@ impl Transport for MemoryTransport {
         self.peers.push(MemoryPeer {
             address: address.to_owned(),
             link: None,
+            removed: false,
         });
         self.by_address.insert(address.to_owned(), id);
         self.seen = None;
         id
     }
 
+    /// Unlinks the peer for good (its link goes down at the next poll); its frames count as
+    /// strangers' from then on. A later `add_peer` of its address numbers it anew.
+    fn remove_peer(&mut self, peer: PeerId) {
+        let Some(slot) = self.peers.get_mut(peer.index()) else {
+            return;
+        };
+        if !slot.removed {
+            slot.removed = true;
+            self.by_address.remove(&slot.address);
+            self.seen = None;
+        }
+    }
+
     fn send(&mut self, to: PeerId, frame: Bytes) -> bool {
         let sent = self
             .peers
             .get(to.index())
+            .filter(|peer| !peer.removed)
             .is_some_and(|peer| self.network.deliver(&self.address, &peer.address, frame));
         if !sent {
             WireStats::bump(&self.stats.dropped_frames);

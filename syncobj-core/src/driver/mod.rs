@@ -47,6 +47,7 @@ use bytes::Bytes;
 use crossbeam_channel::{Sender, TrySendError};
 use parking_lot::{Mutex, RwLock, RwLockReadGuard};
 use syncobj_net::handshake::Peer;
+use syncobj_net::resolve::check_address;
 use syncobj_net::secure::SecureError;
 use syncobj_net::tcp::TcpError;
 use syncobj_net::{Transport, Wake};
@@ -54,15 +55,17 @@ use thiserror::Error;
 
 use self::addresses::is_read_only;
 use self::assembly::{Assembled, Blueprint, assemble, seed_from_address};
-use self::engine::Queued;
+use self::engine::{Queued, QueuedChange};
 use self::life::{Flag, Signals};
 use self::objects::{ErasedObject, ObjectCell, SET_CODE_VERSION, SYSTEM_OBJECT};
 use self::observed::{Observed, StatusContext};
 use self::recovery::recover;
 use self::ticker::{Clock, ManualSlot, NotTicked};
+use self::wire::ChangeRequest;
 use crate::conf::{ConfErrors, FRAME_OVERHEAD_BYTES, SyncObjConf};
 use crate::object::{
-    Call, Caller, Completion, FailReason, MethodSpec, Replicated, Submit, TickHelp,
+    Call, Caller, Completion, FailReason, MembershipRefusal, MethodSpec, Replicated, Submit,
+    TickHelp,
 };
 use crate::raft::NewNodeError;
 use crate::status::Status;
@@ -113,6 +116,16 @@ pub enum StartError {
     /// The Raft node could not be created.
     #[error(transparent)]
     Raft(#[from] NewNodeError),
+    /// Two voter addresses have the same node id (a hash of the address; see
+    /// `SyncObj::add_node_to_cluster`): they cannot both be members. Vanishingly rare; change
+    /// one of them (another spelling of the host, another port).
+    #[error("the addresses {first:?} and {second:?} hash to the same node id; change one")]
+    IdCollision {
+        /// One address.
+        first: String,
+        /// The other.
+        second: String,
+    },
     /// More consumers than command headers can address.
     #[error("{0} consumers; at most 65534 fit")]
     TooManyConsumers(usize),
@@ -158,11 +171,23 @@ pub enum TickError {
     Failed(FailReason),
 }
 
+/// The transport a node starts with, and whether it is TCP (addresses are then checked).
+struct WireKind {
+    tcp: bool,
+    transport: Box<dyn Transport>,
+}
+
 /// What a node's handles share: the way in (the queue), the way out (the signals and the
 /// observed value), and, on a manually ticked node, the engine itself.
 struct Shared {
     signals: Arc<Signals>,
     queue: Sender<Queued>,
+    /// Where membership changes and leadership transfers go.
+    changes: Sender<QueuedChange>,
+    /// Whether membership changes are allowed (`dynamic_membership_change`).
+    dynamic: bool,
+    /// Whether addresses are TCP `host:port`s, checked before a change is queued.
+    tcp: bool,
     waker: Arc<dyn Wake>,
     /// The engine of a manually ticked node; empty with `auto_tick` (the thread owns it).
     manual: ManualSlot,
@@ -280,8 +305,9 @@ impl<T: Replicated> SyncObj<T> {
         state: T,
         consumers: Consumers,
         conf: SyncObjConf,
-        transport: Box<dyn Transport>,
+        wire: WireKind,
     ) -> Result<SyncObj<T>, StartError> {
+        let WireKind { tcp, transport } = wire;
         let main = Arc::new(ObjectCell {
             state: RwLock::new(state),
         });
@@ -305,7 +331,7 @@ impl<T: Replicated> SyncObj<T> {
             recover: &|objects, slot| recover(&conf, objects, slot),
             inline_snapshots: false,
         })?;
-        SyncObj::run(assembled, &conf, main, consumers)
+        SyncObj::run(assembled, &conf, main, consumers, tcp)
     }
 
     /// Hands an assembled engine to its ticker and wraps the handle around it.
@@ -314,11 +340,13 @@ impl<T: Replicated> SyncObj<T> {
         conf: &SyncObjConf,
         main: Arc<ObjectCell<T>>,
         consumers: Consumers,
+        tcp: bool,
     ) -> Result<SyncObj<T>, StartError> {
         let Assembled {
             mut engine,
             signals,
             queue,
+            changes,
             waker,
             has_committed,
         } = assembled;
@@ -347,6 +375,9 @@ impl<T: Replicated> SyncObj<T> {
         let shared = Arc::new(Shared {
             signals,
             queue,
+            changes,
+            dynamic: conf.dynamic_membership_change,
+            tcp,
             waker,
             manual,
             auto_tick: conf.auto_tick,
@@ -406,6 +437,117 @@ impl<T: Replicated> SyncObj<T> {
             return caller.refuse(refusal);
         }
         caller.call(&[spec], &(version,))
+    }
+
+    /// Adds the node at `address` to the cluster as a voter (PySyncObj `addNodeToCluster`).
+    /// Needs `dynamic_membership_change` on every node. Callable on any node: a follower
+    /// forwards the request to the leader. The leader first adds the node as a non-voter and
+    /// replicates the log to it; once the node has caught up, the leader appends the
+    /// configuration that makes it a voter, and the call completes when that entry is applied
+    /// here. Start the new node (with the cluster's addresses as its partners) before or
+    /// after calling this; it catches up either way, and the call waits for it (up to
+    /// `call_timeout`).
+    ///
+    /// One change at a time: wait for this call before the next change. Costs one or two
+    /// configuration entries (the membership with every member's address).
+    ///
+    /// ```no_run
+    /// # use syncobj_core::driver::SyncObj;
+    /// # fn grow<T: syncobj_core::object::Replicated>(node: &SyncObj<T>) {
+    /// match node.add_node_to_cluster("10.0.0.4:4321").wait() {
+    ///     Ok(()) => println!("10.0.0.4:4321 votes now"),
+    ///     Err(reason) => println!("not added: {reason} (effect {:?})", reason.effect()),
+    /// }
+    /// # }
+    /// ```
+    ///
+    /// # Errors (in the [`Call`])
+    /// [`FailReason::MembershipRefused`] when the option is off, the leader is not ready,
+    /// another change is under way, the node is a member already, or its id (a hash of the
+    /// address) is another member's; [`FailReason::BadAddress`] for an address that is not a
+    /// `host:port` (TCP nodes); [`FailReason::MissingLeader`], [`FailReason::NotLeader`] and
+    /// [`FailReason::Removed`] as for calls (never applied); [`FailReason::PromotionAbandoned`],
+    /// [`FailReason::LeaderChanged`] and [`FailReason::Timeout`] when the outcome is unknown.
+    pub fn add_node_to_cluster(&self, address: &str) -> Call<()> {
+        self.change(ChangeRequest::Add(address.to_owned()), Some(address))
+    }
+
+    /// Removes the member at `address` from the cluster (PySyncObj `removeNodeFromCluster`).
+    /// Needs `dynamic_membership_change`. Callable on any node, the leader included: a leader
+    /// that removes itself goes on leading until the change is committed, then steps down and
+    /// another node is elected. The call completes when the configuration entry is applied
+    /// here. A removed node is not told otherwise: it stops taking calls
+    /// ([`FailReason::Removed`]), keeps serving reads of what it applied, and its status says
+    /// it is no member; the others refuse its connections. Stop it once the call completed.
+    ///
+    /// ```no_run
+    /// # use syncobj_core::driver::SyncObj;
+    /// # fn shrink<T: syncobj_core::object::Replicated>(node: &SyncObj<T>) {
+    /// node.remove_node_from_cluster("10.0.0.3:4321")
+    ///     .wait()
+    ///     .expect("10.0.0.3:4321 left the cluster");
+    /// # }
+    /// ```
+    ///
+    /// # Errors (in the [`Call`])
+    /// As [`add_node_to_cluster`](Self::add_node_to_cluster), with
+    /// [`MembershipRefusal::NotMember`] for an address that is no member and
+    /// [`MembershipRefusal::WouldLeaveNoVoters`] for the last voter.
+    pub fn remove_node_from_cluster(&self, address: &str) -> Call<()> {
+        self.change(ChangeRequest::Remove(address.to_owned()), Some(address))
+    }
+
+    /// Hands the leadership over to the voter at `to`, or with `None` to the voter whose log
+    /// is the most up to date (Raft thesis §3.10). Needs `dynamic_membership_change`.
+    /// Callable on any node. The leader stops taking calls meanwhile (they fail with
+    /// `NotLeader`, never applied), brings the target's log up to its own and tells it to
+    /// start an election at once; the call completes once this node sees the target lead.
+    ///
+    /// ```no_run
+    /// # use syncobj_core::driver::SyncObj;
+    /// # fn hand_over<T: syncobj_core::object::Replicated>(node: &SyncObj<T>) {
+    /// node.transfer_leadership(Some("10.0.0.2:4321")).wait().expect("10.0.0.2:4321 leads");
+    /// assert_eq!(node.leader().as_deref(), Some("10.0.0.2:4321"));
+    /// # }
+    /// ```
+    ///
+    /// # Errors (in the [`Call`])
+    /// [`FailReason::MembershipRefused`] (the option is off, the target is no voter or leads
+    /// already, a transfer is under way, no other voter); [`FailReason::TransferFailed`] when
+    /// the target did not take over in time or another node was elected; as for calls
+    /// otherwise. Nothing is appended to the log either way.
+    pub fn transfer_leadership(&self, to: Option<&str>) -> Call<()> {
+        self.change(ChangeRequest::Transfer(to.map(str::to_owned)), to)
+    }
+
+    /// Queues a membership change or transfer, after the checks that need no loop.
+    fn change(&self, request: ChangeRequest, address: Option<&str>) -> Call<()> {
+        let submit = Arc::clone(&self.shared) as Arc<dyn Submit>;
+        let refuse = |reason| Caller::new(Arc::clone(&submit), SYSTEM_OBJECT).refuse(reason);
+        if !self.shared.dynamic {
+            let refusal = MembershipRefusal::DynamicMembershipOff;
+            return refuse(FailReason::MembershipRefused(refusal));
+        }
+        if let Some(address) = address.filter(|_| self.shared.tcp)
+            && let Err(problem) = check_address(address)
+        {
+            let address = address.to_owned();
+            return refuse(FailReason::BadAddress { address, problem });
+        }
+        if let Some(reason) = self.shared.signals.refusal() {
+            return refuse(reason);
+        }
+        let (completion, call) = Call::pending(&submit);
+        match self.shared.changes.try_send((request, completion)) {
+            Ok(()) => self.shared.waker.wake(),
+            Err(TrySendError::Full((_, completion))) => {
+                completion.complete(Err(FailReason::QueueFull))
+            }
+            Err(TrySendError::Disconnected((_, completion))) => {
+                completion.complete(Err(FailReason::Shutdown))
+            }
+        }
+        call
     }
 
     /// Takes a snapshot of the objects at the next tick and compacts the log up to it, whatever
@@ -539,6 +681,7 @@ impl<T: Replicated> SyncObj<T> {
             self_code_version: self.shared.self_code_version,
             enabled_code_version: signals.enabled_code_version(),
             failure: signals.failure().map(ToString::to_string),
+            dynamic_membership_change: self.shared.dynamic,
         })
     }
 

@@ -35,7 +35,10 @@ pub(super) fn tcp_transport(
     let settings = TcpSettings {
         node,
         bind_address: conf.bind_address.clone(),
-        cluster: ClusterId::of_voters(voters),
+        cluster: match conf.dynamic_membership_change {
+            true => ClusterId::dynamic_membership(),
+            false => ClusterId::of_voters(voters),
+        },
         key,
         voters: voters.to_vec(),
         resolver: ResolverSettings {
@@ -88,7 +91,7 @@ pub(super) fn random_number() -> u64 {
     RandomState::new().hash_one(clock)
 }
 
-pub(super) fn fnv1a(seed: u64, bytes: &[u8]) -> u64 {
+pub(crate) fn fnv1a(seed: u64, bytes: &[u8]) -> u64 {
     bytes.iter().fold(seed, |hash, &b| {
         (hash ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
     })

@@ -11,7 +11,9 @@ use syncobj_net::{BindFailure, WireStats};
 use super::addresses::is_read_only;
 
 use crate::raft::{LogIndex, NodeId, RaftCounters, RaftNode, RoleKind, Term};
-use crate::status::{PeerStatus, RaftState, SnapshotStatus, Status, WireCounters};
+use crate::status::{
+    MembershipStatus, PeerStatus, RaftState, SnapshotStatus, Status, WireCounters,
+};
 
 /// One iteration's view of the node.
 #[derive(Clone, Debug)]
@@ -42,6 +44,8 @@ pub(crate) struct Observed {
     pub(crate) bad_frames: u64,
     /// The transport's counters, read live when a status is built.
     pub(crate) wire: Arc<WireStats>,
+    /// The membership in force; shared between iterations until it changes.
+    pub(crate) membership: Arc<MembershipStatus>,
 }
 
 /// Why a node stopped applying, as the status reports it.
@@ -74,6 +78,8 @@ pub(crate) struct StatusContext {
     pub(crate) enabled_code_version: u32,
     /// Why the loop died, if it did.
     pub(crate) failure: Option<String>,
+    /// Whether the node allows membership changes.
+    pub(crate) dynamic_membership_change: bool,
 }
 
 impl Observed {
@@ -108,6 +114,7 @@ impl Observed {
             bind_retrying: None,
             bad_frames: 0,
             wire: WireStats::zero(),
+            membership: Arc::default(),
         }
     }
 
@@ -180,6 +187,10 @@ impl Observed {
             snapshots: self.snapshots,
             counters: self.counters.into(),
             wire: WireCounters::new(wire, self.bad_frames),
+            membership: MembershipStatus {
+                dynamic_membership_change: context.dynamic_membership_change,
+                ..(*self.membership).clone()
+            },
             ..Status::default()
         }
     }

@@ -55,6 +55,9 @@ pub(crate) fn assemble(
         None => (None, Restored::default()),
     };
     restored.snapshot = restore.as_ref().map(|r| r.position);
+    // Below the journal's configuration entries, above the builder's partners (see
+    // `RaftNode::new`).
+    restored.membership = restore.as_ref().and_then(|r| r.membership.clone());
     if let Some(first) = restored.entries.first() {
         let covered = restored.snapshot.map_or(LogIndex::ZERO, |s| s.index);
         if first.index > covered.next() {

@@ -69,6 +69,14 @@ pub enum SnapshotError {
         /// Where the chunk starts.
         offset: u64,
     },
+    /// The membership stored with the snapshot does not decode.
+    #[error("the membership stored in the snapshot {path:?} does not decode: {error}")]
+    Membership {
+        /// The snapshot file.
+        path: std::path::PathBuf,
+        /// What is wrong with it.
+        error: crate::raft::MembershipError,
+    },
     /// A snapshot from the leader is larger than a node accepts.
     #[error("snapshot {snapshot} exceeds {max} bytes")]
     TooLarge {

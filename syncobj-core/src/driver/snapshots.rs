@@ -19,7 +19,7 @@ use super::SnapshotError;
 use super::objects::ErasedObject;
 use super::snapshot_codec::{Codec, Encoded};
 use crate::conf::SyncObjConf;
-use crate::raft::{Instant, LogIndex, LogPosition};
+use crate::raft::{Instant, LogIndex, LogPosition, Membership};
 use crate::storage::{Disk, Snapshot, SnapshotMeta, SnapshotStore, StdDisk, StorageError};
 
 /// The most bytes a snapshot received from a leader may have (a bound on memory, far above any
@@ -30,6 +30,8 @@ const RECEIVED_BYTES_MAX: usize = 16 << 30;
 pub(crate) struct Restore {
     pub(crate) position: LogPosition,
     pub(crate) code_version: u32,
+    /// The membership in force at the snapshot's last entry, if it was stored with it.
+    pub(crate) membership: Option<Membership>,
 }
 
 /// When to compact (PySyncObj `logCompactionMinEntries`, `logCompactionMinTime`,
@@ -55,6 +57,9 @@ pub(crate) trait Store: Send {
 
     /// The latest durable snapshot, read back and checked.
     fn load_latest(&self) -> Result<Option<Snapshot>, StorageError>;
+
+    /// The file of the snapshot `meta` describes, for error messages.
+    fn path_of(&self, meta: &SnapshotMeta) -> PathBuf;
 }
 
 impl<D> Store for SnapshotStore<D>
@@ -73,6 +78,10 @@ where
 
     fn load_latest(&self) -> Result<Option<Snapshot>, StorageError> {
         SnapshotStore::load_latest(self)
+    }
+
+    fn path_of(&self, meta: &SnapshotMeta) -> PathBuf {
+        SnapshotStore::path_of(self, meta)
     }
 }
 
@@ -93,8 +102,9 @@ pub(crate) struct Snapshots {
     /// Whether store writes run on a thread of their own (off in the deterministic simulator).
     background: bool,
     codec: Codec,
-    /// A snapshot the user's hooks are writing: its position, code version and file.
-    serializing: Option<(LogPosition, u32, PathBuf)>,
+    /// A snapshot the user's hooks are writing: its position, code version, membership and
+    /// file.
+    serializing: Option<(LogPosition, u32, Bytes, PathBuf)>,
 }
 
 impl Snapshots {
@@ -153,6 +163,16 @@ impl Snapshots {
                     index: snapshot.meta.last_index,
                     term: snapshot.meta.last_term,
                 };
+                let membership = match snapshot.meta.membership.is_empty() {
+                    // Written by a build that stored no membership.
+                    true => None,
+                    false => Some(Membership::decode(&snapshot.meta.membership).map_err(
+                        |error| SnapshotError::Membership {
+                            path: store.path_of(&snapshot.meta),
+                            error,
+                        },
+                    )?),
+                };
                 let code_version = snapshots
                     .codec
                     .decode(&snapshot.payload, objects)?
@@ -161,6 +181,7 @@ impl Snapshots {
                 Some(Restore {
                     position,
                     code_version,
+                    membership,
                 })
             }
             None => None,
@@ -202,7 +223,7 @@ impl Snapshots {
     /// custom hooks are still writing it).
     pub(crate) fn take(
         &mut self,
-        position: LogPosition,
+        (position, membership): (LogPosition, Bytes),
         code_version: u32,
         objects: &[Arc<dyn ErasedObject>],
         now: Instant,
@@ -210,9 +231,9 @@ impl Snapshots {
         self.force = false;
         self.last_compaction = now;
         match self.codec.encode(code_version, objects)? {
-            Encoded::Ready(payload) => self.keep(position, code_version, payload),
+            Encoded::Ready(payload) => self.keep(position, code_version, membership, payload),
             Encoded::Started(path) => {
-                self.serializing = Some((position, code_version, path));
+                self.serializing = Some((position, code_version, membership, path));
                 Ok(None)
             }
         }
@@ -222,11 +243,11 @@ impl Snapshots {
     pub(crate) fn poll_serializing(
         &mut self,
     ) -> Option<Result<Option<LogPosition>, SnapshotError>> {
-        let (position, code_version, path) = self.serializing.as_ref()?;
+        let (position, code_version, membership, path) = self.serializing.as_ref()?;
         let outcome = self.codec.poll(path)?;
-        let (position, code_version) = (*position, *code_version);
+        let (position, code_version, membership) = (*position, *code_version, membership.clone());
         self.serializing = None;
-        Some(outcome.and_then(|payload| self.keep(position, code_version, payload)))
+        Some(outcome.and_then(|payload| self.keep(position, code_version, membership, payload)))
     }
 
     /// Keeps a complete payload: in memory, and in the store if there is one.
@@ -234,6 +255,7 @@ impl Snapshots {
         &mut self,
         position: LogPosition,
         code_version: u32,
+        membership: Bytes,
         payload: Bytes,
     ) -> Result<Option<LogPosition>, SnapshotError> {
         let Some(mut store) = self.store.take() else {
@@ -243,7 +265,7 @@ impl Snapshots {
         let meta = SnapshotMeta {
             last_index: position.index,
             last_term: position.term,
-            membership: Bytes::new(),
+            membership,
             code_version,
         };
         if !self.background {
@@ -346,7 +368,7 @@ impl Snapshots {
     /// store, makes it durable first. Returns the code version it carries.
     pub(crate) fn install(
         &mut self,
-        position: LogPosition,
+        (position, membership): (LogPosition, Bytes),
         payload: Bytes,
         objects: &[Arc<dyn ErasedObject>],
     ) -> Result<u32, SnapshotError> {
@@ -359,7 +381,7 @@ impl Snapshots {
             let meta = SnapshotMeta {
                 last_index: position.index,
                 last_term: position.term,
-                membership: Bytes::new(),
+                membership,
                 code_version,
             };
             store.write(meta, &payload)?;

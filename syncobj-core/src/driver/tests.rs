@@ -220,7 +220,7 @@ fn gated_node(dir: &Path, gate: &Arc<Gate>) -> SyncObj<Tally> {
         inline_snapshots: false,
     })
     .expect("the node assembles");
-    SyncObj::run(assembled, &conf, main, Consumers::new()).expect("the node runs")
+    SyncObj::run(assembled, &conf, main, Consumers::new(), false).expect("the node runs")
 }
 
 /// While the tick loop is stuck in a journal sync, `status()`, `is_leader()` and `leader()`

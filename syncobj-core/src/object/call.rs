@@ -16,6 +16,8 @@ use serde::de::DeserializeOwned;
 use thiserror::Error;
 
 use super::command::{CommandHeader, MethodSpec};
+use super::refusal::{MembershipRefusal, TransferFailure};
+use syncobj_net::resolve::AddressProblem;
 
 /// Why a call did not return a result. PySyncObj's `FAIL_REASON` values have the same names.
 #[derive(Clone, Debug, PartialEq, Eq, Error)]
@@ -93,6 +95,33 @@ pub enum FailReason {
     /// be applied on other nodes: outcome unknown.
     #[error("the node failed: {0}; the call may still be applied elsewhere")]
     NodeFailed(String),
+    /// A membership change or leadership transfer was refused before anything was appended:
+    /// the option is off, the leader is not ready, another change is under way, or the change
+    /// makes no sense (see [`MembershipRefusal`]). Never applied.
+    #[error("membership change refused: {0}")]
+    MembershipRefused(MembershipRefusal),
+    /// The address given to a membership call is not a `host:port` a peer can dial. Never
+    /// applied: refused before it was queued.
+    #[error("the address {address:?} is refused: {problem}")]
+    BadAddress {
+        /// The address as given.
+        address: String,
+        /// What is wrong with it.
+        problem: AddressProblem,
+    },
+    /// The leader added the node as a non-voter to catch it up, then gave up promoting it (it
+    /// stopped leading, or the node was removed meanwhile). Outcome unknown: the node may be a
+    /// non-voting member; calling `add_node_to_cluster` again resumes.
+    #[error("the leader gave up promoting the node; it may be a non-voting member")]
+    PromotionAbandoned,
+    /// A leadership transfer did not make its target the leader. Nothing was appended to the
+    /// log: a retry is safe (the leadership may still have moved, which `leader()` tells).
+    #[error("leadership transfer failed: {0}")]
+    TransferFailed(TransferFailure),
+    /// This node is no longer a member of the cluster (it was removed): it takes no calls,
+    /// and keeps serving reads of the state it applied. Never applied.
+    #[error("this node was removed from the cluster")]
+    Removed,
     /// The encoded call is larger than one frame can carry (`frame_size_max` less the
     /// message's overhead): it was refused before it was queued. Never applied.
     #[error("the call takes {bytes} bytes encoded; at most {max} fit in a frame")]
@@ -137,13 +166,18 @@ impl FailReason {
             | FailReason::VersionNotEnabled { .. }
             | FailReason::VersionRefused { .. }
             | FailReason::BadArguments(_)
-            | FailReason::TooLarge { .. } => Effect::None,
+            | FailReason::TooLarge { .. }
+            | FailReason::MembershipRefused(_)
+            | FailReason::BadAddress { .. }
+            | FailReason::TransferFailed(_)
+            | FailReason::Removed => Effect::None,
             FailReason::Panicked(_) | FailReason::BadResult(_) => Effect::Applied,
             FailReason::LeaderChanged
             | FailReason::Timeout
             | FailReason::Shutdown
             | FailReason::NodeFailed(_)
-            | FailReason::WouldDeadlock => Effect::Unknown,
+            | FailReason::WouldDeadlock
+            | FailReason::PromotionAbandoned => Effect::Unknown,
         }
     }
 
@@ -155,7 +189,9 @@ impl FailReason {
             FailReason::Discarded => 3,
             FailReason::NotLeader => 4,
             FailReason::LeaderChanged => 5,
-            FailReason::RequestDenied | FailReason::VersionRefused { .. } => 6,
+            FailReason::RequestDenied
+            | FailReason::VersionRefused { .. }
+            | FailReason::MembershipRefused(_) => 6,
             _ => return None,
         })
     }
@@ -341,7 +377,9 @@ impl<R> fmt::Debug for Call<R> {
 }
 
 impl<R: DeserializeOwned + Send + 'static> Call<R> {
-    fn pending(submit: &Arc<dyn Submit>) -> (Completion, Call<R>) {
+    /// A call waiting for the outcome its [`Completion`] will bring: for requests the driver
+    /// queues itself.
+    pub(crate) fn pending(submit: &Arc<dyn Submit>) -> (Completion, Call<R>) {
         let cell = Arc::new(Cell {
             slot: Mutex::new(Slot::Waiting(None)),
             done: Condvar::new(),

@@ -7,9 +7,11 @@
 
 mod call;
 mod command;
+mod refusal;
 
 pub use call::{Call, Caller, Completion, Effect, FailReason, Submit, TickHelp};
 pub use command::{ApplyError, CommandHeader, CommandHeaderError, MethodSpec};
+pub use refusal::{MembershipRefusal, TransferFailure};
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;

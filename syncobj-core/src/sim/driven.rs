@@ -30,7 +30,7 @@ use super::checker::{Checker, Violation};
 use super::net::{NetConfig, Routed, SimNet};
 use super::run::{SeedFailure, SimConfig};
 use crate::conf::{FsyncPolicy, SyncObjConf};
-use crate::driver::addresses::Addresses;
+use crate::driver::addresses::{Addresses, voter_id};
 use crate::driver::assembly::{Blueprint, assemble, without};
 use crate::driver::engine::{Engine, Queued};
 use crate::driver::objects::{ErasedObject, ObjectCell};
@@ -193,12 +193,19 @@ struct SimWire {
 }
 
 /// A simulated node's transport: the simulation puts a frame in before an iteration and takes
-/// what was sent out after it. Node `n` is peer `n`; every link is up from the start (the
+/// what was sent out after it. A node's peer number is its rank among the cluster's addresses
+/// ([`sim_peer`]), the same on every node; every link is up from the start (the
 /// simulated network decides what arrives), and the node counts as bound.
 struct SimTransport {
     wire: Arc<parking_lot::Mutex<SimWire>>,
     /// The cluster's Raft ids by address.
     ids: BTreeMap<String, NodeId>,
+}
+
+/// The peer number of node `id` among `ids` (by address, as every node orders them).
+fn sim_peer(ids: &BTreeMap<String, NodeId>, id: NodeId) -> PeerId {
+    let rank = ids.values().position(|&n| n == id);
+    PeerId(rank.map_or(u32::MAX, |r| u32::try_from(r).unwrap_or(u32::MAX)))
 }
 
 struct NoWake;
@@ -209,17 +216,17 @@ impl Wake for NoWake {
 
 impl Transport for SimTransport {
     fn add_peer(&mut self, address: &str) -> PeerId {
-        let id = self.ids.get(address).map_or(0, |id| id.0);
-        let peer = PeerId(u32::try_from(id).unwrap_or(u32::MAX));
+        let rank = self.ids.keys().position(|a| a == address);
+        let peer = PeerId(rank.map_or(u32::MAX, |r| u32::try_from(r).unwrap_or(u32::MAX)));
         self.wire.lock().inbox.push(TransportEvent::LinkUp(peer));
         peer
     }
 
     fn send(&mut self, to: PeerId, frame: Bytes) -> bool {
-        self.wire
-            .lock()
-            .outbox
-            .push((NodeId(u64::from(to.0)), frame));
+        let Some(&node) = self.ids.values().nth(to.index()) else {
+            return false;
+        };
+        self.wire.lock().outbox.push((node, frame));
         true
     }
 
@@ -288,7 +295,10 @@ struct DriverSim {
 impl DriverSim {
     fn new(seed: u64, config: &SimConfig) -> Result<DriverSim, Violation> {
         let names: Vec<String> = (1..=config.nodes).map(|i| format!("n{i:03}")).collect();
-        let addresses = Addresses::new(names.iter().cloned());
+        let addresses = Addresses::new(names.iter().cloned()).map_err(|c| Violation {
+            at: Instant::ZERO,
+            what: format!("colliding node ids: {c:?}"),
+        })?;
         let ids: BTreeMap<String, NodeId> = addresses.by_address.clone();
         let disks: BTreeMap<NodeId, SimDisk> = ids
             .values()
@@ -688,7 +698,7 @@ impl DriverSim {
             return Ok(());
         };
         if let Some(frame) = frame {
-            let from = PeerId(u32::try_from(frame.from.0).unwrap_or(u32::MAX));
+            let from = sim_peer(&self.addresses, frame.from);
             let event = TransportEvent::Frame {
                 from,
                 frame: frame.bytes,
@@ -730,7 +740,8 @@ fn build_node(
     compaction: u64,
 ) -> Result<SimDriverNode, String> {
     let me = names
-        .get(usize::try_from(id.0).unwrap_or(usize::MAX).wrapping_sub(1))
+        .iter()
+        .find(|name| voter_id(name) == id)
         .ok_or_else(|| format!("no node {id}"))?;
     let mut config = raft.clone();
     config.seed = seed ^ id.0.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ session;
@@ -751,7 +762,9 @@ fn build_node(
         inbox: vec![TransportEvent::Bound(Ok(()))],
         outbox: Vec::new(),
     }));
-    let ids = Addresses::new(names.iter().cloned()).by_address;
+    let ids = Addresses::new(names.iter().cloned())
+        .map_err(|c| format!("{c:?}"))?
+        .by_address;
     let layout = DiskLayout {
         journal: std::path::Path::new(JOURNAL_DIR),
         snapshots: std::path::Path::new(SNAPSHOT_DIR),

@@ -176,6 +176,11 @@ impl<D: Disk> SnapshotStore<D> {
         self.latest.as_ref().map(|(meta, _)| meta)
     }
 
+    /// The file that holds (or will hold) the snapshot `meta` describes.
+    pub fn path_of(&self, meta: &SnapshotMeta) -> PathBuf {
+        self.dir.join(snapshot_file_name(meta))
+    }
+
     /// Starts writing a snapshot described by `meta`.
     ///
     /// # Errors

@@ -62,6 +62,8 @@ pub(super) enum Fault {
     Silent,
     /// A newer connection of the same peer became its link.
     Replaced,
+    /// The peer left the cluster (`Transport::remove_peer`).
+    Removed,
     /// Dropped at the request of the layer above, which counts it.
     Dropped(String),
 }
@@ -79,6 +81,7 @@ impl Fault {
             Fault::HandshakeTimeout => "the handshake was not done within the handshake timeout",
             Fault::Silent => "read nothing within the connection timeout",
             Fault::Replaced => "replaced by a newer connection",
+            Fault::Removed => "the peer left the cluster",
         }
     }
 }

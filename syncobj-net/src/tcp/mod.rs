@@ -619,7 +619,7 @@ impl TcpTransport {
             // A stranger's connection ending early is counted; a line each would let a flood
             // fill the log.
             (_, true) => tracing::debug!(?peer, reason, "connection closed in its handshake"),
-            (Fault::Io(_) | Fault::Replaced, false) => {
+            (Fault::Io(_) | Fault::Replaced | Fault::Removed, false) => {
                 tracing::info!(?peer, reason, "connection closed");
             }
             (_, false) => tracing::warn!(?peer, reason, "connection dropped"),
@@ -658,6 +658,8 @@ impl TcpTransport {
             Fault::HandshakeTimeout => &stats.handshake_timeouts,
             Fault::Silent => &stats.link_timeouts,
             Fault::Replaced => &stats.links_replaced,
+            Fault::Removed if stage == Stage::Open => &stats.links_removed,
+            Fault::Removed => &stats.handshake_closes,
             Fault::Dropped(_) => return None,
         })
     }
@@ -844,6 +846,30 @@ impl Transport for TcpTransport {
             let fault = Fault::Dropped("the peer sent an undecodable message".into());
             self.close(token, &fault);
         }
+    }
+
+    /// Closes the peer's link (counted in `links_removed`) and any connection of it in its
+    /// handshake, stops dialling it, and refuses its hellos from now on (`refused_handshakes`).
+    fn remove_peer(&mut self, peer: PeerId) {
+        let linked = self.peers.get(peer).is_some_and(|slot| slot.link.is_some());
+        let Some(name) = self.peers.remove_voter(peer) else {
+            return;
+        };
+        self.settings.voters.retain(|v| *v != name);
+        let theirs: Vec<Token> = self
+            .connections
+            .iter()
+            .filter(|(_, c)| c.id == Some(peer))
+            .map(|(&t, _)| t)
+            .collect();
+        for token in theirs {
+            self.close(token, &Fault::Removed);
+        }
+        // Its slot is gone, so `close` could not report the link down: do it here.
+        if linked {
+            self.queue.push(TransportEvent::LinkDown(peer));
+        }
+        tracing::info!(%peer, %name, "peer removed from the cluster");
     }
 
     fn counters(&self) -> Arc<WireStats> {

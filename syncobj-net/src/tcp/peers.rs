@@ -114,6 +114,18 @@ impl Peers {
         }
     }
 
+    /// Forgets voter `id`, which left the cluster; returns its name. Its id is not handed out
+    /// again (the layer above may still hear of it), and its name may be added anew.
+    pub(super) fn remove_voter(&mut self, id: PeerId) -> Option<String> {
+        let slot = self.slots.get_mut(id.index())?;
+        if !matches!(slot.as_ref()?.kind, Kind::Voter { .. }) {
+            return None;
+        }
+        let slot = slot.take()?;
+        self.by_name.remove(&slot.name);
+        Some(slot.name)
+    }
+
     fn insert(&mut self, name: &str, kind: Kind, backoff: Duration, now: Instant) -> PeerId {
         let slot = Slot {
             name: name.to_owned(),
@@ -166,6 +178,12 @@ mod tests {
             .expect("room");
         assert_eq!(s, r, "the freed id is reused");
         assert_eq!(peers.iter().count(), 3);
+        assert_eq!(peers.remove_voter(s), None, "not a voter");
+        assert_eq!(peers.remove_voter(b).as_deref(), Some("b:2"));
+        assert_eq!(peers.id("b:2"), None);
+        let c = peers.add_voter("c:3", true, Duration::ZERO, now);
+        assert_ne!(c, b, "a removed voter's id is not reused");
+        assert_eq!(peers.add_voter("b:2", true, Duration::ZERO, now).index(), 4);
     }
 
     #[test]

@@ -77,8 +77,11 @@ impl Engine {
                     let enabled = self.signals.code_version.load(Ordering::Acquire);
                     run_command(objects, &mut locked, &entry.data, (own, enabled))
                 }
-                // Configuration entries are the Raft core's; no call waits on them yet.
-                EntryKind::Noop | EntryKind::Membership => Step::Done(Err(FailReason::Discarded)),
+                // A configuration entry settles the membership change placed at its position.
+                EntryKind::Membership => {
+                    Step::Done(Ok(rmp_serde::to_vec(&()).expect("unit encodes")))
+                }
+                EntryKind::Noop => Step::Done(Err(FailReason::Discarded)),
             };
             let outcome = match step {
                 Step::Done(outcome) => outcome,

@@ -10,7 +10,7 @@ use crossbeam_channel::Receiver;
 
 use super::Outbox;
 use crate::driver::inflight::{InFlight, Outcome, PlacedForwards, Settled};
-use crate::driver::wire::{NodeMessage, Refusal};
+use crate::driver::wire::{ChangeRequest, NodeMessage, Refusal};
 use crate::object::{Completion, FailReason};
 use crate::raft::{Instant, LogIndex, NodeId, ProposeError, RaftNode, Term};
 
@@ -109,6 +109,50 @@ impl Calls {
                 None => self.finish(completion, Err(FailReason::MissingLeader)),
             }
         }
+    }
+
+    /// Fails every queued and held call with `reason` at once: this node takes no calls (it
+    /// was removed from the cluster).
+    pub(crate) fn refuse_queued(&mut self, reason: &FailReason) {
+        let queued: Vec<Queued> = self.queue.try_iter().take(COMMANDS_PER_TICK_MAX).collect();
+        let held = self.backlog.drain(..).map(|(call, _)| call);
+        let refused: Vec<Completion> = held.chain(queued).map(|(_, c)| c).collect();
+        for completion in refused {
+            self.finish(completion, Err(reason.clone()));
+        }
+    }
+
+    /// Hands a membership change or transfer to the leader, numbered like a forwarded call
+    /// (the leader's answer settles it, a change of leader fails it with `LeaderChanged`).
+    pub(crate) fn forward_change(
+        &mut self,
+        raft: &RaftNode,
+        outbox: &mut Outbox,
+        leader: NodeId,
+        (change, completion): (ChangeRequest, Completion),
+        deadline: Option<Instant>,
+    ) {
+        let request = self.in_flight.forwarded(leader, completion, deadline);
+        let message = NodeMessage::Change {
+            term: raft.term(),
+            session: self.session,
+            request,
+            change,
+        };
+        outbox.push(leader, &message);
+    }
+
+    /// The completion and deadline of this node's forwarded request `request`, if the answer
+    /// is meant for this incarnation and the request still waits.
+    pub(crate) fn answered(
+        &mut self,
+        session: u64,
+        request: u64,
+    ) -> Option<(Completion, Option<Instant>)> {
+        if session != self.session {
+            return None;
+        }
+        self.in_flight.answered(request)
     }
 
     /// Appends a call of this node's own (this node leads); it must be applied by `deadline`.
@@ -223,13 +267,12 @@ impl Calls {
         };
         match outcome {
             Ok(at) => self.place(at, completion, applied, deadline),
-            Err(Refusal::NotLeader) => self.finish(completion, Err(FailReason::NotLeader)),
-            Err(Refusal::QueueFull) => self.finish(completion, Err(FailReason::QueueFull)),
+            Err(refusal) => self.finish(completion, Err(refusal.reason())),
         }
     }
 
     /// Waits for (index, term) to be applied here, or for the call's deadline.
-    fn place(
+    pub(crate) fn place(
         &mut self,
         (index, term): (LogIndex, Term),
         completion: Completion,
@@ -262,11 +305,11 @@ impl Calls {
         self.settled.extend(expired);
     }
 
-    fn deadline(&self, now: Instant) -> Option<Instant> {
+    pub(crate) fn deadline(&self, now: Instant) -> Option<Instant> {
         self.limits.call_timeout.map(|t| now + t)
     }
 
-    fn finish(&mut self, completion: Completion, outcome: Outcome) {
+    pub(crate) fn finish(&mut self, completion: Completion, outcome: Outcome) {
         self.settled.push((completion, outcome));
     }
 

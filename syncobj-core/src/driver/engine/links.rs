@@ -9,10 +9,10 @@ use std::sync::Arc;
 use bytes::Bytes;
 use syncobj_net::{BindFailure, PeerId, Transport, TransportEvent, WireStats};
 
-use crate::driver::addresses::Addresses;
+use crate::driver::addresses::{Addresses, is_read_only};
 use crate::driver::observed::{PeerLink, Peers};
 use crate::driver::wire::NodeMessage;
-use crate::raft::{Instant, NodeId, RaftNode};
+use crate::raft::{Instant, Membership, NodeId, RaftNode};
 
 /// The most read-only nodes a voter replicates to at once; more are ignored, with a warning.
 const READ_ONLY_NODES_MAX: usize = 64;
@@ -57,6 +57,9 @@ pub(crate) struct Links {
     peers: Arc<Peers>,
     /// Whether a link or a read-only node changed since the last publication.
     changed: bool,
+    /// The memberships the peers were last made to follow: the one in force and the last
+    /// committed one.
+    followed: (Membership, Option<Membership>),
 }
 
 impl Links {
@@ -80,6 +83,7 @@ impl Links {
                 nodes: BTreeMap::new(),
             }),
             changed: true,
+            followed: (Membership::default(), None),
         };
         let voters: Vec<(NodeId, String)> = links
             .addresses
@@ -137,6 +141,62 @@ impl Links {
         // The buffer keeps its capacity for the next poll.
         self.events = events;
         frames
+    }
+
+    /// Makes the peers the members of the membership in force and of the last committed one
+    /// (a member being removed hears of it before the removal commits): new members become
+    /// transport peers, those that left are removed from the transport (which then refuses
+    /// their connections). Costs a comparison of the memberships when nothing changed.
+    pub(crate) fn follow(&mut self, raft: &RaftNode) {
+        let current = raft.membership();
+        let committed = raft.membership_at(raft.commit_index());
+        if self.followed.0 == *current && self.followed.1.as_ref() == committed {
+            return;
+        }
+        self.followed = (current.clone(), committed.cloned());
+        let mut wanted: BTreeMap<NodeId, String> = BTreeMap::new();
+        for membership in [Some(current), committed].into_iter().flatten() {
+            for id in membership.members() {
+                if let Some(address) = membership.address(id) {
+                    wanted.insert(id, address.to_owned());
+                }
+            }
+        }
+        for (&id, address) in &wanted {
+            if id == self.me || is_read_only(id) || self.addresses.by_id.contains_key(&id) {
+                continue;
+            }
+            match self.addresses.insert_voter(address) {
+                Ok(_) => {
+                    tracing::info!(node = %address, "a new member: linking to it");
+                    let peer = self.transport.add_peer(address);
+                    self.map(peer, id);
+                    self.changed = true;
+                }
+                Err(collision) => {
+                    tracing::warn!(
+                        ?collision,
+                        "a member whose id another address holds: ignored"
+                    );
+                }
+            }
+        }
+        let member = |id| current.contains(id) || committed.is_some_and(|m| m.contains(id));
+        let gone: Vec<NodeId> = self
+            .addresses
+            .voters()
+            .map(|(id, _)| id)
+            .filter(|&id| id != self.me && !member(id))
+            .collect();
+        for id in gone {
+            tracing::info!(node = ?self.addresses.by_id.get(&id), "a member left: unlinking it");
+            if let Some(&peer) = self.peer_ids.get(&id) {
+                self.transport.remove_peer(peer);
+                self.unmap(peer);
+            }
+            self.addresses.remove_voter(id);
+            self.changed = true;
+        }
     }
 
     /// Drops the link to `node`, which sent something this node refuses.

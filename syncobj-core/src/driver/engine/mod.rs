@@ -5,6 +5,7 @@
 
 mod apply;
 mod calls;
+mod changes;
 mod journal;
 mod links;
 mod snapshots;
@@ -18,6 +19,7 @@ use bytes::Bytes;
 pub(crate) use self::apply::Stall;
 use self::calls::Forward;
 pub(crate) use self::calls::{CallLimits, Calls, Queued};
+pub(crate) use self::changes::{Changes, QueuedChange};
 pub(crate) use self::links::{Links, Outbox};
 use super::life::Signals;
 use super::objects::ErasedObject;
@@ -27,9 +29,10 @@ use super::snapshots::Snapshots;
 use super::wire::NodeMessage;
 use crate::conf::{OnCodeVersionChanged, OnReady, OnStateChanged};
 use crate::driver::HaltReason;
+use crate::driver::addresses::is_read_only;
 use crate::object::FailReason;
-use crate::raft::{Envelope, Instant, LogIndex, NodeId, RaftNode};
-use crate::status::RaftState;
+use crate::raft::{Envelope, Instant, LogIndex, Membership, NodeId, PendingChange, RaftNode};
+use crate::status::{MembershipStatus, PendingChangeStatus, RaftState};
 
 /// The user's callbacks from the configuration.
 #[derive(Clone, Default)]
@@ -48,6 +51,7 @@ pub(crate) struct Engine {
     links: Links,
     outbox: Outbox,
     calls: Calls,
+    changes: Changes,
     /// The main object, then the consumers.
     objects: Vec<Arc<dyn ErasedObject>>,
     /// The highest method version any object's code knows.
@@ -73,13 +77,19 @@ pub(crate) struct Engine {
     /// Why the node stopped for good (its journal failed): it then sends nothing and refuses
     /// every call.
     halted: Option<HaltReason>,
+    /// The membership as last published, and what it was built from.
+    membership_view: (MembershipKey, Arc<MembershipStatus>),
 }
+
+/// What the published membership view depends on.
+type MembershipKey = Option<(Membership, Option<PendingChange>, LogIndex)>;
 
 /// The parts an engine is made of, as the assembly puts them together.
 pub(crate) struct Parts {
     pub(crate) raft: RaftNode,
     pub(crate) links: Links,
     pub(crate) calls: Calls,
+    pub(crate) changes: Changes,
     pub(crate) objects: Vec<Arc<dyn ErasedObject>>,
     pub(crate) callbacks: Callbacks,
     pub(crate) signals: Arc<Signals>,
@@ -93,6 +103,7 @@ impl Engine {
             raft,
             links,
             calls,
+            changes,
             objects,
             callbacks,
             signals,
@@ -105,6 +116,7 @@ impl Engine {
             links,
             outbox: Outbox::default(),
             calls,
+            changes,
             objects,
             self_code_version,
             callbacks,
@@ -118,6 +130,7 @@ impl Engine {
             persistence,
             snapshots,
             halted: None,
+            membership_view: (None, Arc::default()),
         }
     }
 
@@ -157,6 +170,7 @@ impl Engine {
         self.now = self.now.max(now);
         if self.halted.is_some() {
             self.calls.fail_all(&FailReason::Shutdown);
+            self.changes.fail_all(&FailReason::Shutdown);
             return;
         }
         for (from, frame) in frames {
@@ -170,10 +184,15 @@ impl Engine {
             self.snapshots.force();
         }
         self.raft.tick(self.now);
-        let links = &self.links;
-        let linked = |node| links.is_up(node);
-        self.calls
-            .take(&mut self.raft, &mut self.outbox, linked, self.now);
+        if self.is_removed() {
+            self.calls.refuse_queued(&FailReason::Removed);
+        } else {
+            let links = &self.links;
+            let linked = |node| links.is_up(node);
+            self.calls
+                .take(&mut self.raft, &mut self.outbox, linked, self.now);
+        }
+        self.take_changes();
         self.process_ready();
         self.compact_if_due();
         self.process_ready();
@@ -181,9 +200,12 @@ impl Engine {
         if self.halted.is_some() {
             Links::discard(&mut self.outbox);
             self.calls.fail_all(&FailReason::Shutdown);
+            self.changes.fail_all(&FailReason::Shutdown);
             return;
         }
+        self.links.follow(&self.raft);
         self.calls.watch(self.raft.leader(), self.now);
+        self.watch_transfers();
         self.report_changes();
         self.links.flush(&mut self.outbox, &mut self.raft);
         if self.links.bound.is_some() {
@@ -191,9 +213,12 @@ impl Engine {
         }
     }
 
-    /// Completes the calls that settled, runs the user's callbacks (a panic in one is logged
-    /// and contained), and publishes what the node looks like now.
+    /// Publishes what the node looks like now, completes the calls that settled, and runs the
+    /// user's callbacks (a panic in one is logged and contained).
     fn finish_iteration(&mut self) {
+        // Published first: a caller whose call completes sees the node as it was then (the
+        // leader a transfer made, the index its entry was applied at).
+        self.publish();
         self.calls.complete_settled();
         for (name, callback) in self.deferred.drain(..) {
             if catch_unwind(AssertUnwindSafe(callback)).is_err() {
@@ -207,7 +232,6 @@ impl Engine {
         if std::mem::take(&mut self.ready_due) {
             self.signals.ready.raise();
         }
-        self.publish();
     }
 
     /// Swaps in a fresh [`Observed`] for getters and `status()` to read.
@@ -223,7 +247,52 @@ impl Engine {
         observed.bind_retrying = self.links.bind_retrying.clone();
         observed.bad_frames = self.links.bad_frames;
         observed.wire = Arc::clone(&self.links.wire);
+        observed.membership = self.membership_view();
         self.signals.observed.store(Arc::new(observed));
+    }
+
+    /// The membership in force as the status shows it, rebuilt only when it changed.
+    fn membership_view(&mut self) -> Arc<MembershipStatus> {
+        let membership = self.raft.membership();
+        let pending = self.raft.pending_change();
+        let last = match pending {
+            Some(PendingChange::CatchingUp { .. }) => self.raft.last_index(),
+            _ => LogIndex::ZERO,
+        };
+        let fresh = self
+            .membership_view
+            .0
+            .as_ref()
+            .is_some_and(|(m, p, l)| m == membership && *p == pending && *l == last);
+        if !fresh {
+            let name = |id: NodeId| {
+                membership
+                    .address(id)
+                    .map(str::to_owned)
+                    .or_else(|| self.links.addresses.by_id.get(&id).cloned())
+                    .unwrap_or_else(|| id.to_string())
+            };
+            let view = MembershipStatus {
+                voters: membership.voters().iter().map(|&id| name(id)).collect(),
+                non_voters: membership.non_voters().iter().map(|&id| name(id)).collect(),
+                pending: pending.map(|p| match p {
+                    PendingChange::Uncommitted(index) => {
+                        PendingChangeStatus::Uncommitted { index: index.0 }
+                    }
+                    PendingChange::CatchingUp { id, match_index } => {
+                        PendingChangeStatus::CatchingUp {
+                            node: name(id),
+                            match_index: match_index.0,
+                            lag: last.0.saturating_sub(match_index.0),
+                        }
+                    }
+                }),
+                is_member: membership.contains(self.raft.id()) && !is_read_only(self.raft.id()),
+                dynamic_membership_change: false,
+            };
+            self.membership_view = (Some((membership.clone(), pending, last)), Arc::new(view));
+        }
+        Arc::clone(&self.membership_view.1)
     }
 
     /// Runs `on_state_changed` on a role change and `on_ready` on the first catch-up (the
@@ -275,6 +344,17 @@ impl Engine {
                 let applied = self.raft.applied_index();
                 self.calls.on_placed((session, request), outcome, applied);
             }
+            Ok(NodeMessage::Change {
+                term,
+                session,
+                request,
+                change,
+            }) => self.on_change(from, term, (session, request), &change),
+            Ok(NodeMessage::Changed {
+                session,
+                request,
+                outcome,
+            }) => self.on_changed((session, request), outcome),
             Err(error) => {
                 tracing::warn!(%from, %error, "undecodable message: dropping the connection");
                 self.links.refuse(from);
@@ -320,6 +400,7 @@ impl Engine {
             self.apply(ready.committed_entries);
             self.serve_snapshot_reads(ready.snapshot_reads);
             self.receive_snapshot_chunks(ready.snapshot_chunks);
+            self.on_raft_events(ready.events);
         }
     }
 
@@ -330,6 +411,7 @@ impl Engine {
     /// Fails every call the node holds with `reason`: its loop is giving up on it.
     pub(crate) fn abandon(&mut self, reason: &FailReason) {
         self.calls.fail_all(reason);
+        self.changes.fail_all(reason);
     }
 
     /// A one-line summary for diagnostics.

@@ -56,7 +56,13 @@ impl Engine {
         snapshot: LogPosition,
         payload: Bytes,
     ) -> Result<(), SnapshotError> {
-        let version = self.snapshots.install(snapshot, payload, &self.objects)?;
+        let membership = self
+            .raft
+            .incoming_snapshot_membership(snapshot)
+            .map_or_else(Bytes::new, |m| Bytes::from(m.encode()));
+        let version = self
+            .snapshots
+            .install((snapshot, membership), payload, &self.objects)?;
         self.signals.code_version.store(version, Ordering::Release);
         let now = self.now;
         self.raft
@@ -95,7 +101,16 @@ impl Engine {
             term,
         };
         let version = self.signals.code_version.load(Ordering::Acquire);
-        match self.snapshots.take(position, version, &self.objects, now) {
+        // Stored with the snapshot: a restart finds the membership even once the log no
+        // longer holds the configuration entries.
+        let membership = self
+            .raft
+            .membership_at(applied)
+            .map_or_else(Bytes::new, |m| Bytes::from(m.encode()));
+        match self
+            .snapshots
+            .take((position, membership), version, &self.objects, now)
+        {
             Ok(Some(position)) => self.compact(position),
             Ok(None) => {}
             Err(error) => tracing::error!(%error, "cannot take a snapshot"),
