@@ -424,6 +424,10 @@ pub struct WireCounters {
     /// Times reading a connection paused for the budgets of incoming bytes (key
     /// `reads_paused`).
     pub reads_paused: u64,
+    /// Administrators' connections (`syncobj-admin`) that ended after their handshake (key
+    /// `admin_connections`).
+    #[serde(default)]
+    pub admin_connections: u64,
 }
 
 impl WireCounters {
@@ -448,6 +452,7 @@ impl WireCounters {
             read_only_over_cap,
             accepts_rate_limited,
             reads_paused,
+            admin_connections,
         } = transport;
         WireCounters {
             bad_frames: bad_frames + undecodable_messages,
@@ -467,6 +472,7 @@ impl WireCounters {
             read_only_over_cap,
             accepts_rate_limited,
             reads_paused,
+            admin_connections,
         }
     }
 
@@ -490,6 +496,7 @@ impl WireCounters {
             ("read_only_over_cap", self.read_only_over_cap),
             ("accepts_rate_limited", self.accepts_rate_limited),
             ("reads_paused", self.reads_paused),
+            ("admin_connections", self.admin_connections),
         ])
     }
 }

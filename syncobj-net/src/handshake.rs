@@ -31,23 +31,28 @@
 //! answer a version it does not speak with [`RefuseReason::WrongProtocolVersion`] in the
 //! version-1 reply layout, which every version keeps understanding.
 //!
-//! A hello continues with (32 bytes for a read-only node, 25 + n for a voter, at most
-//! [`HELLO_BYTES_MAX`]):
+//! A hello continues with (32 bytes for a read-only node, 25 + n for a voter, 24 for an
+//! administrator, at most [`HELLO_BYTES_MAX`]):
 //!
 //! | offset | bytes | field                                          |
 //! |-------:|------:|------------------------------------------------|
 //! |      7 |    16 | cluster identity ([`ClusterId`])               |
-//! |     23 |     1 | peer: `0x01` voter, `0x02` read-only           |
+//! |     23 |     1 | peer: `0x01` voter, `0x02` read-only, `0x03` admin |
 //! |     24 |     1 | voter only: address length n, 1 to 255         |
 //! |     25 |     n | voter only: the address as configured, UTF-8   |
 //! |     24 |     8 | read-only only: its node number, `u64`         |
+//!
+//! An admin hello ([`Peer::Admin`], `syncobj-admin`) ends after the peer tag. Its cluster
+//! identity is not checked (an operator's tool knows the address of one node, not the
+//! cluster's identity; it sends zeros): whether it is admitted is [`check_admin`]'s
+//! decision, by the password or the dialler's address.
 //!
 //! A reply continues with (8 bytes, or 10 for a wrong protocol version, at most
 //! [`REPLY_BYTES_MAX`]):
 //!
 //! | offset | bytes | field                                                           |
 //! |-------:|------:|-----------------------------------------------------------------|
-//! |      7 |     1 | outcome: `0x00` accepted; refused: `0x01` unknown node, `0x02` wrong protocol version, `0x03` wrong cluster, `0x04` malformed, `0x05` password required, `0x06` password not configured, `0x07` busy |
+//! |      7 |     1 | outcome: `0x00` accepted; refused: `0x01` unknown node, `0x02` wrong protocol version, `0x03` wrong cluster, `0x04` malformed, `0x05` password required, `0x06` password not configured, `0x07` busy, `0x08` administration not allowed |
 //! |      8 |     2 | wrong protocol version only: the acceptor's version, `u16`      |
 //!
 //! # Example
@@ -79,6 +84,7 @@
 
 use std::collections::BTreeSet;
 use std::fmt;
+use std::net::IpAddr;
 
 use thiserror::Error;
 
@@ -105,6 +111,7 @@ const KIND_HELLO: u8 = 0x01;
 const KIND_REPLY: u8 = 0x02;
 const PEER_VOTER: u8 = 0x01;
 const PEER_READ_ONLY: u8 = 0x02;
+const PEER_ADMIN: u8 = 0x03;
 const OUTCOME_ACCEPTED: u8 = 0x00;
 const OUTCOME_UNKNOWN_NODE: u8 = 0x01;
 const OUTCOME_WRONG_PROTOCOL_VERSION: u8 = 0x02;
@@ -113,6 +120,7 @@ const OUTCOME_MALFORMED: u8 = 0x04;
 const OUTCOME_PASSWORD_REQUIRED: u8 = 0x05;
 const OUTCOME_PASSWORD_NOT_CONFIGURED: u8 = 0x06;
 const OUTCOME_BUSY: u8 = 0x07;
+const OUTCOME_ADMIN_NOT_ALLOWED: u8 = 0x08;
 
 /// The identity of a cluster: 16 bytes every node of it is configured with.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -161,6 +169,9 @@ pub enum Peer {
     /// with a random number it draws at start and gives every voter it dials, so that all of
     /// them know it by the same name.
     ReadOnly(u64),
+    /// An administration tool (`syncobj-admin`): it sends one request, reads the answer and
+    /// closes; it is never a link nor a peer. Admitted by [`check_admin`].
+    Admin,
 }
 
 /// The first frame a dialling node sends.
@@ -212,6 +223,12 @@ pub enum RefuseReason {
     /// linked); the dialler tries again later.
     #[error("the acceptor is at its limit of such connections; try again later")]
     Busy,
+    /// An admin hello came unencrypted from an address other than loopback, to a node without
+    /// a password that does not admit administration from anywhere (`admin_from_anywhere`).
+    #[error(
+        "administration without a password is allowed only from loopback on this node (use the cluster password, or run the tool on the node's host)"
+    )]
+    AdminNotAllowed,
 }
 
 /// What an acceptor accepts: the input of [`check_hello`].
@@ -341,7 +358,7 @@ impl Hello {
     pub fn encode(&self, out: &mut Vec<u8>) -> Result<(), HandshakeError> {
         let address_length = match &self.node {
             Peer::Voter(address) => address_length(address)?,
-            Peer::ReadOnly(_) => 0,
+            Peer::ReadOnly(_) | Peer::Admin => 0,
         };
         write_prefix(out, self.protocol_version, KIND_HELLO);
         out.extend_from_slice(&self.cluster.0);
@@ -354,6 +371,7 @@ impl Hello {
                 out.push(PEER_READ_ONLY);
                 out.extend_from_slice(&id.to_le_bytes());
             }
+            Peer::Admin => out.push(PEER_ADMIN),
         }
         Ok(())
     }
@@ -373,6 +391,7 @@ impl Hello {
         let node = match tag {
             PEER_VOTER => Peer::Voter(reader.address()?),
             PEER_READ_ONLY => Peer::ReadOnly(u64::from_le_bytes(reader.array(Field::ReadOnlyId)?)),
+            PEER_ADMIN => Peer::Admin,
             tag => return Err(bad_tag(Field::Peer, tag, offset)),
         };
         reader.finish()?;
@@ -398,6 +417,7 @@ impl HelloReply {
                 out.push(OUTCOME_PASSWORD_NOT_CONFIGURED);
             }
             Self::Refused(RefuseReason::Busy) => out.push(OUTCOME_BUSY),
+            Self::Refused(RefuseReason::AdminNotAllowed) => out.push(OUTCOME_ADMIN_NOT_ALLOWED),
         }
     }
 
@@ -423,6 +443,7 @@ impl HelloReply {
             OUTCOME_PASSWORD_REQUIRED => Self::Refused(RefuseReason::PasswordRequired),
             OUTCOME_PASSWORD_NOT_CONFIGURED => Self::Refused(RefuseReason::PasswordNotConfigured),
             OUTCOME_BUSY => Self::Refused(RefuseReason::Busy),
+            OUTCOME_ADMIN_NOT_ALLOWED => Self::Refused(RefuseReason::AdminNotAllowed),
             tag => return Err(bad_tag(Field::Outcome, tag, offset)),
         };
         reader.finish()?;
@@ -484,7 +505,8 @@ impl fmt::Display for Field {
 
 /// Checks a decoded hello against this node's configuration: the protocol version, then the
 /// cluster, then the node (a voter in `ours.voters`, or read-only if `ours.accept_read_only`).
-/// Costs one set lookup.
+/// An admin hello passes after the version, whatever its cluster: [`check_admin`] decides on
+/// it. Costs one set lookup.
 ///
 /// Fails with the [`RefuseReason`] to send back: [`WrongProtocolVersion`](RefuseReason::WrongProtocolVersion),
 /// [`WrongCluster`](RefuseReason::WrongCluster) or [`UnknownNode`](RefuseReason::UnknownNode).
@@ -494,17 +516,45 @@ pub fn check_hello(hello: &Hello, ours: &HandshakeConfig) -> Result<(), RefuseRe
             ours: PROTOCOL_VERSION,
         });
     }
+    if hello.node == Peer::Admin {
+        return Ok(());
+    }
     if hello.cluster != ours.cluster {
         return Err(RefuseReason::WrongCluster);
     }
     let known = match &hello.node {
         Peer::Voter(address) => ours.voters.contains(address),
         Peer::ReadOnly(_) => ours.accept_read_only,
+        Peer::Admin => true,
     };
     if known {
         Ok(())
     } else {
         Err(RefuseReason::UnknownNode)
+    }
+}
+
+/// Whether an acceptor admits an admin hello from `remote`: always when it came `encrypted`
+/// (only holders of the cluster password can do that), else only from a loopback address,
+/// unless `admin_from_anywhere` (then anyone who reaches the port administers the node: use it
+/// only on a network where that is intended). Costs nothing.
+///
+/// Fails with [`RefuseReason::AdminNotAllowed`].
+pub fn check_admin(
+    remote: IpAddr,
+    encrypted: bool,
+    admin_from_anywhere: bool,
+) -> Result<(), RefuseReason> {
+    let loopback = match remote {
+        IpAddr::V4(v4) => v4.is_loopback(),
+        IpAddr::V6(v6) => {
+            v6.is_loopback() || v6.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback())
+        }
+    };
+    if encrypted || loopback || admin_from_anywhere {
+        Ok(())
+    } else {
+        Err(RefuseReason::AdminNotAllowed)
     }
 }
 
@@ -657,6 +707,7 @@ mod tests {
             HelloReply::Refused(RefuseReason::PasswordRequired),
             HelloReply::Refused(RefuseReason::PasswordNotConfigured),
             HelloReply::Refused(RefuseReason::Busy),
+            HelloReply::Refused(RefuseReason::AdminNotAllowed),
         ]
     }
 
@@ -700,7 +751,7 @@ mod tests {
 
     #[test]
     fn reply_bytes_are_pinned() {
-        let expected: [&[u8]; 8] = [
+        let expected: [&[u8]; 9] = [
             b"SYOB\x02\x00\x02\x00",
             b"SYOB\x02\x00\x02\x01",
             b"SYOB\x02\x00\x02\x02\xef\xbe",
@@ -709,6 +760,7 @@ mod tests {
             b"SYOB\x02\x00\x02\x05",
             b"SYOB\x02\x00\x02\x06",
             b"SYOB\x02\x00\x02\x07",
+            b"SYOB\x02\x00\x02\x08",
         ];
         for (reply, expected) in every_reply().iter().zip(expected) {
             assert_eq!(reply_bytes(reply), expected, "{reply:?}");
@@ -725,6 +777,7 @@ mod tests {
             voter("x"),
             voter(&long),
             Hello::new(ClusterId([0; 16]), Peer::ReadOnly(u64::MAX)),
+            Hello::new(ClusterId([0; 16]), Peer::Admin),
         ] {
             let bytes = encoded(&hello);
             assert!(bytes.len() <= HELLO_BYTES_MAX);
@@ -873,12 +926,12 @@ mod tests {
             })
         );
         let mut outcome = reply;
-        outcome[7] = 0x08;
+        outcome[7] = 0x09;
         assert_eq!(
             HelloReply::decode(&outcome),
             Err(HandshakeError::BadTag {
                 field: Field::Outcome,
-                tag: 8,
+                tag: 9,
                 offset: 7
             })
         );
@@ -1014,6 +1067,56 @@ mod tests {
             Err(RefuseReason::WrongCluster),
             "the cluster is checked before the node"
         );
+    }
+
+    #[test]
+    fn admin_hello_bytes_are_pinned() {
+        let mut expected = b"SYOB\x02\x00\x01".to_vec();
+        expected.extend_from_slice(&[0; 16]);
+        expected.push(0x03);
+        assert_eq!(
+            encoded(&Hello::new(ClusterId([0; 16]), Peer::Admin)),
+            expected
+        );
+    }
+
+    #[test]
+    fn check_hello_passes_admins_of_any_cluster_but_not_of_other_versions() {
+        let mut admin = Hello::new(ClusterId([0x99; 16]), Peer::Admin);
+        assert_eq!(check_hello(&admin, &config(false)), Ok(()));
+        admin.protocol_version = 1;
+        assert_eq!(
+            check_hello(&admin, &config(false)),
+            Err(RefuseReason::WrongProtocolVersion {
+                ours: PROTOCOL_VERSION
+            })
+        );
+    }
+
+    #[test]
+    fn check_admin_admits_the_password_loopback_or_the_option() {
+        let loopback: [IpAddr; 3] = [
+            "127.0.0.1".parse().expect("an address"),
+            "::1".parse().expect("an address"),
+            "::ffff:127.0.0.1".parse().expect("an address"),
+        ];
+        let remote: [IpAddr; 3] = [
+            "10.0.0.2".parse().expect("an address"),
+            "192.168.1.1".parse().expect("an address"),
+            "2001:db8::1".parse().expect("an address"),
+        ];
+        for ip in loopback {
+            assert_eq!(check_admin(ip, false, false), Ok(()), "{ip}");
+        }
+        for ip in remote {
+            assert_eq!(
+                check_admin(ip, false, false),
+                Err(RefuseReason::AdminNotAllowed),
+                "{ip}"
+            );
+            assert_eq!(check_admin(ip, true, false), Ok(()), "{ip}: password");
+            assert_eq!(check_admin(ip, false, true), Ok(()), "{ip}: option");
+        }
     }
 
     #[test]

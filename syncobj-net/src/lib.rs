@@ -9,6 +9,7 @@
 
 #![deny(missing_docs)]
 
+pub mod admin;
 pub mod frame;
 pub mod handshake;
 pub mod resolve;
@@ -87,6 +88,17 @@ pub enum TransportEvent {
     /// A bind attempt failed and the transport will try again (after `bind_retry_time`):
     /// why, so that a node waiting to be bound can say. At most one per attempt.
     BindRetrying(BindFailure),
+    /// An administrator's request ([`admin`]): the layer above answers it once with
+    /// [`Transport::admin_reply`] under the same `id`, after which the transport closes the
+    /// connection. An administrator is never a peer. If its connection closes first, the
+    /// answer is dropped.
+    AdminRequest {
+        /// The connection's number for the answer, never reused by this transport.
+        id: u64,
+        /// The encoded [`admin::AdminRequest`], at most [`admin::ADMIN_REQUEST_BYTES_MAX`]
+        /// bytes.
+        request: Bytes,
+    },
 }
 
 /// Why a transport gave up binding: the address and the last error.
@@ -127,7 +139,7 @@ macro_rules! counters {
         /// Every connection a transport took in ends in exactly one of `handshake_timeouts`,
         /// `handshake_closes`, `refused_handshakes`, `auth_failures`, `bad_frames`,
         /// `read_only_over_cap`, `dial_failures`, `link_failures`, `link_timeouts`,
-        /// `links_replaced` or `links_removed` (or, dropped at the request of the layer above, in that layer's
+        /// `links_replaced`, `links_removed` or `admin_connections` (or, dropped at the request of the layer above, in that layer's
         /// count); `unauthenticated_over_cap` and `accepts_rate_limited` count connections
         /// closed as soon as they were accepted.
         #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -212,6 +224,9 @@ counters! {
     /// Times reading from a connection paused because its next read could pass the budget of
     /// bytes held in incoming buffers; it resumes when the budget has room.
     reads_paused,
+    /// Administrators' connections (`syncobj-admin`) that ended after their handshake, answered
+    /// or not; their refused hellos count in `refused_handshakes`.
+    admin_connections,
 }
 
 impl WireStats {
@@ -291,5 +306,13 @@ pub trait Transport: Send + 'static {
     /// counts nothing returns [`WireStats::zero`].
     fn counters(&self) -> Arc<WireStats> {
         WireStats::zero()
+    }
+
+    /// Answers the administrator's request `id` ([`TransportEvent::AdminRequest`]) with
+    /// `reply` (an encoded [`admin::AdminReply`]), then closes its connection once the reply is
+    /// written. Does nothing for an `id` whose connection is gone, or for transports that take
+    /// no administrators (the default).
+    fn admin_reply(&mut self, id: u64, reply: Bytes) {
+        let _ = (id, reply);
     }
 }

@@ -150,7 +150,8 @@ fn peer() -> impl Strategy<Value = Peer> {
     });
     prop_oneof![
         any::<u64>().prop_map(Peer::ReadOnly),
-        address.prop_map(Peer::Voter)
+        address.prop_map(Peer::Voter),
+        Just(Peer::Admin)
     ]
 }
 
@@ -165,6 +166,7 @@ fn reply() -> impl Strategy<Value = HelloReply> {
         Just(HelloReply::Refused(RefuseReason::PasswordRequired)),
         Just(HelloReply::Refused(RefuseReason::PasswordNotConfigured)),
         Just(HelloReply::Refused(RefuseReason::Busy)),
+        Just(HelloReply::Refused(RefuseReason::AdminNotAllowed)),
     ]
 }
 

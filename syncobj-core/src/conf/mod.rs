@@ -141,6 +141,7 @@ pub struct SyncObjConf {
     pub(crate) tcp_keepalive: Option<TcpKeepalive>,
     pub(crate) frame_size_max: usize,
     pub(crate) accept_read_only: bool,
+    pub(crate) admin_from_anywhere: bool,
     pub(crate) read_only_nodes_max: usize,
     pub(crate) read_only_frame_size_max: usize,
     pub(crate) read_only_bytes_max: usize,
@@ -236,6 +237,7 @@ impl Default for SyncObjConf {
             tcp_keepalive: Some(TcpKeepalive::default()),
             frame_size_max: 64 * 1024 * 1024,
             accept_read_only: true,
+            admin_from_anywhere: false,
             read_only_nodes_max: limits.read_only_links_max,
             read_only_frame_size_max: limits.read_only_frame_size_max as usize,
             read_only_bytes_max: limits.read_only_bytes_max,
@@ -298,6 +300,7 @@ impl fmt::Debug for SyncObjConf {
             .field("tcp_keepalive", &self.tcp_keepalive)
             .field("frame_size_max", &self.frame_size_max)
             .field("accept_read_only", &self.accept_read_only)
+            .field("admin_from_anywhere", &self.admin_from_anywhere)
             .field("read_only_nodes_max", &self.read_only_nodes_max)
             .field("read_only_frame_size_max", &self.read_only_frame_size_max)
             .field("read_only_bytes_max", &self.read_only_bytes_max)

@@ -73,6 +73,14 @@ options! {
     /// (counted in `refused_handshakes`). syncobj's own. Default: true.
     accept_read_only: bool;
 
+    /// Whether `syncobj-admin` may administer this node, when the cluster has no `password`,
+    /// from addresses other than loopback. **Dangerous**: anyone who reaches the port can
+    /// then read the status, add or remove members and change the code version. Without it,
+    /// administration needs the password or a tool on the node's own host (loopback); refused
+    /// hellos count in `refused_handshakes`. With a password it changes nothing. syncobj's
+    /// own. Default: false.
+    admin_from_anywhere: bool;
+
     /// The most read-only nodes linked to this node at once; one more is refused as busy
     /// (`read_only_over_cap`) and tries again later. Each costs the leader replication work.
     /// Must be positive (turn `accept_read_only` off to refuse them all). syncobj's own.

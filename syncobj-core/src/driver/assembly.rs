@@ -178,7 +178,7 @@ fn identities(
 ) -> Result<(Addresses, NodeId, Membership), StartError> {
     let voters = match me {
         Peer::Voter(address) => partners.into_iter().chain([address.clone()]).collect(),
-        Peer::ReadOnly(_) => partners,
+        Peer::ReadOnly(_) | Peer::Admin => partners,
     };
     let mut addresses = Addresses::new(voters).map_err(|c| StartError::IdCollision {
         first: c.member,
@@ -194,6 +194,7 @@ fn identities(
             let id = id.expect("the voters include this node");
             (addresses, id, Membership::with_addresses(voters, []))
         }
+        Peer::Admin => unreachable!("the builder makes voters and read-only nodes, never an admin"),
         Peer::ReadOnly(number) => {
             let id = read_only_id(*number);
             let name = read_only_name(id);

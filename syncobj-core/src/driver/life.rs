@@ -12,6 +12,7 @@ use arc_swap::ArcSwap;
 use crossbeam_channel::Receiver;
 use parking_lot::{Condvar, Mutex};
 
+use super::admin::AdminDesk;
 use super::engine::Queued;
 use super::observed::Observed;
 use crate::object::FailReason;
@@ -36,6 +37,8 @@ pub(crate) struct Signals {
     ticking: Mutex<Option<ThreadId>>,
     /// The queue's receiving end, kept so that calls queued after the loop died are failed.
     queue: Receiver<Queued>,
+    /// Administrators' requests and answers, between the loop and the handle.
+    pub(crate) admin: AdminDesk,
 }
 
 impl Signals {
@@ -50,6 +53,7 @@ impl Signals {
             failure: OnceLock::new(),
             ticking: Mutex::new(None),
             queue,
+            admin: AdminDesk::default(),
         }
     }
 

@@ -9,6 +9,7 @@
 //! those, and never locks the engine.
 
 pub(crate) mod addresses;
+mod admin;
 pub(crate) mod assembly;
 mod builder;
 pub(crate) mod engine;
@@ -38,14 +39,15 @@ pub use snapshot_error::{SnapshotError, SnapshotHook};
 pub use syncobj_net::BindFailure;
 
 use std::ops::Deref;
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, OnceLock, Weak};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant as StdInstant};
 
 use bytes::Bytes;
 use crossbeam_channel::{Sender, TrySendError};
 use parking_lot::{Mutex, RwLock, RwLockReadGuard};
+use syncobj_net::admin::{AdminReply, AdminRequest};
 use syncobj_net::handshake::Peer;
 use syncobj_net::resolve::check_address;
 use syncobj_net::secure::SecureError;
@@ -54,6 +56,7 @@ use syncobj_net::{Transport, Wake};
 use thiserror::Error;
 
 use self::addresses::is_read_only;
+use self::admin::{AdminService, Answer};
 use self::assembly::{Assembled, Blueprint, assemble, seed_from_address};
 use self::engine::{Queued, QueuedChange};
 use self::life::{Flag, Signals};
@@ -197,6 +200,8 @@ struct Shared {
     self_code_version: u32,
     /// The largest encoded call accepted: what one frame carries beside the message around it.
     command_bytes_max: usize,
+    /// This value itself, for serving administrators (who need an `Arc` to make calls).
+    me: OnceLock<Weak<Shared>>,
 }
 
 impl<T: Replicated> SyncObj<T> {
@@ -317,6 +322,7 @@ impl<T: Replicated> SyncObj<T> {
         let name = match &me {
             Peer::Voter(address) => address.clone(),
             Peer::ReadOnly(number) => format!("{number:x}"),
+            Peer::Admin => "admin".to_owned(),
         };
         let seed = conf.seed.unwrap_or_else(|| seed_from_address(&name));
         warn_of_options(&conf);
@@ -384,7 +390,11 @@ impl<T: Replicated> SyncObj<T> {
             clock,
             self_code_version,
             command_bytes_max,
+            me: OnceLock::new(),
         });
+        let _ = shared.me.set(Arc::downgrade(&shared));
+        let service = Arc::downgrade(&(Arc::clone(&shared) as Arc<dyn AdminService>));
+        shared.signals.admin.install(service);
         let calls = T::Calls::from(Caller::new(Arc::clone(&shared) as Arc<dyn Submit>, 0));
         Ok(SyncObj {
             shared,
@@ -420,23 +430,7 @@ impl<T: Replicated> SyncObj<T> {
     /// Fails at once with [`FailReason::VersionRefused`] if `version` is above this node's own
     /// code version or below the enabled one.
     pub fn set_code_version(&self, version: u32) -> Call<()> {
-        let caller = Caller::new(Arc::clone(&self.shared) as Arc<dyn Submit>, SYSTEM_OBJECT);
-        let spec = MethodSpec {
-            id: SET_CODE_VERSION,
-            name: "set_code_version",
-            version: 0,
-            fingerprint: 0,
-        };
-        let (own, enabled) = (self.shared.self_code_version, self.code_version());
-        if version > own || version < enabled {
-            let refusal = FailReason::VersionRefused {
-                requested: version,
-                own,
-                enabled,
-            };
-            return caller.refuse(refusal);
-        }
-        caller.call(&[spec], &(version,))
+        self.shared.set_code_version(version)
     }
 
     /// Adds the node at `address` to the cluster as a voter (PySyncObj `addNodeToCluster`).
@@ -469,7 +463,8 @@ impl<T: Replicated> SyncObj<T> {
     /// [`FailReason::Removed`] as for calls (never applied); [`FailReason::PromotionAbandoned`],
     /// [`FailReason::LeaderChanged`] and [`FailReason::Timeout`] when the outcome is unknown.
     pub fn add_node_to_cluster(&self, address: &str) -> Call<()> {
-        self.change(ChangeRequest::Add(address.to_owned()), Some(address))
+        self.shared
+            .change(ChangeRequest::Add(address.to_owned()), Some(address))
     }
 
     /// Removes the member at `address` from the cluster (PySyncObj `removeNodeFromCluster`).
@@ -494,7 +489,8 @@ impl<T: Replicated> SyncObj<T> {
     /// [`MembershipRefusal::NotMember`] for an address that is no member and
     /// [`MembershipRefusal::WouldLeaveNoVoters`] for the last voter.
     pub fn remove_node_from_cluster(&self, address: &str) -> Call<()> {
-        self.change(ChangeRequest::Remove(address.to_owned()), Some(address))
+        self.shared
+            .change(ChangeRequest::Remove(address.to_owned()), Some(address))
     }
 
     /// Hands the leadership over to the voter at `to`, or with `None` to the voter whose log
@@ -517,37 +513,8 @@ impl<T: Replicated> SyncObj<T> {
     /// the target did not take over in time or another node was elected; as for calls
     /// otherwise. Nothing is appended to the log either way.
     pub fn transfer_leadership(&self, to: Option<&str>) -> Call<()> {
-        self.change(ChangeRequest::Transfer(to.map(str::to_owned)), to)
-    }
-
-    /// Queues a membership change or transfer, after the checks that need no loop.
-    fn change(&self, request: ChangeRequest, address: Option<&str>) -> Call<()> {
-        let submit = Arc::clone(&self.shared) as Arc<dyn Submit>;
-        let refuse = |reason| Caller::new(Arc::clone(&submit), SYSTEM_OBJECT).refuse(reason);
-        if !self.shared.dynamic {
-            let refusal = MembershipRefusal::DynamicMembershipOff;
-            return refuse(FailReason::MembershipRefused(refusal));
-        }
-        if let Some(address) = address.filter(|_| self.shared.tcp)
-            && let Err(problem) = check_address(address)
-        {
-            let address = address.to_owned();
-            return refuse(FailReason::BadAddress { address, problem });
-        }
-        if let Some(reason) = self.shared.signals.refusal() {
-            return refuse(reason);
-        }
-        let (completion, call) = Call::pending(&submit);
-        match self.shared.changes.try_send((request, completion)) {
-            Ok(()) => self.shared.waker.wake(),
-            Err(TrySendError::Full((_, completion))) => {
-                completion.complete(Err(FailReason::QueueFull))
-            }
-            Err(TrySendError::Disconnected((_, completion))) => {
-                completion.complete(Err(FailReason::Shutdown))
-            }
-        }
-        call
+        self.shared
+            .change(ChangeRequest::Transfer(to.map(str::to_owned)), to)
     }
 
     /// Takes a snapshot of the objects at the next tick and compacts the log up to it, whatever
@@ -676,13 +643,7 @@ impl<T: Replicated> SyncObj<T> {
     /// The node's status report; `Display` prints it as sorted `key: value` lines. Built from
     /// what the tick loop published after its last iteration: it never waits for the loop.
     pub fn status(&self) -> Status {
-        let signals = &self.shared.signals;
-        self.observed().status(StatusContext {
-            self_code_version: self.shared.self_code_version,
-            enabled_code_version: signals.enabled_code_version(),
-            failure: signals.failure().map(ToString::to_string),
-            dynamic_membership_change: self.shared.dynamic,
-        })
+        self.shared.status()
     }
 
     /// Logs the status report through `tracing`, one line per key, at `info` level.
@@ -771,6 +732,69 @@ impl<T: Replicated> Drop for SyncObj<T> {
 }
 
 impl Shared {
+    /// See [`SyncObj::status`].
+    fn status(&self) -> Status {
+        let signals = &self.signals;
+        signals.observed().status(StatusContext {
+            self_code_version: self.self_code_version,
+            enabled_code_version: signals.enabled_code_version(),
+            failure: signals.failure().map(ToString::to_string),
+            dynamic_membership_change: self.dynamic,
+        })
+    }
+
+    /// See [`SyncObj::set_code_version`].
+    fn set_code_version(self: &Arc<Self>, version: u32) -> Call<()> {
+        let caller = Caller::new(Arc::clone(self) as Arc<dyn Submit>, SYSTEM_OBJECT);
+
+        let spec = MethodSpec {
+            id: SET_CODE_VERSION,
+            name: "set_code_version",
+            version: 0,
+            fingerprint: 0,
+        };
+        let (own, enabled) = (self.self_code_version, self.signals.enabled_code_version());
+        if version > own || version < enabled {
+            let refusal = FailReason::VersionRefused {
+                requested: version,
+                own,
+                enabled,
+            };
+            return caller.refuse(refusal);
+        }
+        caller.call(&[spec], &(version,))
+    }
+
+    /// Queues a membership change or transfer, after the checks that need no loop.
+    fn change(self: &Arc<Self>, request: ChangeRequest, address: Option<&str>) -> Call<()> {
+        let submit = Arc::clone(self) as Arc<dyn Submit>;
+        let refuse = |reason| Caller::new(Arc::clone(&submit), SYSTEM_OBJECT).refuse(reason);
+        if !self.dynamic {
+            let refusal = MembershipRefusal::DynamicMembershipOff;
+            return refuse(FailReason::MembershipRefused(refusal));
+        }
+        if let Some(address) = address.filter(|_| self.tcp)
+            && let Err(problem) = check_address(address)
+        {
+            let address = address.to_owned();
+            return refuse(FailReason::BadAddress { address, problem });
+        }
+        if let Some(reason) = self.signals.refusal() {
+            return refuse(reason);
+        }
+        let (completion, call) = Call::pending(&submit);
+        match self.changes.try_send((request, completion)) {
+            Ok(()) => self.waker.wake(),
+            Err(TrySendError::Full((_, completion))) => {
+                completion.complete(Err(FailReason::QueueFull))
+            }
+            Err(TrySendError::Disconnected((_, completion))) => {
+                completion.complete(Err(FailReason::Shutdown))
+            }
+        }
+        call
+    }
+
     /// Runs one iteration of a manually ticked node on this thread: waits for another
     /// thread's iteration to end if `block`, else gives up at once.
     fn tick(&self, max_wait: Duration, block: bool) -> Result<(), NotTicked> {
@@ -849,6 +873,43 @@ impl Submit for Shared {
             Ok(()) => TickHelp::Ticked,
             Err(_) => TickHelp::TickThreadRuns,
         }
+    }
+}
+
+impl AdminService for Shared {
+    /// Serves an administrator through the public API's paths; a command's answer waits for
+    /// its call to settle (an `on_done` callback, run on the tick thread), never blocking.
+    fn serve(&self, request: AdminRequest, answer: Answer) {
+        let Some(me) = self.me.get().and_then(Weak::upgrade) else {
+            answer(AdminReply::Failed("the node is stopping".into()));
+            return;
+        };
+        let call = match request {
+            AdminRequest::Status => {
+                let reply = match rmp_serde::to_vec_named(&me.status()) {
+                    Ok(bytes) => AdminReply::Status(Bytes::from(bytes)),
+                    Err(error) => AdminReply::Failed(format!("cannot encode the status: {error}")),
+                };
+                answer(reply);
+                return;
+            }
+            AdminRequest::Add(address) => {
+                me.change(ChangeRequest::Add(address.clone()), Some(&address))
+            }
+            AdminRequest::Remove(address) => {
+                me.change(ChangeRequest::Remove(address.clone()), Some(&address))
+            }
+            AdminRequest::SetVersion(version) => me.set_code_version(version),
+            AdminRequest::Transfer(to) => {
+                me.change(ChangeRequest::Transfer(to.clone()), to.as_deref())
+            }
+        };
+        call.on_done(move |outcome| {
+            answer(match outcome {
+                Ok(()) => AdminReply::Done,
+                Err(reason) => AdminReply::Failed(reason.to_string()),
+            })
+        });
     }
 }
 

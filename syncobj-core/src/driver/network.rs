@@ -58,6 +58,7 @@ pub(super) fn tcp_transport(
         connection_timeout: conf.connection_timeout,
         connection_retry_time: conf.connection_retry_time,
         accept_read_only: conf.accept_read_only,
+        admin_from_anywhere: conf.admin_from_anywhere,
         limits: ConnectionLimits {
             handshake_timeout: conf.handshake_timeout,
             unauthenticated_connections_max: conf.unauthenticated_connections_max,

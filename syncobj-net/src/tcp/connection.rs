@@ -10,10 +10,13 @@ use mio::net::TcpStream;
 use super::budget::Class;
 use super::lanes::{Assembly, BulkQueue, FRAGMENT_BYTES, LINK_FRAME_MAX, Lane, Piece};
 use super::settings::{HANDSHAKE_FRAME_MAX, TcpSettings};
+use crate::admin::{ADMIN_REPLY_BYTES_MAX, ADMIN_REQUEST_BYTES_MAX};
 use crate::frame::{
     FRAME_HEADER_BYTES, FrameDecoder, FrameEncoder, READ_CHUNK_BYTES_DEFAULT, ReadStatus,
 };
-use crate::handshake::{HandshakeConfig, Hello, HelloReply, Peer, RefuseReason, check_hello};
+use crate::handshake::{
+    HandshakeConfig, Hello, HelloReply, Peer, RefuseReason, check_admin, check_hello,
+};
 use crate::secure::{Initiator, RECORD_BYTES_MAX, Responder, SECURE_MAGIC, Session};
 use crate::{PeerId, TransportEvent};
 
@@ -66,6 +69,8 @@ pub(super) enum Fault {
     Removed,
     /// Dropped at the request of the layer above, which counts it.
     Dropped(String),
+    /// An administrator's connection was answered (or broke the one-request rule).
+    AdminDone(String),
 }
 
 impl Fault {
@@ -77,7 +82,8 @@ impl Fault {
             | Fault::Refused(r)
             | Fault::Authentication(r)
             | Fault::ReadOnlyOverCap(r)
-            | Fault::Dropped(r) => r,
+            | Fault::Dropped(r)
+            | Fault::AdminDone(r) => r,
             Fault::HandshakeTimeout => "the handshake was not done within the handshake timeout",
             Fault::Silent => "read nothing within the connection timeout",
             Fault::Replaced => "replaced by a newer connection",
@@ -154,6 +160,9 @@ pub(super) struct Connection {
     pub(super) accepted: bool,
     /// Whether the peer is a read-only node (known after its hello).
     read_only: bool,
+    /// Whether the peer is an administrator (known after its hello), and where its one
+    /// exchange stands.
+    pub(super) admin: Option<AdminExchange>,
     /// When it was accepted or dialled: its handshake must be done by the handshake timeout.
     pub(super) opened: Instant,
     pub(super) last_read: Instant,
@@ -177,6 +186,17 @@ pub(super) struct Connection {
     /// The dialler's handshake, between its hello and the reply, on an encrypted connection.
     initiator: Option<Initiator>,
     sealed: Option<Box<Sealed>>,
+}
+
+/// Where an administrator's connection stands ([`crate::admin`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum AdminExchange {
+    /// Admitted; its request has not come yet.
+    Admitted,
+    /// Its request went up as the event numbered so; no answer yet.
+    Asked(u64),
+    /// Answered: the connection closes once the answer is written.
+    Answered,
 }
 
 /// What a read off the socket came to.
@@ -211,6 +231,7 @@ impl Connection {
             stage,
             accepted,
             read_only: false,
+            admin: None,
             opened: now,
             last_read: now,
             last_write: now,
@@ -537,31 +558,38 @@ impl Connection {
         &mut self,
         frame: &[u8],
         settings: &TcpSettings,
-        read_only_room: bool,
+        room: Room,
         now: Instant,
     ) -> Result<(), Fault> {
         let encrypted = frame.starts_with(&SECURE_MAGIC);
+        let remote = self.stream.peer_addr().ok().map(|a| a.ip());
+        let ask = Admission {
+            settings,
+            room,
+            encrypted,
+            remote,
+        };
         match (&settings.key, encrypted) {
             (None, false) => {
-                let verdict = decode_and_check(frame, settings, read_only_room);
+                let verdict = decode_and_check(frame, &ask);
                 let reply = verdict.as_ref().map_or_else(
                     |reason| HelloReply::Refused(*reason),
                     |_| HelloReply::Accepted,
                 );
                 self.queue(&reply_bytes(&reply))?;
-                self.settle(verdict, settings, now)
+                self.settle(verdict, is_admin(frame), settings, now)
             }
             (Some(key), true) => {
                 let (responder, hello) = Responder::accept(key, frame).map_err(|e| {
                     Fault::Authentication(format!("hello does not authenticate: {e}"))
                 })?;
-                let verdict = decode_and_check(&hello, settings, read_only_room);
+                let verdict = decode_and_check(&hello, &ask);
                 let reply = verdict.as_ref().map_or_else(
                     |reason| HelloReply::Refused(*reason),
                     |_| HelloReply::Accepted,
                 );
                 self.reply_sealed(responder, &reply)?;
-                self.settle(verdict, settings, now)
+                self.settle(verdict, is_admin(&hello), settings, now)
             }
             (Some(_), false) => self.refuse(RefuseReason::PasswordRequired, now),
             (None, true) => self.refuse(RefuseReason::PasswordNotConfigured, now),
@@ -609,7 +637,33 @@ impl Connection {
 
     /// The encrypted acceptor's first authentic record arrived: the dialler holds the keys.
     pub(super) fn on_confirm(&mut self, settings: &TcpSettings) {
-        self.open(settings);
+        match self.admin {
+            Some(_) => self.open_admin(),
+            None => self.open(settings),
+        }
+    }
+
+    /// An administrator's handshake is done: one small request in, one reply out, each a
+    /// plain frame (no lanes).
+    fn open_admin(&mut self) {
+        self.stage = Stage::Open;
+        self.receive_message_max = ADMIN_REQUEST_BYTES_MAX;
+        self.send_message_max = ADMIN_REPLY_BYTES_MAX;
+        self.decoder
+            .set_frame_size_max(u32::try_from(ADMIN_REQUEST_BYTES_MAX).unwrap_or(u32::MAX));
+        self.encoder = FrameEncoder::new(u32::try_from(ADMIN_REPLY_BYTES_MAX).unwrap_or(u32::MAX));
+    }
+
+    /// Queues an administrator's reply as one frame, and writes what the socket takes.
+    pub(super) fn answer_admin(&mut self, reply: &[u8], now: Instant) -> Result<(), Fault> {
+        self.admin = Some(AdminExchange::Answered);
+        self.queue(reply)?;
+        self.flush(now)
+    }
+
+    /// Whether this is an administrator's connection whose answer is all written.
+    pub(super) fn admin_served(&self) -> bool {
+        self.admin == Some(AdminExchange::Answered) && self.out.is_empty()
     }
 
     /// The handshake is done: messages up to the link's limits flow, in frames of at most a
@@ -622,7 +676,7 @@ impl Connection {
             false => settings.frame_size_max,
         } as usize;
         self.send_message_max = match settings.node {
-            Peer::ReadOnly(_) => settings.read_only_frame_max(),
+            Peer::ReadOnly(_) | Peer::Admin => settings.read_only_frame_max(),
             Peer::Voter(_) => settings.frame_size_max,
         } as usize;
         self.decoder.set_frame_size_max(LINK_FRAME_MAX);
@@ -634,17 +688,21 @@ impl Connection {
     fn settle(
         &mut self,
         verdict: Result<Peer, RefuseReason>,
+        admin: bool,
         settings: &TcpSettings,
         now: Instant,
     ) -> Result<(), Fault> {
         match verdict {
             Ok(peer) => {
                 self.read_only = matches!(peer, Peer::ReadOnly(_));
+                if peer == Peer::Admin {
+                    self.admin = Some(AdminExchange::Admitted);
+                }
                 self.peer = Some(peer_name(&peer));
-                if self.sealed.is_some() {
-                    self.stage = Stage::AwaitConfirm;
-                } else {
-                    self.open(settings);
+                match (self.sealed.is_some(), self.admin.is_some()) {
+                    (true, _) => self.stage = Stage::AwaitConfirm,
+                    (false, true) => self.open_admin(),
+                    (false, false) => self.open(settings),
                 }
                 Ok(())
             }
@@ -653,7 +711,7 @@ impl Connection {
                 let _ = self.flush(now);
                 let text = format!("hello refused: {reason}");
                 Err(match reason {
-                    RefuseReason::Busy => Fault::ReadOnlyOverCap(text),
+                    RefuseReason::Busy if !admin => Fault::ReadOnlyOverCap(text),
                     _ => Fault::Refused(text),
                 })
             }
@@ -700,16 +758,37 @@ pub(super) fn peer_name(peer: &Peer) -> String {
     match peer {
         Peer::Voter(address) => address.clone(),
         Peer::ReadOnly(id) => format!("{}{id:016x}", crate::READ_ONLY_PREFIX),
+        Peer::Admin => "admin".to_owned(),
     }
 }
 
-/// Decodes and checks a hello; a read-only node that may be accepted is refused as busy
-/// unless `read_only_room`.
-fn decode_and_check(
-    hello: &[u8],
-    settings: &TcpSettings,
-    read_only_room: bool,
-) -> Result<Peer, RefuseReason> {
+/// Whether a hello, as received, is an administrator's (for counting its refusal).
+fn is_admin(hello: &[u8]) -> bool {
+    Hello::decode(hello).is_ok_and(|h| h.node == Peer::Admin)
+}
+
+/// Whether the transport has room for one more read-only node, and one more administrator.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Room {
+    pub(super) read_only: bool,
+    pub(super) admin: bool,
+}
+
+/// What the acceptor weighs a hello against.
+struct Admission<'a> {
+    settings: &'a TcpSettings,
+    room: Room,
+    /// Whether the hello came inside the encrypted handshake.
+    encrypted: bool,
+    /// The dialler's address, if the socket still knows it.
+    remote: Option<std::net::IpAddr>,
+}
+
+/// Decodes and checks a hello; a read-only node or an administrator that may be accepted is
+/// refused as busy unless the transport has room for it. An administrator must pass
+/// [`check_admin`] too.
+fn decode_and_check(hello: &[u8], ask: &Admission<'_>) -> Result<Peer, RefuseReason> {
+    let settings = ask.settings;
     let config = HandshakeConfig {
         cluster: settings.cluster,
         voters: settings.voters.iter().cloned().collect(),
@@ -717,8 +796,16 @@ fn decode_and_check(
     };
     let hello = Hello::decode(hello).map_err(|e| e.refuse_reason())?;
     check_hello(&hello, &config)?;
-    if matches!(hello.node, Peer::ReadOnly(_)) && !read_only_room {
-        return Err(RefuseReason::Busy);
+    match hello.node {
+        Peer::ReadOnly(_) if !ask.room.read_only => return Err(RefuseReason::Busy),
+        Peer::Admin => {
+            let remote = ask.remote.ok_or(RefuseReason::AdminNotAllowed)?;
+            check_admin(remote, ask.encrypted, settings.admin_from_anywhere)?;
+            if !ask.room.admin {
+                return Err(RefuseReason::Busy);
+            }
+        }
+        _ => {}
     }
     Ok(hello.node)
 }

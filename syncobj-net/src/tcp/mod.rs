@@ -75,7 +75,7 @@ use mio::{Events, Interest, Poll, Token};
 
 use self::admission::AcceptBucket;
 use self::budget::{Class, Holdings};
-use self::connection::{Connection, Fault, Next, PollBudget, Progress, Stage};
+use self::connection::{AdminExchange, Connection, Fault, Next, PollBudget, Progress, Room, Stage};
 pub use self::lanes::FRAGMENT_BYTES;
 use self::lanes::Lane;
 use self::peers::{Kind, Peers};
@@ -90,6 +90,10 @@ use crate::{
     BindFailure, PeerId, READ_ONLY_PREFIX, Transport, TransportCounters, TransportEvent, Wake,
     WireStats,
 };
+
+/// The most administrators' connections ([`crate::admin`]) open at once, past their
+/// handshake or in it; one more is refused as `Busy` (`refused_handshakes`).
+pub const ADMIN_CONNECTIONS_MAX: usize = 4;
 
 const LISTENER: Token = Token(0);
 const WAKER: Token = Token(1);
@@ -136,6 +140,8 @@ pub struct TcpTransport {
     bucket: AcceptBucket,
     /// While the listener is out of the poller for lack of tokens: when it comes back.
     listener_paused_until: Option<Instant>,
+    /// The number the next administrator's request goes up under.
+    next_admin_id: u64,
 }
 
 struct MioWaker(mio::Waker);
@@ -194,6 +200,7 @@ impl TcpTransport {
             paused: BTreeSet::new(),
             bucket: AcceptBucket::new(limits.accepts_per_second, now),
             listener_paused_until: None,
+            next_admin_id: 0,
         };
         for address in &voters {
             transport.add_voter(address, now);
@@ -502,16 +509,22 @@ impl TcpTransport {
 
     /// One frame: the handshake's, or a message for the layer above once the link is open.
     fn on_frame(&mut self, token: Token, frame: Bytes, now: Instant) -> Result<(), Fault> {
-        let read_only_room =
-            self.peers.read_only_count() < self.settings.limits.read_only_links_max;
+        let admins = self.connections.values().filter(|c| c.admin.is_some());
+        let room = Room {
+            read_only: self.peers.read_only_count() < self.settings.limits.read_only_links_max,
+            admin: admins.count() < ADMIN_CONNECTIONS_MAX,
+        };
         let Some(connection) = self.connections.get_mut(&token) else {
             return Ok(());
         };
         let stage = connection.stage;
         match stage {
+            Stage::Open if connection.admin.is_some() => {
+                return self.on_admin_frame(token, frame);
+            }
             Stage::Open => return connection.deliver(frame, &mut self.queue),
             Stage::AwaitHello => {
-                connection.on_hello(&frame, &self.settings, read_only_room, now)?;
+                connection.on_hello(&frame, &self.settings, room, now)?;
             }
             Stage::AwaitReply => connection.on_reply(&frame, &self.settings)?,
             Stage::AwaitConfirm => connection.on_confirm(&self.settings),
@@ -523,7 +536,7 @@ impl TcpTransport {
         }
         // The handshake answered or confirmed: send it now, as no write readiness may come.
         connection.flush(now)?;
-        if connection.stage != Stage::Open {
+        if connection.stage != Stage::Open || connection.admin.is_some() {
             return Ok(());
         }
         self.open_link(token, now)?;
@@ -535,6 +548,39 @@ impl TcpTransport {
             connection.deliver(frame, &mut self.queue)?;
         }
         Ok(())
+    }
+
+    /// A frame of an administrator's open connection: its one request goes up; empty frames
+    /// are ignored; a second request breaks the rule and closes it.
+    fn on_admin_frame(&mut self, token: Token, frame: Bytes) -> Result<(), Fault> {
+        if frame.is_empty() {
+            return Ok(());
+        }
+        let Some(connection) = self.connections.get_mut(&token) else {
+            return Ok(());
+        };
+        if connection.admin != Some(AdminExchange::Admitted) {
+            return Err(Fault::AdminDone("a second administration request".into()));
+        }
+        let id = self.next_admin_id;
+        self.next_admin_id += 1;
+        connection.admin = Some(AdminExchange::Asked(id));
+        self.queue
+            .push(TransportEvent::AdminRequest { id, request: frame });
+        Ok(())
+    }
+
+    /// Closes the administrators' connections whose answer is all written.
+    fn close_served_admins(&mut self) {
+        let served: Vec<Token> = self
+            .connections
+            .iter()
+            .filter(|(_, c)| c.admin_served())
+            .map(|(&t, _)| t)
+            .collect();
+        for token in served {
+            self.close(token, &Fault::AdminDone("answered".into()));
+        }
     }
 
     /// Makes the open connection `token` its peer's link, numbering a read-only node that
@@ -607,7 +653,10 @@ impl TcpTransport {
         self.readable.remove(&token);
         self.paused.remove(&token);
         self.holdings.record(connection.held, (Class::Voter, 0));
-        if let Some(counter) = self.counter_of(fault, connection.stage) {
+        let admin_open = connection.admin.is_some() && connection.stage == Stage::Open;
+        if admin_open {
+            WireStats::bump(&self.stats.admin_connections);
+        } else if let Some(counter) = self.counter_of(fault, connection.stage) {
             WireStats::bump(counter);
         }
         let reason = fault.reason();
@@ -619,6 +668,7 @@ impl TcpTransport {
             // A stranger's connection ending early is counted; a line each would let a flood
             // fill the log.
             (_, true) => tracing::debug!(?peer, reason, "connection closed in its handshake"),
+            (Fault::AdminDone(_), false) => tracing::debug!(reason, "admin connection closed"),
             (Fault::Io(_) | Fault::Replaced | Fault::Removed, false) => {
                 tracing::info!(?peer, reason, "connection closed");
             }
@@ -660,7 +710,7 @@ impl TcpTransport {
             Fault::Replaced => &stats.links_replaced,
             Fault::Removed if stage == Stage::Open => &stats.links_removed,
             Fault::Removed => &stats.handshake_closes,
-            Fault::Dropped(_) => return None,
+            Fault::Dropped(_) | Fault::AdminDone(_) => return None,
         })
     }
 
@@ -714,6 +764,7 @@ impl TcpTransport {
             .iter()
             .filter(|&(token, c)| {
                 c.stage == Stage::Open
+                    && c.admin.is_none()
                     && !self.paused.contains(token)
                     && !self.readable.contains(token)
                     && now.saturating_duration_since(c.last_read) > timeout
@@ -725,14 +776,16 @@ impl TcpTransport {
         }
     }
 
-    /// Drops the connections whose handshake is not done within the handshake timeout.
+    /// Drops the connections whose handshake is not done within the handshake timeout, and
+    /// the administrators' whose request has not come by then.
     fn drop_unfinished(&mut self, now: Instant) {
         let timeout = self.settings.limits.handshake_timeout;
         let late: Vec<Token> = self
             .connections
             .iter()
             .filter(|(_, c)| {
-                c.stage != Stage::Open && now.saturating_duration_since(c.opened) >= timeout
+                let waiting = c.stage != Stage::Open || c.admin == Some(AdminExchange::Admitted);
+                waiting && now.saturating_duration_since(c.opened) >= timeout
             })
             .map(|(&t, _)| t)
             .collect();
@@ -824,6 +877,7 @@ impl Transport for TcpTransport {
         let now = Instant::now();
         self.on_ready(now);
         self.flush_pending(now);
+        self.close_served_admins();
         self.read_fairly(now);
         self.resume_paused(now);
         // After reading: a link is silent, or a handshake late, only if nothing came by now,
@@ -874,6 +928,29 @@ impl Transport for TcpTransport {
 
     fn counters(&self) -> Arc<WireStats> {
         Arc::clone(&self.stats)
+    }
+
+    /// Queues the answer on the administrator's connection and writes what the socket
+    /// takes; the connection closes once all is written (at once, or at a later poll). A
+    /// reply over [`ADMIN_REPLY_BYTES_MAX`](crate::admin::ADMIN_REPLY_BYTES_MAX) bytes closes
+    /// it unanswered.
+    fn admin_reply(&mut self, id: u64, reply: Bytes) {
+        let Some(token) = self
+            .connections
+            .iter()
+            .find(|(_, c)| c.admin == Some(AdminExchange::Asked(id)))
+            .map(|(&t, _)| t)
+        else {
+            return;
+        };
+        let Some(connection) = self.connections.get_mut(&token) else {
+            return;
+        };
+        if let Err(fault) = connection.answer_admin(&reply, Instant::now()) {
+            self.close(token, &fault);
+            return;
+        }
+        self.close_served_admins();
     }
 }
 

@@ -58,6 +58,11 @@ pub struct TcpSettings {
     /// Whether read-only nodes may connect; when not, their hellos are refused (and counted in
     /// `refused_handshakes`).
     pub accept_read_only: bool,
+    /// Whether administrators ([`crate::admin`]) may connect without the password from other
+    /// addresses than loopback, when the cluster has no password. Dangerous: anyone who
+    /// reaches the port may then change the membership. With a password it changes nothing
+    /// (the password is what admits them).
+    pub admin_from_anywhere: bool,
     /// What strangers may cost this node: the handshake deadline, caps on connections and
     /// read-only nodes, the accept rate, the frame limit of read-only links and the budgets of
     /// bytes held in incoming buffers.
@@ -225,7 +230,7 @@ impl TcpSettings {
     pub fn self_address(&self) -> Option<&str> {
         match &self.node {
             Peer::Voter(address) => Some(address),
-            Peer::ReadOnly(_) => None,
+            Peer::ReadOnly(_) | Peer::Admin => None,
         }
     }
 

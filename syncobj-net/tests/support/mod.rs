@@ -42,6 +42,7 @@ pub(crate) fn settings(me: Option<&str>, voters: &[String]) -> TcpSettings {
         connection_timeout: Duration::from_millis(600),
         connection_retry_time: Duration::from_millis(50),
         accept_read_only: true,
+        admin_from_anywhere: false,
         limits: ConnectionLimits::default(),
         send_buffer_size: Some(256 * 1024),
         recv_buffer_size: Some(256 * 1024),

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use syncobj_net::{BindFailure, PeerId, Transport, TransportEvent, WireStats};
+use syncobj_net::{BindFailure, PeerId, Transport, TransportEvent, Wake, WireStats};
 
 use crate::driver::addresses::{Addresses, is_read_only};
 use crate::driver::observed::{PeerLink, Peers};
@@ -53,6 +53,9 @@ pub(crate) struct Links {
     pub(crate) bound: Option<Result<(), BindFailure>>,
     /// Why the last bind attempt failed, while the transport still tries.
     pub(crate) bind_retrying: Option<BindFailure>,
+    /// Administrators' requests of the last poll, by the transport's number: at most one per
+    /// administrator's connection.
+    pub(crate) admin_requests: Vec<(u64, Bytes)>,
     /// The peers as last published; rebuilt only when a link or a read-only node changes.
     peers: Arc<Peers>,
     /// Whether a link or a read-only node changed since the last publication.
@@ -78,6 +81,7 @@ impl Links {
             wire,
             bound: None,
             bind_retrying: None,
+            admin_requests: Vec::new(),
             peers: Arc::new(Peers {
                 me,
                 nodes: BTreeMap::new(),
@@ -136,11 +140,24 @@ impl Links {
                     self.bind_retrying = None;
                 }
                 TransportEvent::BindRetrying(failure) => self.bind_retrying = Some(failure),
+                TransportEvent::AdminRequest { id, request } => {
+                    self.admin_requests.push((id, request));
+                }
             }
         }
         // The buffer keeps its capacity for the next poll.
         self.events = events;
         frames
+    }
+
+    /// Answers an administrator's request through the transport.
+    pub(crate) fn admin_reply(&mut self, id: u64, reply: Bytes) {
+        self.transport.admin_reply(id, reply);
+    }
+
+    /// A handle that wakes the loop's poll.
+    pub(crate) fn waker(&self) -> Arc<dyn Wake> {
+        self.transport.waker()
     }
 
     /// Makes the peers the members of the membership in force and of the last committed one

@@ -203,6 +203,7 @@ impl Engine {
             self.changes.fail_all(&FailReason::Shutdown);
             return;
         }
+        self.take_admin_requests();
         self.links.follow(&self.raft);
         self.calls.watch(self.raft.leader(), self.now);
         self.watch_transfers();
@@ -220,6 +221,7 @@ impl Engine {
         // leader a transfer made, the index its entry was applied at).
         self.publish();
         self.calls.complete_settled();
+        self.answer_admins();
         for (name, callback) in self.deferred.drain(..) {
             if catch_unwind(AssertUnwindSafe(callback)).is_err() {
                 tracing::error!(
@@ -401,6 +403,25 @@ impl Engine {
             self.serve_snapshot_reads(ready.snapshot_reads);
             self.receive_snapshot_chunks(ready.snapshot_chunks);
             self.on_raft_events(ready.events);
+        }
+    }
+
+    /// Starts serving the administrators' requests of this iteration's poll.
+    fn take_admin_requests(&mut self) {
+        if self.links.admin_requests.is_empty() {
+            return;
+        }
+        let waker = self.links.waker();
+        for (id, request) in std::mem::take(&mut self.links.admin_requests) {
+            self.signals.admin.take(id, &request, Arc::clone(&waker));
+        }
+    }
+
+    /// Sends the administrators' answers that are ready; the transport closes each
+    /// connection once its answer is written.
+    fn answer_admins(&mut self) {
+        for (id, reply) in self.signals.admin.answers() {
+            self.links.admin_reply(id, Bytes::from(reply.encode()));
         }
     }
 
