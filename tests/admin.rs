@@ -214,6 +214,26 @@ fn set_version_enables_newer_methods() {
     assert!(out.starts_with("FAIL SET_VERSION 7: "), "{out}");
 }
 
+/// `transfer` hands the leadership over, to a named voter or to the most up-to-date one.
+#[test]
+fn transfer_the_leadership() {
+    let (addresses, nodes) = cluster(3, None);
+    let leader = nodes[0].leader().expect("a leader");
+    let target = addresses
+        .iter()
+        .find(|a| **a != leader)
+        .expect("a follower")
+        .clone();
+    let (code, out, err) = admin(&["--conn", &addresses[0], "transfer", &target]);
+    assert_eq!(code, 0, "{out} {err}");
+    assert_eq!(out.trim(), format!("SUCCESS TRANSFER {target}"));
+    assert_eq!(nodes[0].leader().as_deref(), Some(&*target));
+
+    let (code, out, err) = admin(&["--conn", &addresses[1], "transfer"]);
+    assert_eq!((code, out.trim()), (0, "SUCCESS TRANSFER"), "{err}");
+    assert_ne!(nodes[1].leader().as_deref(), Some(&*target));
+}
+
 /// Unreachable nodes and bad arguments exit 2.
 #[test]
 fn unreachable_and_bad_arguments_exit_2() {

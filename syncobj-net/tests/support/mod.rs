@@ -142,6 +142,7 @@ impl Node {
             TransportEvent::BindRetrying(_) => {
                 assert_eq!(self.bound, None, "a retry after Bound");
             }
+            TransportEvent::AdminRequest { .. } => {}
         }
         self.log.push(event);
     }
