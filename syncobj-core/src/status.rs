@@ -656,7 +656,7 @@ mod tests {
                 "missing {line:?} in\n{text}"
             );
         }
-        assert_eq!(lines.len(), 62, "{text}");
+        assert_eq!(lines.len(), 63, "{text}");
         assert!(!text.ends_with('\n'));
     }
 
@@ -740,6 +740,7 @@ mod tests {
             &stats.read_only_over_cap,
             &stats.accepts_rate_limited,
             &stats.reads_paused,
+            &stats.admin_connections,
         ]
         .into_iter()
         .enumerate()
@@ -749,7 +750,7 @@ mod tests {
         let transport = stats.snapshot();
         assert_eq!(
             transport.named().len(),
-            17,
+            18,
             "a new counter needs a key here"
         );
         let status = Status {
