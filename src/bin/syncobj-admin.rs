@@ -171,3 +171,41 @@ fn normalize(args: impl Iterator<Item = String>) -> Vec<String> {
     })
     .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Args, clap::Error> {
+        let argv = ["syncobj-admin"]
+            .iter()
+            .chain(args)
+            .map(|s| (*s).to_owned());
+        Args::try_parse_from(normalize(argv))
+    }
+
+    #[test]
+    fn pysyncobj_spellings_parse_as_the_long_ones() {
+        let args = parse(&["-conn", "a:1", "-pass", "p", "-set_version", "3"]).expect("parses");
+        assert_eq!(args.conn.as_deref(), Some("a:1"));
+        assert_eq!(args.password.as_deref(), Some("p"));
+        assert!(matches!(args.command, Command::SetVersion { version: 3 }));
+        let args = parse(&["-status", "-conn", "a:1"]).expect("options after the command");
+        assert!(matches!(args.command, Command::Status));
+        let args = parse(&["-conn", "a:1", "-remove", "b:2"]).expect("parses");
+        assert!(matches!(args.command, Command::Remove { address } if address == "b:2"));
+    }
+
+    #[test]
+    fn bad_arguments_are_usage_errors() {
+        for args in [
+            &["--conn", "a:1"][..],
+            &["--conn", "a:1", "set-version", "x"],
+            &["--conn", "a:1", "add"],
+            &["--conn", "a:1", "frobnicate"],
+        ] {
+            let error = parse(args).expect_err("refused");
+            assert_eq!(error.exit_code(), 2, "{args:?}");
+        }
+    }
+}

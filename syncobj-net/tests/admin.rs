@@ -159,3 +159,54 @@ fn administrators_beyond_the_cap_are_refused_busy() {
     assert_eq!(transport.stats().read_only_over_cap, 0);
     drop(held);
 }
+
+/// One of this host's addresses other than loopback, if it has one (found by routing, no
+/// packet sent).
+fn non_loopback_ip() -> Option<std::net::IpAddr> {
+    let socket = std::net::UdpSocket::bind("0.0.0.0:0").ok()?;
+    socket.connect("192.0.2.1:9").ok()?;
+    let ip = socket.local_addr().ok()?.ip();
+    (!ip.is_loopback() && !ip.is_unspecified()).then_some(ip)
+}
+
+/// Without a password, an administrator dialling from an address other than loopback is
+/// refused, unless `admin_from_anywhere`. Skipped on a host with loopback only.
+#[test]
+fn without_password_non_loopback_administrators_need_the_option() {
+    let Some(ip) = non_loopback_ip() else {
+        eprintln!("no address other than loopback: skipped");
+        return;
+    };
+    for anywhere in [false, true] {
+        let Ok(listener) = std::net::TcpListener::bind((ip, 0)) else {
+            eprintln!("cannot bind {ip}: skipped");
+            return;
+        };
+        let me = listener.local_addr().expect("bound").to_string();
+        drop(listener);
+        let mut settings = settings(Some(&me), std::slice::from_ref(&me));
+        settings.admin_from_anywhere = anywhere;
+        let mut transport = TcpTransport::bind(settings).expect("the transport starts");
+        let client = AdminClient::new(&me, None, Duration::from_secs(20)).expect("a client");
+        let (answer, requests) = exchange(
+            &mut transport,
+            client,
+            AdminRequest::Status,
+            &AdminReply::Done,
+        );
+        if anywhere {
+            assert_eq!(answer.expect("served"), AdminReply::Done);
+            assert_eq!(requests, [AdminRequest::Status]);
+        } else {
+            assert!(
+                matches!(
+                    answer,
+                    Err(AdminError::Refused(RefuseReason::AdminNotAllowed))
+                ),
+                "{answer:?}"
+            );
+            assert!(requests.is_empty());
+            assert_eq!(transport.stats().refused_handshakes, 1);
+        }
+    }
+}
