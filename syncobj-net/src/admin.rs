@@ -173,7 +173,7 @@ impl AdminClient {
     /// A client of the node at `address` (`host:port`), with the cluster's `password` if it
     /// has one, giving each request `timeout` in all (resolving, connecting, the handshake and
     /// the node's work). Deriving the key from a password is deliberately slow (a memory-hard
-    /// hash, about a second in a debug build, far less optimized).
+    /// hash, as every node does at start).
     ///
     /// # Errors
     /// [`AdminError::BadAddress`] for an address that is not a `host:port`;

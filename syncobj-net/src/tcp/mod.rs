@@ -666,9 +666,9 @@ impl TcpTransport {
             connection.accepted && connection.stage != Stage::Open,
         ) {
             // A stranger's connection ending early is counted; a line each would let a flood
-            // fill the log.
+            // fill the log. So is an administrator's (the driver logs its requests).
             (_, true) => tracing::debug!(?peer, reason, "connection closed in its handshake"),
-            (Fault::AdminDone(_), false) => tracing::debug!(reason, "admin connection closed"),
+            _ if admin_open => tracing::debug!(reason, "admin connection closed"),
             (Fault::Io(_) | Fault::Replaced | Fault::Removed, false) => {
                 tracing::info!(?peer, reason, "connection closed");
             }
