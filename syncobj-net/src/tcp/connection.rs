@@ -292,11 +292,16 @@ impl Connection {
 
     /// The most the read buffers hold, whatever comes.
     fn working_bytes_max(&self) -> usize {
-        let sealed = match self.sealed {
+        self.decoder.buffer_bytes_max() + self.sealed_bytes_max()
+    }
+
+    /// The most an encrypted connection holds beside its decoder: one read's plaintext and a
+    /// record received in part (nothing on a plain connection).
+    fn sealed_bytes_max(&self) -> usize {
+        match self.sealed {
             Some(_) => READ_CHUNK_BYTES_DEFAULT + RECORD_BYTES_MAX,
             None => 0,
-        };
-        self.decoder.buffer_bytes_max() + sealed
+        }
     }
 
     /// The length of the message whose first fragment is the next whole frame, if it is one
@@ -319,11 +324,7 @@ impl Connection {
         if self.assembly.in_progress() {
             return self.input_bytes();
         }
-        let sealed = match self.sealed {
-            Some(_) => READ_CHUNK_BYTES_DEFAULT + RECORD_BYTES_MAX,
-            None => 0,
-        };
-        self.decoder.capacity_after_read_max() + sealed
+        self.decoder.capacity_after_read_max() + self.sealed_bytes_max()
     }
 
     /// Frames `payload` as it is (a handshake message, or an empty keep-alive), sealing it on

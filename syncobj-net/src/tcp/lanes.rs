@@ -118,7 +118,7 @@ impl BulkQueue {
         let rest = &front[self.framed..];
         let data = &rest[..rest.len().min(FRAGMENT_BYTES)];
         let prefix = match (self.framed, front.len() <= FRAGMENT_BYTES) {
-            (0, true) => ([WHOLE, 0, 0, 0, 0], 1),
+            (0, true) => return Some(whole(front)),
             (0, false) => {
                 let len = u32::try_from(front.len()).expect("messages are checked to fit a u32");
                 let [a, b, c, d] = len.to_le_bytes();
