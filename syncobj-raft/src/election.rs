@@ -126,8 +126,10 @@ impl RaftNode {
             VoteKind::Vote => free,
             VoteKind::PreVote => free || request.term > self.term,
         };
+        // Whether this node votes in its own configuration does not matter (thesis §4.1): the
+        // candidate counts the vote only if its configuration makes this node a voter, and a
+        // node that has yet to learn of its promotion may hold the vote that decides.
         let grant = may_vote
-            && self.membership().is_voter(self.id)
             && self.membership().is_voter(from)
             && self
                 .log
@@ -184,16 +186,31 @@ impl RaftNode {
         }
     }
 
-    /// A node that is not a voter of the configuration in force (a non-voter, a removed node,
-    /// an observer) never campaigns (thesis §4.2.3).
+    /// Only a node that [may campaign](Self::may_campaign) does (thesis §4.2.3).
     pub(crate) fn on_election_timeout(&mut self, now: Instant) {
-        if !self.membership().is_voter(self.id) {
+        if !self.may_campaign() {
             self.reset_election_timer(now);
         } else if self.config.pre_vote {
             self.become_pre_candidate(now);
         } else {
             self.start_election(false, now);
         }
+    }
+
+    /// Whether this node may stand for election: it is a voter of the configuration in force,
+    /// or that configuration removes it but is not committed yet and the previous one makes it
+    /// a voter. A leader that removed itself and lost its leadership before the removal
+    /// committed may hold the only log that can win (thesis §4.2.2: it may become leader again);
+    /// it counts the votes of the configuration in force, its own not among them, and steps
+    /// down once the removal commits. Non-voters, observers and nodes whose removal committed
+    /// never campaign (thesis §4.2.3).
+    pub(crate) fn may_campaign(&self) -> bool {
+        let removal_pending = self.configs.current_index() > self.log.committed()
+            && self
+                .configs
+                .previous()
+                .is_some_and(|previous| previous.is_voter(self.id));
+        self.membership().is_voter(self.id) || removal_pending
     }
 
     pub(crate) fn on_heartbeat_timeout(&mut self, now: Instant) {
@@ -280,7 +297,7 @@ impl RaftNode {
     /// the leader handed over with a TimeoutNow (thesis §3.10), which the requests say.
     pub(crate) fn start_election(&mut self, leadership_transfer: bool, now: Instant) {
         assert!(
-            self.membership().is_voter(self.id),
+            self.may_campaign(),
             "only a voter campaigns (thesis §4.2.3)"
         );
         self.counters.elections_started += 1;
@@ -342,8 +359,8 @@ impl RaftNode {
             "a leader voted for itself in its term"
         );
         assert!(
-            self.membership().is_voter(self.id),
-            "a leader is a voter of its configuration"
+            self.may_campaign(),
+            "a leader is a voter of its configuration, or of the one its removal replaces"
         );
         self.log_role_change("leader");
         self.role = Role::Leader {

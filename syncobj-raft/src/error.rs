@@ -128,9 +128,7 @@ pub enum ChangeError {
     LeaderNotReady,
     /// A configuration entry is not committed yet, or a non-voter is catching up before its
     /// promotion: one change at a time (thesis §4.1).
-    #[error(
-        "membership change under way (configuration entry {index}, promotion of {promoting:?})"
-    )]
+    #[error("membership change under way: {}", change_under_way(*.index, *.promoting))]
     ChangeInProgress {
         /// The latest configuration entry.
         index: LogIndex,
@@ -279,4 +277,12 @@ pub enum SnapshotError {
     /// snapshot with that position, or the install was already reported.
     #[error("snapshot {0} was not awaiting installation")]
     NotAwaitingInstall(LogPosition),
+}
+
+/// What a [`ChangeError::ChangeInProgress`] waits for, in words.
+fn change_under_way(index: LogIndex, promoting: Option<NodeId>) -> String {
+    match promoting {
+        Some(id) => format!("{id} is catching up to be promoted (configuration entry {index})"),
+        None => format!("configuration entry {index} is not committed yet"),
+    }
 }

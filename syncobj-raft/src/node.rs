@@ -183,7 +183,7 @@ impl RaftNode {
                 this: self.id,
             });
         }
-        if envelope.from == self.id || !self.knows(envelope.from) {
+        if envelope.from == self.id || !self.welcomes(envelope.from, &envelope.message) {
             self.counters.misdirected_messages += 1;
             return Err(StepError::UnknownSender(envelope.from));
         }

@@ -8,6 +8,7 @@
 
 use std::collections::BTreeSet;
 
+use super::message::Message;
 use super::node::RaftNode;
 use super::progress::Progress;
 use super::role::Role;
@@ -41,9 +42,23 @@ impl RaftNode {
         &self.observers
     }
 
-    /// Whether messages from `id` are welcome: members and observers; the leader of the term,
-    /// even one that removed itself and leads on until that is committed (thesis §4.2.2); and,
-    /// on a leader, every node it replicates to (a removed member learning of its removal).
+    /// Whether `message` from `from` is welcome: anything from a node [`knows`](Self::knows)
+    /// accepts, and a leader's appends and snapshots from anyone (thesis §4.1): a node that
+    /// missed configurations learns of them only from a leader they added, which its own
+    /// configuration does not name yet. The term decides what becomes of them, as for any
+    /// leader's message.
+    pub(crate) fn welcomes(&self, from: NodeId, message: &Message) -> bool {
+        self.knows(from)
+            || matches!(
+                message,
+                Message::AppendEntries(_) | Message::InstallSnapshot(_)
+            )
+    }
+
+    /// Whether messages of any kind from `id` are welcome: members and observers; the leader
+    /// of the term, even one that removed itself and leads on until that is committed (thesis
+    /// §4.2.2); and, on a leader, every node it replicates to (a removed member learning of its
+    /// removal).
     pub(crate) fn knows(&self, id: NodeId) -> bool {
         self.membership().contains(id)
             || self.observers.contains(&id)

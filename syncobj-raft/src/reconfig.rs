@@ -297,12 +297,13 @@ impl RaftNode {
     }
 
     /// A configuration entry was committed (the commit index reached the one in force): the
-    /// leader stops replicating to removed members, and steps down if it removed itself
-    /// (thesis §4.2.2).
+    /// leader tells removed members the commit once, stops replicating to them, and steps
+    /// down if it removed itself (thesis §4.2.2).
     pub(crate) fn on_config_committed(&mut self, now: Instant) {
         if !self.is_leader() {
             return;
         }
+        self.tell_removed_members();
         if !self.membership().is_voter(self.id) {
             tracing::info!(node = %self.id, term = %self.term, "the configuration removing this leader is committed, stepping down");
             self.become_follower(self.term, None, now);
@@ -311,6 +312,27 @@ impl RaftNode {
         }
         self.sync_progress(now);
         self.maybe_promote(now);
+    }
+
+    /// Sends each member the committed configuration removed a last append carrying the
+    /// commit: a removed node that holds the entry removing it but not its commit may still
+    /// stand for election (see `may_campaign`), which its commit ends. Nothing is lost if the
+    /// append is: its campaigns cannot win, since every voter holding the removal ignores them.
+    fn tell_removed_members(&mut self) {
+        let Role::Leader { progress, .. } = &self.role else {
+            return;
+        };
+        let current = self.configs.current();
+        let removed: Vec<NodeId> = progress
+            .keys()
+            .copied()
+            .filter(|&id| !current.contains(id) && !self.observers.contains(&id))
+            .collect();
+        for peer in removed {
+            if !self.sends_snapshot_to(peer) {
+                self.send_append(peer, true);
+            }
+        }
     }
 
     /// Makes the leader's replicas those it must replicate to: the members of the configuration

@@ -90,7 +90,7 @@ impl RaftNode {
     }
 
     /// Sends one append to `peer`. A heartbeat goes out even when the window is full, empty then.
-    fn send_append(&mut self, peer: NodeId, heartbeat: bool) {
+    pub(crate) fn send_append(&mut self, peer: NodeId, heartbeat: bool) {
         let Role::Leader { progress, .. } = &mut self.role else {
             return;
         };

@@ -340,6 +340,138 @@ fn adds_a_voter_to_a_one_node_cluster() {
     c.assert_committed_logs_agree();
 }
 
+/// Thesis §4.1: a server grants its vote whatever its own configuration says. Here the new
+/// node never received the entry promoting it, and the leader that appended it lost its
+/// leadership before the entry committed: only the new node's vote can elect it again, and the
+/// new node, a non-voter in its own log, must give it. (Found by the simulator with membership
+/// changes: seed 1000041 of 3 voters, two voters waiting for each other for ever.)
+#[test]
+fn a_node_that_missed_its_promotion_still_votes() {
+    let mut c = Cluster::new(&[1], &[]);
+    let leader = c.elect();
+    c.settle(leader);
+    c.start(id(2), members(&[1], &[2]), config(2));
+    c.drop_if = Box::new(|e| {
+        let Message::AppendEntries(append) = &e.message else {
+            return false;
+        };
+        append.entries.iter().any(|entry| {
+            entry.kind == EntryKind::Membership
+                && Membership::decode(&entry.data).is_ok_and(|m| m.is_voter(id(2)))
+        })
+    });
+    c.change(
+        leader,
+        MembershipChange::AddVoter {
+            id: id(2),
+            address: address(id(2)),
+        },
+    )
+    .expect("the leader accepts");
+    c.run_until("the leader appends the promotion", |c| {
+        voters(c.node(1)) == [1, 2]
+    });
+    assert_eq!(voters(c.node(2)), [1], "node 2 never hears of it");
+    c.isolated.insert(leader);
+    c.run_until("the leader steps down", |c| c.leader().is_none());
+    c.isolated.clear();
+    c.drop_if = Box::new(|_| false);
+    c.run_until("node 1 is elected with node 2's vote", |c| {
+        c.leader() == Some(leader)
+    });
+    let target = members(&[1, 2], &[]);
+    c.run_until("the promotion commits", |c| c.all_have(&[1, 2], &target));
+    c.assert_committed_logs_agree();
+}
+
+/// Thesis §4.1: a server accepts appends from a leader outside its configuration. Node 3 is cut
+/// off while node 4 joins and takes the lead; once back, node 3 has never heard of its leader,
+/// and can learn the configuration naming it only from that leader's appends. (Found by the
+/// simulator with membership changes: seed 1000124 of 3 voters, a non-voter that never
+/// applied an entry.)
+#[test]
+fn a_lagging_node_follows_a_leader_it_never_heard_of() {
+    let mut c = Cluster::new(&[1, 2, 3], &[]);
+    let leader = c.elect();
+    c.settle(leader);
+    let lagging = [1, 2, 3]
+        .into_iter()
+        .map(id)
+        .find(|&n| n != leader)
+        .expect("a follower");
+    c.isolated.insert(lagging);
+    c.start(id(4), members(&[1, 2, 3], &[4]), config(4));
+    c.change(
+        leader,
+        MembershipChange::AddVoter {
+            id: id(4),
+            address: address(id(4)),
+        },
+    )
+    .expect("the leader accepts");
+    let grown = members(&[1, 2, 3, 4], &[]);
+    let others: Vec<u64> = [1, 2, 3, 4]
+        .into_iter()
+        .filter(|&n| id(n) != lagging)
+        .collect();
+    c.run_until("node 4 is promoted", |c| c.all_have(&others, &grown));
+    let now = c.now;
+    c.node_mut(leader.0)
+        .transfer_leadership(Some(id(4)), now)
+        .expect("the leader hands over");
+    c.run_until("node 4 leads", |c| c.leader() == Some(id(4)));
+    c.propose(id(4), 3);
+    assert_eq!(
+        voters(c.node(lagging.0)),
+        [1, 2, 3],
+        "it knows nothing of 4"
+    );
+    c.isolated.clear();
+    c.run_until("the lagging node catches up", |c| {
+        c.all_have(&[1, 2, 3, 4], &grown)
+            && c.node(lagging.0).applied_index() == c.node(4).commit_index()
+    });
+    c.assert_committed_logs_agree();
+}
+
+/// Thesis §4.2.2: a leader that removed itself and lost its leadership before the removal
+/// committed may campaign again, in the configuration without itself: its log is the most up to
+/// date, so no other node can win without its vote, and it never votes for a shorter log. It
+/// wins with the other voter's vote, commits the removal and steps down. (Found by the simulator
+/// with membership changes: seed 1000128 of 3 voters, no leader for ever.)
+#[test]
+fn a_leader_that_removed_itself_may_lead_again_until_that_commits() {
+    let mut c = Cluster::new(&[1, 2], &[]);
+    let leader = c.elect();
+    c.settle(leader);
+    let other = if leader == id(1) { id(2) } else { id(1) };
+    c.drop_if = Box::new(|e| {
+        let Message::AppendEntries(append) = &e.message else {
+            return false;
+        };
+        append
+            .entries
+            .iter()
+            .any(|x| x.kind == EntryKind::Membership)
+    });
+    c.change(leader, MembershipChange::Remove { id: leader })
+        .expect("the leader accepts");
+    assert_eq!(voters(c.node(leader.0)), [other.0], "in force on append");
+    c.isolated.insert(leader);
+    c.run_until("the leader steps down", |c| c.leader().is_none());
+    c.isolated.clear();
+    c.drop_if = Box::new(|_| false);
+    let alone = members(&[other.0], &[]);
+    c.run_until("the removal commits and the other node leads", |c| {
+        c.leader() == Some(other) && c.all_have(&[other.0], &alone)
+    });
+    assert!(
+        c.node(leader.0).membership() == &alone && !c.node(leader.0).is_leader(),
+        "the removed node learned its removal and leads no more"
+    );
+    c.assert_committed_logs_agree();
+}
+
 /// Thesis §4.1: a three-node cluster grows to four; afterwards a majority is three of four, so
 /// the cluster commits with one node cut off, and every node agrees on the configuration.
 #[test]
