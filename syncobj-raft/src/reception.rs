@@ -149,6 +149,13 @@ impl RaftNode {
             Some(r) if r.is_from(from, self.term, snapshot) => r.next_offset,
             _ => 0,
         };
+        if chunk.offset > expected && expected > 0 {
+            // The leader counts more as received than this node holds: the copy it built was
+            // lost (a restart) and a delayed first chunk started this one. The leader takes a
+            // lower offset for a stale answer, so the transfer starts over instead.
+            self.receiving = None;
+            return SnapshotOutcome::Continue { next_offset: 0 };
+        }
         if chunk.offset != expected {
             return SnapshotOutcome::Continue {
                 next_offset: expected,
