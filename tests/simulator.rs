@@ -1,10 +1,11 @@
 //! The simulator through the `syncobj` facade: seeds that exposed problems during development
 //! replay clean, and a replayed seed gives the same run.
 
-use syncobj::sim::{SimConfig, run_seed};
+use syncobj::sim::{Faults, SimConfig, run_seed};
 
 /// Seeds that once found a liveness gap, a lost-write false alarm or a leader-completeness
-/// false alarm in the simulator's own checks, with the cluster size they ran with.
+/// false alarm in the simulator's own checks, with the cluster size they ran with. They date
+/// from before membership changes, which they run without so as to replay what they found.
 const REGRESSION_SEEDS: [(u64, usize); 6] =
     [(371, 3), (574, 3), (954, 3), (1378, 3), (374, 5), (713, 5)];
 
@@ -14,10 +15,46 @@ fn regression_seeds_pass() {
     for (seed, nodes) in REGRESSION_SEEDS {
         let config = SimConfig {
             nodes,
+            faults: Faults {
+                membership_changes: false,
+                ..Faults::all()
+            },
             ..SimConfig::default()
         };
         let report = run_seed(seed, &config, None).unwrap_or_else(|failure| panic!("{failure}"));
         assert!(report.committed > 0, "seed {seed} committed nothing");
+        assert!(report.acknowledged > 0, "seed {seed} acknowledged nothing");
+    }
+}
+
+/// Seeds (with their voter count) that, with membership changes, left a cluster stuck for ever:
+/// - 1000041: a voter that missed its promotion refused its vote, the only one that could elect
+///   the other voter (a node now votes whatever its own configuration says of it);
+/// - 1000124: a non-voter that missed the configurations adding the new leader refused its
+///   appends (a leader's appends are now welcome from outside the configuration);
+/// - 1000128: a leader removed itself and lost its leadership before the removal committed;
+///   its log was the only one that could win, and it did not stand (now it may, until the
+///   removal commits).
+///
+/// (Seed 337 of 5 voters found a snapshot transfer stuck for ever; it runs too long for a test,
+/// and `a_chunk_beyond_the_partial_copy_restarts_the_transfer` in syncobj-raft holds its case.)
+const MEMBERSHIP_REGRESSION_SEEDS: [(u64, usize); 3] =
+    [(1_000_041, 3), (1_000_124, 3), (1_000_128, 3)];
+
+/// Every membership regression seed ends with one configuration on every member, and changes
+/// the membership on the way.
+#[test]
+fn membership_regression_seeds_pass() {
+    for (seed, nodes) in MEMBERSHIP_REGRESSION_SEEDS {
+        let config = SimConfig {
+            nodes,
+            ..SimConfig::default()
+        };
+        let report = run_seed(seed, &config, None).unwrap_or_else(|failure| panic!("{failure}"));
+        assert!(
+            report.membership_changes > 0,
+            "seed {seed} changed no membership"
+        );
         assert!(report.acknowledged > 0, "seed {seed} acknowledged nothing");
     }
 }

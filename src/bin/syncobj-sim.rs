@@ -36,7 +36,8 @@ struct Args {
     /// Seconds of virtual time with faults, per seed.
     #[arg(long, default_value_t = 20)]
     fault_seconds: u64,
-    /// Faults to inject: all, none, or a comma-separated list of crash, partition, lossy.
+    /// Faults to inject: all, none, or a comma-separated list of crash, partition, lossy, disk,
+    /// churn (membership changes and leadership transfers).
     #[arg(long, default_value = "all")]
     faults: String,
     /// Which runs each seed makes: `raft` (Raft nodes, every fault, crashes included), `driver`
@@ -73,6 +74,8 @@ struct SeedTotals {
     compactions: u64,
     snapshot_chunks: u64,
     snapshots_installed: u64,
+    membership_changes: u64,
+    transfers: u64,
 }
 
 /// Runs one seed at the chosen level(s).
@@ -86,6 +89,8 @@ fn run_one(seed: u64, config: &SimConfig, level: Level) -> Result<SeedTotals, Se
         totals.compactions += report.compactions;
         totals.snapshot_chunks += report.snapshot_chunks;
         totals.snapshots_installed += report.snapshots_installed;
+        totals.membership_changes += report.membership_changes;
+        totals.transfers += report.transfers;
     }
     if level != Level::Raft {
         let report = run_driver_seed(seed, config)?;
@@ -141,9 +146,10 @@ fn parse_faults(spec: &str) -> Result<Faults, String> {
             "partition" => faults.partitions = true,
             "lossy" => faults.lossy_network = true,
             "disk" => faults.disk_failures = true,
+            "churn" => faults.membership_changes = true,
             other => {
                 return Err(format!(
-                    "unknown fault {other:?} in --faults (crash, partition, lossy, disk, all, none)"
+                    "unknown fault {other:?} in --faults (crash, partition, lossy, disk, churn, all, none)"
                 ));
             }
         }
@@ -243,6 +249,11 @@ fn run_many(args: &Args, config: &SimConfig) -> ExitCode {
         reports.iter().map(|r| r.compactions).sum::<u64>(),
         reports.iter().map(|r| r.snapshot_chunks).sum::<u64>(),
         reports.iter().map(|r| r.snapshots_installed).sum::<u64>()
+    );
+    println!(
+        "membership: changes={} transfers={}",
+        reports.iter().map(|r| r.membership_changes).sum::<u64>(),
+        reports.iter().map(|r| r.transfers).sum::<u64>()
     );
     println!(
         "wall={wall:.1}s jobs={jobs} acknowledged={acknowledged} driver_crashes={driver_crashes} disk_faults={disk_faults} commits_per_wall_second={:.0} steps_per_wall_second={:.0}",

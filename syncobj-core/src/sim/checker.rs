@@ -5,10 +5,10 @@ use std::fmt;
 
 use bytes::Bytes;
 
-use super::node::Durable;
+use super::node::{Durable, SimSnapshot};
 use crate::raft::{
-    AppendOutcome, Entry, EntryKind, Instant, LogIndex, LogPosition, Message, NodeId, RaftNode,
-    SnapshotOutcome, Term, VoteKind,
+    AppendOutcome, Entry, EntryKind, Instant, LogIndex, LogPosition, Membership, Message, NodeId,
+    RaftNode, SnapshotOutcome, Term, VoteKind,
 };
 
 /// A broken invariant: what broke, where and when.
@@ -256,6 +256,32 @@ impl Checker {
         }
         seen.applied = entry.index;
         self.record_applied(node, entry)
+    }
+
+    /// A snapshot `node` writes (its own, or one received) carries the membership in force at its
+    /// last entry (thesis §5.1): the latest configuration entry it covers, if it covers one.
+    pub(crate) fn on_snapshot(node: NodeId, snapshot: &SimSnapshot) -> Check {
+        let point = snapshot.point;
+        let Some(membership) = &snapshot.membership else {
+            return Err(format!(
+                "{node} wrote snapshot {point} without a membership"
+            ));
+        };
+        let latest = snapshot
+            .state
+            .iter()
+            .rev()
+            .find(|e| e.kind == EntryKind::Membership);
+        let Some(entry) = latest else {
+            return Ok(());
+        };
+        match Membership::decode(&entry.data) {
+            Ok(named) if &named == membership => Ok(()),
+            _ => Err(format!(
+                "{node} wrote snapshot {point} with membership {membership:?}, but its latest configuration entry {} names another",
+                entry.index
+            )),
+        }
     }
 
     /// Every node applies the same entry at each index.

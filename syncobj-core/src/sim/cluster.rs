@@ -14,8 +14,9 @@ use super::net::{NetConfig, NetStats, SimNet};
 use super::node::{Durable, Incoming, SimNode, SimSnapshot};
 use super::trace::{TraceEvent, TraceSink};
 use crate::raft::{
-    Entry, Envelope, IncomingChunk, Instant, LogIndex, LogPosition, Membership, NodeId,
-    ProposeError, RaftConfig, RaftNode, Ready, Restored, RoleKind, SnapshotRead, Term,
+    ChangeError, ChangeStarted, Entry, Envelope, IncomingChunk, Instant, LogIndex, LogPosition,
+    Membership, MembershipChange, NodeId, ProposeError, RaftConfig, RaftNode, Ready, Restored,
+    RoleKind, SnapshotRead, Term, TransferError,
 };
 
 /// The most Ready rounds one step may take before the simulator calls it a livelock.
@@ -29,10 +30,13 @@ pub struct ClusterConfig {
     /// Non-voting members, numbered after the voters.
     pub non_voters: usize,
     /// Observers (read-only nodes), numbered after the non-voters: outside the membership, each
-    /// sees itself as a non-voter, and every member registers it with
+    /// sees itself as a non-voter, and every other node registers it with
     /// [`RaftNode::add_observer`] whenever it starts, as a voter's driver does for a linked
     /// read-only node.
     pub observers: usize,
+    /// Spare nodes, numbered after the observers: outside the cluster and stopped until
+    /// [`Cluster::join`] starts them, to be added with [`Cluster::change_membership`].
+    pub spares: usize,
     /// The seed every random choice derives from.
     pub seed: u64,
     /// The Raft settings of every node (each node's `seed` is derived from the cluster's).
@@ -54,6 +58,7 @@ impl ClusterConfig {
             voters,
             non_voters: 0,
             observers: 0,
+            spares: 0,
             seed,
             raft: RaftConfig::default(),
             net: NetConfig::reliable(),
@@ -97,6 +102,10 @@ pub struct ClusterStats {
     pub snapshot_chunks: u64,
     /// Snapshots installed from a leader.
     pub snapshots_installed: u64,
+    /// Membership changes a leader accepted.
+    pub membership_changes: u64,
+    /// Leadership transfers a leader started.
+    pub transfers: u64,
 }
 
 /// A simulated cluster running the real [`RaftNode`] code.
@@ -107,7 +116,10 @@ pub struct ClusterStats {
 /// violation stops the cluster and is returned by every later call.
 pub struct Cluster {
     config: ClusterConfig,
+    /// The membership the cluster starts with.
     membership: Membership,
+    /// The read-only nodes: never members.
+    observers: Vec<NodeId>,
     now: Instant,
     rng: ChaCha8Rng,
     nodes: BTreeMap<NodeId, SimNode>,
@@ -117,6 +129,8 @@ pub struct Cluster {
     pending_calls: BTreeMap<(NodeId, LogIndex), usize>,
     steps: u64,
     snapshot_stats: (u64, u64, u64),
+    /// Membership changes and transfers started.
+    operations: (u64, u64),
     violation: Option<Violation>,
     trace: Option<TraceSink>,
     trace_messages: bool,
@@ -129,12 +143,15 @@ impl Cluster {
     /// If `config.raft` is invalid or there are no voters.
     pub fn new(config: ClusterConfig) -> Cluster {
         assert!(config.voters > 0, "a cluster needs a voter");
-        let members = u64::try_from(config.voters + config.non_voters).expect("count fits u64");
-        let count = members + u64::try_from(config.observers).expect("count fits u64");
-        let voters = u64::try_from(config.voters).expect("voter count fits u64");
+        let count = |n: usize| u64::try_from(n).expect("count fits u64");
+        let voters = count(config.voters);
+        let members = voters + count(config.non_voters);
+        let observers = members + count(config.observers);
+        let spares = observers + count(config.spares);
         let membership =
             Membership::new((1..=voters).map(NodeId), (voters + 1..=members).map(NodeId));
         let mut cluster = Cluster {
+            observers: (members + 1..=observers).map(NodeId).collect(),
             rng: ChaCha8Rng::seed_from_u64(config.seed),
             net: SimNet::new(config.net.clone()),
             config,
@@ -146,18 +163,32 @@ impl Cluster {
             pending_calls: BTreeMap::new(),
             steps: 0,
             snapshot_stats: (0, 0, 0),
+            operations: (0, 0),
             violation: None,
             trace: None,
             trace_messages: false,
         };
-        for id in (1..=count).map(NodeId) {
-            cluster.nodes.insert(id, SimNode::new());
+        for id in (1..=spares).map(NodeId) {
+            let given = cluster.membership_seen_by(id, &cluster.membership);
+            cluster.nodes.insert(id, SimNode::new(given));
         }
-        // Every node exists before any starts: members register the observers as they start.
-        for id in (1..=count).map(NodeId) {
+        // Every node exists before any starts: the others register the observers as they start.
+        for id in (1..=observers).map(NodeId) {
             cluster.start(id);
         }
         cluster
+    }
+
+    /// The membership `id` is started with when `membership` is the cluster's: a node outside it
+    /// (an observer, or a spare about to be added) sees itself as a non-voter, so that it never
+    /// campaigns before a configuration makes it a voter.
+    fn membership_seen_by(&self, id: NodeId, membership: &Membership) -> Membership {
+        if membership.contains(id) {
+            return membership.clone();
+        }
+        let voters = membership.voters().iter().copied();
+        let others = membership.non_voters().iter().copied();
+        Membership::new(voters, others.chain([id]))
     }
 
     /// Sends every event to `sink`; with `messages`, every delivered message too.
@@ -171,14 +202,19 @@ impl Cluster {
         self.now
     }
 
-    /// The ids of every member, running or not.
+    /// The ids of every node, running or not: members, observers and spares.
     pub fn node_ids(&self) -> Vec<NodeId> {
         self.nodes.keys().copied().collect()
     }
 
-    /// The members.
+    /// The membership the cluster started with.
     pub fn membership(&self) -> &Membership {
         &self.membership
+    }
+
+    /// The observers (read-only nodes).
+    pub fn observers(&self) -> &[NodeId] {
+        &self.observers
     }
 
     /// The Raft state of `id`, unless it is crashed.
@@ -224,6 +260,8 @@ impl Cluster {
             compactions,
             snapshot_chunks,
             snapshots_installed,
+            membership_changes: self.operations.0,
+            transfers: self.operations.1,
         }
     }
 
@@ -401,6 +439,93 @@ impl Cluster {
         self.violation.clone().map_or(Ok(()), Err)
     }
 
+    /// Starts the spare `node` outside the cluster, as an operator starts a new server before
+    /// adding it: with a fresh disk it is given the membership of the leader of the highest term
+    /// (else the one the cluster started with) and sees itself in it as a non-voter; a node that
+    /// ran before restarts from its disk with what it was given then. Does nothing to a running
+    /// node or an observer.
+    ///
+    /// # Errors
+    /// The first [`Violation`] of the run.
+    pub fn join(&mut self, node: NodeId) -> Result<(), Violation> {
+        let known = self
+            .leader()
+            .and_then(|l| self.node(l))
+            .map_or_else(|| self.membership.clone(), |l| l.membership().clone());
+        let given = self.membership_seen_by(node, &known);
+        match self.nodes.get_mut(&node) {
+            Some(sim) if !sim.is_up() && !self.observers.contains(&node) => {
+                if sim.starts == 0 {
+                    sim.given = given;
+                }
+            }
+            _ => return self.violation.clone().map_or(Ok(()), Err),
+        }
+        self.emit(TraceEvent::Joined { node });
+        self.restart(node)
+    }
+
+    /// Asks `node` to change the membership by one member, as an operator's call reaching it
+    /// would, and carries out what follows.
+    ///
+    /// # Errors
+    /// The node's [`ChangeError`]; [`ChangeError::NotLeader`] for a node that is down.
+    pub fn change_membership(
+        &mut self,
+        node: NodeId,
+        change: MembershipChange,
+    ) -> Result<ChangeStarted, ChangeError> {
+        let now = self.now;
+        let result = self
+            .nodes
+            .get_mut(&node)
+            .and_then(|n| n.raft.as_mut())
+            .ok_or(ChangeError::NotLeader { leader: None })
+            .and_then(|raft| raft.change_membership(change.clone(), now));
+        self.operations.0 += u64::from(result.is_ok());
+        self.emit(TraceEvent::ChangeAsked {
+            node,
+            change,
+            result: result.clone(),
+        });
+        self.after_operation(node);
+        result
+    }
+
+    /// Asks `node` to hand its leadership over to `to` (`None`: the most up-to-date voter), and
+    /// carries out what follows.
+    ///
+    /// # Errors
+    /// The node's [`TransferError`]; [`TransferError::NotLeader`] for a node that is down.
+    pub fn transfer_leadership(
+        &mut self,
+        node: NodeId,
+        to: Option<NodeId>,
+    ) -> Result<NodeId, TransferError> {
+        let now = self.now;
+        let result = self
+            .nodes
+            .get_mut(&node)
+            .and_then(|n| n.raft.as_mut())
+            .ok_or(TransferError::NotLeader { leader: None })
+            .and_then(|raft| raft.transfer_leadership(to, now));
+        self.operations.1 += u64::from(result.is_ok());
+        self.emit(TraceEvent::TransferAsked { node, to, result });
+        self.after_operation(node);
+        result
+    }
+
+    /// Carries out what an operation on `node` started: its messages, its log write.
+    fn after_operation(&mut self, node: NodeId) {
+        let Some(raft) = self.node(node) else {
+            return;
+        };
+        let before = (raft.role(), raft.term(), raft.commit_index());
+        if let Err(what) = self.after_input(node, before) {
+            self.fail(what);
+        }
+    }
+
     /// Splits the network into `groups`; nodes not listed form one more group.
     pub fn partition(&mut self, groups: &[Vec<NodeId>]) {
         let listed: Vec<NodeId> = groups.iter().flatten().copied().collect();
@@ -430,12 +555,7 @@ impl Cluster {
     }
 
     fn start(&mut self, id: NodeId) {
-        let observers: Vec<NodeId> = self
-            .nodes
-            .keys()
-            .copied()
-            .filter(|&n| !self.membership.contains(n))
-            .collect();
+        let observers = self.observers.clone();
         let Some(sim) = self.nodes.get_mut(&id) else {
             return;
         };
@@ -446,7 +566,11 @@ impl Cluster {
             hard_state: sim.durable.hard_state,
             entries: sim.durable.log.clone(),
             snapshot: sim.durable.snapshot.as_ref().map(|s| s.point),
-            membership: None,
+            membership: sim
+                .durable
+                .snapshot
+                .as_ref()
+                .and_then(|s| s.membership.clone()),
         };
         // The driver loads its snapshot into the state machine.
         sim.applied = sim
@@ -454,17 +578,9 @@ impl Cluster {
             .snapshot
             .as_ref()
             .map_or_else(Vec::new, |s| s.state.to_vec());
-        let membership = if self.membership.contains(id) {
-            self.membership.clone()
-        } else {
-            // An observer sees itself as a non-voter.
-            let voters = self.membership.voters().iter().copied();
-            let others = self.membership.non_voters().iter().copied();
-            Membership::new(voters, others.chain([id]))
-        };
-        match RaftNode::new(id, membership, raft_config, restored, self.now) {
+        match RaftNode::new(id, sim.given.clone(), raft_config, restored, self.now) {
             Ok(mut raft) => {
-                if self.membership.contains(id) {
+                if !observers.contains(&id) {
                     for observer in observers {
                         raft.add_observer(observer, self.now);
                     }
@@ -683,12 +799,29 @@ impl Cluster {
         };
         // Every commit is recorded before the entries go.
         self.checker.after_step(raft)?;
-        sim.durable.compact(SimSnapshot {
+        // The membership is stored with the snapshot before the log entry naming it goes.
+        let membership = raft.membership_at(applied).cloned();
+        let snapshot = SimSnapshot {
             point,
             state: Rc::new(sim.applied.clone()),
-        });
-        raft.compact(applied)
+            membership,
+        };
+        Checker::on_snapshot(id, &snapshot)?;
+        sim.durable.compact(snapshot);
+        let handed = raft
+            .compact(applied)
             .map_err(|e| format!("{id} could not compact: {e}"))?;
+        if sim
+            .durable
+            .snapshot
+            .as_ref()
+            .and_then(|s| s.membership.as_ref())
+            != Some(&handed)
+        {
+            return Err(format!(
+                "{id} compacted to {applied} handing over another membership than the one in force there"
+            ));
+        }
         self.snapshot_stats.0 += 1;
         self.emit(TraceEvent::Compacted {
             node: id,
@@ -790,10 +923,18 @@ impl Cluster {
         }
     }
 
-    /// Makes a received snapshot durable, loads it into the state machine and tells the node.
-    fn install_snapshot(&mut self, id: NodeId, snapshot: SimSnapshot) -> Result<(), String> {
+    /// Makes a received snapshot durable, with the membership the leader sent with it, loads it
+    /// into the state machine and tells the node.
+    fn install_snapshot(&mut self, id: NodeId, mut snapshot: SimSnapshot) -> Result<(), String> {
         let now = self.now;
         let point = snapshot.point;
+        snapshot.membership = self
+            .nodes
+            .get(&id)
+            .and_then(|n| n.raft.as_ref())
+            .and_then(|raft| raft.incoming_snapshot_membership(point))
+            .cloned();
+        Checker::on_snapshot(id, &snapshot)?;
         self.checker.on_install(id, point, &snapshot.state)?;
         let pending: Vec<LogIndex> = self
             .pending_calls

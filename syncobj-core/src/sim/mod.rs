@@ -2,14 +2,16 @@
 //!
 //! [`Cluster`] runs the real [`RaftNode`](crate::raft::RaftNode) code of several nodes on a
 //! simulated network under a virtual clock: messages are delayed, reordered, lost, duplicated
-//! and cut by partitions; nodes crash and restart from what they had made durable. Every random
+//! and cut by partitions; nodes crash and restart from what they had made durable; members are
+//! added and removed and the leadership handed over while all of this goes on. Every random
 //! choice derives from one seed, so a seed replays its run exactly. After every step the
 //! simulator checks election safety, log matching, leader completeness, state machine safety,
 //! persist-before-send and monotone terms, commit and applied indexes; the first violation stops
 //! the run.
 //!
-//! [`run_seed`] drives one randomized run: faults and client load, then healing and a liveness
-//! check, then the check that every acknowledged write is on every node. The `syncobj-sim` tool
+//! [`run_seed`] drives one randomized run: faults, membership changes and client load, then
+//! healing, a liveness check and the check that every member ends with the same
+//! configuration, then the check that every acknowledged write is on every node. The `syncobj-sim` tool
 //! runs many seeds.
 //!
 //! ```

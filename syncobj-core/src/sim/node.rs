@@ -5,15 +5,21 @@ use std::rc::Rc;
 
 use bytes::Bytes;
 
-use crate::raft::{Entry, HardState, LogIndex, LogPosition, LogReset, NodeId, RaftNode, Term};
+use crate::raft::{
+    Entry, HardState, LogIndex, LogPosition, LogReset, Membership, NodeId, RaftNode, Term,
+};
 
-/// A durable snapshot: the state machine (the applied entries, in order) up to `point`.
+/// A durable snapshot: the state machine (the applied entries, in order) up to `point`, and the
+/// membership in force there, stored beside it as a driver stores it in the snapshot's metadata.
 #[derive(Clone, Debug)]
 pub(crate) struct SimSnapshot {
     /// The last entry it covers.
     pub(crate) point: LogPosition,
     /// The applied entries `1..=point.index`; serialized only when sent.
     pub(crate) state: Rc<Vec<Entry>>,
+    /// The membership in force at `point`: what the node handed over when it compacted, or what
+    /// the leader sent with the snapshot. `None` only between receiving and installing it.
+    pub(crate) membership: Option<Membership>,
 }
 
 impl SimSnapshot {
@@ -29,6 +35,7 @@ impl SimSnapshot {
         Ok(SimSnapshot {
             point,
             state: Rc::new(state),
+            membership: None,
         })
     }
 }
@@ -124,11 +131,15 @@ pub(crate) struct SimNode {
     pub(crate) pending_install: Option<(SimSnapshot, u32)>,
     /// The snapshot streams being sent, per follower: "open files" (volatile).
     pub(crate) serving: BTreeMap<NodeId, (LogPosition, Bytes)>,
+    /// The membership the node is started with, as a driver is given its partners: the one in
+    /// force until its snapshot or its log names another.
+    pub(crate) given: Membership,
 }
 
 impl SimNode {
-    pub(crate) fn new() -> SimNode {
+    pub(crate) fn new(given: Membership) -> SimNode {
         SimNode {
+            given,
             raft: None,
             durable: Durable::default(),
             applied: Vec::new(),

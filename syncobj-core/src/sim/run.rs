@@ -15,7 +15,10 @@ use super::checker::Violation;
 use super::cluster::{Cluster, ClusterConfig};
 use super::net::{NetConfig, NetStats};
 use super::trace::TraceSink;
-use crate::raft::{Instant, LogPosition, NodeId, RaftConfig};
+use crate::raft::{Instant, LogPosition, MembershipChange, NodeId, RaftConfig};
+
+/// Spare nodes a run with membership changes can add.
+const SPARES: usize = 2;
 
 /// Which faults a run injects.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -28,6 +31,10 @@ pub struct Faults {
     pub lossy_network: bool,
     /// Make a node's disk fail (driver level): the node halts until it is restarted.
     pub disk_failures: bool,
+    /// Change the membership while everything else goes on (Raft level): start spare nodes and
+    /// add them, remove members (the leader too), promote non-voters, hand the leadership over,
+    /// and stop removed nodes.
+    pub membership_changes: bool,
 }
 
 impl Faults {
@@ -38,6 +45,7 @@ impl Faults {
             partitions: true,
             lossy_network: true,
             disk_failures: true,
+            membership_changes: true,
         }
     }
 
@@ -48,6 +56,7 @@ impl Faults {
             partitions: false,
             lossy_network: false,
             disk_failures: false,
+            membership_changes: false,
         }
     }
 }
@@ -114,6 +123,10 @@ pub struct RunReport {
     pub snapshot_chunks: u64,
     /// Snapshots installed from a leader.
     pub snapshots_installed: u64,
+    /// Membership changes a leader accepted.
+    pub membership_changes: u64,
+    /// Leadership transfers a leader started.
+    pub transfers: u64,
 }
 
 /// A seed that broke an invariant (or panicked), with what is needed to replay it.
@@ -231,6 +244,15 @@ struct Runner<'a> {
     next_propose: Instant,
     next_fault: Instant,
     payloads: u64,
+    /// Membership changes, on a generator and a schedule of their own so that a seed's other
+    /// faults stay what they are without them.
+    churn: Option<Churn>,
+}
+
+/// The schedule of membership changes.
+struct Churn {
+    rng: ChaCha8Rng,
+    next: Instant,
 }
 
 impl<'a> Runner<'a> {
@@ -248,6 +270,11 @@ impl<'a> Runner<'a> {
             net: NetConfig::reliable(),
             compact_every: None,
             defer_installs: false,
+            spares: if config.faults.membership_changes {
+                SPARES
+            } else {
+                0
+            },
         };
         if config.vary_snapshots {
             vary_snapshots(seed, &mut cluster_config);
@@ -261,6 +288,10 @@ impl<'a> Runner<'a> {
             next_propose: Instant::ZERO,
             next_fault: Instant::ZERO + Duration::from_millis(500),
             payloads: 0,
+            churn: config.faults.membership_changes.then(|| Churn {
+                rng: ChaCha8Rng::seed_from_u64(seed ^ 0xC4A9_6E5E_7000),
+                next: Instant::ZERO + Duration::from_millis(1000),
+            }),
         }
     }
 
@@ -278,6 +309,8 @@ impl<'a> Runner<'a> {
             compactions: stats.compactions,
             snapshot_chunks: stats.snapshot_chunks,
             snapshots_installed: stats.snapshots_installed,
+            membership_changes: stats.membership_changes,
+            transfers: stats.transfers,
         })
     }
 
@@ -285,10 +318,12 @@ impl<'a> Runner<'a> {
         let end = self.cluster.now() + self.config.fault_duration;
         loop {
             let next_restart = self.restarts.values().min().copied().unwrap_or(end);
+            let next_churn = self.churn.as_ref().map_or(end, |c| c.next);
             let next = self
                 .next_propose
                 .min(self.next_fault)
                 .min(next_restart)
+                .min(next_churn)
                 .min(end);
             self.cluster.run_until(next)?;
             let now = self.cluster.now();
@@ -321,7 +356,93 @@ impl<'a> Runner<'a> {
                 };
                 self.next_fault = now + Duration::from_millis(self.rng.random_range(gap_ms));
             }
+            if now >= next_churn {
+                self.change_membership()?;
+            }
         }
+    }
+
+    /// One membership operation on the leader of the highest term, if there is one: add a
+    /// spare or a removed node (as a voter, or a non-voter now and then), promote a non-voter,
+    /// remove a member (the leader itself a third of the time), or hand the leadership over.
+    /// Removed nodes are stopped, now and then, once their removal is committed.
+    fn change_membership(&mut self) -> Result<(), Violation> {
+        let Some(churn) = self.churn.as_mut() else {
+            return Ok(());
+        };
+        let rng = &mut churn.rng;
+        let gap_ms = if rng.random_bool(0.3) {
+            1..=100
+        } else {
+            200..=4000
+        };
+        churn.next = self.cluster.now() + Duration::from_millis(rng.random_range(gap_ms));
+        let Some(leader) = self.cluster.leader() else {
+            return Ok(());
+        };
+        let Some(node) = self.cluster.node(leader) else {
+            return Ok(());
+        };
+        let membership = node.membership().clone();
+        let settled = node.pending_change().is_none();
+        let outside: Vec<NodeId> = self
+            .cluster
+            .node_ids()
+            .into_iter()
+            .filter(|&n| !membership.contains(n) && !self.cluster.observers().contains(&n))
+            .collect();
+        if settled {
+            for &n in &outside {
+                if self.cluster.node(n).is_some() && churn.rng.random_bool(0.5) {
+                    self.cluster.crash(n);
+                    self.restarts.remove(&n);
+                }
+            }
+        }
+        let rng = &mut churn.rng;
+        let voters: Vec<NodeId> = membership.voters().iter().copied().collect();
+        let members: Vec<NodeId> = membership.members().collect();
+        let non_voters: Vec<NodeId> = membership.non_voters().iter().copied().collect();
+        match rng.random_range(0..10) {
+            0..=3 if !outside.is_empty() => {
+                let id = outside[rng.random_range(0..outside.len())];
+                let address = format!("sim-{id}");
+                let change = if rng.random_bool(0.8) {
+                    MembershipChange::AddVoter { id, address }
+                } else {
+                    MembershipChange::AddNonVoter { id, address }
+                };
+                self.cluster.join(id)?;
+                let _ = self.cluster.change_membership(leader, change);
+            }
+            0..=4 if !non_voters.is_empty() => {
+                let id = non_voters[rng.random_range(0..non_voters.len())];
+                let address = format!("sim-{id}");
+                let change = MembershipChange::AddVoter { id, address };
+                let _ = self.cluster.change_membership(leader, change);
+            }
+            0..=7 => {
+                let id = if rng.random_bool(0.3) {
+                    leader
+                } else {
+                    members[rng.random_range(0..members.len())]
+                };
+                let voters_min = (self.config.nodes / 2).max(1);
+                if membership.is_voter(id) && voters.len() <= voters_min {
+                    return Ok(());
+                }
+                let _ = self
+                    .cluster
+                    .change_membership(leader, MembershipChange::Remove { id });
+            }
+            _ => {
+                let to = (rng.random_bool(0.7) && voters.len() > 1)
+                    .then(|| voters[rng.random_range(0..voters.len())])
+                    .filter(|&v| v != leader);
+                let _ = self.cluster.transfer_leadership(leader, to);
+            }
+        }
+        Ok(())
     }
 
     /// A burst of client calls made at a random node, which forwards them to the leader it knows
@@ -429,7 +550,7 @@ impl<'a> Runner<'a> {
                 markers.push((leader, position));
             }
             let marker_applied = markers.iter().any(|&(_, p)| self.all_applied(p));
-            if marker_applied && self.all_caught_up() {
+            if marker_applied && self.all_caught_up() && self.configuration_settled() {
                 return Ok(());
             }
             self.cluster.run_for(Duration::from_millis(5))?;
@@ -437,17 +558,64 @@ impl<'a> Runner<'a> {
         Err(Violation {
             at: self.cluster.now(),
             what: format!(
-                "liveness: no new entry applied on every node within {:?} of healing (leader {:?}, max term {})",
+                "liveness: no new entry applied on every node, or no configuration agreed by every member, within {:?} of healing (leader {:?}, max term {}, {})",
                 self.config.liveness_timeout,
                 self.cluster.leader(),
-                self.cluster.max_term()
+                self.cluster.max_term(),
+                self.describe_configurations()
             ),
         })
     }
 
+    /// The nodes that must hold every committed entry at the end: the members of the leader's
+    /// configuration, and the observers. (A removed node keeps what it had.)
+    fn followers_at_end(&self) -> Vec<NodeId> {
+        let leader = self.cluster.leader().and_then(|l| self.cluster.node(l));
+        let Some(membership) = leader.map(|l| l.membership()) else {
+            return self.cluster.node_ids();
+        };
+        let observers = self.cluster.observers().iter().copied();
+        membership.members().chain(observers).collect()
+    }
+
+    /// The leader has no membership change under way, and every member runs the leader's
+    /// configuration.
+    fn configuration_settled(&self) -> bool {
+        let Some(leader) = self.cluster.leader().and_then(|l| self.cluster.node(l)) else {
+            return false;
+        };
+        let membership = leader.membership();
+        leader.pending_change().is_none()
+            && membership.members().all(|id| {
+                self.cluster
+                    .node(id)
+                    .is_some_and(|n| n.membership() == membership)
+            })
+    }
+
+    /// Each running node's configuration and pending change, for a liveness failure.
+    fn describe_configurations(&self) -> String {
+        let nodes: Vec<String> = self
+            .cluster
+            .running()
+            .map(|n| {
+                let m = n.membership();
+                format!(
+                    "{}: voters {:?} non-voters {:?} pending {:?} applied {}",
+                    n.id(),
+                    m.voters(),
+                    m.non_voters(),
+                    n.pending_change(),
+                    n.applied_index()
+                )
+            })
+            .collect();
+        nodes.join("; ")
+    }
+
     fn all_applied(&self, position: LogPosition) -> bool {
         let slot = usize::try_from(position.index.0 - 1).unwrap_or(usize::MAX);
-        self.cluster.node_ids().into_iter().all(|id| {
+        self.followers_at_end().into_iter().all(|id| {
             self.cluster
                 .applied(id)
                 .get(slot)
@@ -458,8 +626,7 @@ impl<'a> Runner<'a> {
     /// Every node has applied everything known committed.
     fn all_caught_up(&self) -> bool {
         let committed = self.cluster.highest_committed().0;
-        self.cluster
-            .node_ids()
+        self.followers_at_end()
             .into_iter()
             .all(|id| self.cluster.applied(id).len() as u64 >= committed)
     }
@@ -470,7 +637,7 @@ impl<'a> Runner<'a> {
         for (node, position, data) in self.cluster.acknowledged() {
             count += 1;
             let slot = usize::try_from(position.index.0 - 1).unwrap_or(usize::MAX);
-            for id in self.cluster.node_ids() {
+            for id in self.followers_at_end() {
                 let held = self.cluster.applied(id).get(slot);
                 if !held.is_some_and(|e| e.term == position.term && e.data == data) {
                     return Err(Violation {

@@ -3,7 +3,8 @@
 use std::fmt;
 
 use crate::raft::{
-    Envelope, Instant, LogIndex, LogPosition, Message, NodeId, RoleKind, StepError, Term,
+    ChangeError, ChangeStarted, Envelope, Instant, LogIndex, LogPosition, MembershipChange,
+    Message, NodeId, RoleKind, StepError, Term, TransferError,
 };
 
 /// Where a simulation sends its [`TraceEvent`]s, with the virtual time of each.
@@ -67,6 +68,29 @@ pub enum TraceEvent {
         /// The commit index it recovered.
         commit: LogIndex,
     },
+    /// A spare node started, outside the cluster until a membership change adds it.
+    Joined {
+        /// The node.
+        node: NodeId,
+    },
+    /// A node was asked to change the membership.
+    ChangeAsked {
+        /// The node asked (a leader, if it was accepted).
+        node: NodeId,
+        /// The change.
+        change: MembershipChange,
+        /// What the node answered.
+        result: Result<ChangeStarted, ChangeError>,
+    },
+    /// A node was asked to hand its leadership over.
+    TransferAsked {
+        /// The node asked.
+        node: NodeId,
+        /// The target asked for, if any.
+        to: Option<NodeId>,
+        /// The target chosen, or why the node refused.
+        result: Result<NodeId, TransferError>,
+    },
     /// The network was split into groups that cannot talk to each other.
     Partitioned {
         /// The groups.
@@ -121,6 +145,19 @@ impl fmt::Display for TraceEvent {
                     "{node} restarts in {term} with {entries} entries, commit {commit}"
                 )
             }
+            TraceEvent::Joined { node } => write!(f, "{node} starts outside the cluster"),
+            TraceEvent::ChangeAsked {
+                node,
+                change,
+                result,
+            } => match result {
+                Ok(started) => write!(f, "{node} starts {change:?}: {started:?}"),
+                Err(error) => write!(f, "{node} refuses {change:?}: {error}"),
+            },
+            TraceEvent::TransferAsked { node, to, result } => match result {
+                Ok(target) => write!(f, "{node} hands its leadership over to {target}"),
+                Err(error) => write!(f, "{node} refuses to hand over to {to:?}: {error}"),
+            },
             TraceEvent::Partitioned { groups } => {
                 let groups: Vec<String> = groups
                     .iter()
