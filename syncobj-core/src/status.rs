@@ -67,8 +67,11 @@ pub struct Status {
     pub counters: StatusCounters,
     /// Counters of bad input and losses on the wire (one key per counter).
     pub wire: WireCounters,
-    /// Snapshots: the last one's index and what was taken, sent and installed.
+    /// Snapshots: the last one's index and size, and what was taken, sent and installed.
     pub snapshots: SnapshotStatus,
+    /// The journal on disk: its size and the entries it holds.
+    #[serde(default)]
+    pub journal: JournalStatus,
     /// The membership in force on this node, and the change under way.
     pub membership: MembershipStatus,
 }
@@ -145,11 +148,17 @@ impl MembershipStatus {
     }
 }
 
-/// Where a node's snapshots stand (keys `snapshot_index` and one per counter).
+/// Where a node's snapshots stand (keys `snapshot_index`, `snapshot_bytes` and one per
+/// counter).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SnapshotStatus {
     /// The last entry the latest snapshot covers: the log starts after it (0: none).
     pub snapshot_index: u64,
+    /// The latest snapshot's size in bytes: its file's on a node that keeps snapshots on disk
+    /// (`journal_file` or `full_dump_file`), its payload's (the state as serialized) on one
+    /// that keeps them in memory only; 0 without a snapshot.
+    #[serde(default)]
+    pub snapshot_bytes: u64,
     /// Snapshots taken and the log compacted into.
     pub compactions: u64,
     /// Snapshot transfers started as leader, to followers too far behind.
@@ -163,9 +172,32 @@ impl SnapshotStatus {
     fn pairs(&self) -> Vec<(String, String)> {
         counter_pairs(&[
             ("snapshot_index", self.snapshot_index),
+            ("snapshot_bytes", self.snapshot_bytes),
             ("compactions", self.compactions),
             ("snapshots_sent", self.snapshots_sent),
             ("snapshots_installed", self.snapshots_installed),
+        ])
+    }
+}
+
+/// A node's journal (keys `journal_bytes` and `journal_entries`); zero on a node without one.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JournalStatus {
+    /// The length of the journal's segment files, in bytes (key `journal_bytes`). A compaction
+    /// removes only whole segments (of about 64 MiB), or starts the log afresh when it covers all
+    /// of it, so this may not shrink at once after one.
+    pub bytes: u64,
+    /// The entries the journal holds: those after the latest snapshot (key
+    /// `journal_entries`).
+    pub entries: u64,
+}
+
+impl JournalStatus {
+    /// One `(key, value)` pair per field.
+    fn pairs(&self) -> Vec<(String, String)> {
+        counter_pairs(&[
+            ("journal_bytes", self.bytes),
+            ("journal_entries", self.entries),
         ])
     }
 }
@@ -179,6 +211,7 @@ impl Status {
         pairs.extend(self.counters.pairs());
         pairs.extend(self.wire.pairs());
         pairs.extend(self.snapshots.pairs());
+        pairs.extend(self.journal.pairs());
         pairs.extend(self.membership.pairs());
         pairs.sort();
         pairs
@@ -255,6 +288,7 @@ impl Default for Status {
             counters: StatusCounters::default(),
             wire: WireCounters::default(),
             snapshots: SnapshotStatus::default(),
+            journal: JournalStatus::default(),
             membership: MembershipStatus::default(),
         }
     }
@@ -603,6 +637,15 @@ mod tests {
                 pre_votes_started: 2,
                 ..StatusCounters::default()
             },
+            snapshots: super::SnapshotStatus {
+                snapshot_index: 4,
+                snapshot_bytes: 1234,
+                ..super::SnapshotStatus::default()
+            },
+            journal: super::JournalStatus {
+                bytes: 4096,
+                entries: 3,
+            },
             ..Status::default()
         }
     }
@@ -649,6 +692,10 @@ mod tests {
             "elections_started: 1".to_owned(),
             "pre_votes_started: 2".to_owned(),
             "protocol_errors: 0".to_owned(),
+            "snapshot_index: 4".to_owned(),
+            "snapshot_bytes: 1234".to_owned(),
+            "journal_bytes: 4096".to_owned(),
+            "journal_entries: 3".to_owned(),
         ];
         for line in &expected {
             assert!(
@@ -656,7 +703,7 @@ mod tests {
                 "missing {line:?} in\n{text}"
             );
         }
-        assert_eq!(lines.len(), 63, "{text}");
+        assert_eq!(lines.len(), 66, "{text}");
         assert!(!text.ends_with('\n'));
     }
 

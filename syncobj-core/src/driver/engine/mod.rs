@@ -250,6 +250,10 @@ impl Engine {
         observed.bad_frames = self.links.bad_frames;
         observed.wire = Arc::clone(&self.links.wire);
         observed.membership = self.membership_view();
+        observed.snapshots.snapshot_bytes = self.snapshots.latest_bytes();
+        if let Some(persistence) = &self.persistence {
+            observed.journal = persistence.status();
+        }
         self.signals.observed.store(Arc::new(observed));
     }
 
