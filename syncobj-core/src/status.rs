@@ -27,7 +27,8 @@ pub struct Status {
     pub self_node: Option<String>,
     /// This node's Raft state (key `state`, PySyncObj's integer code; key `role`, its name).
     pub state: RaftState,
-    /// The leader this node knows of, if any (key `leader`).
+    /// The leader this node knows of, if any; `None` on a node removed from the cluster (key
+    /// `leader`).
     pub leader: Option<String>,
     /// Whether this node and the voters connected to it form a majority (key `has_quorum`).
     pub has_quorum: bool,

@@ -234,6 +234,8 @@ fn add_a_node_then_remove_one() {
     wait_until("the removed node knows", || {
         !gone.status().membership.is_member
     });
+    assert_eq!(gone.leader(), None, "a removed node has no leader");
+    assert_eq!(gone.status().leader, None);
     let refused = gone.add(1).wait_timeout(PATIENCE);
     assert_eq!(refused, Err(FailReason::Removed));
     assert_eq!(FailReason::Removed.effect(), Effect::None);
@@ -316,6 +318,9 @@ fn the_leader_removes_itself() {
     assert_eq!(old.add(1).wait_timeout(PATIENCE), Err(FailReason::Removed));
     assert_eq!(add_retrying(new, 3), Ok(3));
     assert_eq!(voters(new).len(), 2);
+    // It used to name the leader it heard last for ever (a new leader, or itself).
+    assert_eq!(old.leader(), None, "a removed node has no leader");
+    assert_eq!(old.status().leader, None);
 }
 
 /// A transfer to a named node, asked on a third node (forwarded), and one to whichever voter

@@ -250,6 +250,11 @@ impl Engine {
         observed.bad_frames = self.links.bad_frames;
         observed.wire = Arc::clone(&self.links.wire);
         observed.membership = self.membership_view();
+        if self.is_removed() {
+            // No leader speaks to a removed node any more: the one it heard last (for ever,
+            // since it never campaigns) is not its leader, and may lead no longer.
+            observed.leader = None;
+        }
         observed.snapshots.snapshot_bytes = self.snapshots.latest_bytes();
         if let Some(persistence) = &self.persistence {
             observed.journal = persistence.status();
