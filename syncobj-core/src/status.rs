@@ -81,10 +81,11 @@ pub struct Status {
 /// `membership_change`, `is_member`, `dynamic_membership_change`).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MembershipStatus {
-    /// The voters' addresses, this node's included if it is one (key `voters`, comma-separated).
+    /// The voters' addresses, sorted, this node's included if it is one (key `voters`,
+    /// comma-separated).
     pub voters: Vec<String>,
-    /// The non-voting members' addresses: nodes catching up before their promotion (key
-    /// `non_voters`). Read-only nodes are not members; see [`Status::readonly_nodes`].
+    /// The non-voting members' addresses, sorted: nodes catching up before their promotion
+    /// (key `non_voters`). Read-only nodes are not members; see [`Status::readonly_nodes`].
     pub non_voters: Vec<String>,
     /// The membership change under way, if any (key `membership_change`).
     pub pending: Option<PendingChangeStatus>,

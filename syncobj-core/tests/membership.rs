@@ -164,17 +164,17 @@ fn add_retrying(node: &Node, n: i64) -> Result<i64, FailReason> {
     Err(FailReason::Timeout)
 }
 
-fn sorted(mut addresses: Vec<String>) -> Vec<String> {
-    addresses.sort();
-    addresses
-}
-
+/// The voters as `node`'s status lists them: sorted by address.
 fn voters(node: &Node) -> Vec<String> {
-    sorted(node.status().membership.voters)
+    let voters = node.status().membership.voters;
+    assert!(voters.is_sorted(), "{voters:?}");
+    voters
 }
 
 fn names(addresses: &[&str]) -> Vec<String> {
-    sorted(addresses.iter().map(|a| (*a).to_owned()).collect())
+    let mut names: Vec<String> = addresses.iter().map(|a| (*a).to_owned()).collect();
+    names.sort();
+    names
 }
 
 /// PySyncObj `test_doChangeClusterUT1`/`UT2`: a node is added to a running cluster (asked on

@@ -283,9 +283,14 @@ impl Engine {
                     .or_else(|| self.links.addresses.by_id.get(&id).cloned())
                     .unwrap_or_else(|| id.to_string())
             };
+            let names = |ids: &std::collections::BTreeSet<NodeId>| {
+                let mut names: Vec<String> = ids.iter().map(|&id| name(id)).collect();
+                names.sort_unstable();
+                names
+            };
             let view = MembershipStatus {
-                voters: membership.voters().iter().map(|&id| name(id)).collect(),
-                non_voters: membership.non_voters().iter().map(|&id| name(id)).collect(),
+                voters: names(membership.voters()),
+                non_voters: names(membership.non_voters()),
                 pending: pending.map(|p| match p {
                     PendingChange::Uncommitted(index) => {
                         PendingChangeStatus::Uncommitted { index: index.0 }
