@@ -32,10 +32,10 @@ pub struct Status {
     pub leader: Option<String>,
     /// Whether this node and the voters connected to it form a majority (key `has_quorum`).
     pub has_quorum: bool,
-    /// The other voting members (keys `partner_nodes_count`, `partner_node_status_server_<addr>`,
-    /// and the next and match index keys).
+    /// The other voting members, sorted by address (keys `partner_nodes_count`,
+    /// `partner_node_status_server_<addr>`, and the next and match index keys).
     pub partner_nodes: Vec<PeerStatus>,
-    /// The read-only nodes (keys `readonly_nodes_count`, `readonly_node_status_server_<addr>`,
+    /// The read-only nodes, sorted by address (keys `readonly_nodes_count`, `readonly_node_status_server_<addr>`,
     /// and the next and match index keys).
     pub readonly_nodes: Vec<PeerStatus>,
     /// How many entries the log holds (key `log_len`).

@@ -164,9 +164,12 @@ fn add_retrying(node: &Node, n: i64) -> Result<i64, FailReason> {
     Err(FailReason::Timeout)
 }
 
-/// The voters as `node`'s status lists them: sorted by address.
+/// The voters as `node`'s status lists them: sorted by address, as its partners are.
 fn voters(node: &Node) -> Vec<String> {
-    let voters = node.status().membership.voters;
+    let status = node.status();
+    let partners: Vec<&str> = status.partner_nodes.iter().map(|p| &*p.node).collect();
+    assert!(partners.is_sorted(), "{partners:?}");
+    let voters = status.membership.voters;
     assert!(voters.is_sorted(), "{voters:?}");
     voters
 }

@@ -158,13 +158,16 @@ impl Observed {
             match_index: progress.get(&id).map(|p| p.1.0),
         };
         let others = |read_only: bool| {
-            self.peers
+            let mut peers: Vec<PeerStatus> = self
+                .peers
                 .nodes
                 .iter()
                 .map(|(&id, link)| (id, link))
                 .filter(|&(id, _)| id != me && is_read_only(id) == read_only)
                 .map(peer)
-                .collect()
+                .collect();
+            peers.sort_unstable_by(|a, b| a.node.cmp(&b.node));
+            peers
         };
         let wire = self.wire.snapshot();
         let halted = context
