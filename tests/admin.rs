@@ -229,6 +229,15 @@ fn transfer_the_leadership() {
     assert_eq!(out.trim(), format!("SUCCESS TRANSFER {target}"));
     assert_eq!(nodes[0].leader().as_deref(), Some(&*target));
 
+    // A transfer to the leader is refused with that reason (it once read as a refused
+    // membership change). Asked of the leader, which knows it leads.
+    let (code, out, err) = admin(&["--conn", &target, "transfer", &target]);
+    assert_eq!(code, 1, "{err}");
+    assert_eq!(
+        out.trim(),
+        format!("FAIL TRANSFER {target}: refused: {target} leads already")
+    );
+
     let (code, out, err) = admin(&["--conn", &addresses[1], "transfer"]);
     assert_eq!((code, out.trim()), (0, "SUCCESS TRANSFER"), "{err}");
     assert_ne!(nodes[1].leader().as_deref(), Some(&*target));

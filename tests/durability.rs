@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 use syncobj::prelude::*;
+use syncobj::status::JournalStatus;
 use syncobj::{FsyncPolicy, StartError, SyncObjConfBuilder};
 
 #[derive(Default, Serialize, Deserialize, Replicated)]
@@ -241,6 +242,63 @@ fn a_journal_cut_short_stops_the_node_naming_the_segment() {
     assert_eq!(after, len / 2, "the refused journal was changed");
 }
 
+/// The total length of the files named `<prefix>...` in `dir`, and how many there are.
+fn files_bytes(dir: &Path, prefix: &str) -> (u64, usize) {
+    let lengths: Vec<u64> = std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .flatten()
+                .filter(|e| e.file_name().to_string_lossy().starts_with(prefix))
+                .filter_map(|e| e.metadata().ok())
+                .map(|m| m.len())
+                .collect()
+        })
+        .unwrap_or_default();
+    (lengths.iter().sum(), lengths.len())
+}
+
+/// Waits until `node`'s status reports its journal as the directory `journal` holds it: the
+/// segment files' length, and as many entries as its log (a status is published after the
+/// iteration that wrote, so it may lag a write by one iteration). Returns the journal's status.
+fn journal_agrees_with_disk(node: &SyncObj<Counter>, journal: &Path) -> JournalStatus {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let status = node.status();
+        let on_disk = files_bytes(journal, "segment-").0;
+        if status.journal.bytes == on_disk && status.journal.entries == status.log_len {
+            return status.journal;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the status's journal {:?} (log_len {}) disagrees with the {on_disk} bytes of \
+             segments in {}",
+            status.journal,
+            status.log_len,
+            journal.display()
+        );
+        // A call is an event: it settles after an iteration, which publishes a status.
+        let _ = node.add(0).wait_timeout(Duration::from_millis(200));
+    }
+}
+
+/// Checks that `node`'s status reports the snapshot beside `journal` as it is on disk: one
+/// file, whose length is `snapshot_bytes`, at `snapshot_index`.
+fn snapshot_agrees_with_disk(node: &SyncObj<Counter>, journal: &Path) {
+    let dir = PathBuf::from(format!("{}.snapshots", journal.display()));
+    let snapshots = node.status().snapshots;
+    let (bytes, files) = files_bytes(&dir, "snapshot-");
+    assert_eq!(files, 1, "one snapshot file in {}", dir.display());
+    assert!(bytes > 0);
+    assert_eq!(snapshots.snapshot_bytes, bytes, "{snapshots:?}");
+    let name = format!("snapshot-{:020}-", snapshots.snapshot_index);
+    assert_eq!(
+        files_bytes(&dir, &name).1,
+        1,
+        "{name}* in {}",
+        dir.display()
+    );
+}
+
 /// PySyncObj's `test_journalTest1`, whole: two journaled nodes reach 350, restart with it,
 /// go on to 600, compact their logs into snapshots, go on to 900, and restart with 900 — from
 /// the snapshot and the journal's rest.
@@ -255,9 +313,17 @@ fn a_compacted_journal_restarts_from_its_snapshot() {
     let network = MemoryNetwork::new();
     let nodes = [0, 1].map(|i| start(&network, i, &dir, FsyncPolicy::Always).expect("restarts"));
     assert_eq!(nodes[0].read().value, 350);
+    let at_350: Vec<u64> = (0..2)
+        .map(|i| journal_agrees_with_disk(&nodes[i], &dir.journal(i)).bytes)
+        .collect();
+    assert!(at_350.iter().all(|&b| b > 350 * 20), "{at_350:?}");
     assert_eq!(add_many(&nodes[1], 250), 600);
     wait_for_value(&nodes[0], 600);
-    for node in &nodes {
+    for (i, node) in nodes.iter().enumerate() {
+        let journal = journal_agrees_with_disk(node, &dir.journal(i));
+        assert!(journal.bytes > at_350[i], "the journal grew: {journal:?}");
+        assert!(journal.entries >= 600, "{journal:?}");
+        assert_eq!(node.status().snapshots.snapshot_bytes, 0, "no snapshot yet");
         node.force_log_compaction();
     }
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -265,8 +331,16 @@ fn a_compacted_journal_restarts_from_its_snapshot() {
         assert!(Instant::now() < deadline, "both logs compacted within 10 s");
         let _ = nodes[0].add(0).wait_timeout(Duration::from_millis(200));
     }
+    for (i, node) in nodes.iter().enumerate() {
+        let journal = journal_agrees_with_disk(node, &dir.journal(i));
+        assert!(journal.entries <= 50, "compacted: {journal:?}");
+        snapshot_agrees_with_disk(node, &dir.journal(i));
+    }
     assert_eq!(add_many(&nodes[0], 300), 900);
     wait_for_value(&nodes[1], 900);
+    for (i, node) in nodes.iter().enumerate() {
+        assert!(journal_agrees_with_disk(node, &dir.journal(i)).entries >= 300);
+    }
     drop(nodes);
     let snapshots = PathBuf::from(format!("{}.snapshots", dir.journal(0).display()));
     assert!(
@@ -331,6 +405,15 @@ fn a_lagging_node_catches_up_from_a_snapshot() {
         nodes[2].status().log_len < 50,
         "c holds a snapshot, not the whole log"
     );
+    for node in &nodes {
+        let status = node.status();
+        assert!(
+            status.snapshots.snapshot_bytes > 0,
+            "a snapshot in memory has its payload's size: {:?}",
+            status.snapshots
+        );
+        assert_eq!(status.journal, JournalStatus::default(), "no journal");
+    }
 }
 
 /// A large state (PySyncObj's 50 MB dump test): snapshotted to the store, restored on restart.

@@ -27,14 +27,15 @@ pub struct Status {
     pub self_node: Option<String>,
     /// This node's Raft state (key `state`, PySyncObj's integer code; key `role`, its name).
     pub state: RaftState,
-    /// The leader this node knows of, if any (key `leader`).
+    /// The leader this node knows of, if any; `None` on a node removed from the cluster (key
+    /// `leader`).
     pub leader: Option<String>,
     /// Whether this node and the voters connected to it form a majority (key `has_quorum`).
     pub has_quorum: bool,
-    /// The other voting members (keys `partner_nodes_count`, `partner_node_status_server_<addr>`,
-    /// and the next and match index keys).
+    /// The other voting members, sorted by address (keys `partner_nodes_count`,
+    /// `partner_node_status_server_<addr>`, and the next and match index keys).
     pub partner_nodes: Vec<PeerStatus>,
-    /// The read-only nodes (keys `readonly_nodes_count`, `readonly_node_status_server_<addr>`,
+    /// The read-only nodes, sorted by address (keys `readonly_nodes_count`, `readonly_node_status_server_<addr>`,
     /// and the next and match index keys).
     pub readonly_nodes: Vec<PeerStatus>,
     /// How many entries the log holds (key `log_len`).
@@ -67,8 +68,11 @@ pub struct Status {
     pub counters: StatusCounters,
     /// Counters of bad input and losses on the wire (one key per counter).
     pub wire: WireCounters,
-    /// Snapshots: the last one's index and what was taken, sent and installed.
+    /// Snapshots: the last one's index and size, and what was taken, sent and installed.
     pub snapshots: SnapshotStatus,
+    /// The journal on disk: its size and the entries it holds.
+    #[serde(default)]
+    pub journal: JournalStatus,
     /// The membership in force on this node, and the change under way.
     pub membership: MembershipStatus,
 }
@@ -77,10 +81,11 @@ pub struct Status {
 /// `membership_change`, `is_member`, `dynamic_membership_change`).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MembershipStatus {
-    /// The voters' addresses, this node's included if it is one (key `voters`, comma-separated).
+    /// The voters' addresses, sorted, this node's included if it is one (key `voters`,
+    /// comma-separated).
     pub voters: Vec<String>,
-    /// The non-voting members' addresses: nodes catching up before their promotion (key
-    /// `non_voters`). Read-only nodes are not members; see [`Status::readonly_nodes`].
+    /// The non-voting members' addresses, sorted: nodes catching up before their promotion
+    /// (key `non_voters`). Read-only nodes are not members; see [`Status::readonly_nodes`].
     pub non_voters: Vec<String>,
     /// The membership change under way, if any (key `membership_change`).
     pub pending: Option<PendingChangeStatus>,
@@ -145,11 +150,17 @@ impl MembershipStatus {
     }
 }
 
-/// Where a node's snapshots stand (keys `snapshot_index` and one per counter).
+/// Where a node's snapshots stand (keys `snapshot_index`, `snapshot_bytes` and one per
+/// counter).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SnapshotStatus {
     /// The last entry the latest snapshot covers: the log starts after it (0: none).
     pub snapshot_index: u64,
+    /// The latest snapshot's size in bytes: its file's on a node that keeps snapshots on disk
+    /// (`journal_file` or `full_dump_file`), its payload's (the state as serialized) on one
+    /// that keeps them in memory only; 0 without a snapshot.
+    #[serde(default)]
+    pub snapshot_bytes: u64,
     /// Snapshots taken and the log compacted into.
     pub compactions: u64,
     /// Snapshot transfers started as leader, to followers too far behind.
@@ -163,9 +174,32 @@ impl SnapshotStatus {
     fn pairs(&self) -> Vec<(String, String)> {
         counter_pairs(&[
             ("snapshot_index", self.snapshot_index),
+            ("snapshot_bytes", self.snapshot_bytes),
             ("compactions", self.compactions),
             ("snapshots_sent", self.snapshots_sent),
             ("snapshots_installed", self.snapshots_installed),
+        ])
+    }
+}
+
+/// A node's journal (keys `journal_bytes` and `journal_entries`); zero on a node without one.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JournalStatus {
+    /// The length of the journal's segment files, in bytes (key `journal_bytes`). A compaction
+    /// removes only whole segments (of about 64 MiB), or starts the log afresh when it covers all
+    /// of it, so this may not shrink at once after one.
+    pub bytes: u64,
+    /// The entries the journal holds: those after the latest snapshot (key
+    /// `journal_entries`).
+    pub entries: u64,
+}
+
+impl JournalStatus {
+    /// One `(key, value)` pair per field.
+    fn pairs(&self) -> Vec<(String, String)> {
+        counter_pairs(&[
+            ("journal_bytes", self.bytes),
+            ("journal_entries", self.entries),
         ])
     }
 }
@@ -179,6 +213,7 @@ impl Status {
         pairs.extend(self.counters.pairs());
         pairs.extend(self.wire.pairs());
         pairs.extend(self.snapshots.pairs());
+        pairs.extend(self.journal.pairs());
         pairs.extend(self.membership.pairs());
         pairs.sort();
         pairs
@@ -255,6 +290,7 @@ impl Default for Status {
             counters: StatusCounters::default(),
             wire: WireCounters::default(),
             snapshots: SnapshotStatus::default(),
+            journal: JournalStatus::default(),
             membership: MembershipStatus::default(),
         }
     }
@@ -603,6 +639,15 @@ mod tests {
                 pre_votes_started: 2,
                 ..StatusCounters::default()
             },
+            snapshots: super::SnapshotStatus {
+                snapshot_index: 4,
+                snapshot_bytes: 1234,
+                ..super::SnapshotStatus::default()
+            },
+            journal: super::JournalStatus {
+                bytes: 4096,
+                entries: 3,
+            },
             ..Status::default()
         }
     }
@@ -649,6 +694,10 @@ mod tests {
             "elections_started: 1".to_owned(),
             "pre_votes_started: 2".to_owned(),
             "protocol_errors: 0".to_owned(),
+            "snapshot_index: 4".to_owned(),
+            "snapshot_bytes: 1234".to_owned(),
+            "journal_bytes: 4096".to_owned(),
+            "journal_entries: 3".to_owned(),
         ];
         for line in &expected {
             assert!(
@@ -656,7 +705,7 @@ mod tests {
                 "missing {line:?} in\n{text}"
             );
         }
-        assert_eq!(lines.len(), 63, "{text}");
+        assert_eq!(lines.len(), 66, "{text}");
         assert!(!text.ends_with('\n'));
     }
 

@@ -439,6 +439,16 @@ fn leftover_temp_and_unknown_files_are_reported() -> Result<(), Box<dyn std::err
     Ok(())
 }
 
+/// The total length of the segment files in `dir`, read from the file system.
+fn segment_files_bytes(dir: &Path) -> u64 {
+    std::fs::read_dir(dir)
+        .expect("the journal directory exists")
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with("segment-"))
+        .map(|e| e.metadata().expect("a segment file").len())
+        .sum()
+}
+
 #[test]
 fn real_files_roll_over_truncate_and_drop() -> Result<(), StorageError> {
     let dir = std::env::temp_dir().join(format!("syncobj-real-roll-{}", std::process::id()));
@@ -451,12 +461,46 @@ fn real_files_roll_over_truncate_and_drop() -> Result<(), StorageError> {
         journal.append(&all)?;
         journal.sync()?;
         assert!(journal.segment_count() > 5);
+        let full = journal.disk_bytes();
+        assert_eq!(full, segment_files_bytes(&dir), "after appends");
         journal.truncate_suffix(LogIndex(41))?;
+        assert_eq!(
+            journal.disk_bytes(),
+            segment_files_bytes(&dir),
+            "after a cut"
+        );
         journal.drop_prefix(LogIndex(12))?;
+        assert_eq!(
+            journal.disk_bytes(),
+            segment_files_bytes(&dir),
+            "after a drop"
+        );
+        assert!(
+            journal.disk_bytes() < full,
+            "a cut and a drop free segments"
+        );
         journal.set_hard_state(hard_state(3, Some(2), 40))?;
+        let before = journal.disk_bytes();
+        let buffered = entry(41, 3, b"buffered");
+        journal.append(std::slice::from_ref(&buffered))?;
+        let record = record_offsets(std::slice::from_ref(&buffered)).1 - RECORDS_AT;
+        assert!(
+            journal.disk_bytes() >= before + record,
+            "a buffered append counts as written"
+        );
+        journal.flush()?;
+        assert_eq!(
+            journal.disk_bytes(),
+            segment_files_bytes(&dir),
+            "once written"
+        );
+        journal.truncate_suffix(LogIndex(41))?;
         journal.sync()?;
+        let synced = journal.disk_bytes();
         drop(journal);
         let (mut journal, recovery) = open()?;
+        assert_eq!(journal.disk_bytes(), synced, "the same after a reopen");
+        assert_eq!(synced, segment_files_bytes(&dir));
         assert_eq!(recovery.entries, all[12..40]);
         assert_eq!(recovery.hard_state, hard_state(3, Some(2), 40));
         assert!(recovery.warnings.is_empty(), "{:?}", recovery.warnings);
@@ -2123,11 +2167,19 @@ fn write_snapshot(disk: &SimDisk, index: u64, data: &[u8]) -> Result<(), Storage
         writer.write_chunk(chunk)?;
     }
     store.commit(writer)?;
+    assert_eq!(store.latest_file_bytes(), Some(file_len(disk, index)));
     Ok(())
 }
 
 fn snapshot_path(index: u64) -> PathBuf {
     snap_dir().join(format!("snapshot-{index:020}-{:020}.snap", 2))
+}
+
+/// The length of snapshot `index`'s file, read from the disk.
+fn file_len(disk: &SimDisk, index: u64) -> u64 {
+    disk.contents(&snapshot_path(index))
+        .expect("the snapshot file exists")
+        .len() as u64
 }
 
 #[test]
@@ -2139,6 +2191,16 @@ fn snapshots_stream_in_and_out() -> Result<(), StorageError> {
     let (store, warnings) = SnapshotStore::open(disk.clone(), snap_dir())?;
     assert!(warnings.is_empty());
     assert_eq!(store.latest(), Some(&snapshot_meta(10)));
+    let file_bytes = file_len(&disk, 10);
+    assert!(
+        file_bytes > data.len() as u64,
+        "the payload and its checksums"
+    );
+    assert_eq!(
+        store.latest_file_bytes(),
+        Some(file_bytes),
+        "measured at open"
+    );
     let loaded = store.load_latest()?.expect("a snapshot was committed");
     assert_eq!(loaded.meta, snapshot_meta(10));
     assert_eq!(loaded.payload, data);

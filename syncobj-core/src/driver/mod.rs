@@ -556,7 +556,8 @@ impl<T: Replicated> SyncObj<T> {
         self.main.state.read()
     }
 
-    /// The leader's address as far as this node knows. Never waits for the tick loop.
+    /// The leader's address as far as this node knows; `None` on a node removed from the
+    /// cluster, which no leader speaks to any more. Never waits for the tick loop.
     pub fn leader(&self) -> Option<String> {
         self.observed().leader_address()
     }

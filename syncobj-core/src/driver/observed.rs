@@ -12,7 +12,7 @@ use super::addresses::is_read_only;
 
 use crate::raft::{LogIndex, NodeId, RaftCounters, RaftNode, RoleKind, Term};
 use crate::status::{
-    MembershipStatus, PeerStatus, RaftState, SnapshotStatus, Status, WireCounters,
+    JournalStatus, MembershipStatus, PeerStatus, RaftState, SnapshotStatus, Status, WireCounters,
 };
 
 /// One iteration's view of the node.
@@ -26,7 +26,10 @@ pub(crate) struct Observed {
     pub(crate) commit: LogIndex,
     pub(crate) applied: LogIndex,
     pub(crate) log_len: u64,
+    /// The snapshots; the driver fills in the latest one's size.
     pub(crate) snapshots: SnapshotStatus,
+    /// The journal's size, as the journal knows it; the driver fills it in.
+    pub(crate) journal: JournalStatus,
     pub(crate) counters: RaftCounters,
     /// On a leader: each peer's (next, match) index.
     pub(crate) progress: Vec<(NodeId, LogIndex, LogIndex)>,
@@ -101,10 +104,12 @@ impl Observed {
             log_len: raft.log_len() as u64,
             snapshots: SnapshotStatus {
                 snapshot_index: raft.log_base().index.0,
+                snapshot_bytes: 0,
                 compactions: counters.compactions,
                 snapshots_sent: counters.transfers_started,
                 snapshots_installed: counters.installed,
             },
+            journal: JournalStatus::default(),
             counters: raft.counters(),
             progress: raft.progress(),
             peers,
@@ -153,13 +158,16 @@ impl Observed {
             match_index: progress.get(&id).map(|p| p.1.0),
         };
         let others = |read_only: bool| {
-            self.peers
+            let mut peers: Vec<PeerStatus> = self
+                .peers
                 .nodes
                 .iter()
                 .map(|(&id, link)| (id, link))
                 .filter(|&(id, _)| id != me && is_read_only(id) == read_only)
                 .map(peer)
-                .collect()
+                .collect();
+            peers.sort_unstable_by(|a, b| a.node.cmp(&b.node));
+            peers
         };
         let wire = self.wire.snapshot();
         let halted = context
@@ -185,6 +193,7 @@ impl Observed {
             stalled_on: self.stalled.as_ref().map(|s| s.reason.clone()),
             halted,
             snapshots: self.snapshots,
+            journal: self.journal,
             counters: self.counters.into(),
             wire: WireCounters::new(wire, self.bad_frames),
             membership: MembershipStatus {

@@ -7,6 +7,7 @@ use std::time::Duration;
 use super::StartError;
 use crate::conf::{FsyncPolicy, SyncObjConf};
 use crate::raft::{Entry, HardState, Instant, LogIndex, LogReset, Restored};
+use crate::status::JournalStatus;
 use crate::storage::{Disk, FileJournal, Journal, JournalOptions, StdDisk, StorageError};
 
 /// How often a commit index that moved alone is saved. Saving the hard state costs three
@@ -171,6 +172,15 @@ impl Persistence {
         }
         self.last_sync = now;
         Ok(())
+    }
+
+    /// The journal's size and entries, as it knows them (no I/O).
+    pub(crate) fn status(&self) -> JournalStatus {
+        let (first, last) = (self.journal.first_index(), self.journal.last_index());
+        JournalStatus {
+            bytes: self.journal.disk_bytes(),
+            entries: (last.0 + 1).saturating_sub(first.0),
+        }
     }
 
     /// When the next periodic sync is due, if one is.

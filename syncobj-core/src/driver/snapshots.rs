@@ -60,6 +60,9 @@ pub(crate) trait Store: Send {
 
     /// The file of the snapshot `meta` describes, for error messages.
     fn path_of(&self, meta: &SnapshotMeta) -> PathBuf;
+
+    /// The length of the latest durable snapshot's file, if there is one.
+    fn latest_file_bytes(&self) -> Option<u64>;
 }
 
 impl<D> Store for SnapshotStore<D>
@@ -83,6 +86,10 @@ where
     fn path_of(&self, meta: &SnapshotMeta) -> PathBuf {
         SnapshotStore::path_of(self, meta)
     }
+
+    fn latest_file_bytes(&self) -> Option<u64> {
+        SnapshotStore::latest_file_bytes(self)
+    }
 }
 
 /// A store write running on its thread: the store comes back with the outcome.
@@ -95,6 +102,8 @@ pub(crate) struct Snapshots {
     store: Option<Box<dyn Store>>,
     durable: bool,
     latest: Option<(LogPosition, Bytes)>,
+    /// The size of the latest snapshot, as [`latest_bytes`](Self::latest_bytes) reports it.
+    latest_bytes: u64,
     writing: Option<Receiver<Written>>,
     receiving: Option<Receiving>,
     last_compaction: Instant,
@@ -146,6 +155,7 @@ impl Snapshots {
             durable: store.is_some(),
             store: None,
             latest: None,
+            latest_bytes: 0,
             writing: None,
             receiving: None,
             last_compaction: Instant::ZERO,
@@ -187,6 +197,7 @@ impl Snapshots {
             None => None,
         };
         snapshots.store = Some(store);
+        snapshots.measure_latest();
         Ok((snapshots, restore))
     }
 
@@ -260,6 +271,7 @@ impl Snapshots {
     ) -> Result<Option<LogPosition>, SnapshotError> {
         let Some(mut store) = self.store.take() else {
             self.latest = Some((position, payload));
+            self.measure_latest();
             return Ok(Some(position));
         };
         let meta = SnapshotMeta {
@@ -273,6 +285,7 @@ impl Snapshots {
             self.store = Some(store);
             written?;
             self.latest = Some((position, payload));
+            self.measure_latest();
             return Ok(Some(position));
         }
         let (sender, receiver) = crossbeam_channel::bounded(1);
@@ -303,10 +316,12 @@ impl Snapshots {
         };
         self.writing = None;
         self.store = Some(store);
-        Some(written.map(|(position, payload)| {
+        let written = written.map(|(position, payload)| {
             self.latest = Some((position, payload));
             position
-        }))
+        });
+        self.measure_latest();
+        Some(written)
     }
 
     /// The bytes `offset..offset + len` of snapshot `position`, if it is the latest one; and
@@ -388,6 +403,7 @@ impl Snapshots {
         }
         decoded.apply(objects);
         self.latest = Some((position, payload));
+        self.measure_latest();
         Ok(code_version)
     }
 
@@ -411,6 +427,24 @@ impl Snapshots {
     #[cfg(feature = "sim")]
     pub(crate) fn latest_position(&self) -> Option<LogPosition> {
         self.latest.as_ref().map(|(position, _)| *position)
+    }
+
+    /// The size of the latest snapshot, in bytes: its file's when snapshots are durable, its
+    /// payload's when they are kept in memory only; 0 without one.
+    pub(crate) fn latest_bytes(&self) -> u64 {
+        self.latest_bytes
+    }
+
+    /// Records the size of the latest snapshot. While a write holds the store, the size of the
+    /// snapshot before it stands (it is still the latest durable one).
+    fn measure_latest(&mut self) {
+        match (&self.store, &self.latest) {
+            (Some(store), _) if self.durable => {
+                self.latest_bytes = store.latest_file_bytes().unwrap_or(0);
+            }
+            (_, Some((_, payload))) if !self.durable => self.latest_bytes = payload.len() as u64,
+            _ => {}
+        }
     }
 
     /// Whether snapshots are durable: only then may the journal's prefix be dropped.

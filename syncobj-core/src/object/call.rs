@@ -69,7 +69,8 @@ pub enum FailReason {
     /// `set_code_version` asked for a version this node's code lacks, or one below the enabled
     /// version (PySyncObj's `REQUEST_DENIED`). Never applied.
     #[error(
-        "code version {requested} refused: this node's code knows versions up to {own}, and the cluster enabled {enabled}"
+        "code version {requested} refused: {}",
+        version_refusal(*.requested, *.own, *.enabled)
     )]
     VersionRefused {
         /// The version asked for.
@@ -98,7 +99,7 @@ pub enum FailReason {
     /// A membership change or leadership transfer was refused before anything was appended:
     /// the option is off, the leader is not ready, another change is under way, or the change
     /// makes no sense (see [`MembershipRefusal`]). Never applied.
-    #[error("membership change refused: {0}")]
+    #[error("refused: {0}")]
     MembershipRefused(MembershipRefusal),
     /// The address given to a membership call is not a `host:port` a peer can dial. Never
     /// applied: refused before it was queued.
@@ -508,6 +509,17 @@ fn run_callback(callback: Callback, outcome: Outcome) {
     }
 }
 
+/// Why `set_code_version(requested)` was refused, in words: the one rule it breaks.
+fn version_refusal(requested: u32, own: u32, enabled: u32) -> String {
+    if requested > own {
+        format!("this node's code knows versions up to {own}")
+    } else if requested < enabled {
+        format!("the cluster enabled {enabled} already, and a code version never goes down")
+    } else {
+        format!("this node's code knows versions up to {own}, and the cluster enabled {enabled}")
+    }
+}
+
 fn decode<R: DeserializeOwned>(outcome: Outcome) -> Result<R, FailReason> {
     let bytes = outcome?;
     rmp_serde::from_slice(&bytes).map_err(|e| FailReason::BadResult(e.to_string()))
@@ -552,5 +564,36 @@ mod tests {
         let (completion, call) = Call::<u8>::pending(&submit);
         completion.complete(Ok(rmp_serde::to_vec(&7u8).expect("a u8 encodes")));
         assert_eq!(call.wait(), Ok(7), "a completed call keeps its outcome");
+    }
+
+    /// A refusal names the rule the request breaks, not one it keeps: a transfer is no
+    /// membership change, a version below the enabled one is not refused for the node's code.
+    #[test]
+    fn refusals_give_the_reason_that_applies() {
+        let transfer = FailReason::MembershipRefused(MembershipRefusal::TargetIsLeader(
+            "127.0.0.1:4321".into(),
+        ));
+        assert_eq!(
+            transfer.to_string(),
+            "refused: 127.0.0.1:4321 leads already"
+        );
+        let above = FailReason::VersionRefused {
+            requested: 2,
+            own: 1,
+            enabled: 0,
+        };
+        assert_eq!(
+            above.to_string(),
+            "code version 2 refused: this node's code knows versions up to 1"
+        );
+        let below = FailReason::VersionRefused {
+            requested: 0,
+            own: 1,
+            enabled: 1,
+        };
+        assert_eq!(
+            below.to_string(),
+            "code version 0 refused: the cluster enabled 1 already, and a code version never goes down"
+        );
     }
 }

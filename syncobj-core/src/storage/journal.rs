@@ -103,6 +103,13 @@ pub trait Journal {
         bytes_max: usize,
     ) -> Result<Vec<Entry>, StorageError>;
 
+    /// How many bytes the journal's log takes on disk: the length of its segment files, the
+    /// appends still buffered counted as written (the hard-state file, of fixed size, is not
+    /// counted). Costs no I/O. A journal that keeps nothing on disk reports 0, the default.
+    fn disk_bytes(&self) -> u64 {
+        0
+    }
+
     /// Writes `entries` the way a [`Ready`](crate::raft::Ready) asks: first drops every entry
     /// at or after `entries[0].index`, then appends.
     ///

@@ -74,7 +74,15 @@ pub struct Snapshot {
 pub struct SnapshotStore<D: Disk> {
     disk: D,
     dir: PathBuf,
-    latest: Option<(SnapshotMeta, PathBuf)>,
+    latest: Option<Latest>,
+}
+
+/// The latest durable snapshot: what it covers, its file and the file's length.
+#[derive(Debug)]
+struct Latest {
+    meta: SnapshotMeta,
+    path: PathBuf,
+    file_bytes: u64,
 }
 
 /// A snapshot being written; feed it the payload in chunks, then hand it to
@@ -152,7 +160,14 @@ impl<D: Disk> SnapshotStore<D> {
         }
         snapshots.sort();
         let latest = match snapshots.pop() {
-            Some((key, path)) => Some((check_latest(&disk, &path, key)?, path)),
+            Some((key, path)) => {
+                let (meta, file_bytes) = check_latest(&disk, &path, key)?;
+                Some(Latest {
+                    meta,
+                    path,
+                    file_bytes,
+                })
+            }
             None => None,
         };
         for (_, path) in snapshots {
@@ -173,7 +188,13 @@ impl<D: Disk> SnapshotStore<D> {
 
     /// The metadata of the latest durable snapshot.
     pub fn latest(&self) -> Option<&SnapshotMeta> {
-        self.latest.as_ref().map(|(meta, _)| meta)
+        self.latest.as_ref().map(|latest| &latest.meta)
+    }
+
+    /// The length of the latest durable snapshot's file, in bytes: header, payload, chunk
+    /// checksums and trailer. Costs no I/O.
+    pub fn latest_file_bytes(&self) -> Option<u64> {
+        self.latest.as_ref().map(|latest| latest.file_bytes)
     }
 
     /// The file that holds (or will hold) the snapshot `meta` describes.
@@ -231,7 +252,7 @@ impl<D: Disk> SnapshotStore<D> {
     /// [`StorageError::Io`]; after one, whether the new snapshot is in place is unknown:
     /// reopen the store.
     pub fn commit(&mut self, writer: SnapshotWriter<D>) -> Result<SnapshotMeta, StorageError> {
-        let (meta, target) = writer.finish(&self.disk, &self.dir)?;
+        let (meta, path, file_bytes) = writer.finish(&self.disk, &self.dir)?;
         let key = (meta.last_index, meta.last_term);
         for (name, path) in list(&self.disk, &self.dir)? {
             // Only older snapshots: a newer one (written meanwhile through another handle on
@@ -241,7 +262,11 @@ impl<D: Disk> SnapshotStore<D> {
             }
         }
         sync_dir(&self.disk, &self.dir)?;
-        self.latest = Some((meta.clone(), target));
+        self.latest = Some(Latest {
+            meta: meta.clone(),
+            path,
+            file_bytes,
+        });
         Ok(meta)
     }
 
@@ -250,7 +275,7 @@ impl<D: Disk> SnapshotStore<D> {
     /// # Errors
     /// [`StorageError::Corrupt`] if its header or trailer fails a check; [`StorageError::Io`].
     pub fn open_latest(&self) -> Result<Option<SnapshotReader<D::File>>, StorageError> {
-        let Some((_, path)) = &self.latest else {
+        let Some(Latest { path, .. }) = &self.latest else {
             return Ok(None);
         };
         let file = self
@@ -337,8 +362,12 @@ impl<D: Disk> SnapshotWriter<D> {
     }
 
     /// Closes the last chunk, writes the trailer, syncs, renames into place and syncs the
-    /// directory.
-    fn finish(mut self, disk: &D, dir: &Path) -> Result<(SnapshotMeta, PathBuf), StorageError> {
+    /// directory. Returns the file and its length.
+    fn finish(
+        mut self,
+        disk: &D,
+        dir: &Path,
+    ) -> Result<(SnapshotMeta, PathBuf, u64), StorageError> {
         if !self.payload_len.is_multiple_of(CHUNK_BYTES) {
             self.close_chunk();
         }
@@ -354,7 +383,7 @@ impl<D: Disk> SnapshotWriter<D> {
         disk.rename(&self.temp, &self.target)
             .map_err(|e| StorageError::io("rename", &self.temp, e))?;
         sync_dir(disk, dir)?;
-        Ok((self.meta, self.target))
+        Ok((self.meta, self.target, self.written))
     }
 }
 
@@ -751,14 +780,18 @@ fn check_magic_and_version(fixed: &[u8]) -> Result<u32, (u64, Corruption)> {
 }
 
 /// Opens the latest snapshot's header and trailer, and checks them against its file name.
+/// Returns its metadata and the file's length.
 fn check_latest<D: Disk>(
     disk: &D,
     path: &Path,
     (index, term): (LogIndex, Term),
-) -> Result<SnapshotMeta, StorageError> {
-    let file = disk
+) -> Result<(SnapshotMeta, u64), StorageError> {
+    let mut file = disk
         .open(path)
         .map_err(|e| StorageError::io("open", path, e))?;
+    let file_bytes = file
+        .size()
+        .map_err(|e| StorageError::io("measure", path, e))?;
     let reader = SnapshotReader::new(file, path.to_path_buf())?;
     if reader.meta.last_index != index || reader.meta.last_term != term {
         let problem = Corruption::IndexMismatch {
@@ -767,7 +800,7 @@ fn check_latest<D: Disk>(
         };
         return Err(StorageError::corrupt(path, 12, problem));
     }
-    Ok(reader.meta)
+    Ok((reader.meta, file_bytes))
 }
 
 /// The file name of a snapshot; twenty digits per number sort like the numbers.

@@ -250,6 +250,15 @@ impl Engine {
         observed.bad_frames = self.links.bad_frames;
         observed.wire = Arc::clone(&self.links.wire);
         observed.membership = self.membership_view();
+        if self.is_removed() {
+            // No leader speaks to a removed node any more: the one it heard last (for ever,
+            // since it never campaigns) is not its leader, and may lead no longer.
+            observed.leader = None;
+        }
+        observed.snapshots.snapshot_bytes = self.snapshots.latest_bytes();
+        if let Some(persistence) = &self.persistence {
+            observed.journal = persistence.status();
+        }
         self.signals.observed.store(Arc::new(observed));
     }
 
@@ -274,9 +283,14 @@ impl Engine {
                     .or_else(|| self.links.addresses.by_id.get(&id).cloned())
                     .unwrap_or_else(|| id.to_string())
             };
+            let names = |ids: &std::collections::BTreeSet<NodeId>| {
+                let mut names: Vec<String> = ids.iter().map(|&id| name(id)).collect();
+                names.sort_unstable();
+                names
+            };
             let view = MembershipStatus {
-                voters: membership.voters().iter().map(|&id| name(id)).collect(),
-                non_voters: membership.non_voters().iter().map(|&id| name(id)).collect(),
+                voters: names(membership.voters()),
+                non_voters: names(membership.non_voters()),
                 pending: pending.map(|p| match p {
                     PendingChange::Uncommitted(index) => {
                         PendingChangeStatus::Uncommitted { index: index.0 }

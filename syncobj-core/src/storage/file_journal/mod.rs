@@ -516,6 +516,10 @@ impl<D: Disk> Journal for FileJournal<D> {
         })
     }
 
+    fn disk_bytes(&self) -> u64 {
+        self.segments.iter().map(Segment::size).sum()
+    }
+
     fn entries(
         &mut self,
         from: LogIndex,
