@@ -934,12 +934,12 @@ mod tests {
             })
         );
         let mut outcome = reply;
-        outcome[7] = 0x09;
+        outcome[7] = 0x0a;
         assert_eq!(
             HelloReply::decode(&outcome),
             Err(HandshakeError::BadTag {
                 field: Field::Outcome,
-                tag: 9,
+                tag: 10,
                 offset: 7
             })
         );
