@@ -316,9 +316,9 @@ fn a_wrong_password_node_never_joins() {
     assert!(!a.is_node_connected(&addresses[2]) && !b.is_node_connected(&addresses[2]));
 }
 
-/// PySyncObj's `test_readOnlyNodes`: a read-only node (no address) dials the voters, receives
-/// the log, and its calls are forwarded to the leader; the voters list it among their
-/// read-only nodes.
+/// A read-only node (no address) dials the voters, receives the log, and its calls are
+/// forwarded to the leader; the voters list it among their read-only nodes. PySyncObj's
+/// `test_readOnlyNodes` in full is the next test.
 #[test]
 fn a_read_only_node_follows_and_forwards_its_calls() {
     let addresses: Vec<String> = (0..2).map(|_| free_address()).collect();
@@ -337,6 +337,148 @@ fn a_read_only_node_follows_and_forwards_its_calls() {
     let leader = voters.iter().find(|v| v.is_leader()).expect("one leads");
     assert_eq!(leader.readonly_nodes(), [reader.self_node()]);
     assert_eq!(leader.status().partner_nodes.len(), 1);
+}
+
+/// Waits until `done` holds, for at most 20 s; panics naming `what` past it.
+fn wait_until(what: &str, done: impl Fn() -> bool) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while !done() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{what}: not within 20 s"
+        );
+        std::thread::park_timeout(Duration::from_millis(5));
+    }
+}
+
+/// The nodes of `nodes` still running.
+fn running(nodes: &[Option<SyncObj<Counter>>]) -> Vec<&SyncObj<Counter>> {
+    nodes.iter().flatten().collect()
+}
+
+/// PySyncObj's `test_readOnlyNodes`: three voters and two read-only nodes, all with a password.
+/// The readers catch up and agree with the voters on the leader; the leader goes away and the
+/// readers follow the new one and see its later calls; a reader's call commits and reaches
+/// every node; each voter lists both readers, then one once the other is stopped.
+#[test]
+fn read_only_nodes_with_a_password_follow_a_leader_failover() {
+    let addresses: Vec<String> = (0..3).map(|_| free_address()).collect();
+    let secret = builder()
+        .password("read-only secret")
+        .build()
+        .expect("a valid configuration");
+    let mut voters: Vec<Option<SyncObj<Counter>>> = start_all(&addresses, &secret)
+        .into_iter()
+        .map(Some)
+        .collect();
+    assert_eq!(add_retrying(running(&voters)[0], 350), Ok(350));
+    let mut readers: Vec<SyncObj<Counter>> = (0..2)
+        .map(|_| {
+            SyncObj::read_only(addresses.clone(), Counter::default(), secret.clone())
+                .expect("the read-only node starts")
+        })
+        .collect();
+    let leader_address = |voters: &[Option<SyncObj<Counter>>]| {
+        running(voters)
+            .iter()
+            .find(|v| v.is_leader())
+            .map(|v| v.self_node())
+    };
+    for reader in &readers {
+        assert!(reader.wait_ready(Duration::from_secs(20)), "it catches up");
+        wait_until("the reader applies 350", || reader.read().value == 350);
+        wait_until("the reader knows the leader", || {
+            reader.leader().is_some() && reader.leader() == leader_address(&voters)
+        });
+        assert!(!reader.is_leader());
+    }
+    for voter in running(&voters) {
+        wait_until("each voter links both readers", || {
+            voter.readonly_nodes().len() == 2
+        });
+        assert_eq!(voter.status().wire.auth_failures, 0);
+    }
+
+    let old = leader_address(&voters).expect("one leads");
+    let index = addresses.iter().position(|a| *a == old).expect("a voter");
+    drop(voters[index].take());
+    assert_eq!(add_retrying(running(&voters)[0], 50), Ok(400));
+    let new = leader_address(&voters).expect("a new leader");
+    assert_ne!(new, old);
+    for reader in &readers {
+        wait_until("the reader applies 400", || reader.read().value == 400);
+        wait_until("the reader follows the new leader", || {
+            reader.leader().as_ref() == Some(&new)
+        });
+    }
+
+    assert_eq!(
+        add_retrying(&readers[0], 50),
+        Ok(450),
+        "forwarded to the leader"
+    );
+    for voter in running(&voters) {
+        wait_until("the voter applies 450", || voter.read().value == 450);
+    }
+    wait_until("the other reader applies 450", || {
+        readers[1].read().value == 450
+    });
+
+    readers.pop().expect("two readers").destroy_synchronous();
+    for voter in running(&voters) {
+        wait_until("each voter lists the one reader left", || {
+            voter.readonly_nodes() == [readers[0].self_node()]
+        });
+        assert_eq!(voter.status().readonly_nodes.len(), 1);
+    }
+}
+
+/// PySyncObj's `test_readOnlyDrop`: sends to a read-only node fail (here it stops reading: a
+/// manually ticked reader that nobody ticks, so its sockets fill and go silent), and the voters
+/// go on committing; the leader drops the silent link. Ticked again, the reader links again
+/// and catches up.
+#[test]
+fn a_read_only_node_that_stops_reading_does_not_stall_the_voters() {
+    let addresses: Vec<String> = (0..2).map(|_| free_address()).collect();
+    let voters = start_all(&addresses, &conf());
+    assert_eq!(add_retrying(&voters[0], 350), Ok(350));
+    let manual = builder().auto_tick(false).build().expect("valid");
+    let reader = SyncObj::read_only(addresses.clone(), Counter::default(), manual)
+        .expect("the read-only node starts");
+    assert!(reader.wait_ready(Duration::from_secs(20)), "it catches up");
+    let leader = voters.iter().find(|v| v.is_leader()).expect("one leads");
+    wait_until("the leader links the reader", || {
+        leader.readonly_nodes().len() == 1
+    });
+    let timeouts_before = leader.status().wire.link_timeouts;
+
+    // Nobody ticks the reader from here on: it neither reads nor answers.
+    for _ in 0..350 {
+        assert!(add_retrying(&voters[1], 1).is_ok());
+    }
+    assert_eq!(add_retrying(&voters[0], 0), Ok(700));
+    wait_until("the leader drops the silent reader", || {
+        leader.readonly_nodes().is_empty()
+    });
+    assert!(leader.status().wire.link_timeouts > timeouts_before);
+    assert_eq!(add_retrying(&voters[1], 0), Ok(700), "no election lost");
+    assert!(reader.read().value < 700, "the reader was not ticked");
+
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while reader.read().value != 700 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the reader catches up"
+        );
+        reader
+            .do_tick(Duration::from_millis(10))
+            .expect("the reader ticks");
+    }
+    assert_eq!(
+        add_retrying(&reader, 1),
+        Ok(701),
+        "its calls go through again"
+    );
 }
 
 /// A voter built with `accept_read_only(false)` refuses read-only nodes at the handshake: the

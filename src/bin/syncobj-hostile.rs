@@ -27,6 +27,11 @@
 //!   on the attacker's side).
 //! * `random-bytes`: connect, send 1 KiB of random bytes, wait until the node closes.
 //! * `refused-hello`: connect, send a hello of another cluster, wait until the node closes.
+//! * `admin-flood`: connect as `syncobj-admin` does (a plain admin hello, admitted from
+//!   loopback without a password), send one request — a status request on every other
+//!   connection (real work: the node encodes its status), 1 KiB of random bytes on the others —
+//!   and wait until the node closes. Beyond `admin_connections_max` (4) open at once the hello
+//!   is refused as busy; with a password every plain admin hello is refused.
 //! * `none`: no attack, a control run: its ratio shows the noise of the measurement itself.
 //!
 //! # Measurement
@@ -66,6 +71,7 @@ use clap::{Parser, ValueEnum};
 use serde::{Deserialize, Serialize};
 use socket2::{Domain, Socket, Type};
 use syncobj::prelude::*;
+use syncobj_net::admin::{ADMIN_REQUEST_BYTES_MAX, AdminRequest};
 use syncobj_net::frame::FrameEncoder;
 use syncobj_net::handshake::{ClusterId, Hello, HelloReply, Peer};
 use syncobj_net::tcp::FRAGMENT_BYTES;
@@ -130,7 +136,7 @@ enum PasswordMode {
 #[command(about = "Attacks a 3-node syncobj cluster on 127.0.0.1 and reports what it cost")]
 struct Args {
     /// Attacks, comma-separated: none, read-only-frames, trickle, connect-close, random-bytes,
-    /// refused-hello; or all.
+    /// refused-hello, admin-flood; or all.
     #[arg(long, default_value = "all")]
     attacks: String,
     /// New-connection paces, comma-separated: `full`, or connections per second.
@@ -531,16 +537,18 @@ enum Attack {
     ConnectClose,
     RandomBytes,
     RefusedHello,
+    AdminFlood,
 }
 
 impl Attack {
-    const ALL: [Attack; 6] = [
+    const ALL: [Attack; 7] = [
         Attack::None,
         Attack::ReadOnlyFrames,
         Attack::Trickle,
         Attack::ConnectClose,
         Attack::RandomBytes,
         Attack::RefusedHello,
+        Attack::AdminFlood,
     ];
 
     fn name(self) -> &'static str {
@@ -551,6 +559,7 @@ impl Attack {
             Attack::ConnectClose => "connect-close",
             Attack::RandomBytes => "random-bytes",
             Attack::RefusedHello => "refused-hello",
+            Attack::AdminFlood => "admin-flood",
         }
     }
 
@@ -645,7 +654,7 @@ struct AttackStats {
     connected: AtomicU64,
     /// Connections the node closed (or reset) first.
     closed_by_node: AtomicU64,
-    /// Read-only hellos the node accepted.
+    /// Read-only or admin hellos the node accepted.
     accepted: AtomicU64,
 }
 
@@ -698,15 +707,61 @@ fn random_bytes(seed: u64, len: usize) -> Vec<u8> {
 
 /// A hello from read-only node `number` of `cluster`, framed.
 fn framed_hello(cluster: ClusterId, number: u64) -> Vec<u8> {
+    framed_hello_of(cluster, Peer::ReadOnly(number))
+}
+
+/// A hello from `peer`, framed.
+fn framed_hello_of(cluster: ClusterId, peer: Peer) -> Vec<u8> {
     let mut hello = Vec::new();
-    if let Err(error) = Hello::new(cluster, Peer::ReadOnly(number)).encode(&mut hello) {
-        unreachable!("a read-only hello always encodes: {error}");
+    if let Err(error) = Hello::new(cluster, peer).encode(&mut hello) {
+        unreachable!("a read-only or admin hello always encodes: {error}");
     }
+    framed(&hello)
+}
+
+/// `payload` in one frame (at most [`ADMIN_REQUEST_BYTES_MAX`] bytes).
+fn framed(payload: &[u8]) -> Vec<u8> {
     let mut framed = Vec::new();
-    if let Err(error) = FrameEncoder::new(1024).encode(&hello, &mut framed) {
-        unreachable!("a hello fits a small frame: {error}");
+    if let Err(error) =
+        FrameEncoder::new(ADMIN_REQUEST_BYTES_MAX as u32).encode(payload, &mut framed)
+    {
+        unreachable!("a hello or an admin request fits a small frame: {error}");
     }
     framed
+}
+
+/// Reads the node's reply to a hello: whether it was accepted.
+fn hello_accepted(stream: &mut TcpStream) -> io::Result<bool> {
+    let mut header = [0u8; 4];
+    stream.read_exact(&mut header)?;
+    let len = u32::from_le_bytes(header) as usize;
+    let mut reply = vec![0u8; len.min(64)];
+    stream.read_exact(&mut reply)?;
+    Ok(HelloReply::decode(&reply) == Ok(HelloReply::Accepted))
+}
+
+/// One connection of the `admin-flood` attack: an admin hello, then a status request (even
+/// `seed`) or 1 KiB of junk (odd), then wait until the node closes.
+fn admin_connection(target: SocketAddr, seed: u64, stats: &AttackStats) {
+    AttackStats::bump(&stats.attempts);
+    let Ok(mut stream) = connect(target) else {
+        return;
+    };
+    AttackStats::bump(&stats.connected);
+    let hello = framed_hello_of(ClusterId([0; 16]), Peer::Admin);
+    let accepted = stream.write_all(&hello).is_ok() && hello_accepted(&mut stream).unwrap_or(false);
+    if !accepted {
+        AttackStats::bump(&stats.closed_by_node);
+        return;
+    }
+    AttackStats::bump(&stats.accepted);
+    let request = match seed % 2 {
+        0 => AdminRequest::Status.encode(),
+        _ => random_bytes(seed, ADMIN_REQUEST_BYTES_MAX),
+    };
+    if stream.write_all(&framed(&request)).is_err() || wait_closed(&mut stream) {
+        AttackStats::bump(&stats.closed_by_node);
+    }
 }
 
 /// One connection of the `connect-close`, `random-bytes` or `refused-hello` attack.
@@ -783,12 +838,7 @@ fn drip(live: &Mutex<Vec<TcpStream>>, hello: &[u8], stats: &AttackStats, until: 
 /// Sends a read-only hello and reads the reply: whether it was accepted.
 fn read_only_hello(stream: &mut TcpStream, cluster: ClusterId, number: u64) -> io::Result<bool> {
     stream.write_all(&framed_hello(cluster, number))?;
-    let mut header = [0u8; 4];
-    stream.read_exact(&mut header)?;
-    let len = u32::from_le_bytes(header) as usize;
-    let mut reply = vec![0u8; len.min(64)];
-    stream.read_exact(&mut reply)?;
-    Ok(HelloReply::decode(&reply) == Ok(HelloReply::Accepted))
+    hello_accepted(stream)
 }
 
 /// Announces a message of `len` bytes in a first fragment (the wire format of an open link:
@@ -910,6 +960,16 @@ fn run_attack(
                 let (pacer, stats) = (&pacer, &stats);
                 let seed = seed ^ (reader as u64) << 48;
                 scope.spawn(move || read_only_frames(target, cluster, pacer, stats, seed));
+            }
+        }
+        Attack::AdminFlood => {
+            for _ in 0..args.threads {
+                let (pacer, stats) = (&pacer, &stats);
+                scope.spawn(move || {
+                    while let Some(ticket) = pacer.ticket() {
+                        admin_connection(target, seed ^ ticket, stats);
+                    }
+                });
             }
         }
         _ => {

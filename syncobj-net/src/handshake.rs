@@ -121,6 +121,7 @@ const OUTCOME_PASSWORD_REQUIRED: u8 = 0x05;
 const OUTCOME_PASSWORD_NOT_CONFIGURED: u8 = 0x06;
 const OUTCOME_BUSY: u8 = 0x07;
 const OUTCOME_ADMIN_NOT_ALLOWED: u8 = 0x08;
+const OUTCOME_ADMIN_DISABLED: u8 = 0x09;
 
 /// The identity of a cluster: 16 bytes every node of it is configured with.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -229,6 +230,10 @@ pub enum RefuseReason {
         "administration without a password is allowed only from loopback on this node (use the cluster password, or run the tool on the node's host)"
     )]
     AdminNotAllowed,
+    /// An admin hello came to a node that admits no administrator at all (its cap of
+    /// administrators' connections is 0).
+    #[error("administration is disabled on this node")]
+    AdminDisabled,
 }
 
 /// What an acceptor accepts: the input of [`check_hello`].
@@ -418,6 +423,7 @@ impl HelloReply {
             }
             Self::Refused(RefuseReason::Busy) => out.push(OUTCOME_BUSY),
             Self::Refused(RefuseReason::AdminNotAllowed) => out.push(OUTCOME_ADMIN_NOT_ALLOWED),
+            Self::Refused(RefuseReason::AdminDisabled) => out.push(OUTCOME_ADMIN_DISABLED),
         }
     }
 
@@ -444,6 +450,7 @@ impl HelloReply {
             OUTCOME_PASSWORD_NOT_CONFIGURED => Self::Refused(RefuseReason::PasswordNotConfigured),
             OUTCOME_BUSY => Self::Refused(RefuseReason::Busy),
             OUTCOME_ADMIN_NOT_ALLOWED => Self::Refused(RefuseReason::AdminNotAllowed),
+            OUTCOME_ADMIN_DISABLED => Self::Refused(RefuseReason::AdminDisabled),
             tag => return Err(bad_tag(Field::Outcome, tag, offset)),
         };
         reader.finish()?;
@@ -708,6 +715,7 @@ mod tests {
             HelloReply::Refused(RefuseReason::PasswordNotConfigured),
             HelloReply::Refused(RefuseReason::Busy),
             HelloReply::Refused(RefuseReason::AdminNotAllowed),
+            HelloReply::Refused(RefuseReason::AdminDisabled),
         ]
     }
 
@@ -926,12 +934,12 @@ mod tests {
             })
         );
         let mut outcome = reply;
-        outcome[7] = 0x09;
+        outcome[7] = 0x0a;
         assert_eq!(
             HelloReply::decode(&outcome),
             Err(HandshakeError::BadTag {
                 field: Field::Outcome,
-                tag: 9,
+                tag: 10,
                 offset: 7
             })
         );

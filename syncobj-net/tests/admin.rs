@@ -13,7 +13,10 @@ use bytes::Bytes;
 use syncobj_net::admin::{AdminClient, AdminError, AdminReply, AdminRequest};
 use syncobj_net::handshake::{ClusterId, Hello, HelloReply, Peer, RefuseReason};
 use syncobj_net::secure::ClusterKey;
-use syncobj_net::tcp::{ADMIN_CONNECTIONS_MAX, TcpSettings, TcpTransport};
+use syncobj_net::tcp::{
+    ADMIN_CONNECTIONS_LIMIT, ADMIN_CONNECTIONS_MAX, ConnectionLimits, TcpError, TcpSettings,
+    TcpTransport,
+};
 use syncobj_net::{Transport, TransportEvent};
 
 use support::{free_address, settings};
@@ -136,11 +139,12 @@ fn read_reply(stream: &mut TcpStream) -> HelloReply {
     HelloReply::decode(&payload).expect("a reply")
 }
 
-#[test]
-fn administrators_beyond_the_cap_are_refused_busy() {
-    let (me, mut transport) = node(|_| {});
+/// Holds `cap` administrators' connections open on a node whose settings are `tweak`ed, then
+/// checks that one more is refused as busy.
+fn cap_holds(cap: usize, tweak: impl FnOnce(&mut TcpSettings)) {
+    let (me, mut transport) = node(tweak);
     let mut held = Vec::new();
-    for _ in 0..ADMIN_CONNECTIONS_MAX {
+    for _ in 0..cap {
         let mut stream = raw_hello(&me);
         let worker = thread::spawn(move || (read_reply(&mut stream), stream));
         serve(&mut transport, &AdminReply::Done, || worker.is_finished());
@@ -153,11 +157,55 @@ fn administrators_beyond_the_cap_are_refused_busy() {
     serve(&mut transport, &AdminReply::Done, || worker.is_finished());
     assert_eq!(
         worker.join().expect("reads"),
-        HelloReply::Refused(RefuseReason::Busy)
+        HelloReply::Refused(RefuseReason::Busy),
+        "cap {cap}"
     );
     assert_eq!(transport.stats().refused_handshakes, 1);
     assert_eq!(transport.stats().read_only_over_cap, 0);
     drop(held);
+}
+
+#[test]
+fn administrators_beyond_the_cap_are_refused_busy() {
+    assert_eq!(
+        ConnectionLimits::default().admin_connections_max,
+        ADMIN_CONNECTIONS_MAX
+    );
+    cap_holds(ADMIN_CONNECTIONS_MAX, |_| {});
+    cap_holds(1, |s| s.limits.admin_connections_max = 1);
+}
+
+/// A cap of 0 disables administration: the tool hears why, nothing reaches the node, and the
+/// refusal is counted. A cap past the limit does not start.
+#[test]
+fn a_cap_of_zero_disables_administration() {
+    let (me, mut transport) = node(|s| s.limits.admin_connections_max = 0);
+    let client = AdminClient::new(&me, None, Duration::from_secs(20)).expect("a client");
+    let (answer, requests) = exchange(
+        &mut transport,
+        client,
+        AdminRequest::Status,
+        &AdminReply::Done,
+    );
+    assert!(
+        matches!(
+            answer,
+            Err(AdminError::Refused(RefuseReason::AdminDisabled))
+        ),
+        "{answer:?}"
+    );
+    assert!(requests.is_empty());
+    assert_eq!(transport.stats().refused_handshakes, 1);
+    assert_eq!(transport.stats().admin_connections, 0);
+
+    let me = free_address();
+    let mut beyond = settings(Some(&me), std::slice::from_ref(&me));
+    beyond.limits.admin_connections_max = ADMIN_CONNECTIONS_LIMIT + 1;
+    assert!(matches!(
+        TcpTransport::bind(beyond),
+        Err(TcpError::AdminConnectionsTooMany { value, max })
+            if value == ADMIN_CONNECTIONS_LIMIT + 1 && max == ADMIN_CONNECTIONS_LIMIT
+    ));
 }
 
 /// One of this host's addresses other than loopback, if it has one (found by routing, no

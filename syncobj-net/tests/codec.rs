@@ -167,6 +167,7 @@ fn reply() -> impl Strategy<Value = HelloReply> {
         Just(HelloReply::Refused(RefuseReason::PasswordNotConfigured)),
         Just(HelloReply::Refused(RefuseReason::Busy)),
         Just(HelloReply::Refused(RefuseReason::AdminNotAllowed)),
+        Just(HelloReply::Refused(RefuseReason::AdminDisabled)),
     ]
 }
 

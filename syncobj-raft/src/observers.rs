@@ -5,6 +5,9 @@
 //! member, and never counts it toward a majority. Unlike a non-voter, an observer is known only
 //! to the nodes it is linked to and is not part of the replicated configuration: it comes and
 //! goes with its connections.
+//!
+//! An observer may be added to the membership under its id: the leader's progress for it
+//! carries over, so it is caught up already and promoted without being sent its log again.
 
 use std::collections::BTreeSet;
 
@@ -28,8 +31,12 @@ impl RaftNode {
     }
 
     /// Stops replicating to the observer `id` (its link went down); unknown ids are ignored.
+    /// An observer that became a member since (added with
+    /// [`MembershipChange::AddVoter`](crate::MembershipChange::AddVoter) under the same id) is
+    /// only forgotten as an observer: a leader keeps replicating to it as a member, from what
+    /// it is known to hold.
     pub fn remove_observer(&mut self, id: NodeId) {
-        if !self.observers.remove(&id) {
+        if !self.observers.remove(&id) || self.membership().contains(id) {
             return;
         }
         if let Role::Leader { progress, .. } = &mut self.role {

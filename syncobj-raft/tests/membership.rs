@@ -1321,3 +1321,89 @@ fn leadership_transfer_refusals() {
         Err(TransferError::NoOtherVoter)
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// §4.2.1 An observer (a read-only node) added as a voter keeps what it holds
+// ---------------------------------------------------------------------------------------------
+
+/// Thesis §4.2.1, with an observer as the new server: node 4 follows the log as an observer of
+/// every voter (its own view names it a non-voter, so it never campaigns), is added with
+/// `AddVoter` under the same id, and is promoted without being sent again any entry it held:
+/// the leader keeps the observer's progress. Once promoted it stops being an observer (the
+/// driver may call `remove_observer` when its read-only link gives way to a member's) and
+/// still counts: with one original voter cut off, 3 of 4 commit.
+#[test]
+fn an_observer_added_as_a_voter_keeps_its_log_and_counts() {
+    use std::cell::Cell;
+    use std::rc::Rc;
+
+    let mut c = Cluster::new(&[1, 2, 3], &[]);
+    let leader = c.elect();
+    c.settle(leader);
+    c.propose(leader, 20);
+    c.start(id(4), members(&[1, 2, 3], &[4]), config(4));
+    let now = c.now;
+    for n in [1, 2, 3] {
+        c.node_mut(n).add_observer(id(4), now);
+    }
+    c.run_until("the observer holds the leader's log", |c| {
+        c.node(4).last_index() == c.node(leader.0).last_index()
+            && c.node(4).commit_index() == c.node(leader.0).commit_index()
+    });
+    assert_eq!(voters(c.node(4)), [1, 2, 3], "an observer never votes");
+    let held = c.node(4).last_index();
+    // From here on, count what the leader sends node 4 again of what it held.
+    let resent = Rc::new(Cell::new(0u64));
+    let counter = Rc::clone(&resent);
+    c.drop_if = Box::new(move |envelope: &Envelope| {
+        if envelope.to == id(4) {
+            match &envelope.message {
+                Message::AppendEntries(append) => {
+                    let again = append.entries.iter().filter(|e| e.index <= held).count();
+                    counter.set(counter.get() + again as u64);
+                }
+                Message::InstallSnapshot(_) => counter.set(counter.get() + 1),
+                _ => {}
+            }
+        }
+        false
+    });
+    c.change(
+        leader,
+        MembershipChange::AddVoter {
+            id: id(4),
+            address: address(id(4)),
+        },
+    )
+    .expect("the leader accepts");
+    let target = members(&[1, 2, 3, 4], &[]);
+    c.run_until("every node has four voters", |c| {
+        c.all_have(&[1, 2, 3, 4], &target)
+    });
+    assert_eq!(resent.get(), 0, "nothing it held is sent again");
+    for n in [1, 2, 3] {
+        c.node_mut(n).remove_observer(id(4));
+        assert!(!c.node(n).observers().contains(&id(4)));
+    }
+    let other = [1, 2, 3]
+        .into_iter()
+        .find(|&n| id(n) != leader)
+        .expect("a follower");
+    c.isolated.insert(id(other));
+    let (before, term) = (c.node(leader.0).commit_index(), c.node(leader.0).term());
+    c.propose(leader, 1);
+    c.run_until("3 of 4 commit, the promoted observer among them", |c| {
+        c.node(leader.0).commit_index() > before
+    });
+    let l = c.node(leader.0);
+    assert!(
+        l.is_leader() && l.term() == term,
+        "the same leader commits, no election needed"
+    );
+    assert_eq!(
+        c.node(4).last_index(),
+        c.node(leader.0).last_index(),
+        "it is still replicated to"
+    );
+    c.assert_committed_logs_agree();
+}

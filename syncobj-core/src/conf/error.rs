@@ -128,6 +128,15 @@ pub enum ConfError {
         /// The configured frame limit.
         frame_size_max: usize,
     },
+    /// More administrators' connections than a node holds at once: each may hold a reply of
+    /// up to 1 MiB.
+    #[error("admin_connections_max ({admin_connections_max}) must be at most {max}")]
+    AdminConnectionsTooMany {
+        /// The configured cap.
+        admin_connections_max: usize,
+        /// The largest cap accepted.
+        max: usize,
+    },
 }
 
 /// Every rule a configuration breaks, in the order the builder checks them: options of the

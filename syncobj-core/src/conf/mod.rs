@@ -142,6 +142,7 @@ pub struct SyncObjConf {
     pub(crate) frame_size_max: usize,
     pub(crate) accept_read_only: bool,
     pub(crate) admin_from_anywhere: bool,
+    pub(crate) admin_connections_max: usize,
     pub(crate) read_only_nodes_max: usize,
     pub(crate) read_only_frame_size_max: usize,
     pub(crate) read_only_bytes_max: usize,
@@ -238,6 +239,7 @@ impl Default for SyncObjConf {
             frame_size_max: 64 * 1024 * 1024,
             accept_read_only: true,
             admin_from_anywhere: false,
+            admin_connections_max: limits.admin_connections_max,
             read_only_nodes_max: limits.read_only_links_max,
             read_only_frame_size_max: limits.read_only_frame_size_max as usize,
             read_only_bytes_max: limits.read_only_bytes_max,
@@ -301,6 +303,7 @@ impl fmt::Debug for SyncObjConf {
             .field("frame_size_max", &self.frame_size_max)
             .field("accept_read_only", &self.accept_read_only)
             .field("admin_from_anywhere", &self.admin_from_anywhere)
+            .field("admin_connections_max", &self.admin_connections_max)
             .field("read_only_nodes_max", &self.read_only_nodes_max)
             .field("read_only_frame_size_max", &self.read_only_frame_size_max)
             .field("read_only_bytes_max", &self.read_only_bytes_max)

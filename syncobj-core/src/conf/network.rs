@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use syncobj_net::tcp::{incoming_bytes_min, read_only_bytes_min};
+use syncobj_net::tcp::{ADMIN_CONNECTIONS_LIMIT, incoming_bytes_min, read_only_bytes_min};
 
 use super::error::reject_zeros;
 use super::{ConfError, SyncObjConf, SyncObjConfBuilder};
@@ -80,6 +80,13 @@ options! {
     /// hellos count in `refused_handshakes`. With a password it changes nothing. syncobj's
     /// own. Default: false.
     admin_from_anywhere: bool;
+
+    /// The most `syncobj-admin` connections open at once on this node, past their hello; one
+    /// more is refused as busy (`refused_handshakes`) and the tool exits 2. Each is bounded
+    /// (one request of at most 1 KiB, one reply of at most 1 MiB, then closed). 0 disables
+    /// administration: every administrator is refused ("administration is disabled"). At most
+    /// 64. syncobj's own. Default: 4.
+    admin_connections_max: usize;
 
     /// The most read-only nodes linked to this node at once; one more is refused as busy
     /// (`read_only_over_cap`) and tries again later. Each costs the leader replication work.
@@ -257,6 +264,12 @@ fn check_limits(conf: &SyncObjConf, errors: &mut Vec<ConfError>) {
             read_only_frame_size_max: conf.read_only_frame_size_max,
         });
     }
+    if conf.admin_connections_max > ADMIN_CONNECTIONS_LIMIT {
+        errors.push(ConfError::AdminConnectionsTooMany {
+            admin_connections_max: conf.admin_connections_max,
+            max: ADMIN_CONNECTIONS_LIMIT,
+        });
+    }
     let read_only = read_only_bytes_min(conf.read_only_frame_max());
     let incoming = incoming_bytes_min(
         conf.frame_max(),
@@ -332,7 +345,7 @@ fn check_frames(conf: &SyncObjConf, errors: &mut Vec<ConfError>) {
 mod tests {
     use super::super::testing::{assert_names, ms, only_error};
     use super::{ConfError, FRAME_OVERHEAD_BYTES, SyncObjConf, TcpKeepalive};
-    use syncobj_net::tcp::ConnectionLimits;
+    use syncobj_net::tcp::{ADMIN_CONNECTIONS_LIMIT, ConnectionLimits};
 
     /// An empty password is rejected; any other is kept, and no password is fine.
     #[test]
@@ -472,12 +485,32 @@ mod tests {
         );
         assert_eq!(conf.accepts_per_second(), limits.accepts_per_second);
         assert_eq!(conf.incoming_bytes_max(), limits.incoming_bytes_max);
+        assert_eq!(conf.admin_connections_max(), limits.admin_connections_max);
         assert!(
             SyncObjConf::builder()
                 .accept_read_only(false)
                 .build()
                 .is_ok_and(|c| !c.accept_read_only())
         );
+    }
+
+    /// The administrators' cap: 0 (administration off) and 64 build, 65 does not.
+    #[test]
+    fn admin_connections_are_capped() {
+        for cap in [0, 1, ADMIN_CONNECTIONS_LIMIT] {
+            let conf = SyncObjConf::builder().admin_connections_max(cap).build();
+            assert_eq!(conf.expect("valid").admin_connections_max(), cap);
+        }
+        let beyond = ADMIN_CONNECTIONS_LIMIT + 1;
+        let error = only_error(SyncObjConf::builder().admin_connections_max(beyond));
+        assert_eq!(
+            error,
+            ConfError::AdminConnectionsTooMany {
+                admin_connections_max: beyond,
+                max: ADMIN_CONNECTIONS_LIMIT,
+            }
+        );
+        assert_names(&error, &["admin_connections_max", "64"]);
     }
 
     /// Read-only frames must hold the message around a call.

@@ -67,6 +67,7 @@ pub(super) fn tcp_transport(
             read_only_frame_size_max: conf.read_only_frame_max(),
             read_only_bytes_max: conf.read_only_bytes_max,
             incoming_bytes_max: conf.incoming_bytes_max,
+            admin_connections_max: conf.admin_connections_max,
         },
         send_buffer_size: Some(conf.send_buffer_size),
         recv_buffer_size: Some(conf.recv_buffer_size),

@@ -787,7 +787,8 @@ struct Admission<'a> {
 
 /// Decodes and checks a hello; a read-only node or an administrator that may be accepted is
 /// refused as busy unless the transport has room for it. An administrator must pass
-/// [`check_admin`] too.
+/// [`check_admin`] too, and is refused as [`RefuseReason::AdminDisabled`] by a transport that
+/// admits none.
 fn decode_and_check(hello: &[u8], ask: &Admission<'_>) -> Result<Peer, RefuseReason> {
     let settings = ask.settings;
     let config = HandshakeConfig {
@@ -800,6 +801,9 @@ fn decode_and_check(hello: &[u8], ask: &Admission<'_>) -> Result<Peer, RefuseRea
     match hello.node {
         Peer::ReadOnly(_) if !ask.room.read_only => return Err(RefuseReason::Busy),
         Peer::Admin => {
+            if settings.limits.admin_connections_max == 0 {
+                return Err(RefuseReason::AdminDisabled);
+            }
             let remote = ask.remote.ok_or(RefuseReason::AdminNotAllowed)?;
             check_admin(remote, ask.encrypted, settings.admin_from_anywhere)?;
             if !ask.room.admin {

@@ -91,9 +91,13 @@ use crate::{
     WireStats,
 };
 
-/// The most administrators' connections ([`crate::admin`]) open at once, past their
-/// handshake or in it; one more is refused as `Busy` (`refused_handshakes`).
+/// The default of [`ConnectionLimits::admin_connections_max`]: the most administrators'
+/// connections ([`crate::admin`]) open at once.
 pub const ADMIN_CONNECTIONS_MAX: usize = 4;
+
+/// The largest [`ConnectionLimits::admin_connections_max`] accepted: each administrator's
+/// connection may hold a reply of up to [`crate::admin::ADMIN_REPLY_BYTES_MAX`] bytes.
+pub const ADMIN_CONNECTIONS_LIMIT: usize = 64;
 
 const LISTENER: Token = Token(0);
 const WAKER: Token = Token(1);
@@ -161,7 +165,8 @@ impl TcpTransport {
     ///
     /// # Errors
     /// [`TcpError::Zero`] or [`TcpError::BudgetTooSmall`] for limits that would refuse every
-    /// connection or stall a link for ever ([`ConnectionLimits`]); [`TcpError::Poll`] if the
+    /// connection or stall a link for ever ([`ConnectionLimits`]);
+    /// [`TcpError::AdminConnectionsTooMany`] past [`ADMIN_CONNECTIONS_LIMIT`]; [`TcpError::Poll`] if the
     /// poller cannot be created. Bind failures are not errors here: see
     /// [`bind_state`](Self::bind_state) and [`TransportEvent::Bound`].
     pub fn bind(settings: TcpSettings) -> Result<TcpTransport, TcpError> {
@@ -512,7 +517,7 @@ impl TcpTransport {
         let admins = self.connections.values().filter(|c| c.admin.is_some());
         let room = Room {
             read_only: self.peers.read_only_count() < self.settings.limits.read_only_links_max,
-            admin: admins.count() < ADMIN_CONNECTIONS_MAX,
+            admin: admins.count() < self.settings.limits.admin_connections_max,
         };
         let Some(connection) = self.connections.get_mut(&token) else {
             return Ok(());

@@ -120,6 +120,12 @@ pub struct ConnectionLimits {
     /// sender down). At least [`incoming_bytes_min`], so that a voter's largest frame always
     /// fits beside what read-only links and handshakes may hold. Default: 128 MiB.
     pub incoming_bytes_max: usize,
+    /// The most administrators' connections ([`crate::admin`]) open at once, past their hello;
+    /// one more is refused as `Busy` (`refused_handshakes`). 0 admits none: every admin hello
+    /// is refused as `AdminDisabled`. Each may hold a reply of up to
+    /// [`ADMIN_REPLY_BYTES_MAX`](crate::admin::ADMIN_REPLY_BYTES_MAX) bytes. Default:
+    /// [`ADMIN_CONNECTIONS_MAX`](super::ADMIN_CONNECTIONS_MAX).
+    pub admin_connections_max: usize,
 }
 
 impl Default for ConnectionLimits {
@@ -132,6 +138,7 @@ impl Default for ConnectionLimits {
             read_only_frame_size_max: 1024 * 1024,
             read_only_bytes_max: 16 * 1024 * 1024,
             incoming_bytes_max: 128 * 1024 * 1024,
+            admin_connections_max: super::ADMIN_CONNECTIONS_MAX,
         }
     }
 }
@@ -223,6 +230,14 @@ pub enum TcpError {
         /// `unauthenticated_connections_max` or `accepts_per_second`.
         option: &'static str,
     },
+    /// More administrators' connections than a transport holds at once.
+    #[error("admin_connections_max ({value}) must be at most {max}")]
+    AdminConnectionsTooMany {
+        /// The configured cap.
+        value: usize,
+        /// [`ADMIN_CONNECTIONS_LIMIT`](super::ADMIN_CONNECTIONS_LIMIT).
+        max: usize,
+    },
 }
 
 impl TcpSettings {
@@ -260,6 +275,12 @@ impl TcpSettings {
             if zero {
                 return Err(TcpError::Zero { option });
             }
+        }
+        if limits.admin_connections_max > super::ADMIN_CONNECTIONS_LIMIT {
+            return Err(TcpError::AdminConnectionsTooMany {
+                value: limits.admin_connections_max,
+                max: super::ADMIN_CONNECTIONS_LIMIT,
+            });
         }
         let read_only = read_only_bytes_min(self.read_only_frame_max());
         let incoming = incoming_bytes_min(
