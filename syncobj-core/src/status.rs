@@ -671,7 +671,7 @@ mod tests {
                 "missing {line:?} in\n{text}"
             );
         }
-        assert_eq!(lines.len(), 63, "{text}");
+        assert_eq!(lines.len(), 65, "{text}");
         assert!(!text.ends_with('\n'));
     }
 
