@@ -844,3 +844,126 @@ fn nodes_join_and_leave_over_tcp() {
         Err(FailReason::Removed)
     );
 }
+
+/// Waits until `done` holds, polling every few milliseconds; fails after 30 s, saying `what`.
+fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !done() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{what}: not within 30 s"
+        );
+        std::thread::park_timeout(Duration::from_millis(5));
+    }
+}
+
+/// A fresh directory under the system's temporary directory, removed when dropped.
+struct TempDir(std::path::PathBuf);
+
+impl TempDir {
+    fn new(name: &str) -> TempDir {
+        let unique = format!(
+            "syncobj-tcp-{name}-{}-{:?}",
+            std::process::id(),
+            std::time::Instant::now()
+        );
+        let path = std::env::temp_dir().join(unique.replace([' ', ':', '{', '}', ','], "_"));
+        std::fs::create_dir_all(&path).expect("the temporary directory is writable");
+        TempDir(path)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Raft thesis §4.1 over TCP: node C is down while the cluster adds D, hands D the leadership
+/// and removes B. C restarts from its journal with its old partners (A and B): its membership
+/// does not name D, but D links to it as a stranger (dialling it, or — when C's address sorts
+/// higher and C would have to dial — dialling it the other way), C follows D's appends,
+/// learns the configurations it missed and catches up. With C's address sorting
+/// `lagging_sorts_higher` than D's.
+fn a_lagging_node_catches_up_with_a_leader_it_never_heard_of(lagging_sorts_higher: bool) {
+    let mut addresses: Vec<String> = (0..4).map(|_| free_address()).collect();
+    addresses.sort();
+    // D is the lowest or the highest address; A, B and C the others in order.
+    let d_address = match lagging_sorts_higher {
+        true => addresses.remove(0),
+        false => addresses.remove(3),
+    };
+    let [a_address, b_address, c_address] = [0, 1, 2].map(|i| addresses[i].clone());
+    let dir = TempDir::new("lagging");
+    let dynamic = || builder().dynamic_membership_change(true);
+    let c_conf = || {
+        dynamic()
+            .journal_file(dir.0.join("c"))
+            .build()
+            .expect("valid")
+    };
+    let start = |me: &str, partners: &[&String], conf: SyncObjConf| {
+        let partners = partners.iter().filter(|a| **a != me).map(|a| (*a).clone());
+        SyncObj::new(me, partners, Counter::default(), conf).expect("the node starts")
+    };
+    let originals = [&a_address, &b_address, &c_address];
+    let a = start(&a_address, &originals, dynamic().build().expect("valid"));
+    let b = start(&b_address, &originals, dynamic().build().expect("valid"));
+    let c = start(&c_address, &originals, c_conf());
+    assert_eq!(add_retrying(&a, 1), Ok(1));
+    assert_eq!(add_retrying(&c, 1), Ok(2), "C has the log so far");
+    c.destroy_synchronous();
+    drop(c);
+
+    let everyone = [&a_address, &b_address, &c_address, &d_address];
+    let d = start(&d_address, &everyone, dynamic().build().expect("valid"));
+    assert_eq!(
+        change_retrying(|| a.add_node_to_cluster(&d_address)),
+        Ok(())
+    );
+    assert_eq!(
+        change_retrying(|| a.transfer_leadership(Some(&d_address))),
+        Ok(())
+    );
+    wait_for("D leads", || d.is_leader());
+    assert_eq!(
+        change_retrying(|| d.remove_node_from_cluster(&b_address)),
+        Ok(())
+    );
+    b.destroy_synchronous();
+    drop(b);
+    assert_eq!(add_retrying(&d, 10), Ok(12));
+    assert_eq!(add_retrying(&a, 5), Ok(17));
+    let grown = d.status().membership;
+    assert_eq!(grown.voters.len(), 3, "{grown:?}");
+    assert!(!grown.voters.contains(&b_address));
+
+    // C comes back with its old partners: its journal's membership {A, B, C} wins, and it
+    // knows nothing of D.
+    let c = start(&c_address, &[&a_address, &b_address], c_conf());
+    wait_for("C catches up with D", || {
+        c.read().value == 17 && c.status().membership.voters == d.status().membership.voters
+    });
+    assert!(c.status().membership.is_member);
+    assert_eq!(c.leader().as_deref(), Some(d_address.as_str()));
+    assert!(
+        c.status().wire.strangers_linked >= 1,
+        "D first linked to C as a stranger"
+    );
+    wait_for("C links to D as a peer", || c.is_node_connected(&d_address));
+    assert_eq!(add_retrying(&c, 1), Ok(18), "C's own calls commit");
+    assert_eq!(d.read().value, 18);
+}
+
+/// C's address sorts below D's: D dials C, which takes D as a stranger.
+#[test]
+fn a_lagging_node_follows_a_leader_that_dials_it() {
+    a_lagging_node_catches_up_with_a_leader_it_never_heard_of(false);
+}
+
+/// C's address sorts above D's: C should dial D but does not know it, so D dials C the other
+/// way once it stayed unlinked for `connection_retry_time`.
+#[test]
+fn a_lagging_node_follows_a_leader_it_should_have_dialled() {
+    a_lagging_node_catches_up_with_a_leader_it_never_heard_of(true);
+}

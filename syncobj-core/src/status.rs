@@ -464,6 +464,15 @@ pub struct WireCounters {
     /// `admin_connections`).
     #[serde(default)]
     pub admin_connections: u64,
+    /// Strangers linked: nodes of the cluster that were not peers of this node, linked with
+    /// `dynamic_membership_change` on (a node whose membership lags hears the leader this way)
+    /// (key `strangers_linked`).
+    #[serde(default)]
+    pub strangers_linked: u64,
+    /// Strangers refused as busy because as many as allowed were linked (key
+    /// `strangers_refused`).
+    #[serde(default)]
+    pub strangers_refused: u64,
 }
 
 impl WireCounters {
@@ -489,6 +498,8 @@ impl WireCounters {
             accepts_rate_limited,
             reads_paused,
             admin_connections,
+            strangers_linked,
+            strangers_refused,
         } = transport;
         WireCounters {
             bad_frames: bad_frames + undecodable_messages,
@@ -509,6 +520,8 @@ impl WireCounters {
             accepts_rate_limited,
             reads_paused,
             admin_connections,
+            strangers_linked,
+            strangers_refused,
         }
     }
 
@@ -533,6 +546,8 @@ impl WireCounters {
             ("accepts_rate_limited", self.accepts_rate_limited),
             ("reads_paused", self.reads_paused),
             ("admin_connections", self.admin_connections),
+            ("strangers_linked", self.strangers_linked),
+            ("strangers_refused", self.strangers_refused),
         ])
     }
 }
@@ -705,7 +720,7 @@ mod tests {
                 "missing {line:?} in\n{text}"
             );
         }
-        assert_eq!(lines.len(), 66, "{text}");
+        assert_eq!(lines.len(), 68, "{text}");
         assert!(!text.ends_with('\n'));
     }
 
@@ -790,6 +805,8 @@ mod tests {
             &stats.accepts_rate_limited,
             &stats.reads_paused,
             &stats.admin_connections,
+            &stats.strangers_linked,
+            &stats.strangers_refused,
         ]
         .into_iter()
         .enumerate()
@@ -799,7 +816,7 @@ mod tests {
         let transport = stats.snapshot();
         assert_eq!(
             transport.named().len(),
-            18,
+            20,
             "a new counter needs a key here"
         );
         let status = Status {

@@ -369,6 +369,37 @@ fn transfer_leadership_to_a_node_and_to_any() {
     assert_eq!(add_retrying(next, 1), Ok(2));
 }
 
+/// Raft thesis §4.1: node c is cut off while d joins and takes the leadership; back on the
+/// network, c's membership does not name d, yet it takes d's appends (d links to it as a
+/// stranger), learns the configuration it missed and catches up.
+#[test]
+fn a_lagging_node_follows_a_leader_it_never_heard_of() {
+    let network = MemoryNetwork::new();
+    let nodes = cluster(&network, &["a", "b", "c"]);
+    let all: Vec<&Node> = nodes.iter().collect();
+    assert_eq!(add_retrying(leader(&all), 1), Ok(1));
+    let (a, c) = (&nodes[0], &nodes[2]);
+    wait_until("c applied the first call", || c.read().value == 1);
+    network.isolate("c");
+    let d = start(&network, "d", &["a", "b", "c"], conf());
+    assert_eq!(change_retrying(|| a.add_node_to_cluster("d")), Ok(()));
+    assert_eq!(change_retrying(|| a.transfer_leadership(Some("d"))), Ok(()));
+    wait_until("d leads", || d.is_leader());
+    assert_eq!(add_retrying(&d, 5), Ok(6));
+    assert_eq!(voters(c), names(&["a", "b", "c"]), "c knows nothing of d");
+    network.reconnect("c");
+    wait_until("c catches up", || {
+        c.read().value == 6 && voters(c) == names(&["a", "b", "c", "d"])
+    });
+    assert!(
+        c.status().wire.strangers_linked >= 1,
+        "d linked as a stranger"
+    );
+    assert_eq!(c.leader().as_deref(), Some("d"));
+    wait_until("c links to d as a peer", || c.is_node_connected("d"));
+    assert_eq!(add_retrying(c, 1), Ok(7));
+}
+
 /// Without `dynamic_membership_change`, every membership call fails at once with a typed
 /// reason, never applied.
 #[test]

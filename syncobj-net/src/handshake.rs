@@ -70,6 +70,7 @@
 //!     cluster,
 //!     voters: BTreeSet::from(["10.0.0.2:4321".to_owned()]),
 //!     accept_read_only: false,
+//!     accept_strangers: false,
 //! };
 //! let reply = match Hello::decode(&payload) {
 //!     Ok(hello) => match check_hello(&hello, &ours) {
@@ -220,8 +221,8 @@ pub enum RefuseReason {
     /// The acceptor has no password and the hello came encrypted.
     #[error("the acceptor has no password and cannot read an encrypted hello")]
     PasswordNotConfigured,
-    /// The acceptor has no room for this node now (as many read-only nodes as it takes are
-    /// linked); the dialler tries again later.
+    /// The acceptor has no room for this node now (as many read-only nodes, strangers or
+    /// administrators as it takes are linked); the dialler tries again later.
     #[error("the acceptor is at its limit of such connections; try again later")]
     Busy,
     /// An admin hello came unencrypted from an address other than loopback, to a node without
@@ -245,6 +246,9 @@ pub struct HandshakeConfig {
     pub voters: BTreeSet<String>,
     /// Whether read-only nodes may connect.
     pub accept_read_only: bool,
+    /// Whether voters outside `voters` may connect too (strangers: with membership changes,
+    /// a node whose membership lags must still hear the current leader).
+    pub accept_strangers: bool,
 }
 
 /// A field of a handshake message, as named in decoding errors.
@@ -511,7 +515,8 @@ impl fmt::Display for Field {
 }
 
 /// Checks a decoded hello against this node's configuration: the protocol version, then the
-/// cluster, then the node (a voter in `ours.voters`, or read-only if `ours.accept_read_only`).
+/// cluster, then the node (a voter in `ours.voters` or any voter if `ours.accept_strangers`,
+/// or read-only if `ours.accept_read_only`).
 /// An admin hello passes after the version, whatever its cluster: [`check_admin`] decides on
 /// it. Costs one set lookup.
 ///
@@ -530,7 +535,7 @@ pub fn check_hello(hello: &Hello, ours: &HandshakeConfig) -> Result<(), RefuseRe
         return Err(RefuseReason::WrongCluster);
     }
     let known = match &hello.node {
-        Peer::Voter(address) => ours.voters.contains(address),
+        Peer::Voter(address) => ours.accept_strangers || ours.voters.contains(address),
         Peer::ReadOnly(_) => ours.accept_read_only,
         Peer::Admin => true,
     };
@@ -1024,7 +1029,33 @@ mod tests {
             cluster: CLUSTER,
             voters: BTreeSet::from(["a:1".to_owned(), "b:2".to_owned()]),
             accept_read_only,
+            accept_strangers: false,
         }
+    }
+
+    #[test]
+    fn check_hello_accepts_strangers_of_the_cluster_only_when_asked() {
+        let strangers = HandshakeConfig {
+            accept_strangers: true,
+            ..config(false)
+        };
+        assert_eq!(check_hello(&voter("c:3"), &strangers), Ok(()));
+        assert_eq!(
+            check_hello(&voter("c:3"), &config(false)),
+            Err(RefuseReason::UnknownNode)
+        );
+        let mut other = voter("c:3");
+        other.cluster = ClusterId([0; 16]);
+        assert_eq!(
+            check_hello(&other, &strangers),
+            Err(RefuseReason::WrongCluster),
+            "a stranger of another cluster"
+        );
+        assert_eq!(
+            check_hello(&Hello::new(CLUSTER, Peer::ReadOnly(1)), &strangers),
+            Err(RefuseReason::UnknownNode),
+            "read-only nodes keep their own rule"
+        );
     }
 
     #[test]

@@ -27,14 +27,20 @@ use bytes::Bytes;
 /// How transports name a connected read-only node: this prefix, then its number in hexadecimal.
 pub const READ_ONLY_PREFIX: &str = "readonly:";
 
+/// The most strangers a transport links at once ([`Transport::admit_strangers`]): nodes of the
+/// same cluster that are not its peers. One more is refused as busy and counted in
+/// `strangers_refused`; it may try again later.
+pub const STRANGER_LINKS_MAX: usize = 4;
+
 /// A peer's number on this node's transport: dense, small, assigned by
 /// [`Transport::add_peer`] (the same address always gets the same id) or, for read-only nodes,
-/// when one links ([`TransportEvent::ReadOnlyJoined`]).
+/// when one links ([`TransportEvent::ReadOnlyJoined`]), and for strangers, when one links
+/// ([`TransportEvent::StrangerJoined`]).
 ///
 /// Ids are local to one transport: two nodes may number the same peer differently. A
-/// read-only node's id may be given to another read-only node after
-/// [`TransportEvent::ReadOnlyLeft`]; a peer added with `add_peer` keeps its id for the
-/// transport's life.
+/// read-only node's or a stranger's id may be given to another after
+/// [`TransportEvent::ReadOnlyLeft`] or [`TransportEvent::StrangerLeft`]; a peer added with
+/// `add_peer` keeps its id for the transport's life.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct PeerId(pub u32);
 
@@ -82,6 +88,22 @@ pub enum TransportEvent {
     /// A read-only node's link is gone (its `LinkDown` came just before); its id may be reused
     /// after this event.
     ReadOnlyLeft(PeerId),
+    /// A stranger linked: a voter of the same cluster (its hello passed the cluster identity
+    /// and the password) that is not a peer of this node, accepted because the layer above
+    /// admits strangers ([`Transport::admit_strangers`]). It is `peer` until
+    /// [`StrangerLeft`](Self::StrangerLeft), or until [`Transport::add_peer`] of `name` makes
+    /// it an ordinary peer under the same id, its link kept (no event then; a later
+    /// `LinkDown` is not followed by `StrangerLeft`). A `LinkUp(peer)` always follows at once,
+    /// before any frame from it. Strangers are never dialled.
+    StrangerJoined {
+        /// Its id while it stays linked.
+        peer: PeerId,
+        /// The address its hello gave.
+        name: String,
+    },
+    /// A stranger's link is gone (its `LinkDown` came just before); its id may be reused after
+    /// this event.
+    StrangerLeft(PeerId),
     /// The listener settled: bound (or nothing to bind), or gave up after its retries. Comes
     /// exactly once per transport.
     Bound(Result<(), BindFailure>),
@@ -138,7 +160,7 @@ macro_rules! counters {
         ///
         /// Every connection a transport took in ends in exactly one of `handshake_timeouts`,
         /// `handshake_closes`, `refused_handshakes`, `auth_failures`, `bad_frames`,
-        /// `read_only_over_cap`, `dial_failures`, `link_failures`, `link_timeouts`,
+        /// `read_only_over_cap`, `strangers_refused`, `dial_failures`, `link_failures`, `link_timeouts`,
         /// `links_replaced`, `links_removed` or `admin_connections` (or, dropped at the request of the layer above, in that layer's
         /// count); `unauthenticated_over_cap` and `accepts_rate_limited` count connections
         /// closed as soon as they were accepted.
@@ -207,7 +229,9 @@ counters! {
     dial_failures,
     /// Links (handshake done) that the peer closed or reset, or that failed on a socket error.
     link_failures,
-    /// Links closed because a newer connection of the same peer replaced them.
+    /// Connections closed because another connection of the same peer is its link: a newer one
+    /// replaced them, or the peer's link dialled the usual way (by the address that sorts
+    /// higher) was up when they opened.
     links_replaced,
     /// Links closed because their peer left the cluster ([`Transport::remove_peer`]); its
     /// later connections are refused (`refused_handshakes`).
@@ -227,6 +251,11 @@ counters! {
     /// Administrators' connections (`syncobj-admin`) that ended after their handshake, answered
     /// or not; their refused hellos count in `refused_handshakes`.
     admin_connections,
+    /// Strangers linked ([`Transport::admit_strangers`]): nodes of the cluster that were not
+    /// peers of this node when they linked.
+    strangers_linked,
+    /// Strangers refused (`Busy`) because [`STRANGER_LINKS_MAX`] were linked already.
+    strangers_refused,
 }
 
 impl WireStats {
@@ -257,7 +286,8 @@ pub trait Wake: Send + Sync {
 /// input, so that one flooding peer cannot grow the caller's buffer or starve the others.
 pub trait Transport: Send + 'static {
     /// Makes `address` a peer of this node and returns its id; idempotent (the same address
-    /// always gets the same id). The transport then links to it as it does to its configured
+    /// always gets the same id). A stranger linked under that address becomes the peer, with
+    /// its id and its link. The transport then links to it as it does to its configured
     /// peers, reporting [`TransportEvent::LinkUp`] once the link is up. Costs a map lookup, and
     /// an insertion for a new address.
     fn add_peer(&mut self, address: &str) -> PeerId;
@@ -294,12 +324,22 @@ pub trait Transport: Send + 'static {
 
     /// Forgets `peer`, a member that left the cluster: its link is closed (a
     /// [`TransportEvent::LinkDown`] follows at the next poll), it is no longer dialled, and
-    /// its connections are refused from then on. Frames for it are dropped. A later
+    /// its connections are refused from then on (or taken as a stranger's when the transport
+    /// admits strangers). Frames for it are dropped. A later
     /// [`add_peer`](Self::add_peer) of the same address makes it a peer again, maybe under
     /// another id. By default it does nothing (a transport without a peer table).
     fn remove_peer(&mut self, peer: PeerId) {
         let _ = peer;
     }
+
+    /// From now on, accepts links from strangers: nodes of the same cluster (same identity and
+    /// password) that are not peers, at most [`STRANGER_LINKS_MAX`] at once. Each is reported
+    /// with [`TransportEvent::StrangerJoined`], and its frames are handed up like a peer's:
+    /// the layer above judges them (a node whose membership lags must hear a leader it never
+    /// heard of). A peer removed with [`remove_peer`](Self::remove_peer) may come back as a
+    /// stranger. By default it does nothing (a transport that never checks its peers'
+    /// names, or the caller does not want strangers).
+    fn admit_strangers(&mut self) {}
 
     /// The transport's counters, shared with any thread: whoever builds a status report reads
     /// them then ([`WireStats::snapshot`]). Call it once and keep the `Arc`; a transport that

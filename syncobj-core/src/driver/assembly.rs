@@ -98,7 +98,7 @@ pub(crate) fn assemble(blueprint: Blueprint<'_>) -> Result<Assembled, StartError
     let (queue, receiver) = crossbeam_channel::bounded(conf.commands_queue_size);
     let (changes, change_receiver) = crossbeam_channel::bounded(CHANGES_QUEUED_MAX);
     let waker = transport.waker();
-    let mut links = Links::new(transport, addresses, id);
+    let mut links = Links::new(transport, addresses, id, conf.dynamic_membership_change);
     // The membership recovered from the journal or the snapshot may name other members than
     // the configuration does: it wins.
     links.follow(&raft);

@@ -8,7 +8,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use crossbeam_channel::{Receiver, Sender};
 use parking_lot::Mutex;
-use syncobj_net::{PeerId, Transport, TransportEvent, Wake, WireStats};
+use syncobj_net::{PeerId, STRANGER_LINKS_MAX, Transport, TransportEvent, Wake, WireStats};
 
 /// The most frames waiting in one node's inbox; more are dropped, as a full socket would.
 const INBOX_FRAMES_MAX: usize = 65_536;
@@ -89,6 +89,8 @@ impl MemoryNetwork {
             seen: None,
             bound_reported: false,
             stats: Arc::default(),
+            strangers: false,
+            free: Vec::new(),
         }
     }
 
@@ -151,8 +153,11 @@ impl MemoryNetwork {
 /// One node's end of a [`MemoryNetwork`]. It numbers its peers in the order they are added,
 /// links to each while both ends exist and neither is isolated, and hands out at most 4,096
 /// frames per poll. A frame from a node that is not its peer is dropped and counted in
-/// [`TransportCounters::bad_frames`](syncobj_net::TransportCounters::bad_frames); one from a
-/// peer whose link it sees down, or that it cannot send, in `dropped_frames`.
+/// [`TransportCounters::bad_frames`](syncobj_net::TransportCounters::bad_frames), unless
+/// strangers are admitted ([`Transport::admit_strangers`]): then its sender links as a stranger
+/// (at most [`STRANGER_LINKS_MAX`] at once; past that each of their frames is dropped and
+/// counted in `strangers_refused`). A frame from a peer whose link it sees down, or that it
+/// cannot send, is counted in `dropped_frames`.
 #[derive(Debug)]
 pub struct MemoryTransport {
     address: Arc<str>,
@@ -169,6 +174,10 @@ pub struct MemoryTransport {
     seen: Option<u64>,
     bound_reported: bool,
     stats: Arc<WireStats>,
+    /// Whether strangers are admitted.
+    strangers: bool,
+    /// The ids of strangers gone, handed out again first.
+    free: Vec<PeerId>,
 }
 
 #[derive(Debug)]
@@ -176,8 +185,11 @@ struct MemoryPeer {
     address: String,
     /// While linked, the incarnation of the peer's endpoint.
     link: Option<u64>,
-    /// The peer left the cluster ([`Transport::remove_peer`]): never linked again.
+    /// The peer left the cluster ([`Transport::remove_peer`]), or was a stranger whose link
+    /// went down: never linked again.
     removed: bool,
+    /// A node that is not a peer, linked until its link goes down or `add_peer` names it.
+    stranger: bool,
 }
 
 impl MemoryTransport {
@@ -214,14 +226,74 @@ impl MemoryTransport {
                 events.push(TransportEvent::LinkUp(id));
             }
             peer.link = link;
+            if peer.stranger && link.is_none() {
+                // A stranger lives as long as its link.
+                events.push(TransportEvent::StrangerLeft(id));
+                peer.removed = true;
+                self.by_address.remove(&peer.address);
+                self.free.push(id);
+            }
         }
+    }
+
+    /// A frame from `from`, which is no peer: links it as a stranger if they are admitted and
+    /// it has room, and returns its id.
+    fn stranger(&mut self, from: &str, events: &mut Vec<TransportEvent>) -> Option<PeerId> {
+        if !self.strangers {
+            WireStats::bump(&self.stats.bad_frames);
+            tracing::debug!(%from, "frame from a node that is not a peer dropped");
+            return None;
+        }
+        let linked = self.peers.iter().filter(|p| p.stranger && !p.removed);
+        if linked.count() >= STRANGER_LINKS_MAX {
+            WireStats::bump(&self.stats.strangers_refused);
+            tracing::debug!(%from, "frame from a stranger over the cap dropped");
+            return None;
+        }
+        let link = {
+            let hub = self.network.shared.hub.lock();
+            let isolated = hub.isolated.contains(from) || hub.isolated.contains(&*self.address);
+            hub.endpoints
+                .get(from)
+                .filter(|_| !isolated)
+                .map(|e| e.incarnation)
+        };
+        // Isolated since it sent: its frame is lost, as on a link that went down.
+        let Some(link) = link else {
+            WireStats::bump(&self.stats.dropped_frames);
+            return None;
+        };
+        let peer = MemoryPeer {
+            address: from.to_owned(),
+            link: Some(link),
+            removed: false,
+            stranger: true,
+        };
+        let id = match self.free.pop() {
+            Some(id) => {
+                self.peers[id.index()] = peer;
+                id
+            }
+            None => {
+                self.peers.push(peer);
+                PeerId(u32::try_from(self.peers.len() - 1).unwrap_or(u32::MAX))
+            }
+        };
+        self.by_address.insert(from.to_owned(), id);
+        WireStats::bump(&self.stats.strangers_linked);
+        tracing::info!(%from, "a node of the cluster that is not a peer linked");
+        events.push(TransportEvent::StrangerJoined {
+            peer: id,
+            name: from.to_owned(),
+        });
+        events.push(TransportEvent::LinkUp(id));
+        Some(id)
     }
 
     /// A frame from `from`: handed out if it is a linked peer, else dropped and counted.
     fn receive(&mut self, from: &str, frame: Bytes, events: &mut Vec<TransportEvent>) {
-        let Some(&id) = self.by_address.get(from) else {
-            WireStats::bump(&self.stats.bad_frames);
-            tracing::debug!(%from, "frame from a node that is not a peer dropped");
+        let known = self.by_address.get(from).copied();
+        let Some(id) = known.or_else(|| self.stranger(from, events)) else {
             return;
         };
         if self.peers[id.index()].link.is_none() {
@@ -237,8 +309,11 @@ impl MemoryTransport {
 }
 
 impl Transport for MemoryTransport {
+    /// Numbers a new address after the others; a stranger's address makes it a peer, its id
+    /// and link kept.
     fn add_peer(&mut self, address: &str) -> PeerId {
         if let Some(&id) = self.by_address.get(address) {
+            self.peers[id.index()].stranger = false;
             return id;
         }
         let id = PeerId(u32::try_from(self.peers.len()).unwrap_or(u32::MAX));
@@ -246,6 +321,7 @@ impl Transport for MemoryTransport {
             address: address.to_owned(),
             link: None,
             removed: false,
+            stranger: false,
         });
         self.by_address.insert(address.to_owned(), id);
         self.seen = None;
@@ -313,6 +389,10 @@ impl Transport for MemoryTransport {
 
     fn counters(&self) -> Arc<WireStats> {
         Arc::clone(&self.stats)
+    }
+
+    fn admit_strangers(&mut self) {
+        self.strangers = true;
     }
 }
 
@@ -404,5 +484,72 @@ mod tests {
         let second = poll(&mut a);
         assert_eq!(frames(&first) + frames(&second), POLL_FRAMES_MAX + 10);
         assert_eq!(a.counters().snapshot().bad_frames, 1);
+    }
+
+    #[test]
+    fn strangers_link_when_admitted_up_to_the_cap() {
+        let network = MemoryNetwork::new();
+        let mut a = network.endpoint("a");
+        assert_eq!(poll(&mut a), [TransportEvent::Bound(Ok(()))]);
+        let mut others: Vec<MemoryTransport> = (0..=STRANGER_LINKS_MAX)
+            .map(|i| network.endpoint(&format!("s{i}")))
+            .collect();
+        let hi = Bytes::from_static(b"hi");
+        let send_all = |others: &mut Vec<MemoryTransport>| {
+            for other in others.iter_mut() {
+                let to_a = other.add_peer("a");
+                poll(other);
+                assert!(other.send(to_a, hi.clone()));
+            }
+        };
+        send_all(&mut others);
+        let events = poll(&mut a);
+        assert!(events.is_empty(), "{events:?}");
+        assert_eq!(
+            a.counters().snapshot().bad_frames,
+            STRANGER_LINKS_MAX as u64 + 1
+        );
+        a.admit_strangers();
+        send_all(&mut others);
+        let events = poll(&mut a);
+        let first = PeerId(0);
+        assert_eq!(
+            events[..3],
+            [
+                TransportEvent::StrangerJoined {
+                    peer: first,
+                    name: "s0".into()
+                },
+                TransportEvent::LinkUp(first),
+                TransportEvent::Frame {
+                    from: first,
+                    frame: hi.clone()
+                },
+            ]
+        );
+        let stats = a.counters().snapshot();
+        assert_eq!(stats.strangers_linked, STRANGER_LINKS_MAX as u64);
+        assert_eq!(stats.strangers_refused, 1, "one over the cap");
+        assert_eq!(a.add_peer("s0"), first, "a peer now, under the same id");
+        drop(others.remove(1));
+        drop(others.remove(0));
+        assert_eq!(
+            poll(&mut a),
+            [
+                TransportEvent::LinkDown(first),
+                TransportEvent::LinkDown(PeerId(1)),
+                TransportEvent::StrangerLeft(PeerId(1)),
+            ],
+            "a stranger made a peer does not leave"
+        );
+        send_all(&mut others);
+        let events = poll(&mut a);
+        assert!(
+            events.contains(&TransportEvent::StrangerJoined {
+                peer: PeerId(1),
+                name: format!("s{STRANGER_LINKS_MAX}")
+            }),
+            "the freed id is handed out again: {events:?}"
+        );
     }
 }

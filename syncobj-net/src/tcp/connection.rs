@@ -59,12 +59,17 @@ pub(super) enum Fault {
     Authentication(String),
     /// A read-only node refused because as many as allowed are linked.
     ReadOnlyOverCap(String),
+    /// A stranger refused because as many as allowed are linked.
+    StrangerOverCap(String),
     /// The handshake was not done within the handshake timeout.
     HandshakeTimeout,
     /// An open link read nothing within the connection timeout.
     Silent,
     /// A newer connection of the same peer became its link.
     Replaced,
+    /// The peer's link dialled the usual way (by the address that sorts higher) was up when
+    /// this other connection of it opened.
+    Duplicate,
     /// The peer left the cluster (`Transport::remove_peer`).
     Removed,
     /// Dropped at the request of the layer above, which counts it.
@@ -82,11 +87,13 @@ impl Fault {
             | Fault::Refused(r)
             | Fault::Authentication(r)
             | Fault::ReadOnlyOverCap(r)
+            | Fault::StrangerOverCap(r)
             | Fault::Dropped(r)
             | Fault::AdminDone(r) => r,
             Fault::HandshakeTimeout => "the handshake was not done within the handshake timeout",
             Fault::Silent => "read nothing within the connection timeout",
             Fault::Replaced => "replaced by a newer connection",
+            Fault::Duplicate => "the peer's usual link is up",
             Fault::Removed => "the peer left the cluster",
         }
     }
@@ -159,7 +166,7 @@ pub(super) struct Connection {
     /// Whether the peer dialled (we accepted the connection).
     pub(super) accepted: bool,
     /// Whether the peer is a read-only node (known after its hello).
-    read_only: bool,
+    pub(super) read_only: bool,
     /// Whether the peer is an administrator (known after its hello), and where its one
     /// exchange stands.
     pub(super) admin: Option<AdminExchange>,
@@ -578,7 +585,7 @@ impl Connection {
                     |_| HelloReply::Accepted,
                 );
                 self.queue(&reply_bytes(&reply))?;
-                self.settle(verdict, is_admin(frame), settings, now)
+                self.settle(verdict, Asker::of(frame, settings), settings, now)
             }
             (Some(key), true) => {
                 let (responder, hello) = Responder::accept(key, frame).map_err(|e| {
@@ -590,7 +597,7 @@ impl Connection {
                     |_| HelloReply::Accepted,
                 );
                 self.reply_sealed(responder, &reply)?;
-                self.settle(verdict, is_admin(&hello), settings, now)
+                self.settle(verdict, Asker::of(&hello, settings), settings, now)
             }
             (Some(_), false) => self.refuse(RefuseReason::PasswordRequired, now),
             (None, true) => self.refuse(RefuseReason::PasswordNotConfigured, now),
@@ -689,7 +696,7 @@ impl Connection {
     fn settle(
         &mut self,
         verdict: Result<Peer, RefuseReason>,
-        admin: bool,
+        asker: Asker,
         settings: &TcpSettings,
         now: Instant,
     ) -> Result<(), Fault> {
@@ -711,8 +718,9 @@ impl Connection {
                 // Best effort: the connection closes right after.
                 let _ = self.flush(now);
                 let text = format!("hello refused: {reason}");
-                Err(match reason {
-                    RefuseReason::Busy if !admin => Fault::ReadOnlyOverCap(text),
+                Err(match (reason, asker) {
+                    (RefuseReason::Busy, Asker::ReadOnly) => Fault::ReadOnlyOverCap(text),
+                    (RefuseReason::Busy, Asker::Stranger) => Fault::StrangerOverCap(text),
                     _ => Fault::Refused(text),
                 })
             }
@@ -763,16 +771,36 @@ pub(super) fn peer_name(peer: &Peer) -> String {
     }
 }
 
-/// Whether a hello, as received, is an administrator's (for counting its refusal).
-fn is_admin(hello: &[u8]) -> bool {
-    Hello::decode(hello).is_ok_and(|h| h.node == Peer::Admin)
+/// Who sent a hello, as far as counting its refusal goes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Asker {
+    Admin,
+    ReadOnly,
+    /// A voter this node does not know.
+    Stranger,
+    /// A voter it knows, or an undecodable hello.
+    Other,
 }
 
-/// Whether the transport has room for one more read-only node, and one more administrator.
+impl Asker {
+    /// Who sent `hello`, as received.
+    fn of(hello: &[u8], settings: &TcpSettings) -> Asker {
+        match Hello::decode(hello).map(|h| h.node) {
+            Ok(Peer::Admin) => Asker::Admin,
+            Ok(Peer::ReadOnly(_)) => Asker::ReadOnly,
+            Ok(Peer::Voter(address)) if !settings.voters.contains(&address) => Asker::Stranger,
+            _ => Asker::Other,
+        }
+    }
+}
+
+/// Whether the transport has room for one more read-only node, administrator and stranger.
 #[derive(Clone, Copy, Debug)]
 pub(super) struct Room {
     pub(super) read_only: bool,
     pub(super) admin: bool,
+    /// `None` when strangers are not admitted at all.
+    pub(super) stranger: Option<bool>,
 }
 
 /// What the acceptor weighs a hello against.
@@ -785,8 +813,8 @@ struct Admission<'a> {
     remote: Option<std::net::IpAddr>,
 }
 
-/// Decodes and checks a hello; a read-only node or an administrator that may be accepted is
-/// refused as busy unless the transport has room for it. An administrator must pass
+/// Decodes and checks a hello; a read-only node, a stranger or an administrator that may be
+/// accepted is refused as busy unless the transport has room for it. An administrator must pass
 /// [`check_admin`] too, and is refused as [`RefuseReason::AdminDisabled`] by a transport that
 /// admits none.
 fn decode_and_check(hello: &[u8], ask: &Admission<'_>) -> Result<Peer, RefuseReason> {
@@ -795,11 +823,17 @@ fn decode_and_check(hello: &[u8], ask: &Admission<'_>) -> Result<Peer, RefuseRea
         cluster: settings.cluster,
         voters: settings.voters.iter().cloned().collect(),
         accept_read_only: settings.accept_read_only,
+        accept_strangers: ask.room.stranger.is_some(),
     };
     let hello = Hello::decode(hello).map_err(|e| e.refuse_reason())?;
     check_hello(&hello, &config)?;
-    match hello.node {
+    match &hello.node {
         Peer::ReadOnly(_) if !ask.room.read_only => return Err(RefuseReason::Busy),
+        Peer::Voter(address)
+            if ask.room.stranger == Some(false) && !config.voters.contains(address) =>
+        {
+            return Err(RefuseReason::Busy);
+        }
         Peer::Admin => {
             if settings.limits.admin_connections_max == 0 {
                 return Err(RefuseReason::AdminDisabled);

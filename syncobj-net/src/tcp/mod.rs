@@ -24,6 +24,9 @@
 //! * **Read-only nodes**: refused altogether unless `accept_read_only`; at most
 //!   `read_only_links_max` linked (one more is refused as busy, `read_only_over_cap`); their
 //!   frames at most `read_only_frame_size_max` bytes (longer drops the link, `bad_frames`).
+//! * **Strangers** (voters of the cluster that are not peers): refused unless the layer above
+//!   admits them ([`Transport::admit_strangers`]); at most [`STRANGER_LINKS_MAX`] linked (one
+//!   more is refused as busy, `strangers_refused`).
 //! * **Read buffers**: every read lands in one scratch buffer of the transport; a connection's
 //!   own buffers hold only what it received and has not handed out, in an allocation of that
 //!   size (a frame larger than one read chunk gets exactly its size once its header is in),
@@ -40,7 +43,12 @@
 //! accepted by the same rule (the address that sorts higher dials). A read-only node gets the
 //! lowest free id when its link opens ([`TransportEvent::ReadOnlyJoined`], then `LinkUp`), and
 //! gives it back when the link closes (`LinkDown`, then `ReadOnlyLeft`); at most 256 are linked
-//! at once. `LinkUp` comes when a connection finishes its handshake and becomes the peer's link,
+//! at once. A stranger is numbered the same way (`StrangerJoined`, `StrangerLeft`), and becomes
+//! an ordinary peer, its id and link kept, when [`add_peer`](Transport::add_peer) names it.
+//! While strangers are admitted, a voter that should dial this node but stayed unlinked for
+//! `connection_retry_time` is dialled by this node (it may not know this node: its membership
+//! lags); of two connections between two voters, the one the higher address dialled stays the
+//! link, the other is closed (`links_replaced`). `LinkUp` comes when a connection finishes its handshake and becomes the peer's link,
 //! `LinkDown` when that link closes; a newer connection that replaces a live link reports
 //! nothing. `Bound` comes once, when the listener is bound (at once for a read-only node) or
 //! gives up after `max_bind_retries` attempts.
@@ -87,8 +95,8 @@ pub use self::settings::{
 use crate::frame::READ_CHUNK_BYTES_DEFAULT;
 use crate::resolve::{Lookup, ResolveError, Resolver};
 use crate::{
-    BindFailure, PeerId, READ_ONLY_PREFIX, Transport, TransportCounters, TransportEvent, Wake,
-    WireStats,
+    BindFailure, PeerId, READ_ONLY_PREFIX, STRANGER_LINKS_MAX, Transport, TransportCounters,
+    TransportEvent, Wake, WireStats,
 };
 
 /// The default of [`ConnectionLimits::admin_connections_max`]: the most administrators'
@@ -146,6 +154,9 @@ pub struct TcpTransport {
     listener_paused_until: Option<Instant>,
     /// The number the next administrator's request goes up under.
     next_admin_id: u64,
+    /// Whether strangers are admitted ([`Transport::admit_strangers`]); then voters that do
+    /// not dial this node are dialled too when they stay unlinked.
+    strangers: bool,
 }
 
 struct MioWaker(mio::Waker);
@@ -206,6 +217,7 @@ impl TcpTransport {
             bucket: AcceptBucket::new(limits.accepts_per_second, now),
             listener_paused_until: None,
             next_admin_id: 0,
+            strangers: false,
         };
         for address in &voters {
             transport.add_voter(address, now);
@@ -247,7 +259,26 @@ impl TcpTransport {
             return None;
         }
         let dials = me.is_none_or(|me| address < me);
-        Some(self.peers.add_voter(address, dials, DIAL_BACKOFF_MIN, now))
+        let id = self.peers.add_voter(address, dials, DIAL_BACKOFF_MIN, now);
+        if !dials && let Some(slot) = self.peers.get_mut(id) {
+            // Dialled only as a fallback, when strangers are admitted.
+            slot.next_dial = now + self.settings.connection_retry_time;
+        }
+        Some(id)
+    }
+
+    /// Whether this node dials `slot`: the voters whose address sorts below its own and, when
+    /// strangers are admitted, the others too (not itself) once they stayed unlinked for
+    /// `connection_retry_time` (a node whose membership lags does not know this one, so it
+    /// never dials it).
+    fn dials(&self, slot: &peers::Slot) -> bool {
+        match slot.kind {
+            Kind::Voter { dials: true } => true,
+            Kind::Voter { dials: false } => {
+                self.strangers && self.settings.self_address() != Some(slot.name.as_str())
+            }
+            Kind::ReadOnly | Kind::Stranger => false,
+        }
     }
 
     /// One bind attempt, if one is due.
@@ -304,7 +335,7 @@ impl TcpTransport {
             .peers
             .iter()
             .filter(|&(id, slot)| {
-                slot.kind == (Kind::Voter { dials: true })
+                self.dials(slot)
                     && slot.link.is_none()
                     && slot.next_dial <= now
                     && !self.dialling(id)
@@ -326,10 +357,15 @@ impl TcpTransport {
                 }
             };
             // Back off from a quick first retry (peers start at about the same time) up to
-            // `connection_retry_time`; an open link resets it.
+            // `connection_retry_time`; an open link resets it. A fallback dial waits the
+            // whole retry time.
             let retry = self.settings.connection_retry_time;
-            slot.next_dial = now + slot.backoff.min(retry);
-            slot.backoff = (slot.backoff * 2).min(retry);
+            if slot.kind == (Kind::Voter { dials: false }) {
+                slot.next_dial = now + retry;
+            } else {
+                slot.next_dial = now + slot.backoff.min(retry);
+                slot.backoff = (slot.backoff * 2).min(retry);
+            }
             let name = slot.name.clone();
             if let Err(error) = self.dial(id, name, address, now) {
                 WireStats::bump(&self.stats.dial_failures);
@@ -518,6 +554,9 @@ impl TcpTransport {
         let room = Room {
             read_only: self.peers.read_only_count() < self.settings.limits.read_only_links_max,
             admin: admins.count() < self.settings.limits.admin_connections_max,
+            stranger: self
+                .strangers
+                .then(|| self.peers.stranger_count() < STRANGER_LINKS_MAX),
         };
         let Some(connection) = self.connections.get_mut(&token) else {
             return Ok(());
@@ -588,50 +627,90 @@ impl TcpTransport {
         }
     }
 
-    /// Makes the open connection `token` its peer's link, numbering a read-only node that
-    /// linked, and reports the link up unless it replaces a live one (which it closes).
+    /// Makes the open connection `token` its peer's link, numbering a read-only node or a
+    /// stranger that linked, and reports the link up unless it replaces a live one (which it
+    /// closes). A connection dialled against the usual direction (a fallback dial, or a
+    /// stranger's) never replaces one dialled the usual way: it is closed instead, so that two
+    /// nodes that dialled each other keep the same connection.
     fn open_link(&mut self, token: Token, now: Instant) -> Result<(), Fault> {
         let Some(connection) = self.connections.get(&token) else {
             return Ok(());
         };
+        let read_only = connection.read_only;
         let id = match (connection.id, connection.peer.clone()) {
             (Some(id), _) => id,
-            (None, Some(name)) => self.identify(name, now)?,
+            (None, Some(name)) => self.identify(name, read_only, now)?,
             (None, None) => return Err(Fault::Refused("a link to an unnamed peer".into())),
         };
         if let Some(connection) = self.connections.get_mut(&token) {
             connection.id = Some(id);
         }
-        let Some(slot) = self.peers.get_mut(id) else {
+        let Some(slot) = self.peers.get(id) else {
             return Err(Fault::Refused(format!("{id} is not known")));
         };
+        let kind = slot.kind;
+        let old = slot.link.filter(|&old| old != token);
+        if let Some(old) = old
+            && self.usual(old, kind)
+            && !self.usual(token, kind)
+        {
+            return Err(Fault::Duplicate);
+        }
+        let Some(slot) = self.peers.get_mut(id) else {
+            return Ok(());
+        };
         slot.backoff = DIAL_BACKOFF_MIN;
-        match slot.link.replace(token) {
-            None => self.queue.push(TransportEvent::LinkUp(id)),
-            Some(old) if old != token => self.close(old, &Fault::Replaced),
-            Some(_) => {}
+        match (slot.link.replace(token), old) {
+            (None, _) => self.queue.push(TransportEvent::LinkUp(id)),
+            (Some(_), Some(old)) => self.close(old, &Fault::Replaced),
+            (Some(_), None) => {}
         }
         Ok(())
     }
 
+    /// Whether connection `token` of a peer of `kind` was dialled the usual way: by the
+    /// address that sorts higher between two voters, by the other node for transient peers.
+    fn usual(&self, token: Token, kind: Kind) -> bool {
+        let Some(connection) = self.connections.get(&token) else {
+            return false;
+        };
+        match kind {
+            Kind::Voter { dials } => connection.accepted != dials,
+            Kind::ReadOnly | Kind::Stranger => true,
+        }
+    }
+
     /// The id of the peer an accepted connection's hello named: a voter's, or a new one for a
-    /// read-only node (reported as joined).
-    fn identify(&mut self, name: String, now: Instant) -> Result<PeerId, Fault> {
+    /// read-only node or a stranger (reported as joined).
+    fn identify(&mut self, name: String, read_only: bool, now: Instant) -> Result<PeerId, Fault> {
         if let Some(id) = self.peers.id(&name) {
             return Ok(id);
         }
-        if !name.starts_with(READ_ONLY_PREFIX) {
+        if read_only {
+            let max = self.settings.limits.read_only_links_max;
+            let Some(peer) = self.peers.add_read_only(&name, max, now) else {
+                return Err(Fault::ReadOnlyOverCap(format!(
+                    "{name}: too many read-only nodes linked"
+                )));
+            };
+            tracing::info!(%peer, %name, "read-only node linked");
+            self.queue
+                .push(TransportEvent::ReadOnlyJoined { peer, name });
+            return Ok(peer);
+        }
+        let me = self.settings.self_address() == Some(name.as_str());
+        if !self.strangers || me || name.starts_with(READ_ONLY_PREFIX) {
             return Err(Fault::Refused(format!("{name} is not a peer of this node")));
         }
-        let max = self.settings.limits.read_only_links_max;
-        let Some(peer) = self.peers.add_read_only(&name, max, now) else {
-            return Err(Fault::ReadOnlyOverCap(format!(
-                "{name}: too many read-only nodes linked"
+        let Some(peer) = self.peers.add_stranger(&name, STRANGER_LINKS_MAX, now) else {
+            return Err(Fault::StrangerOverCap(format!(
+                "{name}: too many strangers linked"
             )));
         };
-        tracing::info!(%peer, %name, "read-only node linked");
+        WireStats::bump(&self.stats.strangers_linked);
+        tracing::info!(%peer, %name, "a node of the cluster that is not a peer linked");
         self.queue
-            .push(TransportEvent::ReadOnlyJoined { peer, name });
+            .push(TransportEvent::StrangerJoined { peer, name });
         Ok(peer)
     }
 
@@ -674,7 +753,10 @@ impl TcpTransport {
             // fill the log. So is an administrator's (the driver logs its requests).
             (_, true) => tracing::debug!(?peer, reason, "connection closed in its handshake"),
             _ if admin_open => tracing::debug!(reason, "admin connection closed"),
-            (Fault::Io(_) | Fault::Replaced | Fault::Removed, false) => {
+            (Fault::ReadOnlyOverCap(_) | Fault::StrangerOverCap(_), _) => {
+                tracing::debug!(?peer, reason, "connection refused");
+            }
+            (Fault::Io(_) | Fault::Replaced | Fault::Duplicate | Fault::Removed, false) => {
                 tracing::info!(?peer, reason, "connection closed");
             }
             (_, false) => tracing::warn!(?peer, reason, "connection dropped"),
@@ -693,9 +775,18 @@ impl TcpTransport {
         }
         slot.link = None;
         self.queue.push(TransportEvent::LinkDown(id));
-        if slot.kind == Kind::ReadOnly {
-            self.peers.remove_read_only(id);
-            self.queue.push(TransportEvent::ReadOnlyLeft(id));
+        match slot.kind {
+            Kind::Voter { dials: false } => {
+                slot.next_dial = Instant::now() + self.settings.connection_retry_time;
+            }
+            Kind::Voter { dials: true } => {}
+            Kind::ReadOnly | Kind::Stranger => {
+                let left = match self.peers.remove_transient(id) {
+                    Some(Kind::ReadOnly) => TransportEvent::ReadOnlyLeft(id),
+                    _ => TransportEvent::StrangerLeft(id),
+                };
+                self.queue.push(left);
+            }
         }
     }
 
@@ -710,9 +801,10 @@ impl TcpTransport {
             Fault::Refused(_) => &stats.refused_handshakes,
             Fault::Authentication(_) => &stats.auth_failures,
             Fault::ReadOnlyOverCap(_) => &stats.read_only_over_cap,
+            Fault::StrangerOverCap(_) => &stats.strangers_refused,
             Fault::HandshakeTimeout => &stats.handshake_timeouts,
             Fault::Silent => &stats.link_timeouts,
-            Fault::Replaced => &stats.links_replaced,
+            Fault::Replaced | Fault::Duplicate => &stats.links_replaced,
             Fault::Removed if stage == Stage::Open => &stats.links_removed,
             Fault::Removed => &stats.handshake_closes,
             Fault::Dropped(_) | Fault::AdminDone(_) => return None,
@@ -829,6 +921,7 @@ impl Transport for TcpTransport {
     /// linked (read-only nodes are numbered when they link, not by this call).
     fn add_peer(&mut self, address: &str) -> PeerId {
         if let Some(id) = self.peers.id(address) {
+            self.promote(id, address);
             return id;
         }
         if !self.settings.voters.iter().any(|v| v == address) {
@@ -935,6 +1028,15 @@ impl Transport for TcpTransport {
         Arc::clone(&self.stats)
     }
 
+    /// Accepts strangers from now on (at most [`STRANGER_LINKS_MAX`] at once, one more
+    /// refused as `Busy`, counted in `strangers_refused`), and dials the voters whose address
+    /// sorts higher too when they stay unlinked for `connection_retry_time`: such a voter may
+    /// not know this node. Of two connections between two voters, the one dialled by the
+    /// address that sorts higher wins.
+    fn admit_strangers(&mut self) {
+        self.strangers = true;
+    }
+
     /// Queues the answer on the administrator's connection and writes what the socket
     /// takes; the connection closes once all is written (at once, or at a later poll). A
     /// reply over [`ADMIN_REPLY_BYTES_MAX`](crate::admin::ADMIN_REPLY_BYTES_MAX) bytes closes
@@ -960,6 +1062,23 @@ impl Transport for TcpTransport {
 }
 
 impl TcpTransport {
+    /// Makes peer `id`, named `address`, a voter if it is a stranger: its link stays, and it is
+    /// dialled as any voter once that link is gone.
+    fn promote(&mut self, id: PeerId, address: &str) {
+        let dials = self.settings.self_address().is_none_or(|me| address < me);
+        if !self.peers.promote(id, dials, DIAL_BACKOFF_MIN) {
+            return;
+        }
+        if !self.settings.voters.iter().any(|v| v == address) {
+            self.settings.voters.push(address.to_owned());
+        }
+        let retry = self.settings.connection_retry_time;
+        if !dials && let Some(slot) = self.peers.get_mut(id) {
+            slot.next_dial = Instant::now() + retry;
+        }
+        tracing::info!(peer = %id, %address, "a linked stranger is a peer now");
+    }
+
     fn send_in(&mut self, lane: Lane, to: PeerId, frame: Bytes) -> bool {
         let Some(token) = self.peers.get(to).and_then(|slot| slot.link) else {
             WireStats::bump(&self.stats.dropped_frames);

@@ -18,6 +18,16 @@ pub(super) enum Kind {
     },
     /// A read-only node, while it is linked.
     ReadOnly,
+    /// A voter of the cluster that is not a peer of this node, while it is linked (never
+    /// dialled); [`Peers::promote`] makes it a voter.
+    Stranger,
+}
+
+impl Kind {
+    /// Whether a slot of this kind lives only as long as its link.
+    pub(super) fn transient(self) -> bool {
+        matches!(self, Kind::ReadOnly | Kind::Stranger)
+    }
 }
 
 /// One peer.
@@ -34,8 +44,8 @@ pub(super) struct Slot {
     pub(super) backoff: Duration,
 }
 
-/// The peers, by id and by name. Ids index `slots`, so they stay dense: a read-only node's id
-/// is freed when it leaves and handed out again first.
+/// The peers, by id and by name. Ids index `slots`, so they stay dense: a read-only node's or
+/// a stranger's id is freed when it leaves and handed out again first.
 #[derive(Debug, Default)]
 pub(super) struct Peers {
     /// Indexed by [`PeerId`]; `None` for a freed id.
@@ -45,6 +55,8 @@ pub(super) struct Peers {
     free: Vec<PeerId>,
     /// Read-only nodes linked now.
     read_only: usize,
+    /// Strangers linked now.
+    strangers: usize,
 }
 
 impl Peers {
@@ -100,18 +112,52 @@ impl Peers {
         Some(self.insert(name, Kind::ReadOnly, Duration::ZERO, now))
     }
 
-    /// Forgets read-only node `id`, whose link is gone; its id may be handed out again.
-    pub(super) fn remove_read_only(&mut self, id: PeerId) {
-        let Some(slot) = self.slots.get_mut(id.index()) else {
-            return;
-        };
-        if slot.as_ref().is_some_and(|s| s.kind == Kind::ReadOnly)
-            && let Some(slot) = slot.take()
-        {
-            self.by_name.remove(&slot.name);
-            self.free.push(id);
-            self.read_only -= 1;
+    /// The strangers linked now.
+    pub(super) fn stranger_count(&self) -> usize {
+        self.strangers
+    }
+
+    /// An id for the stranger `name`, which linked; `None` when `max` are linked already. The
+    /// caller checked that the name is new.
+    pub(super) fn add_stranger(&mut self, name: &str, max: usize, now: Instant) -> Option<PeerId> {
+        if self.strangers >= max {
+            return None;
         }
+        self.strangers += 1;
+        Some(self.insert(name, Kind::Stranger, Duration::ZERO, now))
+    }
+
+    /// Makes stranger `id` a voter, keeping its id and link (to be dialled, if `dials`, once
+    /// its link is gone). Returns whether it was a stranger.
+    pub(super) fn promote(&mut self, id: PeerId, dials: bool, backoff: Duration) -> bool {
+        let Some(slot) = self.get_mut(id) else {
+            return false;
+        };
+        if slot.kind != Kind::Stranger {
+            return false;
+        }
+        slot.kind = Kind::Voter { dials };
+        slot.backoff = backoff;
+        self.strangers -= 1;
+        true
+    }
+
+    /// Forgets read-only node or stranger `id`, whose link is gone; its id may be handed out
+    /// again. Returns its kind, or `None` (nothing done) for a voter or an unknown id.
+    pub(super) fn remove_transient(&mut self, id: PeerId) -> Option<Kind> {
+        let slot = self.slots.get_mut(id.index())?;
+        let kind = slot.as_ref()?.kind;
+        if !kind.transient() {
+            return None;
+        }
+        let slot = slot.take()?;
+        self.by_name.remove(&slot.name);
+        self.free.push(id);
+        match kind {
+            Kind::ReadOnly => self.read_only -= 1,
+            _ => self.strangers -= 1,
+        }
+        Some(kind)
     }
 
     /// Forgets voter `id`, which left the cluster; returns its name. Its id is not handed out
@@ -168,9 +214,9 @@ mod tests {
             .add_read_only("readonly:1", READ_ONLY_LINKS_MAX, now)
             .expect("room");
         assert_eq!(r, PeerId(2));
-        peers.remove_read_only(a);
+        assert_eq!(peers.remove_transient(a), None);
         assert_eq!(peers.id("a:1"), Some(a), "voters are never removed");
-        peers.remove_read_only(r);
+        assert_eq!(peers.remove_transient(r), Some(Kind::ReadOnly));
         assert_eq!(peers.id("readonly:1"), None);
         assert!(peers.get(r).is_none());
         let s = peers
@@ -200,10 +246,35 @@ mod tests {
         let max = READ_ONLY_LINKS_MAX;
         assert_eq!(peers.add_read_only("readonly:ffff", max, now), None);
         assert_eq!(peers.read_only_count(), max);
-        peers.remove_read_only(PeerId(0));
+        peers.remove_transient(PeerId(0));
         assert_eq!(
             peers.add_read_only("readonly:ffff", max, now),
             Some(PeerId(0))
         );
+    }
+
+    #[test]
+    fn strangers_are_limited_and_promoted_in_place() {
+        let now = Instant::now();
+        let mut peers = Peers::default();
+        let a = peers.add_voter("a:1", true, Duration::ZERO, now);
+        let max = 2;
+        let s = peers.add_stranger("s:1", max, now).expect("room");
+        let t = peers.add_stranger("t:1", max, now).expect("room");
+        assert_eq!(peers.add_stranger("u:1", max, now), None, "at the cap");
+        assert_eq!(peers.stranger_count(), 2);
+        assert!(!peers.promote(a, true, Duration::ZERO), "a voter already");
+        assert!(peers.promote(s, false, Duration::ZERO));
+        assert_eq!(peers.id("s:1"), Some(s), "the same id");
+        assert_eq!(
+            peers.get(s).map(|slot| slot.kind),
+            Some(Kind::Voter { dials: false })
+        );
+        assert_eq!(peers.stranger_count(), 1);
+        assert_eq!(peers.remove_transient(s), None, "a voter now");
+        assert_eq!(peers.remove_transient(t), Some(Kind::Stranger));
+        assert_eq!(peers.stranger_count(), 0);
+        let u = peers.add_stranger("u:1", max, now).expect("room again");
+        assert_eq!(u, t, "the freed id is reused");
     }
 }

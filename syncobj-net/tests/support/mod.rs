@@ -65,6 +65,8 @@ pub(crate) struct Node {
     pub(crate) up: BTreeSet<PeerId>,
     /// Read-only nodes linked, by id.
     pub(crate) read_only: BTreeMap<PeerId, String>,
+    /// Strangers linked and not made peers since, by id.
+    pub(crate) strangers: BTreeMap<PeerId, String>,
     /// Frames received, in order.
     pub(crate) frames: Vec<(PeerId, Bytes)>,
     /// Every event, in order.
@@ -80,6 +82,7 @@ impl Node {
             transport: TcpTransport::bind(settings).expect("the poller starts"),
             up: BTreeSet::new(),
             read_only: BTreeMap::new(),
+            strangers: BTreeMap::new(),
             frames: Vec::new(),
             log: Vec::new(),
             bound: None,
@@ -107,7 +110,11 @@ impl Node {
 
     /// Checks `event` against the contract and remembers what it says.
     pub(crate) fn record(&mut self, event: TransportEvent) {
-        if let Some(TransportEvent::ReadOnlyJoined { peer, .. }) = self.log.last() {
+        if let Some(
+            TransportEvent::ReadOnlyJoined { peer, .. }
+            | TransportEvent::StrangerJoined { peer, .. },
+        ) = self.log.last()
+        {
             assert_eq!(
                 event,
                 TransportEvent::LinkUp(*peer),
@@ -135,6 +142,18 @@ impl Node {
                     "{peer} left unjoined"
                 );
             }
+            TransportEvent::StrangerJoined { peer, name } => {
+                assert!(!self.up.contains(peer), "{peer} joined while up");
+                let known = self.strangers.insert(*peer, name.clone());
+                assert_eq!(known, None, "{peer} joined twice");
+            }
+            TransportEvent::StrangerLeft(peer) => {
+                assert!(!self.up.contains(peer), "{peer} left before its LinkDown");
+                assert!(
+                    self.strangers.remove(peer).is_some(),
+                    "{peer} left unjoined, or after add_peer made it a peer"
+                );
+            }
             TransportEvent::Bound(bound) => {
                 let earlier = self.bound.replace(bound.clone());
                 assert_eq!(earlier, None, "Bound comes once");
@@ -147,8 +166,11 @@ impl Node {
         self.log.push(event);
     }
 
+    /// The id of `address`, made a peer (a stranger linked under it becomes one).
     pub(crate) fn id(&mut self, address: &str) -> PeerId {
-        self.transport.add_peer(address)
+        let id = self.transport.add_peer(address);
+        self.strangers.remove(&id);
+        id
     }
 
     pub(crate) fn linked_to(&mut self, address: &str) -> bool {

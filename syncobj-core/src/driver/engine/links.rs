@@ -1,15 +1,16 @@
 //! The node's side of the transport: who its peers are (each a Raft id and a transport
 //! [`PeerId`]), which links are up, which read-only nodes are linked (each a Raft observer),
-//! whether the listener is bound, and the frames to send. It reacts to the transport's events
-//! rather than asking for its state.
+//! which strangers are linked (nodes outside the membership this node knows, whose frames go
+//! to Raft, which judges them), whether the listener is bound, and the frames to send. It
+//! reacts to the transport's events rather than asking for its state.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use bytes::Bytes;
 use syncobj_net::{BindFailure, PeerId, Transport, TransportEvent, Wake, WireStats};
 
-use crate::driver::addresses::{Addresses, is_read_only};
+use crate::driver::addresses::{Addresses, is_read_only, voter_id};
 use crate::driver::observed::{PeerLink, Peers};
 use crate::driver::wire::NodeMessage;
 use crate::raft::{Instant, Membership, NodeId, RaftNode};
@@ -45,6 +46,9 @@ pub(crate) struct Links {
     peer_ids: BTreeMap<NodeId, PeerId>,
     /// The nodes whose link is up.
     up: BTreeMap<NodeId, bool>,
+    /// The strangers linked: voters outside the memberships followed, by their Raft id (a
+    /// hash of their address, as for any voter). At most the transport's cap.
+    strangers: BTreeSet<NodeId>,
     /// Frames that did not decode, or came from unknown peers.
     pub(crate) bad_frames: u64,
     /// The transport's counters, shared with readers of the status.
@@ -66,8 +70,18 @@ pub(crate) struct Links {
 }
 
 impl Links {
-    /// Links `me` to the voters of `addresses` through `transport`.
-    pub(crate) fn new(transport: Box<dyn Transport>, addresses: Addresses, me: NodeId) -> Links {
+    /// Links `me` to the voters of `addresses` through `transport`; with `strangers` (the
+    /// membership may change), the transport admits nodes outside the membership too: one
+    /// whose membership lags must hear a leader it never heard of (Raft thesis §4.1).
+    pub(crate) fn new(
+        mut transport: Box<dyn Transport>,
+        addresses: Addresses,
+        me: NodeId,
+        strangers: bool,
+    ) -> Links {
+        if strangers {
+            transport.admit_strangers();
+        }
         let wire = transport.counters();
         let mut links = Links {
             transport,
@@ -77,6 +91,7 @@ impl Links {
             nodes: Vec::new(),
             peer_ids: BTreeMap::new(),
             up: BTreeMap::new(),
+            strangers: BTreeSet::new(),
             bad_frames: 0,
             wire,
             bound: None,
@@ -135,6 +150,8 @@ impl Links {
                     self.read_only_joined(peer, &name, raft, now)
                 }
                 TransportEvent::ReadOnlyLeft(peer) => self.read_only_left(peer, raft),
+                TransportEvent::StrangerJoined { peer, name } => self.stranger_joined(peer, &name),
+                TransportEvent::StrangerLeft(peer) => self.stranger_left(peer),
                 TransportEvent::Bound(outcome) => {
                     self.bound = Some(outcome);
                     self.bind_retrying = None;
@@ -186,7 +203,9 @@ impl Links {
             match self.addresses.insert_voter(address) {
                 Ok(_) => {
                     tracing::info!(node = %address, "a new member: linking to it");
+                    // A stranger linked under that address becomes the peer, link and all.
                     let peer = self.transport.add_peer(address);
+                    self.strangers.remove(&id);
                     self.map(peer, id);
                     self.changed = true;
                 }
@@ -308,6 +327,32 @@ impl Links {
             raft.remove_observer(id);
             self.addresses.remove_read_only(id);
             self.changed = true;
+        }
+    }
+
+    /// A stranger linked: a voter of the cluster outside the memberships followed. Its frames
+    /// go to Raft under the id its address gives, which accepts a leader's appends and
+    /// snapshots from it and ignores its votes. One whose id a known node holds (a collision)
+    /// is unlinked.
+    fn stranger_joined(&mut self, peer: PeerId, name: &str) {
+        let id = voter_id(name);
+        if id == self.me || self.addresses.by_id.contains_key(&id) || self.strangers.contains(&id) {
+            tracing::warn!(node = %name, "a stranger whose id a known node holds: unlinked");
+            self.bad_frames += 1;
+            self.transport.disconnect(peer);
+            return;
+        }
+        tracing::info!(
+            node = %name,
+            "a node outside this node's membership linked: Raft judges its messages"
+        );
+        self.map(peer, id);
+        self.strangers.insert(id);
+    }
+
+    fn stranger_left(&mut self, peer: PeerId) {
+        if let Some(id) = self.unmap(peer) {
+            self.strangers.remove(&id);
         }
     }
 
