@@ -280,6 +280,15 @@ impl Cluster {
     }
 }
 
+/// The first of `nodes` that is not `leader`.
+fn other_than(leader: NodeId, nodes: &[u64]) -> NodeId {
+    nodes
+        .iter()
+        .map(|&n| id(n))
+        .find(|&n| n != leader)
+        .expect("a node other than the leader")
+}
+
 fn voters(node: &RaftNode) -> Vec<u64> {
     node.membership().voters().iter().map(|n| n.0).collect()
 }
@@ -394,11 +403,7 @@ fn a_lagging_node_follows_a_leader_it_never_heard_of() {
     let mut c = Cluster::new(&[1, 2, 3], &[]);
     let leader = c.elect();
     c.settle(leader);
-    let lagging = [1, 2, 3]
-        .into_iter()
-        .map(id)
-        .find(|&n| n != leader)
-        .expect("a follower");
+    let lagging = other_than(leader, &[1, 2, 3]);
     c.isolated.insert(lagging);
     c.start(id(4), members(&[1, 2, 3], &[4]), config(4));
     c.change(
@@ -493,10 +498,7 @@ fn adds_a_voter_to_a_three_node_cluster() {
     c.run_until("every node has four voters", |c| {
         c.all_have(&[1, 2, 3, 4], &target)
     });
-    let other = [1, 2, 3, 4]
-        .into_iter()
-        .find(|&n| id(n) != leader)
-        .expect("a follower");
+    let other = other_than(leader, &[1, 2, 3, 4]).0;
     c.isolated.insert(id(other));
     let before = c.node(leader.0).commit_index();
     c.propose(leader, 1);
@@ -610,10 +612,7 @@ fn removes_a_follower() {
     let mut c = Cluster::new(&[1, 2, 3], &[]);
     let leader = c.elect();
     c.settle(leader);
-    let gone = [1, 2, 3]
-        .into_iter()
-        .find(|&n| id(n) != leader)
-        .expect("a follower");
+    let gone = other_than(leader, &[1, 2, 3]).0;
     let at = appended(
         c.change(leader, MembershipChange::Remove { id: id(gone) })
             .expect("accepted"),
@@ -705,10 +704,7 @@ fn a_removed_node_that_missed_its_removal_never_disrupts() {
     let mut c = Cluster::with_config(&[1, 2, 3], &[], no_pre_vote);
     let leader = c.elect();
     c.settle(leader);
-    let gone = [1, 2, 3]
-        .into_iter()
-        .find(|&n| id(n) != leader)
-        .expect("a follower");
+    let gone = other_than(leader, &[1, 2, 3]).0;
     c.isolated.insert(id(gone));
     c.change(leader, MembershipChange::Remove { id: id(gone) })
         .expect("accepted");
@@ -1187,11 +1183,7 @@ fn leadership_transfer_to_a_target() {
     let old = c.elect();
     c.settle(old);
     c.propose(old, 3);
-    let to = [1, 2, 3]
-        .into_iter()
-        .map(id)
-        .find(|&n| n != old)
-        .expect("a follower");
+    let to = other_than(old, &[1, 2, 3]);
     // Hold the TimeoutNow back to look at the leader while it hands over.
     c.drop_if = Box::new(|e| matches!(e.message, Message::TimeoutNow(_)));
     let now = c.now;
@@ -1262,11 +1254,7 @@ fn leadership_transfer_times_out() {
     let mut c = Cluster::new(&[1, 2, 3], &[]);
     let old = c.elect();
     c.settle(old);
-    let to = [1, 2, 3]
-        .into_iter()
-        .map(id)
-        .find(|&n| n != old)
-        .expect("a follower");
+    let to = other_than(old, &[1, 2, 3]);
     c.isolated.insert(to);
     c.propose(old, 2);
     let now = c.now;
@@ -1385,10 +1373,7 @@ fn an_observer_added_as_a_voter_keeps_its_log_and_counts() {
         c.node_mut(n).remove_observer(id(4));
         assert!(!c.node(n).observers().contains(&id(4)));
     }
-    let other = [1, 2, 3]
-        .into_iter()
-        .find(|&n| id(n) != leader)
-        .expect("a follower");
+    let other = other_than(leader, &[1, 2, 3]).0;
     c.isolated.insert(id(other));
     let (before, term) = (c.node(leader.0).commit_index(), c.node(leader.0).term());
     c.propose(leader, 1);
