@@ -141,7 +141,7 @@ impl RaftNode {
         response: AppendResponse,
         now: Instant,
     ) -> Result<(), ProtocolViolation> {
-        let last = self.log.last_index();
+        let (last, base) = (self.log.last_index(), self.log.base_index());
         let Role::Leader { progress, .. } = &mut self.role else {
             return Ok(());
         };
@@ -172,7 +172,7 @@ impl RaftNode {
                 }
             }
             AppendOutcome::Rejected { rejected, hint } => {
-                p.rejected(rejected, hint);
+                p.rejected(rejected, hint, base);
             }
         }
         Ok(())
