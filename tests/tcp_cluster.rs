@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use syncobj::prelude::*;
-use syncobj::{AddressProblem, MembershipRefusal, SyncObjConfBuilder, TransferFailure};
+use syncobj::{AddressProblem, MembershipRefusal, RaftState, SyncObjConfBuilder, TransferFailure};
 
 #[derive(Default, Serialize, Deserialize, Replicated)]
 struct Counter {
@@ -843,6 +843,96 @@ fn nodes_join_and_leave_over_tcp() {
         gone.add(1).wait_timeout(Duration::from_secs(20)),
         Err(FailReason::Removed)
     );
+}
+
+/// A standby: a node started with its own address and the voters as partners, before anyone
+/// adds it. Each voter links it as a stranger and observes it, so it follows the log like a
+/// read-only node: it applies what the cluster applied, serves reads and forwards its calls,
+/// while the voters' membership leaves it out and it never starts an election (its pre-votes
+/// are ignored). `add_node_to_cluster` then makes it a voter, caught up already; with an
+/// original voter stopped, 3 of the 4 voters (it among them, as a quorum of 4 is 3) commit.
+#[test]
+fn a_standby_node_follows_before_it_is_added_then_votes() {
+    let addresses: Vec<String> = (0..4).map(|_| free_address()).collect();
+    let dynamic = || {
+        builder()
+            .dynamic_membership_change(true)
+            .build()
+            .expect("valid")
+    };
+    let mut voters: Vec<Option<SyncObj<Counter>>> = addresses[..3]
+        .iter()
+        .map(|me| Some(start(me, &addresses[..3], dynamic())))
+        .collect();
+    let first = voters[0].as_ref().expect("running");
+    assert_eq!(add_retrying(first, 5), Ok(5));
+    let standby = start(&addresses[3], &addresses, dynamic());
+    wait_until("the standby applies the cluster's log", || {
+        standby.read().value == 5
+    });
+    let mut originals = addresses[..3].to_vec();
+    originals.sort();
+    for voter in running(&voters) {
+        let membership = voter.status().membership;
+        assert_eq!(membership.voters, originals, "the standby is no voter");
+        assert!(membership.non_voters.is_empty(), "nor a non-voter");
+    }
+    assert_eq!(add_retrying(&standby, 1), Ok(6), "forwarded to the leader");
+    assert_eq!(add_retrying(first, 0), Ok(6));
+    let status = standby.status();
+    assert_eq!(status.state, RaftState::Follower);
+    assert_eq!(
+        status.counters.elections_started, 0,
+        "the standby never campaigns"
+    );
+    assert_eq!(
+        change_retrying(|| first.add_node_to_cluster(&addresses[3])),
+        Ok(())
+    );
+    let mut all = addresses.clone();
+    all.sort();
+    for node in running(&voters).into_iter().chain([&standby]) {
+        wait_until("every node sees the standby as a voter", || {
+            node.status().membership.voters == all
+        });
+    }
+    assert!(standby.status().membership.is_member);
+    // Stop an original voter, the leader if one leads: the three others are a bare quorum.
+    let stopped = voters
+        .iter()
+        .position(|v| v.as_ref().is_some_and(|v| v.is_leader()))
+        .unwrap_or(0);
+    drop(voters[stopped].take());
+    assert_eq!(add_retrying(&standby, 1), Ok(7), "the promoted node counts");
+    for voter in running(&voters) {
+        assert_eq!(add_retrying(voter, 0), Ok(7));
+    }
+}
+
+/// A voter that refuses read-only nodes does not replicate to a standby either: the node
+/// started before it is added gets nothing until `add_node_to_cluster`, then catches up.
+#[test]
+fn a_voter_refusing_read_only_nodes_feeds_no_standby() {
+    let addresses: Vec<String> = (0..2).map(|_| free_address()).collect();
+    let dynamic = || builder().dynamic_membership_change(true);
+    let refusing = dynamic().accept_read_only(false).build().expect("valid");
+    let voter = start(&addresses[0], &addresses[..1], refusing);
+    assert_eq!(add_retrying(&voter, 5), Ok(5));
+    let standby = start(&addresses[1], &addresses, dynamic().build().expect("valid"));
+    wait_until("the voter links the standby", || {
+        voter.status().wire.strangers_linked > 0
+    });
+    assert!(
+        !standby.wait_ready(Duration::from_secs(1)),
+        "not replicated to before it is added"
+    );
+    assert_eq!(standby.read().value, 0);
+    assert_eq!(
+        change_retrying(|| voter.add_node_to_cluster(&addresses[1])),
+        Ok(())
+    );
+    wait_until("the added node catches up", || standby.read().value == 5);
+    assert_eq!(add_retrying(&standby, 1), Ok(6));
 }
 
 /// Waits until `done` holds, polling every few milliseconds; fails after 30 s, saying `what`.

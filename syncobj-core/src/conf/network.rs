@@ -70,7 +70,9 @@ options! {
     frame_size_max: usize;
 
     /// Whether read-only nodes may link to this node; when not, their hellos are refused
-    /// (counted in `refused_handshakes`). syncobj's own. Default: true.
+    /// (counted in `refused_handshakes`), and a node started before it is added to the
+    /// cluster (with `dynamic_membership_change`) is not replicated to until it is: it
+    /// catches up once added, as a non-voter. syncobj's own. Default: true.
     accept_read_only: bool;
 
     /// Whether `syncobj-admin` may administer this node, when the cluster has no `password`,

@@ -71,8 +71,11 @@ options! {
     /// Every node of a cluster must set it alike. On, the TCP handshake's cluster identity no
     /// longer hashes the configured voters (a node added later is configured with another
     /// list): it is one fixed value, so it only tells a dynamic cluster from a fixed one. A
-    /// node still links only to the members of the membership in force (and read-only nodes);
-    /// against strangers, set a `password`.
+    /// node links to the members of the membership in force, to read-only nodes, and to a few
+    /// voters of the cluster outside its membership (strangers): a lagging node must hear a
+    /// leader it never heard of, and a node started before it is added (a standby) follows
+    /// the log with no vote, so `add_node_to_cluster` promotes it caught up. Against nodes
+    /// of other clusters, set a `password`.
     dynamic_membership_change: bool;
 }
 

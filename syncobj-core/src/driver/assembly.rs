@@ -11,7 +11,7 @@ use syncobj_net::{Transport, Wake};
 use super::StartError;
 use super::addresses::{Addresses, read_only_id, read_only_name};
 use super::engine::{
-    CallLimits, Callbacks, Calls, Changes, Engine, Links, Parts, Queued, QueuedChange,
+    CallLimits, Callbacks, Calls, Changes, Engine, Links, Parts, Queued, QueuedChange, Strangers,
 };
 use super::life::Signals;
 use super::network;
@@ -94,14 +94,20 @@ pub(crate) fn assemble(blueprint: Blueprint<'_>) -> Result<Assembled, StartError
         recovered.snapshots.write_inline();
     }
     let has_committed = recovered.has_committed();
-    let raft = RaftNode::new(id, membership, raft, recovered.restored, Instant::ZERO)?;
+    let mut raft = RaftNode::new(id, membership, raft, recovered.restored, Instant::ZERO)?;
     let (queue, receiver) = crossbeam_channel::bounded(conf.commands_queue_size);
     let (changes, change_receiver) = crossbeam_channel::bounded(CHANGES_QUEUED_MAX);
     let waker = transport.waker();
-    let mut links = Links::new(transport, addresses, id, conf.dynamic_membership_change);
+    // A stranger observed follows the log like a read-only node: refused with them.
+    let strangers = match (conf.dynamic_membership_change, conf.accept_read_only) {
+        (false, _) => Strangers::Refused,
+        (true, false) => Strangers::Linked,
+        (true, true) => Strangers::Observed,
+    };
+    let mut links = Links::new(transport, addresses, id, strangers);
     // The membership recovered from the journal or the snapshot may name other members than
     // the configuration does: it wins.
-    links.follow(&raft);
+    links.follow(&mut raft);
     let observed = Observed::initial(&raft, links.peers());
     let code_version = recovered.code_version.unwrap_or(0);
     let signals = Arc::new(Signals::new(observed, code_version, receiver.clone()));

@@ -226,6 +226,11 @@ impl<T: Replicated> SyncObj<T> {
     /// (or `conf.bind_address`). With `conf.password`, every connection is encrypted and
     /// authenticated; without, the transport is unauthenticated and a warning says so at start.
     ///
+    /// With `dynamic_membership_change`, a node whose address the cluster's membership does not
+    /// name yet may be started with the members as `partners`: it is a standby, following the
+    /// log with no vote, until [`add_node_to_cluster`](Self::add_node_to_cluster) makes it a
+    /// voter in place.
+    ///
     /// # Errors
     /// [`StartError`]: a malformed address, a transport that cannot start (the password's
     /// key, the listener), a journal or snapshots that cannot be recovered, a tick thread that
@@ -441,6 +446,13 @@ impl<T: Replicated> SyncObj<T> {
     /// here. Start the new node (with the cluster's addresses as its partners) before or
     /// after calling this; it catches up either way, and the call waits for it (up to
     /// `call_timeout`).
+    ///
+    /// A node started before it is added is a standby: each voter it links to observes it
+    /// (unless the voter refuses read-only nodes), so it follows the log like a
+    /// [read-only node](Self::read_only) (it applies what the cluster applied and serves
+    /// reads), with no vote. Adding it then makes it a voter
+    /// without sending it the log again: its progress as an observer carries over, so the
+    /// leader promotes it as soon as the non-voter entry is appended.
     ///
     /// One change at a time: wait for this call before the next change. Costs one or two
     /// configuration entries (the membership with every member's address).

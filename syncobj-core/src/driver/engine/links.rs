@@ -1,8 +1,15 @@
 //! The node's side of the transport: who its peers are (each a Raft id and a transport
 //! [`PeerId`]), which links are up, which read-only nodes are linked (each a Raft observer),
 //! which strangers are linked (nodes outside the membership this node knows, whose frames go
-//! to Raft, which judges them), whether the listener is bound, and the frames to send. It
-//! reacts to the transport's events rather than asking for its state.
+//! to Raft, which judges them; each a Raft observer too, unless the node refuses read-only
+//! nodes), whether the listener is bound, and the frames to send. It reacts to the
+//! transport's events rather than asking for its state.
+//!
+//! A stranger is observed so that a node started with its own address before it is added
+//! follows the log as a read-only node would (a standby): when the membership names it, it
+//! is caught up already and the leader promotes it without sending its log again. A member
+//! removed that keeps running dials its old partners and is observed the same way while it
+//! runs: it costs a replication stream, no vote, and at most [`syncobj_net::STRANGER_LINKS_MAX`] of them.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -17,6 +24,18 @@ use crate::raft::{Instant, Membership, NodeId, RaftNode};
 
 /// The most read-only nodes a voter replicates to at once; more are ignored, with a warning.
 const READ_ONLY_NODES_MAX: usize = 64;
+
+/// What a node does with strangers: voters of its cluster outside the memberships it follows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Strangers {
+    /// Refused by the transport: the membership never changes.
+    Refused,
+    /// Linked, their frames handed to Raft, which judges them; not replicated to (this node
+    /// refuses read-only nodes, and a stranger would follow the log like one).
+    Linked,
+    /// Linked and observed: as leader, this node replicates the log to them.
+    Observed,
+}
 
 /// Frames to send once the iteration's work is done, by the Raft id of their receiver, each
 /// with whether it is a control frame ([`NodeMessage::is_control`]).
@@ -47,8 +66,11 @@ pub(crate) struct Links {
     /// The nodes whose link is up.
     up: BTreeMap<NodeId, bool>,
     /// The strangers linked: voters outside the memberships followed, by their Raft id (a
-    /// hash of their address, as for any voter). At most the transport's cap.
+    /// hash of their address, as for any voter), each a Raft observer if `observe`. At most
+    /// the transport's cap.
     strangers: BTreeSet<NodeId>,
+    /// Whether strangers are Raft observers ([`Strangers::Observed`]).
+    observe: bool,
     /// Frames that did not decode, or came from unknown peers.
     pub(crate) bad_frames: u64,
     /// The transport's counters, shared with readers of the status.
@@ -70,16 +92,17 @@ pub(crate) struct Links {
 }
 
 impl Links {
-    /// Links `me` to the voters of `addresses` through `transport`; with `strangers` (the
-    /// membership may change), the transport admits nodes outside the membership too: one
-    /// whose membership lags must hear a leader it never heard of (Raft thesis §4.1).
+    /// Links `me` to the voters of `addresses` through `transport`; unless `strangers` are
+    /// refused (the membership may change), the transport admits nodes outside the membership
+    /// too: one whose membership lags must hear a leader it never heard of (Raft thesis §4.1),
+    /// and one not added yet follows the log when they are observed.
     pub(crate) fn new(
         mut transport: Box<dyn Transport>,
         addresses: Addresses,
         me: NodeId,
-        strangers: bool,
+        strangers: Strangers,
     ) -> Links {
-        if strangers {
+        if strangers != Strangers::Refused {
             transport.admit_strangers();
         }
         let wire = transport.counters();
@@ -92,6 +115,7 @@ impl Links {
             peer_ids: BTreeMap::new(),
             up: BTreeMap::new(),
             strangers: BTreeSet::new(),
+            observe: strangers == Strangers::Observed,
             bad_frames: 0,
             wire,
             bound: None,
@@ -150,8 +174,10 @@ impl Links {
                     self.read_only_joined(peer, &name, raft, now)
                 }
                 TransportEvent::ReadOnlyLeft(peer) => self.read_only_left(peer, raft),
-                TransportEvent::StrangerJoined { peer, name } => self.stranger_joined(peer, &name),
-                TransportEvent::StrangerLeft(peer) => self.stranger_left(peer),
+                TransportEvent::StrangerJoined { peer, name } => {
+                    self.stranger_joined(peer, &name, raft, now)
+                }
+                TransportEvent::StrangerLeft(peer) => self.stranger_left(peer, raft),
                 TransportEvent::Bound(outcome) => {
                     self.bound = Some(outcome);
                     self.bind_retrying = None;
@@ -180,16 +206,20 @@ impl Links {
     /// Makes the peers the members of the membership in force and of the last committed one
     /// (a member being removed hears of it before the removal commits): new members become
     /// transport peers, those that left are removed from the transport (which then refuses
-    /// their connections). Costs a comparison of the memberships when nothing changed.
-    pub(crate) fn follow(&mut self, raft: &RaftNode) {
+    /// their connections). A stranger the membership names is no longer observed: Raft keeps
+    /// its progress as a member's. Costs a comparison of the memberships when nothing changed.
+    pub(crate) fn follow(&mut self, raft: &mut RaftNode) {
         let current = raft.membership();
         let committed = raft.membership_at(raft.commit_index());
         if self.followed.0 == *current && self.followed.1.as_ref() == committed {
             return;
         }
-        self.followed = (current.clone(), committed.cloned());
+        let current = current.clone();
+        let committed = committed.cloned();
+        self.followed = (current.clone(), committed.clone());
+        let committed = committed.as_ref();
         let mut wanted: BTreeMap<NodeId, String> = BTreeMap::new();
-        for membership in [Some(current), committed].into_iter().flatten() {
+        for membership in [Some(&current), committed].into_iter().flatten() {
             for id in membership.members() {
                 if let Some(address) = membership.address(id) {
                     wanted.insert(id, address.to_owned());
@@ -205,7 +235,9 @@ impl Links {
                     tracing::info!(node = %address, "a new member: linking to it");
                     // A stranger linked under that address becomes the peer, link and all.
                     let peer = self.transport.add_peer(address);
-                    self.strangers.remove(&id);
+                    if self.strangers.remove(&id) && current.contains(id) {
+                        raft.remove_observer(id);
+                    }
                     self.map(peer, id);
                     self.changed = true;
                 }
@@ -230,6 +262,8 @@ impl Links {
                 self.transport.remove_peer(peer);
                 self.unmap(peer);
             }
+            // Observed while it was a stranger, if the membership naming it was not in force.
+            raft.remove_observer(id);
             self.addresses.remove_voter(id);
             self.changed = true;
         }
@@ -306,9 +340,10 @@ impl Links {
     }
 
     /// A read-only node linked: it becomes a Raft observer (the leader replicates to it), up
-    /// to [`READ_ONLY_NODES_MAX`].
+    /// to [`READ_ONLY_NODES_MAX`] (strangers, observed too, do not count).
     fn read_only_joined(&mut self, peer: PeerId, name: &str, raft: &mut RaftNode, now: Instant) {
-        if raft.observers().len() >= READ_ONLY_NODES_MAX {
+        let read_only = raft.observers().iter().filter(|&&id| is_read_only(id));
+        if read_only.count() >= READ_ONLY_NODES_MAX {
             tracing::warn!(node = %name, max = READ_ONLY_NODES_MAX, "too many read-only nodes, ignored");
             return;
         }
@@ -332,9 +367,10 @@ impl Links {
 
     /// A stranger linked: a voter of the cluster outside the memberships followed. Its frames
     /// go to Raft under the id its address gives, which accepts a leader's appends and
-    /// snapshots from it and ignores its votes. One whose id a known node holds (a collision)
-    /// is unlinked.
-    fn stranger_joined(&mut self, peer: PeerId, name: &str) {
+    /// snapshots from it and ignores its votes, and, when strangers are observed, it becomes a
+    /// Raft observer: as leader, this node replicates the log to it, as to a read-only node,
+    /// until the membership names it or it leaves. One whose id a known node holds (a collision) is unlinked.
+    fn stranger_joined(&mut self, peer: PeerId, name: &str, raft: &mut RaftNode, now: Instant) {
         let id = voter_id(name);
         if id == self.me || self.addresses.by_id.contains_key(&id) || self.strangers.contains(&id) {
             tracing::warn!(node = %name, "a stranger whose id a known node holds: unlinked");
@@ -348,11 +384,18 @@ impl Links {
         );
         self.map(peer, id);
         self.strangers.insert(id);
+        if self.observe {
+            raft.add_observer(id, now);
+        }
     }
 
-    fn stranger_left(&mut self, peer: PeerId) {
-        if let Some(id) = self.unmap(peer) {
-            self.strangers.remove(&id);
+    /// A stranger's link is gone: it is observed no more (Raft keeps the progress of one that
+    /// became a member meanwhile).
+    fn stranger_left(&mut self, peer: PeerId, raft: &mut RaftNode) {
+        if let Some(id) = self.unmap(peer)
+            && self.strangers.remove(&id)
+        {
+            raft.remove_observer(id);
         }
     }
 

@@ -20,7 +20,7 @@ pub(crate) use self::apply::Stall;
 use self::calls::Forward;
 pub(crate) use self::calls::{CallLimits, Calls, Queued};
 pub(crate) use self::changes::{Changes, QueuedChange};
-pub(crate) use self::links::{Links, Outbox};
+pub(crate) use self::links::{Links, Outbox, Strangers};
 use super::life::Signals;
 use super::objects::ErasedObject;
 use super::observed::{Observed, Stalled};
@@ -204,7 +204,7 @@ impl Engine {
             return;
         }
         self.take_admin_requests();
-        self.links.follow(&self.raft);
+        self.links.follow(&mut self.raft);
         self.calls.watch(self.raft.leader(), self.now);
         self.watch_transfers();
         self.report_changes();
