@@ -90,7 +90,9 @@ fn driver_level_seeds_pass() {
 }
 
 /// Driver-level (seed, nodes, disk failures, whether its schedule crashes a node) that exposed
-/// bugs.
+/// bugs. Changes to node ids and to the Raft core since have changed their runs, which no
+/// longer replay what they found; they stay as seeds that once went wrong (2000356's run no
+/// longer crashes a node since replication ignores stale rejections).
 /// - 2000356, 3 nodes, no disk failures: a restarted node took the leader's answer to its
 ///   previous incarnation's forwarded call for one of its own, and returned another call's
 ///   result (answers now carry the incarnation).
@@ -102,7 +104,7 @@ fn driver_level_seeds_pass() {
 ///   with a reason that promises it was never applied, was committed (a leader now answers
 ///   a duplicate with its first placement, whatever the term).
 const DRIVER_REGRESSION_SEEDS: &[(u64, usize, bool, bool)] = &[
-    (2_000_356, 3, false, true),
+    (2_000_356, 3, false, false),
     (74, 5, true, true),
     (1_000_157, 3, true, false),
 ];
