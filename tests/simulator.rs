@@ -34,12 +34,15 @@ fn regression_seeds_pass() {
 ///   appends (a leader's appends are now welcome from outside the configuration);
 /// - 1000128: a leader removed itself and lost its leadership before the removal committed;
 ///   its log was the only one that could win, and it did not stand (now it may, until the
-///   removal commits).
+///   removal commits);
+/// - 1463 (5 voters): two uncommitted removals, each on its own side, each excluding the
+///   voter the other side needed; both refused the other's vote requests (a node now hears
+///   candidates of its last committed configuration too).
 ///
 /// (Seed 337 of 5 voters found a snapshot transfer stuck for ever; it runs too long for a test,
 /// and `a_chunk_beyond_the_partial_copy_restarts_the_transfer` in syncobj-raft holds its case.)
-const MEMBERSHIP_REGRESSION_SEEDS: [(u64, usize); 3] =
-    [(1_000_041, 3), (1_000_124, 3), (1_000_128, 3)];
+const MEMBERSHIP_REGRESSION_SEEDS: [(u64, usize); 4] =
+    [(1_000_041, 3), (1_000_124, 3), (1_000_128, 3), (1463, 5)];
 
 /// Every membership regression seed ends with one configuration on every member, and changes
 /// the membership on the way.

@@ -54,7 +54,7 @@ impl RaftNode {
     fn accept_higher_term(&mut self, from: NodeId, message: &Message, now: Instant) -> bool {
         match message {
             Message::RequestVote(request) => {
-                if !self.membership().is_voter(from) {
+                if !self.may_stand(from) {
                     // A removed node (or one not added yet) would never get this node's vote:
                     // its term must not depose a leader either (thesis §4.2.3).
                     tracing::debug!(node = %self.id, %from, "vote request from a non-voter ignored");
@@ -130,7 +130,7 @@ impl RaftNode {
         // candidate counts the vote only if its configuration makes this node a voter, and a
         // node that has yet to learn of its promotion may hold the vote that decides.
         let grant = may_vote
-            && self.membership().is_voter(from)
+            && self.may_stand(from)
             && self
                 .log
                 .is_up_to_date(request.last_log_index, request.last_log_term);
@@ -195,6 +195,16 @@ impl RaftNode {
         } else {
             self.start_election(false, now);
         }
+    }
+
+    /// Whether `candidate` may stand for election as far as this node knows: it is a voter of
+    /// the configuration in force, or of the last one committed. A configuration removing it
+    /// that is not committed yet may be truncated: a node that appended it must not refuse the
+    /// vote that may elect the leader who truncates it (thesis §4.1; found by the simulator,
+    /// seed 1463 of 5 voters, with two uncommitted removals each excluding the other's node).
+    pub(crate) fn may_stand(&self, candidate: NodeId) -> bool {
+        self.membership().is_voter(candidate)
+            || self.configs.at(self.log.committed()).is_voter(candidate)
     }
 
     /// Whether this node may stand for election: it is a voter of the configuration in force,
