@@ -171,8 +171,10 @@ impl RaftNode {
     /// Handles a message from a peer.
     ///
     /// # Errors
-    /// [`StepError`] when the message was refused: it comes from a non-member, is addressed to
-    /// another node, or breaks the protocol. The node's state is unchanged and the event is
+    /// [`StepError`] when the message was refused: it comes from a node that is neither a
+    /// member (of the configuration in force or of the last one committed) nor an observer
+    /// (a leader's appends and snapshots are taken from anyone), is addressed to another node,
+    /// or breaks the protocol. The node's state is unchanged and the event is
     /// counted.
     pub fn step(&mut self, envelope: Envelope, now: Instant) -> Result<(), StepError> {
         self.saw(now);
