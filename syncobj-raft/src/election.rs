@@ -186,11 +186,13 @@ impl RaftNode {
         }
     }
 
-    /// Only a node that [may campaign](Self::may_campaign) does (thesis §4.2.3).
+    /// Only a node that [may campaign](Self::may_campaign) does (thesis §4.2.3); one whose
+    /// removal is pending always starts with a pre-vote, so that a hopeless campaign (its
+    /// log behind, its removal committed elsewhere) never raises anyone's term.
     pub(crate) fn on_election_timeout(&mut self, now: Instant) {
         if !self.may_campaign() {
             self.reset_election_timer(now);
-        } else if self.config.pre_vote {
+        } else if self.config.pre_vote || !self.membership().is_voter(self.id) {
             self.become_pre_candidate(now);
         } else {
             self.start_election(false, now);
