@@ -64,10 +64,9 @@ impl RaftNode {
 
     /// Whether messages of any kind from `id` are welcome: members (of the configuration in
     /// force, or of the last one committed, which an uncommitted removal does not end yet) and
-    /// observers; the leader
-    /// of the term, even one that removed itself and leads on until that is committed (thesis
-    /// §4.2.2); and, on a leader, every node it replicates to (a removed member learning of its
-    /// removal).
+    /// observers; the leader of the term, even one that removed itself and leads on until that
+    /// is committed (thesis §4.2.2); and, on a leader, every node it replicates to (a removed
+    /// member learning of its removal).
     pub(crate) fn knows(&self, id: NodeId) -> bool {
         self.membership().contains(id)
             || self.configs.at(self.log.committed()).contains(id)
