@@ -796,15 +796,7 @@ impl Shared {
             return refuse(reason);
         }
         let (completion, call) = Call::pending(&submit);
-        match self.changes.try_send((request, completion)) {
-            Ok(()) => self.waker.wake(),
-            Err(TrySendError::Full((_, completion))) => {
-                completion.complete(Err(FailReason::QueueFull))
-            }
-            Err(TrySendError::Disconnected((_, completion))) => {
-                completion.complete(Err(FailReason::Shutdown))
-            }
-        }
+        enqueue(&self.changes, (request, completion), &*self.waker);
         call
     }
 
@@ -855,15 +847,7 @@ impl Submit for Shared {
             }));
             return;
         }
-        match self.queue.try_send((command, completion)) {
-            Ok(()) => self.waker.wake(),
-            Err(TrySendError::Full((_, completion))) => {
-                completion.complete(Err(FailReason::QueueFull))
-            }
-            Err(TrySendError::Disconnected((_, completion))) => {
-                completion.complete(Err(FailReason::Shutdown))
-            }
-        }
+        enqueue(&self.queue, (command, completion), &*self.waker);
         if self.signals.is_stopped() {
             // The node stopped while this call was queued: its loop may have drained the queue
             // for the last time already.
@@ -939,5 +923,17 @@ fn warn_of_options(conf: &SyncObjConf) {
             option,
             "option has no effect in syncobj (see its documentation)"
         );
+    }
+}
+
+/// Hands `item` to the loop's queue and wakes the loop; a full queue fails the item's call with
+/// `QueueFull`, a closed one (the node stopped) with `Shutdown`.
+fn enqueue<T>(queue: &Sender<(T, Completion)>, item: (T, Completion), waker: &dyn Wake) {
+    match queue.try_send(item) {
+        Ok(()) => waker.wake(),
+        Err(TrySendError::Full((_, completion))) => completion.complete(Err(FailReason::QueueFull)),
+        Err(TrySendError::Disconnected((_, completion))) => {
+            completion.complete(Err(FailReason::Shutdown))
+        }
     }
 }

@@ -53,10 +53,6 @@ pub(super) struct Peers {
     by_name: HashMap<String, PeerId>,
     /// Freed ids, reused before new ones.
     free: Vec<PeerId>,
-    /// Read-only nodes linked now.
-    read_only: usize,
-    /// Strangers linked now.
-    strangers: usize,
 }
 
 impl Peers {
@@ -99,32 +95,44 @@ impl Peers {
 
     /// The read-only nodes linked now.
     pub(super) fn read_only_count(&self) -> usize {
-        self.read_only
+        self.count(Kind::ReadOnly)
     }
 
     /// An id for the read-only node `name`, which linked; `None` when `max` are linked
     /// already. The caller checked that the name is new.
     pub(super) fn add_read_only(&mut self, name: &str, max: usize, now: Instant) -> Option<PeerId> {
-        if self.read_only >= max {
-            return None;
-        }
-        self.read_only += 1;
-        Some(self.insert(name, Kind::ReadOnly, Duration::ZERO, now))
+        self.add_transient(name, Kind::ReadOnly, max, now)
     }
 
     /// The strangers linked now.
     pub(super) fn stranger_count(&self) -> usize {
-        self.strangers
+        self.count(Kind::Stranger)
     }
 
     /// An id for the stranger `name`, which linked; `None` when `max` are linked already. The
     /// caller checked that the name is new.
     pub(super) fn add_stranger(&mut self, name: &str, max: usize, now: Instant) -> Option<PeerId> {
-        if self.strangers >= max {
-            return None;
-        }
-        self.strangers += 1;
-        Some(self.insert(name, Kind::Stranger, Duration::ZERO, now))
+        self.add_transient(name, Kind::Stranger, max, now)
+    }
+
+    /// The peers of `kind`. Costs a pass over the slots (once per accepted hello).
+    fn count(&self, kind: Kind) -> usize {
+        self.slots
+            .iter()
+            .flatten()
+            .filter(|s| s.kind == kind)
+            .count()
+    }
+
+    /// An id for `name`, a transient peer of `kind`, unless `max` of that kind are linked.
+    fn add_transient(
+        &mut self,
+        name: &str,
+        kind: Kind,
+        max: usize,
+        now: Instant,
+    ) -> Option<PeerId> {
+        (self.count(kind) < max).then(|| self.insert(name, kind, Duration::ZERO, now))
     }
 
     /// Makes stranger `id` a voter, keeping its id and link (to be dialled, if `dials`, once
@@ -138,7 +146,6 @@ impl Peers {
         }
         slot.kind = Kind::Voter { dials };
         slot.backoff = backoff;
-        self.strangers -= 1;
         true
     }
 
@@ -153,10 +160,6 @@ impl Peers {
         let slot = slot.take()?;
         self.by_name.remove(&slot.name);
         self.free.push(id);
-        match kind {
-            Kind::ReadOnly => self.read_only -= 1,
-            _ => self.strangers -= 1,
-        }
         Some(kind)
     }
 
