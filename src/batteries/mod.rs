@@ -98,21 +98,21 @@
 //! `iter`, and for the queues `peek` and `iter` in the order `get` would return the items.
 
 mod counter;
-// mod dict;
-// mod list;
+mod dict;
+mod list;
 // lock.rs: another change
-// mod priority_queue;
-// mod queue;
-// mod set;
+mod priority_queue;
+mod queue;
+mod set;
 
 use serde::{Deserialize, Serialize};
 
 pub use counter::ReplCounter;
-// pub use dict::ReplDict;
-// pub use list::ReplList;
-// pub use priority_queue::ReplPriorityQueue;
-// pub use queue::ReplQueue;
-// pub use set::ReplSet;
+pub use dict::ReplDict;
+pub use list::ReplList;
+pub use priority_queue::ReplPriorityQueue;
+pub use queue::ReplQueue;
+pub use set::ReplSet;
 
 /// Why a battery's replicated method did nothing: returned to the caller as the method's
 /// result, where PySyncObj raises (and stops its cluster).
