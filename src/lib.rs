@@ -120,6 +120,9 @@
 //! # }
 //! ```
 //!
+//! Ready-made replicated types — a counter, a dictionary, a list, a set and two queues, usable
+//! as a main object or as consumers — are in [`batteries`].
+//!
 //! # When a call fails
 //!
 //! A call fails with a [`FailReason`], and [`FailReason::effect`] says what it may have done:
