@@ -5,11 +5,11 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
-use syncobj::Consumer;
 use syncobj::batteries::{
     BatteryError, ReplCounter, ReplDict, ReplList, ReplPriorityQueue, ReplQueue, ReplSet,
 };
 use syncobj::prelude::*;
+use syncobj::{Consumer, ReplicatedMethods};
 
 /// How long a call may take before the test fails.
 const WAIT: Duration = Duration::from_secs(10);
@@ -275,4 +275,82 @@ fn a_queue_as_the_main_object() {
         assert_eq!(node.get().wait_timeout(WAIT), Ok(None), "empty");
         assert!(node.read().is_empty());
     }
+}
+
+/// The 32-bit FNV-1a hash of `text`, as the macros fingerprint a method's signature.
+fn fnv1a(text: &str) -> u32 {
+    text.bytes().fold(0x811c_9dc5, |hash, byte| {
+        (hash ^ u32::from(byte)).wrapping_mul(0x0100_0193)
+    })
+}
+
+/// Checks that `T`'s method table is `signatures` (`name@version(types)->type`), one id each
+/// in order.
+fn assert_methods<T: ReplicatedMethods>(signatures: &[&str]) {
+    let table: Vec<(u16, &str, u32, u32)> = T::METHODS
+        .iter()
+        .map(|m| (m.id, m.name, m.version, m.fingerprint))
+        .collect();
+    let expected: Vec<(u16, &str, u32, u32)> = signatures
+        .iter()
+        .zip(0u16..)
+        .map(|(signature, id)| {
+            let name = signature.split('@').next().expect("a name");
+            (id, name, 0, fnv1a(signature))
+        })
+        .collect();
+    assert_eq!(table, expected, "{}", std::any::type_name::<T>());
+}
+
+/// The batteries' command identifiers and fingerprints: the wire format of their calls, the
+/// same for every type argument. If this test fails, nodes built from the old and the new code
+/// refuse each other's battery commands.
+#[test]
+fn golden_battery_method_tables() {
+    let counter = [
+        "add@0(i64)->i64",
+        "inc@0()->i64",
+        "set@0(i64)->i64",
+        "sub@0(i64)->i64",
+    ];
+    assert_methods::<ReplCounter>(&counter);
+    let dict = [
+        "clear@0()->()",
+        "pop@0(K)->Option < V >",
+        "reset@0(BTreeMap < K, V >)->()",
+        "set@0(K,V)->Option < V >",
+        "setdefault@0(K,V)->V",
+        "update@0(BTreeMap < K, V >)->()",
+    ];
+    assert_methods::<ReplDict<String, String>>(&dict);
+    assert_methods::<ReplDict<u8, Vec<i64>>>(&dict);
+    let list = [
+        "append@0(T)->()",
+        "extend@0(Vec < T >)->()",
+        "insert@0(usize,T)->Result < (), BatteryError >",
+        "pop@0()->Result < T, BatteryError >",
+        "pop_at@0(usize)->Result < T, BatteryError >",
+        "remove@0(T)->Result < (), BatteryError >",
+        "reset@0(Vec < T >)->()",
+        "set@0(usize,T)->Result < (), BatteryError >",
+        "sort@0(bool)->()",
+    ];
+    assert_methods::<ReplList<i64>>(&list);
+    assert_methods::<ReplList<f64>>(&list);
+    let set = [
+        "add@0(T)->bool",
+        "clear@0()->()",
+        "discard@0(T)->bool",
+        "pop@0()->Result < T, BatteryError >",
+        "remove@0(T)->Result < (), BatteryError >",
+        "reset@0(BTreeSet < T >)->()",
+        "update@0(Vec < T >)->()",
+    ];
+    assert_methods::<ReplSet<u32>>(&set);
+    assert_methods::<ReplSet<String>>(&set);
+    let queue = ["get@0()->Option < T >", "put@0(T)->bool"];
+    assert_methods::<ReplQueue<u32>>(&queue);
+    assert_methods::<ReplQueue<String>>(&queue);
+    assert_methods::<ReplPriorityQueue<u32>>(&queue);
+    assert_methods::<ReplPriorityQueue<(u8, String)>>(&queue);
 }
