@@ -120,6 +120,9 @@
 //! # }
 //! ```
 //!
+//! Ready-made replicated types — a counter, a dictionary, a list, a set and two queues, usable
+//! as a main object or as consumers — are in [`batteries`].
+//!
 //! # When a call fails
 //!
 //! A call fails with a [`FailReason`], and [`FailReason::effect`] says what it may have done:
@@ -137,6 +140,11 @@
 //! engine under simulated faults; `syncobj-sim` runs it over many seeds.
 
 #![deny(missing_docs)]
+
+// The batteries use the crate's own macros, whose generated code names `::syncobj`.
+extern crate self as syncobj;
+
+pub mod batteries;
 
 pub use syncobj_core::conf::{self, ConfErrors, FsyncPolicy, SyncObjConf, SyncObjConfBuilder};
 pub use syncobj_core::driver::{
