@@ -1,9 +1,9 @@
 //! Snapshots of the node's objects: when to take one, where it is kept, and the bytes sent to
 //! and received from other nodes.
 //!
-//! A snapshot's payload is MessagePack: a format number, the enabled code version, and each
-//! object's state (the main object, then the consumers), each itself MessagePack of the user's
-//! type. The latest payload is kept in memory, to serve transfers from any offset; with
+//! A snapshot's payload is MessagePack: a format number, the enabled code version, the
+//! cluster-time stamp of the last command it covers, and each object's state (the main object,
+//! then the consumers), each itself MessagePack of the user's type. The latest payload is kept in memory, to serve transfers from any offset; with
 //! `full_dump_file` it is also written to a snapshot store, on a thread of its own so that a
 //! large state never stalls the tick loop, and the journal's prefix is dropped only once it is
 //! durable.
