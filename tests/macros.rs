@@ -134,14 +134,16 @@ impl<T: ReplicatedMethods + Default> Node<T> {
         count
     }
 
-    /// Decodes the 8-byte little-endian header by hand, checks the fingerprint, applies.
+    /// Decodes the 16-byte little-endian header by hand (the stamp is the leader's: a caller
+    /// leaves it 0), checks the fingerprint, applies.
     fn run(&self, command: &[u8]) -> Result<Vec<u8>, FailReason> {
-        let Some((head, args)) = command.split_first_chunk::<8>() else {
+        let Some((head, args)) = command.split_first_chunk::<16>() else {
             return Err(FailReason::BadArguments("short command".to_string()));
         };
         assert_eq!(u16::from_le_bytes([head[0], head[1]]), 0, "object 0");
         let method = u16::from_le_bytes([head[2], head[3]]);
         let fingerprint = u32::from_le_bytes([head[4], head[5], head[6], head[7]]);
+        assert_eq!(head[8..], [0; 8], "callers leave the stamp to the leader");
         let spec = T::METHODS[usize::from(method)];
         assert_eq!((spec.id, spec.fingerprint), (method, fingerprint));
         let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);

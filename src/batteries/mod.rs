@@ -98,28 +98,29 @@
 //! `iter`, and for the queues `peek` and `iter` in the order `get` would return the items.
 
 mod counter;
-// mod dict;
-// mod list;
+mod dict;
+mod list;
 // lock.rs: another change
-// mod priority_queue;
-// mod queue;
-// mod set;
+mod priority_queue;
+mod queue;
+mod set;
 
 use serde::{Deserialize, Serialize};
 
 pub use counter::ReplCounter;
-// pub use dict::ReplDict;
-// pub use list::ReplList;
-// pub use priority_queue::ReplPriorityQueue;
-// pub use queue::ReplQueue;
-// pub use set::ReplSet;
+pub use dict::ReplDict;
+pub use list::ReplList;
+pub use priority_queue::ReplPriorityQueue;
+pub use queue::ReplQueue;
+pub use set::ReplSet;
 
 /// Why a battery's replicated method did nothing: returned to the caller as the method's
 /// result, where PySyncObj raises (and stops its cluster).
 #[non_exhaustive]
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
 pub enum BatteryError {
     /// The index is not a position of the list (`len` is its length then).
+    #[error("index {index} is out of range for a length of {len}")]
     IndexOutOfRange {
         /// The index asked for.
         index: usize,
@@ -127,24 +128,12 @@ pub enum BatteryError {
         len: usize,
     },
     /// The item is not in the collection.
+    #[error("the item is not in the collection")]
     NotFound,
     /// The collection is empty.
+    #[error("the collection is empty")]
     Empty,
 }
-
-impl std::fmt::Display for BatteryError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            BatteryError::IndexOutOfRange { index, len } => {
-                write!(f, "index {index} is out of range for a length of {len}")
-            }
-            BatteryError::NotFound => f.write_str("the item is not in the collection"),
-            BatteryError::Empty => f.write_str("the collection is empty"),
-        }
-    }
-}
-
-impl std::error::Error for BatteryError {}
 
 #[cfg(test)]
 pub(crate) mod tests {
