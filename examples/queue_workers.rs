@@ -14,7 +14,7 @@
 //! key to the same worker twice changes nothing.
 //!
 //! Run it with `cargo run --release --example queue_workers`; `RUST_LOG=info` shows the nodes'
-//! logs.
+//! logs. While the nodes start, a node dialling one that does not listen yet logs a warning.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::TcpListener;
@@ -81,6 +81,8 @@ struct Produced {
     unknown: Vec<Job>,
     /// How often the queue was full.
     full: u64,
+    /// Whatever went wrong for good.
+    errors: Vec<String>,
 }
 
 /// What one worker did.
@@ -156,8 +158,9 @@ fn run() -> Result<(), Error> {
         .map(|n| n.raft_commit_index())
         .max()
         .unwrap_or(0);
+    let applied_by = Instant::now() + PATIENCE;
     while nodes.iter().any(|n| n.raft_last_applied() < committed) {
-        if Instant::now() > deadline {
+        if Instant::now() > applied_by {
             return Err("the nodes did not apply every call in time".into());
         }
         std::thread::park_timeout(BACK_OFF);
@@ -188,7 +191,13 @@ fn produce(node: &SyncObj<Jobs>, n: usize, deadline: Instant) -> Produced {
     let mut report = Produced::default();
     for k in 0..JOBS_PER_PRODUCER {
         let job = n as u64 * JOB_BASE + k;
-        while Instant::now() < deadline {
+        loop {
+            if Instant::now() > deadline {
+                report
+                    .errors
+                    .push(format!("node {n}: still putting job {job} at the deadline"));
+                return report;
+            }
             match node.put(job).wait_timeout(PATIENCE) {
                 Ok(true) => {
                     report.put.push(job);
@@ -279,7 +288,9 @@ fn report(
     takers: &BTreeMap<Job, String>,
     left: &[Job],
 ) -> Result<(), Error> {
-    let mut problems: Vec<String> = worked.iter().flat_map(|w| w.errors.clone()).collect();
+    let produced_errors = produced.iter().flat_map(|p| p.errors.iter());
+    let worked_errors = worked.iter().flat_map(|w| w.errors.iter());
+    let mut problems: Vec<String> = produced_errors.chain(worked_errors).cloned().collect();
     let put: BTreeSet<Job> = produced
         .iter()
         .flat_map(|p| p.put.iter().copied())
