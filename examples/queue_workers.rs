@@ -46,6 +46,7 @@ const PASSWORD: &str = "queue_workers: not a secret";
 
 /// A job: its producer's node number times [`JOB_BASE`] plus its sequence number.
 type Job = u64;
+/// Job numbers of one producer: its node number times this, plus the sequence number.
 const JOB_BASE: u64 = 1_000_000;
 
 /// The queue of jobs: every node's main object.
