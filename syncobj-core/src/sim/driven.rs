@@ -6,6 +6,10 @@
 //! the same state and that every successful call returned what a sequential replay of the
 //! committed log gives — so an acknowledged call lost in a crash is caught.
 //!
+//! Every node reads its own skewed clock ([`clocks`](super::clocks)), and the run checks the
+//! cluster time stamped on the committed commands against the virtual times their leaders
+//! proposed them at.
+//!
 //! Every node keeps its journal on its own simulated disk ([`SimDisk`]): a crash drops the
 //! engine and its object, and loses every write the journal had not synced (the last one
 //! possibly torn); the node restarts later from what recovery finds, re-applying its committed
@@ -27,6 +31,7 @@ use syncobj_net::handshake::Peer;
 use syncobj_net::{PeerId, Transport, TransportEvent, Wake};
 
 use super::checker::{Checker, Violation};
+use super::clocks::{NodeClock, check_stamps};
 use super::net::{NetConfig, Routed, SimNet};
 use super::run::{SeedFailure, SimConfig};
 use crate::conf::{FsyncPolicy, SyncObjConf};
@@ -63,6 +68,9 @@ pub struct DriverRunReport {
     pub compactions: u64,
     /// Snapshots installed from a leader by the running nodes.
     pub snapshots_installed: u64,
+    /// Committed commands whose cluster-time stamp was checked against the virtual time its
+    /// leader proposed it at.
+    pub stamps_checked: u64,
 }
 
 /// Runs one driver-level seed.
@@ -88,12 +96,14 @@ pub fn run_driver_seed(seed: u64, config: &SimConfig) -> Result<DriverRunReport,
 }
 
 /// The replicated object of the run: a running total; `add(n)` returns the total after it.
-/// It also keeps every argument in the order applied, so that the run can check every node's
-/// sequence — and every call's result — even after the log was compacted into snapshots.
+/// It also keeps every argument in the order applied, and each one's cluster time, so that the
+/// run can check every node's sequence — and every call's result — even after the log was
+/// compacted into snapshots.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 struct Total {
     value: i64,
     history: Vec<i64>,
+    stamps: Vec<u64>,
 }
 
 const ADD: MethodSpec = MethodSpec {
@@ -121,6 +131,10 @@ impl ReplicatedMethods for Total {
         })?;
         self.value += n;
         self.history.push(n);
+        let stamp = crate::driver::command_time().map(|t| t.as_nanos());
+        // Without one (never), a stamp no clock reaches, which the check reports.
+        let stamp = stamp.map_or(u64::MAX, |t| u64::try_from(t).unwrap_or(u64::MAX));
+        self.stamps.push(stamp);
         rmp_serde::to_vec(&self.value).map_err(|e| ApplyError::BadResult {
             method: "add",
             reason: e.to_string(),
@@ -241,6 +255,8 @@ impl Transport for SimTransport {
 
 struct SimDriverNode {
     engine: Engine,
+    /// The node's own clock, for this incarnation.
+    clock: NodeClock,
     state: Arc<ObjectCell<Total>>,
     calls: TotalCalls,
     wire: Arc<parking_lot::Mutex<SimWire>>,
@@ -290,6 +306,9 @@ struct DriverSim {
     outcomes: Outcomes,
     next_argument: i64,
     steps: u64,
+    clock_rng: ChaCha8Rng,
+    /// The virtual time each command was proposed at, by argument and stamp.
+    proposed: BTreeMap<(i64, u64), Instant>,
 }
 
 impl DriverSim {
@@ -331,6 +350,8 @@ impl DriverSim {
             outcomes: Arc::new(Mutex::new(BTreeMap::new())),
             next_argument: 0,
             steps: 0,
+            clock_rng: ChaCha8Rng::seed_from_u64(seed ^ 0xC10C_0FF5),
+            proposed: BTreeMap::new(),
         };
         let ids: Vec<NodeId> = sim.addresses.values().copied().collect();
         for id in ids {
@@ -348,7 +369,7 @@ impl DriverSim {
         let incarnation = self.incarnations.entry(id).or_insert(0);
         *incarnation += 1;
         let session = self.seed ^ id.0 ^ (*incarnation << 40);
-        let node = build_node(
+        let mut node = build_node(
             self.seed,
             id,
             &self.names,
@@ -358,6 +379,7 @@ impl DriverSim {
             self.compaction,
         )
         .map_err(|e| self.violation(format!("{id} cannot recover its journal: {e}")))?;
+        node.clock = NodeClock::random(&mut self.clock_rng);
         if *self.incarnations.get(&id).unwrap_or(&1) > 1 {
             self.checker
                 .on_restart(&node.engine.raft, after_disk_failure)
@@ -432,6 +454,7 @@ impl DriverSim {
         self.fault_phase()?;
         self.liveness_phase()?;
         self.check_states()?;
+        let stamps_checked = self.check_cluster_time()?;
         let committed = self
             .nodes
             .values()
@@ -458,6 +481,7 @@ impl DriverSim {
                 .values()
                 .map(|n| n.engine.raft.snapshot_counters().installed)
                 .sum(),
+            stamps_checked,
         })
     }
 
@@ -579,17 +603,21 @@ impl DriverSim {
     /// Every node applied the same sequence of calls, no call twice, and every successful call
     /// returned what a sequential replay of that sequence gives for it.
     fn check_states(&self) -> Result<(), Violation> {
-        let histories: Vec<Vec<i64>> = self
+        let histories: Vec<(Vec<i64>, Vec<u64>)> = self
             .nodes
             .values()
-            .map(|n| n.state.state.read().history.clone())
+            .map(|n| {
+                let state = n.state.state.read();
+                (state.history.clone(), state.stamps.clone())
+            })
             .collect();
         if histories.windows(2).any(|w| w[0] != w[1]) {
-            let lengths: Vec<usize> = histories.iter().map(Vec::len).collect();
+            let lengths: Vec<usize> = histories.iter().map(|h| h.0.len()).collect();
             return Err(self.violation(format!(
-                "nodes applied different sequences once quiet (lengths {lengths:?})"
+                "nodes applied different sequences or stamps once quiet (lengths {lengths:?})"
             )));
         }
+        let histories: Vec<Vec<i64>> = histories.into_iter().map(|h| h.0).collect();
         let replay = self.replay(histories.first().map_or(&[][..], Vec::as_slice))?;
         let outcomes = self.outcomes.lock().unwrap_or_else(PoisonError::into_inner);
         for (argument, outcome) in outcomes.iter() {
@@ -609,6 +637,19 @@ impl DriverSim {
             }
         }
         Ok(())
+    }
+
+    /// The cluster time stamped on the applied commands (the same on every node, as
+    /// [`check_states`](Self::check_states) found) never goes back, nor ahead of the virtual
+    /// time between proposals beyond the clocks' rate error. Returns how many commands were
+    /// checked against their proposal time.
+    fn check_cluster_time(&self) -> Result<u64, Violation> {
+        let Some(node) = self.nodes.values().next() else {
+            return Ok(0);
+        };
+        let state = node.state.state.read();
+        check_stamps(&state.history, &state.stamps, &self.proposed)
+            .map_err(|what| self.violation(what))
     }
 
     /// Replays an applied sequence: each argument's running total.
@@ -682,7 +723,10 @@ impl DriverSim {
         let timer = self
             .nodes
             .iter()
-            .filter_map(|(&id, n)| n.engine.next_deadline().map(|at| (at, Event::Timer(id))))
+            .filter_map(|(&id, n)| {
+                let at = n.clock.virtual_time(n.engine.next_deadline()?);
+                Some((at, Event::Timer(id)))
+            })
             .min_by_key(|(at, _)| *at);
         [frame, wake, timer]
             .into_iter()
@@ -705,7 +749,9 @@ impl DriverSim {
             };
             node.wire.lock().inbox.push(event);
         }
-        node.engine.iterate(Duration::ZERO, &|| now);
+        let (clock, before) = (node.clock, node.engine.raft.last_index());
+        node.engine.iterate(Duration::ZERO, &|| clock.local(now));
+        record_proposals(&node.engine.raft, before, now, &mut self.proposed);
         self.checker
             .after_step(&node.engine.raft)
             .map_err(|what| Violation { at: now, what })?;
@@ -719,6 +765,33 @@ impl DriverSim {
             self.net.send(frame, now, &mut self.rng);
         }
         Ok(())
+    }
+}
+
+/// Notes the virtual time `now` of the `add` commands (to the main object) that `raft` appended
+/// as leader in its iteration (its log ended at `before`): only a leader appends entries of its
+/// own term.
+fn record_proposals(
+    raft: &crate::raft::RaftNode,
+    before: crate::raft::LogIndex,
+    now: Instant,
+    proposed: &mut BTreeMap<(i64, u64), Instant>,
+) {
+    if !raft.is_leader() {
+        return;
+    }
+    let mut index = before.next();
+    while index <= raft.last_index() {
+        if let Some(entry) = raft.entry(index)
+            && entry.term == raft.term()
+            && entry.kind == crate::raft::EntryKind::Command
+            && let Ok((header, args)) = crate::object::CommandHeader::decode(&entry.data)
+            && (header.object, header.method) == (0, ADD.id)
+            && let Ok((argument,)) = rmp_serde::from_slice::<(i64,)>(args)
+        {
+            proposed.entry((argument, header.stamp)).or_insert(now);
+        }
+        index = index.next();
     }
 }
 
@@ -792,6 +865,7 @@ fn build_node(
     ));
     Ok(SimDriverNode {
         engine: assembled.engine,
+        clock: NodeClock::EXACT,
         state,
         calls,
         wire,
