@@ -90,8 +90,9 @@ use std::net::IpAddr;
 use thiserror::Error;
 
 /// The version of the handshake and of the protocol behind it that this build speaks: 2 since
-/// open links carry two lanes and fragment large messages.
-pub const PROTOCOL_VERSION: u16 = 2;
+/// open links carry two lanes and fragment large messages, 3 since commands carry the cluster
+/// time the leader stamps on them (a 16-byte command header).
+pub const PROTOCOL_VERSION: u16 = 3;
 
 /// The first four bytes of every handshake message.
 pub const MAGIC: [u8; 4] = *b"SYOB";
@@ -744,7 +745,7 @@ mod tests {
 
     #[test]
     fn voter_hello_bytes_are_pinned() {
-        let mut expected = b"SYOB\x02\x00\x01".to_vec();
+        let mut expected = b"SYOB\x03\x00\x01".to_vec();
         expected.extend_from_slice(&[0xc1; 16]);
         expected.extend_from_slice(b"\x01\x0e127.0.0.1:4321");
         assert_eq!(encoded(&voter("127.0.0.1:4321")), expected);
@@ -752,7 +753,7 @@ mod tests {
 
     #[test]
     fn read_only_hello_bytes_are_pinned() {
-        let mut expected = b"SYOB\x02\x00\x01".to_vec();
+        let mut expected = b"SYOB\x03\x00\x01".to_vec();
         expected.extend_from_slice(&[0xc1; 16]);
         expected.push(0x02);
         expected.extend_from_slice(&0x0102_0304_0506_0708_u64.to_le_bytes());
@@ -765,15 +766,15 @@ mod tests {
     #[test]
     fn reply_bytes_are_pinned() {
         let expected: [&[u8]; 9] = [
-            b"SYOB\x02\x00\x02\x00",
-            b"SYOB\x02\x00\x02\x01",
-            b"SYOB\x02\x00\x02\x02\xef\xbe",
-            b"SYOB\x02\x00\x02\x03",
-            b"SYOB\x02\x00\x02\x04",
-            b"SYOB\x02\x00\x02\x05",
-            b"SYOB\x02\x00\x02\x06",
-            b"SYOB\x02\x00\x02\x07",
-            b"SYOB\x02\x00\x02\x08",
+            b"SYOB\x03\x00\x02\x00",
+            b"SYOB\x03\x00\x02\x01",
+            b"SYOB\x03\x00\x02\x02\xef\xbe",
+            b"SYOB\x03\x00\x02\x03",
+            b"SYOB\x03\x00\x02\x04",
+            b"SYOB\x03\x00\x02\x05",
+            b"SYOB\x03\x00\x02\x06",
+            b"SYOB\x03\x00\x02\x07",
+            b"SYOB\x03\x00\x02\x08",
         ];
         for (reply, expected) in every_reply().iter().zip(expected) {
             assert_eq!(reply_bytes(reply), expected, "{reply:?}");
@@ -884,10 +885,10 @@ mod tests {
     #[test]
     fn other_versions_are_refused_with_ours() {
         let mut hello = voter("a:1");
-        hello.protocol_version = 3;
+        hello.protocol_version = 4;
         let bytes = encoded(&hello);
         let error = HandshakeError::UnsupportedVersion {
-            version: 3,
+            version: 4,
             offset: 4,
         };
         assert_eq!(Hello::decode(&bytes), Err(error.clone()));
@@ -1089,7 +1090,7 @@ mod tests {
             check_hello(&hello, &config(false)),
             Err(RefuseReason::WrongCluster)
         );
-        for version in [0, 1, 3, u16::MAX] {
+        for version in [0, 1, 2, 4, u16::MAX] {
             hello.protocol_version = version;
             assert_eq!(
                 check_hello(&hello, &config(false)),
@@ -1110,7 +1111,7 @@ mod tests {
 
     #[test]
     fn admin_hello_bytes_are_pinned() {
-        let mut expected = b"SYOB\x02\x00\x01".to_vec();
+        let mut expected = b"SYOB\x03\x00\x01".to_vec();
         expected.extend_from_slice(&[0; 16]);
         expected.push(0x03);
         assert_eq!(

@@ -9,7 +9,7 @@
 //! (plus what the kernel holds), and the receiver takes it in before the rest of a large
 //! message.
 //!
-//! # Format (protocol version 2)
+//! # Format (protocol versions 2 and later)
 //!
 //! On an open link, every frame's payload starts with one byte saying what it carries; an empty
 //! payload is a keep-alive.
