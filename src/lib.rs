@@ -138,6 +138,11 @@
 
 #![deny(missing_docs)]
 
+// The crate's own batteries use its macros, whose generated code names `::syncobj`.
+extern crate self as syncobj;
+
+pub mod batteries;
+
 pub use syncobj_core::conf::{self, ConfErrors, FsyncPolicy, SyncObjConf, SyncObjConfBuilder};
 pub use syncobj_core::driver::{
     AddressRole, BadAddress, BindError, BindFailure, Consumer, Consumers, HaltReason,
