@@ -120,6 +120,9 @@
 //! # }
 //! ```
 //!
+//! Ready-made replicated types — a counter, a dictionary, a list, a set and two queues, usable
+//! as a main object or as consumers — are in [`batteries`].
+//!
 //! # When a call fails
 //!
 //! A call fails with a [`FailReason`], and [`FailReason::effect`] says what it may have done:
@@ -138,12 +141,64 @@
 
 #![deny(missing_docs)]
 
-// The crate's own batteries use its macros, whose generated code names `::syncobj`.
+// The batteries use the crate's own macros, whose generated code names `::syncobj`.
 extern crate self as syncobj;
 
 pub mod batteries;
 
 pub use syncobj_core::conf::{self, ConfErrors, FsyncPolicy, SyncObjConf, SyncObjConfBuilder};
+/// # Example
+///
+/// A replicated cache whose entries expire 30 seconds of cluster time after they were put:
+///
+/// ```
+/// use std::collections::BTreeMap;
+/// use std::time::Duration;
+///
+/// use serde::{Deserialize, Serialize};
+/// use syncobj::prelude::*;
+///
+/// const TTL: Duration = Duration::from_secs(30);
+///
+/// #[derive(Default, Serialize, Deserialize, Replicated)]
+/// struct TtlCache {
+///     /// Each key's value and the cluster time it expires at.
+///     entries: BTreeMap<String, (String, Duration)>,
+/// }
+///
+/// #[replicated]
+/// impl TtlCache {
+///     /// Puts `value` under `key`, dropping the entries that expired.
+///     #[replicated]
+///     fn put(&mut self, key: String, value: String) {
+///         let now = syncobj::command_time().expect("a replicated method runs");
+///         self.entries.retain(|_, (_, expiry)| *expiry > now);
+///         self.entries.insert(key, (value, now + TTL));
+///     }
+///
+///     /// Removes and returns the value under `key`, unless it expired.
+///     #[replicated]
+///     fn take(&mut self, key: String) -> Option<String> {
+///         let now = syncobj::command_time().expect("a replicated method runs");
+///         let (value, expiry) = self.entries.remove(&key)?;
+///         (expiry > now).then_some(value)
+///     }
+/// }
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let network = MemoryNetwork::new();
+/// let no_partners: [&str; 0] = [];
+/// let conf = SyncObjConf::default();
+/// let node = SyncObj::with_transport("a", no_partners, TtlCache::default(), conf, network.endpoint("a"))?;
+/// node.put("greeting".into(), "hello".into()).wait_timeout(Duration::from_secs(10))?;
+/// let taken = node.take("greeting".into()).wait_timeout(Duration::from_secs(10))?;
+/// assert_eq!(taken.as_deref(), Some("hello"));
+/// // Outside a replicated method there is no command, so no command time.
+/// assert_eq!(syncobj::command_time(), None);
+/// # Ok(())
+/// # }
+/// ```
+pub use syncobj_core::driver::command_time;
 pub use syncobj_core::driver::{
     AddressRole, BadAddress, BindError, BindFailure, Consumer, Consumers, HaltReason,
     MemoryNetwork, MemoryTransport, NodeBuilder, SnapshotError, SnapshotHook, StartError, SyncObj,
@@ -173,7 +228,7 @@ pub mod transport {
 pub mod prelude {
     pub use crate::{
         Call, Consumers, Effect, FailReason, MemoryNetwork, Replicated, SyncObj, SyncObjConf,
-        replicated,
+        command_time, replicated,
     };
 }
 

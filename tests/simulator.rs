@@ -350,6 +350,9 @@ mod locks {
         held: BTreeMap<String, Held>,
         in_flight: BTreeMap<u64, (String, bool)>,
         next_prolongation: f64,
+        /// The client pauses (sends nothing: a long GC pause, a stopped VM) until then, on its
+        /// clock: its holdings run out and the table lets them expire.
+        paused_until: f64,
         /// Releases decided in a callback, sent at the client's next turn.
         to_release: Vec<(String, u64)>,
     }
@@ -365,13 +368,18 @@ mod locks {
 
         /// The holding of `lock` ends at `at` (or earlier, if it ran out before).
         fn close(&mut self, lock: &str, at: Duration, record: &mut Vec<Interval>) {
+            self.end(lock, at, false, record);
+        }
+
+        fn end(&mut self, lock: &str, at: Duration, released: bool, record: &mut Vec<Interval>) {
             if let Some(held) = self.held.remove(lock) {
-                let end = at.min(self.real(held.until));
+                let lapse = self.real(held.until);
                 record.push(Interval {
                     lock: lock.to_owned(),
                     client: self.id.clone(),
                     start: held.since,
-                    end,
+                    end: at.min(lapse),
+                    released: released && at < lapse,
                 });
             }
         }
@@ -414,7 +422,7 @@ mod locks {
         }
 
         fn release(&mut self, lock: &str, now: Duration, record: &mut Vec<Interval>) -> u64 {
-            self.close(lock, now, record);
+            self.end(lock, now, true, record);
             for (l, void) in self.in_flight.values_mut() {
                 if l == lock {
                     *void = true;
@@ -431,6 +439,8 @@ mod locks {
         client: String,
         start: Duration,
         end: Duration,
+        /// Whether it ended by a release.
+        released: bool,
     }
 
     #[derive(Default)]
@@ -457,6 +467,9 @@ mod locks {
         pub(super) holdings: u64,
         /// Times a lock passed from one client to another.
         pub(super) handovers: u64,
+        /// Handovers after a holding that was not released: it ran out, or its client crashed
+        /// (the table let the lock expire).
+        pub(super) after_expiry: u64,
     }
 
     pub(super) struct LockWorkload<P: Protocol> {
@@ -507,6 +520,7 @@ mod locks {
             held: BTreeMap::new(),
             in_flight: BTreeMap::new(),
             next_prolongation: 0.0,
+            paused_until: 0.0,
             to_release: Vec::new(),
         }
     }
@@ -526,6 +540,8 @@ mod locks {
         fn call(&mut self, node: SimNode<'_, P::Table>) {
             let k = self.rng.below(CLIENTS as u64) as usize;
             let roll = self.rng.below(100);
+            // A pause of 0.5 to 2 T, for the turns that pause.
+            let pause = T.as_secs_f64() * (0.5 + 1.5 * self.rng.below(1000) as f64 / 1000.0);
             let lock = LOCKS[self.rng.below(LOCKS.len() as u64) as usize].to_owned();
             let now = node.clock.now();
             let (action, releases, id, incarnation, sent) = {
@@ -541,10 +557,15 @@ mod locks {
                     client.forget_lapsed(l, now, intervals);
                 }
                 let sent = client.local(now);
-                let action = if sent >= client.next_prolongation {
+                if roll < 2 {
+                    client.paused_until = sent + pause;
+                }
+                let action = if sent < client.paused_until {
+                    Action::Nothing
+                } else if sent >= client.next_prolongation {
                     client.next_prolongation = sent + (T / 4).as_secs_f64();
                     Action::Prolongate
-                } else if roll < 20 && client.held.contains_key(&lock) {
+                } else if roll < 15 && client.held.contains_key(&lock) {
                     Action::Release(lock.clone(), client.release(&lock, now, intervals))
                 } else if roll < 60 {
                     client.counter += 1;
@@ -648,10 +669,9 @@ mod locks {
             for (lock, mut list) in by_lock {
                 list.sort_by_key(|i| (i.start, i.end));
                 stats.holdings += list.len() as u64;
-                stats.handovers += list
-                    .windows(2)
-                    .filter(|w| w[0].client != w[1].client)
-                    .count() as u64;
+                let handovers = list.windows(2).filter(|w| w[0].client != w[1].client);
+                stats.handovers += handovers.clone().count() as u64;
+                stats.after_expiry += handovers.filter(|w| !w[0].released).count() as u64;
                 let mut latest: Option<&Interval> = None;
                 for interval in list {
                     if let Some(before) = latest
@@ -788,6 +808,10 @@ fn lock_holders_never_overlap() {
         assert!(
             stats.handovers > 0,
             "{nodes} nodes: no lock ever changed hands"
+        );
+        assert!(
+            stats.after_expiry > 0,
+            "{nodes} nodes: no lock ever expired"
         );
     }
 }

@@ -35,7 +35,7 @@
 //! PySyncObj stamps each acquire and prolongation with the client's wall clock and compares
 //! stamps of different clients: a client whose clock runs ahead sees everyone's locks expired,
 //! so skew between clients hands one lock to two holders. Here the table judges expiry on
-//! cluster time (`syncobj::command_time`): the time the leader stamps on each
+//! cluster time ([`command_time`](crate::command_time)): the time the leader stamps on each
 //! command when it appends it, the same on every node, which never decreases along the log and
 //! between two commands advances by no more than the leaders' clocks measured between their
 //! appends (time without a leader does not count). Offsets between clocks do not matter at
@@ -358,7 +358,7 @@ impl LockTable {
     /// the [module docs](self)): a run of holding keeps the largest token it was acquired with.
     #[replicated]
     pub fn acquire(&mut self, lock_id: String, client_id: String, token: u64) -> bool {
-        self.acquire_at(command_time(), lock_id, client_id, token)
+        self.acquire_at(crate::command_time(), lock_id, client_id, token)
     }
 
     /// Refreshes every lock `client_id` holds at the command's cluster time, and returns them
@@ -366,14 +366,14 @@ impl LockTable {
     /// refreshed. PySyncObj's `prolongate`.
     #[replicated]
     pub fn prolongate(&mut self, client_id: String) -> Vec<(String, u64)> {
-        self.prolongate_at(command_time(), client_id)
+        self.prolongate_at(crate::command_time(), client_id)
     }
 
     /// Frees `lock_id` if `client_id` holds it with a token at most `token` (a release sent
     /// before the acquire of the current holding does nothing); returns whether it freed it.
     #[replicated]
     pub fn release(&mut self, lock_id: String, client_id: String, token: u64) -> bool {
-        self.release_at(command_time(), lock_id, client_id, token)
+        self.release_at(crate::command_time(), lock_id, client_id, token)
     }
 }
 
@@ -738,12 +738,6 @@ fn prolongation_loop(inner: &Weak<Inner>) {
             return;
         }
     }
-}
-
-/// Stands in for `syncobj::command_time` until cluster time lands on this branch: without a
-/// stamp the table's time stands still and nothing expires.
-fn command_time() -> Option<Duration> {
-    None
 }
 
 /// The margin for a given auto-unlock time.

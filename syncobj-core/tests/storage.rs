@@ -796,7 +796,7 @@ fn reboot(disk: &SimDisk, model: &mut Model) -> Result<SimJournal, TestCaseError
     Ok(journal)
 }
 
-/// The records of a segment (version 2) as (offset, end, index), up to the first that is not
+/// The records of a segment as (offset, end, index), up to the first that is not
 /// whole and valid.
 fn segment_records(bytes: &[u8]) -> Vec<(u64, u64, u64)> {
     let mut records = Vec::new();
@@ -1454,57 +1454,52 @@ fn version_1_segment(first: u64, records: &[Vec<u8>]) -> Vec<u8> {
     bytes
 }
 
-/// Segments of the first format (no sync slots) are still read, with the old rule for their
-/// tail (nothing claims it); the journal goes on in a new segment of the current format,
-/// replacing a version-1 segment that holds no record.
+/// Segments of versions 1 and 2 hold commands whose headers have no cluster-time stamp: they
+/// are refused by their version (never read as entries), naming the file and the version.
 #[test]
-fn version_1_segments_are_read_and_continued_in_version_2() -> Result<(), StorageError> {
+fn segments_of_older_versions_are_refused() {
     let records: Vec<Vec<u8>> = (1..=3)
         .map(|i| raw_record(i, 1, 2, format!("command {i}").as_bytes()))
         .collect();
-    for (kept, cut) in [(3, 0), (2, 5), (0, 3 * 34)] {
-        let disk = SimDisk::new(cut);
-        written(
-            &disk,
-            &[],
-            hard_state(1, None, 0),
-            JournalOptions::default(),
-        );
-        let mut old = version_1_segment(1, &records);
-        old.truncate(old.len() - cut as usize);
-        disk.truncate(&segment_path(1), 0).expect("exists");
-        disk.overwrite(&segment_path(1), 0, &old).expect("exists");
-        let (mut journal, recovery) = open_sim(&disk, JournalOptions::default())?;
-        assert_eq!(recovery.entries, entries_1_to(kept, 1), "cut {cut}");
-        assert_eq!(
-            recovery.warnings.len(),
-            usize::from(cut % 34 != 0),
-            "cut {cut}"
-        );
-        let next = entry(kept + 1, 1, b"in version 2");
-        journal.append(std::slice::from_ref(&next))?;
-        journal.sync()?;
-        let firsts = if kept == 0 {
-            vec![1]
-        } else {
-            vec![1, kept + 1]
-        };
-        assert_eq!(segment_firsts(&disk), firsts, "cut {cut}");
-        drop(journal);
-        disk.crash();
-        let (_, recovery) = open_sim(&disk, JournalOptions::default())?;
-        let mut expected = entries_1_to(kept, 1);
-        expected.push(next);
-        assert_eq!(recovery.entries, expected, "cut {cut}");
-        assert!(
-            recovery.warnings.is_empty(),
-            "cut {cut}: {:?}",
-            recovery.warnings
-        );
-        let version = disk.contents(&segment_path(kept + 1)).expect("exists")[8];
-        assert_eq!(version, 2, "cut {cut}");
-    }
-    Ok(())
+    let disk = SimDisk::new(1);
+    written(
+        &disk,
+        &[],
+        hard_state(1, None, 0),
+        JournalOptions::default(),
+    );
+    disk.truncate(&segment_path(1), 0).expect("exists");
+    disk.overwrite(&segment_path(1), 0, &version_1_segment(1, &records))
+        .expect("exists");
+    let (path, offset, problem) = corruption(open_sim(&disk, JournalOptions::default()));
+    let expected = Corruption::UnsupportedVersion {
+        found: 1,
+        supported: 3,
+    };
+    assert_eq!((path, offset, problem), (segment_path(1), 8, expected));
+
+    let disk = SimDisk::new(2);
+    written(
+        &disk,
+        &entries_1_to(2, 1),
+        hard_state(1, None, 0),
+        JournalOptions::default(),
+    );
+    let mut head = disk.contents(&segment_path(1)).expect("exists")[..24].to_vec();
+    head[8..12].copy_from_slice(&2u32.to_le_bytes());
+    let crc = crc32c::crc32c(&head[..20]);
+    head[20..].copy_from_slice(&crc.to_le_bytes());
+    disk.overwrite(&segment_path(1), 0, &head).expect("exists");
+    let (_, offset, problem) = corruption(open_sim(&disk, JournalOptions::default()));
+    let expected = Corruption::UnsupportedVersion {
+        found: 2,
+        supported: 3,
+    };
+    assert_eq!(
+        problem.to_string(),
+        "format version 2 is not supported (the newest this code reads is 3)"
+    );
+    assert_eq!((offset, problem), (8, expected));
 }
 
 #[test]
@@ -1536,12 +1531,12 @@ fn a_segment_with_another_magic_or_version_is_refused() {
         hard_state(1, None, 0),
         JournalOptions::default(),
     );
-    disk.overwrite(&segment_path(1), 8, &3u32.to_le_bytes())
+    disk.overwrite(&segment_path(1), 8, &4u32.to_le_bytes())
         .expect("the file exists");
     let (_, offset, problem) = corruption(open_sim(&disk, JournalOptions::default()));
     let expected = Corruption::UnsupportedVersion {
-        found: 3,
-        supported: 2,
+        found: 4,
+        supported: 3,
     };
     assert_eq!((offset, problem), (8, expected));
 }

@@ -10,27 +10,50 @@
 //! - `impl ReplicatedMethods for Counter`: the `METHODS` table, `type Calls`, and `apply`;
 //! - `pub struct CounterCalls`, the typed call surface, one method per replicated name.
 //!
+//! A generic impl block gives its parameters, bounds and `where` clause to every generated
+//! item: the command enum (plus a hidden, uninhabited variant that uses every type parameter),
+//! the call surface (declared without bounds, with a `PhantomData`), and their impls.
+//!
 //! Every path is absolute, through `{crate}::__private` or `::core` / `::std`.
 
 use proc_macro2::{Span, TokenStream};
-use quote::{format_ident, quote, quote_spanned};
+use quote::{ToTokens, format_ident, quote, quote_spanned};
 use syn::spanned::Spanned;
 use syn::visit_mut::VisitMut;
-use syn::{Ident, Path, QSelf, Type};
+use syn::{Generics, Ident, Path, QSelf, Type};
 
 use crate::fingerprint::fingerprint;
 use crate::model::{ImplModel, Method, StateModel};
 
-/// The generated code for `#[derive(Replicated)]`: the `ReplicatedState` impl.
+/// The generated code for `#[derive(Replicated)]`: the `ReplicatedState` impl. A generic type
+/// is a replicated state for every choice of its parameters that makes it serializable and
+/// shareable between threads; its name is the same for all of them.
 pub(crate) fn expand_state(model: &StateModel) -> TokenStream {
     let krate = &model.krate;
     let ident = &model.ident;
     let name = syn::ext::IdentExt::unraw(ident).to_string();
+    let (impl_generics, ty_generics, where_clause) = model.generics.split_for_impl();
+    let where_clause = match model.generics.params.is_empty() {
+        true => quote!(#where_clause),
+        false => {
+            let mut clause = where_clause
+                .cloned()
+                .unwrap_or_else(|| syn::parse_quote!(where));
+            clause.predicates.push(syn::parse_quote! {
+                #ident #ty_generics: #krate::__private::serde::Serialize
+                    + #krate::__private::serde::de::DeserializeOwned
+                    + ::core::marker::Send
+                    + ::core::marker::Sync
+                    + 'static
+            });
+            quote!(#clause)
+        }
+    };
     // Spanned on the type's name, so that a missing `Serialize` or `Deserialize` (supertraits
     // of `ReplicatedState`) is reported there.
     quote_spanned! {ident.span()=>
         #[automatically_derived]
-        impl #krate::__private::ReplicatedState for #ident {
+        impl #impl_generics #krate::__private::ReplicatedState for #ident #ty_generics #where_clause {
             const NAME: &'static str = #name;
         }
     }
@@ -67,6 +90,8 @@ struct Expansion<'a> {
     private: TokenStream,
     /// The self type as written in the impl header.
     self_ty: &'a Type,
+    /// The impl block's generics, which the command enum and the call surface take too.
+    generics: &'a Generics,
     /// The self type's name, as text for the docs.
     type_name: String,
     /// `{Type}Command`.
@@ -121,6 +146,7 @@ impl<'a> Expansion<'a> {
         Expansion {
             private: quote!(#krate::__private),
             self_ty,
+            generics: &model.item.generics,
             type_name: model.ident.to_string(),
             command: format_ident!("{}Command", model.ident),
             calls: format_ident!("{}Calls", model.ident),
@@ -150,11 +176,15 @@ impl<'a> Expansion<'a> {
         let bound = quote! {
             #private::serde::Serialize + #private::serde::de::DeserializeOwned
         };
+        let (impl_generics, _, where_clause) = self.generics.split_for_impl();
         quote! {
-            const _: fn() = || {
+            const _: () = {
                 fn replicated_argument_must_be_serializable<T: #bound>() {}
                 fn replicated_result_must_be_serializable<T: #bound>() {}
-                #(#checks)*
+                #[allow(dead_code)]
+                fn replicated_types #impl_generics () #where_clause {
+                    #(#checks)*
+                }
             };
         }
     }
@@ -187,12 +217,26 @@ impl<'a> Expansion<'a> {
             self.type_name
         );
         let command = &self.command;
+        let (generics, where_clause) = (self.generics, &self.generics.where_clause);
+        let types = self.phantom_types();
+        // serde would add `K: Deserialize<'de>` for each parameter, which clashes with a
+        // `K: DeserializeOwned` of the user's bounds; the user's bounds are the ones to use.
+        let serde_bound = types.is_some().then(|| quote!(#[serde(bound = "")]));
+        let phantom = types.as_ref().map(|types| {
+            quote! {
+                #[doc(hidden)]
+                #[serde(skip)]
+                __Types(::core::marker::PhantomData<#types>, ::core::convert::Infallible)
+            }
+        });
+        let variants = variants.chain(phantom);
         quote! {
             #[doc = #doc]
             #[derive(#private::serde::Serialize, #private::serde::Deserialize)]
             #[serde(crate = #serde_crate)]
+            #serde_bound
             #[allow(unreachable_pub, private_interfaces)]
-            pub enum #command {
+            pub enum #command #generics #where_clause {
                 #(#variants),*
             }
         }
@@ -205,12 +249,14 @@ impl<'a> Expansion<'a> {
             let (variant, id) = (&entry.variant, entry.id);
             quote!(Self::#variant { .. } => #id)
         });
+        let ids = ids.chain(self.uninhabited_arm(quote!(Self), quote!(*never)));
         let decoders = self.entries.iter().map(|entry| self.decoder(entry));
         let command = &self.command;
+        let (impl_generics, ty_generics, where_clause) = self.generics.split_for_impl();
         quote! {
             #[automatically_derived]
             #[allow(dead_code, unreachable_pub)]
-            impl #command {
+            impl #impl_generics #command #ty_generics #where_clause {
                 #[doc = "The command identifier: the position of this method version in `METHODS`."]
                 pub fn id(&self) -> u16 {
                     match self {
@@ -264,12 +310,16 @@ impl<'a> Expansion<'a> {
         let (self_ty, command, calls) = (self.self_ty, &self.command, &self.calls);
         let specs = self.entries.iter().map(|entry| self.spec(entry));
         let arms = self.entries.iter().map(|entry| self.apply_arm(entry));
-        quote! {
+        let arms = arms.chain(self.uninhabited_arm(quote!(#command), quote!(never)));
+        let (impl_generics, ty_generics, where_clause) = self.generics.split_for_impl();
+        // Spanned on the self type: a parameter that is not `Send + Sync + 'static` is
+        // reported there.
+        quote_spanned! {self_ty.span()=>
             #[automatically_derived]
-            impl #private::ReplicatedMethods for #self_ty {
+            impl #impl_generics #private::ReplicatedMethods for #self_ty #where_clause {
                 const METHODS: &'static [#private::MethodSpec] = &[#(#specs),*];
 
-                type Calls = #calls;
+                type Calls = #calls #ty_generics;
 
                 // Applying an old, deprecated version is what `apply` is for.
                 #[allow(deprecated)]
@@ -278,12 +328,45 @@ impl<'a> Expansion<'a> {
                     id: u16,
                     args: &[u8],
                 ) -> ::core::result::Result<::std::vec::Vec<u8>, #private::ApplyError> {
-                    match #command::decode(id, args)? {
+                    match <#command #ty_generics>::decode(id, args)? {
                         #(#arms)*
                     }
                 }
             }
         }
+    }
+
+    /// The impl's parameters without their bounds, to declare the call surface:
+    /// `<K, V, const N: usize>`. The bounds go on its impl blocks.
+    fn declared_generics(&self) -> TokenStream {
+        let params = self.generics.params.iter().filter_map(|param| match param {
+            syn::GenericParam::Type(param) => Some(param.ident.to_token_stream()),
+            syn::GenericParam::Const(param) => {
+                let (ident, ty) = (&param.ident, &param.ty);
+                Some(quote!(const #ident: #ty))
+            }
+            // Refused by the validator.
+            syn::GenericParam::Lifetime(_) => None,
+        });
+        match self.generics.params.is_empty() {
+            true => TokenStream::new(),
+            false => quote!(<#(#params),*>),
+        }
+    }
+
+    /// The type the command enum's hidden variant holds in a `PhantomData`, so that it uses
+    /// every type parameter of the impl: `fn() -> (K, V)`, which is `Send`, `Sync` and
+    /// `Unpin` whatever the parameters are. `None` without type parameters.
+    fn phantom_types(&self) -> Option<TokenStream> {
+        let params: Vec<&Ident> = self.generics.type_params().map(|p| &p.ident).collect();
+        (!params.is_empty()).then(|| quote!(fn() -> (#(#params,)*)))
+    }
+
+    /// The match arm of the hidden, uninhabited variant (`None` without type parameters):
+    /// `{enum_path}::__Types(_, never) => match {never} {}`.
+    fn uninhabited_arm(&self, enum_path: TokenStream, never: TokenStream) -> Option<TokenStream> {
+        self.phantom_types()
+            .map(|_| quote!(#enum_path::__Types(_, never) => match #never {}))
     }
 
     /// The `MethodSpec` of one method version.
@@ -345,24 +428,43 @@ impl<'a> Expansion<'a> {
         names.sort();
         names.dedup();
         let methods = names.iter().map(|name| self.call_method(name));
+        let generics = self.declared_generics();
+        let (impl_generics, ty_generics, where_clause) = self.generics.split_for_impl();
+        let types = self.phantom_types().unwrap_or_else(|| quote!(()));
+        let name = self.calls.to_string();
         quote! {
             #[doc = #doc]
-            #[derive(::core::clone::Clone, ::core::fmt::Debug)]
             #[allow(unreachable_pub)]
-            pub struct #calls {
+            pub struct #calls #generics {
                 caller: #private::Caller,
+                types: ::core::marker::PhantomData<#types>,
+            }
+
+            // By hand rather than derived, so that the parameters need not be `Clone` or `Debug`.
+            #[automatically_derived]
+            impl #impl_generics ::core::clone::Clone for #calls #ty_generics #where_clause {
+                fn clone(&self) -> Self {
+                    #calls { caller: ::core::clone::Clone::clone(&self.caller), types: ::core::marker::PhantomData }
+                }
             }
 
             #[automatically_derived]
-            impl ::core::convert::From<#private::Caller> for #calls {
+            impl #impl_generics ::core::fmt::Debug for #calls #ty_generics #where_clause {
+                fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+                    f.debug_struct(#name).field("caller", &self.caller).finish()
+                }
+            }
+
+            #[automatically_derived]
+            impl #impl_generics ::core::convert::From<#private::Caller> for #calls #ty_generics #where_clause {
                 fn from(caller: #private::Caller) -> Self {
-                    #calls { caller }
+                    #calls { caller, types: ::core::marker::PhantomData }
                 }
             }
 
             #[automatically_derived]
             #[allow(dead_code, unreachable_pub, private_interfaces, clippy::too_many_arguments)]
-            impl #calls {
+            impl #impl_generics #calls #ty_generics #where_clause {
                 #(#methods)*
             }
         }

@@ -27,7 +27,9 @@ use crate::model::{ImplModel, StateModel};
 /// `#[syncobj(crate = "path")]` on the type names the `syncobj` crate when it is not reachable
 /// as `::syncobj` (for example when re-exported by another crate).
 ///
-/// Generic types are refused ("generic replicated types are not supported yet").
+/// A generic type (`struct Store<K, V>`) is a replicated state for every choice of its
+/// parameters that makes it serializable and `Send + Sync + 'static`; its `NAME` is the same
+/// for all of them. Lifetime parameters are refused: a replicated state owns its data.
 #[proc_macro_derive(Replicated, attributes(syncobj))]
 pub fn derive_replicated(input: TokenStream) -> TokenStream {
     let input = parse_macro_input!(input as DeriveInput);
@@ -66,6 +68,14 @@ pub fn derive_replicated(input: TokenStream) -> TokenStream {
 ///   serializable, with `id()` and `decode(id, args)`.
 /// - `pub struct CounterCalls`: the typed call surface, one method per replicated name
 ///   (`fn add(&self, n: i64) -> Call<i64>`), built from a `Caller`.
+///
+/// A generic impl block (`impl<K, V> Store<K, V> where K: ...`) makes a generic command enum
+/// (`StoreCommand<K, V>`) and call surface (`StoreCalls<K, V>`). The bounds must make every
+/// argument and result serializable (`K: Serialize + DeserializeOwned`) and the type
+/// `Send + Sync + 'static`. Command identifiers and fingerprints come from the signatures as
+/// written (`put@0(K,V)->Option < V >`), so they are the same for every choice of the
+/// parameters: nodes agree on them whatever the type arguments, which they must then agree on
+/// themselves. Lifetime parameters are refused.
 ///
 /// Only one `#[replicated]` impl block per type. Every mistake is a compile error on the
 /// offending tokens, all reported at once.

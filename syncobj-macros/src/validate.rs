@@ -8,13 +8,15 @@ use std::collections::HashMap;
 
 use quote::quote;
 use syn::visit::Visit;
-use syn::{Lifetime, PathArguments, Type, TypeImplTrait, TypeReference};
+use syn::{GenericArgument, Lifetime, PathArguments, Type, TypeImplTrait, TypeReference};
 
 use crate::fingerprint::types_string;
 use crate::model::{ImplModel, Method, StateModel};
 
-/// The message for a type with generic parameters.
-const GENERIC_TYPE: &str = "generic replicated types are not supported yet";
+/// The message for a replicated type with lifetime parameters.
+const BORROWING_TYPE: &str = "a replicated type owns its state: it cannot have lifetime \
+                              parameters (every node decodes it from snapshots, and it lives \
+                              as long as the node)";
 
 /// serde (de)serializes tuples of at most this many elements; arguments travel as one tuple.
 const ARGS_MAX: usize = 16;
@@ -25,7 +27,7 @@ pub(crate) fn validate_state(model: &StateModel, errors: &mut Vec<syn::Error>) {
         let message = "Replicated derives on structs and enums, not unions";
         errors.push(syn::Error::new(union, message));
     }
-    check_no_generics(&model.generics, errors);
+    check_no_lifetimes(&model.generics, errors);
 }
 
 /// Checks a `#[replicated]` impl block and all of its replicated methods.
@@ -42,7 +44,10 @@ pub(crate) fn validate_impl(model: &ImplModel, errors: &mut Vec<syn::Error>) {
     check_versions_agree(&model.methods, errors);
 }
 
-/// The impl block is inherent, not generic, for a named type, and has replicated methods.
+/// The impl block is inherent, for a named type with no lifetime parameters, and has
+/// replicated methods. Type and const parameters are welcome: the generated command enum and
+/// call surface take the impl's parameters, and command identifiers and fingerprints do not
+/// depend on them.
 fn check_self_type(model: &ImplModel, errors: &mut Vec<syn::Error>) {
     let item = &model.item;
     if let Some((_, path, _)) = &item.trait_ {
@@ -50,16 +55,19 @@ fn check_self_type(model: &ImplModel, errors: &mut Vec<syn::Error>) {
                        not on trait impls";
         errors.push(syn::Error::new_spanned(path, message));
     }
-    let generic = !item.generics.params.is_empty() || item.generics.where_clause.is_some();
-    check_no_generics(&item.generics, errors);
+    check_no_lifetimes(&item.generics, errors);
     match &*item.self_ty {
-        // The arguments of a generic impl's self type are the same mistake, reported above.
-        Type::Path(_) if generic => {}
         Type::Path(path) if path.qself.is_none() => {
-            for segment in &path.path.segments {
-                if !matches!(segment.arguments, PathArguments::None) {
-                    errors.push(syn::Error::new_spanned(&segment.arguments, GENERIC_TYPE));
-                }
+            let lifetimes =
+                path.path
+                    .segments
+                    .iter()
+                    .flat_map(|segment| match &segment.arguments {
+                        PathArguments::AngleBracketed(args) => args.args.iter().collect(),
+                        _ => Vec::new(),
+                    });
+            for lifetime in lifetimes.filter(|arg| matches!(arg, GenericArgument::Lifetime(_))) {
+                errors.push(syn::Error::new_spanned(lifetime, BORROWING_TYPE));
             }
         }
         other => {
@@ -84,13 +92,10 @@ fn check_self_type(model: &ImplModel, errors: &mut Vec<syn::Error>) {
     }
 }
 
-/// Refuses generic parameters and where clauses, on their tokens.
-fn check_no_generics(generics: &syn::Generics, errors: &mut Vec<syn::Error>) {
-    if !generics.params.is_empty() {
-        errors.push(syn::Error::new_spanned(generics, GENERIC_TYPE));
-    }
-    if let Some(clause) = &generics.where_clause {
-        errors.push(syn::Error::new_spanned(clause, GENERIC_TYPE));
+/// Refuses lifetime parameters, on their tokens.
+fn check_no_lifetimes(generics: &syn::Generics, errors: &mut Vec<syn::Error>) {
+    for lifetime in generics.lifetimes() {
+        errors.push(syn::Error::new_spanned(lifetime, BORROWING_TYPE));
     }
 }
 

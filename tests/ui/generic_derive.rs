@@ -2,8 +2,8 @@ use serde::{Deserialize, Serialize};
 use syncobj::prelude::*;
 
 #[derive(Default, Serialize, Deserialize, Replicated)]
-struct Register<T> {
-    value: T,
+struct Named<'a> {
+    name: &'a str,
 }
 
 fn main() {}

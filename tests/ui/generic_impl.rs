@@ -2,14 +2,14 @@ use serde::{Deserialize, Serialize};
 use syncobj::prelude::*;
 
 #[derive(Default, Serialize, Deserialize)]
-struct Register<T> {
-    value: T,
+struct Register {
+    value: String,
 }
 
 #[replicated]
-impl<T: Send + Sync + 'static> Register<T> {
+impl<'a> Register {
     #[replicated]
-    fn set(&mut self, value: T) {
+    fn set(&mut self, value: String) {
         self.value = value;
     }
 }

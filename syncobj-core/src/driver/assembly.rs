@@ -109,7 +109,8 @@ pub(crate) fn assemble(blueprint: Blueprint<'_>) -> Result<Assembled, StartError
     // the configuration does: it wins.
     links.follow(&mut raft);
     let observed = Observed::initial(&raft, links.peers());
-    let code_version = recovered.code_version.unwrap_or(0);
+    let carried = recovered.carried.unwrap_or_default();
+    let code_version = carried.code_version;
     let signals = Arc::new(Signals::new(observed, code_version, receiver.clone()));
     let limits = CallLimits {
         wait_leader: conf.commands_wait_leader,
@@ -134,6 +135,7 @@ pub(crate) fn assemble(blueprint: Blueprint<'_>) -> Result<Assembled, StartError
         signals: Arc::clone(&signals),
         persistence: recovered.persistence,
         snapshots: recovered.snapshots,
+        command_time: carried.command_time,
     });
     Ok(Assembled {
         engine,

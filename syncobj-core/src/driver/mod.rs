@@ -12,6 +12,7 @@ pub(crate) mod addresses;
 mod admin;
 pub(crate) mod assembly;
 mod builder;
+pub(crate) mod cluster_time;
 pub(crate) mod engine;
 mod halt;
 mod inflight;
@@ -34,7 +35,7 @@ mod tests;
 pub use builder::{AddressRole, BadAddress, NodeBuilder};
 pub use halt::HaltReason;
 pub use memory::{MemoryNetwork, MemoryTransport};
-pub use objects::{Consumer, Consumers};
+pub use objects::{Consumer, Consumers, command_time};
 pub use snapshot_error::{SnapshotError, SnapshotHook};
 pub use syncobj_net::BindFailure;
 

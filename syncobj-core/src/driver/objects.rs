@@ -115,9 +115,9 @@ impl<T: Replicated> ObjectWriter for Writer<'_, T> {
     fn apply(&mut self, header: CommandHeader, args: &[u8]) -> Result<Vec<u8>, FailReason> {
         let state = &mut *self.0;
         quiet_method_panics();
-        IN_METHOD.set(true);
+        RUNNING.set(Some(header.stamp));
         let outcome = catch_unwind(AssertUnwindSafe(|| state.apply(header.method, args)));
-        IN_METHOD.set(false);
+        RUNNING.set(None);
         match outcome {
             Ok(Ok(result)) => Ok(result),
             Ok(Err(error)) => Err(FailReason::BadArguments(error.to_string())),
@@ -136,8 +136,28 @@ impl<T: Replicated> ObjectWriter for Writer<'_, T> {
 }
 
 std::thread_local! {
-    /// Whether this thread runs a replicated method now, whose panic is part of the log.
-    static IN_METHOD: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    /// The stamp of the command whose replicated method this thread runs now, if it runs one
+    /// (its panic is then part of the log).
+    static RUNNING: std::cell::Cell<Option<u64>> = const { std::cell::Cell::new(None) };
+}
+
+/// The cluster time of the command being applied, while a replicated method runs on this
+/// thread; `None` anywhere else (a local method, a callback, another thread).
+///
+/// The leader stamps every command when it appends it to the log, and every node applies the
+/// same stamp, so a replicated method may judge time with it and stay deterministic: it is
+/// what a TTL, a lease or a lock's expiry should be measured in, never the local clock. Cluster
+/// time starts at zero with the cluster and never runs ahead of real time: between two
+/// commands of the log it advances by at most the time between their proposals, as the
+/// leaders' clocks measure it, whatever the offsets between the servers' clocks, across leader
+/// changes, crashes and restarts (time without a leader does not count, so it may lag). Two
+/// commands appended together may carry the same stamp; a later command never carries an
+/// earlier one.
+///
+/// A method that reads the time must read it from here (and from its arguments), never from
+/// the local clock, or the nodes' states diverge.
+pub fn command_time() -> Option<std::time::Duration> {
+    RUNNING.get().map(std::time::Duration::from_nanos)
 }
 
 /// Keeps the panic hook quiet about a replicated method's panic: it is caught, becomes the
@@ -148,7 +168,7 @@ fn quiet_method_panics() {
     INSTALL.call_once(|| {
         let previous = std::panic::take_hook();
         std::panic::set_hook(Box::new(move |info| {
-            if !IN_METHOD.get() {
+            if RUNNING.get().is_none() {
                 previous(info);
             }
         }));

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use super::StartError;
 use super::objects::ErasedObject;
 use super::persistence::Persistence;
+use super::snapshot_codec::Carried;
 use super::snapshots::{Restore, Snapshots};
 use crate::conf::SyncObjConf;
 use crate::raft::{LogIndex, LogReset, Restored};
@@ -16,8 +17,8 @@ pub(crate) struct Recovered {
     pub(crate) persistence: Option<Persistence>,
     pub(crate) snapshots: Snapshots,
     pub(crate) restored: Restored,
-    /// The code version the snapshot enabled, if one was loaded.
-    pub(crate) code_version: Option<u32>,
+    /// The code version and cluster time of the snapshot, if one was loaded.
+    pub(crate) carried: Option<Carried>,
 }
 
 impl Recovered {
@@ -99,7 +100,7 @@ pub(crate) fn assemble(
         persistence,
         snapshots,
         restored,
-        code_version: restore.map(|r| r.code_version),
+        carried: restore.map(|r| r.carried),
     })
 }
 

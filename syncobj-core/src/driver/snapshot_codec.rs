@@ -14,8 +14,9 @@ use super::{SnapshotError, SnapshotHook};
 use crate::conf::SyncObjConf;
 use crate::serializer::{SerializerState, SnapshotSerializer};
 
-/// The payload format this build writes and reads.
-const PAYLOAD_FORMAT: u32 = 1;
+/// The payload format this build writes and reads: 2 added the cluster time, and came with
+/// commands whose headers carry a stamp (format 1 snapshots, of 8-byte headers, are refused).
+const PAYLOAD_FORMAT: u32 = 2;
 
 /// What syncobj keeps in a snapshot beside the objects (all of it with serde; with custom hooks,
 /// the `data` they store for syncobj, without objects).
@@ -23,7 +24,17 @@ const PAYLOAD_FORMAT: u32 = 1;
 struct Payload {
     format: u32,
     code_version: u32,
+    command_time: u64,
     objects: Vec<Bytes>,
+}
+
+/// What a snapshot carries for the node itself.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Carried {
+    /// The enabled code version.
+    pub(crate) code_version: u32,
+    /// The cluster-time stamp of the last command the snapshot covers (0 if none).
+    pub(crate) command_time: u64,
 }
 
 /// How snapshots are made.
@@ -42,10 +53,10 @@ pub(crate) enum Encoded {
     Started(PathBuf),
 }
 
-/// A decoded payload: its code version, and the states still to put in place (none with custom
-/// hooks, which restored the state themselves).
+/// A decoded payload: what it carries for the node, and the states still to put in place (none
+/// with custom hooks, which restored the state themselves).
 pub(crate) struct Decoded {
-    pub(crate) code_version: u32,
+    pub(crate) carried: Carried,
     states: Option<Vec<Box<dyn Any + Send>>>,
 }
 
@@ -58,10 +69,10 @@ impl Codec {
         }
     }
 
-    /// Starts a payload of `objects` at `code_version`.
+    /// Starts a payload of `objects`, carrying `carried`.
     pub(crate) fn encode(
         &self,
-        code_version: u32,
+        carried: Carried,
         objects: &[Arc<dyn ErasedObject>],
     ) -> Result<Encoded, SnapshotError> {
         match self {
@@ -70,10 +81,10 @@ impl Codec {
                     .iter()
                     .map(|o| o.save())
                     .collect::<Result<Vec<Bytes>, SnapshotError>>()?;
-                encode_payload(code_version, objects).map(Encoded::Ready)
+                encode_payload(carried, objects).map(Encoded::Ready)
             }
             Codec::Custom(serializer) => {
-                let data = encode_payload(code_version, Vec::new())?;
+                let data = encode_payload(carried, Vec::new())?;
                 let path = scratch_file();
                 serializer
                     .serialize(&path, &data)
@@ -130,7 +141,7 @@ impl Codec {
                     .map(|(object, state)| object.decode(state))
                     .collect::<Result<_, _>>()?;
                 Ok(Decoded {
-                    code_version: payload.code_version,
+                    carried: payload.carried(),
                     states: Some(states),
                 })
             }
@@ -148,7 +159,7 @@ impl Codec {
                     source,
                 })?;
                 Ok(Decoded {
-                    code_version: decode_payload(&data)?.code_version,
+                    carried: decode_payload(&data)?.carried(),
                     states: None,
                 })
             }
@@ -157,19 +168,29 @@ impl Codec {
 }
 
 impl Decoded {
-    /// Puts the decoded states in place; returns the code version.
-    pub(crate) fn apply(self, objects: &[Arc<dyn ErasedObject>]) -> u32 {
+    /// Puts the decoded states in place; returns what the snapshot carries for the node.
+    pub(crate) fn apply(self, objects: &[Arc<dyn ErasedObject>]) -> Carried {
         for (object, state) in objects.iter().zip(self.states.into_iter().flatten()) {
             object.replace(state);
         }
-        self.code_version
+        self.carried
     }
 }
 
-fn encode_payload(code_version: u32, objects: Vec<Bytes>) -> Result<Bytes, SnapshotError> {
+impl Payload {
+    fn carried(&self) -> Carried {
+        Carried {
+            code_version: self.code_version,
+            command_time: self.command_time,
+        }
+    }
+}
+
+fn encode_payload(carried: Carried, objects: Vec<Bytes>) -> Result<Bytes, SnapshotError> {
     let payload = Payload {
         format: PAYLOAD_FORMAT,
-        code_version,
+        code_version: carried.code_version,
+        command_time: carried.command_time,
         objects,
     };
     rmp_serde::to_vec(&payload)
@@ -178,14 +199,45 @@ fn encode_payload(code_version: u32, objects: Vec<Bytes>) -> Result<Bytes, Snaps
 }
 
 fn decode_payload(bytes: &[u8]) -> Result<Payload, SnapshotError> {
-    let payload: Payload = rmp_serde::from_slice(bytes).map_err(SnapshotError::Decode)?;
-    if payload.format != PAYLOAD_FORMAT {
+    // The format first: another format may have other fields, and must be named as such.
+    let FormatOf(format) = rmp_serde::from_slice(bytes).map_err(SnapshotError::Decode)?;
+    if format != PAYLOAD_FORMAT {
         return Err(SnapshotError::Format {
-            found: payload.format,
+            found: format,
             supported: PAYLOAD_FORMAT,
         });
     }
-    Ok(payload)
+    rmp_serde::from_slice(bytes).map_err(SnapshotError::Decode)
+}
+
+/// The format of a payload of any format: the first field of its array, the rest skipped.
+struct FormatOf(u32);
+
+impl<'de> Deserialize<'de> for FormatOf {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<FormatOf, D::Error> {
+        struct First;
+
+        impl<'de> serde::de::Visitor<'de> for First {
+            type Value = FormatOf;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a snapshot payload: an array starting with its format")
+            }
+
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<FormatOf, A::Error> {
+                let format = seq
+                    .next_element::<u32>()?
+                    .ok_or_else(|| serde::de::Error::invalid_length(0, &self))?;
+                while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {}
+                Ok(FormatOf(format))
+            }
+        }
+
+        deserializer.deserialize_seq(First)
+    }
 }
 
 /// A fresh path for a custom snapshot file on its way in or out.
@@ -205,7 +257,7 @@ mod tests {
     use parking_lot::RwLock;
     use serde::{Deserialize, Serialize, Serializer};
 
-    use super::{Codec, Decoded, Encoded, Payload, decode_payload, encode_payload};
+    use super::{Carried, Codec, Decoded, Encoded, Payload, decode_payload, encode_payload};
     use crate::driver::objects::{ErasedObject, ObjectCell};
     use crate::driver::{SnapshotError, SnapshotHook};
     use crate::object::{ApplyError, Caller, MethodSpec, ReplicatedMethods, ReplicatedState};
@@ -300,15 +352,34 @@ mod tests {
         let other_format = Payload {
             format: 9,
             code_version: 0,
+            command_time: 0,
             objects: Vec::new(),
         };
         let bytes = rmp_serde::to_vec(&other_format).expect("a payload encodes");
         let error = decode_error(codec.decode(&bytes, &[]));
         assert_eq!(
             error.to_string(),
-            "snapshot payload format 9 (this build reads 1)"
+            "snapshot payload format 9 (this build reads 2)"
         );
-        let one_object = encode_payload(3, vec![Bytes::new()]).expect("encodes");
+        // Format 1 had no cluster time (its commands had 8-byte headers): named, not misread.
+        let format_1 = (1_u32, 3_u32, Vec::<Bytes>::new());
+        let bytes = rmp_serde::to_vec(&format_1).expect("a payload encodes");
+        let error = decode_error(codec.decode(&bytes, &[]));
+        assert!(
+            matches!(
+                error,
+                SnapshotError::Format {
+                    found: 1,
+                    supported: 2
+                }
+            ),
+            "{error:?}"
+        );
+        let carried = |code_version| Carried {
+            code_version,
+            command_time: 0,
+        };
+        let one_object = encode_payload(carried(3), vec![Bytes::new()]).expect("encodes");
         let error = decode_error(codec.decode(&one_object, &[]));
         assert!(matches!(
             error,
@@ -317,14 +388,35 @@ mod tests {
                 expected: 0
             }
         ));
-        let empty = encode_payload(3, Vec::new()).expect("encodes");
+        let empty = encode_payload(carried(3), Vec::new()).expect("encodes");
         assert_eq!(decode_payload(&empty).map(|p| p.code_version).ok(), Some(3));
+    }
+
+    /// The code version and the cluster time travel with the objects' states, with serde and
+    /// with custom hooks alike.
+    #[test]
+    fn snapshots_carry_code_version_and_cluster_time() {
+        let carried = Carried {
+            code_version: 4,
+            command_time: 123_456_789,
+        };
+        let gauge = object::<Gauge>();
+        let Ok(Encoded::Ready(payload)) = Codec::Serde.encode(carried, &[Arc::clone(&gauge)])
+        else {
+            panic!("a serde snapshot is ready at once");
+        };
+        let decoded = Codec::Serde.decode(&payload, &[Arc::clone(&gauge)]);
+        let decoded = decoded.unwrap_or_else(|error| panic!("{error}"));
+        assert_eq!(decoded.apply(&[gauge]), carried);
+        let data = encode_payload(carried, Vec::new()).expect("encodes");
+        let payload = decode_payload(&data).expect("decodes");
+        assert_eq!(payload.carried(), carried);
     }
 
     /// An object's state that does not encode or decode is named by its type.
     #[test]
     fn object_state_errors_name_the_type() {
-        let error = match Codec::Serde.encode(0, &[object::<Unsavable>()]) {
+        let error = match Codec::Serde.encode(Carried::default(), &[object::<Unsavable>()]) {
             Ok(_) => panic!("the state cannot be saved"),
             Err(error) => error,
         };
@@ -344,7 +436,8 @@ mod tests {
                 .starts_with("cannot serialize Unsavable: ")
         );
         let not_a_gauge = rmp_serde::to_vec("not a gauge").expect("a string encodes");
-        let payload = encode_payload(0, vec![Bytes::from(not_a_gauge)]).expect("encodes");
+        let payload =
+            encode_payload(Carried::default(), vec![Bytes::from(not_a_gauge)]).expect("encodes");
         let error = decode_error(Codec::Serde.decode(&payload, &[object::<Gauge>()]));
         assert!(
             error
@@ -359,7 +452,7 @@ mod tests {
     #[test]
     fn hook_errors_keep_their_source() {
         let codec = Codec::Custom(Arc::new(FailingHooks));
-        let error = match codec.encode(0, &[]) {
+        let error = match codec.encode(Carried::default(), &[]) {
             Ok(Encoded::Ready(_) | Encoded::Started(_)) => panic!("the hook fails"),
             Err(error) => error,
         };

@@ -1,9 +1,9 @@
 //! Snapshots of the node's objects: when to take one, where it is kept, and the bytes sent to
 //! and received from other nodes.
 //!
-//! A snapshot's payload is MessagePack: a format number, the enabled code version, and each
-//! object's state (the main object, then the consumers), each itself MessagePack of the user's
-//! type. The latest payload is kept in memory, to serve transfers from any offset; with
+//! A snapshot's payload is MessagePack: a format number, the enabled code version, the
+//! cluster-time stamp of the last command it covers, and each object's state (the main object,
+//! then the consumers), each itself MessagePack of the user's type. The latest payload is kept in memory, to serve transfers from any offset; with
 //! `full_dump_file` it is also written to a snapshot store, on a thread of its own so that a
 //! large state never stalls the tick loop, and the journal's prefix is dropped only once it is
 //! durable.
@@ -17,7 +17,7 @@ use crossbeam_channel::{Receiver, TryRecvError};
 
 use super::SnapshotError;
 use super::objects::ErasedObject;
-use super::snapshot_codec::{Codec, Encoded};
+use super::snapshot_codec::{Carried, Codec, Encoded};
 use crate::conf::SyncObjConf;
 use crate::raft::{Instant, LogIndex, LogPosition, Membership};
 use crate::storage::{Disk, Snapshot, SnapshotMeta, SnapshotStore, StdDisk, StorageError};
@@ -29,7 +29,8 @@ const RECEIVED_BYTES_MAX: usize = 16 << 30;
 /// The objects' state, as a snapshot restores it.
 pub(crate) struct Restore {
     pub(crate) position: LogPosition,
-    pub(crate) code_version: u32,
+    /// The code version and cluster time the snapshot carries.
+    pub(crate) carried: Carried,
     /// The membership in force at the snapshot's last entry, if it was stored with it.
     pub(crate) membership: Option<Membership>,
 }
@@ -183,14 +184,14 @@ impl Snapshots {
                         },
                     )?),
                 };
-                let code_version = snapshots
+                let carried = snapshots
                     .codec
                     .decode(&snapshot.payload, objects)?
                     .apply(objects);
                 snapshots.latest = Some((position, snapshot.payload));
                 Some(Restore {
                     position,
-                    code_version,
+                    carried,
                     membership,
                 })
             }
@@ -235,13 +236,14 @@ impl Snapshots {
     pub(crate) fn take(
         &mut self,
         (position, membership): (LogPosition, Bytes),
-        code_version: u32,
+        carried: Carried,
         objects: &[Arc<dyn ErasedObject>],
         now: Instant,
     ) -> Result<Option<LogPosition>, SnapshotError> {
         self.force = false;
         self.last_compaction = now;
-        match self.codec.encode(code_version, objects)? {
+        let code_version = carried.code_version;
+        match self.codec.encode(carried, objects)? {
             Encoded::Ready(payload) => self.keep(position, code_version, membership, payload),
             Encoded::Started(path) => {
                 self.serializing = Some((position, code_version, membership, path));
@@ -380,15 +382,15 @@ impl Snapshots {
     }
 
     /// Installs a payload received from the leader: loads it into `objects` and, with a
-    /// store, makes it durable first. Returns the code version it carries.
+    /// store, makes it durable first. Returns the code version and cluster time it carries.
     pub(crate) fn install(
         &mut self,
         (position, membership): (LogPosition, Bytes),
         payload: Bytes,
         objects: &[Arc<dyn ErasedObject>],
-    ) -> Result<u32, SnapshotError> {
+    ) -> Result<Carried, SnapshotError> {
         let decoded = self.codec.decode(&payload, objects)?;
-        let code_version = decoded.code_version;
+        let code_version = decoded.carried.code_version;
         if self.durable {
             // A write of our own may hold the store: wait for it, the install comes first.
             self.finish_writing();
@@ -401,10 +403,10 @@ impl Snapshots {
             };
             store.write(meta, &payload)?;
         }
-        decoded.apply(objects);
+        let carried = decoded.apply(objects);
         self.latest = Some((position, payload));
         self.measure_latest();
-        Ok(code_version)
+        Ok(carried)
     }
 
     /// Writes snapshots on the tick thread rather than on a thread of their own: for the

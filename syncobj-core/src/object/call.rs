@@ -271,13 +271,19 @@ impl Caller {
             object: self.object,
             method: spec.id,
             fingerprint: spec.fingerprint,
+            // The leader stamps it when it appends the command.
+            stamp: 0,
         };
         header.encode(&mut command);
         if let Err(error) = rmp_serde::encode::write(&mut command, args) {
             return Call::failed(&self.submit, FailReason::BadArguments(error.to_string()));
         }
         let (completion, call) = Call::pending(&self.submit);
-        self.submit.submit(Bytes::from(command), completion);
+        // As a boxed slice (its capacity trimmed to its length), the command's bytes go back
+        // and forth to a mutable buffer without an allocation: the leader writes its stamp in
+        // place.
+        self.submit
+            .submit(Bytes::from(command.into_boxed_slice()), completion);
         call
     }
 }

@@ -1,5 +1,5 @@
-//! How a replicated call travels in a log entry: a fixed header naming the method, then its
-//! MessagePack-encoded arguments.
+//! How a replicated call travels in a log entry: a fixed header naming the method and carrying
+//! the cluster time the leader stamped on it, then its MessagePack-encoded arguments.
 
 use thiserror::Error;
 
@@ -18,7 +18,8 @@ pub struct MethodSpec {
     pub fingerprint: u32,
 }
 
-/// The fixed header before a command's arguments: 8 bytes, little-endian.
+/// The fixed header before a command's arguments: 16 bytes, little-endian — object `u16`,
+/// method `u16`, fingerprint `u32`, stamp `u64`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct CommandHeader {
     /// Which replicated object of the node (0 is the main object, then the consumers in order).
@@ -27,17 +28,32 @@ pub struct CommandHeader {
     pub method: u16,
     /// The method's [`MethodSpec::fingerprint`].
     pub fingerprint: u32,
+    /// The cluster time, in nanoseconds, that the leader stamped on the command when it
+    /// appended it to the log (see the driver's `cluster_time` module). Callers write 0.
+    pub stamp: u64,
 }
 
 impl CommandHeader {
     /// The encoded size of a header.
-    pub const LEN: usize = 8;
+    pub const LEN: usize = 16;
+
+    /// Where the stamp sits in an encoded command.
+    pub const STAMP_AT: usize = 8;
 
     /// Appends the encoded header to `out`.
     pub fn encode(&self, out: &mut Vec<u8>) {
         out.extend_from_slice(&self.object.to_le_bytes());
         out.extend_from_slice(&self.method.to_le_bytes());
         out.extend_from_slice(&self.fingerprint.to_le_bytes());
+        out.extend_from_slice(&self.stamp.to_le_bytes());
+    }
+
+    /// Writes `stamp` into an encoded command in place. A command too short to hold a header
+    /// is left as it is (applying it fails alike on every node).
+    pub fn write_stamp(command: &mut [u8], stamp: u64) {
+        if let Some(field) = command.get_mut(Self::STAMP_AT..Self::LEN) {
+            field.copy_from_slice(&stamp.to_le_bytes());
+        }
     }
 
     /// Splits a command into its header and its arguments.
@@ -52,6 +68,9 @@ impl CommandHeader {
             object: u16::from_le_bytes([head[0], head[1]]),
             method: u16::from_le_bytes([head[2], head[3]]),
             fingerprint: u32::from_le_bytes([head[4], head[5], head[6], head[7]]),
+            stamp: u64::from_le_bytes([
+                head[8], head[9], head[10], head[11], head[12], head[13], head[14], head[15],
+            ]),
         };
         Ok((header, args))
     }
@@ -59,7 +78,7 @@ impl CommandHeader {
 
 /// A command too short to hold its header.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Error)]
-#[error("command of {len} bytes is shorter than its 8-byte header")]
+#[error("command of {len} bytes is shorter than its 16-byte header")]
 pub struct CommandHeaderError {
     /// The command's length.
     pub len: usize,
@@ -100,6 +119,7 @@ mod tests {
             object: 3,
             method: 513,
             fingerprint: 0xDEAD_BEEF,
+            stamp: 0x0102_0304_0506_0708,
         };
         let mut bytes = Vec::new();
         header.encode(&mut bytes);
@@ -107,6 +127,31 @@ mod tests {
         assert_eq!(bytes.len(), CommandHeader::LEN + 4);
         let (decoded, args) = CommandHeader::decode(&bytes).expect("a whole header");
         assert_eq!((decoded, args), (header, &b"args"[..]));
+    }
+
+    /// A stamp written in place replaces the one encoded and touches nothing else; a command
+    /// too short for a header is left alone.
+    #[test]
+    fn stamp_is_written_in_place() {
+        let header = CommandHeader {
+            object: 1,
+            method: 2,
+            fingerprint: 3,
+            stamp: 0,
+        };
+        let mut bytes = Vec::new();
+        header.encode(&mut bytes);
+        bytes.extend_from_slice(b"args");
+        CommandHeader::write_stamp(&mut bytes, 1_500_000_000);
+        let (decoded, args) = CommandHeader::decode(&bytes).expect("a whole header");
+        let stamped = CommandHeader {
+            stamp: 1_500_000_000,
+            ..header
+        };
+        assert_eq!((decoded, args), (stamped, &b"args"[..]));
+        let mut short = vec![7; CommandHeader::LEN - 1];
+        CommandHeader::write_stamp(&mut short, u64::MAX);
+        assert_eq!(short, vec![7; CommandHeader::LEN - 1]);
     }
 
     /// A command shorter than a header is an error naming its length, not a panic.

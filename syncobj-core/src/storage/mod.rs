@@ -26,7 +26,7 @@
 //! The journal directory holds:
 //!
 //! - `segment-<first index, 20 digits>.log`: a 24-byte header — magic `SOBJLOG\0`, format
-//!   version `u32` (2), first index `u64`, CRC of those 20 bytes `u32` — then two 28-byte sync
+//!   version `u32` (3), first index `u64`, CRC of those 20 bytes `u32` — then two 28-byte sync
 //!   slots, then records from byte 80, one per entry, in index order:
 //!
 //!   | field | type | |
@@ -47,8 +47,9 @@
 //!   the operating system). So no slot ever claims bytes that were not durable, whatever order
 //!   the disk writes pages in, only one slot is written between two fsyncs, and a sync costs
 //!   one small write more and no fsync more. A truncation that cuts claimed bytes first
-//!   lowers both slots and syncs them. Version-1 segments (no slots, records from byte 24)
-//!   are still read, by the old rule for their tail; the journal never writes to one again.
+//!   lowers both slots and syncs them. Segments of versions 1 and 2, written by builds whose
+//!   commands had no cluster-time stamp (an 8-byte header), are refused with
+//!   [`Corruption::UnsupportedVersion`] rather than misread.
 //!
 //!   A segment takes records until it reaches [`JournalOptions::segment_bytes_target`]; it is
 //!   synced before the next one is created, so only the last segment can end in a torn write.
@@ -71,7 +72,9 @@
 //! CRC of that field `u32`. Damage is reported at the chunk it is in, and a reader hands out
 //! only verified bytes. Written as `<name>.tmp`, synced, renamed, directory synced. Version-1
 //! snapshots (the payload whole, its CRC in the trailer with the length) are still read;
-//! damage to one can only be reported at the trailer.
+//! damage to one can only be reported at the trailer. The payload is the driver's, with its
+//! own format number (2 since commands carry a cluster-time stamp): a payload of another
+//! format is refused when it is loaded, by that number.
 //!
 //! # Recovery rules
 //!

@@ -21,17 +21,17 @@ use crate::raft::{Entry, EntryKind, LogIndex, Term};
 
 /// The first bytes of every segment file.
 pub(crate) const SEGMENT_MAGIC: [u8; 8] = *b"SOBJLOG\0";
-/// The segment format this code writes: with sync slots.
-pub(crate) const SEGMENT_VERSION: u32 = 2;
-/// The first segment format, without sync slots: still read, never written.
-pub(crate) const SEGMENT_VERSION_1: u32 = 1;
+/// The segment format this code writes and reads: with sync slots (since 2), and entries whose
+/// commands carry a cluster-time stamp in their header (3). Segments of versions 1 and 2 hold
+/// commands with 8-byte headers, which this code would misread: they are refused.
+pub(crate) const SEGMENT_VERSION: u32 = 3;
 /// Header: magic (8), version (4), first index (8), CRC32C of the previous 20 bytes (4).
 pub(crate) const SEGMENT_HEADER_BYTES: u64 = 24;
 /// Where the two sync slots start (right after the header).
 pub(crate) const SYNC_SLOTS_AT: u64 = SEGMENT_HEADER_BYTES;
 /// A sync slot: sequence number (8), synced end (8), last synced index (8), CRC32C (4).
 const SYNC_SLOT_BYTES: u64 = 28;
-/// Where records start in a version-2 segment: after the header and both slots.
+/// Where records start: after the header and both slots.
 pub(crate) const RECORDS_AT: u64 = SYNC_SLOTS_AT + 2 * SYNC_SLOT_BYTES;
 /// A record starts with its length (4) and its CRC32C (4).
 const RECORD_PREFIX_BYTES: u64 = 8;
@@ -49,26 +49,6 @@ const HEADER_VERSION_AT: u64 = 8;
 /// Where the header's first index sits, for errors about it.
 pub(crate) const HEADER_FIRST_AT: u64 = 12;
 const HEADER_CRC_AT: u64 = 20;
-
-/// How a segment is laid out, by format version.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub(crate) enum Layout {
-    /// Version 1: records right after the header, no sync slots.
-    V1,
-    /// Version 2: the header, two sync slots, then records.
-    #[default]
-    V2,
-}
-
-impl Layout {
-    /// Where the first record starts.
-    pub(crate) fn records_at(self) -> u64 {
-        match self {
-            Layout::V1 => SEGMENT_HEADER_BYTES,
-            Layout::V2 => RECORDS_AT,
-        }
-    }
-}
 
 /// What a sync slot says: the first `end` bytes of the segment were synced and hold the
 /// records through `last`.
@@ -142,9 +122,8 @@ pub(crate) fn encode_head(first: LogIndex) -> Vec<u8> {
     head
 }
 
-/// The first index a segment header names and the segment's layout, after checking magic,
-/// version and checksum.
-pub(crate) fn decode_header(header: &[u8]) -> Result<(LogIndex, Layout), (u64, Corruption)> {
+/// The first index a segment header names, after checking magic, version and checksum.
+pub(crate) fn decode_header(header: &[u8]) -> Result<LogIndex, (u64, Corruption)> {
     if header.get(..8) != Some(&SEGMENT_MAGIC[..]) {
         return Err((
             0,
@@ -153,17 +132,14 @@ pub(crate) fn decode_header(header: &[u8]) -> Result<(LogIndex, Layout), (u64, C
             },
         ));
     }
-    let layout = match u32_at(header, to_usize(HEADER_VERSION_AT)) {
-        Some(SEGMENT_VERSION_1) => Layout::V1,
-        Some(SEGMENT_VERSION) => Layout::V2,
-        found => {
-            let problem = Corruption::UnsupportedVersion {
-                found: found.unwrap_or(0),
-                supported: SEGMENT_VERSION,
-            };
-            return Err((HEADER_VERSION_AT, problem));
-        }
-    };
+    let version = u32_at(header, to_usize(HEADER_VERSION_AT)).unwrap_or(0);
+    if version != SEGMENT_VERSION {
+        let problem = Corruption::UnsupportedVersion {
+            found: version,
+            supported: SEGMENT_VERSION,
+        };
+        return Err((HEADER_VERSION_AT, problem));
+    }
     let crc = u32_at(header, to_usize(HEADER_CRC_AT));
     let computed = header.get(..to_usize(HEADER_CRC_AT)).map(crc32c::crc32c);
     if crc.is_none() || crc != computed {
@@ -178,7 +154,7 @@ pub(crate) fn decode_header(header: &[u8]) -> Result<(LogIndex, Layout), (u64, C
                 field: "first index",
             },
         ))?;
-    Ok((first, layout))
+    Ok(first)
 }
 
 /// The bytes of `claim`'s slot in the segment starting at `first`: sequence number, end, last
@@ -342,20 +318,17 @@ pub(crate) struct SegmentScan {
     /// The file is the last segment and too short to hold its header and slots, or all zeros:
     /// an interrupted creation. It holds no entry.
     pub(crate) torn_header: bool,
-    /// The segment's format.
-    pub(crate) layout: Layout,
-    /// What its sync slots say (`None` for version 1, which has none).
+    /// What its sync slots say (`None` only with a torn header).
     pub(crate) claim: Option<SyncClaim>,
     /// One of its sync slots fails its checks (a torn write of it, which the next claim
     /// repairs: it goes to that slot).
     pub(crate) torn_slot: bool,
 }
 
-/// The header of a segment that has one: its layout, current sync claim, and whether a slot
-/// failed its checks.
+/// The header of a segment that has one: its current sync claim, and whether a slot failed its
+/// checks.
 struct Head {
-    layout: Layout,
-    claim: Option<SyncClaim>,
+    claim: SyncClaim,
     torn_slot: bool,
 }
 
@@ -387,8 +360,7 @@ pub(crate) fn scan<F: DiskFile>(
         scan.torn_header = true;
         return Ok(scan);
     };
-    scan.layout = head.layout;
-    scan.claim = head.claim;
+    scan.claim = Some(head.claim);
     scan.torn_slot = head.torn_slot;
     scan_records(&mut reader, path, &rules, &mut scan, visit)?;
     Ok(scan)
@@ -406,7 +378,7 @@ fn scan_records<F: DiskFile>(
     let corrupt = |(offset, problem)| StorageError::corrupt(path, offset, problem);
     let synced_end = scan.claim.map_or(0, |claim| claim.end);
     let mut unconfirmed = scan.claim;
-    let mut at = scan.layout.records_at();
+    let mut at = RECORDS_AT;
     confirm_claim(&mut unconfirmed, at, rules.first.prev()).map_err(corrupt)?;
     while at < scan.file_len {
         let record = match locate_record(reader, rules, scan, at).map_err(read_err)? {
@@ -495,20 +467,13 @@ fn check_header<F: DiskFile>(
     let header = reader
         .bytes(0, to_usize(SEGMENT_HEADER_BYTES))
         .map_err(read_err)?;
-    let (first, layout) = decode_header(header).map_err(corrupt)?;
+    let first = decode_header(header).map_err(corrupt)?;
     if first != rules.first {
         let problem = Corruption::IndexMismatch {
             expected: rules.first,
             found: first,
         };
         return Err(corrupt((HEADER_FIRST_AT, problem)));
-    }
-    if layout == Layout::V1 {
-        return Ok(Some(Head {
-            layout,
-            claim: None,
-            torn_slot: false,
-        }));
     }
     if file_len < RECORDS_AT {
         // The creation wrote the header and slots as one; only its last segment may be torn.
@@ -523,8 +488,7 @@ fn check_header<F: DiskFile>(
     let torn_slot = valid_claims(first, slots).count() < 2;
     let claim = best_claim(first, slots).ok_or((SYNC_SLOTS_AT, Corruption::SyncSlots));
     Ok(Some(Head {
-        layout,
-        claim: Some(claim.map_err(corrupt)?),
+        claim: claim.map_err(corrupt)?,
         torn_slot,
     }))
 }
@@ -694,7 +658,7 @@ mod tests {
     fn header_round_trips_and_names_parse() {
         let head = encode_head(LogIndex(42));
         assert_eq!(head.len() as u64, RECORDS_AT);
-        assert_eq!(decode_header(&head), Ok((LogIndex(42), Layout::V2)));
+        assert_eq!(decode_header(&head), Ok(LogIndex(42)));
         let name = segment_file_name(LogIndex(42));
         assert_eq!(parse_segment_file_name(&name), Some(LogIndex(42)));
         assert_eq!(parse_segment_file_name("segment-42.log"), None);
@@ -705,6 +669,23 @@ mod tests {
         );
         assert!(decode_header(&encode_head(LogIndex(u64::MAX))).is_err());
         assert!(decode_header(&encode_head(LogIndex(1))[..16]).is_err());
+    }
+
+    /// Segments of versions 1 and 2 (commands with 8-byte headers) are refused by their version,
+    /// before anything in them is read as an entry.
+    #[test]
+    fn older_versions_are_refused() {
+        for version in [1_u32, 2] {
+            let mut head = encode_head(LogIndex(1));
+            head[8..12].copy_from_slice(&version.to_le_bytes());
+            let crc = crc32c::crc32c(&head[..20]);
+            head[20..24].copy_from_slice(&crc.to_le_bytes());
+            let problem = Corruption::UnsupportedVersion {
+                found: version,
+                supported: 3,
+            };
+            assert_eq!(decode_header(&head), Err((8, problem)));
+        }
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Applying committed entries: each command runs on the object it names, under that object's
-//! write lock taken once per run of commands; system commands (code versions) run here; a
-//! command this code cannot run stops applying for good rather than diverge.
+//! write lock taken once per run of commands, with its cluster-time stamp readable through
+//! `command_time`; system commands (code versions) run here; a command this code cannot run
+//! stops applying for good rather than diverge.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -73,10 +74,14 @@ impl Engine {
                 return;
             }
             let step = match entry.kind {
-                EntryKind::Command => {
-                    let enabled = self.signals.code_version.load(Ordering::Acquire);
-                    run_command(objects, &mut locked, &entry.data, (own, enabled))
-                }
+                EntryKind::Command => match CommandHeader::decode(&entry.data) {
+                    Ok((header, args)) => {
+                        self.clock.applied(header.stamp);
+                        let enabled = self.signals.code_version.load(Ordering::Acquire);
+                        run_command(objects, &mut locked, (header, args), (own, enabled))
+                    }
+                    Err(error) => Step::Done(Err(FailReason::BadArguments(error.to_string()))),
+                },
                 // A configuration entry settles the membership change placed at its position.
                 EntryKind::Membership => {
                     Step::Done(Ok(rmp_serde::to_vec(&()).expect("unit encodes")))
@@ -131,13 +136,9 @@ fn enable_code_version(
 fn run_command<'a>(
     objects: &'a [Arc<dyn ErasedObject>],
     locked: &mut Option<Locked<'a>>,
-    command: &[u8],
+    (header, args): (CommandHeader, &[u8]),
     versions: (u32, u32),
 ) -> Step {
-    let (header, args) = match CommandHeader::decode(command) {
-        Ok(decoded) => decoded,
-        Err(error) => return Step::Done(Err(FailReason::BadArguments(error.to_string()))),
-    };
     if header.object == SYSTEM_OBJECT {
         return system_command(header, args, versions);
     }

@@ -9,6 +9,7 @@ use bytes::Bytes;
 use crossbeam_channel::Receiver;
 
 use super::Outbox;
+use crate::driver::cluster_time::{ClusterClock, stamped};
 use crate::driver::inflight::{InFlight, Outcome, PlacedForwards, Settled};
 use crate::driver::wire::{ChangeRequest, NodeMessage, Refusal};
 use crate::object::{Completion, FailReason};
@@ -82,7 +83,7 @@ impl Calls {
     /// fails with a reason that says so, not with an unknown outcome.
     pub(crate) fn take(
         &mut self,
-        raft: &mut RaftNode,
+        (raft, clock): (&mut RaftNode, &mut ClusterClock),
         outbox: &mut Outbox,
         linked: impl Fn(NodeId) -> bool,
         now: Instant,
@@ -97,7 +98,7 @@ impl Calls {
         while let Some(((command, completion), deadline)) = calls.pop_front() {
             match leader {
                 Some(leader) if leader == me => {
-                    self.propose(raft, (command, completion), deadline, now)
+                    self.propose((raft, clock), (command, completion), deadline, now)
                 }
                 Some(leader) => self.forward(raft, outbox, leader, (command, completion), deadline),
                 None if self.limits.wait_leader
@@ -155,14 +156,16 @@ impl Calls {
         self.in_flight.answered(request)
     }
 
-    /// Appends a call of this node's own (this node leads); it must be applied by `deadline`.
+    /// Appends a call of this node's own (this node leads), stamped with the cluster time; it
+    /// must be applied by `deadline`.
     fn propose(
         &mut self,
-        raft: &mut RaftNode,
+        (raft, clock): (&mut RaftNode, &mut ClusterClock),
         (command, completion): Queued,
         deadline: Option<Instant>,
         now: Instant,
     ) {
+        let command = stamped(command, clock.stamp(raft, now));
         match raft.propose(command, now) {
             Ok(position) => {
                 let at = (position.index, position.term);
@@ -200,7 +203,7 @@ impl Calls {
     /// The leader places a follower's call and tells it where.
     pub(crate) fn on_forward(
         &mut self,
-        raft: &mut RaftNode,
+        raft: (&mut RaftNode, &mut ClusterClock),
         outbox: &mut Outbox,
         forward: Forward,
         now: Instant,
@@ -221,11 +224,11 @@ impl Calls {
         outbox.push(from, &answer);
     }
 
-    /// Appends a forwarded call once: a duplicate of a call already placed in this term gets
-    /// the first placement back.
+    /// Appends a forwarded call once, stamped with the cluster time: a duplicate of a call
+    /// already placed in this term gets the first placement back.
     fn place_forwarded(
         &mut self,
-        raft: &mut RaftNode,
+        (raft, clock): (&mut RaftNode, &mut ClusterClock),
         from: NodeId,
         term: Term,
         (session, request): (u64, u64),
@@ -239,6 +242,7 @@ impl Calls {
         if term != raft.term() || !raft.is_leader() {
             return Err(Refusal::NotLeader);
         }
+        let command = stamped(command, clock.stamp(raft, now));
         let position = match raft.propose(command, now) {
             Ok(position) => (position.index, position.term),
             Err(ProposeError::NotLeader { .. } | ProposeError::TransferInProgress { .. }) => {

@@ -21,6 +21,7 @@ use self::calls::Forward;
 pub(crate) use self::calls::{CallLimits, Calls, Queued};
 pub(crate) use self::changes::{Changes, QueuedChange};
 pub(crate) use self::links::{Links, Outbox, Strangers};
+use super::cluster_time::ClusterClock;
 use super::life::Signals;
 use super::objects::ErasedObject;
 use super::observed::{Observed, Stalled};
@@ -79,6 +80,8 @@ pub(crate) struct Engine {
     halted: Option<HaltReason>,
     /// The membership as last published, and what it was built from.
     membership_view: (MembershipKey, Arc<MembershipStatus>),
+    /// Cluster time: the stamps this node puts on the commands it appends while it leads.
+    clock: ClusterClock,
 }
 
 /// What the published membership view depends on.
@@ -95,6 +98,8 @@ pub(crate) struct Parts {
     pub(crate) signals: Arc<Signals>,
     pub(crate) persistence: Option<Persistence>,
     pub(crate) snapshots: Snapshots,
+    /// The stamp of the last command the recovered snapshot covers (0 without one).
+    pub(crate) command_time: u64,
 }
 
 impl Engine {
@@ -109,6 +114,7 @@ impl Engine {
             signals,
             persistence,
             snapshots,
+            command_time,
         } = parts;
         let self_code_version = objects.iter().map(|o| o.code_version()).max().unwrap_or(0);
         Engine {
@@ -131,6 +137,7 @@ impl Engine {
             snapshots,
             halted: None,
             membership_view: (None, Arc::default()),
+            clock: ClusterClock::new(command_time),
         }
     }
 
@@ -184,13 +191,14 @@ impl Engine {
             self.snapshots.force();
         }
         self.raft.tick(self.now);
+        self.clock.watch(&self.raft, self.now);
         if self.is_removed() {
             self.calls.refuse_queued(&FailReason::Removed);
         } else {
             let links = &self.links;
             let linked = |node| links.is_up(node);
-            self.calls
-                .take(&mut self.raft, &mut self.outbox, linked, self.now);
+            let raft = (&mut self.raft, &mut self.clock);
+            self.calls.take(raft, &mut self.outbox, linked, self.now);
         }
         self.take_changes();
         self.process_ready();
@@ -349,8 +357,8 @@ impl Engine {
                     request,
                     command,
                 };
-                self.calls
-                    .on_forward(&mut self.raft, &mut self.outbox, forward, now);
+                let raft = (&mut self.raft, &mut self.clock);
+                self.calls.on_forward(raft, &mut self.outbox, forward, now);
             }
             Ok(NodeMessage::Placed {
                 session,

@@ -7,6 +7,7 @@ use bytes::Bytes;
 
 use super::Engine;
 use crate::driver::SnapshotError;
+use crate::driver::snapshot_codec::Carried;
 use crate::raft::{IncomingChunk, LogPosition, SnapshotRead};
 
 impl Engine {
@@ -60,10 +61,12 @@ impl Engine {
             .raft
             .incoming_snapshot_membership(snapshot)
             .map_or_else(Bytes::new, |m| Bytes::from(m.encode()));
-        let version = self
+        let carried = self
             .snapshots
             .install((snapshot, membership), payload, &self.objects)?;
+        let version = carried.code_version;
         self.signals.code_version.store(version, Ordering::Release);
+        self.clock.applied(carried.command_time);
         let now = self.now;
         self.raft
             .snapshot_installed(snapshot, now)
@@ -100,7 +103,10 @@ impl Engine {
             index: applied,
             term,
         };
-        let version = self.signals.code_version.load(Ordering::Acquire);
+        let carried = Carried {
+            code_version: self.signals.code_version.load(Ordering::Acquire),
+            command_time: self.clock.last_applied(),
+        };
         // Stored with the snapshot: a restart finds the membership even once the log no
         // longer holds the configuration entries.
         let membership = self
@@ -109,7 +115,7 @@ impl Engine {
             .map_or_else(Bytes::new, |m| Bytes::from(m.encode()));
         match self
             .snapshots
-            .take((position, membership), version, &self.objects, now)
+            .take((position, membership), carried, &self.objects, now)
         {
             Ok(Some(position)) => self.compact(position),
             Ok(None) => {}

@@ -105,9 +105,8 @@ struct Segment<F> {
     unsynced: bool,
     /// The index of the last record appended, buffered or written (`first_index - 1` if none).
     last: LogIndex,
-    /// The claim written last to the sync slots; `None` for a version-1 segment, which has no
-    /// slots and takes no more records.
-    claim: Option<SyncClaim>,
+    /// The claim written last to the sync slots.
+    claim: SyncClaim,
     /// The slot the next claim goes to failed its checks at open (a torn write of it).
     torn_slot: bool,
 }
@@ -223,37 +222,27 @@ impl<D: Disk> FileJournal<D> {
             buffer: encode_head(first),
             unsynced: true,
             last: first.prev(),
-            claim: Some(SyncClaim::empty(first)),
+            claim: SyncClaim::empty(first),
             torn_slot: false,
         })
     }
 
-    /// Starts a new segment if the active one is full, or is a version-1 segment (which has no
-    /// sync slots). The full one is synced first, so a segment that is not the last is always
-    /// complete on disk.
+    /// Starts a new segment if the active one is full. The full one is synced first, so a
+    /// segment that is not the last is always complete on disk.
     ///
     /// On an empty log the new segment starts at `first_index`, which makes every segment
-    /// before it obsolete (they can hold only dropped entries): they are replaced instead. A
-    /// version-1 segment without records is replaced by a new one of the same name.
+    /// before it obsolete (they can hold only dropped entries): they are replaced instead.
     fn make_room(&mut self, record: u64) -> Result<(), StorageError> {
         let target = self.options.segment_bytes_target;
         let active = self.active();
-        let (size, empty, slots) = (active.size(), active.is_empty(), active.claim.is_some());
-        if slots && (empty || size + record <= target) {
+        let (size, empty) = (active.size(), active.is_empty());
+        if empty || size + record <= target {
             return Ok(());
         }
         self.save_term_first()?;
         let next = self.last_index().next();
         if self.index.is_empty() {
             return self.replace_dropped_segments(next);
-        }
-        if empty {
-            // Its name is the next index: the new segment's file replaces it.
-            debug_assert_eq!(self.active().first_index, next);
-            let fresh = self.new_segment(next)?;
-            *self.active() = fresh;
-            self.dir_dirty = true;
-            return Ok(());
         }
         self.active().sync()?;
         let segment = self.new_segment(next)?;
@@ -598,9 +587,7 @@ impl<F: DiskFile> Segment<F> {
     /// fsync. A claim on disk thus never covers bytes that were not durable, in whatever
     /// order the disk writes pages, and a torn slot write leaves the other slot whole.
     fn claim_synced(&mut self) -> Result<(), StorageError> {
-        let Some(claim) = self.claim else {
-            return Ok(());
-        };
+        let claim = self.claim;
         debug_assert!(self.buffer.is_empty() && !self.unsynced);
         if (claim.end, claim.last) == (self.written, self.last) && !self.torn_slot {
             return Ok(());
@@ -609,7 +596,7 @@ impl<F: DiskFile> Segment<F> {
         self.file
             .write_all_at(next.slot_at(), &encode_slot(self.first_index, &next))
             .map_err(|e| StorageError::io("write", &self.path, e))?;
-        self.claim = Some(next);
+        self.claim = next;
         self.torn_slot = false;
         Ok(())
     }
@@ -618,13 +605,10 @@ impl<F: DiskFile> Segment<F> {
     /// at open, for records a killed process left unsynced in the operating system's cache or
     /// a power cut left past a torn claim (the node will take them as its log, and may
     /// acknowledge them), and for a segment a truncation makes the last again. A torn slot is
-    /// rewritten too. Costs one fsync when there is something to write; a version-1 segment is
-    /// always synced.
+    /// rewritten too. Costs one fsync when there is something to write.
     fn settle(&mut self) -> Result<(), StorageError> {
         self.flush()?;
-        let claimed = self
-            .claim
-            .is_some_and(|claim| (claim.end, claim.last) == (self.written, self.last));
+        let claimed = (self.claim.end, self.claim.last) == (self.written, self.last);
         if self.unsynced || !claimed || self.torn_slot {
             self.fsync()?;
             self.claim_synced()?;
@@ -645,15 +629,15 @@ impl<F: DiskFile> Segment<F> {
             return Ok(());
         }
         self.buffer.clear();
-        if let Some(claim) = self.claim.filter(|claim| claim.end > offset) {
-            let lowered = claim.next(offset, last);
+        if self.claim.end > offset {
+            let lowered = self.claim.next(offset, last);
             let latest = lowered.next(offset, last);
             let slots = encode_slots(self.first_index, &lowered, &latest);
             self.file
                 .write_all_at(SYNC_SLOTS_AT, &slots)
                 .map_err(|e| StorageError::io("write", &self.path, e))?;
             self.fsync()?;
-            self.claim = Some(latest);
+            self.claim = latest;
             self.torn_slot = false;
         }
         self.file

@@ -13,7 +13,7 @@ use crate::storage::error::{Corruption, StorageError};
 use crate::storage::journal::{Recovery, RecoveryWarning};
 use crate::storage::meta::{self, META_FILE, META_TEMP_FILE, Meta};
 use crate::storage::segment::{
-    self, HEADER_FIRST_AT, ScanRules, parse_segment_file_name, segment_file_name,
+    self, HEADER_FIRST_AT, ScanRules, SyncClaim, parse_segment_file_name, segment_file_name,
 };
 
 /// What the data directory holds, by kind.
@@ -295,7 +295,8 @@ fn scan_one<D: Disk>(
         buffer: Vec::new(),
         unsynced: false,
         last: scan.next_index.prev(),
-        claim: scan.claim,
+        // A segment whose header was read has a claim.
+        claim: scan.claim.unwrap_or_else(|| SyncClaim::empty(rules.first)),
         torn_slot: scan.torn_slot,
     });
     Ok(scan.last_term)
