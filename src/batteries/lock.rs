@@ -982,4 +982,116 @@ mod tests {
             "over: a prolongation does not revive it"
         );
     }
+
+    const WAIT: Duration = Duration::from_secs(10);
+
+    type Node = crate::SyncObj<crate::batteries::ReplCounter>;
+
+    /// Three in-process nodes holding a counter, with a lock table as consumer 0.
+    fn cluster(network: &crate::MemoryNetwork) -> Vec<Node> {
+        let addresses = ["lock-a", "lock-b", "lock-c"];
+        addresses
+            .iter()
+            .map(|&me| {
+                crate::SyncObj::builder(me)
+                    .partners(addresses)
+                    .memory(network)
+                    .consumer(LockTable::new(Duration::from_secs(30)))
+                    .start(crate::batteries::ReplCounter::default())
+                    .expect("the node starts")
+            })
+            .collect()
+    }
+
+    fn manager(node: &Node, id: &str) -> ReplLockManager {
+        let table = node
+            .consumer::<LockTable>(0)
+            .expect("consumer 0 is the lock table");
+        ReplLockManager::new(table, Some(id.to_owned()))
+    }
+
+    /// PySyncObj's test_batteriesCommon, lock part: a lock acquired through one node is
+    /// refused through another; the loser does not hold it; once released, the other gets it.
+    #[test]
+    fn one_holder_at_a_time_across_nodes() {
+        let network = crate::MemoryNetwork::new();
+        let nodes = cluster(&network);
+        let a = manager(&nodes[0], "client-a");
+        let b = manager(&nodes[1], "client-b");
+        assert!(a.try_acquire("test").wait_timeout(WAIT).expect("a's call"));
+        assert!(!b.try_acquire("test").wait_timeout(WAIT).expect("b's call"));
+        assert!(a.is_acquired("test"));
+        assert!(!b.is_acquired("test"), "the loser does not hold it");
+        assert!(
+            a.try_acquire("test").wait_timeout(WAIT).expect("again"),
+            "re-entrant"
+        );
+        assert!(a.release("test").wait_timeout(WAIT).expect("release"));
+        assert!(!a.is_acquired("test"), "released when sent");
+        assert!(b.try_acquire("test").wait_timeout(WAIT).expect("b again"));
+        assert!(b.is_acquired("test"));
+        let table = nodes[1].consumer::<LockTable>(0).expect("the table");
+        assert_eq!(table.read().holder("test"), Some("client-b"));
+        assert_eq!(
+            table.read().locks_of("client-b").collect::<Vec<_>>(),
+            ["test"]
+        );
+        assert!(
+            !a.release("test").wait_timeout(WAIT).expect("a's release"),
+            "not a's"
+        );
+    }
+
+    /// An acquire finished by a callback, or dropped unfinished, still counts: the manager
+    /// takes note of the outcome when it arrives.
+    #[test]
+    fn an_acquire_counts_however_it_is_finished() {
+        let network = crate::MemoryNetwork::new();
+        let nodes = cluster(&network);
+        let a = manager(&nodes[2], "client-a");
+        let (sender, outcome) = std::sync::mpsc::channel();
+        a.try_acquire("one").on_done(move |o| drop(sender.send(o)));
+        assert_eq!(
+            outcome.recv_timeout(WAIT).expect("the callback ran"),
+            Ok(true)
+        );
+        assert!(a.is_acquired("one"));
+        drop(a.try_acquire("two"));
+        // The next call from the same node is applied after it.
+        assert!(a.try_acquire("three").wait_timeout(WAIT).expect("three"));
+        assert!(a.is_acquired("two"), "the dropped acquire was noted");
+    }
+
+    /// On a node's main object: the manager's thread ends when its node stops, without
+    /// waiting for the manager to be dropped; its calls fail from then on.
+    #[test]
+    fn the_thread_stops_with_the_node() {
+        let network = crate::MemoryNetwork::new();
+        let node = crate::SyncObj::builder("solo")
+            .memory(&network)
+            .start(LockTable::new(Duration::from_millis(400)))
+            .expect("the node starts");
+        // An acquire sent before the election may come back after its 400 ms: too late.
+        assert!(node.wait_ready(WAIT));
+        let mut locks = ReplLockManager::new(node.handle(), None);
+        assert!(
+            locks.id().contains(':'),
+            "host:pid:number, not {}",
+            locks.id()
+        );
+        assert!(locks.try_acquire("x").wait_timeout(WAIT).expect("acquired"));
+        drop(node);
+        let thread = locks.thread.take().expect("the thread runs");
+        let (sender, ended) = std::sync::mpsc::channel();
+        std::thread::spawn(move || sender.send(thread.join().is_ok()));
+        assert_eq!(
+            ended.recv_timeout(WAIT),
+            Ok(true),
+            "the thread ended by itself"
+        );
+        assert_eq!(
+            locks.try_acquire("y").wait_timeout(WAIT),
+            Err(FailReason::Shutdown)
+        );
+    }
 }
