@@ -719,11 +719,13 @@ mod locks {
             return;
         }
         let void = client.in_flight.remove(&token).is_none_or(|(_, void)| void);
-        if outcome == Ok(true) && !void {
-            if !client.extend(lock, token, token, until(sent), now, intervals) {
-                let token = client.release(lock, now, intervals);
-                client.to_release.push((lock.to_owned(), token));
-            }
+        if outcome == Ok(true)
+            && !void
+            && !client.extend(lock, token, token, until(sent), now, intervals)
+        {
+            // Acquired too late to hold it: free it for the others.
+            let token = client.release(lock, now, intervals);
+            client.to_release.push((lock.to_owned(), token));
         }
     }
 

@@ -959,8 +959,10 @@ mod tests {
     fn client_holding_rules() {
         let start = Instant::now();
         let later = |secs| start + Duration::from_secs(secs);
-        let mut h = Holdings::default();
-        h.counter = 10;
+        let mut h = Holdings {
+            counter: 10,
+            ..Holdings::default()
+        };
         h.counter += 1;
         h.in_flight.insert(11, (s("L"), false));
         let token = h.release("L");
