@@ -83,8 +83,9 @@ fn a_seed_replays_exactly() {
 }
 
 /// Whole nodes (engine, queue, forwarding, completions, journals on simulated disks, snapshots)
-/// under partitions, a lossy network and crashes:
-/// every node ends with the same state and every successful call matches the replayed log.
+/// with skewed clocks under partitions, a lossy network and crashes:
+/// every node ends with the same state, every successful call matches the replayed log, and
+/// the cluster time on the committed commands never goes back nor runs ahead.
 #[test]
 fn driver_level_seeds_pass() {
     let config = SimConfig {
@@ -97,6 +98,10 @@ fn driver_level_seeds_pass() {
             .unwrap_or_else(|failure| panic!("{failure}"));
         assert!(report.calls_succeeded > 0, "seed {seed}: no call succeeded");
         assert!(report.committed > 0, "seed {seed}: nothing committed");
+        assert!(
+            report.stamps_checked > 0,
+            "seed {seed}: no cluster time checked"
+        );
     }
 }
 

@@ -11,6 +11,10 @@
 //! [`run_driver_workload`] runs another (a lock table whose clients must never both hold one
 //! lock, say) through the same faults.
 //!
+//! Every node reads its own skewed clock ([`clocks`](super::clocks)), and the run checks the
+//! cluster time stamped on the committed commands against the virtual times their leaders
+//! proposed them at.
+//!
 //! Every node keeps its journal on its own simulated disk ([`SimDisk`]): a crash drops the
 //! engine and its object, and loses every write the journal had not synced (the last one
 //! possibly torn); the node restarts later from what recovery finds, re-applying its committed
@@ -33,6 +37,7 @@ use syncobj_net::handshake::Peer;
 use syncobj_net::{PeerId, Transport, TransportEvent, Wake};
 
 use super::checker::{Checker, Violation};
+use super::clocks::{NodeClock, check_stamps};
 use super::net::{NetConfig, Routed, SimNet};
 use super::run::{SeedFailure, SimConfig};
 use crate::conf::{FsyncPolicy, SyncObjConf};
@@ -69,6 +74,9 @@ pub struct DriverRunReport {
     pub compactions: u64,
     /// Snapshots installed from a leader by the running nodes.
     pub snapshots_installed: u64,
+    /// Committed commands whose cluster-time stamp was checked against the virtual time its
+    /// leader proposed it at.
+    pub stamps_checked: u64,
 }
 
 /// What a driver-level run replicates, and what its clients do: the calls made at the run's
@@ -169,12 +177,14 @@ pub fn run_driver_workload<W: Workload>(
 }
 
 /// The replicated object of the run: a running total; `add(n)` returns the total after it.
-/// It also keeps every argument in the order applied, so that the run can check every node's
-/// sequence — and every call's result — even after the log was compacted into snapshots.
+/// It also keeps every argument in the order applied, and each one's cluster time, so that the
+/// run can check every node's sequence — and every call's result — even after the log was
+/// compacted into snapshots.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 struct Total {
     value: i64,
     history: Vec<i64>,
+    stamps: Vec<u64>,
 }
 
 const ADD: MethodSpec = MethodSpec {
@@ -202,6 +212,10 @@ impl ReplicatedMethods for Total {
         })?;
         self.value += n;
         self.history.push(n);
+        let stamp = crate::driver::command_time().map(|t| t.as_nanos());
+        // Without one (never), a stamp no clock reaches, which the check reports.
+        let stamp = stamp.map_or(u64::MAX, |t| u64::try_from(t).unwrap_or(u64::MAX));
+        self.stamps.push(stamp);
         rmp_serde::to_vec(&self.value).map_err(|e| ApplyError::BadResult {
             method: "add",
             reason: e.to_string(),
@@ -281,10 +295,13 @@ fn check_totals(
     objects: &[&Total],
     outcomes: &BTreeMap<i64, Result<i64, FailReason>>,
 ) -> Result<(u64, u64), String> {
-    if objects.windows(2).any(|w| w[0].history != w[1].history) {
+    if objects
+        .windows(2)
+        .any(|w| (&w[0].history, &w[0].stamps) != (&w[1].history, &w[1].stamps))
+    {
         let lengths: Vec<usize> = objects.iter().map(|t| t.history.len()).collect();
         return Err(format!(
-            "nodes applied different sequences once quiet (lengths {lengths:?})"
+            "nodes applied different sequences or stamps once quiet (lengths {lengths:?})"
         ));
     }
     let history = objects.first().map_or(&[][..], |t| t.history.as_slice());
@@ -419,6 +436,8 @@ impl Transport for SimTransport {
 
 struct SimDriverNode<O: Replicated> {
     engine: Engine,
+    /// The node's own clock, for this incarnation.
+    clock: NodeClock,
     state: Arc<ObjectCell<O>>,
     calls: O::Calls,
     wire: Arc<parking_lot::Mutex<SimWire>>,
@@ -468,6 +487,9 @@ struct DriverSim<W: Workload> {
     wakeups: BinaryHeap<Reverse<(Instant, NodeId)>>,
     checker: Checker,
     steps: u64,
+    clock_rng: ChaCha8Rng,
+    /// The virtual time each command was proposed at, by argument and stamp.
+    proposed: BTreeMap<(i64, u64), Instant>,
 }
 
 impl<W: Workload> DriverSim<W> {
@@ -509,6 +531,8 @@ impl<W: Workload> DriverSim<W> {
             wakeups: BinaryHeap::new(),
             checker: Checker::default(),
             steps: 0,
+            clock_rng: ChaCha8Rng::seed_from_u64(seed ^ 0xC10C_0FF5),
+            proposed: BTreeMap::new(),
         };
         let ids: Vec<NodeId> = sim.addresses.values().copied().collect();
         for id in ids {
@@ -526,7 +550,7 @@ impl<W: Workload> DriverSim<W> {
         let incarnation = self.incarnations.entry(id).or_insert(0);
         *incarnation += 1;
         let session = self.seed ^ id.0 ^ (*incarnation << 40);
-        let node = build_node(
+        let mut node = build_node(
             self.seed,
             id,
             &self.names,
@@ -537,6 +561,7 @@ impl<W: Workload> DriverSim<W> {
             self.workload.object(),
         )
         .map_err(|e| self.violation(format!("{id} cannot recover its journal: {e}")))?;
+        node.clock = NodeClock::random(&mut self.clock_rng);
         if *self.incarnations.get(&id).unwrap_or(&1) > 1 {
             self.checker
                 .on_restart(&node.engine.raft, after_disk_failure)
@@ -613,6 +638,7 @@ impl<W: Workload> DriverSim<W> {
         self.fault_phase()?;
         self.liveness_phase()?;
         let (calls_succeeded, calls_failed) = self.check_states()?;
+        let stamps_checked = self.check_cluster_time()?;
         let committed = self
             .nodes
             .values()
@@ -637,6 +663,7 @@ impl<W: Workload> DriverSim<W> {
                 .values()
                 .map(|n| n.engine.raft.snapshot_counters().installed)
                 .sum(),
+            stamps_checked,
         })
     }
 
@@ -772,6 +799,23 @@ impl<W: Workload> DriverSim<W> {
         checked.map_err(|what| self.violation(what))
     }
 
+    /// The cluster time stamped on the applied commands (the same on every node, as
+    /// [`check_states`](Self::check_states) found) never goes back, nor ahead of the virtual
+    /// time between proposals beyond the clocks' rate error. Returns how many commands were
+    /// checked against their proposal time.
+    fn check_cluster_time(&self) -> Result<u64, Violation> {
+        let Some(node) = self.nodes.values().next() else {
+            return Ok(0);
+        };
+        let state = node.state.state.read();
+        // The commands' proposal times are known for the built-in running total only.
+        let Some(state) = (&*state as &dyn std::any::Any).downcast_ref::<Total>() else {
+            return Ok(0);
+        };
+        check_stamps(&state.history, &state.stamps, &self.proposed)
+            .map_err(|what| self.violation(what))
+    }
+
     /// Each node's role, term, leader, commit and applied index, and its calls in flight.
     fn describe(&self) -> String {
         let nodes: Vec<String> = self
@@ -820,7 +864,10 @@ impl<W: Workload> DriverSim<W> {
         let timer = self
             .nodes
             .iter()
-            .filter_map(|(&id, n)| n.engine.next_deadline().map(|at| (at, Event::Timer(id))))
+            .filter_map(|(&id, n)| {
+                let at = n.clock.virtual_time(n.engine.next_deadline()?);
+                Some((at, Event::Timer(id)))
+            })
             .min_by_key(|(at, _)| *at);
         [frame, wake, timer]
             .into_iter()
@@ -843,8 +890,10 @@ impl<W: Workload> DriverSim<W> {
             };
             node.wire.lock().inbox.push(event);
         }
+        let (clock, before) = (node.clock, node.engine.raft.last_index());
         self.clock.set(now);
-        node.engine.iterate(Duration::ZERO, &|| now);
+        node.engine.iterate(Duration::ZERO, &|| clock.local(now));
+        record_proposals(&node.engine.raft, before, now, &mut self.proposed);
         self.checker
             .after_step(&node.engine.raft)
             .map_err(|what| Violation { at: now, what })?;
@@ -858,6 +907,33 @@ impl<W: Workload> DriverSim<W> {
             self.net.send(frame, now, &mut self.rng);
         }
         Ok(())
+    }
+}
+
+/// Notes the virtual time `now` of the `add` commands (to the main object) that `raft` appended
+/// as leader in its iteration (its log ended at `before`): only a leader appends entries of its
+/// own term.
+fn record_proposals(
+    raft: &crate::raft::RaftNode,
+    before: crate::raft::LogIndex,
+    now: Instant,
+    proposed: &mut BTreeMap<(i64, u64), Instant>,
+) {
+    if !raft.is_leader() {
+        return;
+    }
+    let mut index = before.next();
+    while index <= raft.last_index() {
+        if let Some(entry) = raft.entry(index)
+            && entry.term == raft.term()
+            && entry.kind == crate::raft::EntryKind::Command
+            && let Ok((header, args)) = crate::object::CommandHeader::decode(&entry.data)
+            && (header.object, header.method) == (0, ADD.id)
+            && let Ok((argument,)) = rmp_serde::from_slice::<(i64,)>(args)
+        {
+            proposed.entry((argument, header.stamp)).or_insert(now);
+        }
+        index = index.next();
     }
 }
 
@@ -933,6 +1009,7 @@ fn build_node<O: Replicated>(
     ));
     Ok(SimDriverNode {
         engine: assembled.engine,
+        clock: NodeClock::EXACT,
         state,
         calls,
         wire,

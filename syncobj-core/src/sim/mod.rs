@@ -24,6 +24,7 @@
 //! ```
 
 mod checker;
+mod clocks;
 mod cluster;
 mod driven;
 mod net;
