@@ -353,4 +353,10 @@ fn golden_battery_method_tables() {
     assert_methods::<ReplQueue<String>>(&queue);
     assert_methods::<ReplPriorityQueue<u32>>(&queue);
     assert_methods::<ReplPriorityQueue<(u8, String)>>(&queue);
+    let locks = [
+        "acquire@0(String,String,u64)->bool",
+        "prolongate@0(String)->Vec < (String, u64) >",
+        "release@0(String,String,u64)->bool",
+    ];
+    assert_methods::<syncobj::batteries::LockTable>(&locks);
 }

@@ -90,7 +90,7 @@
 //! | `ReplPriorityQueue(maxsize)` | [`ReplPriorityQueue::new`], [`ReplPriorityQueue::default`] | |
 //! | `put(x)`, `get(default)` | `put(x)`, `get()`: the smallest, equal items first in first out | R |
 //! | `qsize()`, `len(q)`, `empty()`, `full()` | [`ReplPriorityQueue::len`], [`ReplPriorityQueue::is_empty`], [`ReplPriorityQueue::is_full`] | L |
-//! | `ReplLockManager(autoUnlockTime, selfID)` | `ReplLockManager::new` | |
+//! | `ReplLockManager(autoUnlockTime, selfID)` | [`ReplLockManager::new`] on a [`LockTable::new`] | |
 //! | `tryAcquire(lock)`, `release(lock)` | `try_acquire(lock)`, `release(lock)` | R |
 //! | `isAcquired(lock)` | `is_acquired(lock)` | L |
 //!
@@ -100,7 +100,7 @@
 mod counter;
 mod dict;
 mod list;
-// lock.rs: another change
+mod lock;
 mod priority_queue;
 mod queue;
 mod set;
@@ -110,6 +110,7 @@ use serde::{Deserialize, Serialize};
 pub use counter::ReplCounter;
 pub use dict::ReplDict;
 pub use list::ReplList;
+pub use lock::{LockTable, LockTableCalls, LockTableCommand, ReplLockManager, TryAcquire};
 pub use priority_queue::ReplPriorityQueue;
 pub use queue::ReplQueue;
 pub use set::ReplSet;

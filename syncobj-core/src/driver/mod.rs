@@ -422,7 +422,52 @@ impl<T: Replicated> SyncObj<T> {
             Arc::clone(&self.shared) as Arc<dyn Submit>,
             object,
         ));
-        Some(Consumer { cell, calls })
+        let signals = Arc::clone(&self.shared.signals);
+        Some(Consumer {
+            cell,
+            calls,
+            signals,
+        })
+    }
+
+    /// A handle on this node's main object, of the same kind as a consumer's: for code that
+    /// works on a replicated object whichever place it has on its node, such as
+    /// `syncobj::batteries::ReplLockManager`. The handle calls and reads the same object as
+    /// the node does.
+    ///
+    /// ```
+    /// # use serde::{Deserialize, Serialize};
+    /// # use syncobj_core::driver::{Consumer, MemoryNetwork, SyncObj};
+    /// # use syncobj_core::object::{Caller, Call, MethodSpec, ReplicatedMethods, ReplicatedState};
+    /// # #[derive(Default, Serialize, Deserialize)]
+    /// # struct Nothing;
+    /// # impl ReplicatedState for Nothing { const NAME: &'static str = "Nothing"; }
+    /// # struct NothingCalls;
+    /// # impl From<Caller> for NothingCalls { fn from(_: Caller) -> Self { NothingCalls } }
+    /// # impl ReplicatedMethods for Nothing {
+    /// #     const METHODS: &'static [MethodSpec] = &[];
+    /// #     type Calls = NothingCalls;
+    /// #     fn apply(&mut self, id: u16, _: &[u8]) -> Result<Vec<u8>, syncobj_core::object::ApplyError> {
+    /// #         Err(syncobj_core::object::ApplyError::UnknownMethod(id))
+    /// #     }
+    /// # }
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let network = MemoryNetwork::new();
+    /// let node = SyncObj::builder("solo").memory(&network).start(Nothing)?;
+    /// let handle: Consumer<Nothing> = node.handle();
+    /// assert!(!handle.is_stopped());
+    /// drop(node);
+    /// assert!(handle.is_stopped(), "the handle outlives its node, and says so");
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn handle(&self) -> Consumer<T> {
+        let calls = T::Calls::from(Caller::new(Arc::clone(&self.shared) as Arc<dyn Submit>, 0));
+        Consumer {
+            cell: Arc::clone(&self.main),
+            calls,
+            signals: Arc::clone(&self.shared.signals),
+        }
     }
 
     /// Enables code version `version` on every node, as a replicated entry: from then on calls

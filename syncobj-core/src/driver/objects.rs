@@ -9,6 +9,7 @@ use bytes::Bytes;
 use parking_lot::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use super::SnapshotError;
+use super::life::Signals;
 use crate::object::{CommandHeader, FailReason, Replicated};
 
 /// The object number that addresses the node itself (code versions), not a user object.
@@ -221,16 +222,35 @@ impl Consumers {
     }
 }
 
-/// A handle on one consumer of a node: its calls (through `Deref`) and its state.
+/// A handle on one replicated object of a node — a consumer
+/// ([`SyncObj::consumer`](super::SyncObj::consumer)) or the main object
+/// ([`SyncObj::handle`](super::SyncObj::handle)): its calls (through `Deref`), its state, and
+/// what a helper working beside the node needs to know of it (the leader, whether it stopped).
+///
+/// A handle keeps the object's state and the node's call queue alive, not the node: once the
+/// node is stopped or dropped, its calls fail with [`FailReason::Shutdown`].
 pub struct Consumer<C: Replicated> {
     pub(crate) cell: Arc<ObjectCell<C>>,
     pub(crate) calls: C::Calls,
+    pub(crate) signals: Arc<Signals>,
 }
 
 impl<C: Replicated> Consumer<C> {
     /// A read guard on this node's copy of the consumer's state.
     pub fn read(&self) -> RwLockReadGuard<'_, C> {
         self.cell.state.read()
+    }
+
+    /// The leader's address as far as the node knows, as
+    /// [`SyncObj::leader`](super::SyncObj::leader) has it. Never waits for the tick loop.
+    pub fn leader(&self) -> Option<String> {
+        self.signals.observed().leader_address()
+    }
+
+    /// Whether the node was stopped (destroyed, dropped) or its tick loop died: its calls
+    /// fail from then on.
+    pub fn is_stopped(&self) -> bool {
+        self.signals.is_stopped()
     }
 }
 
