@@ -239,7 +239,8 @@ fn child(args: &[String]) -> Result<(), String> {
     if !node.wait_ready(STEP) {
         return Err("no leader in time".into());
     }
-    let locks = ReplLockManager::new(node.handle(), Some(format!("child-{index}")));
+    let locks = ReplLockManager::new(node.handle(), Some(format!("child-{index}")))
+        .map_err(|e| format!("no thread for the lock manager: {e}"))?;
     println!("READY");
     let wait = Duration::from_secs(10);
     for order in std::io::stdin().lock().lines().map_while(Result::ok) {

@@ -18,8 +18,8 @@
 //! let node = SyncObj::builder("solo").memory(&network).start(table)?;
 //! let wait = Duration::from_secs(10);
 //!
-//! let alice = ReplLockManager::new(node.handle(), Some("alice".into()));
-//! let bob = ReplLockManager::new(node.handle(), Some("bob".into()));
+//! let alice = ReplLockManager::new(node.handle(), Some("alice".into()))?;
+//! let bob = ReplLockManager::new(node.handle(), Some("bob".into()))?;
 //! assert!(alice.try_acquire("printer").wait_timeout(wait)?);
 //! assert!(alice.is_acquired("printer"));
 //! assert!(!bob.try_acquire("printer").wait_timeout(wait)?, "alice holds it");
@@ -503,9 +503,12 @@ impl ReplLockManager {
     /// name; it does not count them as its own (it never acquired them), and releases them at
     /// its first prolongation.
     ///
-    /// # Panics
-    /// If the thread cannot be spawned (as `std::thread::spawn`).
-    pub fn new(table: Consumer<LockTable>, self_id: Option<String>) -> ReplLockManager {
+    /// # Errors
+    /// The operating system's error when it refuses the thread.
+    pub fn new(
+        table: Consumer<LockTable>,
+        self_id: Option<String>,
+    ) -> std::io::Result<ReplLockManager> {
         let auto_unlock_time = table.read().auto_unlock_time();
         // Tokens start at the wall clock in nanoseconds, so that a restarted process reusing
         // its id starts above its previous incarnation (a clock set back only delays the
@@ -527,12 +530,11 @@ impl ReplLockManager {
         let weak = Arc::downgrade(&inner);
         let thread = std::thread::Builder::new()
             .name("syncobj-locks".into())
-            .spawn(move || prolongation_loop(&weak))
-            .expect("spawn the lock manager's thread");
-        ReplLockManager {
+            .spawn(move || prolongation_loop(&weak))?;
+        Ok(ReplLockManager {
             inner,
             thread: Some(thread),
-        }
+        })
     }
 
     /// This client's id in the table.
@@ -1009,7 +1011,7 @@ mod tests {
         let table = node
             .consumer::<LockTable>(0)
             .expect("consumer 0 is the lock table");
-        ReplLockManager::new(table, Some(id.to_owned()))
+        ReplLockManager::new(table, Some(id.to_owned())).expect("a thread for the manager")
     }
 
     /// PySyncObj's test_batteriesCommon, lock part: a lock acquired through one node is
@@ -1075,7 +1077,8 @@ mod tests {
             .expect("the node starts");
         // An acquire sent before the election may come back after its 400 ms: too late.
         assert!(node.wait_ready(WAIT));
-        let mut locks = ReplLockManager::new(node.handle(), None);
+        let mut locks =
+            ReplLockManager::new(node.handle(), None).expect("a thread for the manager");
         assert!(
             locks.id().contains(':'),
             "host:pid:number, not {}",
