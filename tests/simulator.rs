@@ -765,11 +765,16 @@ mod locks {
         }
     }
 
-    /// The run of one seed with `nodes` nodes.
+    /// The run of one seed with `nodes` nodes: faults for `LOCK_FAULT_SECS` seconds of
+    /// virtual time (3 by default; longer runs see more handovers per seed).
     pub(super) fn config(nodes: usize) -> SimConfig {
+        let seconds = std::env::var("LOCK_FAULT_SECS")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(3);
         SimConfig {
             nodes,
-            fault_duration: Duration::from_secs(3),
+            fault_duration: Duration::from_secs(seconds),
             faults: Faults::all(),
             ..SimConfig::default()
         }
@@ -785,8 +790,10 @@ mod locks {
             let workload = LockWorkload::<P>::new(seed, nodes, Arc::clone(&stats));
             if let Err(failure) = run_driver_workload(seed, &config(nodes), workload) {
                 return Err(format!(
-                    "seed {seed}, {nodes} nodes: {} (replay: LOCK_FIRST_SEED={seed} LOCK_SEEDS=1)",
-                    failure.violation
+                    "seed {seed}, {nodes} nodes: {} (replay: LOCK_FIRST_SEED={seed} LOCK_SEEDS=1 \
+                     LOCK_FAULT_SECS={})",
+                    failure.violation,
+                    config(nodes).fault_duration.as_secs()
                 ));
             }
         }
@@ -797,7 +804,8 @@ mod locks {
 
 /// The real lock table, on 3 and 5 nodes, through crashes, partitions and message loss, with
 /// clients on skewed clocks: no two clients ever hold one lock at once by the documented
-/// holding rule. `LOCK_SEEDS` (25 by default) and `LOCK_FIRST_SEED` (0) choose the seeds.
+/// holding rule. `LOCK_SEEDS` (25 by default) and `LOCK_FIRST_SEED` (0) choose the seeds,
+/// `LOCK_FAULT_SECS` (3) the length of each run's faulty part.
 #[test]
 fn lock_holders_never_overlap() {
     let env = |name: &str, default: u64| {
