@@ -90,8 +90,12 @@ struct Expansion<'a> {
     private: TokenStream,
     /// The self type as written in the impl header.
     self_ty: &'a Type,
-    /// The impl block's generics, which the command enum and the call surface take too.
+    /// The impl block's generics, as written.
     generics: &'a Generics,
+    /// The impl block's generics plus `Ty: Serialize + DeserializeOwned` for every argument
+    /// and result type that names a type parameter: the generics of every generated item, so
+    /// that a missing bound is reported once, by the assertions, on the user's type.
+    bounded: Generics,
     /// The self type's name, as text for the docs.
     type_name: String,
     /// `{Type}Command`.
@@ -123,7 +127,7 @@ impl<'a> Expansion<'a> {
     fn new(model: &'a ImplModel) -> Self {
         let self_ty = &*model.item.self_ty;
         let krate = &model.krate;
-        let entries = model
+        let entries: Vec<Entry<'_>> = model
             .ordered()
             .into_iter()
             .zip(0u16..)
@@ -143,10 +147,13 @@ impl<'a> Expansion<'a> {
                 },
             })
             .collect();
+        let private = quote!(#krate::__private);
+        let bounded = serializable_bounds(&model.item.generics, &entries, &private);
         Expansion {
-            private: quote!(#krate::__private),
+            private,
             self_ty,
             generics: &model.item.generics,
+            bounded,
             type_name: model.ident.to_string(),
             command: format_ident!("{}Command", model.ident),
             calls: format_ident!("{}Calls", model.ident),
@@ -217,7 +224,7 @@ impl<'a> Expansion<'a> {
             self.type_name
         );
         let command = &self.command;
-        let (generics, where_clause) = (self.generics, &self.generics.where_clause);
+        let (generics, where_clause) = (&self.bounded, &self.bounded.where_clause);
         let types = self.phantom_types();
         // serde would add `K: Deserialize<'de>` for each parameter, which clashes with a
         // `K: DeserializeOwned` of the user's bounds; the user's bounds are the ones to use.
@@ -252,7 +259,7 @@ impl<'a> Expansion<'a> {
         let ids = ids.chain(self.uninhabited_arm(quote!(Self), quote!(*never)));
         let decoders = self.entries.iter().map(|entry| self.decoder(entry));
         let command = &self.command;
-        let (impl_generics, ty_generics, where_clause) = self.generics.split_for_impl();
+        let (impl_generics, ty_generics, where_clause) = self.bounded.split_for_impl();
         quote! {
             #[automatically_derived]
             #[allow(dead_code, unreachable_pub)]
@@ -311,7 +318,7 @@ impl<'a> Expansion<'a> {
         let specs = self.entries.iter().map(|entry| self.spec(entry));
         let arms = self.entries.iter().map(|entry| self.apply_arm(entry));
         let arms = arms.chain(self.uninhabited_arm(quote!(#command), quote!(never)));
-        let (impl_generics, ty_generics, where_clause) = self.generics.split_for_impl();
+        let (impl_generics, ty_generics, where_clause) = self.bounded.split_for_impl();
         // Spanned on the self type: a parameter that is not `Send + Sync + 'static` is
         // reported there.
         quote_spanned! {self_ty.span()=>
@@ -429,7 +436,7 @@ impl<'a> Expansion<'a> {
         names.dedup();
         let methods = names.iter().map(|name| self.call_method(name));
         let generics = self.declared_generics();
-        let (impl_generics, ty_generics, where_clause) = self.generics.split_for_impl();
+        let (impl_generics, ty_generics, where_clause) = self.bounded.split_for_impl();
         let types = self.phantom_types().unwrap_or_else(|| quote!(()));
         let name = self.calls.to_string();
         quote! {
@@ -515,6 +522,61 @@ impl<'a> Expansion<'a> {
             }
         }
     }
+}
+
+/// `generics` plus `Ty: Serialize + DeserializeOwned` for each distinct argument and result
+/// type of `entries` that names one of its type parameters (nothing to add without any).
+fn serializable_bounds(
+    generics: &Generics,
+    entries: &[Entry<'_>],
+    private: &TokenStream,
+) -> Generics {
+    let params: Vec<&Ident> = generics.type_params().map(|p| &p.ident).collect();
+    let mut bounded = generics.clone();
+    if params.is_empty() {
+        return bounded;
+    }
+    let types = entries
+        .iter()
+        .flat_map(|entry| entry.arg_types.iter().chain([&entry.output]));
+    let mut seen = Vec::new();
+    for ty in types.filter(|ty| names_any(ty, &params)) {
+        let text = quote!(#ty).to_string();
+        if seen.contains(&text) {
+            continue;
+        }
+        seen.push(text);
+        bounded
+            .make_where_clause()
+            .predicates
+            .push(syn::parse_quote! {
+                #ty: #private::serde::Serialize + #private::serde::de::DeserializeOwned
+            });
+    }
+    bounded
+}
+
+/// Whether `ty` names one of `params` anywhere (`K`, `Vec<K>`, `Option<(K, V)>`).
+fn names_any(ty: &Type, params: &[&Ident]) -> bool {
+    /// Looks for a path that is one of the parameters.
+    struct Finder<'a> {
+        params: &'a [&'a Ident],
+        found: bool,
+    }
+    impl<'ast> syn::visit::Visit<'ast> for Finder<'_> {
+        fn visit_path(&mut self, path: &'ast Path) {
+            if let Some(ident) = path.get_ident() {
+                self.found |= self.params.contains(&ident);
+            }
+            syn::visit::visit_path(self, path);
+        }
+    }
+    let mut finder = Finder {
+        params,
+        found: false,
+    };
+    syn::visit::Visit::visit_type(&mut finder, ty);
+    finder.found
 }
 
 /// The call surface's name for a replicated name: the name itself, or its raw form when it is
