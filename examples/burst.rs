@@ -26,8 +26,9 @@
 //!   total_bytes += len(payload); return count`. Payloads are taken cyclically from a pool of
 //!   256 distinct pseudo-random byte strings of exactly B bytes (seed 12345; not Python's
 //!   generator, the content does not matter), built before the timed loop. The payload is a
-//!   `bytes::Bytes`, which MessagePack encodes as a `bin`, so a log entry is B + 11 bytes
-//!   (8-byte command header, 1-byte tuple header, 2-byte bin header), like PySyncObj's ~B+20.
+//!   `bytes::Bytes`, which MessagePack encodes as a `bin`, so a log entry is B + 19 bytes
+//!   (16-byte command header with the leader's cluster-time stamp, 1-byte tuple header, 2-byte
+//!   bin header), like PySyncObj's ~B+20.
 //! * **Leadership hook.** Every node sets `on_state_changed`; on becoming leader it enqueues one
 //!   detached `apply(b"L" * 10)` with an `on_done` callback that reports the commit to the
 //!   driver. The first successful report names the leader and gives the cold start.
