@@ -419,6 +419,17 @@ mod tests {
         assert_eq!(payload.carried(), carried);
     }
 
+    /// A serialization whose snapshot was abandoned gives up instead of finishing.
+    #[test]
+    fn an_abandoned_serialization_gives_up() {
+        let abandoned = AtomicBool::new(true);
+        let encoded = Codec::Serde.encode(Carried::default(), &[object::<Gauge>()], &abandoned);
+        assert!(encoded.is_err(), "the serializer gave up");
+        let going_on = AtomicBool::new(false);
+        let encoded = Codec::Serde.encode(Carried::default(), &[object::<Gauge>()], &going_on);
+        assert!(matches!(encoded, Ok(Encoded::Ready(_))));
+    }
+
     /// An object's state that does not encode or decode is named by its type.
     #[test]
     fn object_state_errors_name_the_type() {
