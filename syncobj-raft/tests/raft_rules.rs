@@ -1097,9 +1097,16 @@ fn paused_applying_commits_and_hands_out_later() {
     let applied_before = node.applied_index();
     node.pause_applying(true);
     let proposed: Vec<LogIndex> = (0..3)
-        .map(|i| node.propose(command(i), now).expect("a leader proposes").index)
+        .map(|i| {
+            node.propose(command(i), now)
+                .expect("a leader proposes")
+                .index
+        })
         .collect();
-    assert!(drive(&mut node).is_empty(), "nothing is handed out while paused");
+    assert!(
+        drive(&mut node).is_empty(),
+        "nothing is handed out while paused"
+    );
     assert_eq!(node.commit_index(), proposed[2], "commitment goes on");
     assert_eq!(node.applied_index(), applied_before);
     node.pause_applying(false);
