@@ -15,8 +15,13 @@ use std::path::Path;
 /// [`deserialize`](Self::deserialize), which restores your state and returns `data`. The
 /// replicated objects' own fields are not saved: keep the state where the hooks reach it.
 ///
-/// The hooks run on the tick thread. A `serialize` that takes long may start the work elsewhere
-/// and return at once; syncobj then polls [`state`](Self::state) on each tick. A hook's error
+/// [`serialize`](Self::serialize) runs on a snapshot thread of syncobj's while the node applies
+/// no entry (it goes on replicating and taking calls), so the state it saves is exactly the one
+/// after the snapshot's last entry, and however long it takes it does not stall the tick loop;
+/// applying resumes when it returns. A `serialize` may also start the work elsewhere and return
+/// at once; syncobj then polls [`state`](Self::state) on each tick, and the node applies again
+/// meanwhile: the work must then save the state as it was when `serialize` was called. The
+/// other hooks run on the tick thread. A hook's error
 /// reaches the node's log (and, at start, the caller) as
 /// [`SnapshotError::Hook`](crate::driver::SnapshotError::Hook), with the hook's error as its
 /// source.

@@ -75,6 +75,14 @@ pub struct Status {
     pub journal: JournalStatus,
     /// The membership in force on this node, and the change under way.
     pub membership: MembershipStatus,
+    /// The longest iteration of the tick loop over the last 10 to 20 seconds (key
+    /// `longest_tick_us`, in whole microseconds): from the end of its wait for the network to
+    /// its end, the time the node could not answer a heartbeat, replicate or complete a call.
+    /// A large batch of entries to apply, a slow disk under `journal_fsync = Always` or a user
+    /// callback that takes long shows here; a snapshot does not (it is serialized on a thread
+    /// of its own).
+    #[serde(default)]
+    pub longest_tick: Duration,
 }
 
 /// The membership in force as a node sees it (keys `voters`, `non_voters`,
@@ -234,6 +242,7 @@ impl Status {
             ("raft_term", self.raft_term.to_string()),
             ("leader_commit_idx", self.leader_commit_index.to_string()),
             ("uptime", self.uptime.as_secs().to_string()),
+            ("longest_tick_us", self.longest_tick.as_micros().to_string()),
             ("self_code_version", self.self_code_version.to_string()),
             (
                 "enabled_code_version",
@@ -292,6 +301,7 @@ impl Default for Status {
             snapshots: SnapshotStatus::default(),
             journal: JournalStatus::default(),
             membership: MembershipStatus::default(),
+            longest_tick: Duration::ZERO,
         }
     }
 }
@@ -646,6 +656,7 @@ mod tests {
             raft_term: 3,
             leader_commit_index: 7,
             uptime: Duration::from_millis(12_900),
+            longest_tick: Duration::from_micros(1_500),
             self_code_version: 2,
             enabled_code_version: 1,
             stalled_at_code_version: None,
@@ -702,6 +713,7 @@ mod tests {
             "match_idx_server_127.0.0.1:4322: 7".to_owned(),
             "leader_commit_idx: 7".to_owned(),
             "uptime: 12".to_owned(),
+            "longest_tick_us: 1500".to_owned(),
             "self_code_version: 2".to_owned(),
             "enabled_code_version: 1".to_owned(),
             "stalled_at_code_version: None".to_owned(),
@@ -720,7 +732,7 @@ mod tests {
                 "missing {line:?} in\n{text}"
             );
         }
-        assert_eq!(lines.len(), 68, "{text}");
+        assert_eq!(lines.len(), 69, "{text}");
         assert!(!text.ends_with('\n'));
     }
 

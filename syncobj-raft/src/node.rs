@@ -66,6 +66,8 @@ pub struct RaftNode {
     pub(crate) snapshot_counters: SnapshotCounters,
     /// Events for the driver, not yet handed out.
     pub(crate) events: Vec<RaftEvent>,
+    /// The driver asked for no entries to apply for now ([`pause_applying`](Self::pause_applying)).
+    driver_paused: bool,
 }
 
 /// What a restarted node recovered from durable storage.
@@ -163,6 +165,7 @@ impl RaftNode {
             log_reset: None,
             snapshot_counters: SnapshotCounters::default(),
             events: Vec::new(),
+            driver_paused: false,
         };
         node.reset_election_timer(now);
         Ok(node)
@@ -245,7 +248,7 @@ impl RaftNode {
             || self.log.has_unpersisted()
             || !self.outbox.now.is_empty()
             || !self.outbox.after_persist.is_empty()
-            || (self.log.has_applicable() && !self.applying_paused())
+            || (self.log.has_applicable() && !self.applying_blocked())
             || self.has_appends_to_send()
             || self.has_snapshot_reads()
             || !self.incoming_chunks.is_empty()
@@ -265,7 +268,7 @@ impl RaftNode {
             hard_state,
             last_entry: entries.last().map(|e| (e.index, e.term)),
         };
-        let committed_entries = if self.applying_paused() {
+        let committed_entries = if self.applying_blocked() {
             Vec::new()
         } else {
             self.log
@@ -313,6 +316,20 @@ impl RaftNode {
     /// replicating, voting and committing.
     pub fn hold_applying(&mut self) {
         self.log.hold_applying();
+    }
+
+    /// Stops handing out committed entries while `paused`, and hands them out again once
+    /// called with `false`: the driver is reading its state machine at the applied index (a
+    /// snapshot being serialized) and must not change it meanwhile. Everything else goes on:
+    /// replicating, persisting, voting and committing; only the applied index waits.
+    pub fn pause_applying(&mut self, paused: bool) {
+        self.driver_paused = paused;
+    }
+
+    /// Whether no committed entry may be handed out now: a received snapshot is being
+    /// installed, or the driver paused applying.
+    fn applying_blocked(&self) -> bool {
+        self.driver_paused || self.applying_paused()
     }
 
     /// The earliest instant at which [`tick`](Self::tick) has something to do.

@@ -1060,3 +1060,57 @@ fn snapshot_chunks_obey_the_term_rules() {
         })
     ));
 }
+
+// ---------------------------------------------------------------------------------------------
+// The driver pauses applying (a snapshot being serialized)
+// ---------------------------------------------------------------------------------------------
+
+/// While the driver pauses applying, a single-node leader still persists and commits what it
+/// is given, but hands out no entry to apply and the applied index stays; once resumed, every
+/// entry committed meanwhile comes, in order.
+#[test]
+fn paused_applying_commits_and_hands_out_later() {
+    let me = NodeId(1);
+    let mut node = RaftNode::new(
+        me,
+        Membership::new([me], []),
+        RaftConfig::default(),
+        Restored::default(),
+        Instant::ZERO,
+    )
+    .expect("a valid node");
+    let drive = |node: &mut RaftNode| {
+        let mut applied = Vec::new();
+        while node.has_ready() {
+            let ready = node.ready();
+            node.on_persisted(ready.ack());
+            applied.extend(ready.committed_entries);
+        }
+        applied
+    };
+    let mut now = Instant::ZERO;
+    while !node.is_leader() {
+        now = node.next_deadline().expect("a voter has a timer");
+        node.tick(now);
+        drive(&mut node);
+    }
+    let applied_before = node.applied_index();
+    node.pause_applying(true);
+    let proposed: Vec<LogIndex> = (0..3)
+        .map(|i| {
+            node.propose(command(i), now)
+                .expect("a leader proposes")
+                .index
+        })
+        .collect();
+    assert!(
+        drive(&mut node).is_empty(),
+        "nothing is handed out while paused"
+    );
+    assert_eq!(node.commit_index(), proposed[2], "commitment goes on");
+    assert_eq!(node.applied_index(), applied_before);
+    node.pause_applying(false);
+    let applied: Vec<LogIndex> = drive(&mut node).iter().map(|e| e.index).collect();
+    assert_eq!(applied, proposed);
+    assert_eq!(node.applied_index(), proposed[2]);
+}

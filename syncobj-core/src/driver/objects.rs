@@ -4,6 +4,7 @@
 use std::any::Any;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use bytes::Bytes;
 use parking_lot::{RwLock, RwLockReadGuard, RwLockWriteGuard};
@@ -34,8 +35,11 @@ pub(crate) trait ErasedObject: Send + Sync {
     /// This object as `Any`, to hand out typed handles.
     fn as_any(self: Arc<Self>) -> Arc<dyn Any + Send + Sync>;
 
-    /// The object's state, serialized for a snapshot (MessagePack).
-    fn save(&self) -> Result<Bytes, SnapshotError>;
+    /// The object's state, serialized for a snapshot (MessagePack), under its read lock: on a
+    /// snapshot thread while the tick thread applies nothing, so readers go on and the state is
+    /// the one at the snapshot's index. Gives up soon after `abandon` is raised (the error is
+    /// then meaningless: the caller knows it abandoned).
+    fn save(&self, abandon: &AtomicBool) -> Result<Bytes, SnapshotError>;
 
     /// A state decoded from [`save`](Self::save)'s bytes, not yet in place.
     fn decode(&self, bytes: &[u8]) -> Result<Box<dyn Any + Send>, SnapshotError>;
@@ -83,9 +87,14 @@ impl<T: Replicated> ErasedObject for ObjectCell<T> {
         self
     }
 
-    fn save(&self) -> Result<Bytes, SnapshotError> {
-        rmp_serde::to_vec(&*self.state.read())
-            .map(Bytes::from)
+    fn save(&self, abandon: &AtomicBool) -> Result<Bytes, SnapshotError> {
+        let mut out = Abandonable {
+            bytes: Vec::new(),
+            abandon,
+            next_check: 0,
+        };
+        rmp_serde::encode::write(&mut out, &*self.state.read())
+            .map(|()| Bytes::from(out.bytes))
             .map_err(|source| SnapshotError::EncodeObject {
                 object: T::NAME,
                 source,
@@ -105,6 +114,35 @@ impl<T: Replicated> ErasedObject for ObjectCell<T> {
         if let Ok(state) = state.downcast::<T>() {
             *self.state.write() = *state;
         }
+    }
+}
+
+/// The bytes of a state being serialized, which refuse more once the snapshot is abandoned
+/// (the flag is read once per [`ABANDON_CHECK_BYTES`] written, not at every small write).
+struct Abandonable<'a> {
+    bytes: Vec<u8>,
+    abandon: &'a AtomicBool,
+    /// The length at which the flag is read next.
+    next_check: usize,
+}
+
+/// How many bytes a state's serialization writes between two looks at the abandon flag.
+const ABANDON_CHECK_BYTES: usize = 64 << 10;
+
+impl std::io::Write for Abandonable<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.bytes.len() >= self.next_check {
+            if self.abandon.load(Ordering::Relaxed) {
+                return Err(std::io::Error::other("the snapshot was abandoned"));
+            }
+            self.next_check = self.bytes.len() + ABANDON_CHECK_BYTES;
+        }
+        self.bytes.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
     }
 }
 

@@ -49,6 +49,8 @@ pub(crate) struct Observed {
     pub(crate) wire: Arc<WireStats>,
     /// The membership in force; shared between iterations until it changes.
     pub(crate) membership: Arc<MembershipStatus>,
+    /// The longest iteration of the tick loop lately; the driver fills it in.
+    pub(crate) longest_tick: Duration,
 }
 
 /// Why a node stopped applying, as the status reports it.
@@ -120,6 +122,7 @@ impl Observed {
             bad_frames: 0,
             wire: WireStats::zero(),
             membership: Arc::default(),
+            longest_tick: Duration::ZERO,
         }
     }
 
@@ -187,6 +190,7 @@ impl Observed {
             raft_term: self.term.0,
             leader_commit_index: self.commit.0,
             uptime: self.uptime,
+            longest_tick: self.longest_tick,
             self_code_version: context.self_code_version,
             enabled_code_version: context.enabled_code_version,
             stalled_at_code_version: self.stalled.as_ref().and_then(|s| s.code_version),

@@ -4,7 +4,7 @@
 use std::any::Any;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
@@ -38,6 +38,7 @@ pub(crate) struct Carried {
 }
 
 /// How snapshots are made.
+#[derive(Clone)]
 pub(crate) enum Codec {
     /// syncobj serializes every object with serde.
     Serde,
@@ -69,17 +70,20 @@ impl Codec {
         }
     }
 
-    /// Starts a payload of `objects`, carrying `carried`.
+    /// Starts a payload of `objects`, carrying `carried`. Runs on a snapshot thread while the
+    /// node applies nothing (the objects and whatever the hooks save stay at the snapshot's
+    /// index); with serde, gives up soon after `abandon` is raised.
     pub(crate) fn encode(
         &self,
         carried: Carried,
         objects: &[Arc<dyn ErasedObject>],
+        abandon: &AtomicBool,
     ) -> Result<Encoded, SnapshotError> {
         match self {
             Codec::Serde => {
                 let objects = objects
                     .iter()
-                    .map(|o| o.save())
+                    .map(|o| o.save(abandon))
                     .collect::<Result<Vec<Bytes>, SnapshotError>>()?;
                 encode_payload(carried, objects).map(Encoded::Ready)
             }
@@ -252,6 +256,7 @@ mod tests {
     use std::error::Error;
     use std::path::Path;
     use std::sync::Arc;
+    use std::sync::atomic::AtomicBool;
 
     use bytes::Bytes;
     use parking_lot::RwLock;
@@ -401,7 +406,8 @@ mod tests {
             command_time: 123_456_789,
         };
         let gauge = object::<Gauge>();
-        let Ok(Encoded::Ready(payload)) = Codec::Serde.encode(carried, &[Arc::clone(&gauge)])
+        let Ok(Encoded::Ready(payload)) =
+            Codec::Serde.encode(carried, &[Arc::clone(&gauge)], &AtomicBool::new(false))
         else {
             panic!("a serde snapshot is ready at once");
         };
@@ -413,10 +419,25 @@ mod tests {
         assert_eq!(payload.carried(), carried);
     }
 
+    /// A serialization whose snapshot was abandoned gives up instead of finishing.
+    #[test]
+    fn an_abandoned_serialization_gives_up() {
+        let abandoned = AtomicBool::new(true);
+        let encoded = Codec::Serde.encode(Carried::default(), &[object::<Gauge>()], &abandoned);
+        assert!(encoded.is_err(), "the serializer gave up");
+        let going_on = AtomicBool::new(false);
+        let encoded = Codec::Serde.encode(Carried::default(), &[object::<Gauge>()], &going_on);
+        assert!(matches!(encoded, Ok(Encoded::Ready(_))));
+    }
+
     /// An object's state that does not encode or decode is named by its type.
     #[test]
     fn object_state_errors_name_the_type() {
-        let error = match Codec::Serde.encode(Carried::default(), &[object::<Unsavable>()]) {
+        let error = match Codec::Serde.encode(
+            Carried::default(),
+            &[object::<Unsavable>()],
+            &AtomicBool::new(false),
+        ) {
             Ok(_) => panic!("the state cannot be saved"),
             Err(error) => error,
         };
@@ -452,7 +473,7 @@ mod tests {
     #[test]
     fn hook_errors_keep_their_source() {
         let codec = Codec::Custom(Arc::new(FailingHooks));
-        let error = match codec.encode(Carried::default(), &[]) {
+        let error = match codec.encode(Carried::default(), &[], &AtomicBool::new(false)) {
             Ok(Encoded::Ready(_) | Encoded::Started(_)) => panic!("the hook fails"),
             Err(error) => error,
         };

@@ -108,9 +108,13 @@ pub enum SnapshotError {
         /// The operating system's error.
         source: std::io::Error,
     },
-    /// The thread that writes snapshots to the store could not be started.
-    #[error("cannot start the snapshot writer: {0}")]
+    /// A thread that serializes a snapshot or writes it to the store could not be started.
+    #[error("cannot start a snapshot thread: {0}")]
     Thread(#[source] std::io::Error),
+    /// Serializing the objects panicked (a user's `Serialize` implementation, or the
+    /// `serialize` hook): the snapshot is skipped, the node goes on.
+    #[error("serializing the snapshot panicked: {0}")]
+    Panicked(String),
     /// The snapshot store went with a writer thread that ended without handing it back;
     /// restart the node.
     #[error(

@@ -3,20 +3,36 @@
 //!
 //! A snapshot's payload is MessagePack: a format number, the enabled code version, the
 //! cluster-time stamp of the last command it covers, and each object's state (the main object,
-//! then the consumers), each itself MessagePack of the user's type. The latest payload is kept in memory, to serve transfers from any offset; with
-//! `full_dump_file` it is also written to a snapshot store, on a thread of its own so that a
-//! large state never stalls the tick loop, and the journal's prefix is dropped only once it is
-//! durable.
+//! then the consumers), each itself MessagePack of the user's type.
+//!
+//! Taking one never stalls the tick loop, whatever the state's size. The tick thread notes the
+//! position (the applied index), the membership, the code version and the cluster time, and
+//! starts a *snapshot thread* that serializes each object under its read lock (or runs the
+//! user's `serialize` hook). Meanwhile the engine asks Raft to hand out no entries to apply
+//! ([`RaftNode::pause_applying`](crate::raft::RaftNode::pause_applying)): replication, commits,
+//! heartbeats and the journal go on, readers keep reading, and only applying lags until the
+//! payload is back, so the payload is exactly the state after its index. One snapshot is
+//! serialized at a time; one that is under way when the node stops or installs a leader's
+//! snapshot is abandoned (the serializer gives up within 64 KiB of output, and is waited
+//! for). The latest payload is kept in memory, to serve transfers from any offset; with
+//! `full_dump_file` it is also written to a snapshot store, on a thread of its own, and the
+//! journal's prefix is dropped only once it is durable. The deterministic simulator runs the
+//! same serialization on the tick thread, at the next iteration, with applying paused in
+//! between.
 
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
 use std::time::Duration;
 
 use bytes::Bytes;
 use crossbeam_channel::{Receiver, TryRecvError};
+use syncobj_net::Wake;
 
 use super::SnapshotError;
-use super::objects::ErasedObject;
+use super::objects::{ErasedObject, panic_text};
 use super::snapshot_codec::{Carried, Codec, Encoded};
 use crate::conf::SyncObjConf;
 use crate::raft::{Instant, LogIndex, LogPosition, Membership};
@@ -25,6 +41,9 @@ use crate::storage::{Disk, Snapshot, SnapshotMeta, SnapshotStore, StdDisk, Stora
 /// The most bytes a snapshot received from a leader may have (a bound on memory, far above any
 /// state that fits in one node's memory twice).
 const RECEIVED_BYTES_MAX: usize = 16 << 30;
+
+/// The size from which a replaced snapshot is freed on a thread of its own.
+const FREE_ELSEWHERE_BYTES: usize = 1 << 20;
 
 /// The objects' state, as a snapshot restores it.
 pub(crate) struct Restore {
@@ -93,6 +112,49 @@ where
     }
 }
 
+/// What serializing a snapshot gave: the payload (or the file the hooks write), why there is
+/// none, or `None` when it was abandoned.
+type EncodeOutcome = Option<Result<Encoded, SnapshotError>>;
+
+/// A snapshot being serialized; the node applies nothing meanwhile.
+struct Encoding {
+    position: LogPosition,
+    code_version: u32,
+    membership: Bytes,
+    job: EncodeJob,
+}
+
+/// Where a snapshot is being serialized.
+enum EncodeJob {
+    /// On its own thread, which sends the outcome and wakes the tick loop; raising `abandon`
+    /// makes it give up soon.
+    Thread {
+        outcome: Receiver<EncodeOutcome>,
+        abandon: Arc<AtomicBool>,
+        thread: JoinHandle<()>,
+    },
+    /// On the tick thread at the next poll (the deterministic simulator).
+    Deferred {
+        carried: Carried,
+        objects: Vec<Arc<dyn ErasedObject>>,
+    },
+}
+
+/// Serializes `objects` with `codec`; a panic in the user's code is an error, not the end of
+/// the node.
+fn encode(
+    codec: &Codec,
+    carried: Carried,
+    objects: &[Arc<dyn ErasedObject>],
+    abandon: &AtomicBool,
+) -> EncodeOutcome {
+    let encoded = catch_unwind(AssertUnwindSafe(|| codec.encode(carried, objects, abandon)));
+    if abandon.load(Ordering::Acquire) {
+        return None;
+    }
+    Some(encoded.unwrap_or_else(|panic| Err(SnapshotError::Panicked(panic_text(panic.as_ref())))))
+}
+
 /// A store write running on its thread: the store comes back with the outcome.
 type Written = (Box<dyn Store>, Result<(LogPosition, Bytes), StorageError>);
 
@@ -115,6 +177,8 @@ pub(crate) struct Snapshots {
     /// A snapshot the user's hooks are writing: its position, code version, membership and
     /// file.
     serializing: Option<(LogPosition, u32, Bytes, PathBuf)>,
+    /// The snapshot being serialized, if one is.
+    encoding: Option<Encoding>,
 }
 
 impl Snapshots {
@@ -164,6 +228,7 @@ impl Snapshots {
             background: true,
             codec: Codec::new(conf),
             serializing: None,
+            encoding: None,
         };
         let Some(store) = store else {
             return Ok((snapshots, None));
@@ -211,7 +276,11 @@ impl Snapshots {
     /// Whether a snapshot should be taken now, with `applied` entries applied and the log's
     /// base at `base`.
     pub(crate) fn due(&self, applied: LogIndex, base: LogIndex, now: Instant) -> bool {
-        if self.writing.is_some() || self.serializing.is_some() || applied <= base {
+        if self.writing.is_some()
+            || self.serializing.is_some()
+            || self.encoding.is_some()
+            || applied <= base
+        {
             return false;
         }
         if self.force || applied.0 - base.0 >= self.policy.min_entries {
@@ -229,27 +298,108 @@ impl Snapshots {
         phase * u128::from(slots.max(1)) / period == u128::from(slot)
     }
 
-    /// Takes a snapshot of `objects` at `position`: in memory at once; with a store, written on
-    /// a thread of its own. Returns the position once the snapshot may be compacted into (at
-    /// once without a store, later from [`poll_written`](Self::poll_written) with one, or when
-    /// custom hooks are still writing it).
+    /// Starts a snapshot of `objects` at `position`, the applied index: they are serialized on
+    /// a snapshot thread (at the next [`poll_encoded`](Self::poll_encoded) on the tick thread
+    /// in the simulator), and the node must apply nothing until
+    /// [`encoding`](Self::encoding) says it is over. `waker` wakes the tick loop when it is.
     pub(crate) fn take(
         &mut self,
         (position, membership): (LogPosition, Bytes),
         carried: Carried,
         objects: &[Arc<dyn ErasedObject>],
-        now: Instant,
-    ) -> Result<Option<LogPosition>, SnapshotError> {
+        (now, waker): (Instant, Arc<dyn Wake>),
+    ) -> Result<(), SnapshotError> {
         self.force = false;
         self.last_compaction = now;
-        let code_version = carried.code_version;
-        match self.codec.encode(carried, objects)? {
-            Encoded::Ready(payload) => self.keep(position, code_version, membership, payload),
-            Encoded::Started(path) => {
-                self.serializing = Some((position, code_version, membership, path));
-                Ok(None)
+        let objects = objects.to_vec();
+        let job = if self.background {
+            let abandon = Arc::new(AtomicBool::new(false));
+            let (sender, outcome) = crossbeam_channel::bounded(1);
+            let codec = self.codec.clone();
+            let flag = Arc::clone(&abandon);
+            let thread = std::thread::Builder::new()
+                .name("syncobj-snapshot".into())
+                .spawn(move || {
+                    let _ = sender.send(encode(&codec, carried, &objects, &flag));
+                    waker.wake();
+                })
+                .map_err(SnapshotError::Thread)?;
+            EncodeJob::Thread {
+                outcome,
+                abandon,
+                thread,
             }
+        } else {
+            EncodeJob::Deferred { carried, objects }
+        };
+        self.encoding = Some(Encoding {
+            position,
+            code_version: carried.code_version,
+            membership,
+            job,
+        });
+        Ok(())
+    }
+
+    /// Whether a snapshot is being serialized: the node must apply nothing meanwhile.
+    pub(crate) fn encoding(&self) -> bool {
+        self.encoding.is_some()
+    }
+
+    /// Once the snapshot being serialized is: `Some(Ok(Some(position)))` when it may be
+    /// compacted into at once (kept in memory only), `Some(Ok(None))` when a store write or the
+    /// user's hooks still hold it, `Some(Err(_))` when it failed; `None` while it is under way
+    /// or when none is.
+    pub(crate) fn poll_encoded(&mut self) -> Option<Result<Option<LogPosition>, SnapshotError>> {
+        let encoding = self.encoding.as_mut()?;
+        let outcome = match &mut encoding.job {
+            EncodeJob::Thread { outcome, .. } => match outcome.try_recv() {
+                Ok(outcome) => outcome,
+                Err(TryRecvError::Empty) => return None,
+                Err(TryRecvError::Disconnected) => Some(Err(SnapshotError::Panicked(
+                    "the snapshot thread ended without an answer".to_owned(),
+                ))),
+            },
+            EncodeJob::Deferred { carried, objects } => {
+                encode(&self.codec, *carried, objects, &AtomicBool::new(false))
+            }
+        };
+        let Encoding {
+            position,
+            code_version,
+            membership,
+            job,
+        } = self.encoding.take()?;
+        if let EncodeJob::Thread { thread, .. } = job {
+            // It ends right after sending.
+            let _ = thread.join();
         }
+        match outcome? {
+            Ok(Encoded::Ready(payload)) => {
+                Some(self.keep(position, code_version, membership, payload))
+            }
+            Ok(Encoded::Started(path)) => {
+                self.serializing = Some((position, code_version, membership, path));
+                Some(Ok(None))
+            }
+            Err(error) => Some(Err(error)),
+        }
+    }
+
+    /// Gives up the snapshot being serialized, if one is, and waits for its thread to end (soon
+    /// with serde; a user's `serialize` hook is waited for): the objects may change again.
+    fn abandon_encoding(&mut self) {
+        let Some(encoding) = self.encoding.take() else {
+            return;
+        };
+        if let EncodeJob::Thread {
+            abandon, thread, ..
+        } = encoding.job
+        {
+            abandon.store(true, Ordering::Release);
+            let _ = thread.join();
+        }
+        tracing::info!(snapshot = %encoding.position, "a snapshot being serialized was abandoned");
     }
 
     /// Once the user's hooks finished a snapshot, keeps it as [`take`](Self::take) does.
@@ -272,7 +422,7 @@ impl Snapshots {
         payload: Bytes,
     ) -> Result<Option<LogPosition>, SnapshotError> {
         let Some(mut store) = self.store.take() else {
-            self.latest = Some((position, payload));
+            self.replace_latest(position, payload);
             self.measure_latest();
             return Ok(Some(position));
         };
@@ -286,7 +436,7 @@ impl Snapshots {
             let written = store.write(meta, &payload);
             self.store = Some(store);
             written?;
-            self.latest = Some((position, payload));
+            self.replace_latest(position, payload);
             self.measure_latest();
             return Ok(Some(position));
         }
@@ -319,7 +469,7 @@ impl Snapshots {
         self.writing = None;
         self.store = Some(store);
         let written = written.map(|(position, payload)| {
-            self.latest = Some((position, payload));
+            self.replace_latest(position, payload);
             position
         });
         self.measure_latest();
@@ -389,6 +539,8 @@ impl Snapshots {
         payload: Bytes,
         objects: &[Arc<dyn ErasedObject>],
     ) -> Result<Carried, SnapshotError> {
+        // The objects are about to be replaced: a snapshot of our own being taken of them goes.
+        self.abandon_encoding();
         let decoded = self.codec.decode(&payload, objects)?;
         let code_version = decoded.carried.code_version;
         if self.durable {
@@ -404,9 +556,26 @@ impl Snapshots {
             store.write(meta, &payload)?;
         }
         let carried = decoded.apply(objects);
-        self.latest = Some((position, payload));
+        self.replace_latest(position, payload);
         self.measure_latest();
         Ok(carried)
+    }
+
+    /// Makes `payload` the latest snapshot. The one it replaces is freed on a thread of its
+    /// own when large: giving a hundred megabytes back to the system takes milliseconds.
+    fn replace_latest(&mut self, position: LogPosition, payload: Bytes) {
+        let old = self.latest.replace((position, payload));
+        if let Some((_, old)) = old
+            && self.background
+            && old.len() >= FREE_ELSEWHERE_BYTES
+        {
+            let freed = std::thread::Builder::new()
+                .name("syncobj-snapshot-free".into())
+                .spawn(move || drop(old));
+            if let Err(error) = freed {
+                tracing::debug!(%error, "the old snapshot is freed on the tick thread");
+            }
+        }
     }
 
     /// Writes snapshots on the tick thread rather than on a thread of their own: for the
@@ -415,9 +584,11 @@ impl Snapshots {
         self.background = false;
     }
 
-    /// Waits for a store write in flight to end, so that no writer outlives the node (a new
-    /// node on the same directory must never see an old writer's commit).
+    /// Abandons the snapshot being serialized, if any, and waits for a store write in flight to
+    /// end, so that no snapshot thread outlives the node (a new node on the same directory must
+    /// never see an old writer's commit).
     pub(crate) fn finish_writing(&mut self) {
+        self.abandon_encoding();
         if let Some(receiver) = self.writing.take()
             && let Ok((store, _)) = receiver.recv()
         {
@@ -452,6 +623,12 @@ impl Snapshots {
     /// Whether snapshots are durable: only then may the journal's prefix be dropped.
     pub(crate) fn durable(&self) -> bool {
         self.durable
+    }
+}
+
+impl Drop for Snapshots {
+    fn drop(&mut self) {
+        self.abandon_encoding();
     }
 }
 

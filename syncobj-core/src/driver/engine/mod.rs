@@ -9,6 +9,7 @@ mod changes;
 mod journal;
 mod links;
 mod snapshots;
+mod ticks;
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
@@ -82,6 +83,8 @@ pub(crate) struct Engine {
     membership_view: (MembershipKey, Arc<MembershipStatus>),
     /// Cluster time: the stamps this node puts on the commands it appends while it leads.
     clock: ClusterClock,
+    /// How long recent iterations took (the status's `longest_tick_us`).
+    ticks: ticks::TickDurations,
 }
 
 /// What the published membership view depends on.
@@ -138,6 +141,7 @@ impl Engine {
             halted: None,
             membership_view: (None, Arc::default()),
             clock: ClusterClock::new(command_time),
+            ticks: ticks::TickDurations::new(),
         }
     }
 
@@ -148,8 +152,11 @@ impl Engine {
     pub(crate) fn iterate(&mut self, max_wait: Duration, clock: &dyn Fn() -> Instant) {
         let wait = self.poll_wait(clock(), max_wait);
         let frames = self.links.poll(wait, &mut self.raft, self.now);
+        // Measured from the end of the wait: what the loop could not react during.
+        let busy = std::time::Instant::now();
         self.run(clock(), frames);
         self.finish_iteration();
+        self.ticks.record(busy);
     }
 
     /// How long the next poll may wait: at most `max_wait`, less if a Raft timer or a periodic
@@ -264,6 +271,7 @@ impl Engine {
             observed.leader = None;
         }
         observed.snapshots.snapshot_bytes = self.snapshots.latest_bytes();
+        observed.longest_tick = self.ticks.longest();
         if let Some(persistence) = &self.persistence {
             observed.journal = persistence.status();
         }

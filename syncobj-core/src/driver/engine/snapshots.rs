@@ -1,5 +1,6 @@
-//! The engine's side of snapshots: taking them when the policy says so, compacting once they
-//! are durable, serving them to followers too far behind, installing one from the leader.
+//! The engine's side of snapshots: taking them when the policy says so (serialized off the tick
+//! thread, with applying paused meanwhile), compacting once they are durable, serving them to
+//! followers too far behind, installing one from the leader.
 
 use std::sync::atomic::Ordering;
 
@@ -61,9 +62,12 @@ impl Engine {
             .raft
             .incoming_snapshot_membership(snapshot)
             .map_or_else(Bytes::new, |m| Bytes::from(m.encode()));
-        let carried = self
+        let installed = self
             .snapshots
-            .install((snapshot, membership), payload, &self.objects)?;
+            .install((snapshot, membership), payload, &self.objects);
+        // A snapshot of our own being serialized was abandoned: applying goes on.
+        self.raft.pause_applying(self.snapshots.encoding());
+        let carried = installed?;
         let version = carried.code_version;
         self.signals.code_version.store(version, Ordering::Release);
         self.clock.applied(carried.command_time);
@@ -76,7 +80,18 @@ impl Engine {
     }
 
     /// Takes a snapshot when the compaction policy says so, and compacts once it is durable.
+    /// While one is being serialized, Raft hands out nothing to apply.
     pub(super) fn compact_if_due(&mut self) {
+        self.take_snapshot_if_due();
+        self.raft.pause_applying(self.snapshots.encoding());
+    }
+
+    fn take_snapshot_if_due(&mut self) {
+        match self.snapshots.poll_encoded() {
+            Some(Ok(Some(position))) => self.compact(position),
+            Some(Err(error)) => tracing::error!(%error, "cannot take a snapshot"),
+            Some(Ok(None)) | None => {}
+        }
         match self.snapshots.poll_serializing() {
             Some(Ok(Some(position))) => self.compact(position),
             Some(Err(error)) => tracing::error!(%error, "cannot take a snapshot"),
@@ -113,13 +128,12 @@ impl Engine {
             .raft
             .membership_at(applied)
             .map_or_else(Bytes::new, |m| Bytes::from(m.encode()));
-        match self
-            .snapshots
-            .take((position, membership), carried, &self.objects, now)
-        {
-            Ok(Some(position)) => self.compact(position),
-            Ok(None) => {}
-            Err(error) => tracing::error!(%error, "cannot take a snapshot"),
+        let waker = self.links.waker();
+        let taken =
+            self.snapshots
+                .take((position, membership), carried, &self.objects, (now, waker));
+        if let Err(error) = taken {
+            tracing::error!(%error, "cannot take a snapshot");
         }
     }
 
