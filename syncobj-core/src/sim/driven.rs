@@ -441,6 +441,8 @@ struct SimDriverNode<O: Replicated> {
     state: Arc<ObjectCell<O>>,
     calls: O::Calls,
     wire: Arc<parking_lot::Mutex<SimWire>>,
+    /// When the journal writer runs next (virtual time), while writes wait for it.
+    write_due: Option<Instant>,
 }
 
 /// Where each simulated node keeps its journal on its own disk.
@@ -488,6 +490,8 @@ struct DriverSim<W: Workload> {
     checker: Checker,
     steps: u64,
     clock_rng: ChaCha8Rng,
+    /// How long each journal writer takes to write and sync what it was handed.
+    writer_rng: ChaCha8Rng,
     /// The virtual time each command was proposed at, by argument and stamp.
     proposed: BTreeMap<(i64, u64), Instant>,
 }
@@ -532,6 +536,7 @@ impl<W: Workload> DriverSim<W> {
             checker: Checker::default(),
             steps: 0,
             clock_rng: ChaCha8Rng::seed_from_u64(seed ^ 0xC10C_0FF5),
+            writer_rng: ChaCha8Rng::seed_from_u64(seed ^ 0x0005_717E_5EED),
             proposed: BTreeMap::new(),
         };
         let ids: Vec<NodeId> = sim.addresses.values().copied().collect();
@@ -849,6 +854,14 @@ impl<W: Workload> DriverSim<W> {
                     self.run_node(id, None)?;
                 }
                 Event::Timer(id) => self.run_node(id, None)?,
+                Event::Write(id) => {
+                    if let Some(node) = self.nodes.get_mut(&id) {
+                        node.write_due = None;
+                        node.engine.step_writer();
+                    }
+                    // As the writer thread wakes the tick loop once it answered.
+                    self.run_node(id, None)?;
+                }
             }
         }
         self.now = self.now.max(deadline);
@@ -869,7 +882,12 @@ impl<W: Workload> DriverSim<W> {
                 Some((at, Event::Timer(id)))
             })
             .min_by_key(|(at, _)| *at);
-        [frame, wake, timer]
+        let write = self
+            .nodes
+            .iter()
+            .filter_map(|(&id, n)| Some((n.write_due?, Event::Write(id))))
+            .min_by_key(|(at, _)| *at);
+        [frame, wake, timer, write]
             .into_iter()
             .flatten()
             .min_by_key(|(at, _)| *at)
@@ -893,6 +911,15 @@ impl<W: Workload> DriverSim<W> {
         let (clock, before) = (node.clock, node.engine.raft.last_index());
         self.clock.set(now);
         node.engine.iterate(Duration::ZERO, &|| clock.local(now));
+        if node.write_due.is_none() && node.engine.writer_pending() {
+            // The writer takes what was handed over a while later: at once now and then,
+            // else within 2 ms (a sync), while the node goes on and may crash first.
+            let delay = match self.writer_rng.random_range(0..4) {
+                0 => 0,
+                _ => self.writer_rng.random_range(1..=2000),
+            };
+            node.write_due = Some(now + Duration::from_micros(delay));
+        }
         record_proposals(&node.engine.raft, before, now, &mut self.proposed);
         self.checker
             .after_step(&node.engine.raft)
@@ -942,6 +969,8 @@ enum Event {
     Frame,
     Wake(NodeId),
     Timer(NodeId),
+    /// A node's journal writer runs (see [`Writer::inline`](crate::driver::writer::Writer)).
+    Write(NodeId),
 }
 
 /// Builds node `id` of the cluster of `names` on its `disk`, with the driver's own assembly.
@@ -999,6 +1028,7 @@ fn build_node<O: Replicated>(
         session,
         recover: &|objects, slot| recover_on_disk(&disk, &layout, &conf, slot, objects),
         inline_snapshots: true,
+        inline_journal: true,
     })
     .map_err(|e| e.to_string())?;
     let calls = O::Calls::from(Caller::new(
@@ -1013,5 +1043,6 @@ fn build_node<O: Replicated>(
         state,
         calls,
         wire,
+        write_due: None,
     })
 }
