@@ -27,7 +27,7 @@ mod snapshot_codec;
 mod snapshot_error;
 pub(crate) mod snapshots;
 mod ticker;
-mod wire;
+pub(crate) mod wire;
 pub(crate) mod writer;
 
 #[cfg(test)]

@@ -163,6 +163,12 @@ impl Persistence {
         self.sync()
     }
 
+    /// The hard state set and the last index written (no I/O).
+    #[cfg(feature = "sim")]
+    pub(crate) fn view(&self) -> (HardState, LogIndex) {
+        (self.journal.hard_state(), self.journal.last_index())
+    }
+
     /// The journal's size and entries, as it knows them (no I/O).
     pub(crate) fn status(&self) -> JournalStatus {
         let (first, last) = (self.journal.first_index(), self.journal.last_index());

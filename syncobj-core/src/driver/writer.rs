@@ -64,7 +64,8 @@ pub(crate) enum Op {
 /// What the writer reports after each group.
 #[derive(Debug)]
 pub(crate) enum Answer {
-    /// Every `Save` up to `seq` is durable; the journal now looks like `status`.
+    /// Every `Save` up to `seq` is durable (as the fsync policy defines durable); the
+    /// journal now looks like `status`.
     Durable { seq: u64, status: JournalStatus },
     /// A write or sync failed: what is on disk is unknown, nothing more is acknowledged.
     Failed(StorageError),
@@ -74,6 +75,8 @@ pub(crate) enum Answer {
 pub(crate) struct Worker {
     persistence: Persistence,
     policy: FsyncPolicy,
+    /// The sequence number of the last `Save` written.
+    written: u64,
     failed: bool,
 }
 
@@ -83,6 +86,7 @@ impl Worker {
         Worker {
             persistence,
             policy,
+            written: 0,
             failed: false,
         }
     }
@@ -90,13 +94,11 @@ impl Worker {
     /// Writes a group in order and makes it durable with one sync under
     /// [`FsyncPolicy::Always`] (hands it to the operating system under the others; syncs it
     /// too if the group holds a [`Op::Sync`]). With a [`Op::Finish`], the last sync saves the
-    /// held commit index too. The answer: `None` if the group held nothing to acknowledge and
-    /// nothing failed.
+    /// held commit index too. The answer: `None` if the writer failed before.
     fn run_group(&mut self, ops: impl IntoIterator<Item = Op>) -> Option<Answer> {
         if self.failed {
             return None;
         }
-        let mut last_seq = None;
         let mut written = Ok(());
         let (mut sync, mut finish) = (false, false);
         for op in ops {
@@ -108,7 +110,7 @@ impl Worker {
                     entries,
                     now,
                 } => {
-                    last_seq = Some(seq);
+                    self.written = seq;
                     reset
                         .map_or(Ok(()), |reset| self.persistence.reset(reset))
                         .and_then(|()| self.persistence.write(hard_state, &entries, now))
@@ -135,8 +137,8 @@ impl Worker {
             }
         });
         match written {
-            Ok(()) => last_seq.map(|seq| Answer::Durable {
-                seq,
+            Ok(()) => Some(Answer::Durable {
+                seq: self.written,
                 status: self.persistence.status(),
             }),
             Err(error) => {
@@ -331,6 +333,16 @@ impl Writer {
             && let Some(answer) = worker.run_group(queue.drain(..))
         {
             answers.push_back(answer);
+        }
+    }
+
+    /// Inline writer: the hard state and the last index its journal holds. Outside
+    /// [`step`](Self::step), under [`FsyncPolicy::Always`], all of it is durable.
+    #[cfg(feature = "sim")]
+    pub(crate) fn durable_view(&self) -> Option<(HardState, LogIndex)> {
+        match &self.mode {
+            Mode::Inline { worker, .. } if !worker.failed => Some(worker.persistence.view()),
+            _ => None,
         }
     }
 

@@ -46,11 +46,14 @@ use crate::driver::assembly::{Blueprint, assemble, without};
 use crate::driver::engine::{Engine, Queued};
 use crate::driver::objects::{ErasedObject, ObjectCell};
 use crate::driver::recovery::{DiskLayout, recover_on_disk};
+use crate::driver::wire::NodeMessage;
 use crate::object::{
     ApplyError, Call, Caller, Completion, Effect, FailReason, MethodSpec, Replicated,
     ReplicatedMethods, ReplicatedState, Submit, TickHelp,
 };
-use crate::raft::{Instant, NodeId, RaftConfig};
+use crate::raft::{
+    AppendOutcome, HardState, Instant, LogIndex, Message, NodeId, RaftConfig, VoteKind,
+};
 use crate::storage::SimDisk;
 
 /// What one driver-level seed did.
@@ -925,6 +928,18 @@ impl<W: Workload> DriverSim<W> {
             .after_step(&node.engine.raft)
             .map_err(|what| Violation { at: now, what })?;
         let sent = std::mem::take(&mut node.wire.lock().outbox);
+        if let Some(durable) = node.engine.durable_view() {
+            for (_, bytes) in &sent {
+                if let Ok(NodeMessage::Raft(envelope)) = NodeMessage::decode(bytes) {
+                    check_durable(&envelope.message, envelope.to, durable).map_err(|what| {
+                        Violation {
+                            at: now,
+                            what: format!("{id}: persist before send: {what}"),
+                        }
+                    })?;
+                }
+            }
+        }
         for (to, bytes) in sent {
             let frame = Frame {
                 from: id,
@@ -934,6 +949,45 @@ impl<W: Workload> DriverSim<W> {
             self.net.send(frame, now, &mut self.rng);
         }
         Ok(())
+    }
+}
+
+/// Persist before send, at the driver level: a Raft message leaves a node only once the term,
+/// vote and entries it depends on are on its simulated disk, as its journal writer synced
+/// them (`durable`: the journal's hard state and last index).
+fn check_durable(
+    message: &Message,
+    to: NodeId,
+    (hard_state, last): (HardState, LogIndex),
+) -> Result<(), String> {
+    let pre_vote = match message {
+        Message::RequestVote(r) => r.kind == VoteKind::PreVote,
+        Message::VoteResponse(r) => r.kind == VoteKind::PreVote,
+        _ => false,
+    };
+    if message.term() > hard_state.term && !pre_vote {
+        return Err(format!(
+            "sent a {} message to {to} while {} is durable",
+            message.term(),
+            hard_state.term
+        ));
+    }
+    match message {
+        Message::VoteResponse(r)
+            if r.kind == VoteKind::Vote && r.granted && hard_state.vote != Some(to) =>
+        {
+            Err(format!(
+                "granted a vote to {to} in {} before saving it",
+                r.term
+            ))
+        }
+        Message::AppendResponse(r) => match r.outcome {
+            AppendOutcome::Accepted { match_index } if match_index > last => Err(format!(
+                "acknowledged {match_index} to {to} with only {last} durable"
+            )),
+            _ => Ok(()),
+        },
+        _ => Ok(()),
     }
 }
 

@@ -152,6 +152,14 @@ impl Engine {
         self.writer.as_ref().is_some_and(Writer::has_pending)
     }
 
+    /// The simulator's inline writer: the durable hard state and last index, for the check
+    /// that nothing leaves before what it depends on is durable. `None` without a journal or
+    /// once the writer failed.
+    #[cfg(feature = "sim")]
+    pub(crate) fn durable_view(&self) -> Option<(HardState, LogIndex)> {
+        self.writer.as_ref().and_then(Writer::durable_view)
+    }
+
     /// The simulator's inline writer: writes and syncs everything handed over, as one group;
     /// the next iteration takes the answer.
     #[cfg(feature = "sim")]
