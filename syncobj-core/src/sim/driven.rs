@@ -934,7 +934,10 @@ impl<W: Workload> DriverSim<W> {
                     check_durable(&envelope.message, envelope.to, durable).map_err(|what| {
                         Violation {
                             at: now,
-                            what: format!("{id}: persist before send: {what}"),
+                            what: format!(
+                                "{id}: persist before send: {what} ({})",
+                                node.engine.describe()
+                            ),
                         }
                     })?;
                 }

@@ -152,12 +152,22 @@ impl Engine {
         self.writer.as_ref().is_some_and(Writer::has_pending)
     }
 
-    /// The simulator's inline writer: the durable hard state and last index, for the check
-    /// that nothing leaves before what it depends on is durable. `None` without a journal or
-    /// once the writer failed.
+    /// The simulator's inline writer: the durable term, vote and last index, for the check
+    /// that nothing leaves before what it depends on is durable. The latest snapshot counts
+    /// too: its entries are durable, and its term was reached (recovery starts there), with
+    /// no vote in it unless the journal saved one. `None` without a journal or once the
+    /// writer failed.
     #[cfg(feature = "sim")]
     pub(crate) fn durable_view(&self) -> Option<(HardState, LogIndex)> {
-        self.writer.as_ref().and_then(Writer::durable_view)
+        let (mut hard_state, mut last) = self.writer.as_ref().and_then(Writer::durable_view)?;
+        if let Some(snapshot) = self.snapshots.latest_position() {
+            if snapshot.term > hard_state.term {
+                hard_state.term = snapshot.term;
+                hard_state.vote = None;
+            }
+            last = last.max(snapshot.index);
+        }
+        Some((hard_state, last))
     }
 
     /// The simulator's inline writer: writes and syncs everything handed over, as one group;
