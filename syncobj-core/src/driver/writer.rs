@@ -461,3 +461,141 @@ fn run_thread(worker: &mut Worker, ops: &Receiver<Op>, answers: &Sender<Answer>,
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use bytes::Bytes;
+
+    use super::*;
+    use crate::raft::{EntryKind, NodeId, Term};
+    use crate::storage::SimDisk;
+
+    const DIR: &str = "/node/journal";
+
+    fn open(disk: &SimDisk) -> (Persistence, Vec<Entry>) {
+        let (persistence, restored) =
+            Persistence::open_on(disk.clone(), Path::new(DIR), 1 << 20, FsyncPolicy::Always)
+                .expect("the journal opens");
+        (persistence, restored.entries)
+    }
+
+    fn entry(index: u64) -> Entry {
+        Entry {
+            index: LogIndex(index),
+            term: Term(1),
+            kind: EntryKind::Command,
+            data: Bytes::from(vec![index as u8; 10]),
+        }
+    }
+
+    fn term_one() -> Option<HardState> {
+        Some(HardState {
+            term: Term(1),
+            vote: Some(NodeId(1)),
+            commit: LogIndex::ZERO,
+        })
+    }
+
+    fn indexes(entries: &[Entry]) -> Vec<u64> {
+        entries.iter().map(|e| e.index.0).collect()
+    }
+
+    /// Everything handed over between two runs of the writer is made durable by one sync,
+    /// answered once with the last sequence number; nothing is durable before.
+    #[test]
+    fn one_sync_covers_a_group() {
+        let disk = SimDisk::new(1);
+        let mut writer = Writer::inline(open(&disk).0);
+        writer
+            .save(None, term_one(), vec![entry(1)], Instant::ZERO)
+            .expect("handed over");
+        writer.step();
+        assert!(matches!(
+            writer.try_answer(),
+            Some(Answer::Durable { seq: 1, .. })
+        ));
+        let syncs = disk.stats().file_syncs;
+        for index in 2..=5 {
+            let seq = writer
+                .save(None, None, vec![entry(index)], Instant::ZERO)
+                .expect("handed over");
+            assert_eq!(seq, index);
+        }
+        assert!(writer.has_pending());
+        assert!(
+            writer.try_answer().is_none(),
+            "nothing durable before a run"
+        );
+        writer.step();
+        assert_eq!(disk.stats().file_syncs - syncs, 1, "one sync for the group");
+        let answer = writer.try_answer();
+        assert!(
+            matches!(answer, Some(Answer::Durable { seq: 5, status }) if status.entries == 5),
+            "{answer:?}"
+        );
+        assert!(writer.try_answer().is_none());
+        disk.crash();
+        assert_eq!(indexes(&open(&disk).1), [1, 2, 3, 4, 5]);
+    }
+
+    /// What was handed over but not yet written is lost in a crash, as unsynced writes are.
+    #[test]
+    fn a_crash_before_the_run_loses_the_group() {
+        let disk = SimDisk::new(2);
+        let mut writer = Writer::inline(open(&disk).0);
+        writer
+            .save(None, term_one(), vec![entry(1), entry(2)], Instant::ZERO)
+            .expect("handed over");
+        drop(writer);
+        disk.crash();
+        assert!(open(&disk).1.is_empty());
+    }
+
+    /// A failed write is answered once; the writer then takes nothing more and answers
+    /// nothing more.
+    #[test]
+    fn a_failure_is_answered_once() {
+        let disk = SimDisk::new(3);
+        let mut writer = Writer::inline(open(&disk).0);
+        disk.fail_after(0);
+        writer
+            .save(None, term_one(), vec![entry(1)], Instant::ZERO)
+            .expect("handed over");
+        writer.step();
+        assert!(matches!(writer.try_answer(), Some(Answer::Failed(_))));
+        writer
+            .save(None, None, vec![entry(2)], Instant::ZERO)
+            .expect("handed over");
+        writer.step();
+        assert!(writer.try_answer().is_none(), "no answer after a failure");
+    }
+
+    struct NoWake;
+
+    impl Wake for NoWake {
+        fn wake(&self) {}
+    }
+
+    /// The writer thread writes in order, more than its queue holds; stopping it makes
+    /// everything handed over durable and joins it.
+    #[test]
+    fn the_thread_drains_and_syncs_when_it_stops() {
+        let disk = SimDisk::new(4);
+        let mut writer = Writer::spawn(open(&disk).0, Arc::new(NoWake)).expect("spawned");
+        let count = QUEUED_OPS_MAX as u64 * 3;
+        writer
+            .save(None, term_one(), vec![entry(1)], Instant::ZERO)
+            .expect("handed over");
+        for index in 2..=count {
+            writer
+                .save(None, None, vec![entry(index)], Instant::ZERO)
+                .expect("handed over");
+        }
+        writer.finish().expect("the last sync");
+        assert!(writer.save(None, None, vec![], Instant::ZERO).is_err());
+        disk.crash();
+        assert_eq!(indexes(&open(&disk).1), (1..=count).collect::<Vec<_>>());
+    }
+}
