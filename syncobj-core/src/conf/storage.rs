@@ -90,7 +90,8 @@ impl SyncObjConf {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub enum FsyncPolicy {
     /// Every batch of writes is synced before anything that depends on it is acknowledged or
-    /// sent: one sync per tick, however many calls it carries (group commit). Nothing
+    /// sent: one sync per group (everything handed to the journal writer while it synced the
+    /// previous group), however many calls it carries (group commit). Nothing
     /// acknowledged is lost, whatever crashes. The default.
     #[default]
     Always,

@@ -18,6 +18,7 @@ use super::network;
 use super::objects::{ErasedObject, SYSTEM_OBJECT};
 use super::observed::Observed;
 use super::recovery::Recovered;
+use super::writer::Writer;
 use crate::conf::SyncObjConf;
 use crate::raft::{Instant, Membership, NodeId, RaftConfig, RaftNode};
 
@@ -46,6 +47,9 @@ pub(crate) struct Blueprint<'a> {
     /// Write snapshots on the tick thread rather than on a thread of their own (the
     /// deterministic simulator).
     pub(crate) inline_snapshots: bool,
+    /// Run the journal writer when the simulator says so rather than on a thread of its own
+    /// (see [`Writer::inline`]).
+    pub(crate) inline_journal: bool,
 }
 
 /// A node, assembled and not yet run.
@@ -79,6 +83,7 @@ pub(crate) fn assemble(blueprint: Blueprint<'_>) -> Result<Assembled, StartError
         session,
         recover,
         inline_snapshots,
+        inline_journal,
     } = blueprint;
     if objects.len() > usize::from(SYSTEM_OBJECT) {
         return Err(StartError::TooManyConsumers(objects.len() - 1));
@@ -98,6 +103,13 @@ pub(crate) fn assemble(blueprint: Blueprint<'_>) -> Result<Assembled, StartError
     let (queue, receiver) = crossbeam_channel::bounded(conf.commands_queue_size);
     let (changes, change_receiver) = crossbeam_channel::bounded(CHANGES_QUEUED_MAX);
     let waker = transport.waker();
+    let writer = match recovered.persistence {
+        Some(persistence) if inline_journal => Some(Writer::inline(persistence)),
+        Some(persistence) => {
+            Some(Writer::spawn(persistence, Arc::clone(&waker)).map_err(StartError::Writer)?)
+        }
+        None => None,
+    };
     // A stranger observed follows the log like a read-only node: refused with them.
     let strangers = match (conf.dynamic_membership_change, conf.accept_read_only) {
         (false, _) => Strangers::Refused,
@@ -133,7 +145,7 @@ pub(crate) fn assemble(blueprint: Blueprint<'_>) -> Result<Assembled, StartError
             on_code_version_changed: conf.on_code_version_changed.clone(),
         },
         signals: Arc::clone(&signals),
-        persistence: recovered.persistence,
+        writer,
         snapshots: recovered.snapshots,
         command_time: carried.command_time,
     });

@@ -27,7 +27,8 @@ mod snapshot_codec;
 mod snapshot_error;
 pub(crate) mod snapshots;
 mod ticker;
-mod wire;
+pub(crate) mod wire;
+pub(crate) mod writer;
 
 #[cfg(test)]
 mod tests;
@@ -159,6 +160,9 @@ pub enum StartError {
     /// The tick thread could not be spawned.
     #[error("cannot spawn the tick thread: {0}")]
     Thread(std::io::Error),
+    /// The journal's writer thread could not be spawned.
+    #[error("cannot spawn the journal writer thread: {0}")]
+    Writer(std::io::Error),
 }
 
 /// Why [`SyncObj::do_tick`] did not run an iteration.
@@ -342,6 +346,7 @@ impl<T: Replicated> SyncObj<T> {
             session: seed_from_address(&name),
             recover: &|objects, slot| recover(&conf, objects, slot),
             inline_snapshots: false,
+            inline_journal: false,
         })?;
         SyncObj::run(assembled, &conf, main, consumers, tcp)
     }

@@ -1,5 +1,6 @@
-//! The node's durable state: the Raft journal, written as each `Ready` asks and made durable
-//! as the fsync policy says.
+//! The node's durable state: the Raft journal, written as each `Ready` asks. The journal
+//! writer ([`writer`](super::writer)) owns it once the node runs, and syncs as the fsync policy
+//! says.
 
 use std::path::Path;
 use std::time::Duration;
@@ -16,11 +17,10 @@ use crate::storage::{Disk, FileJournal, Journal, JournalOptions, StdDisk, Storag
 /// entries before it hears from a leader (PySyncObj saves it once a second too).
 const COMMIT_SAVE_INTERVAL: Duration = Duration::from_secs(1);
 
-/// A journal, when it was last synced, and the commit index waiting to be saved.
+/// A journal, whether it holds unsynced writes, and the commit index waiting to be saved.
 pub(crate) struct Persistence {
     journal: Box<dyn Journal + Send>,
     policy: FsyncPolicy,
-    last_sync: Instant,
     /// Writes not yet synced.
     dirty: bool,
     /// A hard state whose only change is its commit index, held until the interval passes.
@@ -80,16 +80,20 @@ impl Persistence {
         Persistence {
             journal,
             policy,
-            last_sync: Instant::ZERO,
             dirty: false,
             held: None,
             last_commit_save: Instant::ZERO,
         }
     }
 
-    /// Writes what a `Ready` asks to persist, durably before it returns under
-    /// [`FsyncPolicy::Always`].
-    pub(crate) fn save(
+    /// The fsync policy the journal was opened with.
+    pub(crate) fn policy(&self) -> FsyncPolicy {
+        self.policy
+    }
+
+    /// Writes what a `Ready` asks to persist (the hard state first), durable only after
+    /// [`sync`](Self::sync).
+    pub(crate) fn write(
         &mut self,
         hard_state: Option<HardState>,
         entries: &[Entry],
@@ -100,13 +104,13 @@ impl Persistence {
         }
         self.journal.splice(entries)?;
         self.dirty = true;
-        match self.policy {
-            FsyncPolicy::Always => self.sync(now),
-            FsyncPolicy::Periodic(_) | FsyncPolicy::Never => {
-                self.journal.flush()?;
-                self.sync_if_due(now)
-            }
-        }
+        Ok(())
+    }
+
+    /// Hands what was written to the operating system, without waiting for the disk (the
+    /// relaxed fsync policies).
+    pub(crate) fn flush(&mut self) -> Result<(), StorageError> {
+        self.journal.flush()
     }
 
     /// Resets the journal to an installed snapshot (before anything else of the same `Ready`):
@@ -141,37 +145,28 @@ impl Persistence {
         }
     }
 
-    /// Syncs under [`FsyncPolicy::Periodic`] once its period has passed since the last sync.
-    pub(crate) fn sync_if_due(&mut self, now: Instant) -> Result<(), StorageError> {
-        match self.policy {
-            FsyncPolicy::Periodic(period) if self.dirty && now - self.last_sync >= period => {
-                self.sync(now)
-            }
-            _ => Ok(()),
-        }
-    }
-
-    /// Makes everything written durable (also at shutdown, whatever the policy).
-    pub(crate) fn sync(&mut self, now: Instant) -> Result<(), StorageError> {
-        self.sync_entries(now)
-    }
-
-    /// Saves the held commit index too, then syncs: at shutdown.
-    pub(crate) fn sync_all(&mut self, now: Instant) -> Result<(), StorageError> {
-        if let Some(hard_state) = self.held.take() {
-            self.journal.set_hard_state(hard_state)?;
-            self.dirty = true;
-        }
-        self.sync_entries(now)
-    }
-
-    fn sync_entries(&mut self, now: Instant) -> Result<(), StorageError> {
+    /// Makes everything written durable.
+    pub(crate) fn sync(&mut self) -> Result<(), StorageError> {
         if self.dirty {
             self.journal.sync()?;
             self.dirty = false;
         }
-        self.last_sync = now;
         Ok(())
+    }
+
+    /// Saves the held commit index too, then syncs: at shutdown, whatever the policy.
+    pub(crate) fn sync_all(&mut self) -> Result<(), StorageError> {
+        if let Some(hard_state) = self.held.take() {
+            self.journal.set_hard_state(hard_state)?;
+            self.dirty = true;
+        }
+        self.sync()
+    }
+
+    /// The hard state set and the last index written (no I/O).
+    #[cfg(feature = "sim")]
+    pub(crate) fn view(&self) -> (HardState, LogIndex) {
+        (self.journal.hard_state(), self.journal.last_index())
     }
 
     /// The journal's size and entries, as it knows them (no I/O).
@@ -180,14 +175,6 @@ impl Persistence {
         JournalStatus {
             bytes: self.journal.disk_bytes(),
             entries: (last.0 + 1).saturating_sub(first.0),
-        }
-    }
-
-    /// When the next periodic sync is due, if one is.
-    pub(crate) fn next_sync(&self) -> Option<Instant> {
-        match self.policy {
-            FsyncPolicy::Periodic(period) if self.dirty => Some(self.last_sync + period),
-            _ => None,
         }
     }
 }

@@ -218,6 +218,7 @@ fn gated_node(dir: &Path, gate: &Arc<Gate>) -> SyncObj<Tally> {
         session: 1,
         recover: &|objects, slot| recover_on_disk(&disk, &layout, &conf, slot, objects),
         inline_snapshots: false,
+        inline_journal: false,
     })
     .expect("the node assembles");
     SyncObj::run(assembled, &conf, main, Consumers::new(), false).expect("the node runs")

@@ -46,11 +46,14 @@ use crate::driver::assembly::{Blueprint, assemble, without};
 use crate::driver::engine::{Engine, Queued};
 use crate::driver::objects::{ErasedObject, ObjectCell};
 use crate::driver::recovery::{DiskLayout, recover_on_disk};
+use crate::driver::wire::NodeMessage;
 use crate::object::{
     ApplyError, Call, Caller, Completion, Effect, FailReason, MethodSpec, Replicated,
     ReplicatedMethods, ReplicatedState, Submit, TickHelp,
 };
-use crate::raft::{Instant, NodeId, RaftConfig};
+use crate::raft::{
+    AppendOutcome, HardState, Instant, LogIndex, Message, NodeId, RaftConfig, VoteKind,
+};
 use crate::storage::SimDisk;
 
 /// What one driver-level seed did.
@@ -441,6 +444,8 @@ struct SimDriverNode<O: Replicated> {
     state: Arc<ObjectCell<O>>,
     calls: O::Calls,
     wire: Arc<parking_lot::Mutex<SimWire>>,
+    /// When the journal writer runs next (virtual time), while writes wait for it.
+    write_due: Option<Instant>,
 }
 
 /// Where each simulated node keeps its journal on its own disk.
@@ -488,6 +493,8 @@ struct DriverSim<W: Workload> {
     checker: Checker,
     steps: u64,
     clock_rng: ChaCha8Rng,
+    /// How long each journal writer takes to write and sync what it was handed.
+    writer_rng: ChaCha8Rng,
     /// The virtual time each command was proposed at, by argument and stamp.
     proposed: BTreeMap<(i64, u64), Instant>,
 }
@@ -532,6 +539,7 @@ impl<W: Workload> DriverSim<W> {
             checker: Checker::default(),
             steps: 0,
             clock_rng: ChaCha8Rng::seed_from_u64(seed ^ 0xC10C_0FF5),
+            writer_rng: ChaCha8Rng::seed_from_u64(seed ^ 0x0005_717E_5EED),
             proposed: BTreeMap::new(),
         };
         let ids: Vec<NodeId> = sim.addresses.values().copied().collect();
@@ -849,6 +857,14 @@ impl<W: Workload> DriverSim<W> {
                     self.run_node(id, None)?;
                 }
                 Event::Timer(id) => self.run_node(id, None)?,
+                Event::Write(id) => {
+                    if let Some(node) = self.nodes.get_mut(&id) {
+                        node.write_due = None;
+                        node.engine.step_writer();
+                    }
+                    // As the writer thread wakes the tick loop once it answered.
+                    self.run_node(id, None)?;
+                }
             }
         }
         self.now = self.now.max(deadline);
@@ -869,7 +885,12 @@ impl<W: Workload> DriverSim<W> {
                 Some((at, Event::Timer(id)))
             })
             .min_by_key(|(at, _)| *at);
-        [frame, wake, timer]
+        let write = self
+            .nodes
+            .iter()
+            .filter_map(|(&id, n)| Some((n.write_due?, Event::Write(id))))
+            .min_by_key(|(at, _)| *at);
+        [frame, wake, timer, write]
             .into_iter()
             .flatten()
             .min_by_key(|(at, _)| *at)
@@ -893,11 +914,35 @@ impl<W: Workload> DriverSim<W> {
         let (clock, before) = (node.clock, node.engine.raft.last_index());
         self.clock.set(now);
         node.engine.iterate(Duration::ZERO, &|| clock.local(now));
+        if node.write_due.is_none() && node.engine.writer_pending() {
+            // The writer takes what was handed over a while later: at once now and then,
+            // else within 2 ms (a sync), while the node goes on and may crash first.
+            let delay = match self.writer_rng.random_range(0..4) {
+                0 => 0,
+                _ => self.writer_rng.random_range(1..=2000),
+            };
+            node.write_due = Some(now + Duration::from_micros(delay));
+        }
         record_proposals(&node.engine.raft, before, now, &mut self.proposed);
         self.checker
             .after_step(&node.engine.raft)
             .map_err(|what| Violation { at: now, what })?;
         let sent = std::mem::take(&mut node.wire.lock().outbox);
+        if let Some(durable) = node.engine.durable_view() {
+            for (_, bytes) in &sent {
+                if let Ok(NodeMessage::Raft(envelope)) = NodeMessage::decode(bytes) {
+                    check_durable(&envelope.message, envelope.to, durable).map_err(|what| {
+                        Violation {
+                            at: now,
+                            what: format!(
+                                "{id}: persist before send: {what} ({})",
+                                node.engine.describe()
+                            ),
+                        }
+                    })?;
+                }
+            }
+        }
         for (to, bytes) in sent {
             let frame = Frame {
                 from: id,
@@ -907,6 +952,45 @@ impl<W: Workload> DriverSim<W> {
             self.net.send(frame, now, &mut self.rng);
         }
         Ok(())
+    }
+}
+
+/// Persist before send, at the driver level: a Raft message leaves a node only once the term,
+/// vote and entries it depends on are on its simulated disk, as its journal writer synced
+/// them (`durable`: the journal's hard state and last index).
+fn check_durable(
+    message: &Message,
+    to: NodeId,
+    (hard_state, last): (HardState, LogIndex),
+) -> Result<(), String> {
+    let pre_vote = match message {
+        Message::RequestVote(r) => r.kind == VoteKind::PreVote,
+        Message::VoteResponse(r) => r.kind == VoteKind::PreVote,
+        _ => false,
+    };
+    if message.term() > hard_state.term && !pre_vote {
+        return Err(format!(
+            "sent a {} message to {to} while {} is durable",
+            message.term(),
+            hard_state.term
+        ));
+    }
+    match message {
+        Message::VoteResponse(r)
+            if r.kind == VoteKind::Vote && r.granted && hard_state.vote != Some(to) =>
+        {
+            Err(format!(
+                "granted a vote to {to} in {} before saving it",
+                r.term
+            ))
+        }
+        Message::AppendResponse(r) => match r.outcome {
+            AppendOutcome::Accepted { match_index } if match_index > last => Err(format!(
+                "acknowledged {match_index} to {to} with only {last} durable"
+            )),
+            _ => Ok(()),
+        },
+        _ => Ok(()),
     }
 }
 
@@ -942,6 +1026,8 @@ enum Event {
     Frame,
     Wake(NodeId),
     Timer(NodeId),
+    /// A node's journal writer runs (see [`Writer::inline`](crate::driver::writer::Writer)).
+    Write(NodeId),
 }
 
 /// Builds node `id` of the cluster of `names` on its `disk`, with the driver's own assembly.
@@ -999,6 +1085,7 @@ fn build_node<O: Replicated>(
         session,
         recover: &|objects, slot| recover_on_disk(&disk, &layout, &conf, slot, objects),
         inline_snapshots: true,
+        inline_journal: true,
     })
     .map_err(|e| e.to_string())?;
     let calls = O::Calls::from(Caller::new(
@@ -1013,5 +1100,6 @@ fn build_node<O: Replicated>(
         state,
         calls,
         wire,
+        write_due: None,
     })
 }

@@ -11,6 +11,7 @@ mod links;
 mod snapshots;
 mod ticks;
 
+use std::collections::VecDeque;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,9 +27,9 @@ use super::cluster_time::ClusterClock;
 use super::life::Signals;
 use super::objects::ErasedObject;
 use super::observed::{Observed, Stalled};
-use super::persistence::Persistence;
 use super::snapshots::Snapshots;
 use super::wire::NodeMessage;
+use super::writer::Writer;
 use crate::conf::{OnCodeVersionChanged, OnReady, OnStateChanged};
 use crate::driver::HaltReason;
 use crate::driver::addresses::is_read_only;
@@ -72,8 +73,10 @@ pub(crate) struct Engine {
     /// The time of the current iteration, on the driver's clock (zero when the node started).
     now: Instant,
     last_state: RaftState,
-    /// The journal, when the node has one; without, nothing is durable.
-    persistence: Option<Persistence>,
+    /// The journal's writer, when the node has a journal; without, nothing is durable.
+    writer: Option<Writer>,
+    /// What the writes in flight hold back, in the order they were handed over.
+    held: VecDeque<journal::Held>,
     /// Snapshots: when to take one, the latest, transfers.
     snapshots: Snapshots,
     /// Why the node stopped for good (its journal failed): it then sends nothing and refuses
@@ -99,7 +102,8 @@ pub(crate) struct Parts {
     pub(crate) objects: Vec<Arc<dyn ErasedObject>>,
     pub(crate) callbacks: Callbacks,
     pub(crate) signals: Arc<Signals>,
-    pub(crate) persistence: Option<Persistence>,
+    /// The journal's writer, when the node has a journal.
+    pub(crate) writer: Option<Writer>,
     pub(crate) snapshots: Snapshots,
     /// The stamp of the last command the recovered snapshot covers (0 without one).
     pub(crate) command_time: u64,
@@ -115,7 +119,7 @@ impl Engine {
             objects,
             callbacks,
             signals,
-            persistence,
+            writer,
             snapshots,
             command_time,
         } = parts;
@@ -136,7 +140,8 @@ impl Engine {
             stalled_view: None,
             now: Instant::ZERO,
             last_state: RaftState::Follower,
-            persistence,
+            writer,
+            held: VecDeque::new(),
             snapshots,
             halted: None,
             membership_view: (None, Arc::default()),
@@ -162,7 +167,7 @@ impl Engine {
     /// How long the next poll may wait: at most `max_wait`, less if a Raft timer or a periodic
     /// sync is due sooner.
     fn poll_wait(&self, now: Instant, max_wait: Duration) -> Duration {
-        let sync = self.persistence.as_ref().and_then(Persistence::next_sync);
+        let sync = self.writer.as_ref().and_then(Writer::next_sync);
         [self.next_deadline(), sync]
             .into_iter()
             .flatten()
@@ -272,8 +277,8 @@ impl Engine {
         }
         observed.snapshots.snapshot_bytes = self.snapshots.latest_bytes();
         observed.longest_tick = self.ticks.longest();
-        if let Some(persistence) = &self.persistence {
-            observed.journal = persistence.status();
+        if let Some(writer) = &self.writer {
+            observed.journal = writer.status();
         }
         self.signals.observed.store(Arc::new(observed));
     }
@@ -405,30 +410,26 @@ impl Engine {
         }
     }
 
-    /// Plays every `Ready`: messages that may leave at once go to the transport before the
-    /// write (a leader's appends travel while it writes its own copy), then the journal write,
-    /// then the messages that needed it, the acknowledgement, and the entries to apply.
+    /// Plays every `Ready`: messages that may leave at once go to the outbox, the writes go to
+    /// the journal writer, and the messages that need them wait, with Raft's acknowledgement,
+    /// until the writer says they are durable (at once without a journal); then the entries
+    /// to apply. Takes the writer's answers first.
     fn process_ready(&mut self) {
-        while self.raft.has_ready() {
-            let ready = self.raft.ready();
-            let (ack, must_persist) = (ready.ack(), ready.must_persist());
-            for envelope in ready.messages {
+        self.take_persisted();
+        while self.halted.is_none() && self.raft.has_ready() {
+            let mut ready = self.raft.ready();
+            for envelope in std::mem::take(&mut ready.messages) {
                 self.outbox.push(envelope.to, &NodeMessage::Raft(envelope));
             }
-            if must_persist && self.persistence.is_some() {
-                self.links.flush(&mut self.outbox, &mut self.raft);
-                let persisted = self
-                    .reset_journal(ready.log_reset)
-                    .and_then(|()| self.persist(ready.hard_state, &ready.entries));
-                if let Err(error) = persisted {
-                    self.halt(error);
-                    return;
-                }
+            let writes = journal::Writes {
+                reset: ready.log_reset.take(),
+                hard_state: ready.hard_state.take(),
+                entries: std::mem::take(&mut ready.entries),
+                ack: ready.ack,
+            };
+            if !self.persist(writes, std::mem::take(&mut ready.persisted_messages)) {
+                return;
             }
-            for envelope in ready.persisted_messages {
-                self.outbox.push(envelope.to, &NodeMessage::Raft(envelope));
-            }
-            self.raft.on_persisted(ack);
             self.apply(ready.committed_entries);
             self.serve_snapshot_reads(ready.snapshot_reads);
             self.receive_snapshot_chunks(ready.snapshot_chunks);

@@ -143,15 +143,8 @@ impl Engine {
             tracing::debug!(%error, "compaction skipped");
             return;
         }
-        if !self.snapshots.durable() {
-            return;
-        }
-        let dropped = self
-            .persistence
-            .as_mut()
-            .map_or(Ok(()), |p| p.drop_prefix(position.index));
-        if let Err(error) = dropped {
-            self.halt(error);
+        if self.snapshots.durable() {
+            self.drop_journal_prefix(position.index);
         }
     }
 }
