@@ -30,6 +30,18 @@ pub struct RaftConfig {
     /// Leaders step down without a majority (thesis §6.2), and voters that heard from a leader
     /// within the minimum election timeout refuse to vote for anyone else (thesis §4.2.3).
     pub check_quorum: bool,
+    /// A follower whose link to its leader the driver reports down
+    /// ([`RaftNode::link_down`](super::RaftNode::link_down): the connection was closed or reset,
+    /// as when the leader's process dies) starts a pre-vote at once rather than after its
+    /// election timeout. Needs `pre_vote`, which keeps it from disturbing a leader that only
+    /// lost that one link; without `pre_vote` it is ignored. See `election.rs` for the rule.
+    pub fast_failover: bool,
+    /// A node that has heard from no leader since it started campaigns (pre-vote first) within
+    /// a random time of at most this once the driver reports links up to a majority of voters
+    /// ([`RaftNode::link_up`](super::RaftNode::link_up)), rather than after a whole election
+    /// timeout. Must be shorter than `election_timeout_min`; `None` turns it off; ignored
+    /// without `pre_vote`.
+    pub cold_start_timeout: Option<Duration>,
     /// The most command bytes one AppendEntries carries; a single larger entry is still sent
     /// alone (PySyncObj `appendEntriesBatchSizeBytes`, 64 KiB).
     pub append_entries_batch_size_bytes: usize,
@@ -60,6 +72,8 @@ impl Default for RaftConfig {
             leader_fallback_timeout: Duration::from_millis(400),
             pre_vote: true,
             check_quorum: true,
+            fast_failover: true,
+            cold_start_timeout: Some(Duration::from_millis(50)),
             append_entries_batch_size_bytes: 64 * 1024,
             max_inflight_appends: 64,
             snapshot_chunk_bytes: 64 * 1024,
@@ -96,6 +110,14 @@ impl RaftConfig {
             return Err(RaftConfigError::FallbackTooShort {
                 leader_fallback_timeout: self.leader_fallback_timeout,
                 heartbeat_interval: self.heartbeat_interval,
+            });
+        }
+        if let Some(timeout) = self.cold_start_timeout
+            && (timeout.is_zero() || timeout >= self.election_timeout_min)
+        {
+            return Err(RaftConfigError::ColdStartTimeout {
+                cold_start_timeout: timeout,
+                election_timeout_min: self.election_timeout_min,
             });
         }
         if self.append_entries_batch_size_bytes == 0 {
@@ -154,6 +176,16 @@ pub enum RaftConfigError {
         leader_fallback_timeout: Duration,
         /// The configured heartbeat interval.
         heartbeat_interval: Duration,
+    },
+    /// The cold-start timeout is zero or not shorter than the minimum election timeout.
+    #[error(
+        "cold_start_timeout ({cold_start_timeout:?}) must be greater than zero and less than election_timeout_min ({election_timeout_min:?})"
+    )]
+    ColdStartTimeout {
+        /// The configured cold-start timeout.
+        cold_start_timeout: Duration,
+        /// The configured minimum election timeout.
+        election_timeout_min: Duration,
     },
     /// A limit that must be positive is zero.
     #[error("{0} must be greater than zero")]
@@ -265,6 +297,36 @@ mod tests {
             let text = error.to_string();
             assert!(text.contains("leader_fallback_timeout"), "{text}");
             assert!(text.contains("heartbeat_interval"), "{text}");
+        }
+    }
+
+    /// A cold-start timeout of zero, or not below the minimum election timeout, is rejected
+    /// naming both settings; `None` and just below the minimum are accepted.
+    #[test]
+    fn cold_start_timeout_must_be_below_min_election_timeout() {
+        for timeout in [Duration::ZERO, ms(400), ms(500)] {
+            let config = RaftConfig {
+                cold_start_timeout: Some(timeout),
+                ..RaftConfig::default()
+            };
+            let error = config.validate().expect_err("out of range");
+            assert_eq!(
+                error,
+                RaftConfigError::ColdStartTimeout {
+                    cold_start_timeout: timeout,
+                    election_timeout_min: ms(400),
+                }
+            );
+            let text = error.to_string();
+            assert!(text.contains("cold_start_timeout"), "{text}");
+            assert!(text.contains("election_timeout_min"), "{text}");
+        }
+        for timeout in [None, Some(ms(399))] {
+            let config = RaftConfig {
+                cold_start_timeout: timeout,
+                ..RaftConfig::default()
+            };
+            assert_eq!(config.validate(), Ok(()));
         }
     }
 
