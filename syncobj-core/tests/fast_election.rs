@@ -28,7 +28,7 @@ fn leader_of_max_term(c: &Cluster) -> Option<NodeId> {
 #[test]
 fn a_cluster_started_together_elects_within_the_cold_start_timeout() {
     for voters in [3, 5] {
-        for seed in 0..20 {
+        for seed in 0..50 {
             let mut c = cluster(voters, seed, RaftConfig::default());
             let min = RaftConfig::default().election_timeout_min;
             let elected = c
@@ -48,7 +48,7 @@ fn a_cluster_started_together_elects_within_the_cold_start_timeout() {
 #[test]
 fn a_dead_leader_is_replaced_before_any_election_timeout() {
     for voters in [3, 5] {
-        for seed in 0..20 {
+        for seed in 0..50 {
             let mut c = cluster(voters, seed, RaftConfig::default());
             c.run_until_true(Duration::from_secs(20), |c| leader_of_max_term(c).is_some())
                 .expect("no invariant breaks");

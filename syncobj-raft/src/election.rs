@@ -23,7 +23,12 @@
 //!   concurrent pre-candidate only if that one's log is more up to date, or as up to date with a
 //!   higher node id; it refuses the others and sends its own request again to each one it
 //!   refused (which, a pre-candidate too, grants it). Among concurrent pre-candidates the one
-//!   with the best (log, id) collects every grant. Only rounds a fast path started hold back
+//!   with the best (log, id) collects every grant; and a pre-candidate that meets one
+//!   outranking it gives way for good: it starts no election from that round even if a
+//!   majority grants it, since voters that granted it before hearing of the better candidate
+//!   grant that one too (with five voters, the second best could otherwise win with the two
+//!   lowest while the best wins with them as well, and the real vote splits). Only rounds a
+//!   fast path started hold back
 //!   this way, and only until their election timer fires (the next round is an ordinary one):
 //!   a node stuck pre-voting, say one whose messages are lost on the way out, would otherwise
 //!   refuse every node it outranks for ever (found by `membership.rs`'s
@@ -178,20 +183,34 @@ impl RaftNode {
     }
 
     fn on_request_vote(&mut self, from: NodeId, request: &RequestVote, now: Instant) {
-        if request.kind == VoteKind::PreVote && self.outranks(from, request) {
-            // Concurrent pre-candidates: only the best (log, id) gets the others' grants.
-            self.refuse_vote(from, VoteKind::PreVote);
-            if self.membership().is_voter(from) {
-                let again = RequestVote {
-                    kind: VoteKind::PreVote,
-                    term: self.term.next(),
-                    last_log_index: self.log.last_index(),
-                    last_log_term: self.log.last_term(),
-                    leadership_transfer: false,
-                };
-                self.send(from, Message::RequestVote(again));
+        if request.kind == VoteKind::PreVote
+            && let Role::PreCandidate {
+                fast: true,
+                yielded,
+                ..
+            } = self.role
+        {
+            if !self.ranks_above(from, request) {
+                // Concurrent pre-candidates: this one gives way to the better (log, id).
+                if let Role::PreCandidate { yielded, .. } = &mut self.role {
+                    *yielded = true;
+                }
+            } else {
+                // Only the best gets the others' grants: refuse, and ask for this node's own
+                // (unless it gave way already).
+                self.refuse_vote(from, VoteKind::PreVote);
+                if !yielded && self.membership().is_voter(from) {
+                    let again = RequestVote {
+                        kind: VoteKind::PreVote,
+                        term: self.term.next(),
+                        last_log_index: self.log.last_index(),
+                        last_log_term: self.log.last_term(),
+                        leadership_transfer: false,
+                    };
+                    self.send(from, Message::RequestVote(again));
+                }
+                return;
             }
-            return;
         }
         let free = self.vote == Some(from) || (self.vote.is_none() && self.leader().is_none());
         let may_vote = match request.kind {
@@ -222,13 +241,10 @@ impl RaftNode {
         self.send(from, Message::VoteResponse(response));
     }
 
-    /// Whether this node, a pre-candidate, should have a concurrent pre-candidate's grant
-    /// rather than give its own: its log is more up to date, or as up to date and its id is
-    /// higher. A total order, so of two pre-candidates exactly one gives way.
-    fn outranks(&self, from: NodeId, request: &RequestVote) -> bool {
-        if !matches!(self.role, Role::PreCandidate { fast: true, .. }) {
-            return false;
-        }
+    /// Whether this node should have a concurrent pre-candidate's grant rather than give its
+    /// own: its log is more up to date, or as up to date and its id is higher. A total order,
+    /// so of two pre-candidates exactly one gives way.
+    fn ranks_above(&self, from: NodeId, request: &RequestVote) -> bool {
         let own = (self.log.last_term(), self.log.last_index(), self.id);
         let theirs = (request.last_log_term, request.last_log_index, from);
         own > theirs
@@ -249,12 +265,15 @@ impl RaftNode {
         }
         let quorum = self.membership().quorum();
         let outcome = match (&mut self.role, response.kind) {
-            (Role::PreCandidate { votes, .. }, VoteKind::PreVote) => {
+            (Role::PreCandidate { votes, yielded, .. }, VoteKind::PreVote) => {
                 if response.granted && response.term != self.term.next() {
                     return;
                 }
                 votes.record(from, response.granted);
-                votes.outcome(quorum)
+                match votes.outcome(quorum) {
+                    Some(true) if *yielded => None,
+                    outcome => outcome,
+                }
             }
             (Role::Candidate { votes }, VoteKind::Vote) => {
                 votes.record(from, response.granted);
@@ -424,6 +443,7 @@ impl RaftNode {
         self.role = Role::PreCandidate {
             votes: Votes::default(),
             fast,
+            yielded: false,
         };
         self.reset_election_timer(now);
         self.request_votes(VoteKind::PreVote, false, now);

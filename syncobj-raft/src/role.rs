@@ -29,6 +29,10 @@ pub(crate) enum Role {
         /// election timer started does not, so that a node stuck pre-voting (its requests
         /// lost) never holds back the others for longer than one election timeout.
         fast: bool,
+        /// A fast round that met a concurrent pre-candidate outranking this node: it gave way,
+        /// so it starts no election even if it collects a majority (others may have granted
+        /// both before they heard of the better one); it waits for its election timer.
+        yielded: bool,
     },
     Candidate {
         votes: Votes,

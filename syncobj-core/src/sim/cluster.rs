@@ -692,8 +692,13 @@ impl Cluster {
             .map(|(&id, _)| id)
             .collect();
         let net = &self.net;
-        self.links
-            .update(&running, self.now, cause, |a, b| net.connected(a, b));
+        self.links.update(
+            &running,
+            self.now,
+            cause,
+            |a, b| net.connected(a, b),
+            |from, to| net.last_arrival(from, to),
+        );
     }
 
     fn deliver_next(&mut self, at: Instant) -> Result<(), String> {

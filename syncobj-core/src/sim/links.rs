@@ -2,7 +2,8 @@
 //! its link to another went up or down, some time after it did, as a TCP transport does.
 //!
 //! - A peer's process dies: the connection is reset, and the node learns it within 1–5 ms (the
-//!   kernel closes the dead process's sockets at once).
+//!   kernel closes the dead process's sockets at once), but only after every message the peer
+//!   sent before (a TCP connection delivers its data ahead of its end).
 //! - A partition: nothing is reset; the link is dropped only once it stayed silent, after
 //!   0.1 s to 4 s (about the transport's `connection_timeout`, or a router's reset).
 //! - A peer starts, or a partition heals: the link comes up after 1–20 ms (a dial and a
@@ -68,12 +69,15 @@ impl SimLinks {
 
     /// Brings every pair's reported state towards `want(node, peer)` (whether the link should
     /// be up), scheduling an event for each pair whose wanted state changed.
+    /// `last_arrival(peer, node)` is the latest arrival scheduled on the link from `peer` to
+    /// `node`: a reset is heard of only after what was sent before it.
     pub(crate) fn update(
         &mut self,
         running: &[NodeId],
         now: Instant,
         cause: Cause,
         want: impl Fn(NodeId, NodeId) -> bool,
+        last_arrival: impl Fn(NodeId, NodeId) -> Option<Instant>,
     ) {
         for &node in running {
             for &peer in running.iter().chain(self.known_peers(node).iter()) {
@@ -85,8 +89,11 @@ impl SimLinks {
                 if up == told {
                     continue;
                 }
-                let delay = self.delay(up, cause);
-                self.schedule(LinkEvent { node, peer, up }, now + delay);
+                let mut at = now + self.delay(up, cause);
+                if !up && let Some(last) = last_arrival(peer, node) {
+                    at = at.max(last + Duration::from_micros(1));
+                }
+                self.schedule(LinkEvent { node, peer, up }, at);
             }
         }
     }
