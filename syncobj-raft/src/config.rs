@@ -39,8 +39,8 @@ pub struct RaftConfig {
     /// A node that has heard from no leader since it started campaigns (pre-vote first) within
     /// a random time of at most this once the driver reports links up to a majority of voters
     /// ([`RaftNode::link_up`](super::RaftNode::link_up)), rather than after a whole election
-    /// timeout. Must be shorter than `election_timeout_min`; `None` turns it off; ignored
-    /// without `pre_vote`.
+    /// timeout. At most half of `election_timeout_min` is used; must be positive; `None` turns
+    /// it off; ignored without `pre_vote`.
     pub cold_start_timeout: Option<Duration>,
     /// The most command bytes one AppendEntries carries; a single larger entry is still sent
     /// alone (PySyncObj `appendEntriesBatchSizeBytes`, 64 KiB).
@@ -112,13 +112,8 @@ impl RaftConfig {
                 heartbeat_interval: self.heartbeat_interval,
             });
         }
-        if let Some(timeout) = self.cold_start_timeout
-            && (timeout.is_zero() || timeout >= self.election_timeout_min)
-        {
-            return Err(RaftConfigError::ColdStartTimeout {
-                cold_start_timeout: timeout,
-                election_timeout_min: self.election_timeout_min,
-            });
+        if self.cold_start_timeout.is_some_and(|t| t.is_zero()) {
+            return Err(RaftConfigError::Zero("cold_start_timeout"));
         }
         if self.append_entries_batch_size_bytes == 0 {
             return Err(RaftConfigError::Zero("append_entries_batch_size_bytes"));
@@ -176,16 +171,6 @@ pub enum RaftConfigError {
         leader_fallback_timeout: Duration,
         /// The configured heartbeat interval.
         heartbeat_interval: Duration,
-    },
-    /// The cold-start timeout is zero or not shorter than the minimum election timeout.
-    #[error(
-        "cold_start_timeout ({cold_start_timeout:?}) must be greater than zero and less than election_timeout_min ({election_timeout_min:?})"
-    )]
-    ColdStartTimeout {
-        /// The configured cold-start timeout.
-        cold_start_timeout: Duration,
-        /// The configured minimum election timeout.
-        election_timeout_min: Duration,
     },
     /// A limit that must be positive is zero.
     #[error("{0} must be greater than zero")]
@@ -300,41 +285,14 @@ mod tests {
         }
     }
 
-    /// A cold-start timeout of zero, or not below the minimum election timeout, is rejected
-    /// naming both settings; `None` and just below the minimum are accepted.
-    #[test]
-    fn cold_start_timeout_must_be_below_min_election_timeout() {
-        for timeout in [Duration::ZERO, ms(400), ms(500)] {
-            let config = RaftConfig {
-                cold_start_timeout: Some(timeout),
-                ..RaftConfig::default()
-            };
-            let error = config.validate().expect_err("out of range");
-            assert_eq!(
-                error,
-                RaftConfigError::ColdStartTimeout {
-                    cold_start_timeout: timeout,
-                    election_timeout_min: ms(400),
-                }
-            );
-            let text = error.to_string();
-            assert!(text.contains("cold_start_timeout"), "{text}");
-            assert!(text.contains("election_timeout_min"), "{text}");
-        }
-        for timeout in [None, Some(ms(399))] {
-            let config = RaftConfig {
-                cold_start_timeout: timeout,
-                ..RaftConfig::default()
-            };
-            assert_eq!(config.validate(), Ok(()));
-        }
-    }
-
     /// Each limit set to zero is rejected as `Zero` naming exactly that setting.
     #[test]
     fn each_zero_limit_is_rejected_by_name() {
         type SetZero = fn(&mut RaftConfig);
-        let cases: [(&str, SetZero); 6] = [
+        let cases: [(&str, SetZero); 7] = [
+            ("cold_start_timeout", |c| {
+                c.cold_start_timeout = Some(Duration::ZERO)
+            }),
             ("append_entries_batch_size_bytes", |c| {
                 c.append_entries_batch_size_bytes = 0;
             }),

@@ -56,7 +56,7 @@
 //! # Cold start
 //!
 //! A node that just started and has heard from no leader ([`RaftNode::link_up`]) draws a short
-//! timeout, uniform up to `cold_start_timeout`, as soon as the links it has reported cover a
+//! timeout, uniform up to `cold_start_timeout` (at most half the minimum election timeout), as soon as the links it has reported cover a
 //! majority of voters (itself included), rather than waiting out a whole election timeout. It
 //! campaigns through a pre-vote like any node, so in a running cluster (a restart) the voters
 //! that follow the leader refuse and nothing changes; in a cluster starting together,
@@ -409,6 +409,7 @@ impl RaftNode {
         if linked >= self.membership().quorum() {
             self.cold_start = false;
             self.cold_start_round = true;
+            let limit = limit.min(self.config.election_timeout_min / 2);
             self.shorten_election_timer(now, limit);
         }
     }

@@ -66,16 +66,6 @@ pub enum ConfError {
         /// The configured maximum election timeout.
         raft_max_timeout: Duration,
     },
-    /// The cold-start timeout is zero, or not shorter than the minimum election timeout.
-    #[error(
-        "cold_start_timeout ({cold_start_timeout:?}) must be greater than zero and less than raft_min_timeout ({raft_min_timeout:?}); set it to None to turn the cold-start shortcut off"
-    )]
-    ColdStartTimeout {
-        /// The configured cold-start timeout.
-        cold_start_timeout: Duration,
-        /// The configured minimum election timeout.
-        raft_min_timeout: Duration,
-    },
     /// The leader would step down between two heartbeats.
     #[error(
         "leader_fallback_timeout ({leader_fallback_timeout:?}) must be greater than append_entries_period ({append_entries_period:?})"

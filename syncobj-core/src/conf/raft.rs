@@ -74,9 +74,9 @@ options! {
     /// a random time of at most this once it is linked to a majority of voters, instead of
     /// waiting for a whole election timeout, so a cluster started together elects its leader
     /// in milliseconds. In a running cluster, the voters that follow the leader refuse the
-    /// pre-vote of a restarted node, so nothing changes. `None` turns it off; it does nothing
-    /// without `pre_vote`. Must be positive and less than `raft_min_timeout`. syncobj's own.
-    /// Default: 50 ms.
+    /// pre-vote of a restarted node, so nothing changes. At most half of `raft_min_timeout` is
+    /// used. `None` turns it off; it does nothing without `pre_vote`. Must be positive.
+    /// syncobj's own. Default: 50 ms.
     cold_start_timeout: Option<Duration>;
 
     /// Allow adding and removing nodes and handing the leadership over at run time
@@ -152,6 +152,10 @@ pub(super) fn check(conf: &SyncObjConf, errors: &mut Vec<ConfError>) {
             ),
             ("max_inflight_appends", conf.max_inflight_appends == 0),
             ("uncommitted_entries_max", conf.uncommitted_entries_max == 0),
+            (
+                "cold_start_timeout",
+                conf.cold_start_timeout.is_some_and(|t| t.is_zero()),
+            ),
         ],
     );
     let three_periods = conf.append_entries_period.checked_mul(3);
@@ -165,14 +169,6 @@ pub(super) fn check(conf: &SyncObjConf, errors: &mut Vec<ConfError>) {
         errors.push(ConfError::ElectionTimeoutRange {
             raft_min_timeout: conf.raft_min_timeout,
             raft_max_timeout: conf.raft_max_timeout,
-        });
-    }
-    if let Some(timeout) = conf.cold_start_timeout
-        && (timeout.is_zero() || timeout >= conf.raft_min_timeout)
-    {
-        errors.push(ConfError::ColdStartTimeout {
-            cold_start_timeout: timeout,
-            raft_min_timeout: conf.raft_min_timeout,
         });
     }
     if conf.leader_fallback_timeout <= conf.append_entries_period {
@@ -255,25 +251,29 @@ mod tests {
         );
     }
 
-    /// `cold_start_timeout` must be positive and less than `raft_min_timeout`; `None` and
-    /// just below the minimum are accepted.
+    /// `cold_start_timeout` must be positive; `None`, and any length (the core uses at most
+    /// half of `raft_min_timeout`), are accepted, so short election timeouts need no change.
     #[test]
-    fn cold_start_timeout_must_be_below_min_timeout() {
-        for timeout in [Duration::ZERO, ms(400), ms(401)] {
-            let error = only_error(SyncObjConf::builder().cold_start_timeout(Some(timeout)));
-            assert_eq!(
-                error,
-                ConfError::ColdStartTimeout {
-                    cold_start_timeout: timeout,
-                    raft_min_timeout: ms(400)
-                }
-            );
-            assert_names(&error, &["cold_start_timeout", "raft_min_timeout"]);
-        }
-        for timeout in [None, Some(ms(399))] {
+    fn cold_start_timeout_must_be_positive() {
+        let error = only_error(SyncObjConf::builder().cold_start_timeout(Some(Duration::ZERO)));
+        assert_eq!(
+            error,
+            ConfError::Zero {
+                option: "cold_start_timeout"
+            }
+        );
+        for timeout in [None, Some(ms(1)), Some(ms(400)), Some(ms(5000))] {
             let conf = SyncObjConf::builder().cold_start_timeout(timeout).build();
             assert!(conf.is_ok(), "{conf:?}");
         }
+        let conf = SyncObjConf::builder()
+            .raft_min_timeout(ms(40))
+            .raft_max_timeout(ms(80))
+            .append_entries_period(ms(10))
+            .leader_fallback_timeout(ms(40))
+            .build()
+            .expect("the default cold start suits short timeouts");
+        assert_eq!(conf.raft_config(1).validate(), Ok(()));
     }
 
     /// `raft_config` carries every Raft option over, and the seed it is given; the leader's

@@ -50,6 +50,11 @@ pub struct ClusterConfig {
     /// A node installs a received snapshot after one to eight more of its inputs rather than at
     /// once, as a driver writing snapshots on a helper thread would: the node runs on meanwhile.
     pub defer_installs: bool,
+    /// Each node's transport reports its links going down and up, as TCP would (see
+    /// `sim/links.rs`): at once when a peer's process dies, after a silence across a
+    /// partition. Without it nodes learn of nothing but messages, as over a transport that
+    /// reports no links.
+    pub report_links: bool,
 }
 
 impl ClusterConfig {
@@ -65,6 +70,7 @@ impl ClusterConfig {
             net: NetConfig::reliable(),
             compact_every: None,
             defer_installs: false,
+            report_links: true,
         }
     }
 }
@@ -685,6 +691,9 @@ impl Cluster {
     /// Schedules what each node's transport will report after a change of the processes or of
     /// the network: links between running nodes on the same side are up, others down.
     fn relink(&mut self, cause: Cause) {
+        if !self.config.report_links {
+            return;
+        }
         let running: Vec<NodeId> = self
             .nodes
             .iter()

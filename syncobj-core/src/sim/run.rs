@@ -278,6 +278,8 @@ impl<'a> Runner<'a> {
             net: NetConfig::reliable(),
             compact_every: None,
             defer_installs: false,
+            // Drawn apart too; a few seeds run over transports that report no links.
+            report_links: ChaCha8Rng::seed_from_u64(seed ^ 0x11_4C5E).random_bool(0.9),
             spares: if config.faults.membership_changes {
                 SPARES
             } else {
