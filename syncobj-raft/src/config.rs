@@ -30,6 +30,18 @@ pub struct RaftConfig {
     /// Leaders step down without a majority (thesis §6.2), and voters that heard from a leader
     /// within the minimum election timeout refuse to vote for anyone else (thesis §4.2.3).
     pub check_quorum: bool,
+    /// A follower whose link to its leader the driver reports down
+    /// ([`RaftNode::link_down`](super::RaftNode::link_down): the connection was closed or reset,
+    /// as when the leader's process dies) starts a pre-vote at once rather than after its
+    /// election timeout. Needs `pre_vote`, which keeps it from disturbing a leader that only
+    /// lost that one link; without `pre_vote` it is ignored. See `election.rs` for the rule.
+    pub fast_failover: bool,
+    /// A node that has heard from no leader since it started campaigns (pre-vote first) within
+    /// a random time of at most this once the driver reports links up to a majority of voters
+    /// ([`RaftNode::link_up`](super::RaftNode::link_up)), rather than after a whole election
+    /// timeout. At most half of `election_timeout_min` is used; must be positive; `None` turns
+    /// it off; ignored without `pre_vote`.
+    pub cold_start_timeout: Option<Duration>,
     /// The most command bytes one AppendEntries carries; a single larger entry is still sent
     /// alone (PySyncObj `appendEntriesBatchSizeBytes`, 64 KiB).
     pub append_entries_batch_size_bytes: usize,
@@ -60,6 +72,8 @@ impl Default for RaftConfig {
             leader_fallback_timeout: Duration::from_millis(400),
             pre_vote: true,
             check_quorum: true,
+            fast_failover: true,
+            cold_start_timeout: Some(Duration::from_millis(50)),
             append_entries_batch_size_bytes: 64 * 1024,
             max_inflight_appends: 64,
             snapshot_chunk_bytes: 64 * 1024,
@@ -97,6 +111,9 @@ impl RaftConfig {
                 leader_fallback_timeout: self.leader_fallback_timeout,
                 heartbeat_interval: self.heartbeat_interval,
             });
+        }
+        if self.cold_start_timeout.is_some_and(|t| t.is_zero()) {
+            return Err(RaftConfigError::Zero("cold_start_timeout"));
         }
         if self.append_entries_batch_size_bytes == 0 {
             return Err(RaftConfigError::Zero("append_entries_batch_size_bytes"));
@@ -272,7 +289,10 @@ mod tests {
     #[test]
     fn each_zero_limit_is_rejected_by_name() {
         type SetZero = fn(&mut RaftConfig);
-        let cases: [(&str, SetZero); 6] = [
+        let cases: [(&str, SetZero); 7] = [
+            ("cold_start_timeout", |c| {
+                c.cold_start_timeout = Some(Duration::ZERO)
+            }),
             ("append_entries_batch_size_bytes", |c| {
                 c.append_entries_batch_size_bytes = 0;
             }),

@@ -1,5 +1,67 @@
 //! Terms, votes and role changes: leader election (Raft paper §5.2, §5.4.1), pre-vote (thesis
-//! §9.6) and check-quorum (thesis §6.2, §4.2.3).
+//! §9.6) and check-quorum (thesis §6.2, §4.2.3), and the two fast paths that use what the
+//! driver knows of its links.
+//!
+//! # Fast failover
+//!
+//! When a leader's process dies, its followers' connections to it are closed or reset, and the
+//! transport reports that at once ([`RaftNode::link_down`]). Waiting for an election timeout
+//! (0.4 s to 1.4 s by default) then only wastes time, so a follower whose link to its leader
+//! goes down starts a pre-vote at once. Two rules make that round succeed when the leader is
+//! really gone, and fail when it is not:
+//!
+//! - **The lease ends with the link.** A voter refuses pre-votes (and, with check-quorum, real
+//!   votes) while it heard from its leader within the minimum election timeout (thesis §4.2.3,
+//!   §9.6) *and its own link to that leader is not reported down*. A voter whose connection to
+//!   the leader was reset knows as much as the candidate does: it grants if the candidate's log
+//!   is at least as up to date as its own. A voter still linked to the leader keeps its lease
+//!   and refuses.
+//! - **Concurrent pre-candidates give way to one another in a fixed order.** Every follower of a
+//!   dead leader sees its link reset at about the same instant, so several start pre-votes
+//!   together; if each granted the others, several would raise the term together and split the
+//!   vote, and the cluster would wait a whole election timeout. So a pre-candidate grants a
+//!   concurrent pre-candidate only if that one's log is more up to date, or as up to date with a
+//!   higher node id; it refuses the others and sends its own request again to each one it
+//!   refused (which, a pre-candidate too, grants it). Among concurrent pre-candidates the one
+//!   with the best (log, id) collects every grant; and a pre-candidate that meets one
+//!   outranking it gives way for good: it starts no election from that round even if a
+//!   majority grants it, since voters that granted it before hearing of the better candidate
+//!   grant that one too (with five voters, the second best could otherwise win with the two
+//!   lowest while the best wins with them as well, and the real vote splits). Only rounds a
+//!   fast path started hold back
+//!   this way, and only until their election timer fires (the next round is an ordinary one):
+//!   a node stuck pre-voting, say one whose messages are lost on the way out, would otherwise
+//!   refuse every node it outranks for ever (found by `membership.rs`'s
+//!   `a_change_waits_for_the_leaders_own_term_commit`, whose slow node loses its requests).
+//!
+//! Why it stays safe: a pre-vote changes no term and no vote, so whatever it grants cannot
+//! break election safety; the real election that follows keeps every rule of Raft (one vote per
+//! term, durable before it is sent; the up-to-date check). Voiding a lease on a lost link only
+//! lets a vote happen earlier than it would have, which Raft always allows; syncobj serves no
+//! reads under a leader lease, so nothing relies on it for correctness.
+//!
+//! Why it does not disturb a healthy leader: the pre-vote wins only with the grants of a
+//! majority, and every voter still linked to the leader refuses (its lease holds), as does the
+//! leader itself. So it wins only if a majority of voters lost their link to the leader (or never
+//! had one), in which case the leader cannot commit anything anyway and steps down by check-quorum
+//! within `leader_fallback_timeout`. A follower that lost only its own link fails its
+//! pre-vote, keeps its term, and follows the leader again at its next append over the
+//! reconnected link. A partitioned minority never reaches a majority at all.
+//!
+//! No livelock: the fast pre-vote starts only on a link-down event, and only on a follower of
+//! that very peer; the round resets the election timer to a whole random timeout, so a failed
+//! attempt is retried on the ordinary schedule, and a resent request answers a received one,
+//! once.
+//!
+//! # Cold start
+//!
+//! A node that just started and has heard from no leader ([`RaftNode::link_up`]) draws a short
+//! timeout, uniform up to `cold_start_timeout` (at most half the minimum election timeout), as soon as the links it has reported cover a
+//! majority of voters (itself included), rather than waiting out a whole election timeout. It
+//! campaigns through a pre-vote like any node, so in a running cluster (a restart) the voters
+//! that follow the leader refuse and nothing changes; in a cluster starting together,
+//! concurrent pre-candidates give way as above. The shortcut is taken once: any reset of the
+//! election timer (a leader heard, a vote granted, a campaign started) disarms it.
 
 use std::collections::BTreeMap;
 
@@ -121,6 +183,35 @@ impl RaftNode {
     }
 
     fn on_request_vote(&mut self, from: NodeId, request: &RequestVote, now: Instant) {
+        if request.kind == VoteKind::PreVote
+            && let Role::PreCandidate {
+                fast: true,
+                yielded,
+                ..
+            } = self.role
+        {
+            if !self.ranks_above(from, request) {
+                // Concurrent pre-candidates: this one gives way to the better (log, id).
+                if let Role::PreCandidate { yielded, .. } = &mut self.role {
+                    *yielded = true;
+                }
+            } else {
+                // Only the best gets the others' grants: refuse, and ask for this node's own
+                // (unless it gave way already).
+                self.refuse_vote(from, VoteKind::PreVote);
+                if !yielded && self.membership().is_voter(from) {
+                    let again = RequestVote {
+                        kind: VoteKind::PreVote,
+                        term: self.term.next(),
+                        last_log_index: self.log.last_index(),
+                        last_log_term: self.log.last_term(),
+                        leadership_transfer: false,
+                    };
+                    self.send(from, Message::RequestVote(again));
+                }
+                return;
+            }
+        }
         let free = self.vote == Some(from) || (self.vote.is_none() && self.leader().is_none());
         let may_vote = match request.kind {
             VoteKind::Vote => free,
@@ -150,6 +241,15 @@ impl RaftNode {
         self.send(from, Message::VoteResponse(response));
     }
 
+    /// Whether this node should have a concurrent pre-candidate's grant rather than give its
+    /// own: its log is more up to date, or as up to date and its id is higher. A total order,
+    /// so of two pre-candidates exactly one gives way.
+    fn ranks_above(&self, from: NodeId, request: &RequestVote) -> bool {
+        let own = (self.log.last_term(), self.log.last_index(), self.id);
+        let theirs = (request.last_log_term, request.last_log_index, from);
+        own > theirs
+    }
+
     fn refuse_vote(&mut self, to: NodeId, kind: VoteKind) {
         let response = VoteResponse {
             kind,
@@ -165,12 +265,15 @@ impl RaftNode {
         }
         let quorum = self.membership().quorum();
         let outcome = match (&mut self.role, response.kind) {
-            (Role::PreCandidate { votes }, VoteKind::PreVote) => {
+            (Role::PreCandidate { votes, yielded, .. }, VoteKind::PreVote) => {
                 if response.granted && response.term != self.term.next() {
                     return;
                 }
                 votes.record(from, response.granted);
-                votes.outcome(quorum)
+                match votes.outcome(quorum) {
+                    Some(true) if *yielded => None,
+                    outcome => outcome,
+                }
             }
             (Role::Candidate { votes }, VoteKind::Vote) => {
                 votes.record(from, response.granted);
@@ -193,7 +296,8 @@ impl RaftNode {
         if !self.may_campaign() {
             self.reset_election_timer(now);
         } else if self.config.pre_vote || !self.membership().is_voter(self.id) {
-            self.become_pre_candidate(now);
+            let fast = std::mem::take(&mut self.cold_start_round);
+            self.become_pre_candidate(fast, now);
         } else {
             self.start_election(false, now);
         }
@@ -259,16 +363,54 @@ impl RaftNode {
     }
 
     /// Whether this node is a leader, or a follower that heard from its leader within the
-    /// minimum election timeout.
+    /// minimum election timeout and whose link to it the driver has not reported down.
     fn heard_from_leader_recently(&self, now: Instant) -> bool {
         match self.role {
             Role::Leader { .. } => true,
             Role::Follower {
-                leader: Some(_), ..
-            } => self
-                .leader_contact
-                .is_some_and(|at| now - at < self.config.election_timeout_min),
+                leader: Some(leader),
+                ..
+            } => {
+                self.links.get(&leader) != Some(&false)
+                    && self
+                        .leader_contact
+                        .is_some_and(|at| now - at < self.config.election_timeout_min)
+            }
             _ => false,
+        }
+    }
+
+    /// The driver's link to `peer` went down: a follower of `peer` that may campaign starts a
+    /// pre-vote at once (see the module's documentation).
+    pub(crate) fn on_leader_link_lost(&mut self, peer: NodeId, now: Instant) {
+        let follows = matches!(self.role, Role::Follower { leader: Some(l), .. } if l == peer);
+        if follows && self.config.fast_failover && self.config.pre_vote && self.may_campaign() {
+            tracing::debug!(node = %self.id, leader = %peer, "link to the leader lost: pre-vote at once");
+            self.become_pre_candidate(true, now);
+        }
+    }
+
+    /// A node that just started and heard from no leader, linked to a majority of voters,
+    /// brings its election timer forward to the cold-start timeout, once.
+    pub(crate) fn maybe_cold_start(&mut self, now: Instant) {
+        let Some(limit) = self.config.cold_start_timeout else {
+            return;
+        };
+        let waiting = matches!(self.role, Role::Follower { leader: None, .. });
+        if !self.cold_start || !waiting || !self.config.pre_vote || !self.may_campaign() {
+            return;
+        }
+        let linked = self
+            .membership()
+            .voters()
+            .iter()
+            .filter(|&&v| v == self.id || self.links.get(&v) == Some(&true))
+            .count();
+        if linked >= self.membership().quorum() {
+            self.cold_start = false;
+            self.cold_start_round = true;
+            let limit = limit.min(self.config.election_timeout_min / 2);
+            self.shorten_election_timer(now, limit);
         }
     }
 
@@ -295,11 +437,14 @@ impl RaftNode {
         self.reset_election_timer(now);
     }
 
-    fn become_pre_candidate(&mut self, now: Instant) {
+    /// Starts a pre-vote round; `fast`: a fast path started it (see [`Role::PreCandidate`]).
+    fn become_pre_candidate(&mut self, fast: bool, now: Instant) {
         self.counters.pre_votes_started += 1;
         self.log_role_change("pre-candidate");
         self.role = Role::PreCandidate {
             votes: Votes::default(),
+            fast,
+            yielded: false,
         };
         self.reset_election_timer(now);
         self.request_votes(VoteKind::PreVote, false, now);

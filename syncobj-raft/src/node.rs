@@ -1,6 +1,6 @@
 //! [`RaftNode`]: the sans-IO Raft state machine of one node.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -44,6 +44,17 @@ pub struct RaftNode {
     /// When this node last heard from the leader of its term (followers) or confirmed its
     /// quorum (leaders). Voters refuse to help depose a leader they heard from recently.
     pub(crate) leader_contact: Option<Instant>,
+    /// What the driver last reported of each peer's link ([`link_up`](Self::link_up),
+    /// [`link_down`](Self::link_down)); a peer it never reported is absent. A follower whose
+    /// link to its leader is down no longer counts that leader as heard from recently.
+    pub(crate) links: BTreeMap<NodeId, bool>,
+    /// Armed when the node starts and disarmed at the first reset of its election timer (it
+    /// heard from a leader, voted, or campaigned) or once used: while armed, links up to a
+    /// majority of voters shorten the election timer to the cold-start timeout.
+    pub(crate) cold_start: bool,
+    /// The election timer was brought forward by the cold start: the round it starts is a
+    /// fast one (see [`Role::PreCandidate`]). Cleared with any reset of the timer.
+    pub(crate) cold_start_round: bool,
     /// The latest instant an input carried; for work triggered by inputs without one
     /// ([`on_persisted`](Self::on_persisted) committing a configuration entry).
     pub(crate) latest: Instant,
@@ -154,6 +165,9 @@ impl RaftNode {
             timers: Timers::default(),
             rng,
             leader_contact: None,
+            links: BTreeMap::new(),
+            cold_start: false,
+            cold_start_round: false,
             latest: now,
             handed_out: hard_state,
             persisted: hard_state,
@@ -168,6 +182,7 @@ impl RaftNode {
             driver_paused: false,
         };
         node.reset_election_timer(now);
+        node.cold_start = true;
         Ok(node)
     }
 
@@ -308,6 +323,51 @@ impl RaftNode {
             && let Some(p) = progress.get_mut(&peer)
         {
             p.unreachable();
+        }
+    }
+
+    /// Tells the node that the driver's link to `peer` is up (the transport connected, or
+    /// connected again). Linked to a majority of voters before it heard from any leader, a node
+    /// that just started campaigns after a short random wait ([`RaftConfig::cold_start_timeout`]).
+    pub fn link_up(&mut self, peer: NodeId, now: Instant) {
+        self.saw(now);
+        if peer == self.id {
+            return;
+        }
+        self.record_link(peer, true);
+        self.maybe_cold_start(now);
+    }
+
+    /// Tells the node that the driver's link to `peer` went down: the connection was closed
+    /// or reset, which a transport learns at once when the peer's process dies. Messages to it
+    /// may have been lost ([`report_unreachable`](Self::report_unreachable)); a follower of
+    /// `peer` no longer counts it as a live leader, and starts a pre-vote at once
+    /// ([`RaftConfig::fast_failover`]).
+    ///
+    /// Report only what the transport saw of the connection: a message that could not be
+    /// queued is [`report_unreachable`](Self::report_unreachable), not a lost link.
+    pub fn link_down(&mut self, peer: NodeId, now: Instant) {
+        self.saw(now);
+        if peer == self.id {
+            return;
+        }
+        self.record_link(peer, false);
+        self.report_unreachable(peer);
+        self.on_leader_link_lost(peer, now);
+    }
+
+    /// Records the state of the link to `peer` if it is a member (of the configuration in
+    /// force or of the last committed one), and forgets those of nodes that are no longer
+    /// members: read-only nodes and strangers come and go, and the table stays bounded.
+    fn record_link(&mut self, peer: NodeId, up: bool) {
+        let committed = self.configs.at(self.log.committed());
+        let current = self.configs.current();
+        let member = |id: &NodeId| current.contains(*id) || committed.contains(*id);
+        let keep = member(&peer);
+        let links = &mut self.links;
+        links.retain(|id, _| member(id));
+        if keep {
+            links.insert(peer, up);
         }
     }
 
@@ -479,8 +539,24 @@ impl RaftNode {
     }
 
     pub(crate) fn reset_election_timer(&mut self, now: Instant) {
+        self.cold_start = false;
+        self.cold_start_round = false;
         let timeout = self.random_election_timeout();
         self.timers.set(Timer::Election, now + timeout);
+    }
+
+    /// Brings the election timer forward to at most `limit` from `now`, at a uniformly random
+    /// point, unless it is due sooner.
+    pub(crate) fn shorten_election_timer(&mut self, now: Instant, limit: Duration) {
+        let nanos = self.rng.random_range(0..=limit.as_nanos());
+        let at = now + Duration::from_nanos(u64::try_from(nanos).unwrap_or(u64::MAX));
+        if self
+            .timers
+            .deadline(Timer::Election)
+            .is_none_or(|due| at < due)
+        {
+            self.timers.set(Timer::Election, at);
+        }
     }
 
     fn random_election_timeout(&mut self) -> Duration {

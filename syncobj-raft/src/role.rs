@@ -23,6 +23,16 @@ pub(crate) enum Role {
     /// Running a pre-vote round (Raft thesis §9.6); the term is not raised yet.
     PreCandidate {
         votes: Votes,
+        /// Started by a fast path (the link to the leader lost, a cold start), where several
+        /// nodes start at the same instant: concurrent pre-candidates then give way to one
+        /// another in (log, id) order rather than all win and split the real vote. A round the
+        /// election timer started does not, so that a node stuck pre-voting (its requests
+        /// lost) never holds back the others for longer than one election timeout.
+        fast: bool,
+        /// A fast round that met a concurrent pre-candidate outranking this node: it gave way,
+        /// so it starts no election even if it collects a majority (others may have granted
+        /// both before they heard of the better one); it waits for its election timer.
+        yielded: bool,
     },
     Candidate {
         votes: Votes,

@@ -30,6 +30,11 @@ impl Timers {
         self.deadlines[timer as usize] = None;
     }
 
+    /// When `timer` is due, if it is set.
+    pub(crate) fn deadline(&self, timer: Timer) -> Option<Instant> {
+        self.deadlines[timer as usize]
+    }
+
     /// Whether `timer` is set and due at `now`.
     pub(crate) fn expired(&self, timer: Timer, now: Instant) -> bool {
         self.deadlines[timer as usize].is_some_and(|at| at <= now)

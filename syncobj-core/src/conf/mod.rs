@@ -123,6 +123,8 @@ pub struct SyncObjConf {
     pub(crate) uncommitted_entries_max: u64,
     pub(crate) pre_vote: bool,
     pub(crate) check_quorum: bool,
+    pub(crate) fast_failover: bool,
+    pub(crate) cold_start_timeout: Option<Duration>,
     pub(crate) seed: Option<u64>,
     pub(crate) dynamic_membership_change: bool,
     // The network (`network.rs`).
@@ -221,6 +223,8 @@ impl Default for SyncObjConf {
             uncommitted_entries_max: 100_000,
             pre_vote: true,
             check_quorum: true,
+            fast_failover: true,
+            cold_start_timeout: Some(Duration::from_millis(50)),
             seed: None,
             dynamic_membership_change: false,
             password: None,
@@ -285,6 +289,8 @@ impl fmt::Debug for SyncObjConf {
             .field("uncommitted_entries_max", &self.uncommitted_entries_max)
             .field("pre_vote", &self.pre_vote)
             .field("check_quorum", &self.check_quorum)
+            .field("fast_failover", &self.fast_failover)
+            .field("cold_start_timeout", &self.cold_start_timeout)
             .field("seed", &self.seed)
             .field("dynamic_membership_change", &self.dynamic_membership_change);
         s.field("password", &self.password.as_ref().map(|_| "<redacted>"))
@@ -427,6 +433,8 @@ mod tests {
         assert_eq!(conf.frame_size_max(), 64 * 1024 * 1024);
         assert_eq!(conf.journal_fsync(), FsyncPolicy::Always);
         assert!(conf.pre_vote() && conf.check_quorum() && conf.use_fork());
+        assert!(conf.fast_failover());
+        assert_eq!(conf.cold_start_timeout(), Some(ms(50)));
         assert!(conf.commands_wait_leader() && conf.auto_tick());
         assert_eq!(conf.seed(), None);
         assert_eq!(conf.password(), None);

@@ -62,6 +62,23 @@ options! {
     /// syncobj's own. Default: `true`.
     check_quorum: bool;
 
+    /// A follower whose connection to its leader is closed or reset (the leader's process
+    /// died, which the transport learns at once) starts a pre-vote at once instead of waiting
+    /// for its election timeout. Voters still linked to a live leader refuse that pre-vote, so
+    /// a leader that lost one link is not disturbed; see the Raft core's `election` module
+    /// for the rule. Needs `pre_vote`, and does nothing without it. syncobj's own. Default:
+    /// `true`.
+    fast_failover: bool;
+
+    /// A node that has heard from no leader since it started campaigns (pre-vote first) within
+    /// a random time of at most this once it is linked to a majority of voters, instead of
+    /// waiting for a whole election timeout, so a cluster started together elects its leader
+    /// in milliseconds. In a running cluster, the voters that follow the leader refuse the
+    /// pre-vote of a restarted node, so nothing changes. At most half of `raft_min_timeout` is
+    /// used. `None` turns it off; it does nothing without `pre_vote`. Must be positive.
+    /// syncobj's own. Default: 50 ms.
+    cold_start_timeout: Option<Duration>;
+
     /// Allow adding and removing nodes and handing the leadership over at run time
     /// (PySyncObj `dynamicMembershipChange`): `SyncObj::add_node_to_cluster`,
     /// `remove_node_from_cluster` and `transfer_leadership`. Off, those calls fail at once
@@ -106,6 +123,8 @@ impl SyncObjConf {
             leader_fallback_timeout: self.leader_fallback_timeout,
             pre_vote: self.pre_vote,
             check_quorum: self.check_quorum,
+            fast_failover: self.fast_failover,
+            cold_start_timeout: self.cold_start_timeout,
             append_entries_batch_size_bytes: self.append_entries_batch_size_bytes,
             max_inflight_appends: self.max_inflight_appends,
             snapshot_chunk_bytes: self.log_compaction_batch_size,
@@ -133,6 +152,10 @@ pub(super) fn check(conf: &SyncObjConf, errors: &mut Vec<ConfError>) {
             ),
             ("max_inflight_appends", conf.max_inflight_appends == 0),
             ("uncommitted_entries_max", conf.uncommitted_entries_max == 0),
+            (
+                "cold_start_timeout",
+                conf.cold_start_timeout.is_some_and(|t| t.is_zero()),
+            ),
         ],
     );
     let three_periods = conf.append_entries_period.checked_mul(3);
@@ -228,6 +251,31 @@ mod tests {
         );
     }
 
+    /// `cold_start_timeout` must be positive; `None`, and any length (the core uses at most
+    /// half of `raft_min_timeout`), are accepted, so short election timeouts need no change.
+    #[test]
+    fn cold_start_timeout_must_be_positive() {
+        let error = only_error(SyncObjConf::builder().cold_start_timeout(Some(Duration::ZERO)));
+        assert_eq!(
+            error,
+            ConfError::Zero {
+                option: "cold_start_timeout"
+            }
+        );
+        for timeout in [None, Some(ms(1)), Some(ms(400)), Some(ms(5000))] {
+            let conf = SyncObjConf::builder().cold_start_timeout(timeout).build();
+            assert!(conf.is_ok(), "{conf:?}");
+        }
+        let conf = SyncObjConf::builder()
+            .raft_min_timeout(ms(40))
+            .raft_max_timeout(ms(80))
+            .append_entries_period(ms(10))
+            .leader_fallback_timeout(ms(40))
+            .build()
+            .expect("the default cold start suits short timeouts");
+        assert_eq!(conf.raft_config(1).validate(), Ok(()));
+    }
+
     /// `raft_config` carries every Raft option over, and the seed it is given; the leader's
     /// bound on uncommitted entries is its own option, not the command queue's size.
     #[test]
@@ -239,6 +287,8 @@ mod tests {
             .leader_fallback_timeout(ms(700))
             .pre_vote(false)
             .check_quorum(false)
+            .fast_failover(false)
+            .cold_start_timeout(Some(ms(77)))
             .append_entries_batch_size_bytes(1234)
             .max_inflight_appends(7)
             .log_compaction_batch_size(2345)
@@ -254,6 +304,8 @@ mod tests {
             leader_fallback_timeout: ms(700),
             pre_vote: false,
             check_quorum: false,
+            fast_failover: false,
+            cold_start_timeout: Some(ms(77)),
             append_entries_batch_size_bytes: 1234,
             max_inflight_appends: 7,
             snapshot_chunk_bytes: 2345,

@@ -10,6 +10,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use super::checker::{Checker, Violation};
+use super::links::{Cause, SimLinks};
 use super::net::{NetConfig, NetStats, SimNet};
 use super::node::{Durable, Incoming, SimNode, SimSnapshot};
 use super::trace::{TraceEvent, TraceSink};
@@ -49,6 +50,11 @@ pub struct ClusterConfig {
     /// A node installs a received snapshot after one to eight more of its inputs rather than at
     /// once, as a driver writing snapshots on a helper thread would: the node runs on meanwhile.
     pub defer_installs: bool,
+    /// Each node's transport reports its links going down and up, as TCP would (see
+    /// `sim/links.rs`): at once when a peer's process dies, after a silence across a
+    /// partition. Without it nodes learn of nothing but messages, as over a transport that
+    /// reports no links.
+    pub report_links: bool,
 }
 
 impl ClusterConfig {
@@ -64,6 +70,7 @@ impl ClusterConfig {
             net: NetConfig::reliable(),
             compact_every: None,
             defer_installs: false,
+            report_links: true,
         }
     }
 }
@@ -124,6 +131,8 @@ pub struct Cluster {
     rng: ChaCha8Rng,
     nodes: BTreeMap<NodeId, SimNode>,
     net: SimNet,
+    /// What each node's transport reports of its links.
+    links: SimLinks,
     checker: Checker,
     calls: Vec<Call>,
     pending_calls: BTreeMap<(NodeId, LogIndex), usize>,
@@ -154,6 +163,7 @@ impl Cluster {
             observers: (members + 1..=observers).map(NodeId).collect(),
             rng: ChaCha8Rng::seed_from_u64(config.seed),
             net: SimNet::new(config.net.clone()),
+            links: SimLinks::new(ChaCha8Rng::seed_from_u64(config.seed ^ 0x11_4C5E_7000)),
             config,
             membership,
             now: Instant::ZERO,
@@ -337,6 +347,16 @@ impl Cluster {
         }
         let arrival = self.net.next_arrival();
         let timer = self.next_timer();
+        let link = self.links.next_due();
+        if let Some(at) = link
+            && arrival.is_none_or(|a| at < a)
+            && timer.is_none_or(|(t, _)| at < t)
+        {
+            self.steps += 1;
+            let result = self.deliver_link(at);
+            result.map_err(|what| self.fail(what))?;
+            return Ok(true);
+        }
         let result = match (arrival, timer) {
             (Some(at), Some((t, _))) if at <= t => self.deliver_next(at),
             (Some(at), None) => self.deliver_next(at),
@@ -423,6 +443,8 @@ impl Cluster {
             }
         }
         self.pending_calls.retain(|&(n, _), _| n != node);
+        self.links.forget(node);
+        self.relink(Cause::Process);
         self.emit(TraceEvent::Crashed { node });
     }
 
@@ -540,6 +562,7 @@ impl Cluster {
             all.push(rest);
         }
         self.net.partition(&all);
+        self.relink(Cause::Network);
         self.emit(TraceEvent::Partitioned { groups: all });
     }
 
@@ -551,6 +574,7 @@ impl Cluster {
     /// Ends every partition (the network's loss and delay settings stay).
     pub fn heal(&mut self) {
         self.net.heal();
+        self.relink(Cause::Network);
         self.emit(TraceEvent::Healed);
     }
 
@@ -609,6 +633,9 @@ impl Cluster {
         if let Some(sim) = self.nodes.get_mut(&id) {
             sim.raft = Some(raft);
         }
+        // A new process: it knows no link yet, and the others link to it.
+        self.links.forget(id);
+        self.relink(Cause::Process);
         let result = check.and_then(|()| self.drain(id));
         if let Err(what) = result {
             self.fail(what);
@@ -623,10 +650,64 @@ impl Cluster {
     }
 
     fn next_event_time(&self) -> Option<Instant> {
-        match (self.net.next_arrival(), self.next_timer()) {
+        let earliest = match (self.net.next_arrival(), self.next_timer()) {
             (Some(a), Some((t, _))) => Some(a.min(t)),
             (a, t) => a.or(t.map(|(t, _)| t)),
+        };
+        match (earliest, self.links.next_due()) {
+            (Some(e), Some(l)) => Some(e.min(l)),
+            (e, l) => e.or(l),
         }
+    }
+
+    /// Tells a node what its transport saw of a link, if the event is still current.
+    fn deliver_link(&mut self, at: Instant) -> Result<(), String> {
+        self.now = self.now.max(at);
+        let now = self.now;
+        let Some(event) = self.links.pop() else {
+            return Ok(());
+        };
+        let Some(raft) = self
+            .nodes
+            .get_mut(&event.node)
+            .and_then(|n| n.raft.as_mut())
+        else {
+            return Ok(());
+        };
+        let before = (raft.role(), raft.term(), raft.commit_index());
+        if event.up {
+            raft.link_up(event.peer, now);
+        } else {
+            raft.link_down(event.peer, now);
+        }
+        self.emit(TraceEvent::Link {
+            node: event.node,
+            peer: event.peer,
+            up: event.up,
+        });
+        self.after_input(event.node, before)
+    }
+
+    /// Schedules what each node's transport will report after a change of the processes or of
+    /// the network: links between running nodes on the same side are up, others down.
+    fn relink(&mut self, cause: Cause) {
+        if !self.config.report_links {
+            return;
+        }
+        let running: Vec<NodeId> = self
+            .nodes
+            .iter()
+            .filter(|(_, n)| n.raft.is_some())
+            .map(|(&id, _)| id)
+            .collect();
+        let net = &self.net;
+        self.links.update(
+            &running,
+            self.now,
+            cause,
+            |a, b| net.connected(a, b),
+            |from, to| net.last_arrival(from, to),
+        );
     }
 
     fn deliver_next(&mut self, at: Instant) -> Result<(), String> {

@@ -393,7 +393,8 @@ struct SimWire {
 /// A simulated node's transport: the simulation puts a frame in before an iteration and takes
 /// what was sent out after it. A node's peer number is its rank among the cluster's addresses
 /// ([`sim_peer`]), the same on every node; every link is up from the start (the
-/// simulated network decides what arrives), and the node counts as bound.
+/// simulated network decides what arrives), goes down when the peer's process dies and up
+/// again when it restarts ([`DriverSim::tell_links`]), and the node counts as bound.
 struct SimTransport {
     wire: Arc<parking_lot::Mutex<SimWire>>,
     /// The cluster's Raft ids by address.
@@ -577,7 +578,27 @@ impl<W: Workload> DriverSim<W> {
         }
         self.nodes.insert(id, node);
         self.wakeups.push(Reverse((self.now, id)));
+        self.tell_links(id, true);
         Ok(())
+    }
+
+    /// Node `id`'s process died (`up` false) or started (`up` true): every other running node's
+    /// transport reports its link to it down or up a millisecond later, as TCP reports a reset
+    /// or a new connection. (A partition resets nothing: links across it stay up, silent.)
+    fn tell_links(&mut self, id: NodeId, up: bool) {
+        let peer = sim_peer(&self.addresses, id);
+        let at = self.now + Duration::from_millis(1);
+        for (&other, node) in &self.nodes {
+            if other == id {
+                continue;
+            }
+            let event = match up {
+                true => TransportEvent::LinkUp(peer),
+                false => TransportEvent::LinkDown(peer),
+            };
+            node.wire.lock().inbox.push(event);
+            self.wakeups.push(Reverse((at, other)));
+        }
     }
 
     /// Crashes a random running node: its engine and object are gone, and its disk loses what
@@ -589,6 +610,7 @@ impl<W: Workload> DriverSim<W> {
         }
         let id = ids[self.rng.random_range(0..ids.len())];
         self.nodes.remove(&id);
+        self.tell_links(id, false);
         self.workload.crashed(self.index(id), self.clock.now());
         self.crashes_done += 1;
         if let Some(disk) = self.disks.get(&id) {
@@ -618,6 +640,7 @@ impl<W: Workload> DriverSim<W> {
             if self.nodes.remove(&id).is_none() {
                 continue; // crashed, and restarted below with the others
             }
+            self.tell_links(id, false);
             self.workload.crashed(self.index(id), self.clock.now());
             if let Some(disk) = self.disks.get(&id) {
                 disk.crash();

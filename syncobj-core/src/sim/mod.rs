@@ -2,7 +2,8 @@
 //!
 //! [`Cluster`] runs the real [`RaftNode`](crate::raft::RaftNode) code of several nodes on a
 //! simulated network under a virtual clock: messages are delayed, reordered, lost, duplicated
-//! and cut by partitions; nodes crash and restart from what they had made durable; members are
+//! and cut by partitions, and each node hears of its links going down and up as a transport
+//! would (at once when a peer's process dies, after a timeout across a partition); nodes crash and restart from what they had made durable; members are
 //! added and removed and the leadership handed over while all of this goes on. Every random
 //! choice derives from one seed, so a seed replays its run exactly. After every step the
 //! simulator checks election safety, log matching, leader completeness, state machine safety,
@@ -27,6 +28,7 @@ mod checker;
 mod clocks;
 mod cluster;
 mod driven;
+mod links;
 mod net;
 mod node;
 mod run;

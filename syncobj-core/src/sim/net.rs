@@ -166,6 +166,12 @@ impl<M: Routed> SimNet<M> {
         self.in_flight.push(Reverse((at, seq)));
     }
 
+    /// The latest arrival ever scheduled from `from` to `to`: a TCP connection delivers what
+    /// was sent before it was reset ahead of the reset.
+    pub(crate) fn last_arrival(&self, from: NodeId, to: NodeId) -> Option<Instant> {
+        self.link_tail.get(&(from, to)).copied()
+    }
+
     /// When the next message arrives, if any is in flight.
     pub(crate) fn next_arrival(&self) -> Option<Instant> {
         self.in_flight.peek().map(|Reverse((at, _))| *at)

@@ -110,6 +110,15 @@ pub enum TraceEvent {
         /// Why.
         error: StepError,
     },
+    /// A node's transport reported its link to a peer up or down.
+    Link {
+        /// The node.
+        node: NodeId,
+        /// The peer.
+        peer: NodeId,
+        /// Whether the link is up now.
+        up: bool,
+    },
     /// A message was delivered (only in message-level traces).
     Delivered {
         /// The message.
@@ -173,6 +182,10 @@ impl fmt::Display for TraceEvent {
             TraceEvent::Healed => write!(f, "network healed"),
             TraceEvent::NetworkChanged { description } => write!(f, "network now {description}"),
             TraceEvent::Refused { node, error } => write!(f, "{node} refuses a message: {error}"),
+            TraceEvent::Link { node, peer, up } => {
+                let state = if *up { "up" } else { "down" };
+                write!(f, "{node}'s link to {peer} is {state}")
+            }
             TraceEvent::Delivered { envelope } => {
                 write!(
                     f,

@@ -162,12 +162,19 @@ impl Links {
                         tracing::warn!(%from, "frame from a peer outside the cluster dropped");
                     }
                 },
-                TransportEvent::LinkUp(peer) => self.set_link(peer, true),
+                TransportEvent::LinkUp(peer) => {
+                    self.set_link(peer, true);
+                    // A node just started may campaign early once linked to a majority.
+                    if let Some(node) = self.node(peer) {
+                        raft.link_up(node, now);
+                    }
+                }
                 TransportEvent::LinkDown(peer) => {
                     self.set_link(peer, false);
-                    // What was queued on the link is lost with it.
+                    // What was queued on the link is lost with it, and a follower whose link
+                    // to its leader closed or reset (its process died) campaigns at once.
                     if let Some(node) = self.node(peer) {
-                        raft.report_unreachable(node);
+                        raft.link_down(node, now);
                     }
                 }
                 TransportEvent::ReadOnlyJoined { peer, name } => {
