@@ -209,7 +209,11 @@ pub(crate) fn run(args: &CompareArgs) -> Result<(), Error> {
     for round in 1..=args.repeat {
         for plan in &plans {
             turn += 1;
-            let order = if turn.is_multiple_of(2) { [RS, PY] } else { [PY, RS] };
+            let order = if turn.is_multiple_of(2) {
+                [RS, PY]
+            } else {
+                [PY, RS]
+            };
             for which in order {
                 if which == PY && !plan.pysyncobj {
                     continue;
