@@ -261,7 +261,8 @@ fn load(node: &SyncObj<Bench>, plan: &Plan) -> String {
         in_flight: AtomicU64::new(0),
         last_ok_ns: AtomicU64::new(0),
         submitter: thread::current(),
-        wake_at: window - window / 4,
+        // A quarter of the window free again, or the only call done with a window of 1-3.
+        wake_at: window - (window / 4).max(1),
         target: AtomicU64::new(u64::MAX),
         reasons: Mutex::new(BTreeMap::new()),
     });
