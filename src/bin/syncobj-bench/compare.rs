@@ -354,6 +354,18 @@ fn cell(summary: Option<Summary>, decimals: usize) -> String {
     }
 }
 
+/// A note on the runs in which calls failed or did not complete in time (their rate, of the
+/// calls that succeeded, is in the figures).
+fn failures(runs: Option<&Vec<ThroughputRun>>) -> String {
+    let runs = runs.map_or(&[][..], Vec::as_slice);
+    let bad = runs.iter().filter(|r| r.failed > 0 || r.timed_out).count();
+    if bad == 0 {
+        String::new()
+    } else {
+        format!("; calls failed in {bad} of {} runs", runs.len())
+    }
+}
+
 /// How many times better syncobj's median is: larger for rates, smaller for times and memory.
 fn ratio(py: Option<Summary>, rs: Option<Summary>, higher_is_better: bool) -> String {
     match (py, rs) {
@@ -423,9 +435,10 @@ fn ratio_table(results: &Results, args: &CompareArgs) -> String {
         let py_cell = if row == Row::Fsync {
             "never syncs".to_owned()
         } else {
-            cell(py, 0)
+            cell(py, 0) + &failures(results.throughput.get(&(row, PY)))
         };
-        out += &format!("| {label} | {py_cell} | {} | {note} |\n", cell(rs, 0));
+        let rs_cell = cell(rs, 0) + &failures(results.throughput.get(&(row, RS)));
+        out += &format!("| {label} | {py_cell} | {rs_cell} | {note} |\n");
     }
     let lat = |row: Row, which: usize, f: fn(&LatencyRun) -> f64| {
         Summary::of(
