@@ -31,6 +31,9 @@ from pysyncobj import FAIL_REASON, SyncObj, SyncObjConf, replicated
 
 LEADER = 2  # pysyncobj's _RAFT_STATE.LEADER
 
+# FAIL_REASON codes by name, for the failure counts of a `load` reply.
+REASONS = {getattr(FAIL_REASON, name): name for name in dir(FAIL_REASON) if name.isupper()}
+
 _stdout = threading.Lock()
 
 
@@ -109,7 +112,7 @@ class Member:
                     tally["ok"] += 1
                     tally["last_ok"] = now
                 else:
-                    key = "code%s" % error
+                    key = REASONS.get(error, "code%s" % error)
                     tally["reasons"][key] = tally["reasons"].get(key, 0) + 1
                 if tally["done"] == tally["target"]:
                     all_done.set()
