@@ -51,6 +51,13 @@
 //! is a stable merge sort of its own that gives one order even for incomparable items (see
 //! [`ReplList::sort`]); the counter wraps around on overflow.
 //!
+//! # Locks
+//!
+//! [`ReplLockManager`] acquires, holds and releases named locks kept in a [`LockTable`], with
+//! auto-unlock judged on the cluster time the leader stamps on each command, never on a
+//! client's clock. The [`lock`] module documents the holding rule, the guarantee it gives (two
+//! clients never hold one lock at once), its proof, and what it does not cover.
+//!
 //! # From PySyncObj
 //!
 //! Every PySyncObj battery method and its syncobj name (R: replicated, L: local):
@@ -100,7 +107,7 @@
 mod counter;
 mod dict;
 mod list;
-mod lock;
+pub mod lock;
 mod priority_queue;
 mod queue;
 mod set;

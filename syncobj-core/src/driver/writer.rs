@@ -318,6 +318,7 @@ impl Writer {
     }
 
     /// Inline writer: whether work waits for [`step`](Self::step).
+    #[cfg(any(test, feature = "sim"))]
     pub(crate) fn has_pending(&self) -> bool {
         matches!(&self.mode, Mode::Inline { queue, .. } if !queue.is_empty())
     }
