@@ -634,6 +634,14 @@ impl Inner {
         self.holdings.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// When a holding backed by a command sent at `sent` ends on this client's clock:
+    /// `auto_unlock_time - margin` later.
+    fn holding_until(&self, sent: Instant) -> Instant {
+        sent + self
+            .auto_unlock_time
+            .saturating_sub(margin(self.auto_unlock_time))
+    }
+
     /// Takes note of an acquire's outcome; returns what the caller sees.
     fn acquire_settled(
         &self,
@@ -642,10 +650,7 @@ impl Inner {
         sent: Instant,
         outcome: Result<bool, FailReason>,
     ) -> Result<bool, FailReason> {
-        let until = sent
-            + self
-                .auto_unlock_time
-                .saturating_sub(margin(self.auto_unlock_time));
+        let until = self.holding_until(sent);
         let now = Instant::now();
         let mut holdings = self.lock();
         let acquired = match outcome {
@@ -682,10 +687,7 @@ impl Inner {
     /// Takes note of a prolongation's reply: extends the holdings it covers, and releases the
     /// locks the table holds in this client's name that it does not hold (nor is acquiring).
     fn prolongated(&self, sent: Instant, locks: &[(String, u64)]) {
-        let until = sent
-            + self
-                .auto_unlock_time
-                .saturating_sub(margin(self.auto_unlock_time));
+        let until = self.holding_until(sent);
         let now = Instant::now();
         let mut stray = Vec::new();
         {

@@ -7,8 +7,8 @@ use bytes::Bytes;
 
 use super::node::{Durable, SimSnapshot};
 use crate::raft::{
-    AppendOutcome, Entry, EntryKind, Instant, LogIndex, LogPosition, Membership, Message, NodeId,
-    RaftNode, SnapshotOutcome, Term, VoteKind,
+    AppendOutcome, Entry, EntryKind, HardState, Instant, LogIndex, LogPosition, Membership,
+    Message, NodeId, RaftNode, SnapshotOutcome, Term, VoteKind,
 };
 
 /// A broken invariant: what broke, where and when.
@@ -300,9 +300,9 @@ impl Checker {
         }
     }
 
-    /// Persist before send: a message may leave only if the state it depends on is durable.
-    /// And the leader never sends an append whose previous entry lies below its log `base`: it
-    /// sends a snapshot instead.
+    /// Persist before send: a message may leave only if the state it depends on is durable
+    /// ([`durable_allows`]). And the leader never sends an append whose previous entry lies
+    /// below its log `base`: it sends a snapshot instead.
     pub(crate) fn on_send(
         message: &Message,
         to: NodeId,
@@ -310,14 +310,6 @@ impl Checker {
         base: LogIndex,
     ) -> Check {
         let hard_state = &durable.hard_state;
-        let durable_last = durable.last_index();
-        if message.term() > hard_state.term && !is_pre_vote(message) {
-            return Err(format!(
-                "sent a {} message while {} is durable",
-                message.term(),
-                hard_state.term
-            ));
-        }
         match message {
             Message::AppendEntries(a) if a.prev_log_index < base => Err(format!(
                 "sent an append after {} to {to}, below its log base {base}",
@@ -335,21 +327,7 @@ impl Checker {
                     hard_state.commit
                 ))
             }
-            Message::VoteResponse(r)
-                if r.kind == VoteKind::Vote && r.granted && hard_state.vote != Some(to) =>
-            {
-                Err(format!(
-                    "granted a vote to {to} in {} before saving it",
-                    r.term
-                ))
-            }
-            Message::AppendResponse(r) => match r.outcome {
-                AppendOutcome::Accepted { match_index } if match_index > durable_last => Err(
-                    format!("acknowledged {match_index} with only {durable_last} durable"),
-                ),
-                _ => Ok(()),
-            },
-            _ => Ok(()),
+            _ => durable_allows(message, to, hard_state, durable.last_index()),
         }
     }
 
@@ -378,6 +356,41 @@ fn held_term(node: &RaftNode, index: LogIndex) -> Option<Term> {
 }
 
 /// Pre-vote requests and grants carry a future term the sender has not adopted.
+/// The persist-before-send rules checked at both levels: a message to `to` may leave only if
+/// its term is durable (a pre-vote's excepted), a granted vote is saved, and an acknowledged
+/// append is in the durable log (`hard_state` and `durable_last`: what is on disk).
+pub(crate) fn durable_allows(
+    message: &Message,
+    to: NodeId,
+    hard_state: &HardState,
+    durable_last: LogIndex,
+) -> Check {
+    if message.term() > hard_state.term && !is_pre_vote(message) {
+        return Err(format!(
+            "sent a {} message to {to} while {} is durable",
+            message.term(),
+            hard_state.term
+        ));
+    }
+    match message {
+        Message::VoteResponse(r)
+            if r.kind == VoteKind::Vote && r.granted && hard_state.vote != Some(to) =>
+        {
+            Err(format!(
+                "granted a vote to {to} in {} before saving it",
+                r.term
+            ))
+        }
+        Message::AppendResponse(r) => match r.outcome {
+            AppendOutcome::Accepted { match_index } if match_index > durable_last => Err(format!(
+                "acknowledged {match_index} to {to} with only {durable_last} durable"
+            )),
+            _ => Ok(()),
+        },
+        _ => Ok(()),
+    }
+}
+
 fn is_pre_vote(message: &Message) -> bool {
     match message {
         Message::RequestVote(r) => r.kind == VoteKind::PreVote,

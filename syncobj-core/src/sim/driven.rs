@@ -36,7 +36,7 @@ use serde::{Deserialize, Serialize};
 use syncobj_net::handshake::Peer;
 use syncobj_net::{PeerId, Transport, TransportEvent, Wake};
 
-use super::checker::{Checker, Violation};
+use super::checker::{Checker, Violation, durable_allows};
 use super::clocks::{NodeClock, check_stamps};
 use super::net::{NetConfig, Routed, SimNet};
 use super::run::{SeedFailure, SimConfig};
@@ -51,9 +51,7 @@ use crate::object::{
     ApplyError, Call, Caller, Completion, Effect, FailReason, MethodSpec, Replicated,
     ReplicatedMethods, ReplicatedState, Submit, TickHelp,
 };
-use crate::raft::{
-    AppendOutcome, HardState, Instant, LogIndex, Message, NodeId, RaftConfig, VoteKind,
-};
+use crate::raft::{Instant, NodeId, RaftConfig};
 use crate::storage::SimDisk;
 
 /// What one driver-level seed did.
@@ -954,14 +952,14 @@ impl<W: Workload> DriverSim<W> {
         if let Some(durable) = node.engine.durable_view() {
             for (_, bytes) in &sent {
                 if let Ok(NodeMessage::Raft(envelope)) = NodeMessage::decode(bytes) {
-                    check_durable(&envelope.message, envelope.to, durable).map_err(|what| {
-                        Violation {
-                            at: now,
-                            what: format!(
-                                "{id}: persist before send: {what} ({})",
-                                node.engine.describe()
-                            ),
-                        }
+                    let (hard_state, last) = durable;
+                    let allowed = durable_allows(&envelope.message, envelope.to, &hard_state, last);
+                    allowed.map_err(|what| Violation {
+                        at: now,
+                        what: format!(
+                            "{id}: persist before send: {what} ({})",
+                            node.engine.describe()
+                        ),
                     })?;
                 }
             }
@@ -975,45 +973,6 @@ impl<W: Workload> DriverSim<W> {
             self.net.send(frame, now, &mut self.rng);
         }
         Ok(())
-    }
-}
-
-/// Persist before send, at the driver level: a Raft message leaves a node only once the term,
-/// vote and entries it depends on are on its simulated disk, as its journal writer synced
-/// them (`durable`: the journal's hard state and last index).
-fn check_durable(
-    message: &Message,
-    to: NodeId,
-    (hard_state, last): (HardState, LogIndex),
-) -> Result<(), String> {
-    let pre_vote = match message {
-        Message::RequestVote(r) => r.kind == VoteKind::PreVote,
-        Message::VoteResponse(r) => r.kind == VoteKind::PreVote,
-        _ => false,
-    };
-    if message.term() > hard_state.term && !pre_vote {
-        return Err(format!(
-            "sent a {} message to {to} while {} is durable",
-            message.term(),
-            hard_state.term
-        ));
-    }
-    match message {
-        Message::VoteResponse(r)
-            if r.kind == VoteKind::Vote && r.granted && hard_state.vote != Some(to) =>
-        {
-            Err(format!(
-                "granted a vote to {to} in {} before saving it",
-                r.term
-            ))
-        }
-        Message::AppendResponse(r) => match r.outcome {
-            AppendOutcome::Accepted { match_index } if match_index > last => Err(format!(
-                "acknowledged {match_index} to {to} with only {last} durable"
-            )),
-            _ => Ok(()),
-        },
-        _ => Ok(()),
     }
 }
 
