@@ -223,13 +223,14 @@ fn free_address() -> String {
 fn manual_conf() -> SyncObjConf {
     SyncObjConf::builder()
         .auto_tick(false)
+        .append_entries_period(Duration::from_millis(10))
         .raft_min_timeout(Duration::from_millis(50))
         .raft_max_timeout(Duration::from_millis(100))
         .build()
         .expect("a valid configuration")
 }
 
-/// Ticks `node` until it has applied `calls` more entries than `before`.
+/// Ticks `node` until its state counts `target` calls.
 fn tick_until_applied(node: &SyncObj<Tally>, target: u64) {
     let deadline = Instant::now() + APPLY_TIMEOUT;
     while node.read().count < target {
