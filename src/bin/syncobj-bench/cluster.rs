@@ -164,6 +164,8 @@ pub(crate) struct Cluster {
     addrs: String,
     /// Members stopped with SIGSTOP and not continued yet.
     stopped: Vec<bool>,
+    /// The text of the leader commit [`Cluster::leader_commit`] found last.
+    pub(crate) last_leader_commit: String,
 }
 
 impl Drop for Cluster {
@@ -214,6 +216,7 @@ impl Cluster {
             journal_dir,
             addrs,
             stopped: Vec::new(),
+            last_leader_commit: String::new(),
         };
         cluster.spawn_all()?;
         Ok(cluster)
@@ -385,6 +388,7 @@ impl Cluster {
         };
         let (index, at, line) = found;
         let dt: f64 = field(&line, "dt")?;
+        self.last_leader_commit.clone_from(&line);
         let became = at
             .checked_sub(Duration::from_secs_f64(dt.max(0.0)))
             .unwrap_or(at);

@@ -17,8 +17,9 @@
 //!
 //! Output lines for the driver start with `@@ ` (anything else is ignored): `event started`,
 //! `event ready` (the node caught up with a leader for the first time),
-//! `event leader_commit ok=1 dt=S` (S: seconds from becoming leader to the commit of its first
-//! call, the leadership hook) and `reply <command> key=value...`.
+//! `event leader_commit ok=1 dt=S refused=R` (S: seconds from becoming leader to the commit of
+//! its first call, the leadership hook; R: how many times that call was refused with
+//! `QueueFull` and made again) and `reply <command> key=value...`.
 //!
 //! A member exits when its standard input closes (the driver is gone) or after `--max-life`
 //! seconds, so none outlives a crashed driver for long.
@@ -27,7 +28,7 @@ use std::collections::BTreeMap;
 use std::io::BufRead;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock, PoisonError, Weak};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::thread::{self, Thread};
 use std::time::{Duration, Instant};
 
@@ -118,8 +119,11 @@ pub(crate) fn run(args: &NodeArgs) -> Result<(), Error> {
         .map(|a| (*a).to_owned())
         .collect();
 
-    // The leadership hook needs the node, which exists only once the conf is consumed.
-    let slot: Arc<OnceLock<Weak<SyncObj<Bench>>>> = Arc::new(OnceLock::new());
+    // The leadership hook needs the node, which exists only once the conf is consumed. A node
+    // may become leader before `SyncObj::new` returns (a member of one, whose journal took
+    // longer to read than its election timeout): the hook then leaves the time it became leader
+    // in the slot, and the first call is made as soon as the node is built.
+    let slot: Arc<Mutex<HookSlot>> = Arc::default();
     let hook_slot = Arc::clone(&slot);
     let mut conf = SyncObjConf::builder();
     if let Some(password) = &args.password {
@@ -142,23 +146,29 @@ pub(crate) fn run(args: &NodeArgs) -> Result<(), Error> {
             return;
         }
         let became = Instant::now();
-        match hook_slot.get().and_then(Weak::upgrade) {
-            Some(node) => node
-                .apply(Bytes::from_static(b"LLLLLLLLLL"))
-                .on_done(move |result| {
-                    let dt = became.elapsed().as_secs_f64();
-                    match result {
-                        Ok(_) => emit(format_args!("event leader_commit ok=1 dt={dt:.6}")),
-                        Err(e) => emit(format_args!("event leader_commit ok=0 err={e:?}")),
-                    }
-                }),
-            None => emit(format_args!("event leader_commit ok=0 err=not_built")),
-        }
+        let node = {
+            let mut slot = hook_slot.lock().unwrap_or_else(PoisonError::into_inner);
+            match slot.node.as_ref().and_then(Weak::upgrade) {
+                Some(node) => node,
+                None => {
+                    slot.became_early = Some(became);
+                    return;
+                }
+            }
+        };
+        leader_call(&node, became, 0);
     });
     let conf = conf.build()?;
     let node = Arc::new(SyncObj::new(me, partners, Bench::default(), conf)?);
-    let _ = slot.set(Arc::downgrade(&node));
+    let became_early = {
+        let mut slot = slot.lock().unwrap_or_else(PoisonError::into_inner);
+        slot.node = Some(Arc::downgrade(&node));
+        slot.became_early.take()
+    };
     emit(format_args!("event started pid={}", std::process::id()));
+    if let Some(became) = became_early {
+        leader_call(&node, became, 0);
+    }
 
     for line in std::io::stdin().lock().lines() {
         let line = line?;
@@ -215,6 +225,44 @@ pub(crate) fn run(args: &NodeArgs) -> Result<(), Error> {
     }
     drop(node);
     Ok(())
+}
+
+/// What the leadership hook needs: the node once built, and when it became leader if that was
+/// before.
+#[derive(Default)]
+struct HookSlot {
+    node: Option<Weak<SyncObj<Bench>>>,
+    became_early: Option<Instant>,
+}
+
+/// The leadership hook's call: `apply(b"L" * 10)`, reported with the seconds from `became`.
+/// A call refused with `QueueFull` is made again 1 ms later, for at most 30 s (a leader that
+/// restarted on a journal of more than `uncommitted_entries_max` entries past its last durable
+/// commit index refuses calls until its first entry of the new term commits); the report counts
+/// the refusals (`refused=`).
+fn leader_call(node: &Arc<SyncObj<Bench>>, became: Instant, refused: u32) {
+    let retry = Arc::downgrade(node);
+    node.apply(Bytes::from_static(b"LLLLLLLLLL"))
+        .on_done(move |result| {
+            let dt = became.elapsed().as_secs_f64();
+            match result {
+                Ok(_) => emit(format_args!(
+                    "event leader_commit ok=1 dt={dt:.6} refused={refused}"
+                )),
+                Err(FailReason::QueueFull) if dt < 30.0 => {
+                    // On a thread of its own: this callback runs on the tick thread.
+                    thread::spawn(move || {
+                        thread::sleep(Duration::from_millis(1));
+                        if let Some(node) = retry.upgrade() {
+                            leader_call(&node, became, refused + 1);
+                        }
+                    });
+                }
+                Err(e) => emit(format_args!(
+                    "event leader_commit ok=0 err={e:?} refused={refused}"
+                )),
+            }
+        });
 }
 
 /// 256 distinct pseudo-random payloads of `size` bytes (SplitMix64 from seed 12345; the

@@ -32,9 +32,7 @@ struct StateRun {
     leader: Snapshot,
     /// The followers' snapshots, taken one after the other after the leader's.
     followers: Vec<Snapshot>,
-    /// From the restart's first spawn to the first leader commit, and to every member ready.
-    restart_commit: f64,
-    restart_ready: f64,
+    restart: Restarted,
 }
 
 struct Snapshot {
@@ -97,17 +95,63 @@ fn wait_count(cluster: &mut Cluster, count: u64, timeout: Duration) -> Result<()
     Ok(())
 }
 
-/// Kills every member, starts them again on their journals and times the restart: seconds
-/// from the first spawn to the first leader commit and to every member's `ready`.
-fn timed_restart(cluster: &mut Cluster) -> Result<(f64, f64), Error> {
+/// How long a restart took, in seconds from the driver's time before the first spawn.
+#[derive(Clone, Copy)]
+struct Restarted {
+    /// … to the last member built (`SyncObj::new` returned: journal and snapshot read, state
+    /// restored).
+    started: f64,
+    /// … to the first leader commit.
+    commit: f64,
+    /// … to the last member ready (caught up with a leader).
+    ready: f64,
+    /// How many times the leader's first call was refused with `QueueFull` (see `node.rs`).
+    refused: u32,
+}
+
+/// Kills every member, starts them again on their journals and times the restart.
+fn timed_restart(cluster: &mut Cluster) -> Result<Restarted, Error> {
     cluster.restart()?;
     let t0 = cluster.t0;
     let timeout = Duration::from_secs_f64(cluster.left(5.0).min(120.0));
-    let (_, _, committed) = cluster.leader_commit(t0, None, timeout)?;
     let all: Vec<usize> = (0..cluster.setup.nodes).collect();
-    let ready = cluster.wait_each(&all, "event ready", t0, timeout)?;
-    let last = ready.into_iter().max().unwrap_or(committed);
-    Ok(((committed - t0).as_secs_f64(), (last - t0).as_secs_f64()))
+    let seen = |cluster: &Cluster| {
+        let lines: Vec<String> = cluster
+            .events
+            .iter()
+            .map(|(i, _, l)| format!("{i}: {l}"))
+            .collect();
+        lines.join("; ")
+    };
+    let started = cluster
+        .wait_each(&all, "event started", t0, timeout)
+        .map_err(|e| {
+            format!(
+                "restart: no `started` from every member: {e} (seen: {})",
+                seen(cluster)
+            )
+        })?;
+    let (_, _, committed) = cluster
+        .leader_commit(t0, None, timeout)
+        .map_err(|e| format!("restart: no leader commit: {e} (seen: {})", seen(cluster)))?;
+    let ready = cluster
+        .wait_each(&all, "event ready", t0, timeout)
+        .map_err(|e| {
+            format!(
+                "restart: no `ready` from every member: {e} (seen: {})",
+                seen(cluster)
+            )
+        })?;
+    let last = |times: Vec<Instant>| {
+        let last = times.into_iter().max().unwrap_or(committed);
+        (last - t0).as_secs_f64()
+    };
+    Ok(Restarted {
+        started: last(started),
+        commit: (committed - t0).as_secs_f64(),
+        ready: last(ready),
+        refused: field(&cluster.last_leader_commit, "refused").unwrap_or(0),
+    })
 }
 
 /// One state-size run on a fresh 3-node cluster.
@@ -152,7 +196,7 @@ fn state_run(mb: u64, fsync: Fsync, children: &SharedChildren) -> Result<StateRu
         let reply = cluster.call(index, command, Duration::from_secs(160))?;
         followers.push(Snapshot::parse(&reply)?);
     }
-    let (restart_commit, restart_ready) = timed_restart(&mut cluster)?;
+    let restart = timed_restart(&mut cluster)?;
     wait_values(&mut cluster, values, Duration::from_secs(30))?;
     Ok(StateRun {
         mb,
@@ -160,8 +204,7 @@ fn state_run(mb: u64, fsync: Fsync, children: &SharedChildren) -> Result<StateRu
         fill,
         leader: leader_snapshot,
         followers,
-        restart_commit,
-        restart_ready,
+        restart,
     })
 }
 
@@ -174,8 +217,8 @@ impl StateRun {
             .collect();
         format!(
             "state mb={} values={} fill_s={:.2} snapshot_s={:.3} snapshot_bytes={} \
-             tick_before_ms={:.1} tick_ms={:.1} long={} followers={} restart_commit_s={:.3} \
-             restart_ready_s={:.3}",
+             tick_before_ms={:.1} tick_ms={:.1} long={} followers={} restart_started_s={:.3} \
+             restart_commit_s={:.3} restart_ready_s={:.3} refused={}",
             self.mb,
             self.values,
             self.fill,
@@ -185,8 +228,10 @@ impl StateRun {
             self.leader.tick_ms,
             u8::from(self.leader.long || self.followers.iter().any(|s| s.long)),
             followers.join(","),
-            self.restart_commit,
-            self.restart_ready,
+            self.restart.started,
+            self.restart.commit,
+            self.restart.ready,
+            self.restart.refused,
         )
     }
 }
@@ -198,8 +243,8 @@ pub(crate) fn sweep(repeat: usize, fsync: Fsync, children: &SharedChildren) -> u
     let mut table = String::from(
         "| state | values of 1 kB | fill s | leader snapshot s | snapshot file MB | leader \
          longest tick ms: before / while snapshotting | followers' snapshot s | followers' \
-         longest tick ms while snapshotting | restart → first commit s | restart → every \
-         member ready s |\n|---|---|---|---|---|---|---|---|---|---|\n",
+         longest tick ms while snapshotting | restart → every member built s | restart → first \
+         commit s | restart → every member ready s |\n|---|---|---|---|---|---|---|---|---|---|---|\n",
     );
     for mb in STATE_MB {
         let mut runs = Vec::new();
@@ -230,7 +275,7 @@ pub(crate) fn sweep(repeat: usize, fsync: Fsync, children: &SharedChildren) -> u
             .to_string()
         };
         table += &format!(
-            "| {mb} MB | {} | {} | {} | {} | {} / {} | {} | {} | {} | {} |\n",
+            "| {mb} MB | {} | {} | {} | {} | {} / {} | {} | {} | {} | {} | {} |\n",
             runs[0].values,
             show(&|r| r.fill, 2),
             show(&|r| r.leader.seconds, 3),
@@ -239,8 +284,9 @@ pub(crate) fn sweep(repeat: usize, fsync: Fsync, children: &SharedChildren) -> u
             show(&|r| r.leader.tick_ms, 1),
             follower(&|s| s.seconds, 3),
             follower(&|s| s.tick_ms, 1),
-            show(&|r| r.restart_commit, 3),
-            show(&|r| r.restart_ready, 3),
+            show(&|r| r.restart.started, 3),
+            show(&|r| r.restart.commit, 3),
+            show(&|r| r.restart.ready, 3),
         );
     }
     println!();
@@ -341,8 +387,7 @@ fn read_all(files: &[PathBuf]) -> Result<f64, Error> {
 /// One restart of the `restart` command.
 struct Restart {
     cold: bool,
-    commit: f64,
-    ready: f64,
+    times: Restarted,
     rss: f64,
 }
 
@@ -408,7 +453,7 @@ pub(crate) fn restart(args: &RestartArgs) -> Result<(), Error> {
                 read_all(&journal)?; // into the page cache
                 None
             };
-            let (commit, ready) = timed_restart(&mut cluster)?;
+            let times = timed_restart(&mut cluster)?;
             wait_count(&mut cluster, count, Duration::from_secs(60))?;
             let rss = cluster
                 .pids
@@ -416,18 +461,17 @@ pub(crate) fn restart(args: &RestartArgs) -> Result<(), Error> {
                 .map(|&p| peak_rss_mib(p))
                 .fold(0.0, f64::max);
             println!(
-                "restart cache={} still_cached_mb={} first_commit_s={commit:.3} \
-                 every_ready_s={ready:.3} journal_mb_per_s={:.0} peak_rss_mib={rss:.0}",
+                "restart cache={} still_cached_mb={} every_built_s={:.3} first_commit_s={:.3} \
+                 every_ready_s={:.3} recovery_mb_per_s={:.0} peak_rss_mib={rss:.0} refused={}",
                 if cold { "dropped" } else { "warm" },
                 cached.map_or("?".to_owned(), |c| format!("{:.1}", c as f64 / 1e6)),
-                mb / args.nodes as f64 / ready,
+                times.started,
+                times.commit,
+                times.ready,
+                mb / args.nodes as f64 / times.started,
+                times.refused,
             );
-            restarts.push(Restart {
-                cold,
-                commit,
-                ready,
-                rss,
-            });
+            restarts.push(Restart { cold, times, rss });
         }
     }
     cluster.kill_all();
@@ -443,9 +487,10 @@ pub(crate) fn restart(args: &RestartArgs) -> Result<(), Error> {
     drop(cluster);
     println!();
     println!(
-        "| journal per node | entries | page cache | restart → first commit s | restart → every \
-         member ready s | replay MB/s (per node) | sequential read MB/s of the same files | \
-         peak RSS MiB |\n|---|---|---|---|---|---|---|---|"
+        "| journal per node | entries | page cache | restart → every member built s | restart → \
+         first commit s | restart → every member ready s | recovery MB/s (per node, to built) | \
+         sequential read MB/s of the same files | peak RSS MiB |\n\
+         |---|---|---|---|---|---|---|---|---|"
     );
     for (cold, name) in [(false, "warm"), (true, "dropped")] {
         let of =
@@ -455,14 +500,15 @@ pub(crate) fn restart(args: &RestartArgs) -> Result<(), Error> {
             restarts
                 .iter()
                 .filter(|r| r.cold == cold)
-                .map(|r| per_node / r.ready),
+                .map(|r| per_node / r.times.started),
         );
         let read = Summary::of(reads[usize::from(cold)].iter().map(|s| mb / s));
         println!(
-            "| {per_node:.0} MB | {count} of {} B | {name} | {} | {} | {} | {} | {} |",
+            "| {per_node:.0} MB | {count} of {} B | {name} | {} | {} | {} | {} | {} | {} |",
             args.entry_bytes,
-            Shown(&of(|r| r.commit), 3),
-            Shown(&of(|r| r.ready), 3),
+            Shown(&of(|r| r.times.started), 3),
+            Shown(&of(|r| r.times.commit), 3),
+            Shown(&of(|r| r.times.ready), 3),
             Shown(&replay, 0),
             Shown(&read, 0),
             Shown(&of(|r| r.rss), 0),
