@@ -58,6 +58,8 @@ pub(crate) struct Setup {
     pub(crate) time_limit: f64,
     /// Before settling, wait (at most 15 s) until every member is linked to every other.
     pub(crate) wait_mesh: bool,
+    /// syncobj only: members take a snapshot only when the driver asks (`--no-compaction`).
+    pub(crate) no_compaction: bool,
 }
 
 impl Setup {
@@ -157,12 +159,34 @@ pub(crate) struct Cluster {
     pub(crate) events: Vec<Line>,
     /// The driver's time just before spawning the first member.
     pub(crate) t0: Instant,
-    journal_dir: Option<PathBuf>,
+    pub(crate) journal_dir: Option<PathBuf>,
+    /// Every member's address, comma-separated (the same on a restart).
+    addrs: String,
+    /// Members stopped with SIGSTOP and not continued yet.
+    stopped: Vec<bool>,
+    /// The text of the leader commit [`Cluster::leader_commit`] found last.
+    pub(crate) last_leader_commit: String,
 }
 
 impl Drop for Cluster {
     fn drop(&mut self) {
+        self.kill_all();
+        lock(&self.children).deadline = None;
+        if let Some(dir) = &self.journal_dir {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+}
+
+impl Cluster {
+    /// SIGKILLs every member (a stopped one is continued first) and reaps it.
+    pub(crate) fn kill_all(&mut self) {
         self.stdins.clear();
+        for (index, stopped) in self.stopped.iter_mut().enumerate() {
+            if std::mem::take(stopped) {
+                let _ = send_signal(self.pids[index], "CONT");
+            }
+        }
         let mut children = lock(&self.children);
         for child in &mut children.procs {
             let _ = child.kill(); // SIGKILL; an error means it already exited
@@ -171,14 +195,8 @@ impl Drop for Cluster {
             let _ = child.wait();
         }
         children.procs.clear();
-        children.deadline = None;
-        if let Some(dir) = &self.journal_dir {
-            let _ = std::fs::remove_dir_all(dir);
-        }
     }
-}
 
-impl Cluster {
     /// Spawns the members back to back.
     pub(crate) fn start(setup: &Setup, children: &SharedChildren) -> Result<Cluster, Error> {
         let addrs = addresses(setup.nodes)?.join(",");
@@ -186,8 +204,7 @@ impl Cluster {
             Some(_) => Some(fresh_dir()?),
             None => None,
         };
-        let (sender, lines) = mpsc::channel();
-        let max_life = format!("{}", setup.time_limit + 30.0);
+        let (_, lines) = mpsc::channel();
         let mut cluster = Cluster {
             setup: setup.clone(),
             children: Arc::clone(children),
@@ -197,8 +214,35 @@ impl Cluster {
             events: Vec::new(),
             t0: Instant::now(),
             journal_dir,
+            addrs,
+            stopped: Vec::new(),
+            last_leader_commit: String::new(),
         };
-        lock(children).deadline = Some(cluster.t0 + Duration::from_secs_f64(setup.time_limit));
+        cluster.spawn_all()?;
+        Ok(cluster)
+    }
+
+    /// Kills every member and starts them all again on the same addresses and journals, with a
+    /// fresh time limit from now (`t0`).
+    pub(crate) fn restart(&mut self) -> Result<(), Error> {
+        self.kill_all();
+        self.pids.clear();
+        self.events.clear();
+        self.spawn_all()
+    }
+
+    /// Spawns every member (the cluster has none running).
+    fn spawn_all(&mut self) -> Result<(), Error> {
+        let (sender, lines) = mpsc::channel();
+        self.lines = lines;
+        self.stdins.clear();
+        self.stopped = vec![false; self.setup.nodes];
+        let setup = self.setup.clone();
+        let children = Arc::clone(&self.children);
+        let max_life = format!("{}", setup.time_limit + 30.0);
+        self.t0 = Instant::now();
+        lock(&children).deadline = Some(self.t0 + Duration::from_secs_f64(setup.time_limit));
+        let cluster = self;
         for index in 0..setup.nodes {
             let mut command = match &setup.system {
                 System::Syncobj => {
@@ -209,6 +253,9 @@ impl Cluster {
                             .arg("--journal")
                             .arg(dir.join(format!("node-{index}")));
                         command.args(["--fsync", fsync.name()]);
+                    }
+                    if setup.no_compaction {
+                        command.arg("--no-compaction");
                     }
                     command
                 }
@@ -222,7 +269,7 @@ impl Cluster {
                 }
             };
             command
-                .args(["--index", &index.to_string(), "--addrs", &addrs])
+                .args(["--index", &index.to_string(), "--addrs", &cluster.addrs])
                 .args(["--max-life", &max_life])
                 .args(
                     setup
@@ -237,7 +284,7 @@ impl Cluster {
             let stdin = child.stdin.take();
             let stdout = child.stdout.take();
             cluster.pids.push(child.id());
-            lock(children).procs.push(child);
+            lock(&children).procs.push(child);
             let (Some(stdin), Some(stdout)) = (stdin, stdout) else {
                 return Err("a member has no pipes".into());
             };
@@ -252,7 +299,54 @@ impl Cluster {
                 }
             });
         }
-        Ok(cluster)
+        Ok(())
+    }
+
+    /// Waits until every member in `which` has sent a line starting with `prefix` read after
+    /// `after`; the driver's time of each (in the order of `which`).
+    pub(crate) fn wait_each(
+        &mut self,
+        which: &[usize],
+        prefix: &str,
+        after: Instant,
+        timeout: Duration,
+    ) -> Result<Vec<Instant>, Error> {
+        let mut seen: Vec<Option<Instant>> = vec![None; which.len()];
+        let matched = |(index, at, line): &Line, seen: &mut Vec<Option<Instant>>| match which
+            .iter()
+            .position(|i| i == index)
+        {
+            Some(k) if *at > after && seen[k].is_none() && line.starts_with(prefix) => {
+                seen[k] = Some(*at);
+                true
+            }
+            _ => false,
+        };
+        let mut kept = Vec::new();
+        for line in std::mem::take(&mut self.events) {
+            if !matched(&line, &mut seen) {
+                kept.push(line);
+            }
+        }
+        self.events = kept;
+        let deadline = Instant::now() + timeout;
+        while seen.iter().any(Option::is_none) {
+            let line = self.next_line(deadline)?;
+            if !matched(&line, &mut seen) {
+                self.events.push(line);
+            }
+        }
+        Ok(seen.into_iter().flatten().collect())
+    }
+
+    /// Sends SIGSTOP to member `index` and returns the driver's time just before. The member
+    /// is continued and killed with the others (or by [`Cluster::kill`]).
+    pub(crate) fn stop(&mut self, index: usize) -> Result<Instant, Error> {
+        let pid = *self.pids.get(index).ok_or("no such member")?;
+        let t = Instant::now();
+        send_signal(pid, "STOP")?;
+        self.stopped[index] = true;
+        Ok(t)
     }
 
     /// The next line from any member, waiting at most until `deadline`.
@@ -294,6 +388,7 @@ impl Cluster {
         };
         let (index, at, line) = found;
         let dt: f64 = field(&line, "dt")?;
+        self.last_leader_commit.clone_from(&line);
         let became = at
             .checked_sub(Duration::from_secs_f64(dt.max(0.0)))
             .unwrap_or(at);
@@ -331,6 +426,9 @@ impl Cluster {
     pub(crate) fn kill(&mut self, index: usize) -> Result<Instant, Error> {
         let mut children = lock(&self.children);
         let child = children.procs.get_mut(index).ok_or("no such member")?;
+        if std::mem::take(&mut self.stopped[index]) {
+            let _ = send_signal(self.pids[index], "CONT");
+        }
         let t = Instant::now();
         child.kill()?;
         let _ = child.wait();
@@ -406,6 +504,19 @@ pub(crate) fn settled(setup: &Setup, children: &SharedChildren) -> Result<Settle
         cold_commit: (committed - t0).as_secs_f64(),
         links,
     })
+}
+
+/// Sends a signal (`STOP`, `CONT`) to `pid` with kill(1).
+fn send_signal(pid: u32, signal: &str) -> Result<(), Error> {
+    let status = Command::new("kill")
+        .args(["-s", signal, &pid.to_string()])
+        .stdin(Stdio::null())
+        .status()?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("kill -s {signal} {pid} failed: {status}").into())
+    }
 }
 
 /// `key=value` words of a line.

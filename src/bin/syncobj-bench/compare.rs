@@ -48,7 +48,8 @@ pub(crate) enum Row {
     /// PySyncObj's sequential calls with its default batching (100 ms each; 40 s a run).
     #[value(name = "latency-batched")]
     LatencyBatched,
-    /// Cold start, then the leader SIGKILLed, 3 nodes.
+    /// Cold start, then the leader SIGKILLed, 3 nodes; and on another cluster the leader
+    /// SIGSTOPped.
     #[value(name = "failover")]
     Failover,
     /// The same on 5 nodes.
@@ -227,6 +228,7 @@ pub(crate) fn run(args: &CompareArgs) -> Result<(), Error> {
                     settle: 1.0,
                     time_limit: 60.0 + args.seconds,
                     wait_mesh: false,
+                    no_compaction: false,
                 };
                 let label = format!("[{round}/{}] {:?}", args.repeat, plan.row);
                 match one(plan, &setup, &children, &mut results, which) {
@@ -513,6 +515,21 @@ fn ratio_table(results: &Results, args: &CompareArgs) -> String {
             let (py, rs) = (life(row, PY, f), life(row, RS, f));
             out += &format!(
                 "| leader process killed → {what}, {nodes} nodes, s | {} | {} | {} |\n",
+                cell(py, 3),
+                cell(rs, 3),
+                ratio(py, rs, false)
+            );
+        }
+        for (what, f) in [
+            (
+                "new leader elected",
+                (|r: &LifecycleRun| r.silent_elect) as fn(&LifecycleRun) -> f64,
+            ),
+            ("new leader committed", |r: &LifecycleRun| r.silent_commit),
+        ] {
+            let (py, rs) = (life(row, PY, f), life(row, RS, f));
+            out += &format!(
+                "| leader process stopped (SIGSTOP) → {what}, {nodes} nodes, s | {} | {} | {} |\n",
                 cell(py, 3),
                 cell(rs, 3),
                 ratio(py, rs, false)

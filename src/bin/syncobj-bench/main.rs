@@ -7,7 +7,8 @@
 //! syncobj-bench latency    --nodes 3 --size 10 [--count 2000] ...
 //! syncobj-bench lifecycle  --nodes 3 [--repeat R] ...
 //! syncobj-bench compare    [--repeat R] [--rows 10b,1kb,...]
-//! syncobj-bench scale      [--sweep nodes,payload,window] [--repeat R]
+//! syncobj-bench scale      [--sweep nodes,payload,window,state] [--repeat R]
+//! syncobj-bench restart    [--journal-mb 1024] [--nodes 1] [--entry-bytes 10000] [--repeat R]
 //! syncobj-bench fsync-probe [--dir D]
 //! ```
 //!
@@ -16,7 +17,8 @@
 //! 127.0.0.1, full mesh, back to back, and drives the leader over the members' standard input
 //! (`node.rs` gives the protocol). Modules: `cluster` (processes, the protocol, cleanup),
 //! `node` (a syncobj member), `throughput`, `latency` and `lifecycle` (the experiments),
-//! `compare` and `scale` (sets of runs), `stats` and `rows` (summaries and tables).
+//! `state` (snapshots and restarts of a large state or journal), `compare` and `scale` (sets of
+//! runs), `stats` and `rows` (summaries and tables).
 
 mod cluster;
 mod compare;
@@ -26,6 +28,7 @@ mod node;
 mod python;
 mod rows;
 mod scale;
+mod state;
 mod stats;
 mod throughput;
 
@@ -88,8 +91,11 @@ enum Cmd {
     Lifecycle(RunArgs),
     /// Every row of the comparison with PySyncObj, both systems alternately; the ratio table.
     Compare(compare::CompareArgs),
-    /// Throughput and latency against cluster size, payload size and calls in flight.
+    /// Throughput and latency against cluster size, payload size and calls in flight; snapshot
+    /// and restart against the state's size.
     Scale(scale::ScaleArgs),
+    /// A restart that replays a large journal (no snapshot), against the disk's read speed.
+    Restart(state::RestartArgs),
     /// How long this machine takes to make a small write durable (4 KiB + fdatasync).
     FsyncProbe(ProbeArgs),
     /// A cluster member (started by the driver).
@@ -169,6 +175,7 @@ fn main() -> ExitCode {
         Cmd::Lifecycle(args) => lifecycle_cmd(args),
         Cmd::Compare(args) => compare::run(args),
         Cmd::Scale(args) => scale::run(args),
+        Cmd::Restart(args) => state::restart(args),
         Cmd::FsyncProbe(args) => fsync_probe(args),
     };
     match outcome {
@@ -215,6 +222,7 @@ fn setup(args: &RunArgs) -> Result<(Setup, Option<python::Script>), Error> {
             .time_limit
             .unwrap_or(60.0 + args.seconds.unwrap_or(0.0)),
         wait_mesh: args.wait_mesh,
+        no_compaction: false,
     };
     Ok((setup, script))
 }

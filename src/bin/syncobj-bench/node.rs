@@ -10,12 +10,16 @@
 //! |---|---|
 //! | `load SIZE COUNT SECONDS WINDOW TIMEOUT` | calls `apply` back to back with a callback each; stops after COUNT calls (0: no limit) or SECONDS (0: no limit); at most WINDOW calls in flight (0: no limit); then waits for every callback, at most TIMEOUT seconds in all |
 //! | `latency SIZE COUNT BUDGET` | COUNT sequential waited calls (5 s each at most), stopping early after BUDGET seconds |
-//! | `status` | its applied count, whether it leads, how many partners it is linked to |
+//! | `fill SIZE COUNT WINDOW TIMEOUT` | as `load` with no time limit, but each call is `put(i, value)` of a SIZE-byte value under key i = 0, 1, …: builds a replicated state of COUNT × SIZE bytes |
+//! | `snapshot QUIET_US QUIET_S TIMEOUT` | waits (at most QUIET_S seconds) until its status's `longest_tick_us` is at most QUIET_US, forces a snapshot and waits (at most TIMEOUT seconds) until it is durable; replies how long it took, its file's size and `longest_tick_us` before and after |
+//! | `status` | its applied count, whether it leads, how many partners it is linked to, how many values it holds |
 //! | `exit` | leaves |
 //!
 //! Output lines for the driver start with `@@ ` (anything else is ignored): `event started`,
-//! `event leader_commit ok=1 dt=S` (S: seconds from becoming leader to the commit of its first
-//! call, the leadership hook) and `reply <command> key=value...`.
+//! `event ready` (the node caught up with a leader for the first time),
+//! `event leader_commit ok=1 dt=S refused=R` (S: seconds from becoming leader to the commit of
+//! its first call, the leadership hook; R: how many times that call was refused with
+//! `QueueFull` and made again) and `reply <command> key=value...`.
 //!
 //! A member exits when its standard input closes (the driver is gone) or after `--max-life`
 //! seconds, so none outlives a crashed driver for long.
@@ -24,7 +28,7 @@ use std::collections::BTreeMap;
 use std::io::BufRead;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock, PoisonError, Weak};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::thread::{self, Thread};
 use std::time::{Duration, Instant};
 
@@ -36,11 +40,13 @@ use syncobj::{FsyncPolicy, RaftState};
 use crate::stats::percentile;
 use crate::{Error, Fsync};
 
-/// The baseline's state machine: counts calls and payload bytes.
+/// The baseline's state machine: counts calls and payload bytes; and, for the state-size
+/// runs only, a map of values (empty otherwise).
 #[derive(Default, Serialize, Deserialize, Replicated)]
 pub(crate) struct Bench {
     count: u64,
     total_bytes: u64,
+    values: BTreeMap<u64, Bytes>,
 }
 
 #[replicated]
@@ -50,6 +56,15 @@ impl Bench {
     fn apply(&mut self, payload: Bytes) -> u64 {
         self.count += 1;
         self.total_bytes += payload.len() as u64;
+        self.count
+    }
+
+    /// Stores `value` under `key` (the state-size runs fill the state with it).
+    #[replicated]
+    fn put(&mut self, key: u64, value: Bytes) -> u64 {
+        self.count += 1;
+        self.total_bytes += value.len() as u64;
+        self.values.insert(key, value);
         self.count
     }
 
@@ -79,6 +94,10 @@ pub(crate) struct NodeArgs {
     /// Exit after this many seconds whatever happens.
     #[arg(long, default_value_t = 150.0)]
     max_life: f64,
+    /// Never take a snapshot unless the driver asks for one (`snapshot`): the journal keeps
+    /// every entry.
+    #[arg(long)]
+    no_compaction: bool,
 }
 
 /// A line to the driver. One `println!` is one write under the stdout lock.
@@ -100,8 +119,11 @@ pub(crate) fn run(args: &NodeArgs) -> Result<(), Error> {
         .map(|a| (*a).to_owned())
         .collect();
 
-    // The leadership hook needs the node, which exists only once the conf is consumed.
-    let slot: Arc<OnceLock<Weak<SyncObj<Bench>>>> = Arc::new(OnceLock::new());
+    // The leadership hook needs the node, which exists only once the conf is consumed. A node
+    // may become leader before `SyncObj::new` returns (a member of one, whose journal took
+    // longer to read than its election timeout): the hook then leaves the time it became leader
+    // in the slot, and the first call is made as soon as the node is built.
+    let slot: Arc<Mutex<HookSlot>> = Arc::default();
     let hook_slot = Arc::clone(&slot);
     let mut conf = SyncObjConf::builder();
     if let Some(password) = &args.password {
@@ -113,28 +135,40 @@ pub(crate) fn run(args: &NodeArgs) -> Result<(), Error> {
             Fsync::Never => FsyncPolicy::Never,
         });
     }
+    if args.no_compaction {
+        conf = conf
+            .log_compaction_min_entries(u64::MAX)
+            .log_compaction_min_time(Duration::MAX);
+    }
+    let conf = conf.on_ready(|| emit(format_args!("event ready")));
     let conf = conf.on_state_changed(move |_old, new| {
         if new != RaftState::Leader {
             return;
         }
         let became = Instant::now();
-        match hook_slot.get().and_then(Weak::upgrade) {
-            Some(node) => node
-                .apply(Bytes::from_static(b"LLLLLLLLLL"))
-                .on_done(move |result| {
-                    let dt = became.elapsed().as_secs_f64();
-                    match result {
-                        Ok(_) => emit(format_args!("event leader_commit ok=1 dt={dt:.6}")),
-                        Err(e) => emit(format_args!("event leader_commit ok=0 err={e:?}")),
-                    }
-                }),
-            None => emit(format_args!("event leader_commit ok=0 err=not_built")),
-        }
+        let node = {
+            let mut slot = hook_slot.lock().unwrap_or_else(PoisonError::into_inner);
+            match slot.node.as_ref().and_then(Weak::upgrade) {
+                Some(node) => node,
+                None => {
+                    slot.became_early = Some(became);
+                    return;
+                }
+            }
+        };
+        leader_call(&node, became, 0);
     });
     let conf = conf.build()?;
     let node = Arc::new(SyncObj::new(me, partners, Bench::default(), conf)?);
-    let _ = slot.set(Arc::downgrade(&node));
+    let became_early = {
+        let mut slot = slot.lock().unwrap_or_else(PoisonError::into_inner);
+        slot.node = Some(Arc::downgrade(&node));
+        slot.became_early.take()
+    };
     emit(format_args!("event started pid={}", std::process::id()));
+    if let Some(became) = became_early {
+        leader_call(&node, became, 0);
+    }
 
     for line in std::io::stdin().lock().lines() {
         let line = line?;
@@ -147,15 +181,34 @@ pub(crate) fn run(args: &NodeArgs) -> Result<(), Error> {
                     seconds: seconds.parse()?,
                     window: window.parse()?,
                     timeout: timeout.parse()?,
+                    put: false,
                 };
                 emit(format_args!("reply load {}", load(&node, &plan)));
+            }
+            ["fill", size, count, window, timeout] => {
+                let plan = Plan {
+                    size: size.parse()?,
+                    count: count.parse()?,
+                    seconds: 0.0,
+                    window: window.parse()?,
+                    timeout: timeout.parse()?,
+                    put: true,
+                };
+                emit(format_args!("reply fill {}", load(&node, &plan)));
+            }
+            ["snapshot", quiet_us, quiet_s, timeout] => {
+                let reply = snapshot(&node, quiet_us.parse()?, quiet_s.parse()?, timeout.parse()?);
+                emit(format_args!("reply snapshot {reply}"));
             }
             ["latency", size, count, budget] => {
                 let reply = latency(&node, size.parse()?, count.parse()?, budget.parse()?);
                 emit(format_args!("reply latency {reply}"));
             }
             ["status"] => {
-                let count = node.read().count();
+                let (count, values) = {
+                    let state = node.read();
+                    (state.count(), state.values.len())
+                };
                 let leader = u8::from(node.is_leader());
                 let links = node
                     .other_nodes()
@@ -163,7 +216,7 @@ pub(crate) fn run(args: &NodeArgs) -> Result<(), Error> {
                     .filter(|a| node.is_node_connected(a))
                     .count();
                 emit(format_args!(
-                    "reply status count={count} leader={leader} links={links}"
+                    "reply status count={count} leader={leader} links={links} values={values}"
                 ));
             }
             ["exit"] => break,
@@ -172,6 +225,44 @@ pub(crate) fn run(args: &NodeArgs) -> Result<(), Error> {
     }
     drop(node);
     Ok(())
+}
+
+/// What the leadership hook needs: the node once built, and when it became leader if that was
+/// before.
+#[derive(Default)]
+struct HookSlot {
+    node: Option<Weak<SyncObj<Bench>>>,
+    became_early: Option<Instant>,
+}
+
+/// The leadership hook's call: `apply(b"L" * 10)`, reported with the seconds from `became`.
+/// A call refused with `QueueFull` is made again 1 ms later, for at most 30 s (a leader that
+/// restarted on a journal of more than `uncommitted_entries_max` entries past its last durable
+/// commit index refuses calls until its first entry of the new term commits); the report counts
+/// the refusals (`refused=`).
+fn leader_call(node: &Arc<SyncObj<Bench>>, became: Instant, refused: u32) {
+    let retry = Arc::downgrade(node);
+    node.apply(Bytes::from_static(b"LLLLLLLLLL"))
+        .on_done(move |result| {
+            let dt = became.elapsed().as_secs_f64();
+            match result {
+                Ok(_) => emit(format_args!(
+                    "event leader_commit ok=1 dt={dt:.6} refused={refused}"
+                )),
+                Err(FailReason::QueueFull) if dt < 30.0 => {
+                    // On a thread of its own: this callback runs on the tick thread.
+                    thread::spawn(move || {
+                        thread::sleep(Duration::from_millis(1));
+                        if let Some(node) = retry.upgrade() {
+                            leader_call(&node, became, refused + 1);
+                        }
+                    });
+                }
+                Err(e) => emit(format_args!(
+                    "event leader_commit ok=0 err={e:?} refused={refused}"
+                )),
+            }
+        });
 }
 
 /// 256 distinct pseudo-random payloads of `size` bytes (SplitMix64 from seed 12345; the
@@ -201,6 +292,8 @@ struct Plan {
     window: u64,
     /// Seconds for the whole command, submitting and waiting.
     timeout: f64,
+    /// Call `put(i, payload)` (a growing state) rather than `apply(payload)`.
+    put: bool,
 }
 
 /// What the callbacks of a `load` count, shared with the tick thread. Atomics keep the callback
@@ -289,7 +382,12 @@ fn load(node: &SyncObj<Bench>, plan: &Plan) -> String {
             let payload = pool[(sent % pool.len() as u64) as usize].clone();
             tally.in_flight.fetch_add(1, Ordering::AcqRel);
             let tally = Arc::clone(&tally);
-            node.apply(payload).on_done(move |result| {
+            let call = if plan.put {
+                node.put(sent, payload)
+            } else {
+                node.apply(payload)
+            };
+            call.on_done(move |result| {
                 tally.finish(result.is_ok(), || match result {
                     Ok(_) => String::new(),
                     Err(reason) => format!("{reason:?}"),
@@ -329,6 +427,45 @@ fn load(node: &SyncObj<Bench>, plan: &Plan) -> String {
         } else {
             reasons.join(",")
         },
+    )
+}
+
+/// Forces a snapshot once the tick loop is quiet and times it until it is durable: the
+/// `snapshot` command. The status's `longest_tick_us` covers the last 10 to 20 s and cannot be
+/// reset, so the member first waits for the long iterations of what came before (applying a
+/// fill) to leave it; read at the end, it then covers the whole snapshot if that took less than
+/// 10 s (a longer one is reported with `long=1`).
+fn snapshot(node: &SyncObj<Bench>, quiet_us: u64, quiet_s: f64, timeout: f64) -> String {
+    let quiet_until = Instant::now() + Duration::from_secs_f64(quiet_s);
+    let tick_us = |node: &SyncObj<Bench>| node.status().longest_tick.as_micros();
+    while tick_us(node) > u128::from(quiet_us) && Instant::now() < quiet_until {
+        thread::sleep(Duration::from_millis(100));
+    }
+    let before = node.status();
+    let start = Instant::now();
+    node.force_log_compaction();
+    let deadline = start + Duration::from_secs_f64(timeout);
+    let mut after = node.status();
+    while after.snapshots.compactions == before.snapshots.compactions {
+        if Instant::now() >= deadline {
+            return format!(
+                "ok=0 seconds={:.6} reason=no_snapshot_within_{timeout}s",
+                start.elapsed().as_secs_f64()
+            );
+        }
+        thread::sleep(Duration::from_millis(1));
+        after = node.status();
+    }
+    let seconds = start.elapsed().as_secs_f64();
+    format!(
+        "ok=1 seconds={seconds:.6} bytes={} index={} journal_bytes={} tick_before_us={} \
+         tick_us={} long={}",
+        after.snapshots.snapshot_bytes,
+        after.snapshots.snapshot_index,
+        after.journal.bytes,
+        before.longest_tick.as_micros(),
+        after.longest_tick.as_micros(),
+        u8::from(seconds >= 10.0),
     )
 }
 

@@ -96,8 +96,9 @@ pub(crate) struct LifecycleRows<'a> {
 pub(crate) fn lifecycle_table(rows: &[LifecycleRows<'_>]) -> String {
     let mut out = String::from(
         "| system | nodes | cold: leader elected | cold: first commit | failover: new leader \
-         elected | failover: new leader committed | idle peak RSS MiB (all nodes) | leader CPU s \
-         to the kill |\n|---|---|---|---|---|---|---|---|\n",
+         elected | failover: new leader committed | silent leader: new leader elected | silent \
+         leader: new leader committed | idle peak RSS MiB (all nodes) | leader CPU s to the kill \
+         |\n|---|---|---|---|---|---|---|---|---|---|\n",
     );
     for row in rows {
         let runs = row.runs;
@@ -105,13 +106,15 @@ pub(crate) fn lifecycle_table(rows: &[LifecycleRows<'_>]) -> String {
             |f: fn(&LifecycleRun) -> f64| Shown(&Summary::of(runs.iter().map(f)), 3).to_string();
         let rss = Summary::of(runs.iter().flat_map(|r| r.idle_rss.iter().copied()));
         out += &format!(
-            "| {} | {} | {} | {} | {} | {} | {} | {} |\n",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
             row.setup.system.name(),
             row.setup.nodes,
             show(|r| r.cold_leader),
             show(|r| r.cold_commit),
             show(|r| r.failover_elect),
             show(|r| r.failover_commit),
+            show(|r| r.silent_elect),
+            show(|r| r.silent_commit),
             Shown(&rss, 1),
             show(|r| r.leader_cpu),
         );

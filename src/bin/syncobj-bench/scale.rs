@@ -1,13 +1,14 @@
 //! `syncobj-bench scale`: syncobj's throughput and latency against the cluster size, the
 //! payload size and the number of calls in flight (issue 13's scaling figures), each point on
-//! fresh clusters with the sustained load, printed as the baseline-shaped tables.
+//! fresh clusters with the sustained load, printed as the baseline-shaped tables; and, with
+//! `--sweep state` (not by default), what a 1, 10 and 100 MB state costs (`state.rs`).
 
 use clap::ValueEnum;
 
 use crate::cluster::{self, Setup, System};
 use crate::latency::{self, LatencyRun};
 use crate::throughput::{self, Load, ThroughputRun};
-use crate::{Error, between_runs, rows};
+use crate::{Error, Fsync, between_runs, rows, state};
 
 /// A sweep.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -18,6 +19,9 @@ pub(crate) enum Sweep {
     Payload,
     /// 1 to 65 536 calls in flight, 3 nodes, 10 B.
     Window,
+    /// A state of 1, 10, 100 MB on 3 nodes with a journal: snapshot time and size, the tick
+    /// loop's longest iteration meanwhile, the restart from the snapshot.
+    State,
 }
 
 #[derive(clap::Args, Debug)]
@@ -39,6 +43,9 @@ pub(crate) struct ScaleArgs {
     /// Sequential calls per latency point.
     #[arg(long, default_value_t = 1000)]
     calls: u64,
+    /// How the journal of the state sweep syncs.
+    #[arg(long, value_enum, default_value = "always")]
+    fsync: Fsync,
 }
 
 /// One measured point: its cluster and load, and the runs.
@@ -62,6 +69,7 @@ pub(crate) fn run(args: &ScaleArgs) -> Result<(), Error> {
         settle: 1.0,
         time_limit: 60.0 + args.seconds,
         wait_mesh: false,
+        no_compaction: false,
     };
     let sustained = |size: usize, window: u64| Load {
         size,
@@ -88,11 +96,23 @@ pub(crate) fn run(args: &ScaleArgs) -> Result<(), Error> {
                     points.push((setup(3), sustained(10, window), false));
                 }
             }
+            Sweep::State => {}
         }
     }
     let children = cluster::watchdog();
     let mut measured = Vec::new();
     let mut failures = 0usize;
+    if args.sweep.contains(&Sweep::State) {
+        failures += state::sweep(args.repeat, args.fsync, &children);
+        if points.is_empty() {
+            return if failures > 0 {
+                Err(format!("{failures} runs failed").into())
+            } else {
+                Ok(())
+            };
+        }
+        println!();
+    }
     for (setup, load, with_latency) in points {
         let mut point = Point {
             setup,
