@@ -2,6 +2,7 @@
 //! were placed, and calls placed in the log waiting for their index to be applied. Each method
 //! returns the calls it settles, for the engine to complete once it is unlocked.
 
+use std::collections::btree_map::Entry;
 use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
 
@@ -35,6 +36,53 @@ struct Placement {
     deadline: Option<Instant>,
 }
 
+/// The calls waiting on one index: almost always one, held without an allocation of its own
+/// (a burst of 100 000 calls keeps as many in flight on the leader).
+enum Waiting {
+    One(Placement),
+    /// Placed in different terms: the one whose term is applied succeeds.
+    Many(Vec<Placement>),
+}
+
+impl Waiting {
+    fn push(&mut self, placement: Placement) {
+        match self {
+            Waiting::Many(all) => all.push(placement),
+            Waiting::One(_) => {
+                let Waiting::One(first) = std::mem::replace(self, Waiting::Many(Vec::new())) else {
+                    unreachable!("matched One above");
+                };
+                *self = Waiting::Many(vec![first, placement]);
+            }
+        }
+    }
+
+    fn into_vec(self) -> Vec<Placement> {
+        match self {
+            Waiting::One(placement) => vec![placement],
+            Waiting::Many(all) => all,
+        }
+    }
+
+    /// Moves the placements whose deadline passed into `late`; returns whether any remain.
+    fn keep_on_time(&mut self, now: Instant, late: &mut Vec<Placement>) -> bool {
+        let is_late = |p: &Placement| p.deadline.is_some_and(|d| d <= now);
+        if let Waiting::One(placement) = self {
+            if !is_late(placement) {
+                return true;
+            }
+            // Left empty: the caller drops it.
+            late.extend(std::mem::replace(self, Waiting::Many(Vec::new())).into_vec());
+            return false;
+        }
+        let Waiting::Many(all) = self else {
+            unreachable!("One was turned into Many above");
+        };
+        late.extend(all.extract_if(.., |p| is_late(p)));
+        !all.is_empty()
+    }
+}
+
 /// The calls this node made that have not completed.
 #[derive(Default)]
 pub(crate) struct InFlight {
@@ -42,7 +90,7 @@ pub(crate) struct InFlight {
     next_request: u64,
     /// Several calls can wait on one index (placed in different terms); the one whose term is
     /// applied succeeds, the others were replaced.
-    placed: BTreeMap<LogIndex, Vec<Placement>>,
+    placed: BTreeMap<LogIndex, Waiting>,
     next_deadline_scan: Instant,
     recent: VecDeque<(LogIndex, Term, Outcome)>,
 }
@@ -87,11 +135,17 @@ impl InFlight {
         applied: LogIndex,
     ) -> Option<Settled> {
         if index > applied {
-            self.placed.entry(index).or_default().push(Placement {
+            let placement = Placement {
                 term,
                 completion,
                 deadline,
-            });
+            };
+            match self.placed.entry(index) {
+                Entry::Vacant(vacant) => {
+                    vacant.insert(Waiting::One(placement));
+                }
+                Entry::Occupied(mut occupied) => occupied.get_mut().push(placement),
+            }
             return None;
         }
         let outcome = match self.recent.iter().find(|(i, _, _)| *i == index) {
@@ -102,34 +156,33 @@ impl InFlight {
         Some((completion, outcome))
     }
 
-    /// The entry at `index` of `term` was applied with `outcome`. Only an applied (so
-    /// committed) entry settles a placed call: an entry missing from this node's log may still
-    /// be committed by a later leader.
+    /// The entry at `index` of `term` was applied with `outcome`: the calls it settles go to
+    /// `settled`. Only an applied (so committed) entry settles a placed call: an entry missing
+    /// from this node's log may still be committed by a later leader.
     pub(crate) fn applied(
         &mut self,
         index: LogIndex,
         term: Term,
         outcome: Outcome,
-    ) -> Vec<Settled> {
-        let settled = self
-            .placed
-            .remove(&index)
-            .unwrap_or_default()
-            .into_iter()
-            .map(|p| {
-                let result = if p.term == term {
-                    outcome.clone()
-                } else {
-                    Err(FailReason::Discarded)
-                };
-                (p.completion, result)
-            })
-            .collect();
+        settled: &mut Vec<Settled>,
+    ) {
+        let settle = |p: Placement| {
+            let result = if p.term == term {
+                outcome.clone()
+            } else {
+                Err(FailReason::Discarded)
+            };
+            (p.completion, result)
+        };
+        match self.placed.remove(&index) {
+            None => {}
+            Some(Waiting::One(placement)) => settled.push(settle(placement)),
+            Some(Waiting::Many(all)) => settled.extend(all.into_iter().map(settle)),
+        }
         self.recent.push_back((index, term, outcome));
         if self.recent.len() > RECENT_RESULTS_MAX {
             self.recent.pop_front();
         }
-        settled
     }
 
     /// The leader is now `leader`: forwarded calls waiting on another one will never hear back.
@@ -155,17 +208,15 @@ impl InFlight {
         let mut settled = self.fail_forwarded(late, &FailReason::Timeout);
         if now >= self.next_deadline_scan {
             self.next_deadline_scan = now + DEADLINE_SCAN_INTERVAL;
-            for waiting in self.placed.values_mut() {
-                let (late, on_time): (Vec<Placement>, Vec<Placement>) = std::mem::take(waiting)
-                    .into_iter()
-                    .partition(|p| p.deadline.is_some_and(|d| d <= now));
-                *waiting = on_time;
-                settled.extend(
-                    late.into_iter()
-                        .map(|p| (p.completion, Err(FailReason::Timeout))),
-                );
-            }
-            self.placed.retain(|_, waiting| !waiting.is_empty());
+            // In place: a scan over 100 000 calls in flight allocates nothing unless some are
+            // late.
+            let mut late = Vec::new();
+            self.placed
+                .retain(|_, waiting| waiting.keep_on_time(now, &mut late));
+            settled.extend(
+                late.into_iter()
+                    .map(|p| (p.completion, Err(FailReason::Timeout))),
+            );
         }
         settled
     }
@@ -182,7 +233,7 @@ impl InFlight {
     pub(crate) fn drain(&mut self) -> Vec<Completion> {
         let placed = std::mem::take(&mut self.placed)
             .into_values()
-            .flatten()
+            .flat_map(Waiting::into_vec)
             .map(|p| p.completion);
         let forwarded = std::mem::take(&mut self.forwarded)
             .into_values()
