@@ -283,3 +283,119 @@ impl PlacedForwards {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use bytes::Bytes;
+
+    use super::*;
+    use crate::object::{Call, Submit, TickHelp};
+
+    struct Nowhere;
+
+    impl Submit for Nowhere {
+        fn submit(&self, _command: Bytes, completion: Completion) {
+            drop(completion);
+        }
+
+        fn enabled_code_version(&self) -> u32 {
+            0
+        }
+
+        fn help_while_waiting(&self, _max_wait: Duration) -> TickHelp {
+            TickHelp::TickThreadRuns
+        }
+    }
+
+    /// A completion and the call it completes.
+    fn call() -> (Completion, Call<u8>) {
+        let submit: Arc<dyn Submit> = Arc::new(Nowhere);
+        Call::pending(&submit)
+    }
+
+    fn outcome(settled: Vec<Settled>) -> Vec<Outcome> {
+        settled
+            .into_iter()
+            .map(|(completion, outcome)| {
+                completion.complete(outcome.clone());
+                outcome
+            })
+            .collect()
+    }
+
+    /// Two calls placed at one index in different terms: the applied term's succeeds, the
+    /// other was replaced; a lone placement settles with its own index.
+    #[test]
+    fn calls_placed_at_one_index_settle_by_term() {
+        let mut in_flight = InFlight::default();
+        let none = LogIndex(0);
+        for term in [1, 2] {
+            let (completion, _call) = call();
+            assert!(
+                in_flight
+                    .place(LogIndex(5), Term(term), completion, None, none)
+                    .is_none()
+            );
+        }
+        let (completion, _call) = call();
+        assert!(
+            in_flight
+                .place(LogIndex(6), Term(2), completion, None, none)
+                .is_none()
+        );
+        let mut settled = Vec::new();
+        in_flight.applied(LogIndex(5), Term(2), Ok(vec![1]), &mut settled);
+        assert_eq!(
+            outcome(settled),
+            vec![Err(FailReason::Discarded), Ok(vec![1])]
+        );
+        let mut settled = Vec::new();
+        in_flight.applied(LogIndex(6), Term(2), Ok(vec![2]), &mut settled);
+        assert_eq!(outcome(settled), vec![Ok(vec![2])]);
+        assert!(in_flight.drain().is_empty());
+    }
+
+    /// The deadline scan fails the late calls, alone at their index or beside others, and
+    /// keeps the rest waiting.
+    #[test]
+    fn the_deadline_scan_fails_only_late_calls() {
+        let mut in_flight = InFlight::default();
+        let none = LogIndex(0);
+        let soon = Some(Instant::ZERO + Duration::from_secs(1));
+        let later = Some(Instant::ZERO + Duration::from_secs(60));
+        let placements = [
+            (5, 1, soon),
+            (5, 2, later),
+            (6, 2, soon),
+            (7, 2, later),
+            (8, 2, None),
+        ];
+        for (index, term, deadline) in placements {
+            let (completion, _call) = call();
+            assert!(
+                in_flight
+                    .place(LogIndex(index), Term(term), completion, deadline, none)
+                    .is_none()
+            );
+        }
+        let late = in_flight.expire(Instant::ZERO + Duration::from_secs(2));
+        assert_eq!(
+            outcome(late),
+            vec![Err(FailReason::Timeout), Err(FailReason::Timeout)]
+        );
+        let mut settled = Vec::new();
+        for index in [5, 6, 7, 8] {
+            in_flight.applied(LogIndex(index), Term(2), Ok(vec![]), &mut settled);
+        }
+        assert_eq!(
+            settled.len(),
+            3,
+            "indices 5, 7 and 8 still had a call waiting"
+        );
+        drop(outcome(settled));
+        assert!(in_flight.drain().is_empty());
+    }
+}

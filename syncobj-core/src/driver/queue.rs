@@ -126,7 +126,10 @@ mod tests {
                 })
             })
             .collect();
-        let sent: usize = threads.into_iter().map(|t| t.join().unwrap()).sum();
+        let sent: usize = threads
+            .into_iter()
+            .map(|t| t.join().expect("a sender thread panicked"))
+            .sum();
         assert_eq!(sent, 100);
         assert_eq!(receiver.try_iter().count(), 100);
     }
