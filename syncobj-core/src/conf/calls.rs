@@ -20,7 +20,9 @@ options! {
     /// (PySyncObj `commandsQueueSize`): a call made while it is full fails at once with
     /// `QueueFull`. The calls held while no leader is known and the entries a leader holds
     /// uncommitted have limits of their own, `leaderless_calls_max` and
-    /// `uncommitted_entries_max`. Must be positive. Default: 100 000.
+    /// `uncommitted_entries_max`. The queue takes memory as calls wait in it (about 50 bytes
+    /// each beside the call's own), not for its capacity up front. Must be positive.
+    /// Default: 100 000.
     commands_queue_size: usize;
 
     /// `true`: calls made while no leader is known wait for one, up to

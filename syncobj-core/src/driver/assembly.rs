@@ -4,7 +4,6 @@
 
 use std::sync::Arc;
 
-use crossbeam_channel::Sender;
 use syncobj_net::handshake::Peer;
 use syncobj_net::{Transport, Wake};
 
@@ -17,6 +16,7 @@ use super::life::Signals;
 use super::network;
 use super::objects::{ErasedObject, SYSTEM_OBJECT};
 use super::observed::Observed;
+use super::queue::{self, QueueSender};
 use super::recovery::Recovered;
 use super::writer::Writer;
 use crate::conf::SyncObjConf;
@@ -57,9 +57,9 @@ pub(crate) struct Assembled {
     pub(crate) engine: Engine,
     pub(crate) signals: Arc<Signals>,
     /// Where calls are queued for the engine.
-    pub(crate) queue: Sender<Queued>,
+    pub(crate) queue: QueueSender<Queued>,
     /// Where membership changes and leadership transfers are queued for the engine.
-    pub(crate) changes: Sender<QueuedChange>,
+    pub(crate) changes: QueueSender<QueuedChange>,
     /// Wakes the engine's poll.
     pub(crate) waker: Arc<dyn Wake>,
     /// Whether committed entries wait in the journal: the node should iterate once at once,
@@ -100,8 +100,8 @@ pub(crate) fn assemble(blueprint: Blueprint<'_>) -> Result<Assembled, StartError
     }
     let has_committed = recovered.has_committed();
     let mut raft = RaftNode::new(id, membership, raft, recovered.restored, Instant::ZERO)?;
-    let (queue, receiver) = crossbeam_channel::bounded(conf.commands_queue_size);
-    let (changes, change_receiver) = crossbeam_channel::bounded(CHANGES_QUEUED_MAX);
+    let (queue, receiver) = queue::bounded(conf.commands_queue_size);
+    let (changes, change_receiver) = queue::bounded(CHANGES_QUEUED_MAX);
     let waker = transport.waker();
     let writer = match recovered.persistence {
         Some(persistence) if inline_journal => Some(Writer::inline(persistence)),

@@ -2,6 +2,7 @@
 //! were placed, and calls placed in the log waiting for their index to be applied. Each method
 //! returns the calls it settles, for the engine to complete once it is unlocked.
 
+use std::collections::btree_map::Entry;
 use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
 
@@ -35,6 +36,53 @@ struct Placement {
     deadline: Option<Instant>,
 }
 
+/// The calls waiting on one index: almost always one, held without an allocation of its own
+/// (a burst of 100 000 calls keeps as many in flight on the leader).
+enum Waiting {
+    One(Placement),
+    /// Placed in different terms: the one whose term is applied succeeds.
+    Many(Vec<Placement>),
+}
+
+impl Waiting {
+    fn push(&mut self, placement: Placement) {
+        match self {
+            Waiting::Many(all) => all.push(placement),
+            Waiting::One(_) => {
+                let Waiting::One(first) = std::mem::replace(self, Waiting::Many(Vec::new())) else {
+                    unreachable!("matched One above");
+                };
+                *self = Waiting::Many(vec![first, placement]);
+            }
+        }
+    }
+
+    fn into_vec(self) -> Vec<Placement> {
+        match self {
+            Waiting::One(placement) => vec![placement],
+            Waiting::Many(all) => all,
+        }
+    }
+
+    /// Moves the placements whose deadline passed into `late`; returns whether any remain.
+    fn keep_on_time(&mut self, now: Instant, late: &mut Vec<Placement>) -> bool {
+        let is_late = |p: &Placement| p.deadline.is_some_and(|d| d <= now);
+        if let Waiting::One(placement) = self {
+            if !is_late(placement) {
+                return true;
+            }
+            // Left empty: the caller drops it.
+            late.extend(std::mem::replace(self, Waiting::Many(Vec::new())).into_vec());
+            return false;
+        }
+        let Waiting::Many(all) = self else {
+            unreachable!("One was turned into Many above");
+        };
+        late.extend(all.extract_if(.., |p| is_late(p)));
+        !all.is_empty()
+    }
+}
+
 /// The calls this node made that have not completed.
 #[derive(Default)]
 pub(crate) struct InFlight {
@@ -42,7 +90,7 @@ pub(crate) struct InFlight {
     next_request: u64,
     /// Several calls can wait on one index (placed in different terms); the one whose term is
     /// applied succeeds, the others were replaced.
-    placed: BTreeMap<LogIndex, Vec<Placement>>,
+    placed: BTreeMap<LogIndex, Waiting>,
     next_deadline_scan: Instant,
     recent: VecDeque<(LogIndex, Term, Outcome)>,
 }
@@ -87,11 +135,17 @@ impl InFlight {
         applied: LogIndex,
     ) -> Option<Settled> {
         if index > applied {
-            self.placed.entry(index).or_default().push(Placement {
+            let placement = Placement {
                 term,
                 completion,
                 deadline,
-            });
+            };
+            match self.placed.entry(index) {
+                Entry::Vacant(vacant) => {
+                    vacant.insert(Waiting::One(placement));
+                }
+                Entry::Occupied(mut occupied) => occupied.get_mut().push(placement),
+            }
             return None;
         }
         let outcome = match self.recent.iter().find(|(i, _, _)| *i == index) {
@@ -102,34 +156,33 @@ impl InFlight {
         Some((completion, outcome))
     }
 
-    /// The entry at `index` of `term` was applied with `outcome`. Only an applied (so
-    /// committed) entry settles a placed call: an entry missing from this node's log may still
-    /// be committed by a later leader.
+    /// The entry at `index` of `term` was applied with `outcome`: the calls it settles go to
+    /// `settled`. Only an applied (so committed) entry settles a placed call: an entry missing
+    /// from this node's log may still be committed by a later leader.
     pub(crate) fn applied(
         &mut self,
         index: LogIndex,
         term: Term,
         outcome: Outcome,
-    ) -> Vec<Settled> {
-        let settled = self
-            .placed
-            .remove(&index)
-            .unwrap_or_default()
-            .into_iter()
-            .map(|p| {
-                let result = if p.term == term {
-                    outcome.clone()
-                } else {
-                    Err(FailReason::Discarded)
-                };
-                (p.completion, result)
-            })
-            .collect();
+        settled: &mut Vec<Settled>,
+    ) {
+        let settle = |p: Placement| {
+            let result = if p.term == term {
+                outcome.clone()
+            } else {
+                Err(FailReason::Discarded)
+            };
+            (p.completion, result)
+        };
+        match self.placed.remove(&index) {
+            None => {}
+            Some(Waiting::One(placement)) => settled.push(settle(placement)),
+            Some(Waiting::Many(all)) => settled.extend(all.into_iter().map(settle)),
+        }
         self.recent.push_back((index, term, outcome));
         if self.recent.len() > RECENT_RESULTS_MAX {
             self.recent.pop_front();
         }
-        settled
     }
 
     /// The leader is now `leader`: forwarded calls waiting on another one will never hear back.
@@ -155,17 +208,15 @@ impl InFlight {
         let mut settled = self.fail_forwarded(late, &FailReason::Timeout);
         if now >= self.next_deadline_scan {
             self.next_deadline_scan = now + DEADLINE_SCAN_INTERVAL;
-            for waiting in self.placed.values_mut() {
-                let (late, on_time): (Vec<Placement>, Vec<Placement>) = std::mem::take(waiting)
-                    .into_iter()
-                    .partition(|p| p.deadline.is_some_and(|d| d <= now));
-                *waiting = on_time;
-                settled.extend(
-                    late.into_iter()
-                        .map(|p| (p.completion, Err(FailReason::Timeout))),
-                );
-            }
-            self.placed.retain(|_, waiting| !waiting.is_empty());
+            // In place: a scan over 100 000 calls in flight allocates nothing unless some are
+            // late.
+            let mut late = Vec::new();
+            self.placed
+                .retain(|_, waiting| waiting.keep_on_time(now, &mut late));
+            settled.extend(
+                late.into_iter()
+                    .map(|p| (p.completion, Err(FailReason::Timeout))),
+            );
         }
         settled
     }
@@ -182,7 +233,7 @@ impl InFlight {
     pub(crate) fn drain(&mut self) -> Vec<Completion> {
         let placed = std::mem::take(&mut self.placed)
             .into_values()
-            .flatten()
+            .flat_map(Waiting::into_vec)
             .map(|p| p.completion);
         let forwarded = std::mem::take(&mut self.forwarded)
             .into_values()
@@ -230,5 +281,121 @@ impl PlacedForwards {
         {
             self.by_key.remove(&oldest);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use bytes::Bytes;
+
+    use super::*;
+    use crate::object::{Call, Submit, TickHelp};
+
+    struct Nowhere;
+
+    impl Submit for Nowhere {
+        fn submit(&self, _command: Bytes, completion: Completion) {
+            drop(completion);
+        }
+
+        fn enabled_code_version(&self) -> u32 {
+            0
+        }
+
+        fn help_while_waiting(&self, _max_wait: Duration) -> TickHelp {
+            TickHelp::TickThreadRuns
+        }
+    }
+
+    /// A completion and the call it completes.
+    fn call() -> (Completion, Call<u8>) {
+        let submit: Arc<dyn Submit> = Arc::new(Nowhere);
+        Call::pending(&submit)
+    }
+
+    fn outcome(settled: Vec<Settled>) -> Vec<Outcome> {
+        settled
+            .into_iter()
+            .map(|(completion, outcome)| {
+                completion.complete(outcome.clone());
+                outcome
+            })
+            .collect()
+    }
+
+    /// Two calls placed at one index in different terms: the applied term's succeeds, the
+    /// other was replaced; a lone placement settles with its own index.
+    #[test]
+    fn calls_placed_at_one_index_settle_by_term() {
+        let mut in_flight = InFlight::default();
+        let none = LogIndex(0);
+        for term in [1, 2] {
+            let (completion, _call) = call();
+            assert!(
+                in_flight
+                    .place(LogIndex(5), Term(term), completion, None, none)
+                    .is_none()
+            );
+        }
+        let (completion, _call) = call();
+        assert!(
+            in_flight
+                .place(LogIndex(6), Term(2), completion, None, none)
+                .is_none()
+        );
+        let mut settled = Vec::new();
+        in_flight.applied(LogIndex(5), Term(2), Ok(vec![1]), &mut settled);
+        assert_eq!(
+            outcome(settled),
+            vec![Err(FailReason::Discarded), Ok(vec![1])]
+        );
+        let mut settled = Vec::new();
+        in_flight.applied(LogIndex(6), Term(2), Ok(vec![2]), &mut settled);
+        assert_eq!(outcome(settled), vec![Ok(vec![2])]);
+        assert!(in_flight.drain().is_empty());
+    }
+
+    /// The deadline scan fails the late calls, alone at their index or beside others, and
+    /// keeps the rest waiting.
+    #[test]
+    fn the_deadline_scan_fails_only_late_calls() {
+        let mut in_flight = InFlight::default();
+        let none = LogIndex(0);
+        let soon = Some(Instant::ZERO + Duration::from_secs(1));
+        let later = Some(Instant::ZERO + Duration::from_secs(60));
+        let placements = [
+            (5, 1, soon),
+            (5, 2, later),
+            (6, 2, soon),
+            (7, 2, later),
+            (8, 2, None),
+        ];
+        for (index, term, deadline) in placements {
+            let (completion, _call) = call();
+            assert!(
+                in_flight
+                    .place(LogIndex(index), Term(term), completion, deadline, none)
+                    .is_none()
+            );
+        }
+        let late = in_flight.expire(Instant::ZERO + Duration::from_secs(2));
+        assert_eq!(
+            outcome(late),
+            vec![Err(FailReason::Timeout), Err(FailReason::Timeout)]
+        );
+        let mut settled = Vec::new();
+        for index in [5, 6, 7, 8] {
+            in_flight.applied(LogIndex(index), Term(2), Ok(vec![]), &mut settled);
+        }
+        assert_eq!(
+            settled.len(),
+            3,
+            "indices 5, 7 and 8 still had a call waiting"
+        );
+        drop(outcome(settled));
+        assert!(in_flight.drain().is_empty());
     }
 }

@@ -9,12 +9,12 @@ use std::sync::{Arc, OnceLock};
 use std::thread::ThreadId;
 
 use arc_swap::ArcSwap;
-use crossbeam_channel::Receiver;
 use parking_lot::{Condvar, Mutex};
 
 use super::admin::AdminDesk;
 use super::engine::Queued;
 use super::observed::Observed;
+use super::queue::QueueReceiver;
 use crate::object::FailReason;
 
 /// Shared by a node's handles and its tick loop.
@@ -36,13 +36,17 @@ pub(crate) struct Signals {
     /// The thread running an iteration now, if any: waiting for a call there would deadlock.
     ticking: Mutex<Option<ThreadId>>,
     /// The queue's receiving end, kept so that calls queued after the loop died are failed.
-    queue: Receiver<Queued>,
+    queue: QueueReceiver<Queued>,
     /// Administrators' requests and answers, between the loop and the handle.
     pub(crate) admin: AdminDesk,
 }
 
 impl Signals {
-    pub(crate) fn new(observed: Observed, code_version: u32, queue: Receiver<Queued>) -> Signals {
+    pub(crate) fn new(
+        observed: Observed,
+        code_version: u32,
+        queue: QueueReceiver<Queued>,
+    ) -> Signals {
         Signals {
             observed: ArcSwap::from_pointee(observed),
             ready: Flag::default(),

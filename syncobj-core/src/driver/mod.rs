@@ -22,6 +22,7 @@ mod network;
 pub(crate) mod objects;
 pub(crate) mod observed;
 pub(crate) mod persistence;
+pub(crate) mod queue;
 pub(crate) mod recovery;
 mod snapshot_codec;
 mod snapshot_error;
@@ -47,7 +48,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant as StdInstant};
 
 use bytes::Bytes;
-use crossbeam_channel::{Sender, TrySendError};
+use crossbeam_channel::TrySendError;
 use parking_lot::{Mutex, RwLock, RwLockReadGuard};
 use syncobj_net::admin::{AdminReply, AdminRequest};
 use syncobj_net::handshake::Peer;
@@ -64,6 +65,7 @@ use self::engine::{Queued, QueuedChange};
 use self::life::{Flag, Signals};
 use self::objects::{ErasedObject, ObjectCell, SET_CODE_VERSION, SYSTEM_OBJECT};
 use self::observed::{Observed, StatusContext};
+use self::queue::QueueSender;
 use self::recovery::recover;
 use self::ticker::{Clock, ManualSlot, NotTicked};
 use self::wire::ChangeRequest;
@@ -189,9 +191,9 @@ struct WireKind {
 /// observed value), and, on a manually ticked node, the engine itself.
 struct Shared {
     signals: Arc<Signals>,
-    queue: Sender<Queued>,
+    queue: QueueSender<Queued>,
     /// Where membership changes and leadership transfers go.
-    changes: Sender<QueuedChange>,
+    changes: QueueSender<QueuedChange>,
     /// Whether membership changes are allowed (`dynamic_membership_change`).
     dynamic: bool,
     /// Whether addresses are TCP `host:port`s, checked before a change is queued.
@@ -979,7 +981,7 @@ fn warn_of_options(conf: &SyncObjConf) {
 
 /// Hands `item` to the loop's queue and wakes the loop; a full queue fails the item's call with
 /// `QueueFull`, a closed one (the node stopped) with `Shutdown`.
-fn enqueue<T>(queue: &Sender<(T, Completion)>, item: (T, Completion), waker: &dyn Wake) {
+fn enqueue<T>(queue: &QueueSender<(T, Completion)>, item: (T, Completion), waker: &dyn Wake) {
     match queue.try_send(item) {
         Ok(()) => waker.wake(),
         Err(TrySendError::Full((_, completion))) => completion.complete(Err(FailReason::QueueFull)),

@@ -294,7 +294,11 @@ type Callback = Box<dyn FnOnce(Outcome) + Send>;
 enum Slot {
     Waiting(Option<Waker>),
     Callback(Callback),
-    Done(Outcome),
+    /// Boxed: an outcome (48 bytes, most of them the rare failure reasons) stored inline would
+    /// make every call's cell 32 bytes larger, and a burst keeps 100 000 cells alive. Only an
+    /// outcome that waits for its caller (`wait`, `.await`) is stored; a callback takes it
+    /// directly.
+    Done(Box<Outcome>),
     Taken,
 }
 
@@ -354,7 +358,7 @@ fn settle(cell: &Cell, outcome: Outcome) {
             run_callback(callback, outcome);
         }
         Slot::Waiting(waker) => {
-            *slot = Slot::Done(outcome);
+            *slot = Slot::Done(Box::new(outcome));
             drop(slot);
             cell.done.notify_all();
             if let Some(waker) = waker {
@@ -458,7 +462,7 @@ impl<R: DeserializeOwned + Send + 'static> Call<R> {
     fn take_done(&self) -> Option<Outcome> {
         let mut slot = self.cell.lock();
         match std::mem::replace(&mut *slot, Slot::Taken) {
-            Slot::Done(outcome) => Some(outcome),
+            Slot::Done(outcome) => Some(*outcome),
             other => {
                 *slot = other;
                 None
@@ -473,7 +477,7 @@ impl<R: DeserializeOwned + Send + 'static> Call<R> {
         match std::mem::replace(&mut *slot, Slot::Taken) {
             Slot::Done(outcome) => {
                 drop(slot);
-                callback(decode(outcome));
+                callback(decode(*outcome));
             }
             _ => *slot = Slot::Callback(Box::new(move |outcome| callback(decode(outcome)))),
         }
@@ -494,7 +498,7 @@ impl<R: DeserializeOwned + Send + 'static> Future for Call<R> {
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut slot = self.cell.lock();
         match std::mem::replace(&mut *slot, Slot::Taken) {
-            Slot::Done(outcome) => Poll::Ready(decode(outcome)),
+            Slot::Done(outcome) => Poll::Ready(decode(*outcome)),
             Slot::Waiting(_) => {
                 *slot = Slot::Waiting(Some(cx.waker().clone()));
                 Poll::Pending

@@ -27,7 +27,6 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use bytes::Bytes;
-use crossbeam_channel::Sender;
 use parking_lot::RwLock;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
@@ -45,6 +44,7 @@ use crate::driver::addresses::{Addresses, voter_id};
 use crate::driver::assembly::{Blueprint, assemble, without};
 use crate::driver::engine::{Engine, Queued};
 use crate::driver::objects::{ErasedObject, ObjectCell};
+use crate::driver::queue::QueueSender;
 use crate::driver::recovery::{DiskLayout, recover_on_disk};
 use crate::driver::wire::NodeMessage;
 use crate::object::{
@@ -342,7 +342,7 @@ fn check_totals(
 
 /// Queues calls for a simulated node; the simulation runs the node right after.
 struct SimSubmit {
-    queue: Sender<Queued>,
+    queue: QueueSender<Queued>,
 }
 
 impl Submit for SimSubmit {

@@ -6,11 +6,11 @@ use std::collections::VecDeque;
 use std::time::Duration;
 
 use bytes::Bytes;
-use crossbeam_channel::Receiver;
 
 use super::Outbox;
 use crate::driver::cluster_time::{ClusterClock, stamped};
 use crate::driver::inflight::{InFlight, Outcome, PlacedForwards, Settled};
+use crate::driver::queue::QueueReceiver;
 use crate::driver::wire::{ChangeRequest, NodeMessage, Refusal};
 use crate::object::{Completion, FailReason};
 use crate::raft::{Instant, LogIndex, NodeId, ProposeError, RaftNode, Term};
@@ -45,7 +45,7 @@ pub(crate) struct CallLimits {
 
 /// The calls of one node: queued, held, forwarded, placed, and those settled this iteration.
 pub(crate) struct Calls {
-    queue: Receiver<Queued>,
+    queue: QueueReceiver<Queued>,
     limits: CallLimits,
     /// Calls held until a leader is known (`commands_wait_leader`), each until its deadline.
     backlog: VecDeque<(Queued, Option<Instant>)>,
@@ -61,7 +61,7 @@ pub(crate) struct Calls {
 }
 
 impl Calls {
-    pub(crate) fn new(queue: Receiver<Queued>, limits: CallLimits, session: u64) -> Calls {
+    pub(crate) fn new(queue: QueueReceiver<Queued>, limits: CallLimits, session: u64) -> Calls {
         Calls {
             queue,
             limits,
@@ -293,8 +293,8 @@ impl Calls {
 
     /// The entry at (index, term) was applied with `outcome`.
     pub(crate) fn applied(&mut self, index: LogIndex, term: Term, outcome: Outcome) {
-        let settled = self.in_flight.applied(index, term, outcome);
-        self.settled.extend(settled);
+        self.in_flight
+            .applied(index, term, outcome, &mut self.settled);
     }
 
     /// Fails forwarded calls whose leader changed (they will never hear back) and calls whose

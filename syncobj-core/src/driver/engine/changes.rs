@@ -7,10 +7,9 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
 
-use crossbeam_channel::Receiver;
-
 use super::Engine;
 use crate::driver::addresses::{is_read_only, voter_id};
+use crate::driver::queue::QueueReceiver;
 use crate::driver::wire::{ChangeAnswer, ChangeRequest, NodeMessage, Refusal};
 use crate::object::{Completion, FailReason, MembershipRefusal, TransferFailure};
 use crate::raft::{
@@ -64,7 +63,7 @@ struct TransferWatch {
 /// The changes of one node: queued, waiting for a promotion, waiting for a new leader, and
 /// (on the leader) the answers given to forwarded ones.
 pub(crate) struct Changes {
-    queue: Receiver<QueuedChange>,
+    queue: QueueReceiver<QueuedChange>,
     /// Whether the node allows changes (`dynamic_membership_change`).
     allowed: bool,
     /// Additions whose node catches up: settled when its promotion is appended.
@@ -78,7 +77,7 @@ pub(crate) struct Changes {
 
 impl Changes {
     pub(crate) fn new(
-        queue: Receiver<QueuedChange>,
+        queue: QueueReceiver<QueuedChange>,
         allowed: bool,
         transfer_wait: Duration,
     ) -> Changes {
