@@ -44,8 +44,9 @@ pub(crate) trait ErasedObject: Send + Sync {
     /// A state decoded from [`save`](Self::save)'s bytes, not yet in place.
     fn decode(&self, bytes: &[u8]) -> Result<Box<dyn Any + Send>, SnapshotError>;
 
-    /// Puts a state from [`decode`](Self::decode) in place of the current one.
-    fn replace(&self, state: Box<dyn Any + Send>);
+    /// Puts a state from [`decode`](Self::decode) in place of the current one, and returns
+    /// the state it replaced (for the caller to free where it costs nothing).
+    fn replace(&self, state: Box<dyn Any + Send>) -> Option<Box<dyn Any + Send>>;
 }
 
 /// A replicated object, locked for writing while a batch of its commands is applied.
@@ -110,10 +111,10 @@ impl<T: Replicated> ErasedObject for ObjectCell<T> {
             })
     }
 
-    fn replace(&self, state: Box<dyn Any + Send>) {
-        if let Ok(state) = state.downcast::<T>() {
-            *self.state.write() = *state;
-        }
+    fn replace(&self, state: Box<dyn Any + Send>) -> Option<Box<dyn Any + Send>> {
+        let state = state.downcast::<T>().ok()?;
+        let old = std::mem::replace(&mut *self.state.write(), *state);
+        Some(Box::new(old))
     }
 }
 

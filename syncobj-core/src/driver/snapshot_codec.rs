@@ -172,14 +172,22 @@ impl Codec {
 }
 
 impl Decoded {
-    /// Puts the decoded states in place; returns what the snapshot carries for the node.
-    pub(crate) fn apply(self, objects: &[Arc<dyn ErasedObject>]) -> Carried {
-        for (object, state) in objects.iter().zip(self.states.into_iter().flatten()) {
-            object.replace(state);
-        }
-        self.carried
+    /// Puts the decoded states in place; returns what the snapshot carries for the node, and
+    /// the states it replaced.
+    pub(crate) fn apply(self, objects: &[Arc<dyn ErasedObject>]) -> (Carried, Replaced) {
+        let states = self.states.into_iter().flatten();
+        let replaced = objects
+            .iter()
+            .zip(states)
+            .filter_map(|(object, state)| object.replace(state))
+            .collect();
+        (self.carried, replaced)
     }
 }
+
+/// The states a snapshot replaced, for the caller to free where it costs nothing: freeing a
+/// large state takes about as long as building it did.
+pub(crate) type Replaced = Vec<Box<dyn Any + Send>>;
 
 impl Payload {
     fn carried(&self) -> Carried {
@@ -413,7 +421,7 @@ mod tests {
         };
         let decoded = Codec::Serde.decode(&payload, &[Arc::clone(&gauge)]);
         let decoded = decoded.unwrap_or_else(|error| panic!("{error}"));
-        assert_eq!(decoded.apply(&[gauge]), carried);
+        assert_eq!(decoded.apply(&[gauge]).0, carried);
         let data = encode_payload(carried, Vec::new()).expect("encodes");
         let payload = decode_payload(&data).expect("decodes");
         assert_eq!(payload.carried(), carried);

@@ -252,7 +252,9 @@ impl Snapshots {
                 let carried = snapshots
                     .codec
                     .decode(&snapshot.payload, objects)?
-                    .apply(objects);
+                    .apply(objects)
+                    // What it replaced is the objects' initial state.
+                    .0;
                 snapshots.latest = Some((position, snapshot.payload));
                 Some(Restore {
                     position,
@@ -555,7 +557,8 @@ impl Snapshots {
             };
             store.write(meta, &payload)?;
         }
-        let carried = decoded.apply(objects);
+        let (carried, replaced) = decoded.apply(objects);
+        self.free(replaced, "the replaced objects' state");
         self.replace_latest(position, payload);
         self.measure_latest();
         Ok(carried)
@@ -566,15 +569,23 @@ impl Snapshots {
     fn replace_latest(&mut self, position: LogPosition, payload: Bytes) {
         let old = self.latest.replace((position, payload));
         if let Some((_, old)) = old
-            && self.background
             && old.len() >= FREE_ELSEWHERE_BYTES
         {
-            let freed = std::thread::Builder::new()
-                .name("syncobj-snapshot-free".into())
-                .spawn(move || drop(old));
-            if let Err(error) = freed {
-                tracing::debug!(%error, "the old snapshot is freed on the tick thread");
-            }
+            self.free(old, "the replaced snapshot");
+        }
+    }
+
+    /// Drops `value` on a thread of its own, off the tick thread (on it in the simulator, or
+    /// if no thread can be started).
+    fn free<T: Send + 'static>(&self, value: T, what: &'static str) {
+        if !self.background {
+            return;
+        }
+        let freed = std::thread::Builder::new()
+            .name("syncobj-free".into())
+            .spawn(move || drop(value));
+        if let Err(error) = freed {
+            tracing::debug!(%error, what, "freed on the tick thread");
         }
     }
 

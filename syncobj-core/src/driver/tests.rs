@@ -17,7 +17,10 @@ use super::objects::{ErasedObject, ObjectCell};
 use super::recovery::{DiskLayout, recover_on_disk};
 use super::{Consumers, MemoryNetwork, SyncObj};
 use crate::conf::SyncObjConf;
-use crate::object::{ApplyError, Call, Caller, MethodSpec, ReplicatedMethods, ReplicatedState};
+use crate::object::{
+    ApplyError, Call, Caller, Completion, MethodSpec, ReplicatedMethods, ReplicatedState, Submit,
+    TickHelp,
+};
 use crate::storage::test_dir::TempDir;
 use crate::storage::{Disk, DiskFile, StdDisk, StdFile};
 
@@ -250,4 +253,109 @@ fn getters_return_while_a_journal_sync_is_blocked() {
     assert_eq!(status.leader.as_deref(), Some("solo"));
     gate.open();
     assert_eq!(call.wait_timeout(patience), Ok(5));
+}
+
+/// Hands calls straight to an assembled engine's queue.
+struct Queue(crossbeam_channel::Sender<super::engine::Queued>);
+
+impl Submit for Queue {
+    fn submit(&self, command: bytes::Bytes, completion: Completion) {
+        self.0
+            .send((command, completion))
+            .expect("the engine's queue is open");
+    }
+
+    fn enabled_code_version(&self) -> u32 {
+        0
+    }
+
+    fn help_while_waiting(&self, _max_wait: Duration) -> TickHelp {
+        TickHelp::TickThreadRuns
+    }
+}
+
+/// A node that must apply a long run of committed entries (here: its applying was paused
+/// while a snapshot was serialized) spreads them over several iterations, each at most
+/// `APPLIED_PER_ITERATION_MAX`, and asks for the next iteration at once until it caught up.
+#[test]
+fn a_long_catch_up_is_spread_over_iterations() {
+    use std::sync::atomic::Ordering;
+    let conf = SyncObjConf::default();
+    let main = Arc::new(ObjectCell {
+        state: RwLock::new(Tally::default()),
+    });
+    let assembled = assemble(Blueprint {
+        me: Peer::Voter("solo".to_owned()),
+        partners: Vec::new(),
+        objects: vec![Arc::clone(&main) as Arc<dyn ErasedObject>],
+        conf: &conf,
+        raft: conf.raft_config(1),
+        transport: Box::new(MemoryNetwork::new().endpoint("solo")),
+        session: 1,
+        recover: &|objects, slot| super::recovery::recover(&conf, objects, slot),
+        inline_snapshots: false,
+        inline_journal: true,
+    })
+    .expect("the node assembles");
+    let mut engine = assembled.engine;
+    let mut now = crate::raft::Instant::ZERO;
+    let mut iterate = |engine: &mut super::engine::Engine, step: Duration| {
+        now = now + step;
+        engine.iterate(Duration::ZERO, &|| now);
+        now
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let patient = || {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the test ran out of time"
+        )
+    };
+    // The lone node leads and applied its first entry: a snapshot has something to cover.
+    while !engine.raft.is_leader() || engine.raft.applied_index().0 == 0 {
+        patient();
+        iterate(&mut engine, Duration::from_millis(10));
+    }
+    // A snapshot starts and cannot read the state while this test holds it: applying pauses.
+    let held = main.state.write();
+    assembled
+        .signals
+        .force_compaction
+        .store(true, Ordering::Release);
+    iterate(&mut engine, Duration::ZERO);
+    let calls = TallyCalls(Caller::new(Arc::new(Queue(assembled.queue)), 0));
+    let count = 3 * super::engine::APPLIED_PER_ITERATION_MAX + 100;
+    let pending: Vec<Call<i64>> = (0..count).map(|_| calls.add(1)).collect();
+    let applied_before = engine.raft.applied_index();
+    while engine.raft.commit_index().0 < applied_before.0 + count as u64 {
+        patient();
+        iterate(&mut engine, Duration::ZERO);
+    }
+    assert_eq!(
+        engine.raft.applied_index(),
+        applied_before,
+        "applying paused"
+    );
+    drop(held);
+    let mut iterations = 0;
+    while engine.raft.applied_index() < engine.raft.commit_index() {
+        patient();
+        let before = engine.raft.applied_index().0;
+        let at = iterate(&mut engine, Duration::ZERO);
+        let applied = engine.raft.applied_index().0 - before;
+        assert!(
+            applied as usize <= super::engine::APPLIED_PER_ITERATION_MAX,
+            "one iteration applied {applied} entries"
+        );
+        if applied > 0 {
+            iterations += 1;
+            if engine.raft.applied_index() < engine.raft.commit_index() {
+                assert_eq!(engine.next_deadline(), Some(at), "the rest comes at once");
+            }
+        }
+    }
+    assert!(iterations >= 4, "caught up in {iterations} iterations");
+    assert_eq!(main.state.read().0, count as i64);
+    let last = pending.into_iter().last().expect("calls were made");
+    assert_eq!(last.wait_timeout(Duration::ZERO), Ok(count as i64));
 }

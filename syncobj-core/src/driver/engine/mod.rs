@@ -88,7 +88,18 @@ pub(crate) struct Engine {
     clock: ClusterClock,
     /// How long recent iterations took (the status's `longest_tick_us`).
     ticks: ticks::TickDurations,
+    /// Committed entries applied in the current iteration, against [`APPLIED_PER_ITERATION_MAX`].
+    applied_this_iteration: usize,
+    /// The last iteration stopped at its apply budget with Raft work left: the next one
+    /// should come at once, without waiting for the network.
+    more_ready: bool,
 }
+
+/// The most committed entries one iteration applies. A node catching up (after a snapshot
+/// paused applying, or a follower handed a long run of entries) spreads the work over
+/// several iterations, so the loop keeps answering its peers, taking calls and completing
+/// the settled ones in between.
+pub(crate) const APPLIED_PER_ITERATION_MAX: usize = 16_384;
 
 /// What the published membership view depends on.
 type MembershipKey = Option<(Membership, Option<PendingChange>, LogIndex)>;
@@ -147,6 +158,8 @@ impl Engine {
             membership_view: (None, Arc::default()),
             clock: ClusterClock::new(command_time),
             ticks: ticks::TickDurations::new(),
+            applied_this_iteration: 0,
+            more_ready: false,
         }
     }
 
@@ -182,11 +195,16 @@ impl Engine {
         if self.halted.is_some() {
             return None;
         }
+        if self.more_ready {
+            return Some(self.now);
+        }
         self.raft.next_deadline()
     }
 
     fn run(&mut self, now: Instant, frames: Vec<(NodeId, Bytes)>) {
         self.now = self.now.max(now);
+        self.applied_this_iteration = 0;
+        self.more_ready = false;
         if self.halted.is_some() {
             self.calls.fail_all(&FailReason::Shutdown);
             self.changes.fail_all(&FailReason::Shutdown);
@@ -413,10 +431,15 @@ impl Engine {
     /// Plays every `Ready`: messages that may leave at once go to the outbox, the writes go to
     /// the journal writer, and the messages that need them wait, with Raft's acknowledgement,
     /// until the writer says they are durable (at once without a journal); then the entries
-    /// to apply. Takes the writer's answers first.
+    /// to apply. Takes the writer's answers first. Stops once the iteration applied
+    /// [`APPLIED_PER_ITERATION_MAX`] entries; the next iteration goes on at once.
     fn process_ready(&mut self) {
         self.take_persisted();
         while self.halted.is_none() && self.raft.has_ready() {
+            if self.applied_this_iteration >= APPLIED_PER_ITERATION_MAX {
+                self.more_ready = true;
+                return;
+            }
             let mut ready = self.raft.ready();
             for envelope in std::mem::take(&mut ready.messages) {
                 self.outbox.push(envelope.to, &NodeMessage::Raft(envelope));
@@ -430,6 +453,7 @@ impl Engine {
             if !self.persist(writes, std::mem::take(&mut ready.persisted_messages)) {
                 return;
             }
+            self.applied_this_iteration += ready.committed_entries.len();
             self.apply(ready.committed_entries);
             self.serve_snapshot_reads(ready.snapshot_reads);
             self.receive_snapshot_chunks(ready.snapshot_chunks);
