@@ -420,6 +420,11 @@ impl TcpTransport {
                 LISTENER => self.accept_all(now),
                 WAKER => {}
                 token => {
+                    if (event.is_read_closed() || event.is_error())
+                        && let Some(connection) = self.connections.get_mut(&token)
+                    {
+                        connection.hangup_seen = true;
+                    }
                     if let Err(fault) = self.on_writable(token, event.is_writable(), now) {
                         self.close(token, &fault);
                     } else if event.is_readable() || event.is_read_closed() {
