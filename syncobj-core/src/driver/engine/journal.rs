@@ -46,9 +46,11 @@ impl Engine {
         let writes = reset.is_some() || hard_state.is_some() || !entries.is_empty();
         // A follower's small write while the writer is idle is made durable here, without a
         // hand-over to the writer thread and its answer back: its acknowledgement is on the
-        // path of the call. Not a leader's: it commits with its followers' acknowledgements
-        // while its own sync runs, so its tick thread must not wait for the disk.
-        if writes && !self.raft.is_leader() && writer.may_save_now(reset.is_some(), &entries) {
+        // path of the call. A leader's entries are not: it commits with its followers'
+        // acknowledgements while its own sync runs, so its tick thread must not wait for the
+        // disk; its commit index alone (held, saved at most once a second) is.
+        let at_once = !self.raft.is_leader() || entries.is_empty();
+        if writes && at_once && writer.may_save_now(reset.is_some(), &entries) {
             // What may leave before the write is durable leaves first; what depends on it
             // leaves after.
             self.links.flush(&mut self.outbox, &mut self.raft);
