@@ -637,6 +637,51 @@ mod tests {
         assert_eq!(indexes(&open(&disk).1), [1, 2, 3, 4, 5]);
     }
 
+    /// A small write is offered to be made at once only while nothing handed over is in
+    /// flight or unanswered; made at once, it is durable when `save_now` returns, numbered
+    /// after what came before, and answered nowhere else.
+    #[test]
+    fn a_write_made_at_once_waits_for_nothing_in_flight() {
+        let disk = SimDisk::new(5);
+        let (woken, wakes) = crossbeam_channel::unbounded();
+        let mut writer = Writer::spawn(open(&disk).0, Arc::new(Woken(woken))).expect("spawned");
+        let few = [entry(1)];
+        assert!(writer.may_save_now(false, &few), "idle at the start");
+        assert!(!writer.may_save_now(true, &few), "never a log reset");
+        let many: Vec<Entry> = (1..=SAVE_NOW_ENTRIES_MAX as u64 + 1).map(entry).collect();
+        assert!(!writer.may_save_now(false, &many), "never many entries");
+        let seq = writer
+            .save(None, term_one(), vec![entry(1)], Instant::ZERO)
+            .expect("handed over");
+        assert!(
+            !writer.may_save_now(false, &[entry(2)]),
+            "not while a write is in flight"
+        );
+        wakes.recv().expect("the writer answers");
+        let answer = writer.try_answer().expect("an answer came with the wake");
+        assert!(matches!(answer, Answer::Durable { seq: s, .. } if s == seq));
+        assert!(writer.may_save_now(false, &[entry(2)]), "idle once answered");
+        let syncs = disk.stats().file_syncs;
+        let now = writer
+            .save_now(None, vec![entry(2)], Instant::ZERO)
+            .expect("written");
+        assert_eq!(now, seq + 1);
+        assert!(disk.stats().file_syncs > syncs, "synced before it returned");
+        assert!(writer.try_answer().is_none(), "answered by its return only");
+        writer.finish().expect("the last sync");
+        disk.crash();
+        assert_eq!(indexes(&open(&disk).1), [1, 2]);
+    }
+
+    /// Wakes the test through a channel.
+    struct Woken(crossbeam_channel::Sender<()>);
+
+    impl Wake for Woken {
+        fn wake(&self) {
+            let _ = self.0.send(());
+        }
+    }
+
     /// What was handed over but not yet written is lost in a crash, as unsynced writes are.
     #[test]
     fn a_crash_before_the_run_loses_the_group() {
