@@ -660,7 +660,10 @@ mod tests {
         wakes.recv().expect("the writer answers");
         let answer = writer.try_answer().expect("an answer came with the wake");
         assert!(matches!(answer, Answer::Durable { seq: s, .. } if s == seq));
-        assert!(writer.may_save_now(false, &[entry(2)]), "idle once answered");
+        assert!(
+            writer.may_save_now(false, &[entry(2)]),
+            "idle once answered"
+        );
         let syncs = disk.stats().file_syncs;
         let now = writer
             .save_now(None, vec![entry(2)], Instant::ZERO)
