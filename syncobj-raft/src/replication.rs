@@ -271,9 +271,22 @@ impl RaftNode {
             return Ok(());
         }
         let last_new = prev + entries.len() as u64;
+        let reported = match self.role {
+            Role::Follower { matched, .. } => matched,
+            _ => LogIndex::ZERO,
+        };
+        let empty = entries.is_empty();
         self.append_from_leader(entries, now)?;
         let matched = self.note_leader_match(last_new);
         self.log.commit_to(leader_commit.min(matched));
+        if empty && self.log.committed() > committed && last_new <= reported {
+            // The leader's commit broadcast: an empty append that moved the commit index, at
+            // a match this follower already accepted (and answered) in this term. An answer
+            // would tell the leader nothing it does not know, and would cost both sides a
+            // message per commit, on the path of the next call. The leader hears from this
+            // follower at its next heartbeat, which no longer moves the commit index.
+            return Ok(());
+        }
         self.accept_append(from, last_new);
         Ok(())
     }

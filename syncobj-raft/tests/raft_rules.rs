@@ -834,6 +834,59 @@ fn from_leader(message: Message) -> Envelope {
     }
 }
 
+/// §5.3, the answer to an append: an empty append that only moves a follower's commit index,
+/// at a match it already answered in this term (the leader's commit broadcast), goes
+/// unanswered; the next heartbeat, which moves nothing, is answered, and so is an empty append
+/// at a match not answered yet.
+#[test]
+fn a_commit_broadcast_goes_unanswered() {
+    let term = Term(1);
+    let mut node = follower_with_log(3, term);
+    let empty = |prev: u64, commit: u64| {
+        from_leader(Message::AppendEntries(AppendEntries {
+            term,
+            prev_log_index: LogIndex(prev),
+            prev_log_term: term,
+            entries: Vec::new(),
+            leader_commit: LogIndex(commit),
+        }))
+    };
+    let answers = |node: &mut RaftNode| drain_persisted(node).len();
+    node.step(empty(3, 2), Instant::ZERO)
+        .expect("a valid append");
+    assert_eq!(node.commit_index(), LogIndex(2));
+    assert_eq!(
+        answers(&mut node),
+        0,
+        "the commit broadcast is not answered"
+    );
+    node.step(empty(3, 2), Instant::ZERO)
+        .expect("a valid append");
+    assert_eq!(answers(&mut node), 1, "a heartbeat is answered");
+
+    // A follower that never answered at the append's match answers, commit or not.
+    let mut fresh = follower_with_log(3, term);
+    let _ = drain_persisted(&mut fresh);
+    fresh
+        .step(
+            from_leader(Message::AppendEntries(AppendEntries {
+                term: Term(2),
+                prev_log_index: LogIndex(3),
+                prev_log_term: term,
+                entries: Vec::new(),
+                leader_commit: LogIndex(1),
+            })),
+            Instant::ZERO,
+        )
+        .expect("a valid append");
+    assert_eq!(fresh.commit_index(), LogIndex(1));
+    assert_eq!(
+        answers(&mut fresh),
+        1,
+        "a new term's first append is answered"
+    );
+}
+
 /// A one-chunk snapshot covering up to `at`, from leader 1 in `term`.
 fn whole_snapshot(term: Term, at: LogPosition) -> Envelope {
     from_leader(Message::InstallSnapshot(InstallSnapshot {

@@ -31,6 +31,9 @@ pub(crate) struct Signals {
     pub(crate) force_compaction: AtomicBool,
     /// Raised by `destroy`: the loop stops at its next turn.
     stopped: AtomicBool,
+    /// Whether a call or change was queued and the loop woken since the loop last looked at
+    /// its queues: further ones skip the wake (a syscall each), so a burst costs one.
+    queue_woken: AtomicBool,
     /// Why the loop died, once it has: every later call fails with it.
     failure: OnceLock<FailReason>,
     /// The thread running an iteration now, if any: waiting for a call there would deadlock.
@@ -54,6 +57,7 @@ impl Signals {
             code_version: AtomicU32::new(code_version),
             force_compaction: AtomicBool::new(false),
             stopped: AtomicBool::new(false),
+            queue_woken: AtomicBool::new(false),
             failure: OnceLock::new(),
             ticking: Mutex::new(None),
             queue,
@@ -68,6 +72,21 @@ impl Signals {
 
     pub(crate) fn enabled_code_version(&self) -> u32 {
         self.code_version.load(Ordering::Acquire)
+    }
+
+    /// Wakes the loop for something just queued, unless it was woken for the queues since it
+    /// last looked at them ([`rearm_queue_wake`](Self::rearm_queue_wake)).
+    pub(crate) fn wake_for_queue(&self, waker: &dyn syncobj_net::Wake) {
+        // AcqRel: the loop's swap that reads this value sees the item queued before it.
+        if !self.queue_woken.swap(true, Ordering::AcqRel) {
+            waker.wake();
+        }
+    }
+
+    /// The loop is about to take what its queues hold: the next item queued wakes it again.
+    /// Called before the queues are read, so that an item queued after the read wakes it.
+    pub(crate) fn rearm_queue_wake(&self) {
+        self.queue_woken.swap(false, Ordering::AcqRel);
     }
 
     /// Asks the loop to stop at its next turn.

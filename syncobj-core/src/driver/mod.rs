@@ -849,7 +849,7 @@ impl Shared {
             return refuse(reason);
         }
         let (completion, call) = Call::pending(&submit);
-        enqueue(&self.changes, (request, completion), &*self.waker);
+        enqueue(&self.changes, (request, completion), self);
         call
     }
 
@@ -900,7 +900,7 @@ impl Submit for Shared {
             }));
             return;
         }
-        enqueue(&self.queue, (command, completion), &*self.waker);
+        enqueue(&self.queue, (command, completion), self);
         if self.signals.is_stopped() {
             // The node stopped while this call was queued: its loop may have drained the queue
             // for the last time already.
@@ -979,11 +979,12 @@ fn warn_of_options(conf: &SyncObjConf) {
     }
 }
 
-/// Hands `item` to the loop's queue and wakes the loop; a full queue fails the item's call with
-/// `QueueFull`, a closed one (the node stopped) with `Shutdown`.
-fn enqueue<T>(queue: &QueueSender<(T, Completion)>, item: (T, Completion), waker: &dyn Wake) {
+/// Hands `item` to the loop's queue and wakes the loop (once for a burst of items queued
+/// before it looks); a full queue fails the item's call with `QueueFull`, a closed one (the
+/// node stopped) with `Shutdown`.
+fn enqueue<T>(queue: &QueueSender<(T, Completion)>, item: (T, Completion), shared: &Shared) {
     match queue.try_send(item) {
-        Ok(()) => waker.wake(),
+        Ok(()) => shared.signals.wake_for_queue(&*shared.waker),
         Err(TrySendError::Full((_, completion))) => completion.complete(Err(FailReason::QueueFull)),
         Err(TrySendError::Disconnected((_, completion))) => {
             completion.complete(Err(FailReason::Shutdown))

@@ -8,8 +8,8 @@ use syncobj_net::handshake::{ClusterId, Peer};
 use syncobj_net::resolve::{AddrPreference, ResolverSettings};
 use syncobj_net::secure::ClusterKey;
 use syncobj_net::tcp::{
-    ConnectionLimits, Keepalive, POLL_BYTES_MAX_DEFAULT, POLL_FRAMES_MAX_DEFAULT, TcpSettings,
-    TcpTransport,
+    ConnectionLimits, Keepalive, POLL_BYTES_MAX_DEFAULT, POLL_FRAMES_MAX_DEFAULT,
+    POLL_SPIN_DEFAULT, TcpSettings, TcpTransport,
 };
 
 use super::StartError;
@@ -80,6 +80,7 @@ pub(super) fn tcp_transport(
         max_bind_retries: conf.max_bind_retries,
         poll_frames_max: POLL_FRAMES_MAX_DEFAULT,
         poll_bytes_max: POLL_BYTES_MAX_DEFAULT,
+        poll_spin: POLL_SPIN_DEFAULT,
     };
     Ok(TcpTransport::bind(settings)?)
 }

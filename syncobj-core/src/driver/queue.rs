@@ -81,6 +81,11 @@ impl<T> QueueReceiver<T> {
         })
     }
 
+    /// Whether nothing is queued.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.receiver.is_empty()
+    }
+
     /// How many items are queued.
     #[cfg(feature = "sim")]
     pub(crate) fn len(&self) -> usize {

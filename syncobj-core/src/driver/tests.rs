@@ -256,13 +256,12 @@ fn getters_return_while_a_journal_sync_is_blocked() {
 }
 
 /// Hands calls straight to an assembled engine's queue.
-struct Queue(crossbeam_channel::Sender<super::engine::Queued>);
+struct Queue(super::queue::QueueSender<super::engine::Queued>);
 
 impl Submit for Queue {
     fn submit(&self, command: bytes::Bytes, completion: Completion) {
-        self.0
-            .send((command, completion))
-            .expect("the engine's queue is open");
+        let queued = self.0.try_send((command, completion));
+        assert!(queued.is_ok(), "the engine's queue takes the call");
     }
 
     fn enabled_code_version(&self) -> u32 {

@@ -19,12 +19,20 @@
 //! Either way the ordering is the same: groups in hand-over order, one answer per group,
 //! answers in order, nothing acknowledged that the disk refused. After a failure the writer
 //! answers with the error once and takes nothing more.
+//!
+//! A small write when the writer is idle (everything handed over before is answered and the
+//! answers taken) is written and synced on the tick thread instead, [`Writer::save_now`]: a
+//! hand-over to the writer thread and its answer back cost two thread wake-ups on the path of
+//! every call when calls come one at a time, more than writing a few entries. Under load the
+//! writes are large or the writer busy, and they go to the thread as before. The order is the
+//! same either way: nothing is in flight when a write is made at once.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use crossbeam_channel::{Receiver, Select, Sender, TryRecvError, TrySendError};
+use parking_lot::Mutex;
 use syncobj_net::Wake;
 
 use super::persistence::Persistence;
@@ -40,6 +48,11 @@ pub(crate) const QUEUED_OPS_MAX: usize = 64;
 
 /// The most answers the writer may have sent and the tick loop not yet taken.
 const ANSWERS_MAX: usize = 64;
+
+/// The most entries, and bytes of entries, of a write made at once on the tick thread
+/// ([`Writer::save_now`]); larger ones go to the writer thread.
+pub(crate) const SAVE_NOW_ENTRIES_MAX: usize = 16;
+pub(crate) const SAVE_NOW_BYTES_MAX: usize = 64 << 10;
 
 /// Work for the writer, in the order it must reach the disk.
 #[derive(Debug)]
@@ -65,8 +78,12 @@ pub(crate) enum Op {
 #[derive(Debug)]
 pub(crate) enum Answer {
     /// Every `Save` up to `seq` is durable (as the fsync policy defines durable); the
-    /// journal now looks like `status`.
-    Durable { seq: u64, status: JournalStatus },
+    /// journal now looks like `status`. `ops` operations made the group.
+    Durable {
+        seq: u64,
+        ops: u64,
+        status: JournalStatus,
+    },
     /// A write or sync failed: what is on disk is unknown, nothing more is acknowledged.
     Failed(StorageError),
 }
@@ -101,7 +118,9 @@ impl Worker {
         }
         let mut written = Ok(());
         let (mut sync, mut finish) = (false, false);
+        let mut count = 0;
         for op in ops {
+            count += 1;
             written = match op {
                 Op::Save {
                     seq,
@@ -139,6 +158,7 @@ impl Worker {
         match written {
             Ok(()) => Some(Answer::Durable {
                 seq: self.written,
+                ops: count,
                 status: self.persistence.status(),
             }),
             Err(error) => {
@@ -163,6 +183,10 @@ pub(crate) struct Writer {
     /// and when that was.
     unsynced: bool,
     last_sync: Instant,
+    /// Operations handed over, and those the answers taken so far covered: equal when the
+    /// writer is idle.
+    handed_ops: u64,
+    answered_ops: u64,
 }
 
 enum Mode {
@@ -170,6 +194,9 @@ enum Mode {
         ops: Sender<Op>,
         answers: Receiver<Answer>,
         handle: JoinHandle<()>,
+        /// Locked by the thread for each group, and by the tick thread for a write made at
+        /// once (when the thread has nothing to do).
+        worker: Arc<Mutex<Worker>>,
     },
     Inline {
         worker: Worker,
@@ -186,15 +213,17 @@ impl Writer {
         let (policy, status) = (persistence.policy(), persistence.status());
         let (ops, ops_in) = crossbeam_channel::bounded(QUEUED_OPS_MAX);
         let (answers_out, answers) = crossbeam_channel::bounded(ANSWERS_MAX);
-        let mut worker = Worker::new(persistence);
+        let worker = Arc::new(Mutex::new(Worker::new(persistence)));
+        let shared = Arc::clone(&worker);
         let handle = std::thread::Builder::new()
             .name("syncobj-journal".into())
-            .spawn(move || run_thread(&mut worker, &ops_in, &answers_out, &*waker))?;
+            .spawn(move || run_thread(&shared, &ops_in, &answers_out, &*waker))?;
         Ok(Writer::with_mode(
             Mode::Thread {
                 ops,
                 answers,
                 handle,
+                worker,
             },
             policy,
             status,
@@ -222,6 +251,64 @@ impl Writer {
             status,
             unsynced: false,
             last_sync: Instant::ZERO,
+            handed_ops: 0,
+            answered_ops: 0,
+        }
+    }
+
+    /// Whether `entries` (with a hard state, and no log reset) may be written at once on the
+    /// tick thread now: they are few and small, and the writer is idle. The simulator's
+    /// writer says yes to every other write only, so that both paths run in every seed.
+    pub(crate) fn may_save_now(&self, reset: bool, entries: &[Entry]) -> bool {
+        let small = || {
+            entries.len() <= SAVE_NOW_ENTRIES_MAX
+                && entries.iter().map(|e| e.data.len()).sum::<usize>() <= SAVE_NOW_BYTES_MAX
+        };
+        let idle = self.handed_ops == self.answered_ops && self.early.is_empty();
+        let mode = match &self.mode {
+            Mode::Thread { .. } => true,
+            Mode::Inline { .. } => self.last_seq % 2 == 1,
+            Mode::Stopped => false,
+        };
+        !reset && idle && mode && small()
+    }
+
+    /// Writes one `Ready`'s writes and makes them durable (as the policy says) on this thread,
+    /// as the writer would have: only when [`may_save_now`](Self::may_save_now) said so, so
+    /// that nothing handed over before is still in flight. Returns its sequence number.
+    ///
+    /// # Errors
+    /// The write's or the sync's failure (the writer then takes nothing more);
+    /// [`StorageError::Poisoned`] if the writer ended before.
+    pub(crate) fn save_now(
+        &mut self,
+        hard_state: Option<HardState>,
+        entries: Vec<Entry>,
+        now: Instant,
+    ) -> Result<u64, StorageError> {
+        debug_assert_eq!(self.handed_ops, self.answered_ops, "the writer is idle");
+        let seq = self.last_seq + 1;
+        let op = Op::Save {
+            seq,
+            reset: None,
+            hard_state,
+            entries,
+            now,
+        };
+        let answer = match &mut self.mode {
+            Mode::Thread { worker, .. } => worker.lock().run_group([op]),
+            Mode::Inline { worker, .. } => worker.run_group([op]),
+            Mode::Stopped => None,
+        };
+        self.last_seq = seq;
+        self.unsynced = true;
+        match answer {
+            Some(Answer::Durable { status, .. }) => {
+                self.status = status;
+                Ok(seq)
+            }
+            Some(Answer::Failed(error)) => Err(error),
+            None => Err(StorageError::Poisoned),
         }
     }
 
@@ -297,13 +384,15 @@ impl Writer {
                 Mode::Stopped => None,
             },
         };
-        if let Some(Answer::Durable { status, .. }) = &answer {
+        if let Some(Answer::Durable { status, ops, .. }) = &answer {
             self.status = *status;
+            self.answered_ops += ops;
         }
         answer
     }
 
     fn submit(&mut self, op: Op) -> Result<(), StorageError> {
+        self.handed_ops += 1;
         match &mut self.mode {
             Mode::Thread { ops, answers, .. } => send_draining(ops, answers, op, &mut self.early),
             Mode::Inline { queue, .. } => {
@@ -359,6 +448,7 @@ impl Writer {
                 ops,
                 answers,
                 handle,
+                ..
             } => {
                 // Refused only if the writer already ended (it failed): its answer says why.
                 let _ = send_draining(&ops, &answers, Op::Finish, &mut self.early);
@@ -433,12 +523,17 @@ fn send_draining(
 /// The writer thread: takes everything queued as one group, writes and syncs it, answers,
 /// wakes the tick loop; ends after [`Op::Finish`], after a failure, or when the tick loop's
 /// end of the queue is gone (with a last sync).
-fn run_thread(worker: &mut Worker, ops: &Receiver<Op>, answers: &Sender<Answer>, waker: &dyn Wake) {
+fn run_thread(
+    worker: &Mutex<Worker>,
+    ops: &Receiver<Op>,
+    answers: &Sender<Answer>,
+    waker: &dyn Wake,
+) {
     let mut group = Vec::with_capacity(QUEUED_OPS_MAX);
     loop {
         let Ok(first) = ops.recv() else {
             group.push(Op::Finish);
-            let _ = worker.run_group(group.drain(..));
+            let _ = worker.lock().run_group(group.drain(..));
             return;
         };
         group.push(first);
@@ -449,7 +544,8 @@ fn run_thread(worker: &mut Worker, ops: &Receiver<Op>, answers: &Sender<Answer>,
             }
         }
         let finish = group.iter().any(|op| matches!(op, Op::Finish));
-        let answer = worker.run_group(group.drain(..));
+        // Released before answering: the tick thread writes at once only after the answer.
+        let answer = worker.lock().run_group(group.drain(..));
         let failed = matches!(answer, Some(Answer::Failed(_)));
         if let Some(answer) = answer {
             // The tick loop takes answers while it waits for room or for the end, so this
@@ -533,12 +629,60 @@ mod tests {
         assert_eq!(disk.stats().file_syncs - syncs, 1, "one sync for the group");
         let answer = writer.try_answer();
         assert!(
-            matches!(answer, Some(Answer::Durable { seq: 5, status }) if status.entries == 5),
+            matches!(answer, Some(Answer::Durable { seq: 5, status, .. }) if status.entries == 5),
             "{answer:?}"
         );
         assert!(writer.try_answer().is_none());
         disk.crash();
         assert_eq!(indexes(&open(&disk).1), [1, 2, 3, 4, 5]);
+    }
+
+    /// A small write is offered to be made at once only while nothing handed over is in
+    /// flight or unanswered; made at once, it is durable when `save_now` returns, numbered
+    /// after what came before, and answered nowhere else.
+    #[test]
+    fn a_write_made_at_once_waits_for_nothing_in_flight() {
+        let disk = SimDisk::new(5);
+        let (woken, wakes) = crossbeam_channel::unbounded();
+        let mut writer = Writer::spawn(open(&disk).0, Arc::new(Woken(woken))).expect("spawned");
+        let few = [entry(1)];
+        assert!(writer.may_save_now(false, &few), "idle at the start");
+        assert!(!writer.may_save_now(true, &few), "never a log reset");
+        let many: Vec<Entry> = (1..=SAVE_NOW_ENTRIES_MAX as u64 + 1).map(entry).collect();
+        assert!(!writer.may_save_now(false, &many), "never many entries");
+        let seq = writer
+            .save(None, term_one(), vec![entry(1)], Instant::ZERO)
+            .expect("handed over");
+        assert!(
+            !writer.may_save_now(false, &[entry(2)]),
+            "not while a write is in flight"
+        );
+        wakes.recv().expect("the writer answers");
+        let answer = writer.try_answer().expect("an answer came with the wake");
+        assert!(matches!(answer, Answer::Durable { seq: s, .. } if s == seq));
+        assert!(
+            writer.may_save_now(false, &[entry(2)]),
+            "idle once answered"
+        );
+        let syncs = disk.stats().file_syncs;
+        let now = writer
+            .save_now(None, vec![entry(2)], Instant::ZERO)
+            .expect("written");
+        assert_eq!(now, seq + 1);
+        assert!(disk.stats().file_syncs > syncs, "synced before it returned");
+        assert!(writer.try_answer().is_none(), "answered by its return only");
+        writer.finish().expect("the last sync");
+        disk.crash();
+        assert_eq!(indexes(&open(&disk).1), [1, 2]);
+    }
+
+    /// Wakes the test through a channel.
+    struct Woken(crossbeam_channel::Sender<()>);
+
+    impl Wake for Woken {
+        fn wake(&self) {
+            let _ = self.0.send(());
+        }
     }
 
     /// What was handed over but not yet written is lost in a crash, as unsynced writes are.

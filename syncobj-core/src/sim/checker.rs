@@ -373,12 +373,18 @@ pub(crate) fn durable_allows(
         ));
     }
     match message {
+        // A grant of an earlier term than the durable one is safe: a node that restarts in the
+        // later term never votes in the earlier one again. (A grant and the node's own
+        // campaign of the next term, synced together, reach the wire in this order.)
         Message::VoteResponse(r)
-            if r.kind == VoteKind::Vote && r.granted && hard_state.vote != Some(to) =>
+            if r.kind == VoteKind::Vote
+                && r.granted
+                && r.term == hard_state.term
+                && hard_state.vote != Some(to) =>
         {
             Err(format!(
-                "granted a vote to {to} in {} before saving it",
-                r.term
+                "granted a vote to {to} in {} before saving it (durable: {:?})",
+                r.term, hard_state
             ))
         }
         Message::AppendResponse(r) => match r.outcome {

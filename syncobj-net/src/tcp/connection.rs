@@ -174,6 +174,10 @@ pub(super) struct Connection {
     pub(super) opened: Instant,
     pub(super) last_read: Instant,
     pub(super) last_write: Instant,
+    /// Whether the poller reported the peer's end closed or an error: from then on every read
+    /// goes on until the socket says it would block (or ends), since no further readiness
+    /// event may come for what remains.
+    pub(super) hangup_seen: bool,
     /// What its read buffers held when last counted against the budget, and as what.
     pub(super) held: (Class, usize),
     decoder: FrameDecoder,
@@ -204,6 +208,30 @@ pub(super) enum AdminExchange {
     Asked(u64),
     /// Answered: the connection closes once the answer is written.
     Answered,
+}
+
+/// A socket read through [`Read`] that notes whether a read returned less than it asked for
+/// (bytes, not the end of the stream).
+struct ShortRead<'a, R> {
+    inner: &'a mut R,
+    short: bool,
+}
+
+impl<'a, R: Read> ShortRead<'a, R> {
+    fn new(inner: &'a mut R) -> ShortRead<'a, R> {
+        ShortRead {
+            inner,
+            short: false,
+        }
+    }
+}
+
+impl<R: Read> Read for ShortRead<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.short = n > 0 && n < buf.len();
+        Ok(n)
+    }
 }
 
 /// What a read off the socket came to.
@@ -242,6 +270,7 @@ impl Connection {
             opened: now,
             last_read: now,
             last_write: now,
+            hangup_seen: false,
             held: (class, 0),
             decoder: FrameDecoder::new(HANDSHAKE_FRAME_MAX),
             encoder: FrameEncoder::new(HANDSHAKE_FRAME_MAX),
@@ -459,26 +488,42 @@ impl Connection {
     /// connection) and, when encrypted, through the session; or, when decrypted bytes wait,
     /// no read but as many of them as the decoder takes. Memory stays within
     /// [`input_bytes_after_read_max`](Self::input_bytes_after_read_max) as it was before.
+    ///
+    /// A read that returns less than it asked for emptied the socket: the connection then
+    /// counts as drained without another read that would only say so (a system call per
+    /// readiness event saved), since the poller is edge-triggered and reports any byte that
+    /// arrives after it said readable. Not once the peer's end was reported closed: its end
+    /// of stream comes with no further event, so reads go on until it is seen.
     pub(super) fn read(&mut self, scratch: &mut [u8]) -> Result<Progress, Fault> {
+        let trust_short = !self.hangup_seen;
         let Some(sealed) = &mut self.sealed else {
+            let mut source = ShortRead::new(&mut self.stream);
             let status = self
                 .decoder
-                .read_once_from(&mut self.stream, scratch)
+                .read_once_from(&mut source, scratch)
                 .map_err(|e| Fault::Io(format!("read failed: {e}")))?;
+            let short = source.short;
             return Ok(match status {
+                ReadStatus::BufferFull | ReadStatus::More if short && trust_short => {
+                    Progress::WouldBlock
+                }
                 ReadStatus::BufferFull | ReadStatus::More => Progress::More,
                 ReadStatus::WouldBlock => Progress::WouldBlock,
                 ReadStatus::Closed => Progress::Closed,
             });
         };
+        let mut drained = false;
         if sealed.plain.is_empty() {
             let limit = scratch.len().min(READ_CHUNK_BYTES_DEFAULT);
             match self.stream.read(&mut scratch[..limit]) {
                 Ok(0) => return Ok(Progress::Closed),
-                Ok(n) => sealed
-                    .session
-                    .unseal(&scratch[..n], &mut sealed.plain)
-                    .map_err(|e| Fault::Authentication(format!("bad record: {e}")))?,
+                Ok(n) => {
+                    drained = n < limit && trust_short;
+                    sealed
+                        .session
+                        .unseal(&scratch[..n], &mut sealed.plain)
+                        .map_err(|e| Fault::Authentication(format!("bad record: {e}")))?;
+                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     return Ok(Progress::WouldBlock);
                 }
@@ -494,6 +539,9 @@ impl Connection {
         sealed.plain.drain(..taken);
         if sealed.plain.is_empty() {
             sealed.plain = Vec::new();
+            if drained {
+                return Ok(Progress::WouldBlock);
+            }
         }
         Ok(Progress::More)
     }

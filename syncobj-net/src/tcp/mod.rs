@@ -89,8 +89,8 @@ use self::lanes::Lane;
 use self::peers::{Kind, Peers};
 pub use self::settings::{
     BindState, ConnectionLimits, HANDSHAKE_CONNECTION_BYTES_MAX, HANDSHAKE_FRAME_MAX, Keepalive,
-    POLL_BYTES_MAX_DEFAULT, POLL_FRAMES_MAX_DEFAULT, TcpError, TcpSettings, incoming_bytes_min,
-    link_bytes_max, read_only_bytes_min,
+    POLL_BYTES_MAX_DEFAULT, POLL_FRAMES_MAX_DEFAULT, POLL_SPIN_DEFAULT, TcpError, TcpSettings,
+    incoming_bytes_min, link_bytes_max, read_only_bytes_min,
 };
 use crate::frame::READ_CHUNK_BYTES_DEFAULT;
 use crate::resolve::{Lookup, ResolveError, Resolver};
@@ -157,6 +157,9 @@ pub struct TcpTransport {
     /// Whether strangers are admitted ([`Transport::admit_strangers`]); then voters that do
     /// not dial this node are dialled too when they stay unlinked.
     strangers: bool,
+    /// Whether a frame was sent since the last poll, or the last poll had events: the next
+    /// poll then spins a while before it sleeps ([`TcpSettings::poll_spin`]).
+    active: bool,
 }
 
 struct MioWaker(mio::Waker);
@@ -218,6 +221,7 @@ impl TcpTransport {
             listener_paused_until: None,
             next_admin_id: 0,
             strangers: false,
+            active: false,
         };
         for address in &voters {
             transport.add_voter(address, now);
@@ -420,6 +424,11 @@ impl TcpTransport {
                 LISTENER => self.accept_all(now),
                 WAKER => {}
                 token => {
+                    if (event.is_read_closed() || event.is_error())
+                        && let Some(connection) = self.connections.get_mut(&token)
+                    {
+                        connection.hangup_seen = true;
+                    }
                     if let Err(fault) = self.on_writable(token, event.is_writable(), now) {
                         self.close(token, &fault);
                     } else if event.is_readable() || event.is_read_closed() {
@@ -966,12 +975,8 @@ impl Transport for TcpTransport {
         self.keep_alive(now);
         self.resume_paused(now);
         let wait = self.wait_time(timeout, now);
-        if let Err(error) = self.poll.poll(&mut self.events, Some(wait)) {
-            if error.kind() != io::ErrorKind::Interrupted {
-                tracing::warn!(%error, "poll failed");
-            }
-            self.events.clear();
-        }
+        self.wait_for_events(wait, now);
+        self.active = !self.events.is_empty();
         let now = Instant::now();
         self.on_ready(now);
         self.flush_pending(now);
@@ -1094,6 +1099,7 @@ impl TcpTransport {
             return false;
         }
         let now = Instant::now();
+        self.active = true;
         let queued = connection
             .queue_message(lane, frame)
             .and_then(|()| connection.flush(now));
@@ -1102,6 +1108,40 @@ impl TcpTransport {
             return false;
         }
         true
+    }
+
+    /// Waits at most `wait` for readiness events: after activity, first checks without
+    /// sleeping for up to [`TcpSettings::poll_spin`], yielding the processor between checks.
+    fn wait_for_events(&mut self, wait: Duration, now: Instant) {
+        let spin = match self.active {
+            true => self.settings.poll_spin.min(wait),
+            false => Duration::ZERO,
+        };
+        let mut left = wait;
+        if !spin.is_zero() {
+            loop {
+                self.poll_once(Duration::ZERO);
+                let spun = now.elapsed();
+                if !self.events.is_empty() {
+                    return;
+                }
+                if spun >= spin {
+                    left = wait.saturating_sub(spun);
+                    break;
+                }
+                std::thread::yield_now();
+            }
+        }
+        self.poll_once(left);
+    }
+
+    fn poll_once(&mut self, wait: Duration) {
+        if let Err(error) = self.poll.poll(&mut self.events, Some(wait)) {
+            if error.kind() != io::ErrorKind::Interrupted {
+                tracing::warn!(%error, "poll failed");
+            }
+            self.events.clear();
+        }
     }
 
     /// How long a poll may wait: not at all with input or events waiting, else at most until

@@ -17,6 +17,10 @@ pub const POLL_FRAMES_MAX_DEFAULT: usize = 4_096;
 /// A default for [`TcpSettings::poll_bytes_max`]: 8 MiB.
 pub const POLL_BYTES_MAX_DEFAULT: usize = 8 * 1024 * 1024;
 
+/// A default for [`TcpSettings::poll_spin`]: 100 µs, about one round trip between two nodes
+/// on one machine, less than a sleeping thread takes to wake on a virtual machine.
+pub const POLL_SPIN_DEFAULT: Duration = Duration::from_micros(100);
+
 /// The largest frame a connection accepts before its handshake is done: a hello or reply,
 /// encrypted or not. Frames may be larger only once the peer is known.
 pub const HANDSHAKE_FRAME_MAX: u32 = 2 * HANDSHAKE_PAYLOAD_MAX as u32;
@@ -85,6 +89,13 @@ pub struct TcpSettings {
     /// single frame larger than this is still taken, alone. [`POLL_BYTES_MAX_DEFAULT`] is a
     /// good choice.
     pub poll_bytes_max: usize,
+    /// How long a poll that follows activity (a frame sent, or events at the last poll)
+    /// checks for events without sleeping, yielding the processor between checks, before it
+    /// sleeps: an answer that comes within it is taken without the wake-up of a sleeping
+    /// thread, which costs tens of microseconds on a virtual machine. Zero never spins.
+    /// [`POLL_SPIN_DEFAULT`] is a good choice where latency matters more than a little
+    /// processor time.
+    pub poll_spin: Duration,
 }
 
 /// What connections may cost a [`TcpTransport`](super::TcpTransport): see the module

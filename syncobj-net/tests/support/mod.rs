@@ -54,6 +54,7 @@ pub(crate) fn settings(me: Option<&str>, voters: &[String]) -> TcpSettings {
             count: 5,
         }),
         poll_frames_max: 4096,
+        poll_spin: syncobj_net::tcp::POLL_SPIN_DEFAULT,
         poll_bytes_max: 8 * 1024 * 1024,
     }
 }

@@ -112,6 +112,11 @@ impl Calls {
         }
     }
 
+    /// Whether calls wait in the queue (more than one iteration takes in).
+    pub(crate) fn queued(&self) -> bool {
+        !self.queue.is_empty()
+    }
+
     /// Fails every queued and held call with `reason` at once: this node takes no calls (it
     /// was removed from the cluster).
     pub(crate) fn refuse_queued(&mut self, reason: &FailReason) {

@@ -103,6 +103,11 @@ impl Changes {
         }
     }
 
+    /// Whether changes wait in the queue (more than one iteration takes in).
+    pub(crate) fn queued(&self) -> bool {
+        !self.queue.is_empty()
+    }
+
     /// Every change still waiting, emptied out with `reason` (the node is stopping).
     pub(crate) fn fail_all(&mut self, reason: &FailReason) {
         let queued = self.queue.try_iter().map(|(_, c)| c);

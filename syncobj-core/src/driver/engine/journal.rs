@@ -43,7 +43,32 @@ impl Engine {
             self.release(ack, messages);
             return true;
         };
-        if reset.is_some() || hard_state.is_some() || !entries.is_empty() {
+        let writes = reset.is_some() || hard_state.is_some() || !entries.is_empty();
+        // A follower's small write while the writer is idle is made durable here, without a
+        // hand-over to the writer thread and its answer back: its acknowledgement is on the
+        // path of the call. A leader's entries are not: it commits with its followers'
+        // acknowledgements while its own sync runs, so its tick thread must not wait for the
+        // disk; its commit index alone (held, saved at most once a second) is.
+        let at_once = !self.raft.is_leader() || entries.is_empty();
+        if writes && at_once && writer.may_save_now(reset.is_some(), &entries) {
+            // What may leave before the write is durable leaves first; what depends on it
+            // leaves after.
+            self.links.flush(&mut self.outbox, &mut self.raft);
+            let Some(writer) = &mut self.writer else {
+                return true;
+            };
+            return match writer.save_now(hard_state, entries, now) {
+                Ok(_) => {
+                    self.release(ack, messages);
+                    true
+                }
+                Err(error) => {
+                    self.halt(error);
+                    false
+                }
+            };
+        }
+        if writes {
             match writer.save(reset, hard_state, entries, now) {
                 Ok(seq) => self.held.push_back(Held { seq, ack, messages }),
                 Err(error) => {

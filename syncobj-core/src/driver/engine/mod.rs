@@ -180,6 +180,10 @@ impl Engine {
     /// How long the next poll may wait: at most `max_wait`, less if a Raft timer or a periodic
     /// sync is due sooner.
     fn poll_wait(&self, now: Instant, max_wait: Duration) -> Duration {
+        if self.calls.queued() || self.changes.queued() {
+            // Left over from the last iteration's limit: no wake comes for them.
+            return Duration::ZERO;
+        }
         let sync = self.writer.as_ref().and_then(Writer::next_sync);
         [self.next_deadline(), sync]
             .into_iter()
@@ -205,6 +209,7 @@ impl Engine {
         self.now = self.now.max(now);
         self.applied_this_iteration = 0;
         self.more_ready = false;
+        self.signals.rearm_queue_wake();
         if self.halted.is_some() {
             self.calls.fail_all(&FailReason::Shutdown);
             self.changes.fail_all(&FailReason::Shutdown);
