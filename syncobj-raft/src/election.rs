@@ -524,6 +524,7 @@ impl RaftNode {
             progress: BTreeMap::new(),
             promotion: None,
             handover: None,
+            inherited: self.log.last_index(),
         };
         self.sync_progress(now);
         self.leader_contact = Some(now);

@@ -183,6 +183,8 @@ impl RaftNode {
         };
         node.reset_election_timer(now);
         node.cold_start = true;
+        // A lone voter is its own majority: no link will come up to tell it so.
+        node.maybe_cold_start(now);
         Ok(node)
     }
 
@@ -238,19 +240,23 @@ impl RaftNode {
     ///
     /// # Errors
     /// [`ProposeError::NotLeader`] on any other node; [`ProposeError::TooManyUncommitted`] when
-    /// the leader already holds `uncommitted_entries_max` uncommitted entries;
+    /// the leader already holds `uncommitted_entries_max` uncommitted entries of its own term;
     /// [`ProposeError::TransferInProgress`] while it hands its leadership over.
     pub fn propose(&mut self, data: Bytes, now: Instant) -> Result<LogPosition, ProposeError> {
         self.saw(now);
-        if !matches!(self.role, Role::Leader { .. }) {
+        let Role::Leader { inherited, .. } = self.role else {
             return Err(ProposeError::NotLeader {
                 leader: self.leader(),
             });
-        }
+        };
         if let Some(to) = self.transfer_target() {
             return Err(ProposeError::TransferInProgress { to });
         }
-        let uncommitted = self.log.last_index().0 - self.log.committed().0;
+        // Its own entries only: a leader that inherited a long uncommitted tail (a restart
+        // that recovered an old commit index) takes calls at once; the tail commits with its
+        // first entry.
+        let floor = self.log.committed().max(inherited);
+        let uncommitted = self.log.last_index().0 - floor.0;
         if uncommitted >= self.config.uncommitted_entries_max {
             return Err(ProposeError::TooManyUncommitted { uncommitted });
         }

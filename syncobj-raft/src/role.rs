@@ -45,6 +45,8 @@ pub(crate) enum Role {
         promotion: Option<Promotion>,
         /// The leadership transfer under way (thesis §3.10).
         handover: Option<Handover>,
+        /// The last entry it inherited from earlier terms: what lies above is its own.
+        inherited: LogIndex,
     },
 }
 

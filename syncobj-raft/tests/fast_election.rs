@@ -421,6 +421,29 @@ fn a_cold_start_elects_within_the_cold_start_timeout() {
     }
 }
 
+/// A lone voter is its own majority: started (or restarted) with no partner, it campaigns
+/// within the cold-start timeout, not after a whole election timeout.
+#[test]
+fn a_lone_voter_cold_starts_at_once() {
+    for seed in 0..20 {
+        let mut hand = Hand::new(1, |id| config(seed * 100 + id));
+        let limit = RaftConfig::default()
+            .cold_start_timeout
+            .expect("on by default");
+        let due = hand
+            .node(NodeId(1))
+            .next_deadline()
+            .expect("an election timer");
+        assert!(due <= Instant::ZERO + limit, "seed={seed}: due at {due:?}");
+        hand.run_until(
+            Duration::from_millis(1),
+            limit + Duration::from_millis(1),
+            |h| h.leaders().len() == 1,
+        );
+        assert_eq!(hand.leaders().len(), 1, "seed={seed}: the lone voter leads");
+    }
+}
+
 /// Cold start needs links to a majority: a node of 5 linked to only one other keeps its whole
 /// election timeout, and so does every node with the shortcut turned off.
 #[test]

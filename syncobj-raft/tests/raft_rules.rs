@@ -678,7 +678,10 @@ fn snapshot_transfer_resumes_after_a_lost_chunk_and_restarts_after_a_crash() {
         }
         _ => false,
     });
-    hand.advance(Duration::from_millis(50));
+    // Restarted as soon as the third chunk was sent (and lost), before it goes again.
+    while hand.chunks_to(observer).len() < 3 {
+        hand.advance(Duration::from_millis(10));
+    }
     hand.restart_empty(observer, 8);
     hand.advance(Duration::from_millis(500));
     assert_eq!(
@@ -1166,4 +1169,71 @@ fn paused_applying_commits_and_hands_out_later() {
     let applied: Vec<LogIndex> = drive(&mut node).iter().map(|e| e.index).collect();
     assert_eq!(applied, proposed);
     assert_eq!(node.applied_index(), proposed[2]);
+}
+
+/// A leader that inherited a long uncommitted tail (a restart recovered an old commit index)
+/// takes proposals at once: `uncommitted_entries_max` bounds its own entries, and the tail
+/// commits with them.
+#[test]
+fn an_inherited_uncommitted_tail_does_not_refuse_proposals() {
+    let max = 16;
+    let config = RaftConfig {
+        uncommitted_entries_max: max,
+        seed: 5,
+        ..RaftConfig::default()
+    };
+    let entries: Vec<Entry> = (1..=3 * max)
+        .map(|i| Entry {
+            index: syncobj_raft::LogIndex(i),
+            term: Term(1),
+            kind: EntryKind::Command,
+            data: Bytes::from_static(b"x"),
+        })
+        .collect();
+    let restored = Restored {
+        hard_state: syncobj_raft::HardState {
+            term: Term(1),
+            vote: Some(NodeId(1)),
+            commit: syncobj_raft::LogIndex::ZERO,
+        },
+        entries,
+        ..Restored::default()
+    };
+    let mut node = RaftNode::new(
+        NodeId(1),
+        Membership::new([NodeId(1)], []),
+        config,
+        restored,
+        Instant::ZERO,
+    )
+    .expect("a valid voter");
+    let mut now = Instant::ZERO;
+    while !node.is_leader() {
+        now = node.next_deadline().expect("an election timer");
+        node.tick(now);
+        if node.is_leader() {
+            break;
+        }
+        let ready = node.ready();
+        node.on_persisted(ready.ack);
+    }
+    assert!(
+        node.commit_index() < LogIndex(3 * max),
+        "the inherited tail is not committed yet"
+    );
+    for i in 0..max - 1 {
+        let proposed = node.propose(Bytes::from_static(b"y"), now);
+        assert!(proposed.is_ok(), "proposal {i}: {proposed:?}");
+    }
+    assert!(
+        node.propose(Bytes::from_static(b"y"), now).is_err(),
+        "its own entries stay bounded"
+    );
+    let ready = node.ready();
+    node.on_persisted(ready.ack);
+    assert_eq!(
+        node.commit_index(),
+        node.last_index(),
+        "the tail commits with them"
+    );
 }
