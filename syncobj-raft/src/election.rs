@@ -27,7 +27,12 @@
 //!   outranking it gives way for good: it starts no election from that round even if a
 //!   majority grants it, since voters that granted it before hearing of the better candidate
 //!   grant that one too (with five voters, the second best could otherwise win with the two
-//!   lowest while the best wins with them as well, and the real vote splits). Only rounds a
+//!   lowest while the best wins with them as well, and the real vote splits). A voter that
+//!   learns of the leader's death late refused the better pre-candidates' requests in lease,
+//!   and they will not ask again: it remembers the best one it refused, and a fast round of
+//!   its own within the minimum election timeout starts having given way to it (with five
+//!   voters, the fourth to see its link reset could otherwise win the two lowest and split the
+//!   vote; the simulator's seed 24 in `fast_election.rs`). Only rounds a
 //!   fast path started hold back
 //!   this way, and only until their election timer fires (the next round is an ordinary one):
 //!   a node stuck pre-voting, say one whose messages are lost on the way out, would otherwise
@@ -77,6 +82,14 @@ use super::node::RaftNode;
 use super::role::{Role, RoleKind, Votes};
 use super::timers::Timer;
 use super::types::{EntryKind, Instant, LogIndex, NodeId, Term};
+
+/// Where a pre-candidate stands among concurrent ones: its last log term and index, then its
+/// id. Higher ranks first.
+pub(crate) type Rank = (Term, LogIndex, NodeId);
+
+fn rank_of(from: NodeId, request: &RequestVote) -> Rank {
+    (request.last_log_term, request.last_log_index, from)
+}
 
 impl RaftNode {
     /// Dispatches a message from a member, after the term rules of §5.1.
@@ -129,6 +142,7 @@ impl RaftNode {
                     self.counters.votes_ignored_in_lease += 1;
                     if request.kind == VoteKind::PreVote {
                         self.refuse_vote(from, VoteKind::PreVote);
+                        self.note_outranked(rank_of(from, request), now);
                     }
                     return false;
                 }
@@ -245,9 +259,20 @@ impl RaftNode {
     /// own: its log is more up to date, or as up to date and its id is higher. A total order,
     /// so of two pre-candidates exactly one gives way.
     fn ranks_above(&self, from: NodeId, request: &RequestVote) -> bool {
-        let own = (self.log.last_term(), self.log.last_index(), self.id);
-        let theirs = (request.last_log_term, request.last_log_index, from);
-        own > theirs
+        self.rank() > rank_of(from, request)
+    }
+
+    /// Where this node stands among concurrent pre-candidates.
+    fn rank(&self) -> Rank {
+        (self.log.last_term(), self.log.last_index(), self.id)
+    }
+
+    /// Remembers a pre-candidate refused in lease that outranks this node, the best one if
+    /// several: should this node's link to the leader go down soon after, it gives way to it.
+    fn note_outranked(&mut self, rival: Rank, now: Instant) {
+        if rival > self.rank() && self.outranked_by.is_none_or(|(best, _)| rival >= best) {
+            self.outranked_by = Some((rival, now));
+        }
     }
 
     fn refuse_vote(&mut self, to: NodeId, kind: VoteKind) {
@@ -438,13 +463,20 @@ impl RaftNode {
     }
 
     /// Starts a pre-vote round; `fast`: a fast path started it (see [`Role::PreCandidate`]).
+    /// A fast round gives way from the start to a better pre-candidate this node refused a
+    /// moment ago, while its own link to the leader was still up: that one will not ask again.
     fn become_pre_candidate(&mut self, fast: bool, now: Instant) {
         self.counters.pre_votes_started += 1;
         self.log_role_change("pre-candidate");
+        let window = self.config.election_timeout_min;
+        let yielded = fast
+            && self.outranked_by.take().is_some_and(|(rival, at)| {
+                now.saturating_duration_since(at) <= window && rival > self.rank()
+            });
         self.role = Role::PreCandidate {
             votes: Votes::default(),
             fast,
-            yielded: false,
+            yielded,
         };
         self.reset_election_timer(now);
         self.request_votes(VoteKind::PreVote, false, now);

@@ -55,6 +55,10 @@ pub struct RaftNode {
     /// The election timer was brought forward by the cold start: the round it starts is a
     /// fast one (see [`Role::PreCandidate`]). Cleared with any reset of the timer.
     pub(crate) cold_start_round: bool,
+    /// The best-ranked pre-candidate of a fast round this node refused while it still held its
+    /// lease (its link to the leader was up), and when: if its own link goes down soon after,
+    /// its fast round gives way to that one at once (see `election.rs`).
+    pub(crate) outranked_by: Option<(crate::election::Rank, Instant)>,
     /// The latest instant an input carried; for work triggered by inputs without one
     /// ([`on_persisted`](Self::on_persisted) committing a configuration entry).
     pub(crate) latest: Instant,
@@ -168,6 +172,7 @@ impl RaftNode {
             links: BTreeMap::new(),
             cold_start: false,
             cold_start_round: false,
+            outranked_by: None,
             latest: now,
             handed_out: hard_state,
             persisted: hard_state,
