@@ -4,8 +4,9 @@
 //! Run with `cargo bench -p syncobj-core --bench call_path`. Two groups:
 //!
 //! - `call_queue`: the public [`Caller`] / [`Call`] / [`Completion`] on a queue built here the
-//!   way the driver's is (a bounded crossbeam channel, `try_send`, a full queue failing the
-//!   call with `QueueFull`). Each iteration makes `BATCH` calls, then drains the queue and
+//!   way the driver's was (a bounded crossbeam channel, `try_send`, a full queue failing the
+//!   call with `QueueFull`; the driver's own is now a counter in front of an unbounded
+//!   channel, so that its memory follows what is queued). Each iteration makes `BATCH` calls, then drains the queue and
 //!   completes every call with an encoded result, as the tick loop does after applying; the
 //!   figure is per call. Variants: detached calls, calls with an `on_done` callback, calls
 //!   waited for (once complete). The waker does nothing here.

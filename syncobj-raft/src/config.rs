@@ -52,8 +52,8 @@ pub struct RaftConfig {
     pub snapshot_chunk_bytes: usize,
     /// The most entries the node hands out for applying in one [`Ready`](super::Ready).
     pub apply_batch_entries_max: usize,
-    /// The most uncommitted entries a leader holds before it refuses proposals, so a leader cut
-    /// off from its followers cannot grow its log without bound.
+    /// The most uncommitted entries of its own term a leader holds before it refuses
+    /// proposals, so a leader cut off from its followers cannot grow its log without bound.
     pub uncommitted_entries_max: u64,
     /// A non-voter being added as a voter is promoted once its log is within this many entries
     /// of the leader's last one (Raft thesis §4.2.1: catch up before counting toward majorities,

@@ -189,5 +189,5 @@ pub use node::{NewNodeError, RaftCounters, RaftNode, Restored};
 pub use ready::{PersistAck, RaftEvent, Ready};
 pub use reconfig::{ChangeStarted, PendingChange};
 pub use role::RoleKind;
-pub use snapshot::{IncomingChunk, LogReset, SnapshotCounters, SnapshotRead};
+pub use snapshot::{Compacted, IncomingChunk, LogReset, SnapshotCounters, SnapshotRead};
 pub use types::{Entry, EntryKind, HardState, Instant, LogIndex, LogPosition, NodeId, Term};

@@ -252,7 +252,7 @@ impl RaftLog {
 
     /// Drops the entries up to `up_to`, which a durable snapshot of the applied state now covers
     /// (Raft paper §7): the base moves to `up_to`. The caller checks `base < up_to <= applied`.
-    pub(crate) fn compact(&mut self, up_to: LogIndex) {
+    pub(crate) fn compact(&mut self, up_to: LogIndex) -> Vec<Entry> {
         assert!(
             self.base_index < up_to && up_to <= self.applied,
             "compacting to {up_to} outside ({}, applied {}]",
@@ -263,10 +263,11 @@ impl RaftLog {
             .term(up_to)
             .expect("the log holds every applied entry after the base");
         let dropped = usize::try_from(up_to.0 - self.base_index.0).expect("log length fits usize");
-        self.entries.drain(..dropped);
+        let dropped: Vec<Entry> = self.entries.drain(..dropped).collect();
         self.base_index = up_to;
         self.base_term = term;
         self.check_cursors();
+        dropped
     }
 
     /// Resets the log to a snapshot the driver installed, covering up to `snapshot` (Raft paper

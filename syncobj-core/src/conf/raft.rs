@@ -47,10 +47,11 @@ options! {
     /// be positive. Default: 64.
     max_inflight_appends: usize;
 
-    /// The most entries a leader holds appended but not yet committed: a call made on the
-    /// leader, or forwarded to it, while it holds this many fails with `QueueFull`, so that a
-    /// leader cut off from its followers cannot grow its log and its memory without bound.
-    /// syncobj's own (PySyncObj's log grows without bound). Must be positive. Default: 100 000.
+    /// The most entries a leader holds appended in its term but not yet committed: a call made
+    /// on the leader, or forwarded to it, while it holds this many fails with `QueueFull`, so
+    /// that a leader cut off from its followers cannot grow its log and its memory without
+    /// bound. Entries it inherited from earlier terms do not count (they commit with its
+    /// first). syncobj's own (PySyncObj's log grows without bound). Must be positive. Default: 100 000.
     uncommitted_entries_max: u64;
 
     /// Run a pre-vote round before a real election (Raft thesis §9.6), so a node that was cut

@@ -577,7 +577,7 @@ impl Snapshots {
 
     /// Drops `value` on a thread of its own, off the tick thread (on it in the simulator, or
     /// if no thread can be started).
-    fn free<T: Send + 'static>(&self, value: T, what: &'static str) {
+    pub(crate) fn free<T: Send + 'static>(&self, value: T, what: &'static str) {
         if !self.background {
             return;
         }

@@ -897,7 +897,7 @@ impl Cluster {
             .snapshot
             .as_ref()
             .and_then(|s| s.membership.as_ref())
-            != Some(&handed)
+            != Some(&handed.membership)
         {
             return Err(format!(
                 "{id} compacted to {applied} handing over another membership than the one in force there"

@@ -139,9 +139,14 @@ impl Engine {
 
     /// Drops the log up to a snapshot: from memory, and from the journal once it is durable.
     pub(super) fn compact(&mut self, position: LogPosition) {
-        if let Err(error) = self.raft.compact(position.index) {
-            tracing::debug!(%error, "compaction skipped");
-            return;
+        match self.raft.compact(position.index) {
+            Ok(compacted) => self
+                .snapshots
+                .free(compacted.entries, "the compacted entries"),
+            Err(error) => {
+                tracing::debug!(%error, "compaction skipped");
+                return;
+            }
         }
         if self.snapshots.durable() {
             self.drop_journal_prefix(position.index);
