@@ -289,26 +289,8 @@ mod tests {
     use std::sync::Arc;
     use std::time::Duration;
 
-    use bytes::Bytes;
-
     use super::*;
-    use crate::object::{Call, Submit, TickHelp};
-
-    struct Nowhere;
-
-    impl Submit for Nowhere {
-        fn submit(&self, _command: Bytes, completion: Completion) {
-            drop(completion);
-        }
-
-        fn enabled_code_version(&self) -> u32 {
-            0
-        }
-
-        fn help_while_waiting(&self, _max_wait: Duration) -> TickHelp {
-            TickHelp::TickThreadRuns
-        }
-    }
+    use crate::object::{Call, Nowhere, Submit};
 
     /// A completion and the call it completes.
     fn call() -> (Completion, Call<u8>) {

@@ -535,25 +535,28 @@ fn decode<R: DeserializeOwned>(outcome: Outcome) -> Result<R, FailReason> {
     rmp_serde::from_slice(&bytes).map_err(|e| FailReason::BadResult(e.to_string()))
 }
 
+/// A driver that drops every call it is handed: for tests of the call machinery alone.
+#[cfg(test)]
+pub(crate) struct Nowhere;
+
+#[cfg(test)]
+impl Submit for Nowhere {
+    fn submit(&self, _command: Bytes, completion: Completion) {
+        drop(completion);
+    }
+
+    fn enabled_code_version(&self) -> u32 {
+        0
+    }
+
+    fn help_while_waiting(&self, _max_wait: Duration) -> TickHelp {
+        TickHelp::TickThreadRuns
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    struct Nowhere;
-
-    impl Submit for Nowhere {
-        fn submit(&self, _command: Bytes, completion: Completion) {
-            drop(completion);
-        }
-
-        fn enabled_code_version(&self) -> u32 {
-            0
-        }
-
-        fn help_while_waiting(&self, _max_wait: Duration) -> TickHelp {
-            TickHelp::TickThreadRuns
-        }
-    }
 
     /// A completion dropped without an outcome fails its call rather than leave it waiting,
     /// whichever way the call is finished.

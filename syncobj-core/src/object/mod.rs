@@ -9,6 +9,8 @@ mod call;
 mod command;
 mod refusal;
 
+#[cfg(test)]
+pub(crate) use call::Nowhere;
 pub use call::{Call, Caller, Completion, Effect, FailReason, Submit, TickHelp};
 pub use command::{ApplyError, CommandHeader, CommandHeaderError, MethodSpec};
 pub use refusal::{MembershipRefusal, TransferFailure};
