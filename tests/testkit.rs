@@ -300,17 +300,13 @@ fn compare_and_set() {
     let two = op(&mut history, 2, cas(0, 2), 1, 9, RegisterOutput::Cas(true));
     assert_eq!(rejected(Register::new(0), &history).ids(), [one, two]);
 
-    // A swap refused though the value was the one expected. Were the write of 4 of unknown
-    // outcome, it could have come after the write of 5: it is part of the excerpt.
+    // A swap refused though the value was the one expected.
     let mut history = RegisterHistory::new();
-    let four = write(&mut history, 1, 4, 0, 1);
+    write(&mut history, 1, 4, 0, 1);
     let five = write(&mut history, 2, 5, 2, 3);
     let refused = op(&mut history, 1, cas(5, 6), 4, 5, RegisterOutput::Cas(false));
     read(&mut history, 2, 5, 6, 7);
-    assert_eq!(
-        rejected(Register::new(0), &history).ids(),
-        [four, five, refused]
-    );
+    assert_eq!(rejected(Register::new(0), &history).ids(), [five, refused]);
 }
 
 #[test]
@@ -445,24 +441,13 @@ fn a_kv_map_is_checked_key_by_key() {
     );
     let excerpt = rejected(KvMap::new(), &history);
     let stale = stale.expect("round 10 ran");
-    // Three operations of key "c": the stale read and two that place the value it saw before
-    // the one before it (the puts of rounds 9 and 10, or the reads that saw them).
+    // The stale read and the put that came before it (or the read that saw that put).
     let ids = excerpt.ids();
-    assert_eq!(ids.len(), 3, "{excerpt}");
-    assert_eq!(ids[2], stale);
+    assert_eq!(ids.len(), 2, "{excerpt}");
+    assert_eq!(ids[1], stale);
     assert!(
-        ids[0] == c_puts[9] || ids[0] == OpId(c_puts[9].0 + 1),
+        ids[0] == c_puts[10] || ids[0] == OpId(c_puts[10].0 + 1),
         "{excerpt}"
-    );
-    assert!(
-        ids[1] == c_puts[10] || ids[1] == OpId(c_puts[10].0 + 1),
-        "{excerpt}"
-    );
-    assert!(
-        excerpt
-            .operations()
-            .iter()
-            .all(|(_, op)| op.input.key() == &"c")
     );
 
     // Without the stale read the history is linearizable, and the other keys were never
@@ -610,6 +595,63 @@ fn a_recorder_dates_events_from_many_threads() {
     let history = recorder.into_history();
     assert_eq!(history.len(), 400);
     assert_eq!(check(KvMap::new(), &history), Verdict::Linearizable);
+}
+
+/// A history of `len` overlapping calls from several clients, taken from a sequential run with
+/// each interval stretched around its point, a few of them timed out; and the last value
+/// written.
+fn overlapping_history(len: u64) -> (RegisterHistory, i64) {
+    let mut seed = 0x2545_f491_4f6c_dd1d_u64;
+    let mut random = |bound: u64| {
+        seed = seed
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        (seed >> 33) % bound
+    };
+    let mut ops = Vec::new();
+    let mut value = 0;
+    for index in 0..len {
+        let point = 100 + index * 10;
+        let start = point - random(25);
+        let end = point + random(25);
+        let (input, output) = if random(2) == 0 {
+            (RegisterInput::Read, RegisterOutput::Read(value))
+        } else {
+            value = random(100) as i64;
+            (RegisterInput::Write(value), RegisterOutput::Written)
+        };
+        // Now and then a timeout: the client never learns what happened.
+        let outcome = if random(500) == 0 {
+            Outcome::Unknown
+        } else {
+            Outcome::Returned { output, end }
+        };
+        ops.push(Operation {
+            client: index % 5,
+            input,
+            start,
+            outcome,
+        });
+    }
+    (ops.into_iter().collect(), value)
+}
+
+#[test]
+fn a_long_history_is_accepted() {
+    let (history, _) = overlapping_history(20_000);
+    assert_eq!(check(Register::new(0), &history), Verdict::Linearizable);
+}
+
+/// A stale read at the end of a history: rejected with the read and the write it missed.
+#[test]
+fn a_stale_read_at_the_end_of_a_history() {
+    let len = 300;
+    let (mut history, value) = overlapping_history(len);
+    let last = 100 + len * 10 + 50;
+    let fresh = write(&mut history, 9, 1_000, last, last + 1);
+    let stale = read(&mut history, 9, value, last + 2, last + 3);
+    let excerpt = rejected(Register::new(0), &history);
+    assert_eq!(excerpt.ids()[..], [fresh, stale], "{excerpt}");
 }
 
 /// A register operation and the linearization point it is given in a generated history.

@@ -98,8 +98,8 @@ impl<M: Model> Checker<M> {
     }
 
     /// Relaxes operations of `cut` (a set that is not linearizable) while it stays not
-    /// linearizable: a relaxed operation may take effect at any time after its start, with any
-    /// output, or never. Chunks of halving size first, then single operations; relaxing more
+    /// linearizable: a relaxed operation may take effect within its interval with any output,
+    /// or not at all. Chunks of halving size first, then single operations; relaxing more
     /// only makes a set easier to linearize, so one pass of single operations leaves each of
     /// the others needed. The excerpt is what is not relaxed.
     fn shrink(
@@ -206,11 +206,11 @@ impl<I: fmt::Debug, O: fmt::Debug> fmt::Display for Verdict<I, O> {
 /// It is taken from one partition: first the operations invoked before the point where the
 /// search could go no further (the latest completion that no order of the operations before it
 /// could reach), which are not linearizable alone; then as many of them as possible are
-/// *relaxed* — taken as of unknown outcome: done at any time after their start, with any
-/// output, or never — while the set stays not linearizable. The excerpt is the operations not
-/// relaxed: whatever the others did, these contradict each other.
+/// *relaxed* — taken to have returned anything, or not to have taken effect at all (but if it
+/// did, within its recorded interval) — while the set stays not linearizable. The excerpt is
+/// the operations not relaxed: whatever the others returned, these contradict each other.
 ///
-/// An operation of unknown outcome is relaxed already, so it is never part of an excerpt.
+/// An operation of unknown outcome is more relaxed already, so it is never part of an excerpt.
 ///
 /// When [minimal](Excerpt::is_minimal), relaxing any one more of its operations makes the set
 /// linearizable. Relaxing rather than removing keeps an innocent operation out: without the
@@ -366,12 +366,12 @@ struct Events {
 }
 
 impl Events {
-    fn new<I, O>(ops: &[Operation<I, O>], subset: &[usize], relaxed: &[bool]) -> Self {
+    fn new<I, O>(ops: &[Operation<I, O>], subset: &[usize]) -> Self {
         // Invocations sort before completions at the same time: equal times overlap.
         let mut sorted: Vec<(u64, u8, usize)> = Vec::with_capacity(subset.len() * 2);
         for (local, &index) in subset.iter().enumerate() {
             sorted.push((ops[index].start, 0, local));
-            if let Some(end) = ops[index].end().filter(|_| !relaxed[local]) {
+            if let Some(end) = ops[index].end() {
                 sorted.push((end, 1, local));
             }
         }
@@ -433,8 +433,8 @@ impl Events {
 }
 
 /// Searches for a linearization of the operations `subset` (indices into `ops`, all with an
-/// end at or after their start), taking those `relaxed` (by place in `subset`) as of unknown
-/// outcome.
+/// end at or after their start), where those `relaxed` (by place in `subset`) may return
+/// anything, or be left out.
 fn search<M: Model>(
     model: &M,
     ops: &[Operation<M::Input, M::Output>],
@@ -442,7 +442,7 @@ fn search<M: Model>(
     relaxed: &[bool],
     budget: &mut Budget,
 ) -> Search {
-    let mut events = Events::new(ops, subset, relaxed);
+    let mut events = Events::new(ops, subset);
     // An operation is determinate if its completion is known and kept: it must be placed.
     let determinate = |local: usize| is_determinate(ops, subset, relaxed, local);
     let mut remaining = (0..subset.len())
@@ -450,7 +450,10 @@ fn search<M: Model>(
         .count();
     let mut linearized = Placed::new(subset.len());
     let mut seen: HashSet<(usize, Vec<u64>, M::State)> = HashSet::new();
-    let mut stack: Vec<(usize, M::State)> = Vec::new();
+    // What was placed (or, if the flag says so, left out), and the state before it.
+    let mut stack: Vec<(usize, M::State, bool)> = Vec::new();
+    // The completion at `entry` was just put back: do not leave its operation out again.
+    let mut no_skip = false;
     let mut state = model.init();
     let mut entry = events.next[HEAD];
     // The latest completion node the search had to stop at.
@@ -480,7 +483,7 @@ fn search<M: Model>(
                 linearized.insert(local);
                 let (full, rest) = linearized.key();
                 if seen.insert((full, rest, next.clone())) {
-                    stack.push((local, std::mem::replace(&mut state, next)));
+                    stack.push((local, std::mem::replace(&mut state, next), false));
                     if determinate(local) {
                         remaining -= 1;
                     }
@@ -494,9 +497,23 @@ fn search<M: Model>(
             continue;
         }
         // A completion (never the list's end while an operation with one is left): the
-        // operation it ends cannot come later, so take back the last one placed.
+        // operation it ends cannot come later. A relaxed one may be left out; otherwise take
+        // back the last one placed.
+        if entry != NIL && !no_skip && relaxed[events.op[entry]] {
+            let local = events.op[entry];
+            linearized.insert(local);
+            let (full, rest) = linearized.key();
+            if seen.insert((full, rest, state.clone())) {
+                stack.push((local, state.clone(), true));
+                events.lift(local);
+                entry = events.next[HEAD];
+                continue;
+            }
+            linearized.remove(local);
+        }
+        no_skip = false;
         deepest = deepest.max(if entry == NIL { events.op.len() } else { entry });
-        let Some((local, previous)) = stack.pop() else {
+        let Some((local, previous, skipped)) = stack.pop() else {
             let cut = subset
                 .iter()
                 .enumerate()
@@ -511,7 +528,14 @@ fn search<M: Model>(
             remaining += 1;
         }
         events.unlift(local);
-        entry = events.next[events.call[local]];
+        match events.ret[local].filter(|_| skipped) {
+            // Left out at its completion: both choices there are explored.
+            Some(ret) => {
+                entry = ret;
+                no_skip = true;
+            }
+            None => entry = events.next[events.call[local]],
+        }
     }
 }
 
@@ -580,7 +604,7 @@ mod tests {
             })
             .collect();
         let subset = [0, 1, 2, 3];
-        let mut events = Events::new(&ops, &subset, &[false; 4]);
+        let mut events = Events::new(&ops, &subset);
         let order = |events: &Events| {
             let mut order = Vec::new();
             let mut node = events.next[HEAD];

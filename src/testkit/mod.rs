@@ -58,15 +58,23 @@
 //! [`Model::partition`]) splits a long history into short ones. Every check is bounded: past
 //! its budget of steps it answers [`Verdict::Unknown`] rather than run on ([`Checker`]).
 //!
+//! What costs most is an operation of unknown outcome that changes the state (a timed-out
+//! write): it may take effect at any later point, so a history that fails after many of them
+//! makes the search try every combination. A history that passes is usually found quickly all
+//! the same. Shrinking a failure is a search per candidate; for a failure deep in a long
+//! partition its budget may run out, and the excerpt is then reported as far as it got
+//! ([`Excerpt::is_minimal`] is false).
+//!
 //! # What a failure reports
 //!
 //! A history that is not linearizable comes with an [`Excerpt`]: operations of one partition
-//! that contradict each other whatever the history's other operations did. The checker starts
-//! from the operations invoked before the point where its search could go no further, and takes
-//! as many of them as it can as of unknown outcome (done at any time after their start, with
-//! any output, or never) while they still cannot be linearized; the excerpt is the rest. It is
-//! not linearizable alone, and when [minimal](Excerpt::is_minimal) none of its operations can
-//! be taken as unknown too. The search for it has a budget of its own.
+//! that contradict each other whatever the history's other operations returned. The checker
+//! starts from the operations invoked before the point where its search could go no further,
+//! and *relaxes* as many of them as it can (takes them to have returned anything, or not to
+//! have taken effect at all, within their recorded interval) while they still cannot be
+//! linearized; the excerpt is the rest. It is not linearizable alone, and when
+//! [minimal](Excerpt::is_minimal) none of its operations can be relaxed too. The search for it
+//! has a budget of its own.
 
 mod checker;
 mod history;
