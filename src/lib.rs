@@ -121,7 +121,8 @@
 //! ```
 //!
 //! Ready-made replicated types — a counter, a dictionary, a list, a set and two queues, usable
-//! as a main object or as consumers — are in [`batteries`].
+//! as a main object or as consumers — are in [`batteries`]. [`testkit`] checks that histories of
+//! calls recorded by your own tests are linearizable.
 //!
 //! # When a call fails
 //!
@@ -145,6 +146,7 @@
 extern crate self as syncobj;
 
 pub mod batteries;
+pub mod testkit;
 
 pub use syncobj_core::conf::{self, ConfErrors, FsyncPolicy, SyncObjConf, SyncObjConfBuilder};
 /// # Example
