@@ -213,7 +213,7 @@ pub use syncobj_core::object::{
 pub use syncobj_core::raft::NewNodeError;
 pub use syncobj_core::serializer::{SerializerState, SnapshotSerializer};
 pub use syncobj_core::status::{self, RaftState, Status};
-pub use syncobj_core::storage::{Corruption, HardStateRule, StorageError};
+pub use syncobj_core::storage::{ClusterId, Corruption, HardStateRule, Identity, StorageError};
 pub use syncobj_macros::{Replicated, replicated};
 pub use syncobj_net::resolve::AddressProblem;
 

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 use syncobj::prelude::*;
 use syncobj::status::JournalStatus;
-use syncobj::{FsyncPolicy, StartError, SyncObjConfBuilder};
+use syncobj::{ClusterId, FsyncPolicy, StartError, StorageError, SyncObjConfBuilder};
 
 #[derive(Default, Serialize, Deserialize, Replicated)]
 struct Counter {
@@ -240,6 +240,82 @@ fn a_journal_cut_short_stops_the_node_naming_the_segment() {
     assert!(!message.contains("hard-state is damaged"), "{message}");
     let after = std::fs::metadata(&segment).expect("still there").len();
     assert_eq!(after, len / 2, "the refused journal was changed");
+}
+
+/// A hard state copied from another node of the cluster (its term and vote) stops the node at
+/// start: the error names the file and both nodes' identities, and the file is left as found.
+/// It used to be taken silently, so the node could vote a second time in a term it had voted
+/// in. A node of another cluster name refuses its own files the same way.
+#[test]
+fn a_hard_state_copied_from_another_node_stops_the_node() {
+    let dir = TempDir::new("foreign");
+    let network = MemoryNetwork::new();
+    let nodes = [0, 1].map(|i| start(&network, i, &dir, FsyncPolicy::Always).expect("starts"));
+    assert_eq!(add_many(&nodes[0], 20), 20);
+    wait_for_value(&nodes[1], 20);
+    drop(nodes);
+    let mine = dir.journal(0).join("hard-state");
+    let theirs = std::fs::read(dir.journal(1).join("hard-state")).expect("readable");
+    let own = std::fs::read(&mine).expect("readable");
+    std::fs::write(&mine, &theirs).expect("writable");
+    let network = MemoryNetwork::new();
+    let error = start(&network, 0, &dir, FsyncPolicy::Always)
+        .err()
+        .expect("another node's hard state stops the node");
+    let message = error.to_string();
+    let StartError::Storage(StorageError::ForeignFile {
+        path,
+        found,
+        expected,
+    }) = &error
+    else {
+        panic!("not a foreign file: {message}");
+    };
+    assert_eq!(path, &mine);
+    assert_ne!(found.node, expected.node, "{message}");
+    assert_eq!(found.cluster, expected.cluster, "{message}");
+    for part in [
+        mine.display().to_string(),
+        found.to_string(),
+        expected.to_string(),
+    ] {
+        assert!(message.contains(&part), "{part} not in {message}");
+    }
+    assert_eq!(
+        std::fs::read(&mine).expect("readable"),
+        theirs,
+        "left as found"
+    );
+
+    // Its own file back, the node starts; under another cluster name, it refuses it.
+    std::fs::write(&mine, &own).expect("writable");
+    let network = MemoryNetwork::new();
+    let renamed = fast()
+        .journal_file(dir.journal(0))
+        .cluster_name("another")
+        .build()
+        .expect("a valid configuration");
+    let partners = [ADDRESSES[1]];
+    let error = SyncObj::with_transport(
+        ADDRESSES[0],
+        partners,
+        Counter::default(),
+        renamed,
+        network.endpoint(ADDRESSES[0]),
+    )
+    .err()
+    .expect("another cluster's files stop the node");
+    let StartError::Storage(StorageError::ForeignFile {
+        found, expected, ..
+    }) = &error
+    else {
+        panic!("not a foreign file: {error}");
+    };
+    assert_eq!(found.node, expected.node);
+    assert_eq!(expected.cluster, ClusterId::from_name("another"));
+    let network = MemoryNetwork::new();
+    let node = start(&network, 0, &dir, FsyncPolicy::Always).expect("its own files");
+    assert_eq!(node.read().value, 20);
 }
 
 /// The total length of the files named `<prefix>...` in `dir`, and how many there are.

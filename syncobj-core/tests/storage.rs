@@ -8,8 +8,8 @@ use bytes::Bytes;
 use proptest::prelude::*;
 use syncobj_core::raft::{Entry, EntryKind, HardState, LogIndex, NodeId, Term};
 use syncobj_core::storage::{
-    Corruption, Disk, FileJournal, Journal, JournalOptions, MemoryJournal, Recovery,
-    RecoveryWarning, SimDisk, SnapshotMeta, SnapshotStore, StdDisk, StorageError,
+    ClusterId, Corruption, Disk, FileJournal, Identity, Journal, JournalOptions, MemoryJournal,
+    Recovery, RecoveryWarning, SimDisk, SnapshotMeta, SnapshotStore, StdDisk, StorageError,
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -49,12 +49,13 @@ fn hard_state_path() -> PathBuf {
 }
 
 /// Small segments and buffers, so few entries exercise roll-over and early writes: about five
-/// records of 35 bytes after the 80-byte head of a segment.
+/// records of 35 bytes after the 100-byte head of a segment.
 fn small_options() -> JournalOptions {
     JournalOptions {
-        segment_bytes_target: 256,
+        segment_bytes_target: 276,
         record_bytes_max: 1000,
         write_buffer_bytes_max: 64,
+        ..JournalOptions::default()
     }
 }
 
@@ -118,8 +119,9 @@ fn entries_1_to(n: u64, term: u64) -> Vec<Entry> {
         .collect()
 }
 
-/// Where records start in a segment: after the 24-byte header and the two 28-byte sync slots.
-const RECORDS_AT: u64 = 80;
+/// Where records start in a segment: after the 24-byte header, the two 28-byte sync slots and
+/// the 20-byte identity.
+const RECORDS_AT: u64 = 100;
 
 /// The byte offset of each record in a single segment holding `entries`, and the file length.
 fn record_offsets(entries: &[Entry]) -> (Vec<u64>, u64) {
@@ -1122,8 +1124,8 @@ fn file_and_memory_journals_agree_regression_obsolete_segment_21() -> Result<(),
 // ---------------------------------------------------------------------------------------------
 // Damaged segments
 
-/// Where the two sync slots of a segment are.
-const SLOTS: std::ops::Range<u64> = 24..RECORDS_AT;
+/// Where the two sync slots of a segment are; the identity follows them.
+const SLOTS: std::ops::Range<u64> = 24..80;
 
 /// Every byte of a synced segment is checked. Changed with the sync slots: a flip in the last
 /// record used to be taken for a torn tail and cut with a warning; the slot claims that record
@@ -1156,6 +1158,7 @@ fn every_flipped_byte_of_a_segment_is_caught() {
             0..8 => 0,
             8..12 => 8,
             12..24 => 20,
+            80..100 => 96,
             _ => *offsets
                 .iter()
                 .rev()
@@ -1178,7 +1181,7 @@ fn record_at(offsets: &[u64], at: u64) -> u64 {
 /// A cut of the last segment inside its unsynced tail is a torn write: the segment is cut to
 /// its last whole record with a warning, and the journal goes on. Changed with the sync slots:
 /// a cut inside the records the slot claims as synced used to be taken for a torn tail too; it
-/// is now refused, naming the segment and the first record not intact. A cut into the 80-byte
+/// is now refused, naming the segment and the first record not intact. A cut into the 100-byte
 /// head leaves no slot to read: it is taken for an interrupted creation, as before.
 #[test]
 fn every_truncation_of_the_last_segment_cuts_an_unsynced_tail_and_refuses_synced_records() {
@@ -1474,7 +1477,7 @@ fn segments_of_older_versions_are_refused() {
     let (path, offset, problem) = corruption(open_sim(&disk, JournalOptions::default()));
     let expected = Corruption::UnsupportedVersion {
         found: 1,
-        supported: 3,
+        supported: 4,
     };
     assert_eq!((path, offset, problem), (segment_path(1), 8, expected));
 
@@ -1493,11 +1496,11 @@ fn segments_of_older_versions_are_refused() {
     let (_, offset, problem) = corruption(open_sim(&disk, JournalOptions::default()));
     let expected = Corruption::UnsupportedVersion {
         found: 2,
-        supported: 3,
+        supported: 4,
     };
     assert_eq!(
         problem.to_string(),
-        "format version 2 is not supported (the newest this code reads is 3)"
+        "format version 2 is not supported (the newest this code reads is 4)"
     );
     assert_eq!((offset, problem), (8, expected));
 }
@@ -1531,12 +1534,12 @@ fn a_segment_with_another_magic_or_version_is_refused() {
         hard_state(1, None, 0),
         JournalOptions::default(),
     );
-    disk.overwrite(&segment_path(1), 8, &4u32.to_le_bytes())
+    disk.overwrite(&segment_path(1), 8, &5u32.to_le_bytes())
         .expect("the file exists");
     let (_, offset, problem) = corruption(open_sim(&disk, JournalOptions::default()));
     let expected = Corruption::UnsupportedVersion {
-        found: 4,
-        supported: 3,
+        found: 5,
+        supported: 4,
     };
     assert_eq!((offset, problem), (8, expected));
 }
@@ -1803,7 +1806,7 @@ proptest! {
 
 #[test]
 fn every_damage_to_the_hard_state_is_an_error() {
-    let len = 49;
+    let len = 65;
     for at in 0..len {
         let disk = SimDisk::new(at);
         written(
@@ -1816,7 +1819,7 @@ fn every_damage_to_the_hard_state_is_an_error() {
             .expect("within the file");
         let (path, offset, _) = corruption(open_sim(&disk, JournalOptions::default()));
         assert_eq!(path, hard_state_path(), "flip at {at}");
-        assert!(offset <= at.max(45), "flip at {at}: offset {offset}");
+        assert!(offset <= at.max(61), "flip at {at}: offset {offset}");
     }
     for cut in 0..len {
         let disk = SimDisk::new(cut);
@@ -1846,10 +1849,178 @@ fn every_damage_to_the_hard_state_is_an_error() {
             8,
             Corruption::UnsupportedVersion {
                 found: 7,
-                supported: 1
+                supported: 2
             }
         )
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Identity: whose files these are
+
+fn identity(node: u64, cluster: &str) -> Identity {
+    Identity {
+        node: NodeId(node),
+        cluster: ClusterId::from_name(cluster),
+    }
+}
+
+fn options_of(identity: Identity) -> JournalOptions {
+    JournalOptions {
+        identity,
+        ..JournalOptions::default()
+    }
+}
+
+/// A hard state copied from another node of the cluster (a vote of its own in the same term)
+/// is refused, and so is one of another cluster: the error names the file and both identities.
+#[test]
+fn a_hard_state_of_another_node_or_cluster_is_refused() {
+    let me = identity(1, "orders");
+    for other in [identity(2, "orders"), identity(1, "billing")] {
+        let disk = SimDisk::new(1);
+        written(
+            &disk,
+            &entries_1_to(2, 3),
+            hard_state(3, Some(2), 2),
+            options_of(other),
+        );
+        let error = open_sim(&disk, options_of(me)).expect_err("another identity");
+        let StorageError::ForeignFile {
+            path,
+            found,
+            expected,
+        } = &error
+        else {
+            panic!("not a foreign file: {error}");
+        };
+        assert_eq!((path, *found, *expected), (&hard_state_path(), other, me));
+        let message = error.to_string();
+        for part in [
+            hard_state_path().display().to_string(),
+            other.to_string(),
+            me.to_string(),
+        ] {
+            assert!(message.contains(&part), "{part} not in {message}");
+        }
+        // Nothing changed: the owner still opens it.
+        let (_, recovery) = must_open(&disk, options_of(other));
+        assert_eq!(recovery.hard_state, hard_state(3, Some(2), 2));
+    }
+}
+
+/// The upgrade path: a hard-state file of format version 1, written before files recorded an
+/// identity, is taken as the opening node's and rewritten with its identity, with a warning;
+/// from then on, another node is refused it.
+#[test]
+fn a_hard_state_written_before_identities_is_taken_and_recorded() {
+    let disk = SimDisk::new(1);
+    let me = identity(1, "orders");
+    written(
+        &disk,
+        &entries_1_to(2, 3),
+        hard_state(3, Some(1), 2),
+        options_of(me),
+    );
+    // Rewrite the file as version 1: no identity, the checksum after the first index.
+    let current = disk.contents(&hard_state_path()).expect("exists");
+    let mut old = current[..45].to_vec();
+    old[8..12].copy_from_slice(&1u32.to_le_bytes());
+    let crc = crc32c::crc32c(&old);
+    old.extend_from_slice(&crc.to_le_bytes());
+    disk.truncate(&hard_state_path(), 0).expect("exists");
+    disk.overwrite(&hard_state_path(), 0, &old).expect("exists");
+
+    let (_, recovery) = must_open(&disk, options_of(me));
+    assert_eq!(recovery.hard_state, hard_state(3, Some(1), 2));
+    assert_eq!(recovery.entries.len(), 2);
+    assert!(
+        recovery
+            .warnings
+            .contains(&RecoveryWarning::IdentityRecorded {
+                path: hard_state_path(),
+                identity: me,
+            }),
+        "{:?}",
+        recovery.warnings
+    );
+    assert_eq!(disk.contents(&hard_state_path()).expect("exists"), current);
+    let error = open_sim(&disk, options_of(identity(2, "orders"))).expect_err("recorded");
+    assert!(matches!(error, StorageError::ForeignFile { .. }), "{error}");
+    let (_, recovery) = must_open(&disk, options_of(me));
+    assert!(recovery.warnings.is_empty(), "{:?}", recovery.warnings);
+}
+
+/// A segment copied from another node's journal (the same entries, even) is refused, naming
+/// the segment and both identities.
+#[test]
+fn a_segment_of_another_node_is_refused() {
+    let (me, other) = (identity(1, "orders"), identity(2, "orders"));
+    let entries = entries_1_to(3, 1);
+    let mine = SimDisk::new(1);
+    written(&mine, &entries, hard_state(1, None, 3), options_of(me));
+    let theirs = SimDisk::new(2);
+    written(&theirs, &entries, hard_state(1, None, 3), options_of(other));
+    let copied = theirs.contents(&segment_path(1)).expect("exists");
+    mine.truncate(&segment_path(1), 0).expect("exists");
+    mine.overwrite(&segment_path(1), 0, &copied)
+        .expect("exists");
+    let error = open_sim(&mine, options_of(me)).expect_err("another node's segment");
+    let StorageError::ForeignFile {
+        path,
+        found,
+        expected,
+    } = &error
+    else {
+        panic!("not a foreign file: {error}");
+    };
+    assert_eq!((path, *found, *expected), (&segment_path(1), other, me));
+    assert!(error.to_string().contains("segment-"), "{error}");
+}
+
+/// The upgrade path for segments: one of version 3 (no identity, records from byte 80) is read
+/// as the node's own, with a warning, and takes appends in its own format.
+#[test]
+fn a_segment_written_before_identities_is_read_and_kept() {
+    let me = identity(1, "orders");
+    let disk = SimDisk::new(1);
+    let entries = entries_1_to(3, 1);
+    written(&disk, &entries, hard_state(1, None, 3), options_of(me));
+    // The same segment in version 3: no identity, every claimed end 20 bytes lower.
+    let current = disk.contents(&segment_path(1)).expect("exists");
+    let mut old = current[..80].to_vec();
+    old.extend_from_slice(&current[100..]);
+    old[8..12].copy_from_slice(&3u32.to_le_bytes());
+    let crc = crc32c::crc32c(&old[..20]);
+    old[20..24].copy_from_slice(&crc.to_le_bytes());
+    for slot in [24, 52] {
+        let end = u64::from_le_bytes(old[slot + 8..slot + 16].try_into().expect("8 bytes"));
+        old[slot + 8..slot + 16].copy_from_slice(&(end - 20).to_le_bytes());
+        let crc = crc32c::crc32c_append(crc32c::crc32c(&1u64.to_le_bytes()), &old[slot..slot + 24]);
+        old[slot + 24..slot + 28].copy_from_slice(&crc.to_le_bytes());
+    }
+    disk.truncate(&segment_path(1), 0).expect("exists");
+    disk.overwrite(&segment_path(1), 0, &old).expect("exists");
+
+    let (mut journal, recovery) = must_open(&disk, options_of(me));
+    assert_eq!(recovery.entries, entries);
+    assert_eq!(
+        recovery.warnings,
+        [RecoveryWarning::IdentityRecorded {
+            path: segment_path(1),
+            identity: me,
+        }]
+    );
+    let next = entry(4, 1, b"after the upgrade");
+    journal
+        .append(std::slice::from_ref(&next))
+        .expect("continues the log");
+    journal.sync().expect("no fault injected");
+    drop(journal);
+    disk.crash();
+    let (_, recovery) = must_open(&disk, options_of(me));
+    assert_eq!(recovery.entries.last(), Some(&next));
+    assert_eq!(disk.contents(&segment_path(1)).expect("exists")[8], 3);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -2319,7 +2490,9 @@ fn a_version_1_snapshot_is_read() -> Result<(), Box<dyn std::error::Error>> {
     use syncobj_core::storage::DiskFile;
     let data = payload(3 * CHUNK as usize, 5);
     let old = version_1_snapshot(&snapshot_meta(7), &data);
-    for flip in [None, Some(payload_start() + 100)] {
+    // Its header has no identity: 16 bytes shorter than the current one.
+    let old_payload_start = payload_start() - 16;
+    for flip in [None, Some(old_payload_start + 100)] {
         let disk = SimDisk::new(1);
         SnapshotStore::open(disk.clone(), snap_dir())?;
         let mut file = disk.create(&snapshot_path(7))?;
@@ -2328,7 +2501,7 @@ fn a_version_1_snapshot_is_read() -> Result<(), Box<dyn std::error::Error>> {
         disk.sync_dir(&snap_dir())?;
         if let Some(at) = flip {
             disk.flip_byte(&snapshot_path(7), at)?;
-            let trailer_crc = payload_start() + data.len() as u64 + 8;
+            let trailer_crc = old_payload_start + data.len() as u64 + 8;
             let damage = snapshot_damage(&disk).map(|(_, offset, problem)| (offset, problem));
             assert_eq!(damage, Some((trailer_crc, Corruption::RecordChecksum)));
             continue;
@@ -2340,7 +2513,7 @@ fn a_version_1_snapshot_is_read() -> Result<(), Box<dyn std::error::Error>> {
             (snapshot_meta(7), &data[..])
         );
         write_snapshot(&disk, 8, b"new")?;
-        assert_eq!(disk.contents(&snapshot_path(8))?[8], 2);
+        assert_eq!(disk.contents(&snapshot_path(8))?[8], 3);
     }
     Ok(())
 }
@@ -2348,10 +2521,10 @@ fn a_version_1_snapshot_is_read() -> Result<(), Box<dyn std::error::Error>> {
 /// The 4 KiB chunks of a snapshot's payload, each followed by its 4-byte checksum.
 const CHUNK: u64 = 4096;
 
-/// Where the payload of the snapshot `write_snapshot` writes starts: the 36-byte fixed header,
+/// Where the payload of the snapshot `write_snapshot` writes starts: the 52-byte fixed header,
 /// the membership and the header's checksum.
 fn payload_start() -> u64 {
-    36 + snapshot_meta(0).membership.len() as u64 + 4
+    52 + snapshot_meta(0).membership.len() as u64 + 4
 }
 
 /// Every damage to a snapshot is an error naming the file, at the damaged place: a flip in the
@@ -2418,8 +2591,85 @@ fn every_damage_to_a_snapshot_is_an_error_at_its_chunk() {
             8,
             Corruption::UnsupportedVersion {
                 found: 9,
-                supported: 2
+                supported: 3
             }
         ))
     );
+}
+
+/// Writes snapshot `index` holding `data` through a store of `identity`.
+fn write_snapshot_as(disk: &SimDisk, index: u64, data: &[u8], identity: Identity) {
+    let (mut store, _) = SnapshotStore::open_as(disk.clone(), snap_dir(), identity).expect("opens");
+    let mut writer = store.begin(snapshot_meta(index)).expect("begins");
+    writer.write_chunk(data).expect("no fault injected");
+    store.commit(writer).expect("no fault injected");
+}
+
+/// A snapshot of another cluster is refused, naming the file and both identities; another
+/// node's snapshot of the same cluster is taken (it holds committed state, the same on every
+/// node: a dump restored on new addresses relies on it).
+#[test]
+fn a_snapshot_of_another_cluster_is_refused_and_one_of_another_node_taken() {
+    let me = identity(1, "orders");
+    let disk = SimDisk::new(1);
+    write_snapshot_as(&disk, 7, b"state", identity(1, "billing"));
+    let error = SnapshotStore::open_as(disk.clone(), snap_dir(), me).expect_err("another cluster");
+    let StorageError::ForeignFile {
+        path,
+        found,
+        expected,
+    } = &error
+    else {
+        panic!("not a foreign file: {error}");
+    };
+    assert_eq!(
+        (path, *found, *expected),
+        (&snapshot_path(7), identity(1, "billing"), me)
+    );
+
+    let disk = SimDisk::new(2);
+    write_snapshot_as(&disk, 7, b"state", identity(2, "orders"));
+    let (store, warnings) = SnapshotStore::open_as(disk.clone(), snap_dir(), me).expect("opens");
+    assert!(warnings.is_empty(), "{warnings:?}");
+    let loaded = store.load_latest().expect("reads").expect("is there");
+    assert_eq!(&loaded.payload[..], b"state");
+}
+
+/// The upgrade path for snapshots: one of version 2 (no identity) is read as the store's own,
+/// with a warning; the next snapshot records the identity.
+#[test]
+fn a_snapshot_written_before_identities_is_read() {
+    let me = identity(1, "orders");
+    let disk = SimDisk::new(1);
+    write_snapshot_as(&disk, 7, b"state", me);
+    let current = disk.contents(&snapshot_path(7)).expect("exists");
+    let membership = snapshot_meta(7).membership.len();
+    let header_end = 52 + membership;
+    let mut old = current[..36].to_vec();
+    old[8..12].copy_from_slice(&2u32.to_le_bytes());
+    old.extend_from_slice(&current[52..header_end]);
+    let crc = crc32c::crc32c(&old);
+    old.extend_from_slice(&crc.to_le_bytes());
+    old.extend_from_slice(&current[header_end + 4..]);
+    disk.truncate(&snapshot_path(7), 0).expect("exists");
+    disk.overwrite(&snapshot_path(7), 0, &old).expect("exists");
+
+    let (store, warnings) = SnapshotStore::open_as(disk.clone(), snap_dir(), me).expect("opens");
+    assert_eq!(
+        warnings,
+        [RecoveryWarning::IdentityRecorded {
+            path: snapshot_path(7),
+            identity: me,
+        }]
+    );
+    let loaded = store.load_latest().expect("reads").expect("is there");
+    assert_eq!(
+        (loaded.meta, &loaded.payload[..]),
+        (snapshot_meta(7), &b"state"[..])
+    );
+    drop(store);
+    write_snapshot_as(&disk, 8, b"newer", me);
+    let (_, warnings) = SnapshotStore::open_as(disk.clone(), snap_dir(), me).expect("opens");
+    assert!(warnings.is_empty(), "{warnings:?}");
+    assert_eq!(disk.contents(&snapshot_path(8)).expect("exists")[8], 3);
 }

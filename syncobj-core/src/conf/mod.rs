@@ -153,6 +153,7 @@ pub struct SyncObjConf {
     pub(crate) accepts_per_second: u32,
     pub(crate) incoming_bytes_max: usize,
     // Storage: the journal and snapshots (`storage.rs`).
+    pub(crate) cluster_name: Option<String>,
     pub(crate) journal_file: Option<PathBuf>,
     pub(crate) journal_fsync: FsyncPolicy,
     pub(crate) full_dump_file: Option<PathBuf>,
@@ -251,6 +252,7 @@ impl Default for SyncObjConf {
             unauthenticated_connections_max: limits.unauthenticated_connections_max,
             accepts_per_second: limits.accepts_per_second,
             incoming_bytes_max: limits.incoming_bytes_max,
+            cluster_name: None,
             journal_file: None,
             journal_fsync: FsyncPolicy::Always,
             full_dump_file: None,
@@ -320,7 +322,8 @@ impl fmt::Debug for SyncObjConf {
             )
             .field("accepts_per_second", &self.accepts_per_second)
             .field("incoming_bytes_max", &self.incoming_bytes_max);
-        s.field("journal_file", &self.journal_file)
+        s.field("cluster_name", &self.cluster_name)
+            .field("journal_file", &self.journal_file)
             .field("journal_fsync", &self.journal_fsync)
             .field("full_dump_file", &self.full_dump_file)
             .field(

@@ -8,6 +8,7 @@ use std::time::Duration;
 use super::error::reject_zeros;
 use super::{ConfError, SyncObjConf, SyncObjConfBuilder};
 use crate::serializer::SnapshotSerializer;
+use crate::storage::ClusterId;
 
 options! {
     /// When the journal waits for the disk (not in PySyncObj, whose journal never syncs). Only
@@ -51,6 +52,22 @@ impl SyncObjConfBuilder {
         self
     }
 
+    /// Names the cluster (not in PySyncObj). Every file a node writes (hard state, log
+    /// segments, snapshots) records the cluster's id, a hash of this name, beside the node's
+    /// own (a hash of its address); at start, a node refuses a file of another cluster or
+    /// another node, copied from another data directory
+    /// ([`StorageError::ForeignFile`](crate::storage::StorageError::ForeignFile)).
+    ///
+    /// Give every node of a cluster the same name, those that join later included, and keep
+    /// it for the cluster's life: membership changes leave it alone, and a node restarted
+    /// under another name refuses its own files. Default: none; every cluster without a name
+    /// has the same id, so only a name tells two clusters' files apart (as etcd's
+    /// `initial-cluster-token` does).
+    pub fn cluster_name(mut self, name: impl Into<String>) -> Self {
+        self.conf.cluster_name = Some(name.into());
+        self
+    }
+
     /// Sets the directory where snapshots are kept (PySyncObj `fullDumpFile`); a node restarts
     /// from the latest one. Default: none: beside the journal (`<journal_file>.snapshots`) when
     /// there is one, else in memory only (a restarted node is refilled by the leader).
@@ -70,6 +87,16 @@ impl SyncObjConfBuilder {
 }
 
 impl SyncObjConf {
+    /// The `cluster_name` option, if set; see [`SyncObjConfBuilder::cluster_name`].
+    pub fn cluster_name(&self) -> Option<&str> {
+        self.cluster_name.as_deref()
+    }
+
+    /// The id the cluster's files record: a hash of its name (of the empty name without one).
+    pub(crate) fn cluster_id(&self) -> ClusterId {
+        ClusterId::from_name(self.cluster_name().unwrap_or(""))
+    }
+
     /// The `journal_file` option, if set; see [`SyncObjConfBuilder::journal_file`].
     pub fn journal_file(&self) -> Option<&Path> {
         self.journal_file.as_deref()
@@ -146,15 +173,27 @@ mod tests {
         assert!(conf.is_ok(), "{conf:?}");
     }
 
-    /// The journal options are kept as given.
+    /// The journal options are kept as given; the cluster's id is a hash of its name.
     #[test]
     fn journal_options_are_kept() {
+        let unnamed = SyncObjConf::default();
+        assert_eq!(unnamed.cluster_name(), None);
+        assert_eq!(
+            unnamed.cluster_id(),
+            crate::storage::ClusterId::from_name("")
+        );
         let conf = SyncObjConf::builder()
+            .cluster_name("orders")
             .journal_file("journal")
             .journal_fsync(FsyncPolicy::Periodic(std::time::Duration::from_millis(50)))
             .build()
             .expect("valid");
         assert_eq!(conf.journal_file(), Some(std::path::Path::new("journal")));
+        assert_eq!(conf.cluster_name(), Some("orders"));
+        assert_eq!(
+            conf.cluster_id(),
+            crate::storage::ClusterId::from_name("orders")
+        );
         assert_eq!(
             conf.journal_fsync(),
             FsyncPolicy::Periodic(std::time::Duration::from_millis(50))

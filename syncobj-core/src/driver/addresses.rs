@@ -121,6 +121,15 @@ pub(crate) fn voter_id(address: &str) -> NodeId {
     NodeId(hash.max(1))
 }
 
+/// The node id `id`'s files record: a voter's own; for a read-only node, which draws a new
+/// number at every start, the read-only mark alone (every read-only node records the same).
+pub(crate) fn disk_id(id: NodeId) -> NodeId {
+    match is_read_only(id) {
+        true => NodeId(READ_ONLY_BIT),
+        false => id,
+    }
+}
+
 /// The id of the read-only node that drew `number`.
 pub(crate) fn read_only_id(number: u64) -> NodeId {
     NodeId(number | READ_ONLY_BIT)
@@ -188,6 +197,12 @@ mod tests {
         let id = read_only_id(42);
         let name = read_only_name(id);
         assert_eq!(name, "readonly:800000000000002a");
+        assert_eq!(
+            disk_id(id),
+            disk_id(read_only_id(7)),
+            "one for every read-only node"
+        );
+        assert_eq!(disk_id(voter_id("a:1")), voter_id("a:1"));
         assert_eq!(a.insert_read_only(&name), Some(id));
         assert_eq!(a.insert_read_only(&name), None, "known already");
         assert_eq!(a.insert_read_only("a:1"), None, "not a read-only name");

@@ -8,7 +8,7 @@ use syncobj_net::handshake::Peer;
 use syncobj_net::{Transport, Wake};
 
 use super::StartError;
-use super::addresses::{Addresses, read_only_id, read_only_name};
+use super::addresses::{Addresses, disk_id, read_only_id, read_only_name};
 use super::engine::{
     CallLimits, Callbacks, Calls, Changes, Engine, Links, Parts, Queued, QueuedChange, Strangers,
 };
@@ -21,11 +21,12 @@ use super::recovery::Recovered;
 use super::writer::Writer;
 use crate::conf::SyncObjConf;
 use crate::raft::{Instant, Membership, NodeId, RaftConfig, RaftNode};
+use crate::storage::Identity;
 
 /// Opens a node's durable state and loads its latest snapshot into its objects, given the
-/// node's place among the voters.
+/// node's place among the voters and the identity its files must record.
 pub(crate) type Recover<'a> =
-    &'a dyn Fn(&[Arc<dyn ErasedObject>], (u64, u64)) -> Result<Recovered, StartError>;
+    &'a dyn Fn(&[Arc<dyn ErasedObject>], (u64, u64), Identity) -> Result<Recovered, StartError>;
 
 /// What a node is built from.
 pub(crate) struct Blueprint<'a> {
@@ -42,7 +43,7 @@ pub(crate) struct Blueprint<'a> {
     /// A number that differs between incarnations of the node.
     pub(crate) session: u64,
     /// Opens the node's durable state and loads its latest snapshot into the objects, given
-    /// this node's place among the voters (for `log_compaction_split`).
+    /// this node's place among the voters (for `log_compaction_split`) and its identity.
     pub(crate) recover: Recover<'a>,
     /// Write snapshots on the tick thread rather than on a thread of their own (the
     /// deterministic simulator).
@@ -89,7 +90,11 @@ pub(crate) fn assemble(blueprint: Blueprint<'_>) -> Result<Assembled, StartError
         return Err(StartError::TooManyConsumers(objects.len() - 1));
     }
     let (addresses, id, membership) = identities(&me, partners)?;
-    let mut recovered = recover(&objects, compaction_slot(&addresses, id))?;
+    let identity = Identity {
+        node: disk_id(id),
+        cluster: conf.cluster_id(),
+    };
+    let mut recovered = recover(&objects, compaction_slot(&addresses, id), identity)?;
     if !conf.dynamic_membership_change {
         // A fixed membership is the configuration's: a dump restored on other addresses
         // (PySyncObj's `test_checkDumpToFile`) takes the new ones.

@@ -346,7 +346,7 @@ impl<T: Replicated> SyncObj<T> {
             raft: conf.raft_config(seed),
             transport,
             session: seed_from_address(&name),
-            recover: &|objects, slot| recover(&conf, objects, slot),
+            recover: &|objects, slot, identity| recover(&conf, objects, slot, identity),
             inline_snapshots: false,
             inline_journal: false,
         })?;

@@ -9,7 +9,7 @@ use super::StartError;
 use crate::conf::{FsyncPolicy, SyncObjConf};
 use crate::raft::{Entry, HardState, Instant, LogIndex, LogReset, Restored};
 use crate::status::JournalStatus;
-use crate::storage::{Disk, FileJournal, Journal, JournalOptions, StdDisk, StorageError};
+use crate::storage::{Disk, FileJournal, Identity, Journal, JournalOptions, StdDisk, StorageError};
 
 /// How often a commit index that moved alone is saved. Saving the hard state costs three
 /// syncs (temporary file, rename, directory), which every call would pay otherwise; Raft's
@@ -34,18 +34,27 @@ impl Persistence {
     pub(crate) fn open(
         path: &Path,
         conf: &SyncObjConf,
+        identity: Identity,
     ) -> Result<(Persistence, Restored), StartError> {
         // A record holds one entry: at most a frame's worth of command.
         let record_bytes_max = (conf.frame_size_max as u64).saturating_add(64 << 10);
-        Persistence::open_on(StdDisk, path, record_bytes_max, conf.journal_fsync)
+        Persistence::open_on(
+            StdDisk,
+            path,
+            record_bytes_max,
+            conf.journal_fsync,
+            identity,
+        )
     }
 
-    /// Opens (or creates) the journal directory at `path` on `disk` and recovers what it holds.
+    /// Opens (or creates) the journal directory at `path` on `disk` and recovers what it holds,
+    /// refusing files of another `identity`.
     pub(crate) fn open_on<D>(
         disk: D,
         path: &Path,
         record_bytes_max: u64,
         policy: FsyncPolicy,
+        identity: Identity,
     ) -> Result<(Persistence, Restored), StartError>
     where
         D: Disk + Send + 'static,
@@ -53,6 +62,7 @@ impl Persistence {
     {
         let options = JournalOptions {
             record_bytes_max,
+            identity,
             ..JournalOptions::default()
         };
         let (journal, recovery) = FileJournal::open(disk, path.to_path_buf(), options)?;

@@ -11,6 +11,7 @@ use super::snapshot_codec::Carried;
 use super::snapshots::{Restore, Snapshots};
 use crate::conf::SyncObjConf;
 use crate::raft::{LogIndex, LogReset, Restored};
+use crate::storage::Identity;
 
 /// A node's durable state, recovered.
 pub(crate) struct Recovered {
@@ -30,17 +31,19 @@ impl Recovered {
 
 /// Opens the journal and the snapshots `conf` names (none: an empty node) and loads the latest
 /// snapshot into `objects`. `slot` is this node's place among the voters, for
-/// `log_compaction_split`.
+/// `log_compaction_split`; `identity` is the node's and its cluster's, which the files must
+/// record.
 pub(crate) fn recover(
     conf: &SyncObjConf,
     objects: &[Arc<dyn ErasedObject>],
     slot: (u64, u64),
+    identity: Identity,
 ) -> Result<Recovered, StartError> {
     let journal = match &conf.journal_file {
-        Some(path) => Some(Persistence::open(path, conf)?),
+        Some(path) => Some(Persistence::open(path, conf, identity)?),
         None => None,
     };
-    let snapshots = Snapshots::open(conf, slot, objects).map_err(StartError::Snapshot)?;
+    let snapshots = Snapshots::open(conf, slot, identity, objects).map_err(StartError::Snapshot)?;
     assemble(journal, snapshots, conf.journal_file.as_deref())
 }
 
@@ -121,6 +124,7 @@ pub(crate) fn recover_on_disk<D>(
     layout: &DiskLayout<'_>,
     conf: &SyncObjConf,
     slot: (u64, u64),
+    identity: Identity,
     objects: &[Arc<dyn ErasedObject>],
 ) -> Result<Recovered, StartError>
 where
@@ -133,8 +137,10 @@ where
         layout.journal,
         record_bytes_max,
         conf.journal_fsync,
+        identity,
     )?;
-    let (store, _) = crate::storage::SnapshotStore::open(disk.clone(), layout.snapshots)?;
+    let (store, _) =
+        crate::storage::SnapshotStore::open_as(disk.clone(), layout.snapshots, identity)?;
     let snapshots = Snapshots::with_store(conf, slot, Some(Box::new(store)), objects)
         .map_err(StartError::Snapshot)?;
     assemble(Some(journal), snapshots, Some(layout.journal))

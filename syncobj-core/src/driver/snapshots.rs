@@ -36,7 +36,9 @@ use super::objects::{ErasedObject, panic_text};
 use super::snapshot_codec::{Carried, Codec, Encoded};
 use crate::conf::SyncObjConf;
 use crate::raft::{Instant, LogIndex, LogPosition, Membership};
-use crate::storage::{Disk, Snapshot, SnapshotMeta, SnapshotStore, StdDisk, StorageError};
+use crate::storage::{
+    Disk, Identity, Snapshot, SnapshotMeta, SnapshotStore, StdDisk, StorageError,
+};
 
 /// The most bytes a snapshot received from a leader may have (a bound on memory, far above any
 /// state that fits in one node's memory twice).
@@ -184,15 +186,17 @@ pub(crate) struct Snapshots {
 impl Snapshots {
     /// The snapshots of a node configured by `conf`, the `slot`-th of `slots` nodes, kept on
     /// the real disk (`full_dump_file`, or beside the journal) if `conf` says so; the latest
-    /// durable one is read back and loaded into `objects`.
+    /// durable one is read back and loaded into `objects`. The snapshots record `identity`,
+    /// and the latest must be of its cluster.
     pub(crate) fn open(
         conf: &SyncObjConf,
         slot: (u64, u64),
+        identity: Identity,
         objects: &[Arc<dyn ErasedObject>],
     ) -> Result<(Snapshots, Option<Restore>), SnapshotError> {
         let store: Option<Box<dyn Store>> = match store_dir(conf) {
             Some(dir) => {
-                let (store, warnings) = SnapshotStore::open(StdDisk, dir.clone())?;
+                let (store, warnings) = SnapshotStore::open_as(StdDisk, dir.clone(), identity)?;
                 for warning in &warnings {
                     tracing::warn!(snapshots = %dir.display(), %warning, "snapshot recovery");
                 }

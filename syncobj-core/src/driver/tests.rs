@@ -219,7 +219,9 @@ fn gated_node(dir: &Path, gate: &Arc<Gate>) -> SyncObj<Tally> {
         raft: conf.raft_config(1),
         transport: Box::new(MemoryNetwork::new().endpoint("solo")),
         session: 1,
-        recover: &|objects, slot| recover_on_disk(&disk, &layout, &conf, slot, objects),
+        recover: &|objects, slot, identity| {
+            recover_on_disk(&disk, &layout, &conf, slot, identity, objects)
+        },
         inline_snapshots: false,
         inline_journal: false,
     })
@@ -291,7 +293,9 @@ fn a_long_catch_up_is_spread_over_iterations() {
         raft: conf.raft_config(1),
         transport: Box::new(MemoryNetwork::new().endpoint("solo")),
         session: 1,
-        recover: &|objects, slot| super::recovery::recover(&conf, objects, slot),
+        recover: &|objects, slot, identity| {
+            super::recovery::recover(&conf, objects, slot, identity)
+        },
         inline_snapshots: false,
         inline_journal: true,
     })

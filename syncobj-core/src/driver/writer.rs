@@ -567,14 +567,19 @@ mod tests {
 
     use super::*;
     use crate::raft::{EntryKind, NodeId, Term};
-    use crate::storage::SimDisk;
+    use crate::storage::{Identity, SimDisk};
 
     const DIR: &str = "/node/journal";
 
     fn open(disk: &SimDisk) -> (Persistence, Vec<Entry>) {
-        let (persistence, restored) =
-            Persistence::open_on(disk.clone(), Path::new(DIR), 1 << 20, FsyncPolicy::Always)
-                .expect("the journal opens");
+        let (persistence, restored) = Persistence::open_on(
+            disk.clone(),
+            Path::new(DIR),
+            1 << 20,
+            FsyncPolicy::Always,
+            Identity::default(),
+        )
+        .expect("the journal opens");
         (persistence, restored.entries)
     }
 

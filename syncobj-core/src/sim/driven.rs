@@ -1065,7 +1065,9 @@ fn build_node<O: Replicated>(
             ids,
         }),
         session,
-        recover: &|objects, slot| recover_on_disk(&disk, &layout, &conf, slot, objects),
+        recover: &|objects, slot, identity| {
+            recover_on_disk(&disk, &layout, &conf, slot, identity, objects)
+        },
         inline_snapshots: true,
         inline_journal: true,
     })

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use thiserror::Error;
 
+use super::identity::Identity;
 use crate::raft::{LogIndex, Term};
 
 /// What the operator can do about a damaged data directory; part of every corruption message.
@@ -37,6 +38,26 @@ pub enum StorageError {
         offset: u64,
         /// What is wrong.
         problem: Corruption,
+    },
+    /// A file records another node's or another cluster's identity than this node's: it was
+    /// copied from another data directory (or the node was started with another address or
+    /// cluster name than the one that wrote it). Used, another node's hard state could make
+    /// this node vote twice in one term, and another cluster's log or state would mix two
+    /// histories; the node does not start.
+    #[error(
+        "{path} belongs to {found}, but this is {expected}: it comes from another node's or \
+         another cluster's data directory. Put this node's own file back (or start the node with \
+         the address and cluster name that wrote it), or wipe this node's data directory so \
+         that it rejoins the cluster as an empty follower",
+        path = path.display()
+    )]
+    ForeignFile {
+        /// The file.
+        path: PathBuf,
+        /// The identity it records.
+        found: Identity,
+        /// This node's.
+        expected: Identity,
     },
     /// An earlier write or sync failed, so what is on disk is unknown; the store refuses all
     /// further work. Restart the node: recovery reads what really is on disk.
@@ -307,6 +328,22 @@ impl StorageError {
             offset,
             problem,
         }
+    }
+
+    /// A [`ForeignFile`](Self::ForeignFile) error, unless `found` is `expected`.
+    pub(crate) fn check_identity(
+        path: &std::path::Path,
+        found: Identity,
+        expected: Identity,
+    ) -> Result<(), StorageError> {
+        if found == expected {
+            return Ok(());
+        }
+        Err(StorageError::ForeignFile {
+            path: path.to_path_buf(),
+            found,
+            expected,
+        })
     }
 
     /// Whether this error reports damaged data on disk.

@@ -4,6 +4,7 @@ use std::fmt;
 use std::path::PathBuf;
 
 use super::error::{HardStateRule, StorageError};
+use super::identity::Identity;
 use crate::raft::{Entry, HardState, LogIndex, Term};
 
 /// The durable Raft log and hard state of one node.
@@ -175,6 +176,15 @@ pub enum RecoveryWarning {
         /// The removed file.
         path: PathBuf,
     },
+    /// A file written before files recorded whose they are was taken as this node's: it was
+    /// rewritten with this identity (the hard-state file), or will be replaced in the course of
+    /// things (a segment, at a roll-over or compaction; a snapshot, by the next one).
+    IdentityRecorded {
+        /// The file.
+        path: PathBuf,
+        /// The identity it now belongs to.
+        identity: Identity,
+    },
     /// A file this code does not know sits in the directory; it was left alone.
     UnknownFile {
         /// The file.
@@ -222,6 +232,11 @@ impl fmt::Display for RecoveryWarning {
                     path.display()
                 )
             }
+            RecoveryWarning::IdentityRecorded { path, identity } => write!(
+                f,
+                "{}: written before files recorded their node and cluster; taken as {identity}'s",
+                path.display()
+            ),
             RecoveryWarning::UnknownFile { path } => {
                 write!(f, "{}: unknown file, left alone", path.display())
             }

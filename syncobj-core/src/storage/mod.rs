@@ -26,8 +26,10 @@
 //! The journal directory holds:
 //!
 //! - `segment-<first index, 20 digits>.log`: a 24-byte header — magic `SOBJLOG\0`, format
-//!   version `u32` (3), first index `u64`, CRC of those 20 bytes `u32` — then two 28-byte sync
-//!   slots, then records from byte 80, one per entry, in index order:
+//!   version `u32` (4), first index `u64`, CRC of those 20 bytes `u32` — then two 28-byte sync
+//!   slots, then the [identity](#identity) (node id `u64`, cluster id `u64`, CRC `u32` of the
+//!   segment's first index and those 16 bytes), then records from byte 100, one per entry, in
+//!   index order:
 //!
 //!   | field | type | |
 //!   |---|---|---|
@@ -47,8 +49,9 @@
 //!   the operating system). So no slot ever claims bytes that were not durable, whatever order
 //!   the disk writes pages in, only one slot is written between two fsyncs, and a sync costs
 //!   one small write more and no fsync more. A truncation that cuts claimed bytes first
-//!   lowers both slots and syncs them. Segments of versions 1 and 2, written by builds whose
-//!   commands had no cluster-time stamp (an 8-byte header), are refused with
+//!   lowers both slots and syncs them. Segments of version 3 have no identity (records from
+//!   byte 80) and are read as the node's own. Segments of versions 1 and 2, written by builds
+//!   whose commands had no cluster-time stamp (an 8-byte header), are refused with
 //!   [`Corruption::UnsupportedVersion`] rather than misread.
 //!
 //!   A segment takes records until it reaches [`JournalOptions::segment_bytes_target`]; it is
@@ -59,14 +62,17 @@
 //!   than following it. A segment that a later one makes obsolete (the later one starts at or
 //!   before the first index kept) is on disk only after a crash interrupted one of these;
 //!   recovery removes it with a warning. After a successful `sync` there is none.
-//! - `hard-state`: 49 bytes — magic `SOBJHST\0`, version `u32` (1), term `u64`, vote flag `u8`
+//! - `hard-state`: 65 bytes — magic `SOBJHST\0`, version `u32` (2), term `u64`, vote flag `u8`
 //!   (0 none, 1 some), vote `u64` (0 when none), commit index `u64`, first kept index `u64`,
-//!   CRC of the previous 45 bytes `u32`. Replaced atomically through `hard-state.tmp`: write,
-//!   fsync, rename, fsync the directory.
+//!   node id `u64`, cluster id `u64`, CRC of the previous 61 bytes `u32`. Replaced atomically
+//!   through `hard-state.tmp`: write, fsync, rename, fsync the directory. Version 1 (49 bytes,
+//!   no identity, the CRC after the first index) is read and rewritten at once.
 //!
 //! The snapshot directory holds `snapshot-<last index>-<last term>.snap` (20 digits each):
-//! magic `SOBJSNP\0`, version `u32` (2), last included index `u64`, its term `u64`, code
-//! version `u32`, membership length `u32`, membership bytes, CRC of the header so far `u32`;
+//! magic `SOBJSNP\0`, version `u32` (3), last included index `u64`, its term `u64`, code
+//! version `u32`, membership length `u32`, node id `u64`, cluster id `u64` (the
+//! [identity](#identity); version 2 has neither), membership bytes, CRC of the header so far
+//! `u32`;
 //! then the payload in chunks of 4096 bytes (the last may be shorter), each followed by the
 //! CRC `u32` of its number (`u64`, from 0) and its bytes; then a trailer: payload length `u64`,
 //! CRC of that field `u32`. Damage is reported at the chunk it is in, and a reader hands out
@@ -75,6 +81,26 @@
 //! damage to one can only be reported at the trailer. The payload is the driver's, with its
 //! own format number (2 since commands carry a cluster-time stamp): a payload of another
 //! format is refused when it is loaded, by that number.
+//!
+//! # Identity
+//!
+//! Every file records whose it is: the node's id and the cluster's ([`Identity`], given by
+//! [`JournalOptions::identity`] and [`SnapshotStore::open_as`]). A voter's id is a hash of its
+//! address; read-only nodes, which draw a new id at every start, all record the read-only mark
+//! alone; the cluster's id is a hash of the `cluster_name` option. Recovery refuses a hard
+//! state or a segment of another identity, and a snapshot of another cluster, with
+//! [`StorageError::ForeignFile`] naming the file and both identities: a hard state copied from
+//! another node of the cluster (its vote in a term) could make this node vote twice in that
+//! term, and another node's log may hold entries this node never acknowledged. A snapshot
+//! holds only committed state, the same on every node of the cluster, so another node's is
+//! accepted (restoring a dump on new addresses relies on it).
+//!
+//! The upgrade from files written before identities: they are taken as the opening node's,
+//! with a [`RecoveryWarning::IdentityRecorded`] for each. The hard-state file is rewritten
+//! with the identity at once (after every other check passed); a segment of version 3 keeps
+//! its format, takes appends until it fills up and is removed by compaction like any other; a
+//! snapshot of version 2 or 1 is replaced by the next one. Nothing needs doing by hand, and a
+//! node never refuses its own old files; what it cannot tell is whose they were.
 //!
 //! # Recovery rules
 //!
@@ -113,6 +139,7 @@ mod codec;
 mod disk;
 mod error;
 mod file_journal;
+mod identity;
 mod journal;
 mod memory;
 mod meta;
@@ -126,6 +153,7 @@ pub(crate) mod test_dir;
 pub use disk::{Disk, DiskFile, StdDisk, StdFile};
 pub use error::{Corruption, HardStateRule, StorageError};
 pub use file_journal::{FileJournal, JournalOptions};
+pub use identity::{ClusterId, Identity};
 pub use journal::{Journal, Recovery, RecoveryWarning};
 pub use memory::MemoryJournal;
 #[cfg(feature = "sim")]

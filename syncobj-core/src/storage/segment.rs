@@ -17,22 +17,33 @@ use bytes::Bytes;
 use super::codec::{ChunkReader, to_usize, u32_at, u64_at};
 use super::disk::DiskFile;
 use super::error::{Corruption, StorageError};
-use crate::raft::{Entry, EntryKind, LogIndex, Term};
+use super::identity::{ClusterId, Identity};
+use crate::raft::{Entry, EntryKind, LogIndex, NodeId, Term};
 
 /// The first bytes of every segment file.
 pub(crate) const SEGMENT_MAGIC: [u8; 8] = *b"SOBJLOG\0";
-/// The segment format this code writes and reads: with sync slots (since 2), and entries whose
-/// commands carry a cluster-time stamp in their header (3). Segments of versions 1 and 2 hold
-/// commands with 8-byte headers, which this code would misread: they are refused.
-pub(crate) const SEGMENT_VERSION: u32 = 3;
+/// The segment format this code writes: with sync slots (since 2), entries whose commands
+/// carry a cluster-time stamp in their header (3), and the identity of the node and cluster
+/// after the slots (4). Segments of versions 1 and 2 hold commands with 8-byte headers, which
+/// this code would misread: they are refused.
+pub(crate) const SEGMENT_VERSION: u32 = 4;
+/// The format before identities: records from byte 80, the same as version 4's. Still read,
+/// as the node's own (nothing says otherwise), and written to until it fills up.
+const SEGMENT_VERSION_3: u32 = 3;
 /// Header: magic (8), version (4), first index (8), CRC32C of the previous 20 bytes (4).
 pub(crate) const SEGMENT_HEADER_BYTES: u64 = 24;
 /// Where the two sync slots start (right after the header).
 pub(crate) const SYNC_SLOTS_AT: u64 = SEGMENT_HEADER_BYTES;
 /// A sync slot: sequence number (8), synced end (8), last synced index (8), CRC32C (4).
 const SYNC_SLOT_BYTES: u64 = 28;
-/// Where records start: after the header and both slots.
-pub(crate) const RECORDS_AT: u64 = SYNC_SLOTS_AT + 2 * SYNC_SLOT_BYTES;
+/// Where a version-4 segment's identity starts: after the header and both slots. Node id (8),
+/// cluster id (8), CRC32C of the segment's first index and those 16 bytes (4).
+const IDENTITY_AT: u64 = SYNC_SLOTS_AT + 2 * SYNC_SLOT_BYTES;
+const IDENTITY_BYTES: u64 = 20;
+/// Where records start in a version-4 segment: after the header, both slots and the identity.
+pub(crate) const RECORDS_AT: u64 = IDENTITY_AT + IDENTITY_BYTES;
+/// Where records start in a version-3 segment: after the header and both slots.
+const RECORDS_AT_3: u64 = IDENTITY_AT;
 /// A record starts with its length (4) and its CRC32C (4).
 const RECORD_PREFIX_BYTES: u64 = 8;
 /// The fixed part of a record's body: index (8), term (8), kind (1).
@@ -64,8 +75,8 @@ pub(crate) struct SyncClaim {
 }
 
 impl SyncClaim {
-    /// The claim of a new segment, in its second slot (the first holds the same with sequence
-    /// number 0): no record.
+    /// The claim of a new segment (of the format this code writes), in its second slot (the
+    /// first holds the same with sequence number 0): no record.
     pub(crate) fn empty(first: LogIndex) -> SyncClaim {
         SyncClaim {
             seq: 1,
@@ -107,9 +118,9 @@ pub(crate) fn parse_segment_file_name(name: &str) -> Option<LogIndex> {
         .map(LogIndex)
 }
 
-/// The start of a new segment whose first entry is `first`: the header, then both sync slots
-/// claiming no record.
-pub(crate) fn encode_head(first: LogIndex) -> Vec<u8> {
+/// The start of a new segment whose first entry is `first`: the header, both sync slots
+/// claiming no record, then `identity`.
+pub(crate) fn encode_head(first: LogIndex, identity: &Identity) -> Vec<u8> {
     let mut head = Vec::with_capacity(to_usize(RECORDS_AT));
     head.extend_from_slice(&SEGMENT_MAGIC);
     head.extend_from_slice(&SEGMENT_VERSION.to_le_bytes());
@@ -119,11 +130,37 @@ pub(crate) fn encode_head(first: LogIndex) -> Vec<u8> {
     let empty = SyncClaim::empty(first);
     let before = SyncClaim { seq: 0, ..empty };
     head.extend_from_slice(&encode_slots(first, &before, &empty));
+    let at = head.len();
+    head.extend_from_slice(&identity.node.0.to_le_bytes());
+    head.extend_from_slice(&identity.cluster.0.to_le_bytes());
+    let crc = identity_crc(first, &head[at..]);
+    head.extend_from_slice(&crc.to_le_bytes());
     head
 }
 
-/// The first index a segment header names, after checking magic, version and checksum.
-pub(crate) fn decode_header(header: &[u8]) -> Result<LogIndex, (u64, Corruption)> {
+/// The checksum of a segment's identity: of its first index and the identity's 16 bytes, so
+/// that an identity copied from another segment fails.
+fn identity_crc(first: LogIndex, fields: &[u8]) -> u32 {
+    crc32c::crc32c_append(crc32c::crc32c(&first.0.to_le_bytes()), fields)
+}
+
+/// The identity in the 20 bytes at [`IDENTITY_AT`] of the segment starting at `first`, if its
+/// checksum holds.
+fn decode_identity(first: LogIndex, bytes: &[u8]) -> Result<Identity, (u64, Corruption)> {
+    let crc_at = to_usize(IDENTITY_BYTES) - 4;
+    let fields = bytes.get(..crc_at);
+    if fields.is_none() || u32_at(bytes, crc_at) != fields.map(|f| identity_crc(first, f)) {
+        return Err((IDENTITY_AT + crc_at as u64, Corruption::HeaderChecksum));
+    }
+    Ok(Identity {
+        node: NodeId(u64_at(bytes, 0).unwrap_or(0)),
+        cluster: ClusterId(u64_at(bytes, 8).unwrap_or(0)),
+    })
+}
+
+/// The first index a segment header names and the segment's format version, after checking
+/// magic, version and checksum.
+pub(crate) fn decode_header(header: &[u8]) -> Result<(LogIndex, u32), (u64, Corruption)> {
     if header.get(..8) != Some(&SEGMENT_MAGIC[..]) {
         return Err((
             0,
@@ -133,7 +170,7 @@ pub(crate) fn decode_header(header: &[u8]) -> Result<LogIndex, (u64, Corruption)
         ));
     }
     let version = u32_at(header, to_usize(HEADER_VERSION_AT)).unwrap_or(0);
-    if version != SEGMENT_VERSION {
+    if version != SEGMENT_VERSION && version != SEGMENT_VERSION_3 {
         let problem = Corruption::UnsupportedVersion {
             found: version,
             supported: SEGMENT_VERSION,
@@ -154,7 +191,7 @@ pub(crate) fn decode_header(header: &[u8]) -> Result<LogIndex, (u64, Corruption)
                 field: "first index",
             },
         ))?;
-    Ok(first)
+    Ok((first, version))
 }
 
 /// The bytes of `claim`'s slot in the segment starting at `first`: sequence number, end, last
@@ -186,14 +223,14 @@ fn slot_crc(first: LogIndex, fields: &[u8]) -> u32 {
 }
 
 /// The claim in slot number `slot` (0 or 1), if it passes its checks: checksum, parity, and
-/// room for its records.
-fn decode_slot(first: LogIndex, slot: u64, bytes: &[u8]) -> Option<SyncClaim> {
+/// room for its records, which start at `records_at`.
+fn decode_slot(first: LogIndex, records_at: u64, slot: u64, bytes: &[u8]) -> Option<SyncClaim> {
     let (seq, end, last) = (u64_at(bytes, 0)?, u64_at(bytes, 8)?, u64_at(bytes, 16)?);
     if u32_at(bytes, 24)? != slot_crc(first, bytes.get(..24)?) || seq % 2 != slot {
         return None;
     }
     let records = last.checked_sub(first.0 - 1)?;
-    let room = end.checked_sub(RECORDS_AT)?;
+    let room = end.checked_sub(records_at)?;
     let fits = end <= INDEX_MAX && records.checked_mul(RECORD_BYTES_MIN)? <= room;
     fits.then_some(SyncClaim {
         seq,
@@ -202,17 +239,23 @@ fn decode_slot(first: LogIndex, slot: u64, bytes: &[u8]) -> Option<SyncClaim> {
     })
 }
 
-/// The current claim of the two slots: the valid one with the higher sequence number. A slot
-/// that fails its checks is taken for a torn write of it and skipped.
-pub(crate) fn best_claim(first: LogIndex, slots: &[u8]) -> Option<SyncClaim> {
-    valid_claims(first, slots).max_by_key(|claim| claim.seq)
+/// The current claim of the two slots of a segment whose records start at `records_at`: the
+/// valid one with the higher sequence number. A slot that fails its checks is taken for a torn
+/// write of it and skipped.
+pub(crate) fn best_claim(first: LogIndex, records_at: u64, slots: &[u8]) -> Option<SyncClaim> {
+    valid_claims(first, records_at, slots).max_by_key(|claim| claim.seq)
 }
 
 /// The claims of the slots that pass their checks.
-fn valid_claims(first: LogIndex, slots: &[u8]) -> impl Iterator<Item = SyncClaim> + '_ {
+fn valid_claims(
+    first: LogIndex,
+    records_at: u64,
+    slots: &[u8],
+) -> impl Iterator<Item = SyncClaim> + '_ {
     (0..2u64).filter_map(move |slot| {
         let at = to_usize(slot * SYNC_SLOT_BYTES);
-        decode_slot(first, slot, slots.get(at..at + to_usize(SYNC_SLOT_BYTES))?)
+        let bytes = slots.get(at..at + to_usize(SYNC_SLOT_BYTES))?;
+        decode_slot(first, records_at, slot, bytes)
     })
 }
 
@@ -302,6 +345,8 @@ pub(crate) struct ScanRules {
     pub(crate) record_bytes_max: u64,
     /// Whether this is the log's last segment, the only one that may end in a torn write.
     pub(crate) is_last: bool,
+    /// The node and cluster the segment must belong to.
+    pub(crate) identity: Identity,
 }
 
 /// The result of scanning one segment.
@@ -323,13 +368,17 @@ pub(crate) struct SegmentScan {
     /// One of its sync slots fails its checks (a torn write of it, which the next claim
     /// repairs: it goes to that slot).
     pub(crate) torn_slot: bool,
+    /// The segment records no identity (version 3, written before identities were).
+    pub(crate) unstamped: bool,
 }
 
-/// The header of a segment that has one: its current sync claim, and whether a slot failed its
-/// checks.
+/// The header of a segment that has one: its current sync claim, whether a slot failed its
+/// checks, where its records start, and whether it records no identity.
 struct Head {
     claim: SyncClaim,
     torn_slot: bool,
+    records_at: u64,
+    unstamped: bool,
 }
 
 /// Reads a segment from the start, handing each valid record (entry, offset, size) to
@@ -362,7 +411,8 @@ pub(crate) fn scan<F: DiskFile>(
     };
     scan.claim = Some(head.claim);
     scan.torn_slot = head.torn_slot;
-    scan_records(&mut reader, path, &rules, &mut scan, visit)?;
+    scan.unstamped = head.unstamped;
+    scan_records(&mut reader, path, &rules, head.records_at, &mut scan, visit)?;
     Ok(scan)
 }
 
@@ -371,6 +421,7 @@ fn scan_records<F: DiskFile>(
     reader: &mut ChunkReader<'_, F>,
     path: &Path,
     rules: &ScanRules,
+    records_at: u64,
     scan: &mut SegmentScan,
     mut visit: impl FnMut(Entry, u64, u64) -> Result<(), StorageError>,
 ) -> Result<(), StorageError> {
@@ -378,7 +429,7 @@ fn scan_records<F: DiskFile>(
     let corrupt = |(offset, problem)| StorageError::corrupt(path, offset, problem);
     let synced_end = scan.claim.map_or(0, |claim| claim.end);
     let mut unconfirmed = scan.claim;
-    let mut at = RECORDS_AT;
+    let mut at = records_at;
     confirm_claim(&mut unconfirmed, at, rules.first.prev()).map_err(corrupt)?;
     while at < scan.file_len {
         let record = match locate_record(reader, rules, scan, at).map_err(read_err)? {
@@ -442,8 +493,8 @@ fn confirm_claim(
     Err((claim.slot_at(), problem))
 }
 
-/// Checks the header and reads the slots; `Ok(None)` for a torn header (allowed only in the
-/// last segment).
+/// Checks the header and the identity, and reads the slots; `Ok(None)` for a torn header
+/// (allowed only in the last segment).
 fn check_header<F: DiskFile>(
     reader: &mut ChunkReader<'_, F>,
     path: &Path,
@@ -467,7 +518,7 @@ fn check_header<F: DiskFile>(
     let header = reader
         .bytes(0, to_usize(SEGMENT_HEADER_BYTES))
         .map_err(read_err)?;
-    let first = decode_header(header).map_err(corrupt)?;
+    let (first, version) = decode_header(header).map_err(corrupt)?;
     if first != rules.first {
         let problem = Corruption::IndexMismatch {
             expected: rules.first,
@@ -475,21 +526,33 @@ fn check_header<F: DiskFile>(
         };
         return Err(corrupt((HEADER_FIRST_AT, problem)));
     }
-    if file_len < RECORDS_AT {
-        // The creation wrote the header and slots as one; only its last segment may be torn.
+    let unstamped = version == SEGMENT_VERSION_3;
+    let records_at = if unstamped { RECORDS_AT_3 } else { RECORDS_AT };
+    if file_len < records_at {
+        // The creation wrote the header, slots and identity as one; only its last segment may
+        // be torn.
         return match rules.is_last {
             true => Ok(None),
-            false => Err(corrupt((file_len, too_short(RECORDS_AT)))),
+            false => Err(corrupt((file_len, too_short(records_at)))),
         };
     }
+    if !unstamped {
+        let bytes = reader
+            .bytes(IDENTITY_AT, to_usize(IDENTITY_BYTES))
+            .map_err(read_err)?;
+        let found = decode_identity(first, bytes).map_err(corrupt)?;
+        StorageError::check_identity(path, found, rules.identity)?;
+    }
     let slots = reader
-        .bytes(SYNC_SLOTS_AT, to_usize(RECORDS_AT - SYNC_SLOTS_AT))
+        .bytes(SYNC_SLOTS_AT, to_usize(IDENTITY_AT - SYNC_SLOTS_AT))
         .map_err(read_err)?;
-    let torn_slot = valid_claims(first, slots).count() < 2;
-    let claim = best_claim(first, slots).ok_or((SYNC_SLOTS_AT, Corruption::SyncSlots));
+    let torn_slot = valid_claims(first, records_at, slots).count() < 2;
+    let claim = best_claim(first, records_at, slots).ok_or((SYNC_SLOTS_AT, Corruption::SyncSlots));
     Ok(Some(Head {
         claim: claim.map_err(corrupt)?,
         torn_slot,
+        records_at,
+        unstamped,
     }))
 }
 
@@ -654,11 +717,22 @@ mod tests {
         assert_eq!(decode_record(&bytes), Err((24, Corruption::UnknownKind(9))));
     }
 
+    fn identity() -> Identity {
+        Identity {
+            node: NodeId(9),
+            cluster: ClusterId::from_name("test"),
+        }
+    }
+
     #[test]
     fn header_round_trips_and_names_parse() {
-        let head = encode_head(LogIndex(42));
+        let head = encode_head(LogIndex(42), &identity());
         assert_eq!(head.len() as u64, RECORDS_AT);
-        assert_eq!(decode_header(&head), Ok(LogIndex(42)));
+        assert_eq!(decode_header(&head), Ok((LogIndex(42), SEGMENT_VERSION)));
+        let at = to_usize(IDENTITY_AT);
+        assert_eq!(decode_identity(LogIndex(42), &head[at..]), Ok(identity()));
+        // The identity is bound to its segment.
+        assert!(decode_identity(LogIndex(43), &head[at..]).is_err());
         let name = segment_file_name(LogIndex(42));
         assert_eq!(parse_segment_file_name(&name), Some(LogIndex(42)));
         assert_eq!(parse_segment_file_name("segment-42.log"), None);
@@ -667,8 +741,8 @@ mod tests {
             parse_segment_file_name("segment-18446744073709551615.log"),
             None
         );
-        assert!(decode_header(&encode_head(LogIndex(u64::MAX))).is_err());
-        assert!(decode_header(&encode_head(LogIndex(1))[..16]).is_err());
+        assert!(decode_header(&encode_head(LogIndex(u64::MAX), &identity())).is_err());
+        assert!(decode_header(&encode_head(LogIndex(1), &identity())[..16]).is_err());
     }
 
     /// Segments of versions 1 and 2 (commands with 8-byte headers) are refused by their version,
@@ -676,13 +750,13 @@ mod tests {
     #[test]
     fn older_versions_are_refused() {
         for version in [1_u32, 2] {
-            let mut head = encode_head(LogIndex(1));
+            let mut head = encode_head(LogIndex(1), &identity());
             head[8..12].copy_from_slice(&version.to_le_bytes());
             let crc = crc32c::crc32c(&head[..20]);
             head[20..24].copy_from_slice(&crc.to_le_bytes());
             let problem = Corruption::UnsupportedVersion {
                 found: version,
-                supported: 3,
+                supported: 4,
             };
             assert_eq!(decode_header(&head), Err((8, problem)));
         }
@@ -690,14 +764,14 @@ mod tests {
 
     #[test]
     fn a_new_segment_claims_no_record() {
-        let head = encode_head(LogIndex(42));
-        let slots = &head[to_usize(SYNC_SLOTS_AT)..];
+        let head = encode_head(LogIndex(42), &identity());
+        let slots = &head[to_usize(SYNC_SLOTS_AT)..to_usize(IDENTITY_AT)];
         assert_eq!(
-            best_claim(LogIndex(42), slots),
+            best_claim(LogIndex(42), RECORDS_AT, slots),
             Some(SyncClaim::empty(LogIndex(42)))
         );
         // The slots are bound to their segment.
-        assert_eq!(best_claim(LogIndex(43), slots), None);
+        assert_eq!(best_claim(LogIndex(43), RECORDS_AT, slots), None);
     }
 
     #[test]
@@ -706,19 +780,23 @@ mod tests {
         let older = SyncClaim::empty(first).next(RECORDS_AT + 50, LogIndex(11));
         let newer = older.next(RECORDS_AT + 100, LogIndex(13));
         let mut slots = encode_slots(first, &older, &newer);
-        assert_eq!(best_claim(first, &slots), Some(newer));
+        assert_eq!(best_claim(first, RECORDS_AT, &slots), Some(newer));
         let at = to_usize(newer.slot_at() - SYNC_SLOTS_AT);
         for byte in at..at + 28 {
             let mut torn = slots;
             torn[byte] ^= 0x01;
-            assert_eq!(best_claim(first, &torn), Some(older), "byte {byte}");
+            assert_eq!(
+                best_claim(first, RECORDS_AT, &torn),
+                Some(older),
+                "byte {byte}"
+            );
         }
         // A claim in the slot of the other parity, or with no room for its records, is refused.
         slots[..28].copy_from_slice(&encode_slot(first, &newer));
         slots[28..].copy_from_slice(&encode_slot(first, &older));
-        assert_eq!(best_claim(first, &slots), None);
+        assert_eq!(best_claim(first, RECORDS_AT, &slots), None);
         let crowded = older.next(RECORDS_AT + 24, LogIndex(10));
         let slots = encode_slots(first, &older, &crowded);
-        assert_eq!(best_claim(first, &slots), Some(older));
+        assert_eq!(best_claim(first, RECORDS_AT, &slots), Some(older));
     }
 }

@@ -3,7 +3,9 @@
 //! The payload is stored in chunks of [`CHUNK_BYTES`], each followed by its own checksum, so
 //! damage is reported at the chunk it is in and a reader hands out only verified bytes.
 //! Version-1 files (one checksum over the whole payload, in the trailer) are still read; their
-//! damage can only be reported at the trailer.
+//! damage can only be reported at the trailer. Version-3 files record the identity of the node
+//! and cluster that wrote them; those of versions 1 and 2, which do not, are taken as the
+//! store's.
 
 use std::ffi::OsString;
 use std::io;
@@ -14,18 +16,25 @@ use bytes::Bytes;
 use super::codec::{to_usize, u32_at, u64_at};
 use super::disk::{Disk, DiskFile, create_dir_durably};
 use super::error::{Corruption, StorageError};
+use super::identity::{ClusterId, Identity};
 use super::journal::RecoveryWarning;
-use crate::raft::{LogIndex, Term};
+use crate::raft::{LogIndex, NodeId, Term};
 
 /// The first bytes of every snapshot file.
 const SNAPSHOT_MAGIC: [u8; 8] = *b"SOBJSNP\0";
-/// The format this code writes: the payload in checksummed chunks.
-const SNAPSHOT_VERSION: u32 = 2;
+/// The format this code writes: the payload in checksummed chunks (since 2), the identity of
+/// the node and cluster in the header (3).
+const SNAPSHOT_VERSION: u32 = 3;
+/// The format before identities: still read, never written.
+const SNAPSHOT_VERSION_2: u32 = 2;
 /// The first format, with one checksum over the whole payload: still read, never written.
 const SNAPSHOT_VERSION_1: u32 = 1;
-/// Fixed header: magic (8), version (4), last index (8), last term (8), code version (4),
-/// membership length (4). The membership bytes and the header CRC32C (4) follow.
-const FIXED_HEADER_BYTES: u64 = 36;
+/// Fixed header of versions 1 and 2: magic (8), version (4), last index (8), last term (8),
+/// code version (4), membership length (4). The membership bytes and the header CRC32C (4)
+/// follow.
+const FIXED_HEADER_BYTES_2: u64 = 36;
+/// Fixed header of version 3: that of version 2, then node id (8) and cluster id (8).
+const FIXED_HEADER_BYTES: u64 = 52;
 /// Trailer: payload length (8), then CRC32C of that field (version 2) or of the payload and
 /// that field (version 1) (4).
 const TRAILER_BYTES: u64 = 12;
@@ -75,6 +84,8 @@ pub struct SnapshotStore<D: Disk> {
     disk: D,
     dir: PathBuf,
     latest: Option<Latest>,
+    /// Recorded in every snapshot written; the latest one read must be of its cluster.
+    identity: Identity,
 }
 
 /// The latest durable snapshot: what it covers, its file and the file's length.
@@ -131,15 +142,33 @@ enum Check {
 }
 
 impl<D: Disk> SnapshotStore<D> {
-    /// Opens the store in `dir` (created if missing): removes temporary files of interrupted
-    /// writes, checks the latest snapshot's header and trailer, and removes older snapshots.
+    /// Opens the store in `dir` (created if missing) as [`open_as`](Self::open_as) does, with
+    /// the [default identity](Identity::default), for a store used outside a node.
     ///
     /// # Errors
-    /// [`StorageError::Corrupt`] if the latest snapshot fails its checks (older ones are then
-    /// left alone); [`StorageError::Io`].
+    /// As [`open_as`](Self::open_as).
     pub fn open(
         disk: D,
         dir: impl Into<PathBuf>,
+    ) -> Result<(SnapshotStore<D>, Vec<RecoveryWarning>), StorageError> {
+        SnapshotStore::open_as(disk, dir, Identity::default())
+    }
+
+    /// Opens the store in `dir` (created if missing) for the node and cluster of `identity`,
+    /// which every snapshot it writes records: removes temporary files of interrupted writes,
+    /// checks the latest snapshot's header, trailer and cluster, and removes older snapshots.
+    /// Another node's snapshot of the same cluster is accepted (a snapshot holds committed
+    /// state only, the same on every node); one written before snapshots recorded an identity
+    /// is accepted with a [`RecoveryWarning::IdentityRecorded`] (the next snapshot replaces it).
+    ///
+    /// # Errors
+    /// [`StorageError::Corrupt`] if the latest snapshot fails its checks (older ones are then
+    /// left alone); [`StorageError::ForeignFile`] if it is another cluster's;
+    /// [`StorageError::Io`].
+    pub fn open_as(
+        disk: D,
+        dir: impl Into<PathBuf>,
+        identity: Identity,
     ) -> Result<(SnapshotStore<D>, Vec<RecoveryWarning>), StorageError> {
         let dir = dir.into();
         create_dir_durably(&disk, &dir)
@@ -161,7 +190,20 @@ impl<D: Disk> SnapshotStore<D> {
         snapshots.sort();
         let latest = match snapshots.pop() {
             Some((key, path)) => {
-                let (meta, file_bytes) = check_latest(&disk, &path, key)?;
+                let (meta, file_bytes, found) = check_latest(&disk, &path, key)?;
+                match found {
+                    Some(found) => {
+                        let expected = Identity {
+                            node: found.node,
+                            ..identity
+                        };
+                        StorageError::check_identity(&path, found, expected)?;
+                    }
+                    None => warnings.push(RecoveryWarning::IdentityRecorded {
+                        path: path.clone(),
+                        identity,
+                    }),
+                }
                 Some(Latest {
                     meta,
                     path,
@@ -178,7 +220,13 @@ impl<D: Disk> SnapshotStore<D> {
         if removed {
             sync_dir(&disk, &dir)?;
         }
-        Ok((SnapshotStore { disk, dir, latest }, warnings))
+        let store = SnapshotStore {
+            disk,
+            dir,
+            latest,
+            identity,
+        };
+        Ok((store, warnings))
     }
 
     /// The directory.
@@ -231,7 +279,7 @@ impl<D: Disk> SnapshotStore<D> {
             .create(&temp)
             .map_err(|e| StorageError::io("create", &temp, e))?;
         let mut buffer = Vec::with_capacity(WRITE_BUFFER_BYTES);
-        encode_header(&meta, &mut buffer);
+        encode_header(&meta, &self.identity, &mut buffer);
         Ok(SnapshotWriter {
             temp,
             target,
@@ -406,7 +454,7 @@ impl<F: DiskFile> SnapshotReader<F> {
         let file_len = file
             .size()
             .map_err(|e| StorageError::io("measure", &path, e))?;
-        let (meta, payload_start, version) = read_header(&mut file, &path, file_len)?;
+        let (meta, payload_start, version, _) = read_header(&mut file, &path, file_len)?;
         let trailer_at = file_len - TRAILER_BYTES;
         let mut trailer = [0u8; 12];
         file.read_exact_at(trailer_at, &mut trailer)
@@ -699,9 +747,9 @@ fn chunk_crc(number: u64, bytes: &[u8]) -> u32 {
     crc32c::crc32c_append(chunk_seed(number), bytes)
 }
 
-/// Appends the header of a snapshot described by `meta` to `out`. The membership length was
-/// checked against [`MEMBERSHIP_BYTES_MAX`], so it fits in 32 bits.
-fn encode_header(meta: &SnapshotMeta, out: &mut Vec<u8>) {
+/// Appends the header of a snapshot described by `meta`, written by `identity`, to `out`. The
+/// membership length was checked against [`MEMBERSHIP_BYTES_MAX`], so it fits in 32 bits.
+fn encode_header(meta: &SnapshotMeta, identity: &Identity, out: &mut Vec<u8>) {
     let start = out.len();
     out.extend_from_slice(&SNAPSHOT_MAGIC);
     out.extend_from_slice(&SNAPSHOT_VERSION.to_le_bytes());
@@ -710,25 +758,32 @@ fn encode_header(meta: &SnapshotMeta, out: &mut Vec<u8>) {
     out.extend_from_slice(&meta.code_version.to_le_bytes());
     let membership_len = u32::try_from(meta.membership.len()).unwrap_or(u32::MAX);
     out.extend_from_slice(&membership_len.to_le_bytes());
+    out.extend_from_slice(&identity.node.0.to_le_bytes());
+    out.extend_from_slice(&identity.cluster.0.to_le_bytes());
     out.extend_from_slice(&meta.membership);
     let crc = crc32c::crc32c(&out[start..]);
     out.extend_from_slice(&crc.to_le_bytes());
 }
 
-/// Reads and checks a snapshot header; returns the metadata, where the payload starts and the
-/// format version.
+/// Reads and checks a snapshot header; returns the metadata, where the payload starts, the
+/// format version and the identity it records (none before version 3).
 fn read_header<F: DiskFile>(
     file: &mut F,
     path: &Path,
     file_len: u64,
-) -> Result<(SnapshotMeta, u64, u32), StorageError> {
+) -> Result<(SnapshotMeta, u64, u32, Option<Identity>), StorageError> {
     let corrupt = |offset, problem| StorageError::corrupt(path, offset, problem);
-    let mut fixed = [0u8; 36];
-    let fixed_len = to_usize(file_len.min(FIXED_HEADER_BYTES));
-    file.read_exact_at(0, &mut fixed[..fixed_len])
+    let mut fixed = [0u8; FIXED_HEADER_BYTES as usize];
+    let read_len = to_usize(file_len.min(FIXED_HEADER_BYTES));
+    file.read_exact_at(0, &mut fixed[..read_len])
         .map_err(|e| StorageError::io("read", path, e))?;
-    let version = check_magic_and_version(&fixed[..fixed_len]).map_err(|(at, p)| corrupt(at, p))?;
-    let minimum = FIXED_HEADER_BYTES + 4 + TRAILER_BYTES;
+    let version = check_magic_and_version(&fixed[..read_len]).map_err(|(at, p)| corrupt(at, p))?;
+    let fixed_bytes = match version {
+        SNAPSHOT_VERSION => FIXED_HEADER_BYTES,
+        _ => FIXED_HEADER_BYTES_2,
+    };
+    let fixed = &fixed[..to_usize(fixed_bytes)];
+    let minimum = fixed_bytes + 4 + TRAILER_BYTES;
     if file_len < minimum {
         let problem = Corruption::WrongLength {
             found: file_len,
@@ -736,8 +791,8 @@ fn read_header<F: DiskFile>(
         };
         return Err(corrupt(file_len, problem));
     }
-    let membership_len = u32_at(&fixed, 32).map_or(0, u64::from);
-    let header_len = FIXED_HEADER_BYTES + membership_len + 4;
+    let membership_len = u32_at(fixed, 32).map_or(0, u64::from);
+    let header_len = fixed_bytes + membership_len + 4;
     if membership_len > MEMBERSHIP_BYTES_MAX as u64 || header_len + TRAILER_BYTES > file_len {
         let problem = Corruption::InvalidField {
             field: "membership length",
@@ -745,31 +800,35 @@ fn read_header<F: DiskFile>(
         return Err(corrupt(32, problem));
     }
     let mut rest = vec![0u8; to_usize(membership_len + 4)];
-    file.read_exact_at(FIXED_HEADER_BYTES, &mut rest)
+    file.read_exact_at(fixed_bytes, &mut rest)
         .map_err(|e| StorageError::io("read", path, e))?;
     let (membership, crc) = rest.split_at(to_usize(membership_len));
-    let expected = crc32c::crc32c_append(crc32c::crc32c(&fixed), membership);
+    let expected = crc32c::crc32c_append(crc32c::crc32c(fixed), membership);
     if u32_at(crc, 0) != Some(expected) {
         // Reported at the header's start: a damaged membership length misplaces the checksum.
         return Err(corrupt(0, Corruption::HeaderChecksum));
     }
-    let field = |at: usize| u64_at(&fixed, at).unwrap_or(0);
+    let field = |at: usize| u64_at(fixed, at).unwrap_or(0);
     let meta = SnapshotMeta {
         last_index: LogIndex(field(12)),
         last_term: Term(field(20)),
-        code_version: u32_at(&fixed, 28).unwrap_or(0),
+        code_version: u32_at(fixed, 28).unwrap_or(0),
         membership: Bytes::copy_from_slice(membership),
     };
-    Ok((meta, header_len, version))
+    let identity = (version == SNAPSHOT_VERSION).then(|| Identity {
+        node: NodeId(field(36)),
+        cluster: ClusterId(field(44)),
+    });
+    Ok((meta, header_len, version, identity))
 }
 
-/// The format version, after checking the magic; versions 1 and 2 are read.
+/// The format version, after checking the magic; versions 1 to 3 are read.
 fn check_magic_and_version(fixed: &[u8]) -> Result<u32, (u64, Corruption)> {
     if fixed.get(..8) != Some(&SNAPSHOT_MAGIC[..]) {
         return Err((0, Corruption::BadMagic { kind: "snapshot" }));
     }
     let version = u32_at(fixed, 8).unwrap_or(0);
-    if version != SNAPSHOT_VERSION && version != SNAPSHOT_VERSION_1 {
+    if ![SNAPSHOT_VERSION, SNAPSHOT_VERSION_2, SNAPSHOT_VERSION_1].contains(&version) {
         let problem = Corruption::UnsupportedVersion {
             found: version,
             supported: SNAPSHOT_VERSION,
@@ -780,18 +839,19 @@ fn check_magic_and_version(fixed: &[u8]) -> Result<u32, (u64, Corruption)> {
 }
 
 /// Opens the latest snapshot's header and trailer, and checks them against its file name.
-/// Returns its metadata and the file's length.
+/// Returns its metadata, the file's length and the identity it records.
 fn check_latest<D: Disk>(
     disk: &D,
     path: &Path,
     (index, term): (LogIndex, Term),
-) -> Result<(SnapshotMeta, u64), StorageError> {
+) -> Result<(SnapshotMeta, u64, Option<Identity>), StorageError> {
     let mut file = disk
         .open(path)
         .map_err(|e| StorageError::io("open", path, e))?;
     let file_bytes = file
         .size()
         .map_err(|e| StorageError::io("measure", path, e))?;
+    let identity = read_header(&mut file, path, file_bytes)?.3;
     let reader = SnapshotReader::new(file, path.to_path_buf())?;
     if reader.meta.last_index != index || reader.meta.last_term != term {
         let problem = Corruption::IndexMismatch {
@@ -800,7 +860,7 @@ fn check_latest<D: Disk>(
         };
         return Err(StorageError::corrupt(path, 12, problem));
     }
-    Ok((reader.meta, file_bytes))
+    Ok((reader.meta, file_bytes, identity))
 }
 
 /// The file name of a snapshot; twenty digits per number sort like the numbers.

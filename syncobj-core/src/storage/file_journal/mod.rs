@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use super::disk::{Disk, DiskFile};
 use super::error::{Corruption, StorageError};
+use super::identity::Identity;
 use super::journal::{
     Journal, check_append, check_commit, check_hard_state, check_range, check_truncate,
 };
@@ -31,6 +32,10 @@ pub struct JournalOptions {
     /// Appended records are kept in memory until a sync or until this many bytes wait; then
     /// they are written out (not synced). Default: 1 MiB.
     pub write_buffer_bytes_max: usize,
+    /// Whose journal this is: recorded in the hard-state file and every segment; at open, a
+    /// file that records another identity is refused ([`StorageError::ForeignFile`]).
+    /// Default: [`Identity::default`], for a journal used outside a node.
+    pub identity: Identity,
 }
 
 impl Default for JournalOptions {
@@ -39,6 +44,7 @@ impl Default for JournalOptions {
             segment_bytes_target: 64 << 20,
             record_bytes_max: (64 << 20) + (64 << 10),
             write_buffer_bytes_max: 1 << 20,
+            identity: Identity::default(),
         }
     }
 }
@@ -171,7 +177,7 @@ impl<D: Disk> FileJournal<D> {
     }
 
     fn save_meta(&mut self, meta: Meta) -> Result<(), StorageError> {
-        meta::save(&self.disk, &self.dir, &meta)?;
+        meta::save(&self.disk, &self.dir, &meta, &self.options.identity)?;
         self.durable = meta;
         Ok(())
     }
@@ -219,7 +225,7 @@ impl<D: Disk> FileJournal<D> {
             path,
             file,
             written: 0,
-            buffer: encode_head(first),
+            buffer: encode_head(first, &self.options.identity),
             unsynced: true,
             last: first.prev(),
             claim: SyncClaim::empty(first),

@@ -10,6 +10,7 @@ use super::{EntryLoc, FileJournal, JournalOptions, Segment};
 use crate::raft::{Entry, LogIndex, Term};
 use crate::storage::disk::{Disk, DiskFile, create_dir_durably};
 use crate::storage::error::{Corruption, StorageError};
+use crate::storage::identity::Identity;
 use crate::storage::journal::{Recovery, RecoveryWarning};
 use crate::storage::meta::{self, META_FILE, META_TEMP_FILE, Meta};
 use crate::storage::segment::{
@@ -41,6 +42,8 @@ struct Scanned<F> {
     torn_tail: Option<(u64, u64)>,
     /// A last segment whose creation was interrupted, to remove once every check has passed.
     torn_segment: Option<PathBuf>,
+    /// Segments written before segments recorded an identity (format version 3).
+    unstamped: Vec<PathBuf>,
 }
 
 impl<D: Disk> FileJournal<D> {
@@ -64,7 +67,11 @@ impl<D: Disk> FileJournal<D> {
     /// but lie before the synced end a sync slot claims
     /// ([`Corruption::SyncedRecordsLost`]) or before the saved commit index
     /// ([`Corruption::CommitBeyondLog`]), both reported in the segment where the intact log
-    /// ends. [`StorageError::Io`] if the disk fails.
+    /// ends. [`StorageError::ForeignFile`] if a file records another identity than
+    /// [`JournalOptions::identity`]. [`StorageError::Io`] if the disk fails.
+    ///
+    /// A hard-state file written before files recorded identities (format version 1) is taken
+    /// as this node's: it is rewritten with the identity, with a warning.
     pub fn open(
         disk: D,
         dir: impl Into<PathBuf>,
@@ -79,7 +86,7 @@ impl<D: Disk> FileJournal<D> {
             .iter()
             .map(|path| RecoveryWarning::UnknownFile { path: path.clone() })
             .collect();
-        let meta = load_or_create_meta(&disk, &dir, &listing)?;
+        let (meta, unstamped) = load_or_create_meta(&disk, &dir, &listing, &options.identity)?;
         let (obsolete, kept) = split_obsolete(listing.segments, meta.first_index);
         let mut scanned = scan_segments(&disk, &kept, &meta, &options)?;
         check_commit(&dir, &meta, &scanned)?;
@@ -101,6 +108,23 @@ impl<D: Disk> FileJournal<D> {
         for path in obsolete {
             remove(&disk, &path)?;
             warnings.push(RecoveryWarning::ObsoleteSegmentRemoved { path });
+        }
+        if unstamped {
+            // Written before files recorded identities: taken as this node's, and recorded.
+            meta::save(&disk, &dir, &meta, &options.identity)?;
+            warnings.push(RecoveryWarning::IdentityRecorded {
+                path: meta::meta_path(&dir),
+                identity: options.identity,
+            });
+        }
+        // Segments of that time are kept as they are until compaction removes them; what is
+        // appended to the last one has the same format.
+        let segments_kept = scanned.segments.iter().map(|s| &s.path);
+        for path in segments_kept.filter(|&p| scanned.unstamped.contains(p)) {
+            warnings.push(RecoveryWarning::IdentityRecorded {
+                path: path.clone(),
+                identity: options.identity,
+            });
         }
         let mut journal = FileJournal {
             disk,
@@ -167,19 +191,29 @@ fn list<D: Disk>(disk: &D, dir: &Path) -> Result<Listing, StorageError> {
     Ok(listing)
 }
 
-/// Loads the hard-state file; creates it for a directory without segments.
+/// Loads the hard-state file and checks that it is `identity`'s; creates it for a directory
+/// without segments. Also returns whether the file records no identity (a version-1 file,
+/// written before identities were): the open records one once every check has passed.
 fn load_or_create_meta<D: Disk>(
     disk: &D,
     dir: &Path,
     listing: &Listing,
-) -> Result<Meta, StorageError> {
+    identity: &Identity,
+) -> Result<(Meta, bool), StorageError> {
     if listing.has_meta {
-        return meta::load(disk, &meta::meta_path(dir));
+        let path = meta::meta_path(dir);
+        let (meta, found) = meta::load(disk, &path)?;
+        return match found {
+            Some(found) => {
+                StorageError::check_identity(&path, found, *identity).map(|()| (meta, false))
+            }
+            None => Ok((meta, true)),
+        };
     }
     if listing.segments.is_empty() {
         let fresh = Meta::default();
-        meta::save(disk, dir, &fresh)?;
-        return Ok(fresh);
+        meta::save(disk, dir, &fresh, identity)?;
+        return Ok((fresh, false));
     }
     Err(StorageError::corrupt(
         meta::meta_path(dir),
@@ -222,6 +256,7 @@ fn scan_segments<D: Disk>(
         end: None,
         torn_tail: None,
         torn_segment: None,
+        unstamped: Vec::new(),
     };
     if let Some((first, path)) = kept.first()
         && *first > meta.first_index
@@ -247,6 +282,7 @@ fn scan_segments<D: Disk>(
             term_max: meta.hard_state.term,
             record_bytes_max: options.record_limit(),
             is_last: at + 1 == kept.len(),
+            identity: options.identity,
         };
         previous_term = scan_one(disk, path, rules, meta.first_index, &mut scanned)?;
     }
@@ -281,6 +317,9 @@ fn scan_one<D: Disk>(
     if scan.torn_header {
         scanned.torn_segment = Some(path.to_path_buf());
         return Ok(rules.previous_term);
+    }
+    if scan.unstamped {
+        scanned.unstamped.push(path.to_path_buf());
     }
     if scan.valid_len < scan.file_len {
         scanned.torn_tail = Some((scan.valid_len, scan.file_len));
