@@ -43,7 +43,8 @@ fn dial_failures(node: &Node) -> u64 {
 }
 
 /// The most dials the back-off allows to one peer that stays down within `elapsed` of the
-/// first: the k-th dial after the first comes at least 20 ms × (2^k − 1) after it.
+/// first: the k-th dial after the first comes at least 20 ms × (2^k − 1) after it (a knock's
+/// first comes 100 ms later still).
 fn dials_allowed(elapsed: Duration) -> u64 {
     let ms = elapsed.as_secs_f64() * 1000.0;
     (ms / BACKOFF_MIN_MS + 1.0).log2().floor() as u64 + 1

@@ -48,8 +48,8 @@
 //! # Dialling and rejoining
 //! A voter without a link to a peer it dials dials it again at once, then after a pause that
 //! starts at 20 ms and doubles up to `connection_retry_time` while dials fail.
-//! A voter that its peer dials knocks: it dials that peer itself 50 ms after their
-//! link went down (or after it started), on the same back-off. So a link comes back from
+//! A voter that its peer dials knocks: it dials that peer itself 100 ms after their
+//! link went down (or after its first poll), on the same back-off. So a link comes back from
 //! whichever side reaches the other first: a peer that restarts, or that can reach this node
 //! while this node cannot reach it (a one-way cut), links at once instead of waiting out this
 //! node's back-off, and a voter whose membership lags (it does not know this node, so it never
@@ -62,7 +62,10 @@
 //! is dialled a few times a second at first, then once per `connection_retry_time` (and at
 //! most twice a second more when this node's own links come and go). Of two connections between
 //! two voters, the one the higher address dialled stays the link, the other is closed
-//! (`links_replaced`): crossing dials settle on one link.
+//! (`links_replaced`): crossing dials settle on one link. One that opens while the usual one is
+//! the link is left open, unlinked, for the peer to close (it may be the peer's link until the
+//! usual one opens at its end: closing it would take that link down for nothing), and closed
+//! after the handshake timeout if the peer does not.
 //!
 //! `LinkUp` comes when a connection finishes its handshake and becomes the peer's link,
 //! `LinkDown` when that link closes; a newer connection that replaces a live link reports
@@ -131,10 +134,10 @@ const FIRST_CONNECTION: usize = 2;
 /// `connection_retry_time` while dials fail, and starts over when a link opens.
 const DIAL_BACKOFF_MIN: Duration = Duration::from_millis(20);
 
-/// How long a voter that its peer dials waits, once their link is down (or from its start),
-/// before it knocks (dials that peer itself): longer than a dial and its handshake take on a
+/// How long a voter that its peer dials waits, once their link is down (or from its first
+/// poll), before it knocks (dials that peer itself): longer than a dial and its handshake take on a
 /// local network, so that on a healthy one the usual dial comes first.
-const KNOCK_DELAY: Duration = Duration::from_millis(50);
+const KNOCK_DELAY: Duration = Duration::from_millis(100);
 
 /// How long this node must have had no voter linked before the first link back counts as its
 /// network coming back, which has the other voters dialled at once: at most one such round of
@@ -187,6 +190,9 @@ pub struct TcpTransport {
     active: bool,
     /// Since when no voter is linked to this node (from its start), while none is.
     cut_off_since: Option<Instant>,
+    /// Whether `poll` ran: the first knocks are timed from the first poll, when the usual
+    /// dials start too (a transport may be built long before it is polled).
+    polled: bool,
 }
 
 struct MioWaker(mio::Waker);
@@ -250,6 +256,7 @@ impl TcpTransport {
             strangers: false,
             active: false,
             cut_off_since: Some(now),
+            polled: false,
         };
         for address in &voters {
             transport.add_voter(address, now);
@@ -309,6 +316,21 @@ impl TcpTransport {
                 self.settings.self_address() != Some(slot.name.as_str())
             }
             Kind::ReadOnly | Kind::Stranger => false,
+        }
+    }
+
+    /// Times the first knocks from `now`, the first poll.
+    fn time_first_knocks(&mut self, now: Instant) {
+        let knocked: Vec<PeerId> = self
+            .peers
+            .iter()
+            .filter(|(_, slot)| slot.kind == (Kind::Voter { dials: false }))
+            .map(|(id, _)| id)
+            .collect();
+        for id in knocked {
+            if let Some(slot) = self.peers.get_mut(id) {
+                slot.next_dial = slot.next_dial.max(now + KNOCK_DELAY);
+            }
         }
     }
 
@@ -675,9 +697,9 @@ impl TcpTransport {
 
     /// Makes the open connection `token` its peer's link, numbering a read-only node or a
     /// stranger that linked, and reports the link up unless it replaces a live one (which it
-    /// closes). A connection dialled against the usual direction (a fallback dial, or a
-    /// stranger's) never replaces one dialled the usual way: it is closed instead, so that two
-    /// nodes that dialled each other keep the same connection.
+    /// closes). A connection dialled against the usual direction (a knock, or a stranger's)
+    /// never replaces one dialled the usual way: it stays open unlinked (superseded) for the
+    /// peer to close, so that two nodes that dialled each other keep the same connection.
     fn open_link(&mut self, token: Token, now: Instant) -> Result<(), Fault> {
         let Some(connection) = self.connections.get(&token) else {
             return Ok(());
@@ -700,7 +722,13 @@ impl TcpTransport {
             && self.usual(old, kind)
             && !self.usual(token, kind)
         {
-            return Err(Fault::Duplicate);
+            // Closed now, it could take the peer's link down while the usual connection is
+            // still in its handshake at the peer's end: the peer closes it once that one opens
+            // there, or it is closed after the handshake timeout.
+            if let Some(connection) = self.connections.get_mut(&token) {
+                connection.superseded = Some(now);
+            }
+            return Ok(());
         }
         let Some(slot) = self.peers.get_mut(id) else {
             return Ok(());
@@ -837,6 +865,9 @@ impl TcpTransport {
         let admin_open = connection.admin.is_some() && connection.stage == Stage::Open;
         if admin_open {
             WireStats::bump(&self.stats.admin_connections);
+        } else if connection.superseded.is_some() {
+            // However it ends, it ended because the usual connection is the link.
+            WireStats::bump(&self.stats.links_replaced);
         } else if let Some(counter) = self.counter_of(fault, connection.stage) {
             WireStats::bump(counter);
         }
@@ -977,8 +1008,9 @@ impl TcpTransport {
         }
     }
 
-    /// Drops the connections whose handshake is not done within the handshake timeout, and
-    /// the administrators' whose request has not come by then.
+    /// Drops the connections whose handshake is not done within the handshake timeout, the
+    /// administrators' whose request has not come by then, and the superseded connections
+    /// their peer left open that long.
     fn drop_unfinished(&mut self, now: Instant) {
         let timeout = self.settings.limits.handshake_timeout;
         let late: Vec<Token> = self
@@ -992,6 +1024,18 @@ impl TcpTransport {
             .collect();
         for token in late {
             self.close(token, &Fault::HandshakeTimeout);
+        }
+        let lingering: Vec<Token> = self
+            .connections
+            .iter()
+            .filter(|(_, c)| {
+                c.superseded
+                    .is_some_and(|since| now.saturating_duration_since(since) >= timeout)
+            })
+            .map(|(&t, _)| t)
+            .collect();
+        for token in lingering {
+            self.close(token, &Fault::Duplicate);
         }
     }
 }
@@ -1064,6 +1108,10 @@ impl Transport for TcpTransport {
     /// bytes wait unread.
     fn poll(&mut self, timeout: Duration, events: &mut Vec<TransportEvent>) {
         let now = Instant::now();
+        if !self.polled {
+            self.polled = true;
+            self.time_first_knocks(now);
+        }
         self.try_bind(now);
         self.resume_listener(now);
         self.dial_due(now);
