@@ -1072,7 +1072,7 @@ fn a_lagging_node_follows_a_leader_that_dials_it() {
 }
 
 /// C's address sorts above D's: C should dial D but does not know it, so D dials C the other
-/// way once it stayed unlinked for `connection_retry_time`.
+/// way (it knocks while their link is down).
 #[test]
 fn a_lagging_node_follows_a_leader_it_should_have_dialled() {
     a_lagging_node_catches_up_with_a_leader_it_never_heard_of(true);

@@ -130,8 +130,8 @@ fn strangers_are_capped_and_the_refused_are_counted() {
 }
 
 /// A voter whose address sorts higher should dial, but it does not know this node (its
-/// membership lags): with strangers admitted, this node dials it once it stayed unlinked for
-/// `connection_retry_time`, and it takes the link as a stranger's.
+/// membership lags): this node knocks (dials it while their link is down), and with strangers
+/// admitted it takes the link as a stranger's.
 #[test]
 fn a_voter_that_does_not_know_this_node_is_dialled_the_other_way() {
     let addresses = sorted_addresses(2);

@@ -23,8 +23,10 @@ options! {
     /// keep-alive frames, so only dead links time out. Default: 3.5 s.
     connection_timeout: Duration;
 
-    /// The least time between two attempts to dial a node (PySyncObj `connectionRetryTime`).
-    /// Must be positive. Default: 5 s.
+    /// The longest pause between two attempts to dial a node that is not linked (PySyncObj
+    /// `connectionRetryTime`): the pause starts at 20 ms and doubles while dials fail, and
+    /// starts over when a link with the node opens, whoever dialled. Must be positive.
+    /// Default: 5 s.
     connection_retry_time: Duration;
 
     /// The socket send buffer size, `SO_SNDBUF` (PySyncObj `sendBufferSize`). Must be

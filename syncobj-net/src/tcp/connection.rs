@@ -178,6 +178,11 @@ pub(super) struct Connection {
     /// goes on until the socket says it would block (or ends), since no further readiness
     /// event may come for what remains.
     pub(super) hangup_seen: bool,
+    /// Since when another connection of the same peer, dialled the usual way, is the link
+    /// while this one is open too: it stays open, unlinked, for the peer to close (it may be
+    /// the peer's link until the usual one opens at the peer's end), at most the handshake
+    /// timeout.
+    pub(super) superseded: Option<Instant>,
     /// What its read buffers held when last counted against the budget, and as what.
     pub(super) held: (Class, usize),
     decoder: FrameDecoder,
@@ -271,6 +276,7 @@ impl Connection {
             last_read: now,
             last_write: now,
             hangup_seen: false,
+            superseded: None,
             held: (class, 0),
             decoder: FrameDecoder::new(HANDSHAKE_FRAME_MAX),
             encoder: FrameEncoder::new(HANDSHAKE_FRAME_MAX),

@@ -6,8 +6,7 @@
 //! [`HelloReply`](crate::handshake::HelloReply), each in one frame, encrypted and authenticated
 //! when the cluster has a password ([`crate::secure`]); after that, frames carry the driver's
 //! messages. Until its handshake is done, a connection accepts only small frames. A link that
-//! reads nothing for `connection_timeout` is dropped and dialled again after
-//! `connection_retry_time`. Bad input — an oversized or undecodable frame, a refused hello, bytes
+//! reads nothing for `connection_timeout` is dropped. Bad input — an oversized or undecodable frame, a refused hello, bytes
 //! that fail authentication — drops that connection and is counted in [`WireStats`], as is
 //! every other way a connection ends.
 //!
@@ -45,10 +44,30 @@
 //! gives it back when the link closes (`LinkDown`, then `ReadOnlyLeft`); at most 256 are linked
 //! at once. A stranger is numbered the same way (`StrangerJoined`, `StrangerLeft`), and becomes
 //! an ordinary peer, its id and link kept, when [`add_peer`](Transport::add_peer) names it.
-//! While strangers are admitted, a voter that should dial this node but stayed unlinked for
-//! `connection_retry_time` is dialled by this node (it may not know this node: its membership
-//! lags); of two connections between two voters, the one the higher address dialled stays the
-//! link, the other is closed (`links_replaced`). `LinkUp` comes when a connection finishes its handshake and becomes the peer's link,
+//!
+//! # Dialling and rejoining
+//! A voter without a link to a peer it dials dials it again at once, then after a pause that
+//! starts at 20 ms and doubles up to `connection_retry_time` while dials fail.
+//! A voter that its peer dials knocks: it dials that peer itself 100 ms after their
+//! link went down (or after its first poll), on the same back-off. So a link comes back from
+//! whichever side reaches the other first: a peer that restarts, or that can reach this node
+//! while this node cannot reach it (a one-way cut), links at once instead of waiting out this
+//! node's back-off, and a voter whose membership lags (it does not know this node, so it never
+//! dials it) is linked all the same. A link that opens, whoever dialled, is proof the peer is alive:
+//! the back-off starts over, and a link this node dials that goes down again is dialled again
+//! within 20 ms. The first link back after this node had no voter linked for half a second
+//! says its own network is back: the other voters it has no link to are dialled at once (a
+//! connect still waiting for an answer is made anew), their back-off kept. Dials that fail
+//! (nothing listens, no answer, a refused hello) never reset it, so a peer that is really down
+//! is dialled a few times a second at first, then once per `connection_retry_time` (and at
+//! most twice a second more when this node's own links come and go). Of two connections between
+//! two voters, the one the higher address dialled stays the link, the other is closed
+//! (`links_replaced`): crossing dials settle on one link. One that opens while the usual one is
+//! the link is left open, unlinked, for the peer to close (it may be the peer's link until the
+//! usual one opens at its end: closing it would take that link down for nothing), and closed
+//! after the handshake timeout if the peer does not.
+//!
+//! `LinkUp` comes when a connection finishes its handshake and becomes the peer's link,
 //! `LinkDown` when that link closes; a newer connection that replaces a live link reports
 //! nothing. `Bound` comes once, when the listener is bound (at once for a read-only node) or
 //! gives up after `max_bind_retries` attempts.
@@ -112,8 +131,18 @@ const WAKER: Token = Token(1);
 const FIRST_CONNECTION: usize = 2;
 
 /// The first pause between dials of a peer that has no link; it doubles up to
-/// `connection_retry_time`.
+/// `connection_retry_time` while dials fail, and starts over when a link opens.
 const DIAL_BACKOFF_MIN: Duration = Duration::from_millis(20);
+
+/// How long a voter that its peer dials waits, once their link is down (or from its first
+/// poll), before it knocks (dials that peer itself): longer than a dial and its handshake take on a
+/// local network, so that on a healthy one the usual dial comes first.
+const KNOCK_DELAY: Duration = Duration::from_millis(100);
+
+/// How long this node must have had no voter linked before the first link back counts as its
+/// network coming back, which has the other voters dialled at once: at most one such round of
+/// dials per this long, whatever the links do.
+const CUT_OFF_MIN: Duration = Duration::from_millis(500);
 
 /// A TCP transport over mio: see the module documentation.
 pub struct TcpTransport {
@@ -154,12 +183,16 @@ pub struct TcpTransport {
     listener_paused_until: Option<Instant>,
     /// The number the next administrator's request goes up under.
     next_admin_id: u64,
-    /// Whether strangers are admitted ([`Transport::admit_strangers`]); then voters that do
-    /// not dial this node are dialled too when they stay unlinked.
+    /// Whether strangers are admitted ([`Transport::admit_strangers`]).
     strangers: bool,
     /// Whether a frame was sent since the last poll, or the last poll had events: the next
     /// poll then spins a while before it sleeps ([`TcpSettings::poll_spin`]).
     active: bool,
+    /// Since when no voter is linked to this node (from its start), while none is.
+    cut_off_since: Option<Instant>,
+    /// Whether `poll` ran: the first knocks are timed from the first poll, when the usual
+    /// dials start too (a transport may be built long before it is polled).
+    polled: bool,
 }
 
 struct MioWaker(mio::Waker);
@@ -222,6 +255,8 @@ impl TcpTransport {
             next_admin_id: 0,
             strangers: false,
             active: false,
+            cut_off_since: Some(now),
+            polled: false,
         };
         for address in &voters {
             transport.add_voter(address, now);
@@ -265,24 +300,53 @@ impl TcpTransport {
         let dials = me.is_none_or(|me| address < me);
         let id = self.peers.add_voter(address, dials, DIAL_BACKOFF_MIN, now);
         if !dials && let Some(slot) = self.peers.get_mut(id) {
-            // Dialled only as a fallback, when strangers are admitted.
-            slot.next_dial = now + self.settings.connection_retry_time;
+            // Knocked on only if its own dial does not come first.
+            slot.next_dial = now + KNOCK_DELAY;
         }
         Some(id)
     }
 
-    /// Whether this node dials `slot`: the voters whose address sorts below its own and, when
-    /// strangers are admitted, the others too (not itself) once they stayed unlinked for
-    /// `connection_retry_time` (a node whose membership lags does not know this one, so it
-    /// never dials it).
+    /// Whether this node dials `slot` while it has no link: every voter but itself, those
+    /// whose address sorts below its own as soon as due, the others as a knock
+    /// ([`KNOCK_DELAY`]); never a read-only node or a stranger, which dial this node.
     fn dials(&self, slot: &peers::Slot) -> bool {
         match slot.kind {
             Kind::Voter { dials: true } => true,
             Kind::Voter { dials: false } => {
-                self.strangers && self.settings.self_address() != Some(slot.name.as_str())
+                self.settings.self_address() != Some(slot.name.as_str())
             }
             Kind::ReadOnly | Kind::Stranger => false,
         }
+    }
+
+    /// Times the first knocks from `now`, the first poll.
+    fn time_first_knocks(&mut self, now: Instant) {
+        let knocked: Vec<PeerId> = self
+            .peers
+            .iter()
+            .filter(|(_, slot)| slot.kind == (Kind::Voter { dials: false }))
+            .map(|(id, _)| id)
+            .collect();
+        for id in knocked {
+            if let Some(slot) = self.peers.get_mut(id) {
+                slot.next_dial = slot.next_dial.max(now + KNOCK_DELAY);
+            }
+        }
+    }
+
+    /// When the next dial is due, if one is due later than `now` (those due already wait
+    /// for their address: the resolver wakes the poll loop once it knows).
+    fn next_dial(&self, now: Instant) -> Option<Instant> {
+        self.peers
+            .iter()
+            .filter(|&(id, slot)| {
+                slot.link.is_none()
+                    && slot.next_dial > now
+                    && self.dials(slot)
+                    && !self.dialling(id)
+            })
+            .map(|(_, slot)| slot.next_dial)
+            .min()
     }
 
     /// One bind attempt, if one is due.
@@ -361,15 +425,10 @@ impl TcpTransport {
                 }
             };
             // Back off from a quick first retry (peers start at about the same time) up to
-            // `connection_retry_time`; an open link resets it. A fallback dial waits the
-            // whole retry time.
+            // `connection_retry_time`, knocks as well as usual dials; an open link resets it.
             let retry = self.settings.connection_retry_time;
-            if slot.kind == (Kind::Voter { dials: false }) {
-                slot.next_dial = now + retry;
-            } else {
-                slot.next_dial = now + slot.backoff.min(retry);
-                slot.backoff = (slot.backoff * 2).min(retry);
-            }
+            slot.next_dial = now + slot.backoff.min(retry);
+            slot.backoff = (slot.backoff * 2).min(retry);
             let name = slot.name.clone();
             if let Err(error) = self.dial(id, name, address, now) {
                 WireStats::bump(&self.stats.dial_failures);
@@ -638,9 +697,9 @@ impl TcpTransport {
 
     /// Makes the open connection `token` its peer's link, numbering a read-only node or a
     /// stranger that linked, and reports the link up unless it replaces a live one (which it
-    /// closes). A connection dialled against the usual direction (a fallback dial, or a
-    /// stranger's) never replaces one dialled the usual way: it is closed instead, so that two
-    /// nodes that dialled each other keep the same connection.
+    /// closes). A connection dialled against the usual direction (a knock, or a stranger's)
+    /// never replaces one dialled the usual way: it stays open unlinked (superseded) for the
+    /// peer to close, so that two nodes that dialled each other keep the same connection.
     fn open_link(&mut self, token: Token, now: Instant) -> Result<(), Fault> {
         let Some(connection) = self.connections.get(&token) else {
             return Ok(());
@@ -663,18 +722,75 @@ impl TcpTransport {
             && self.usual(old, kind)
             && !self.usual(token, kind)
         {
-            return Err(Fault::Duplicate);
+            // Closed now, it could take the peer's link down while the usual connection is
+            // still in its handshake at the peer's end: the peer closes it once that one opens
+            // there, or it is closed after the handshake timeout.
+            if let Some(connection) = self.connections.get_mut(&token) {
+                connection.superseded = Some(now);
+            }
+            return Ok(());
         }
         let Some(slot) = self.peers.get_mut(id) else {
             return Ok(());
         };
+        // The peer is alive: the back-off starts over, and the next dial, should this link go
+        // down, comes at most the least back-off from now (at most one a back-off however
+        // often a link opens and closes).
         slot.backoff = DIAL_BACKOFF_MIN;
+        slot.next_dial = slot.next_dial.min(now + DIAL_BACKOFF_MIN);
         match (slot.link.replace(token), old) {
-            (None, _) => self.queue.push(TransportEvent::LinkUp(id)),
+            (None, _) => {
+                self.queue.push(TransportEvent::LinkUp(id));
+                if matches!(kind, Kind::Voter { .. }) {
+                    self.rejoined(now);
+                }
+            }
             (Some(_), Some(old)) => self.close(old, &Fault::Replaced),
             (Some(_), None) => {}
         }
         Ok(())
+    }
+
+    /// A voter's link opened. The first after this node had no voter linked for
+    /// [`CUT_OFF_MIN`] says its network is likely back (a cut healed): the other voters it has
+    /// no link to are dialled (or knocked on) at once, each connect still waiting for an
+    /// answer from the cut closed and made anew (the kernel would send its next try only
+    /// seconds later). Their back-off is kept: nothing says they are alive.
+    fn rejoined(&mut self, now: Instant) {
+        let Some(since) = self.cut_off_since.take() else {
+            return;
+        };
+        if now.saturating_duration_since(since) < CUT_OFF_MIN {
+            return;
+        }
+        let unlinked = |id: Option<PeerId>| {
+            id.and_then(|id| self.peers.get(id))
+                .is_some_and(|slot| slot.link.is_none())
+        };
+        let stuck: Vec<Token> = self
+            .connections
+            .iter()
+            .filter(|(_, c)| c.stage == Stage::Connecting && unlinked(c.id))
+            .map(|(&t, _)| t)
+            .collect();
+        for token in stuck {
+            self.close(
+                token,
+                &Fault::Dial("dialled anew: the network came back".into()),
+            );
+        }
+        let due: Vec<PeerId> = self
+            .peers
+            .iter()
+            .filter(|(_, slot)| matches!(slot.kind, Kind::Voter { .. }) && slot.link.is_none())
+            .map(|(id, _)| id)
+            .collect();
+        for id in due {
+            if let Some(slot) = self.peers.get_mut(id) {
+                slot.next_dial = slot.next_dial.min(now);
+            }
+        }
+        tracing::info!("linked again after a cut: dialling the other peers at once");
     }
 
     /// Whether connection `token` of a peer of `kind` was dialled the usual way: by the
@@ -749,6 +865,9 @@ impl TcpTransport {
         let admin_open = connection.admin.is_some() && connection.stage == Stage::Open;
         if admin_open {
             WireStats::bump(&self.stats.admin_connections);
+        } else if connection.superseded.is_some() {
+            // However it ends, it ended because the usual connection is the link.
+            WireStats::bump(&self.stats.links_replaced);
         } else if let Some(counter) = self.counter_of(fault, connection.stage) {
             WireStats::bump(counter);
         }
@@ -786,7 +905,7 @@ impl TcpTransport {
         self.queue.push(TransportEvent::LinkDown(id));
         match slot.kind {
             Kind::Voter { dials: false } => {
-                slot.next_dial = Instant::now() + self.settings.connection_retry_time;
+                slot.next_dial = slot.next_dial.max(Instant::now() + KNOCK_DELAY);
             }
             Kind::Voter { dials: true } => {}
             Kind::ReadOnly | Kind::Stranger => {
@@ -796,6 +915,13 @@ impl TcpTransport {
                 };
                 self.queue.push(left);
             }
+        }
+        let voter_linked = self
+            .peers
+            .iter()
+            .any(|(_, slot)| matches!(slot.kind, Kind::Voter { .. }) && slot.link.is_some());
+        if !voter_linked && self.cut_off_since.is_none() {
+            self.cut_off_since = Some(Instant::now());
         }
     }
 
@@ -882,8 +1008,9 @@ impl TcpTransport {
         }
     }
 
-    /// Drops the connections whose handshake is not done within the handshake timeout, and
-    /// the administrators' whose request has not come by then.
+    /// Drops the connections whose handshake is not done within the handshake timeout, the
+    /// administrators' whose request has not come by then, and the superseded connections
+    /// their peer left open that long.
     fn drop_unfinished(&mut self, now: Instant) {
         let timeout = self.settings.limits.handshake_timeout;
         let late: Vec<Token> = self
@@ -897,6 +1024,18 @@ impl TcpTransport {
             .collect();
         for token in late {
             self.close(token, &Fault::HandshakeTimeout);
+        }
+        let lingering: Vec<Token> = self
+            .connections
+            .iter()
+            .filter(|(_, c)| {
+                c.superseded
+                    .is_some_and(|since| now.saturating_duration_since(since) >= timeout)
+            })
+            .map(|(&t, _)| t)
+            .collect();
+        for token in lingering {
+            self.close(token, &Fault::Duplicate);
         }
     }
 }
@@ -969,6 +1108,10 @@ impl Transport for TcpTransport {
     /// bytes wait unread.
     fn poll(&mut self, timeout: Duration, events: &mut Vec<TransportEvent>) {
         let now = Instant::now();
+        if !self.polled {
+            self.polled = true;
+            self.time_first_knocks(now);
+        }
         self.try_bind(now);
         self.resume_listener(now);
         self.dial_due(now);
@@ -1034,10 +1177,9 @@ impl Transport for TcpTransport {
     }
 
     /// Accepts strangers from now on (at most [`STRANGER_LINKS_MAX`] at once, one more
-    /// refused as `Busy`, counted in `strangers_refused`), and dials the voters whose address
-    /// sorts higher too when they stay unlinked for `connection_retry_time`: such a voter may
-    /// not know this node. Of two connections between two voters, the one dialled by the
-    /// address that sorts higher wins.
+    /// refused as `Busy`, counted in `strangers_refused`). A voter whose membership lags hears
+    /// from this node anyway: this node knocks on the voters that should dial it and do not
+    /// (see the module documentation).
     fn admit_strangers(&mut self) {
         self.strangers = true;
     }
@@ -1077,9 +1219,8 @@ impl TcpTransport {
         if !self.settings.voters.iter().any(|v| v == address) {
             self.settings.voters.push(address.to_owned());
         }
-        let retry = self.settings.connection_retry_time;
         if !dials && let Some(slot) = self.peers.get_mut(id) {
-            slot.next_dial = Instant::now() + retry;
+            slot.next_dial = Instant::now() + KNOCK_DELAY;
         }
         tracing::info!(peer = %id, %address, "a linked stranger is a peer now");
     }
@@ -1155,6 +1296,9 @@ impl TcpTransport {
             .min(self.settings.connection_retry_time)
             .min(self.settings.connection_timeout / 3)
             .min(self.settings.limits.handshake_timeout / 2);
+        let wait = self
+            .next_dial(now)
+            .map_or(wait, |due| wait.min(due.saturating_duration_since(now)));
         self.listener_wait(now)
             .map_or(wait, |until| wait.min(until))
     }

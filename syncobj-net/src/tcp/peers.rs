@@ -11,9 +11,10 @@ use crate::PeerId;
 /// What kind of peer a slot holds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum Kind {
-    /// A voter, configured or added with `add_peer`; `dials` if this node dials it.
+    /// A voter, configured or added with `add_peer`; `dials` if this node dials it first.
     Voter {
-        /// Whether this node dials it (its address sorts below ours, or we are read-only).
+        /// Whether this node dials it as soon as due (its address sorts below ours, or we are
+        /// read-only); if not, this node knocks (dials it after a delay) while unlinked.
         dials: bool,
     },
     /// A read-only node, while it is linked.
@@ -38,9 +39,9 @@ pub(super) struct Slot {
     pub(super) kind: Kind,
     /// The open connection that is its link, while the link is up.
     pub(super) link: Option<Token>,
-    /// When it may be dialled next (voters this node dials).
+    /// When it may be dialled next (voters).
     pub(super) next_dial: Instant,
-    /// The pause after the next dial; back to the minimum when a link opens.
+    /// The pause after the next dial; back to the minimum when a link with it opens.
     pub(super) backoff: Duration,
 }
 

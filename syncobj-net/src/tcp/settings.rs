@@ -57,7 +57,8 @@ pub struct TcpSettings {
     pub send_queue_bytes_max: usize,
     /// A link that reads nothing for this long is dropped.
     pub connection_timeout: Duration,
-    /// The pause between two dial attempts to one peer.
+    /// The longest pause between two dial attempts to one peer without a link: the pause starts
+    /// at 20 ms and doubles while dials fail ([`tcp`](super) explains the back-off).
     pub connection_retry_time: Duration,
     /// Whether read-only nodes may connect; when not, their hellos are refused (and counted in
     /// `refused_handshakes`).
