@@ -1865,6 +1865,19 @@ fn identity(node: u64, cluster: &str) -> Identity {
     }
 }
 
+/// The file, found and expected identities of a `ForeignFile` refusal; panics on any other error.
+fn foreign(error: &StorageError) -> (PathBuf, Identity, Identity) {
+    let StorageError::ForeignFile {
+        path,
+        found,
+        expected,
+    } = error
+    else {
+        panic!("not a foreign file: {error}");
+    };
+    (path.clone(), *found, *expected)
+}
+
 fn options_of(identity: Identity) -> JournalOptions {
     JournalOptions {
         identity,
@@ -1886,15 +1899,7 @@ fn a_hard_state_of_another_node_or_cluster_is_refused() {
             options_of(other),
         );
         let error = open_sim(&disk, options_of(me)).expect_err("another identity");
-        let StorageError::ForeignFile {
-            path,
-            found,
-            expected,
-        } = &error
-        else {
-            panic!("not a foreign file: {error}");
-        };
-        assert_eq!((path, *found, *expected), (&hard_state_path(), other, me));
+        assert_eq!(foreign(&error), (hard_state_path(), other, me));
         let message = error.to_string();
         for part in [
             hard_state_path().display().to_string(),
@@ -1966,15 +1971,7 @@ fn a_segment_of_another_node_is_refused() {
     mine.overwrite(&segment_path(1), 0, &copied)
         .expect("exists");
     let error = open_sim(&mine, options_of(me)).expect_err("another node's segment");
-    let StorageError::ForeignFile {
-        path,
-        found,
-        expected,
-    } = &error
-    else {
-        panic!("not a foreign file: {error}");
-    };
-    assert_eq!((path, *found, *expected), (&segment_path(1), other, me));
+    assert_eq!(foreign(&error), (segment_path(1), other, me));
     assert!(error.to_string().contains("segment-"), "{error}");
 }
 
@@ -2614,17 +2611,9 @@ fn a_snapshot_of_another_cluster_is_refused_and_one_of_another_node_taken() {
     let disk = SimDisk::new(1);
     write_snapshot_as(&disk, 7, b"state", identity(1, "billing"));
     let error = SnapshotStore::open_as(disk.clone(), snap_dir(), me).expect_err("another cluster");
-    let StorageError::ForeignFile {
-        path,
-        found,
-        expected,
-    } = &error
-    else {
-        panic!("not a foreign file: {error}");
-    };
     assert_eq!(
-        (path, *found, *expected),
-        (&snapshot_path(7), identity(1, "billing"), me)
+        foreign(&error),
+        (snapshot_path(7), identity(1, "billing"), me)
     );
 
     let disk = SimDisk::new(2);

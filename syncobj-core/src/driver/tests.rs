@@ -12,7 +12,7 @@ use parking_lot::{Condvar, Mutex, RwLock};
 use serde::{Deserialize, Serialize};
 use syncobj_net::handshake::Peer;
 
-use super::assembly::{Blueprint, assemble};
+use super::assembly::{Assembled, Blueprint, Recover, assemble};
 use super::objects::{ErasedObject, ObjectCell};
 use super::recovery::{DiskLayout, recover_on_disk};
 use super::{Consumers, MemoryNetwork, SyncObj};
@@ -191,6 +191,30 @@ impl DiskFile for GatedFile {
     }
 }
 
+/// A one-node cluster "solo" of `main` on the in-memory transport, assembled and not yet run;
+/// snapshots on their own thread, the journal's writer on its own thread unless
+/// `inline_journal`.
+fn solo(
+    conf: &SyncObjConf,
+    main: &Arc<ObjectCell<Tally>>,
+    recover: Recover<'_>,
+    inline_journal: bool,
+) -> Assembled {
+    assemble(Blueprint {
+        me: Peer::Voter("solo".to_owned()),
+        partners: Vec::new(),
+        objects: vec![Arc::clone(main) as Arc<dyn ErasedObject>],
+        conf,
+        raft: conf.raft_config(1),
+        transport: Box::new(MemoryNetwork::new().endpoint("solo")),
+        session: 1,
+        recover,
+        inline_snapshots: false,
+        inline_journal,
+    })
+    .expect("the node assembles")
+}
+
 /// A one-node cluster with its journal on a gated disk, auto-ticked.
 fn gated_node(dir: &Path, gate: &Arc<Gate>) -> SyncObj<Tally> {
     let conf = SyncObjConf {
@@ -211,21 +235,9 @@ fn gated_node(dir: &Path, gate: &Arc<Gate>) -> SyncObj<Tally> {
         journal: &journal,
         snapshots: &snapshots,
     };
-    let assembled = assemble(Blueprint {
-        me: Peer::Voter("solo".to_owned()),
-        partners: Vec::new(),
-        objects: vec![Arc::clone(&main) as Arc<dyn ErasedObject>],
-        conf: &conf,
-        raft: conf.raft_config(1),
-        transport: Box::new(MemoryNetwork::new().endpoint("solo")),
-        session: 1,
-        recover: &|objects, slot, identity| {
-            recover_on_disk(&disk, &layout, &conf, slot, identity, objects)
-        },
-        inline_snapshots: false,
-        inline_journal: false,
-    })
-    .expect("the node assembles");
+    let recover: Recover<'_> =
+        &|objects, slot, identity| recover_on_disk(&disk, &layout, &conf, slot, identity, objects);
+    let assembled = solo(&conf, &main, recover, false);
     SyncObj::run(assembled, &conf, main, Consumers::new(), false).expect("the node runs")
 }
 
@@ -285,21 +297,9 @@ fn a_long_catch_up_is_spread_over_iterations() {
     let main = Arc::new(ObjectCell {
         state: RwLock::new(Tally::default()),
     });
-    let assembled = assemble(Blueprint {
-        me: Peer::Voter("solo".to_owned()),
-        partners: Vec::new(),
-        objects: vec![Arc::clone(&main) as Arc<dyn ErasedObject>],
-        conf: &conf,
-        raft: conf.raft_config(1),
-        transport: Box::new(MemoryNetwork::new().endpoint("solo")),
-        session: 1,
-        recover: &|objects, slot, identity| {
-            super::recovery::recover(&conf, objects, slot, identity)
-        },
-        inline_snapshots: false,
-        inline_journal: true,
-    })
-    .expect("the node assembles");
+    let recover: Recover<'_> =
+        &|objects, slot, identity| super::recovery::recover(&conf, objects, slot, identity);
+    let assembled = solo(&conf, &main, recover, true);
     let mut engine = assembled.engine;
     let mut now = crate::raft::Instant::ZERO;
     let mut iterate = |engine: &mut super::engine::Engine, step: Duration| {
