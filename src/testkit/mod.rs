@@ -88,3 +88,8 @@ pub use models::{
     Counter, CounterInput, CounterOutput, KvInput, KvMap, KvOutput, Register, RegisterInput,
     RegisterOutput, Set, SetInput,
 };
+pub use syncobj_core::driver::{
+    Cut, DELAY_MAX, DELAYED_FRAMES_MAX, Delay, FaultCounters, FaultError, Flapping, Schedule,
+};
+#[cfg(feature = "sim")]
+pub use syncobj_core::storage::SimDisk;
