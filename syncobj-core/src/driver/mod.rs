@@ -790,7 +790,8 @@ impl<T: Replicated> SyncObj<T> {
     ///
     /// What the journal handed to the file system survives, as it does when a process is
     /// killed: with [`FsyncPolicy::Always`](crate::conf::FsyncPolicy::Always), everything
-    /// acknowledged. On a simulated disk ([`NodeBuilder::sim_disk`]), the disk crashes too:
+    /// acknowledged. On a simulated disk (`NodeBuilder::sim_disk`, feature `sim`), the disk
+    /// crashes too:
     /// every write it did not sync is lost, as in a power cut.
     ///
     /// Restart the node by building it again on the same journal (and the same simulated disk):

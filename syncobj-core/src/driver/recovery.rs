@@ -48,7 +48,7 @@ pub(crate) fn recover(
 }
 
 /// Where a node keeps its files: the real file system, or a simulated disk
-/// ([`NodeBuilder::sim_disk`](super::NodeBuilder::sim_disk)).
+/// (`NodeBuilder::sim_disk`).
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Disks {
     #[cfg(feature = "sim")]
