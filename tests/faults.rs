@@ -9,7 +9,9 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 use syncobj::prelude::*;
-use syncobj::testkit::{Delay, KvInput, KvMap, KvOutput, Recorder, SimDisk, Verdict, check};
+use syncobj::testkit::{
+    Cut, Delay, KvInput, KvMap, KvOutput, Recorder, Schedule, SimDisk, Verdict, check,
+};
 use syncobj::{FsyncPolicy, SyncObjConfBuilder};
 
 /// The user's object: a map from names to numbers.
@@ -272,8 +274,8 @@ fn calls_end(done: &mpsc::Receiver<()>, count: usize) {
 }
 
 /// The example of the testkit's documentation, as a test: a user's object on three nodes
-/// under loss, delay, a partition of the leader and a crash and restart, its history checked
-/// linearizable.
+/// under loss, delay, a partition of the leader, a crash and restart and a flapping one-way
+/// cut, its history checked linearizable.
 #[test]
 fn a_users_object_stays_linearizable_under_faults() {
     let network = MemoryNetwork::with_seed(42);
@@ -319,6 +321,22 @@ fn a_users_object_stays_linearizable_under_faults() {
         let restarted = start(&network, first, &disks[first]);
         nodes.write().unwrap_or_else(PoisonError::into_inner)[first] = Some(restarted);
         calls_end(&ended, 60);
+        // The leader's frames to one follower come and go.
+        let now = leader(&nodes.read().unwrap_or_else(PoisonError::into_inner));
+        let cut = Cut::OneWay {
+            from: NODES[now].into(),
+            to: NODES[(now + 1) % 3].into(),
+        };
+        let every = Duration::from_millis(40);
+        let flapping = network.flap(
+            cut,
+            Schedule {
+                down: every,
+                up: every,
+            },
+        );
+        calls_end(&ended, 60);
+        drop(flapping.expect("the flapping thread starts"));
         stop.store(true, Ordering::Release);
     });
     let history = recorder.into_history();

@@ -101,13 +101,13 @@ pub(super) struct LinkFaults {
     isolated: BTreeSet<String>,
     /// Each node's group while a partition stands.
     groups: Option<BTreeMap<String, usize>>,
-    /// One-way cuts: frames from the first to the second are dropped.
-    blocked: BTreeSet<(String, String)>,
+    /// One-way cuts: frames from a sender to any of its receivers here are dropped.
+    blocked: BTreeMap<String, BTreeSet<String>>,
     loss: f64,
     delay: Delay,
     seed: u64,
-    /// Per link (sender, receiver): its random draws, and when its last frame is due.
-    links: BTreeMap<(String, String), LinkState>,
+    /// Per link, by sender then receiver: its random draws, and when its last frame is due.
+    links: BTreeMap<String, BTreeMap<String, LinkState>>,
 }
 
 #[derive(Debug)]
@@ -127,7 +127,7 @@ impl LinkFaults {
         LinkFaults {
             isolated: BTreeSet::new(),
             groups: None,
-            blocked: BTreeSet::new(),
+            blocked: BTreeMap::new(),
             loss: 0.0,
             delay: Delay::default(),
             seed,
@@ -158,11 +158,15 @@ impl LinkFaults {
     }
 
     pub(super) fn block(&mut self, from: &str, to: &str, blocked: bool) {
-        let link = (from.to_owned(), to.to_owned());
-        match blocked {
-            true => self.blocked.insert(link),
-            false => self.blocked.remove(&link),
-        };
+        if blocked {
+            let receivers = self.blocked.entry(from.to_owned()).or_default();
+            receivers.insert(to.to_owned());
+        } else if let Some(receivers) = self.blocked.get_mut(from) {
+            receivers.remove(to);
+            if receivers.is_empty() {
+                self.blocked.remove(from);
+            }
+        }
     }
 
     pub(super) fn clear_partition(&mut self) {
@@ -206,7 +210,8 @@ impl LinkFaults {
 
     /// Whether a frame from `from` may reach `to` now.
     pub(super) fn passes(&self, from: &str, to: &str) -> bool {
-        self.linked(from, to) && !self.blocked.contains(&(from.to_owned(), to.to_owned()))
+        let blocked = self.blocked.get(from).is_some_and(|r| r.contains(to));
+        self.linked(from, to) && !blocked
     }
 
     /// What becomes of a frame sent now from `from` to `to`; counted.
@@ -219,13 +224,17 @@ impl LinkFaults {
         if loss == 0.0 && delay == Delay::default() && self.links.is_empty() {
             return Fate::Deliver(None);
         }
-        let link = self
-            .links
-            .entry((from.to_owned(), to.to_owned()))
-            .or_insert_with(|| LinkState {
+        let receivers = match self.links.get_mut(from) {
+            Some(receivers) => receivers,
+            None => self.links.entry(from.to_owned()).or_default(),
+        };
+        let link = match receivers.get_mut(to) {
+            Some(link) => link,
+            None => receivers.entry(to.to_owned()).or_insert(LinkState {
                 rng: ChaCha8Rng::seed_from_u64(link_seed(seed, from, to)),
                 last_due: None,
-            });
+            }),
+        };
         if loss > 0.0 && link.rng.random_bool(loss) {
             counters.lost.fetch_add(1, Ordering::Relaxed);
             return Fate::Lost;

@@ -507,6 +507,9 @@ impl MemoryTransport {
     /// Hands out the held frames that are due, earliest first; drops those a cut now stands
     /// in the way of.
     fn release_due(&mut self, events: &mut Vec<TransportEvent>) {
+        if self.held.is_empty() {
+            return;
+        }
         let now = Instant::now();
         while self.held.peek().is_some_and(|Reverse(h)| h.due <= now) {
             let Some(Reverse(held)) = self.held.pop() else {

@@ -362,7 +362,7 @@ impl<T: Replicated> SyncObj<T> {
             inline_snapshots: false,
             inline_journal: false,
         })?;
-        SyncObj::run(assembled, &conf, main, consumers, (tcp, disks))
+        SyncObj::run(assembled, &conf, main, consumers, tcp, disks)
     }
 
     /// Hands an assembled engine to its ticker and wraps the handle around it.
@@ -371,7 +371,8 @@ impl<T: Replicated> SyncObj<T> {
         conf: &SyncObjConf,
         main: Arc<ObjectCell<T>>,
         consumers: Consumers,
-        (tcp, disks): (bool, Disks),
+        tcp: bool,
+        disks: Disks,
     ) -> Result<SyncObj<T>, StartError> {
         let Assembled {
             mut engine,
