@@ -504,14 +504,17 @@ impl MemoryTransport {
         }
     }
 
-    /// Hands out the held frames that are due, earliest first; drops those a cut now stands
-    /// in the way of.
+    /// Hands out the held frames that are due, earliest first, at most 4,096 at a time (the
+    /// rest are due at once at the next poll); drops those a cut now stands in the way of.
     fn release_due(&mut self, events: &mut Vec<TransportEvent>) {
         if self.held.is_empty() {
             return;
         }
         let now = Instant::now();
-        while self.held.peek().is_some_and(|Reverse(h)| h.due <= now) {
+        let mut released = 0;
+        while released < POLL_FRAMES_MAX && self.held.peek().is_some_and(|Reverse(h)| h.due <= now)
+        {
+            released += 1;
             let Some(Reverse(held)) = self.held.pop() else {
                 break;
             };
@@ -819,6 +822,27 @@ mod tests {
         );
         assert_eq!(network.fault_counters().delayed, 101);
         drop(c);
+    }
+
+    #[test]
+    fn delayed_frames_past_the_bound_are_dropped_and_counted() {
+        let network = MemoryNetwork::new();
+        let (mut a, to_b, mut b, _) = pair(&network);
+        let long = Delay {
+            fixed: Duration::from_secs(600),
+            ..Delay::default()
+        };
+        network.set_delay(long).expect("valid");
+        let mut sent = 0;
+        while sent < DELAYED_FRAMES_MAX + 10 {
+            for _ in 0..POLL_FRAMES_MAX.min(DELAYED_FRAMES_MAX + 10 - sent) {
+                assert!(a.send(to_b, Bytes::from_static(b"x")));
+                sent += 1;
+            }
+            assert_eq!(poll(&mut b), []);
+        }
+        assert_eq!(network.fault_counters().delay_overflow, 10);
+        assert_eq!(b.held.len(), DELAYED_FRAMES_MAX);
     }
 
     #[test]

@@ -785,15 +785,14 @@ impl<T: Replicated> SyncObj<T> {
     /// next turn; the journal writer ends without writing what it still holds or syncing, so
     /// the commit index saved last stands (a restart re-applies from there and learns the rest
     /// from the leader); the node's transport closes at once (on a [`MemoryNetwork`] its peers
-    /// see their link to it go down, over TCP a reset); every call in flight fails with
-    /// [`FailReason::Shutdown`], which does not say whether it was applied. A snapshot being
-    /// written is finished first.
+    /// see their link to it go down, over TCP its connections close); every call in flight
+    /// fails with [`FailReason::Shutdown`], which does not say whether it was applied. A
+    /// snapshot being written is finished first.
     ///
     /// What the journal handed to the file system survives, as it does when a process is
     /// killed: with [`FsyncPolicy::Always`](crate::conf::FsyncPolicy::Always), everything
     /// acknowledged. On a simulated disk (`NodeBuilder::sim_disk`, feature `sim`), the disk
-    /// crashes too:
-    /// every write it did not sync is lost, as in a power cut.
+    /// crashes too: every write it did not sync is lost, as in a power cut.
     ///
     /// Restart the node by building it again on the same journal (and the same simulated disk):
     ///
