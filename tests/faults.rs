@@ -216,6 +216,38 @@ fn a_crash_fails_pending_calls_and_drops_links() {
     );
 }
 
+/// A follower crashed with its journal in a real directory (as after `kill -9`: what it wrote
+/// survives) starts again on it and rejoins while the others went on without it.
+#[test]
+fn a_follower_crashed_on_a_real_directory_restarts_and_rejoins() {
+    let dir = std::env::temp_dir().join(format!("syncobj-faults-{}", std::process::id()));
+    let network = MemoryNetwork::new();
+    let start_on_dir = |i: usize| {
+        SyncObj::builder(NODES[i])
+            .partners(NODES)
+            .configure(|_| fast())
+            .journal_file(dir.join(NODES[i]))
+            .memory(&network)
+            .start(Store::default())
+            .expect("the node starts")
+    };
+    let mut nodes: Vec<_> = (0..3).map(|i| Some(start_on_dir(i))).collect();
+    let first = leader(&nodes);
+    for v in 0..10 {
+        put(nodes[first].as_ref().expect("running"), "k", v).expect("acknowledged");
+    }
+    let follower = (first + 1) % 3;
+    nodes[follower].take().expect("running").crash();
+    put(nodes[first].as_ref().expect("running"), "k", 10).expect("a majority is left");
+    nodes[follower] = Some(start_on_dir(follower));
+    assert_eq!(
+        get(nodes[follower].as_ref().expect("running"), "k"),
+        Some(10)
+    );
+    drop(nodes);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 type Input = KvInput<String, i64>;
 type Output = KvOutput<i64>;
 
