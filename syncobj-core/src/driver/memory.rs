@@ -825,6 +825,26 @@ mod tests {
     }
 
     #[test]
+    fn delay_reorders_frames_only_when_asked() {
+        let network = MemoryNetwork::with_seed(9);
+        let (mut a, to_b, mut b, _) = pair(&network);
+        let shuffle = Delay {
+            fixed: Duration::ZERO,
+            jitter: Duration::from_millis(30),
+            reorder: true,
+        };
+        network.set_delay(shuffle).expect("valid");
+        let sent: Vec<Bytes> = (0..50u8).map(|i| Bytes::from(vec![i])).collect();
+        for frame in &sent {
+            assert!(a.send(to_b, frame.clone()));
+        }
+        let mut got = frames_within(&mut b, sent.len());
+        assert_ne!(got, sent, "some frame overtook another");
+        got.sort();
+        assert_eq!(got, sent, "none lost");
+    }
+
+    #[test]
     fn delayed_frames_past_the_bound_are_dropped_and_counted() {
         let network = MemoryNetwork::new();
         let (mut a, to_b, mut b, _) = pair(&network);
