@@ -11,6 +11,7 @@ use thiserror::Error;
 
 use super::addresses::read_only_id;
 use super::assembly::without;
+use super::recovery::Disks;
 use super::{Consumers, MemoryNetwork, StartError, SyncObj, network};
 use crate::conf::{SyncObjConf, SyncObjConfBuilder};
 use crate::object::Replicated;
@@ -81,6 +82,7 @@ pub struct NodeBuilder<T> {
     conf: SyncObjConfBuilder,
     consumers: Consumers,
     wire: Wire,
+    disks: Disks,
     state: PhantomData<fn() -> T>,
 }
 
@@ -92,6 +94,7 @@ impl<T: Replicated> NodeBuilder<T> {
             conf: SyncObjConf::builder(),
             consumers: Consumers::new(),
             wire: Wire::Tcp,
+            disks: Disks::default(),
             state: PhantomData,
         }
     }
@@ -128,6 +131,21 @@ impl<T: Replicated> NodeBuilder<T> {
     /// (`SyncObjConf::journal_file`).
     pub fn journal_file(self, path: impl Into<std::path::PathBuf>) -> Self {
         self.configure(|c| c.journal_file(path))
+    }
+
+    /// Keeps the journal and the snapshots on `disk`, a simulated disk, instead of the real file
+    /// system (feature `sim`): the journal at [`journal_file`](Self::journal_file) (`journal`
+    /// if unset), the snapshots beside it (or at `full_dump_file`), both from the disk's root.
+    /// Then
+    /// [`SyncObj::crash`] crashes the disk too, losing every write it did not sync; a node
+    /// built again on the same disk (a clone) recovers what survived.
+    ///
+    /// Give each node a disk of its own: a crash of one disk loses the unsynced writes of
+    /// every node on it.
+    #[cfg(feature = "sim")]
+    pub fn sim_disk(mut self, disk: crate::storage::SimDisk) -> Self {
+        self.disks.sim = Some(disk);
+        self
     }
 
     /// Adds a consumer holding `state`: another replicated object on the same log, number
@@ -186,7 +204,11 @@ impl<T: Replicated> NodeBuilder<T> {
                 (me, Box::new(transport) as Box<dyn Transport>)
             }
         };
-        let wire = super::WireKind { tcp, transport };
+        let wire = super::WireKind {
+            tcp,
+            transport,
+            disks: self.disks,
+        };
         SyncObj::start(me, partners, state, self.consumers, conf, wire)
     }
 }

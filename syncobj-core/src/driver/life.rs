@@ -31,6 +31,8 @@ pub(crate) struct Signals {
     pub(crate) force_compaction: AtomicBool,
     /// Raised by `destroy`: the loop stops at its next turn.
     stopped: AtomicBool,
+    /// Raised by `crash`: the loop stops at its next turn, without saving anything more.
+    crashed: AtomicBool,
     /// Whether a call or change was queued and the loop woken since the loop last looked at
     /// its queues: further ones skip the wake (a syscall each), so a burst costs one.
     queue_woken: AtomicBool,
@@ -57,6 +59,7 @@ impl Signals {
             code_version: AtomicU32::new(code_version),
             force_compaction: AtomicBool::new(false),
             stopped: AtomicBool::new(false),
+            crashed: AtomicBool::new(false),
             queue_woken: AtomicBool::new(false),
             failure: OnceLock::new(),
             ticking: Mutex::new(None),
@@ -92,6 +95,17 @@ impl Signals {
     /// Asks the loop to stop at its next turn.
     pub(crate) fn stop(&self) {
         self.stopped.store(true, Ordering::Release);
+    }
+
+    /// Asks the loop to stop at its next turn as a crash would: nothing more is saved.
+    pub(crate) fn crash(&self) {
+        self.crashed.store(true, Ordering::Release);
+        self.stop();
+    }
+
+    /// Whether the node was crashed rather than stopped in order.
+    pub(crate) fn is_crashed(&self) -> bool {
+        self.crashed.load(Ordering::Acquire)
     }
 
     /// Whether the node was stopped or its loop died.

@@ -14,9 +14,11 @@ pub(crate) mod assembly;
 mod builder;
 pub(crate) mod cluster_time;
 pub(crate) mod engine;
+mod flapping;
 mod halt;
 mod inflight;
 pub(crate) mod life;
+mod link_faults;
 mod memory;
 mod network;
 pub(crate) mod objects;
@@ -35,8 +37,10 @@ pub(crate) mod writer;
 mod tests;
 
 pub use builder::{AddressRole, BadAddress, NodeBuilder};
+pub use flapping::{Cut, Flapping, Schedule};
 pub use halt::HaltReason;
-pub use memory::{MemoryNetwork, MemoryTransport};
+pub use link_faults::{DELAY_MAX, Delay, FaultCounters, FaultError};
+pub use memory::{DELAYED_FRAMES_MAX, MemoryNetwork, MemoryTransport};
 pub use objects::{Consumer, Consumers, command_time};
 pub use snapshot_error::{SnapshotError, SnapshotHook};
 pub use syncobj_net::BindFailure;
@@ -66,7 +70,7 @@ use self::life::{Flag, Signals};
 use self::objects::{ErasedObject, ObjectCell, SET_CODE_VERSION, SYSTEM_OBJECT};
 use self::observed::{Observed, StatusContext};
 use self::queue::QueueSender;
-use self::recovery::recover;
+use self::recovery::Disks;
 use self::ticker::{Clock, ManualSlot, NotTicked};
 use self::wire::ChangeRequest;
 use crate::conf::{ConfErrors, FRAME_OVERHEAD_BYTES, SyncObjConf};
@@ -91,6 +95,8 @@ pub struct SyncObj<T: Replicated> {
     consumers: Vec<Arc<dyn ErasedObject>>,
     calls: T::Calls,
     tick_thread: Mutex<Option<JoinHandle<()>>>,
+    /// Where its files are, crashed with it.
+    disks: Disks,
 }
 
 /// Why [`SyncObj::wait_binded`] returned without the node listening.
@@ -181,10 +187,12 @@ pub enum TickError {
     Failed(FailReason),
 }
 
-/// The transport a node starts with, and whether it is TCP (addresses are then checked).
+/// The transport a node starts with, whether it is TCP (addresses are then checked), and the
+/// disk it keeps its files on.
 struct WireKind {
     tcp: bool,
     transport: Box<dyn Transport>,
+    disks: Disks,
 }
 
 /// What a node's handles share: the way in (the queue), the way out (the signals and the
@@ -324,7 +332,11 @@ impl<T: Replicated> SyncObj<T> {
         conf: SyncObjConf,
         wire: WireKind,
     ) -> Result<SyncObj<T>, StartError> {
-        let WireKind { tcp, transport } = wire;
+        let WireKind {
+            tcp,
+            transport,
+            disks,
+        } = wire;
         let main = Arc::new(ObjectCell {
             state: RwLock::new(state),
         });
@@ -346,11 +358,11 @@ impl<T: Replicated> SyncObj<T> {
             raft: conf.raft_config(seed),
             transport,
             session: seed_from_address(&name),
-            recover: &|objects, slot, identity| recover(&conf, objects, slot, identity),
+            recover: &|objects, slot, identity| disks.recover(&conf, objects, slot, identity),
             inline_snapshots: false,
             inline_journal: false,
         })?;
-        SyncObj::run(assembled, &conf, main, consumers, tcp)
+        SyncObj::run(assembled, &conf, main, consumers, tcp, disks)
     }
 
     /// Hands an assembled engine to its ticker and wraps the handle around it.
@@ -360,6 +372,7 @@ impl<T: Replicated> SyncObj<T> {
         main: Arc<ObjectCell<T>>,
         consumers: Consumers,
         tcp: bool,
+        disks: Disks,
     ) -> Result<SyncObj<T>, StartError> {
         let Assembled {
             mut engine,
@@ -415,6 +428,7 @@ impl<T: Replicated> SyncObj<T> {
             consumers: consumers.cells,
             calls,
             tick_thread: Mutex::new(thread),
+            disks,
         })
     }
 
@@ -765,6 +779,74 @@ impl<T: Replicated> SyncObj<T> {
         if !self.shared.auto_tick && !signals.on_tick_thread() {
             self.shared.manual.stop(signals);
         }
+    }
+
+    /// Crashes the node, as `kill -9` would: no orderly shutdown. The tick thread stops at its
+    /// next turn; the journal writer ends without writing what it still holds or syncing, so
+    /// the commit index saved last stands (a restart re-applies from there and learns the rest
+    /// from the leader); the node's transport closes at once (on a [`MemoryNetwork`] its peers
+    /// see their link to it go down, over TCP its connections close); every call in flight
+    /// fails with [`FailReason::Shutdown`], which does not say whether it was applied. A
+    /// snapshot being written is finished first.
+    ///
+    /// What the journal handed to the file system survives, as it does when a process is
+    /// killed: with [`FsyncPolicy::Always`](crate::conf::FsyncPolicy::Always), everything
+    /// acknowledged. On a simulated disk (`NodeBuilder::sim_disk`, feature `sim`), the disk
+    /// crashes too: every write it did not sync is lost, as in a power cut.
+    ///
+    /// Restart the node by building it again on the same journal (and the same simulated disk):
+    ///
+    /// ```
+    /// # use serde::{Deserialize, Serialize};
+    /// # use syncobj_core::driver::{MemoryNetwork, SyncObj};
+    /// # use syncobj_core::object::*;
+    /// # #[derive(Default, Serialize, Deserialize)] struct Log(Vec<u8>);
+    /// # impl ReplicatedState for Log { const NAME: &'static str = "Log"; }
+    /// # impl ReplicatedMethods for Log {
+    /// #     const METHODS: &'static [MethodSpec] = &[];
+    /// #     type Calls = Caller;
+    /// #     fn apply(&mut self, id: u16, _: &[u8]) -> Result<Vec<u8>, ApplyError> {
+    /// #         Err(ApplyError::UnknownMethod(id))
+    /// #     }
+    /// # }
+    /// # let dir = std::env::temp_dir().join(format!("syncobj-crash-doc-{}", std::process::id()));
+    /// let network = MemoryNetwork::new();
+    /// let start = || {
+    ///     SyncObj::builder("a")
+    ///         .partners(["b", "c"])
+    ///         .journal_file(&dir)
+    ///         .memory(&network)
+    ///         .start(Log::default())
+    /// };
+    /// let node = start()?;
+    /// node.crash();
+    /// let node = start()?; // recovers its vote and log from the journal
+    /// # drop(node);
+    /// # let _ = std::fs::remove_dir_all(&dir);
+    /// # let _ = std::fs::remove_dir_all(dir.with_extension("snapshots"));
+    /// # Ok::<(), syncobj_core::driver::StartError>(())
+    /// ```
+    ///
+    /// Called on the tick thread (from a callback), it cannot wait for the thread: the loop
+    /// ends when the callback returns, and a simulated disk crashes at once (writes after
+    /// that fail, so nothing more is saved either way).
+    pub fn crash(self) {
+        let signals = &self.shared.signals;
+        signals.crash();
+        self.shared.waker.wake();
+        if signals.on_tick_thread() {
+            self.disks.crash();
+            return;
+        }
+        if !self.shared.auto_tick {
+            self.shared.manual.stop(signals);
+        }
+        let handle = self.tick_thread.lock().take();
+        if let Some(handle) = handle {
+            // A panic on the tick thread was already reported by its panic hook.
+            let _ = handle.join();
+        }
+        self.disks.crash();
     }
 
     /// Stops the node and waits for the tick thread to end.

@@ -47,6 +47,53 @@ pub(crate) fn recover(
     assemble(journal, snapshots, conf.journal_file.as_deref())
 }
 
+/// Where a node keeps its files: the real file system, or a simulated disk
+/// (`NodeBuilder::sim_disk`).
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Disks {
+    #[cfg(feature = "sim")]
+    pub(crate) sim: Option<crate::storage::SimDisk>,
+}
+
+impl Disks {
+    /// Like [`recover`], on the simulated disk if there is one: the journal at `journal_file`
+    /// (`journal` if unset) from the disk's root, the snapshots where `conf` puts them.
+    pub(crate) fn recover(
+        &self,
+        conf: &SyncObjConf,
+        objects: &[Arc<dyn ErasedObject>],
+        slot: (u64, u64),
+        identity: Identity,
+    ) -> Result<Recovered, StartError> {
+        #[cfg(feature = "sim")]
+        if let Some(disk) = &self.sim {
+            // The simulated disk has no working directory: paths start at its root.
+            let journal = std::path::Path::new("/").join(
+                conf.journal_file
+                    .as_deref()
+                    .unwrap_or(std::path::Path::new("journal")),
+            );
+            let conf = &conf.to_builder().journal_file(&journal).build()?;
+            let snapshots = std::path::Path::new("/")
+                .join(super::snapshots::store_dir(conf).unwrap_or_default());
+            let layout = DiskLayout {
+                journal: &journal,
+                snapshots: &snapshots,
+            };
+            return recover_on_disk(disk, &layout, conf, slot, identity, objects);
+        }
+        recover(conf, objects, slot, identity)
+    }
+
+    /// A crash of the process loses what the simulated disk did not sync.
+    pub(crate) fn crash(&self) {
+        #[cfg(feature = "sim")]
+        if let Some(disk) = &self.sim {
+            disk.crash();
+        }
+    }
+}
+
 /// Puts a recovered journal and snapshot together, checking that the snapshot covers what the
 /// journal dropped (the journal at `journal_path`, for the error).
 pub(crate) fn assemble(

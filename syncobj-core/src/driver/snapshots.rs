@@ -650,7 +650,7 @@ impl Drop for Snapshots {
 /// Where a node's snapshots are kept: `full_dump_file`, or beside the journal when only
 /// `journal_file` is set (a journal compacted into a snapshot that is not durable could not be
 /// recovered).
-fn store_dir(conf: &SyncObjConf) -> Option<PathBuf> {
+pub(crate) fn store_dir(conf: &SyncObjConf) -> Option<PathBuf> {
     conf.full_dump_file.clone().or_else(|| {
         conf.journal_file.as_deref().map(|journal| {
             let mut name = journal.as_os_str().to_owned();

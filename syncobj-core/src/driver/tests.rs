@@ -14,7 +14,7 @@ use syncobj_net::handshake::Peer;
 
 use super::assembly::{Assembled, Blueprint, Recover, assemble};
 use super::objects::{ErasedObject, ObjectCell};
-use super::recovery::{DiskLayout, recover_on_disk};
+use super::recovery::{DiskLayout, Disks, recover_on_disk};
 use super::{Consumers, MemoryNetwork, SyncObj};
 use crate::conf::SyncObjConf;
 use crate::object::{
@@ -238,7 +238,15 @@ fn gated_node(dir: &Path, gate: &Arc<Gate>) -> SyncObj<Tally> {
     let recover: Recover<'_> =
         &|objects, slot, identity| recover_on_disk(&disk, &layout, &conf, slot, identity, objects);
     let assembled = solo(&conf, &main, recover, false);
-    SyncObj::run(assembled, &conf, main, Consumers::new(), false).expect("the node runs")
+    SyncObj::run(
+        assembled,
+        &conf,
+        main,
+        Consumers::new(),
+        false,
+        Disks::default(),
+    )
+    .expect("the node runs")
 }
 
 /// While the tick loop is stuck in a journal sync, `status()`, `is_leader()` and `leader()`

@@ -62,11 +62,15 @@ pub(crate) fn iterate_guarded(
     }
 }
 
-/// Stops `engine` for good: the final journal sync, and every call still held fails with
-/// [`FailReason::Shutdown`].
+/// Stops `engine` for good: the final journal sync (none if the node was crashed), and every
+/// call still held fails with [`FailReason::Shutdown`]. The engine, its transport with it, is
+/// dropped when this returns.
 pub(crate) fn stop(mut engine: Engine, signals: &Signals) {
     signals.stop();
-    let stopped = catch_unwind(AssertUnwindSafe(|| engine.stop()));
+    let stopped = catch_unwind(AssertUnwindSafe(|| match signals.is_crashed() {
+        true => engine.crash(),
+        false => engine.stop(),
+    }));
     if let Err(panic) = stopped {
         signals.fail(FailReason::NodeFailed(panic_text(panic.as_ref())));
     }

@@ -72,6 +72,8 @@ pub(crate) enum Op {
     Sync,
     /// The node stops: sync everything, the held commit index too, and end.
     Finish,
+    /// The node crashed: end at once, writing nothing more and syncing nothing.
+    Abandon,
 }
 
 /// What the writer reports after each group.
@@ -143,6 +145,8 @@ impl Worker {
                     finish = true;
                     Ok(())
                 }
+                // Never run: the thread ends before a group holding it.
+                Op::Abandon => Ok(()),
             };
             if written.is_err() {
                 break;
@@ -477,6 +481,30 @@ impl Writer {
     }
 }
 
+impl Writer {
+    /// Stops the writer as a crash would: what was handed over and not yet written is never
+    /// written, nothing more is synced (the held commit index is lost), and the thread is
+    /// joined, so that nothing reaches the disk after this returns. A group being written
+    /// when this is called is finished first, as a process killed after its write calls.
+    pub(crate) fn abandon(&mut self) {
+        match std::mem::replace(&mut self.mode, Mode::Stopped) {
+            Mode::Thread {
+                ops,
+                answers,
+                handle,
+                ..
+            } => {
+                let _ = send_draining(&ops, &answers, Op::Abandon, &mut self.early);
+                drop(ops);
+                self.early.extend(answers.iter());
+                let _ = handle.join();
+            }
+            Mode::Inline { .. } | Mode::Stopped => {}
+        }
+        self.early.clear();
+    }
+}
+
 impl Drop for Writer {
     /// A writer thread never outlives its node: what was handed over is written and synced,
     /// then the thread is joined. An inline writer (the simulator's) does nothing, as a
@@ -542,6 +570,9 @@ fn run_thread(
                 Ok(op) => group.push(op),
                 Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
             }
+        }
+        if group.iter().any(|op| matches!(op, Op::Abandon)) {
+            return;
         }
         let finish = group.iter().any(|op| matches!(op, Op::Finish));
         // Released before answering: the tick thread writes at once only after the answer.

@@ -161,6 +161,21 @@ impl Engine {
         self.publish();
     }
 
+    /// Stops the node as a crash would: the writer ends without writing what it still holds or
+    /// syncing (the held commit index is not saved), and the calls still waiting fail with
+    /// [`FailReason::Shutdown`](crate::object::FailReason::Shutdown), which does not promise
+    /// they were never applied. A snapshot being written is finished first, so that nothing
+    /// touches the node's files once this returns.
+    pub(crate) fn crash(&mut self) {
+        self.snapshots.finish_writing();
+        if let Some(writer) = self.writer.as_mut() {
+            writer.abandon();
+        }
+        self.calls.fail_all(&crate::object::FailReason::Shutdown);
+        self.changes.fail_all(&crate::object::FailReason::Shutdown);
+        self.publish();
+    }
+
     /// Stops the node for good: its journal failed, so what is durable is unknown, and going
     /// on could acknowledge what was never saved. What the writes in flight held back is
     /// never sent.
