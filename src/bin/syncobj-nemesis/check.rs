@@ -1,0 +1,226 @@
+//! The checks at the end of a run, and its figures.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write as _;
+
+use syncobj::testkit::{Checker, History, KvInput, KvMap, KvOutput, Operation, Outcome as Ended, Verdict};
+
+use crate::clients::{Op, Outcome, Record};
+use crate::faults::{Fault, Kind};
+
+/// A call invoked on a cut-off node less than this after the cut may have been sent before it
+/// (µs): it is not held against the node.
+const CUT_GRACE_US: u64 = 10_000;
+
+/// The linearizability checker's budget of steps for the whole history.
+const CHECK_BUDGET: u64 = 2_000_000_000;
+
+/// Every violation found; empty if the run passed.
+pub(crate) fn violations(records: &[Record], faults: &[Fault], dumps: &[Vec<u64>]) -> Vec<String> {
+    let mut found = Vec::new();
+    identical(dumps, &mut found);
+    applied_once(dumps, &mut found);
+    acknowledged_kept(records, dumps, &mut found);
+    never_applied_absent(records, dumps, &mut found);
+    cut_off_silent(records, faults, &mut found);
+    linearizable(records, &mut found);
+    found
+}
+
+fn identical(dumps: &[Vec<u64>], found: &mut Vec<String>) {
+    for (node, dump) in dumps.iter().enumerate().skip(1) {
+        if *dump != dumps[0] {
+            let common = dump.iter().zip(&dumps[0]).take_while(|(a, b)| a == b).count();
+            found.push(format!(
+                "node {node} applied {} writes, node 0 {}; they differ from position {common}",
+                dump.len(),
+                dumps[0].len()
+            ));
+        }
+    }
+}
+
+fn applied_once(dumps: &[Vec<u64>], found: &mut Vec<String>) {
+    for (node, dump) in dumps.iter().enumerate() {
+        let mut seen = BTreeSet::new();
+        if let Some(twice) = dump.iter().find(|w| !seen.insert(**w)) {
+            found.push(format!("node {node} applied write {twice} twice"));
+        }
+    }
+}
+
+fn acknowledged_kept(records: &[Record], dumps: &[Vec<u64>], found: &mut Vec<String>) {
+    for (node, dump) in dumps.iter().enumerate() {
+        let applied: BTreeSet<u64> = dump.iter().copied().collect();
+        let lost: Vec<&Record> = writes(records)
+            .filter(|(r, _)| matches!(r.outcome, Some(Outcome::Ok(_))))
+            .filter(|(_, value)| !applied.contains(value))
+            .map(|(r, _)| r)
+            .collect();
+        if let Some(first) = lost.first() {
+            found.push(format!(
+                "node {node} lacks {} acknowledged writes, the first {first:?}",
+                lost.len()
+            ));
+        }
+    }
+}
+
+fn never_applied_absent(records: &[Record], dumps: &[Vec<u64>], found: &mut Vec<String>) {
+    let applied: BTreeSet<u64> = dumps.iter().flatten().copied().collect();
+    for (record, value) in writes(records) {
+        if matches!(record.outcome, Some(Outcome::NeverApplied(_))) && applied.contains(&value) {
+            found.push(format!("write {value} failed as never applied, yet was: {record:?}"));
+        }
+    }
+}
+
+/// No node cut off from the majority acknowledged a call invoked after the cut, before the
+/// heal.
+fn cut_off_silent(records: &[Record], faults: &[Fault], found: &mut Vec<String>) {
+    for fault in faults.iter().filter(|f| is_cut(f.kind)) {
+        for record in records {
+            let acked_while_cut = matches!(record.outcome, Some(Outcome::Ok(_)))
+                && fault.nodes.contains(&record.node)
+                && record.start >= fault.made + CUT_GRACE_US
+                && record.end.is_some_and(|end| end <= fault.undoing);
+            if acked_while_cut {
+                found.push(format!(
+                    "node {} acknowledged a call while cut off from the majority by {} \
+                     ({} to {} µs): {record:?}",
+                    record.node, fault.kind, fault.made, fault.undoing
+                ));
+            }
+        }
+    }
+}
+
+fn linearizable(records: &[Record], found: &mut Vec<String>) {
+    let history: History<KvInput<u32, u64>, KvOutput<u64>> = records
+        .iter()
+        .filter(|r| !matches!(r.outcome, Some(Outcome::NeverApplied(_))))
+        .map(|r| Operation {
+            client: r.client,
+            input: match r.op {
+                Op::Put { key, value } => KvInput::Put(key, value),
+                Op::Get { key } => KvInput::Get(key),
+            },
+            start: r.start,
+            outcome: match (&r.outcome, r.end) {
+                (Some(Outcome::Ok(value)), Some(end)) => Ended::Returned {
+                    output: KvOutput::Value(*value),
+                    end,
+                },
+                _ => Ended::Unknown,
+            },
+        })
+        .collect();
+    match Checker::new(KvMap::new()).budget(CHECK_BUDGET).check(&history) {
+        Verdict::Linearizable => {}
+        verdict => found.push(format!("the history of {} calls is {verdict}", history.len())),
+    }
+}
+
+fn writes(records: &[Record]) -> impl Iterator<Item = (&Record, u64)> {
+    records.iter().filter_map(|r| match r.op {
+        Op::Put { value, .. } => Some((r, value)),
+        Op::Get { .. } => None,
+    })
+}
+
+fn is_cut(kind: Kind) -> bool {
+    matches!(kind, Kind::Isolate { .. } | Kind::Split)
+}
+
+/// The run's figures, as printed.
+pub(crate) fn figures(records: &[Record], faults: &[Fault]) -> String {
+    let mut out = String::new();
+    let mut kinds: BTreeMap<Kind, usize> = BTreeMap::new();
+    for fault in faults {
+        *kinds.entry(fault.kind).or_default() += 1;
+    }
+    let _ = writeln!(out, "faults: {}", faults.len());
+    for (kind, count) in &kinds {
+        let _ = writeln!(out, "  {kind}: {count}");
+    }
+    let count = |f: &dyn Fn(&Record) -> bool| records.iter().filter(|r| f(r)).count();
+    let acked = count(&|r| matches!(r.outcome, Some(Outcome::Ok(_))));
+    let failed = count(&|r| matches!(r.outcome, Some(Outcome::NeverApplied(_))));
+    let unknown = records.len() - acked - failed;
+    let acked_writes = count(&|r| {
+        matches!(r.outcome, Some(Outcome::Ok(_))) && matches!(r.op, Op::Put { .. })
+    });
+    let _ = writeln!(
+        out,
+        "operations: {} (acknowledged {acked}: {acked_writes} writes, {} reads; failed, \
+         never applied {failed}; indeterminate {unknown})",
+        records.len(),
+        acked - acked_writes
+    );
+    let heal = delays(records, faults, is_cut, |f| f.nodes.clone(), |f| f.undone, false);
+    let _ = writeln!(out, "heal-to-first-ack on the cut-off nodes: {}", summary(heal));
+    let lines: [(&str, fn(Kind) -> bool, bool); 4] = [
+        ("kill -9 leader: kill to the first ack of a later call", |k| k == Kind::Kill { leader: true }, true),
+        ("kill -9 node: kill to the first ack of a later call", |k| k == Kind::Kill { leader: false }, true),
+        ("kill -9 (any): restart to the restarted node's first ack", |k| matches!(k, Kind::Kill { .. }), false),
+        ("pause: resume to the paused node's first ack", |k| matches!(k, Kind::Pause { .. }), false),
+    ];
+    for (label, which, anywhere) in lines {
+        let found = if anywhere {
+            delays(records, faults, which, |_| Vec::new(), |f| f.made, true)
+        } else {
+            delays(records, faults, which, |f| f.nodes.clone(), |f| f.undone, false)
+        };
+        let _ = writeln!(out, "{label}: {}", summary(found));
+    }
+    let restart = delays(records, faults, |k| k == Kind::ClusterKill, |_| Vec::new(), |f| f.undone, false);
+    let _ = writeln!(out, "kill -9 cluster: restart to the first ack: {}", summary(restart));
+    out
+}
+
+/// For each fault of the kinds `which` and each of `nodes(fault)` (every node when empty),
+/// the time from `from(fault)` to the first acknowledgement after it on that node, in ms.
+fn delays(
+    records: &[Record],
+    faults: &[Fault],
+    which: impl Fn(Kind) -> bool,
+    nodes: impl Fn(&Fault) -> Vec<usize>,
+    from: impl Fn(&Fault) -> u64,
+    invoked_after: bool,
+) -> Vec<f64> {
+    let mut found = Vec::new();
+    for fault in faults.iter().filter(|f| which(f.kind)) {
+        let (nodes, from) = (nodes(fault), from(fault));
+        let first = |node: Option<usize>| {
+            records
+                .iter()
+                .filter(|r| matches!(r.outcome, Some(Outcome::Ok(_))))
+                .filter(|r| node.is_none_or(|n| r.node == n))
+                .filter(|r| !invoked_after || r.start >= from)
+                .filter_map(|r| r.end)
+                .filter(|&end| end >= from)
+                .min()
+        };
+        let ends: Vec<Option<u64>> = if nodes.is_empty() {
+            vec![first(None)]
+        } else {
+            nodes.iter().map(|&n| first(Some(n))).collect()
+        };
+        found.extend(ends.into_iter().flatten().map(|end| (end - from) as f64 / 1000.0));
+    }
+    found
+}
+
+fn summary(mut ms: Vec<f64>) -> String {
+    if ms.is_empty() {
+        return "none measured".into();
+    }
+    ms.sort_by(f64::total_cmp);
+    format!(
+        "median {:.0} ms, range {:.0}–{:.0} ms ({} measured)",
+        ms[ms.len() / 2],
+        ms[0],
+        ms[ms.len() - 1],
+        ms.len()
+    )
+}
