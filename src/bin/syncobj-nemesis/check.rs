@@ -157,8 +157,19 @@ pub(crate) fn figures(records: &[Record], faults: &[Fault]) -> String {
         records.len(),
         acked - acked_writes
     );
+    let _ = writeln!(out, "failures by reason: {}", reasons(records));
     let heal = delays(records, faults, is_cut, |f| f.nodes.clone(), |f| f.undone, false);
     let _ = writeln!(out, "heal-to-first-ack on the cut-off nodes: {}", summary(heal));
+    for kind in [Kind::Isolate { leader: false }, Kind::Isolate { leader: true }, Kind::Split] {
+        let heal = delays(records, faults, |k| k == kind, |f| f.nodes.clone(), |f| f.undone, false);
+        let _ = writeln!(out, "  after {kind}: {}", summary(heal));
+    }
+    let (calls, acked) = cut_off_calls(records, faults);
+    let _ = writeln!(
+        out,
+        "calls invoked on cut-off nodes during cuts (after the grace): {calls}, acknowledged \
+         before the heal: {acked}"
+    );
     let lines: [(&str, fn(Kind) -> bool, bool); 4] = [
         ("kill -9 leader: kill to the first ack of a later call", |k| k == Kind::Kill { leader: true }, true),
         ("kill -9 node: kill to the first ack of a later call", |k| k == Kind::Kill { leader: false }, true),
@@ -176,6 +187,39 @@ pub(crate) fn figures(records: &[Record], faults: &[Fault]) -> String {
     let restart = delays(records, faults, |k| k == Kind::ClusterKill, |_| Vec::new(), |f| f.undone, false);
     let _ = writeln!(out, "kill -9 cluster: restart to the first ack: {}", summary(restart));
     out
+}
+
+/// The failures' reasons and how many of each, most frequent first.
+fn reasons(records: &[Record]) -> String {
+    let mut counts: BTreeMap<String, usize> = BTreeMap::new();
+    for record in records {
+        let reason = match &record.outcome {
+            Some(Outcome::NeverApplied(reason)) => format!("{reason} (never applied)"),
+            Some(Outcome::Unknown(reason)) => reason.clone(),
+            _ => continue,
+        };
+        *counts.entry(reason).or_default() += 1;
+    }
+    let mut counts: Vec<(String, usize)> = counts.into_iter().collect();
+    counts.sort_by(|a, b| b.1.cmp(&a.1));
+    let text: Vec<String> = counts.iter().map(|(r, c)| format!("{r} {c}")).collect();
+    if text.is_empty() { "none".into() } else { text.join(", ") }
+}
+
+/// How many calls were invoked on cut-off nodes after a cut (and its grace) and before its
+/// heal, and how many of those were acknowledged before the heal (a violation).
+fn cut_off_calls(records: &[Record], faults: &[Fault]) -> (usize, usize) {
+    let (mut calls, mut acked) = (0, 0);
+    for fault in faults.iter().filter(|f| is_cut(f.kind)) {
+        for record in records.iter().filter(|r| fault.nodes.contains(&r.node)) {
+            if record.start >= fault.made + CUT_GRACE_US && record.start <= fault.undoing {
+                calls += 1;
+                let ok = matches!(record.outcome, Some(Outcome::Ok(_)));
+                acked += usize::from(ok && record.end.is_some_and(|e| e <= fault.undoing));
+            }
+        }
+    }
+    (calls, acked)
 }
 
 /// For each fault of the kinds `which` and each of `nodes(fault)` (every node when empty),

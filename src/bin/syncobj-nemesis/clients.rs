@@ -49,6 +49,7 @@ pub(crate) struct Record {
 
 /// Every call of the run and, per node, when it last acknowledged one.
 pub(crate) struct Recording {
+    keys: u32,
     clock: Instant,
     records: Mutex<Vec<Record>>,
     last_ack: Mutex<Vec<u64>>,
@@ -56,13 +57,20 @@ pub(crate) struct Recording {
 }
 
 impl Recording {
-    pub(crate) fn new(nodes: usize) -> Recording {
+    /// A recording of calls on `nodes` nodes, about `keys` keys.
+    pub(crate) fn new(nodes: usize, keys: u32) -> Recording {
         Recording {
+            keys,
             clock: Instant::now(),
             records: Mutex::default(),
             last_ack: Mutex::new(vec![0; nodes]),
             acked: Condvar::new(),
         }
+    }
+
+    /// How many keys the calls are about.
+    pub(crate) fn keys(&self) -> u32 {
+        self.keys
     }
 
     /// Now, in microseconds on the run's clock.
@@ -192,7 +200,6 @@ impl Clients {
         recording: &Arc<Recording>,
         links: &[Arc<Link>],
         per_node: usize,
-        keys: u32,
         seed: u64,
     ) -> Clients {
         let stop = Arc::new(AtomicBool::new(false));
@@ -205,7 +212,7 @@ impl Clients {
                 let mut rng = Rng::new(seed ^ client.wrapping_mul(0x9E37_79B9_7F4A_7C15));
                 threads.push(std::thread::spawn(move || {
                     while !stop.load(Ordering::Relaxed) {
-                        let key = rng.below(keys as usize) as u32;
+                        let key = rng.below(recording.keys() as usize) as u32;
                         let op = if rng.below(2) == 0 {
                             Op::Put { key, value: 0 }
                         } else {

@@ -2,16 +2,27 @@
 //! a deadline) until every node acknowledges a call again.
 
 use std::fmt;
-use std::time::Duration;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use crate::Error;
 use crate::Rng;
-use crate::clients::Recording;
-use crate::cluster::Cluster;
+use crate::clients::{Op, Recording};
+use crate::cluster::{Cluster, Link};
 use crate::proxy::Network;
 
 /// How long every node has to acknowledge a call again after a fault is undone.
 const RECOVERY_DEADLINE: Duration = Duration::from_secs(20);
+
+/// How often a node that has not acknowledged a call since a fault was undone is probed.
+const PROBE_PERIOD: Duration = Duration::from_millis(10);
+
+/// How often a cut-off node is given a new call while it is cut off.
+const CUT_PROBE_PERIOD: Duration = Duration::from_millis(25);
+
+/// The client number of the probes in the history.
+const PROBE_CLIENT: u64 = 0;
 
 /// What a fault does.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -77,8 +88,9 @@ fn pick(rng: &mut Rng) -> Kind {
 pub(crate) fn inflict(
     cluster: &mut Cluster,
     network: &Network,
-    recording: &Recording,
+    recording: &Arc<Recording>,
     rng: &mut Rng,
+    probes: &mut Probes,
 ) -> Result<Fault, Error> {
     let n = cluster.len();
     let mut kind = pick(rng);
@@ -130,20 +142,21 @@ pub(crate) fn inflict(
                 .collect();
             network.cut(&pairs);
             made = recording.now();
-            std::thread::sleep(hold);
+            // New calls on the cut-off nodes throughout the cut: none may be acknowledged.
+            let until = Instant::now() + hold;
+            while Instant::now() < until {
+                for &node in &nodes {
+                    probes.start(recording, &cluster.links[node], node, rng);
+                }
+                std::thread::sleep(CUT_PROBE_PERIOD);
+            }
             undoing = recording.now();
             network.heal();
         }
     }
     let undone = recording.now();
-    let all: Vec<usize> = (0..n).collect();
-    if let Err(silent) = recording.wait_for_acks(&all, undone, RECOVERY_DEADLINE) {
-        return Err(format!(
-            "after {kind} of {nodes:?}, nodes {silent:?} acknowledged nothing within \
-             {RECOVERY_DEADLINE:?}"
-        )
-        .into());
-    }
+    recover(cluster, recording, probes, undone)
+        .map_err(|silent| format!("after {kind} of {nodes:?}, nodes {silent:?} acknowledged nothing within {RECOVERY_DEADLINE:?}"))?;
     Ok(Fault {
         kind,
         nodes,
@@ -151,6 +164,59 @@ pub(crate) fn inflict(
         undoing,
         undone,
     })
+}
+
+/// Waits until every node acknowledged a call after `since`, probing every node that has not
+/// yet with a read every [`PROBE_PERIOD`] (each on a thread of its own, so that a node's first
+/// acknowledgement is not held up by calls its clients made before and still wait on); on
+/// timeout, the nodes that did not.
+fn recover(
+    cluster: &Cluster,
+    recording: &Arc<Recording>,
+    probes: &mut Probes,
+    since: u64,
+) -> Result<(), Vec<usize>> {
+    let deadline = Instant::now() + RECOVERY_DEADLINE;
+    let all: Vec<usize> = (0..cluster.len()).collect();
+    loop {
+        let silent = match recording.wait_for_acks(&all, since, PROBE_PERIOD) {
+            Ok(()) => return Ok(()),
+            Err(silent) if Instant::now() > deadline => return Err(silent),
+            Err(silent) => silent,
+        };
+        for node in silent {
+            probes.start(recording, &cluster.links[node], node, &mut Rng::new(since));
+        }
+    }
+}
+
+/// The probes under way.
+#[derive(Default)]
+pub(crate) struct Probes {
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl Probes {
+    /// Starts a call on `node`, a put or a get of a key at random.
+    fn start(&mut self, recording: &Arc<Recording>, link: &Arc<Link>, node: usize, rng: &mut Rng) {
+        self.threads.retain(|t| !t.is_finished());
+        let (recording, link) = (Arc::clone(recording), Arc::clone(link));
+        let key = rng.below(recording.keys() as usize) as u32;
+        let op = match rng.below(2) {
+            0 => Op::Put { key, value: 0 },
+            _ => Op::Get { key },
+        };
+        self.threads.push(std::thread::spawn(move || {
+            recording.call(&link, node, PROBE_CLIENT, op);
+        }));
+    }
+
+    /// Waits for every probe's answer (or its client's deadline).
+    pub(crate) fn join(&mut self) {
+        for thread in self.threads.drain(..) {
+            let _ = thread.join();
+        }
+    }
 }
 
 /// A random minority of `n` nodes (at least one).

@@ -64,12 +64,16 @@ use clap::Parser;
 
 use crate::clients::{Clients, Op, Recording};
 use crate::cluster::{Cluster, Layout};
+use crate::faults::Probes;
 use crate::proxy::Network;
 
 type Error = Box<dyn std::error::Error + Send + Sync>;
 
 /// Deadline for the cluster's first acknowledgements, and for the last ones at the end.
 const SETTLE_DEADLINE: Duration = Duration::from_secs(30);
+
+/// The client number of the last writes in the history.
+const SETTLE_CLIENT: u64 = u64::MAX;
 
 /// syncobj's fault campaign on real processes: kill -9, SIGSTOP, whole-cluster kills and link
 /// cuts under clients on every node; checks that no acknowledged call is lost, that the nodes
@@ -162,21 +166,21 @@ fn run(args: &Args) -> Result<bool, Error> {
     for node in 0..n {
         cluster.start(node)?;
     }
-    let recording = Arc::new(Recording::new(n));
+    let recording = Arc::new(Recording::new(n, args.keys));
     let all: Vec<usize> = (0..n).collect();
     let mut clients = Clients::start(
         &recording,
         &cluster.links,
         usize::from(args.clients),
-        args.keys,
         seed,
     );
     if let Err(silent) = recording.wait_for_acks(&all, 0, SETTLE_DEADLINE) {
         return Err(format!("nodes {silent:?} acknowledged nothing at start").into());
     }
     let mut faults = Vec::new();
+    let mut probes = Probes::default();
     for number in 1..=args.faults {
-        let fault = faults::inflict(&mut cluster, &network, &recording, &mut rng);
+        let fault = faults::inflict(&mut cluster, &network, &recording, &mut rng, &mut probes);
         let fault = match fault {
             Ok(fault) => fault,
             Err(error) => {
@@ -196,6 +200,7 @@ fn run(args: &Args) -> Result<bool, Error> {
         faults.push(fault);
     }
     clients.stop();
+    probes.join();
     let dumps = settle(&cluster, &recording)?;
     let records = recording.records();
     print!("{}", check::figures(&records, &faults));
@@ -232,7 +237,7 @@ fn settle(cluster: &Cluster, recording: &Recording) -> Result<Vec<Vec<u64>>, Err
             if Instant::now() > deadline {
                 return Err(format!("node {node} acknowledged nothing at the end").into());
             }
-            recording.call(link, node, 0, Op::Put { key: 0, value: 0 });
+            recording.call(link, node, SETTLE_CLIENT, Op::Put { key: 0, value: 0 });
         }
     }
     loop {
