@@ -3,7 +3,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 
-use syncobj::testkit::{Checker, History, KvInput, KvMap, KvOutput, Operation, Outcome as Ended, Verdict};
+use syncobj::testkit::{
+    Checker, History, KvInput, KvMap, KvOutput, Operation, Outcome as Ended, Verdict,
+};
 
 use crate::clients::{Op, Outcome, Record};
 use crate::faults::{Fault, Kind};
@@ -11,6 +13,9 @@ use crate::faults::{Fault, Kind};
 /// A call invoked on a cut-off node less than this after the cut may have been sent before it
 /// (µs): it is not held against the node.
 const CUT_GRACE_US: u64 = 10_000;
+
+/// How many violations of one kind are listed.
+const LISTED: usize = 10;
 
 /// The linearizability checker's budget of steps for the whole history.
 const CHECK_BUDGET: u64 = 2_000_000_000;
@@ -30,7 +35,11 @@ pub(crate) fn violations(records: &[Record], faults: &[Fault], dumps: &[Vec<u64>
 fn identical(dumps: &[Vec<u64>], found: &mut Vec<String>) {
     for (node, dump) in dumps.iter().enumerate().skip(1) {
         if *dump != dumps[0] {
-            let common = dump.iter().zip(&dumps[0]).take_while(|(a, b)| a == b).count();
+            let common = dump
+                .iter()
+                .zip(&dumps[0])
+                .take_while(|(a, b)| a == b)
+                .count();
             found.push(format!(
                 "node {node} applied {} writes, node 0 {}; they differ from position {common}",
                 dump.len(),
@@ -66,18 +75,23 @@ fn acknowledged_kept(records: &[Record], dumps: &[Vec<u64>], found: &mut Vec<Str
     }
 }
 
-fn never_applied_absent(records: &[Record], dumps: &[Vec<u64>], found: &mut Vec<String>) {
+fn never_applied_absent(records: &[Record], dumps: &[Vec<u64>], all: &mut Vec<String>) {
+    let mut found = Vec::new();
     let applied: BTreeSet<u64> = dumps.iter().flatten().copied().collect();
     for (record, value) in writes(records) {
         if matches!(record.outcome, Some(Outcome::NeverApplied(_))) && applied.contains(&value) {
-            found.push(format!("write {value} failed as never applied, yet was: {record:?}"));
+            found.push(format!(
+                "write {value} failed as never applied, yet was: {record:?}"
+            ));
         }
     }
+    keep_first(found, all);
 }
 
 /// No node cut off from the majority acknowledged a call invoked after the cut, before the
 /// heal.
-fn cut_off_silent(records: &[Record], faults: &[Fault], found: &mut Vec<String>) {
+fn cut_off_silent(records: &[Record], faults: &[Fault], all: &mut Vec<String>) {
+    let mut found = Vec::new();
     for fault in faults.iter().filter(|f| is_cut(f.kind)) {
         for record in records {
             let acked_while_cut = matches!(record.outcome, Some(Outcome::Ok(_)))
@@ -92,6 +106,16 @@ fn cut_off_silent(records: &[Record], faults: &[Fault], found: &mut Vec<String>)
                 ));
             }
         }
+    }
+    keep_first(found, all);
+}
+
+/// Adds the first [`LISTED`] of `found` to `all`, and a count of the rest.
+fn keep_first(found: Vec<String>, all: &mut Vec<String>) {
+    let more = found.len().saturating_sub(LISTED);
+    all.extend(found.into_iter().take(LISTED));
+    if more > 0 {
+        all.push(format!("... and {more} more of the kind above"));
     }
 }
 
@@ -115,9 +139,15 @@ fn linearizable(records: &[Record], found: &mut Vec<String>) {
             },
         })
         .collect();
-    match Checker::new(KvMap::new()).budget(CHECK_BUDGET).check(&history) {
+    match Checker::new(KvMap::new())
+        .budget(CHECK_BUDGET)
+        .check(&history)
+    {
         Verdict::Linearizable => {}
-        verdict => found.push(format!("the history of {} calls is {verdict}", history.len())),
+        verdict => found.push(format!(
+            "the history of {} calls is {verdict}",
+            history.len()
+        )),
     }
 }
 
@@ -147,9 +177,8 @@ pub(crate) fn figures(records: &[Record], faults: &[Fault]) -> String {
     let acked = count(&|r| matches!(r.outcome, Some(Outcome::Ok(_))));
     let failed = count(&|r| matches!(r.outcome, Some(Outcome::NeverApplied(_))));
     let unknown = records.len() - acked - failed;
-    let acked_writes = count(&|r| {
-        matches!(r.outcome, Some(Outcome::Ok(_))) && matches!(r.op, Op::Put { .. })
-    });
+    let acked_writes =
+        count(&|r| matches!(r.outcome, Some(Outcome::Ok(_))) && matches!(r.op, Op::Put { .. }));
     let _ = writeln!(
         out,
         "operations: {} (acknowledged {acked}: {acked_writes} writes, {} reads; failed, \
@@ -158,10 +187,32 @@ pub(crate) fn figures(records: &[Record], faults: &[Fault]) -> String {
         acked - acked_writes
     );
     let _ = writeln!(out, "failures by reason: {}", reasons(records));
-    let heal = delays(records, faults, is_cut, |f| f.nodes.clone(), |f| f.undone, false);
-    let _ = writeln!(out, "heal-to-first-ack on the cut-off nodes: {}", summary(heal));
-    for kind in [Kind::Isolate { leader: false }, Kind::Isolate { leader: true }, Kind::Split] {
-        let heal = delays(records, faults, |k| k == kind, |f| f.nodes.clone(), |f| f.undone, false);
+    let heal = delays(
+        records,
+        faults,
+        is_cut,
+        |f| f.nodes.clone(),
+        |f| f.undone,
+        false,
+    );
+    let _ = writeln!(
+        out,
+        "heal-to-first-ack on the cut-off nodes: {}",
+        summary(heal)
+    );
+    for kind in [
+        Kind::Isolate { leader: false },
+        Kind::Isolate { leader: true },
+        Kind::Split,
+    ] {
+        let heal = delays(
+            records,
+            faults,
+            |k| k == kind,
+            |f| f.nodes.clone(),
+            |f| f.undone,
+            false,
+        );
         let _ = writeln!(out, "  after {kind}: {}", summary(heal));
     }
     let (calls, acked) = cut_off_calls(records, faults);
@@ -170,22 +221,61 @@ pub(crate) fn figures(records: &[Record], faults: &[Fault]) -> String {
         "calls invoked on cut-off nodes during cuts (after the grace): {calls}, acknowledged \
          before the heal: {acked}"
     );
-    let lines: [(&str, fn(Kind) -> bool, bool); 4] = [
-        ("kill -9 leader: kill to the first ack of a later call", |k| k == Kind::Kill { leader: true }, true),
-        ("kill -9 node: kill to the first ack of a later call", |k| k == Kind::Kill { leader: false }, true),
-        ("kill -9 (any): restart to the restarted node's first ack", |k| matches!(k, Kind::Kill { .. }), false),
-        ("pause: resume to the paused node's first ack", |k| matches!(k, Kind::Pause { .. }), false),
-    ];
-    for (label, which, anywhere) in lines {
-        let found = if anywhere {
-            delays(records, faults, which, |_| Vec::new(), |f| f.made, true)
-        } else {
-            delays(records, faults, which, |f| f.nodes.clone(), |f| f.undone, false)
-        };
-        let _ = writeln!(out, "{label}: {}", summary(found));
+    for leader in [true, false] {
+        let kind = Kind::Kill { leader };
+        let next = delays(
+            records,
+            faults,
+            |k| k == kind,
+            |_| Vec::new(),
+            |f| f.made,
+            true,
+        );
+        let _ = writeln!(
+            out,
+            "{kind}: kill to the first ack of a later call: {}",
+            summary(next)
+        );
     }
-    let restart = delays(records, faults, |k| k == Kind::ClusterKill, |_| Vec::new(), |f| f.undone, false);
-    let _ = writeln!(out, "kill -9 cluster: restart to the first ack: {}", summary(restart));
+    let restart = delays(
+        records,
+        faults,
+        |k| matches!(k, Kind::Kill { .. }),
+        |f| f.nodes.clone(),
+        |f| f.undone,
+        false,
+    );
+    let _ = writeln!(
+        out,
+        "kill -9 (any): restart to the restarted node's first ack: {}",
+        summary(restart)
+    );
+    let resume = delays(
+        records,
+        faults,
+        |k| matches!(k, Kind::Pause { .. }),
+        |f| f.nodes.clone(),
+        |f| f.undone,
+        false,
+    );
+    let _ = writeln!(
+        out,
+        "pause: resume to the paused node's first ack: {}",
+        summary(resume)
+    );
+    let restart = delays(
+        records,
+        faults,
+        |k| k == Kind::ClusterKill,
+        |_| Vec::new(),
+        |f| f.undone,
+        false,
+    );
+    let _ = writeln!(
+        out,
+        "kill -9 cluster: restart to the first ack: {}",
+        summary(restart)
+    );
     out
 }
 
@@ -201,9 +291,13 @@ fn reasons(records: &[Record]) -> String {
         *counts.entry(reason).or_default() += 1;
     }
     let mut counts: Vec<(String, usize)> = counts.into_iter().collect();
-    counts.sort_by(|a, b| b.1.cmp(&a.1));
+    counts.sort_by_key(|(_, count)| std::cmp::Reverse(*count));
     let text: Vec<String> = counts.iter().map(|(r, c)| format!("{r} {c}")).collect();
-    if text.is_empty() { "none".into() } else { text.join(", ") }
+    if text.is_empty() {
+        "none".into()
+    } else {
+        text.join(", ")
+    }
 }
 
 /// How many calls were invoked on cut-off nodes after a cut (and its grace) and before its
@@ -250,7 +344,11 @@ fn delays(
         } else {
             nodes.iter().map(|&n| first(Some(n))).collect()
         };
-        found.extend(ends.into_iter().flatten().map(|end| (end - from) as f64 / 1000.0));
+        found.extend(
+            ends.into_iter()
+                .flatten()
+                .map(|end| (end - from) as f64 / 1000.0),
+        );
     }
     found
 }

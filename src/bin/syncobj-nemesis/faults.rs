@@ -95,9 +95,9 @@ pub(crate) fn inflict(
     let n = cluster.len();
     let mut kind = pick(rng);
     let leader = match kind {
-        Kind::Kill { leader: true } | Kind::Pause { leader: true } | Kind::Isolate { leader: true } => {
-            cluster.leader()
-        }
+        Kind::Kill { leader: true }
+        | Kind::Pause { leader: true }
+        | Kind::Isolate { leader: true } => cluster.leader(),
         _ => None,
     };
     // No leader agreed on: the fault hits a node at random.

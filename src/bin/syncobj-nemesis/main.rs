@@ -40,7 +40,7 @@
 //! violation, listing them, and keeps the journals and node logs for a post-mortem.
 //!
 //! ```text
-//! cargo run --release --bin syncobj-nemesis                        # the CI run: 3 nodes, 80 faults
+//! cargo run --release --bin syncobj-nemesis                        # the CI run: 3 nodes, 100 faults
 //! cargo run --release --bin syncobj-nemesis -- --faults 1000       # a long run
 //! cargo run --release --bin syncobj-nemesis -- --nodes 5 --faults 300 --seed 42
 //! ```
@@ -85,7 +85,7 @@ struct Args {
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u16).range(3..=7))]
     nodes: u16,
     /// Faults to inflict, one after another.
-    #[arg(long, default_value_t = 80)]
+    #[arg(long, default_value_t = 100)]
     faults: usize,
     /// Keys of the replicated map the clients share.
     #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..))]
@@ -160,7 +160,9 @@ fn run(args: &Args) -> Result<bool, Error> {
         .iter()
         .map(|l| Ok(l.local_addr()?.to_string()))
         .collect::<Result<Vec<_>, Error>>()?;
-    let bind = (0..n).map(|_| free_address()).collect::<Result<Vec<_>, _>>()?;
+    let bind = (0..n)
+        .map(|_| free_address())
+        .collect::<Result<Vec<_>, _>>()?;
     let network = Network::start(listeners, public.clone(), bind.clone());
     let mut cluster = Cluster::new(Layout { public, bind, dir });
     for node in 0..n {
@@ -168,12 +170,7 @@ fn run(args: &Args) -> Result<bool, Error> {
     }
     let recording = Arc::new(Recording::new(n, args.keys));
     let all: Vec<usize> = (0..n).collect();
-    let mut clients = Clients::start(
-        &recording,
-        &cluster.links,
-        usize::from(args.clients),
-        seed,
-    );
+    let mut clients = Clients::start(&recording, &cluster.links, usize::from(args.clients), seed);
     if let Err(silent) = recording.wait_for_acks(&all, 0, SETTLE_DEADLINE) {
         return Err(format!("nodes {silent:?} acknowledged nothing at start").into());
     }
@@ -185,7 +182,9 @@ fn run(args: &Args) -> Result<bool, Error> {
             Ok(fault) => fault,
             Err(error) => {
                 let dir = cluster.keep_dir().display().to_string();
-                return Err(format!("fault {number}: {error} (journals and logs kept in {dir})").into());
+                return Err(
+                    format!("fault {number}: {error} (journals and logs kept in {dir})").into(),
+                );
             }
         };
         if number % 10 == 0 || number == args.faults {
@@ -233,7 +232,10 @@ fn settle(cluster: &Cluster, recording: &Recording) -> Result<Vec<Vec<u64>>, Err
     let deadline = Instant::now() + SETTLE_DEADLINE;
     let since = recording.now();
     for (node, link) in cluster.links.iter().enumerate() {
-        while recording.wait_for_acks(&[node], since, Duration::ZERO).is_err() {
+        while recording
+            .wait_for_acks(&[node], since, Duration::ZERO)
+            .is_err()
+        {
             if Instant::now() > deadline {
                 return Err(format!("node {node} acknowledged nothing at the end").into());
             }
