@@ -366,3 +366,162 @@ fn summary(mut ms: Vec<f64>) -> String {
         ms.len()
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(node: usize, op: Op, start: u64, end: u64, outcome: Outcome) -> Record {
+        let end = matches!(outcome, Outcome::Ok(_)).then_some(end);
+        Record {
+            node,
+            client: node as u64,
+            op,
+            start,
+            end,
+            outcome: Some(outcome),
+        }
+    }
+
+    fn put(key: u32, value: u64) -> Op {
+        Op::Put { key, value }
+    }
+
+    fn cut_of_node_1() -> Fault {
+        Fault {
+            kind: Kind::Isolate { leader: false },
+            nodes: vec![1],
+            made: 100_000,
+            undoing: 500_000,
+            undone: 500_001,
+        }
+    }
+
+    /// Two writes and a read of them, applied everywhere.
+    fn clean() -> (Vec<Record>, Vec<Vec<u64>>) {
+        let records = vec![
+            record(0, put(1, 10), 0, 10, Outcome::Ok(None)),
+            record(1, put(1, 11), 20, 30, Outcome::Ok(Some(10))),
+            record(2, Op::Get { key: 1 }, 40, 50, Outcome::Ok(Some(11))),
+        ];
+        (records, vec![vec![10, 11]; 3])
+    }
+
+    #[test]
+    fn a_clean_run_passes() {
+        let (records, dumps) = clean();
+        assert_eq!(
+            violations(&records, &[cut_of_node_1()], &dumps),
+            Vec::<String>::new()
+        );
+    }
+
+    #[test]
+    fn a_lost_acknowledged_write_is_reported() {
+        let (records, mut dumps) = clean();
+        dumps = dumps.iter().map(|d| d[..1].to_vec()).collect();
+        let found = violations(&records, &[], &dumps);
+        assert!(
+            found
+                .iter()
+                .any(|v| v.contains("lacks 1 acknowledged writes")),
+            "{found:?}"
+        );
+    }
+
+    #[test]
+    fn nodes_that_differ_are_reported() {
+        let (records, mut dumps) = clean();
+        dumps[2].push(12);
+        let found = violations(&records, &[], &dumps);
+        assert!(
+            found
+                .iter()
+                .any(|v| v.starts_with("node 2 applied 3 writes")),
+            "{found:?}"
+        );
+    }
+
+    #[test]
+    fn an_applied_write_that_failed_as_never_applied_is_reported() {
+        let (mut records, mut dumps) = clean();
+        records.push(record(
+            0,
+            put(2, 12),
+            60,
+            70,
+            Outcome::NeverApplied("NotLeader".into()),
+        ));
+        for dump in &mut dumps {
+            dump.push(12);
+        }
+        let found = violations(&records, &[], &dumps);
+        assert!(
+            found
+                .iter()
+                .any(|v| v.starts_with("write 12 failed as never applied"))
+        );
+    }
+
+    #[test]
+    fn a_stale_read_is_not_linearizable() {
+        let (mut records, dumps) = clean();
+        records.push(record(0, Op::Get { key: 1 }, 60, 70, Outcome::Ok(Some(10))));
+        let found = violations(&records, &[], &dumps);
+        assert!(
+            found.iter().any(|v| v.contains("not linearizable")),
+            "{found:?}"
+        );
+    }
+
+    #[test]
+    fn an_ack_from_a_cut_off_node_is_reported_unless_invoked_before_the_cut() {
+        let (mut records, dumps) = clean();
+        // Invoked before the cut: may complete during it.
+        records.push(record(
+            1,
+            Op::Get { key: 1 },
+            99_000,
+            150_000,
+            Outcome::Ok(Some(11)),
+        ));
+        assert_eq!(
+            violations(&records, &[cut_of_node_1()], &dumps),
+            Vec::<String>::new()
+        );
+        records.push(record(
+            1,
+            Op::Get { key: 1 },
+            200_000,
+            210_000,
+            Outcome::Ok(Some(11)),
+        ));
+        let found = violations(&records, &[cut_of_node_1()], &dumps);
+        assert!(
+            found.iter().any(|v| v.contains("while cut off")),
+            "{found:?}"
+        );
+        assert_eq!(cut_off_calls(&records, &[cut_of_node_1()]), (1, 1));
+    }
+
+    #[test]
+    fn heal_to_first_ack_counts_from_the_heal() {
+        let (mut records, _) = clean();
+        records.push(record(
+            1,
+            Op::Get { key: 1 },
+            490_000,
+            530_001,
+            Outcome::Ok(Some(11)),
+        ));
+        let heal = delays(
+            &records,
+            &[cut_of_node_1()],
+            is_cut,
+            |f| f.nodes.clone(),
+            |f| f.undone,
+            false,
+        );
+        assert_eq!(heal, [30.0]);
+    }
+}

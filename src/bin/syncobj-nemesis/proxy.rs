@@ -147,3 +147,72 @@ fn copy(mut from: TcpStream, mut to: TcpStream) {
     let _ = from.shutdown(Shutdown::Both);
     let _ = to.shutdown(Shutdown::Both);
 }
+
+#[cfg(test)]
+mod tests {
+    use std::io::ErrorKind;
+
+    use syncobj_net::handshake::ClusterId;
+
+    use super::*;
+
+    /// Long enough for any loopback event; the tests wait on events, never for time.
+    const DEADLINE: Duration = Duration::from_secs(10);
+
+    /// A proxy for node 0 in front of `upstream`; node 1 is only named.
+    fn proxy() -> (Arc<Network>, String, TcpListener) {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let public = listener.local_addr().expect("address").to_string();
+        let upstream = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let bind = upstream.local_addr().expect("address").to_string();
+        let names = vec![public.clone(), "127.0.0.1:1".to_owned()];
+        let network = Network::start(vec![listener], names, vec![bind, String::new()]);
+        (network, public, upstream)
+    }
+
+    /// Dials `public` as node 1 and sends its hello.
+    fn dial_as_node_1(public: &str) -> TcpStream {
+        let mut hello = Vec::new();
+        Hello::new(ClusterId([0; 16]), Peer::Voter("127.0.0.1:1".into()))
+            .encode(&mut hello)
+            .expect("hello");
+        let mut stream = TcpStream::connect(public).expect("connect");
+        stream
+            .write_all(&(hello.len() as u32).to_le_bytes())
+            .expect("write");
+        stream.write_all(&hello).expect("write");
+        stream.set_read_timeout(Some(DEADLINE)).expect("timeout");
+        stream
+    }
+
+    /// Whether the proxy closed `stream` (rather than leaving it open until the deadline).
+    fn closed(stream: &mut TcpStream) -> bool {
+        match stream.read(&mut [0u8; 1]) {
+            Ok(0) => true,
+            Err(e) => !matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut),
+            Ok(_) => false,
+        }
+    }
+
+    #[test]
+    fn a_cut_closes_the_pairs_connections_and_refuses_new_ones_until_healed() {
+        let (network, public, upstream) = proxy();
+        let mut dialler = dial_as_node_1(&public);
+        let (mut node, _) = upstream.accept().expect("forwarded");
+        node.set_read_timeout(Some(DEADLINE)).expect("timeout");
+        let mut header = [0u8; FRAME_HEADER_BYTES];
+        node.read_exact(&mut header)
+            .expect("the hello is forwarded");
+        network.cut(&[(1, 0)]);
+        assert!(closed(&mut dialler), "the cut closes the dialler's side");
+        let mut refused = dial_as_node_1(&public);
+        assert!(closed(&mut refused), "a new connection is refused");
+        assert_eq!(network.refused(), 1);
+        network.heal();
+        let _healed = dial_as_node_1(&public);
+        let (mut node, _) = upstream.accept().expect("forwarded after the heal");
+        node.set_read_timeout(Some(DEADLINE)).expect("timeout");
+        node.read_exact(&mut header)
+            .expect("the hello is forwarded");
+    }
+}
