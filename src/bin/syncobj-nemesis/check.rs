@@ -221,8 +221,13 @@ pub(crate) fn figures(records: &[Record], faults: &[Fault]) -> String {
         "calls invoked on cut-off nodes during cuts (after the grace): {calls}, acknowledged \
          before the heal: {acked}"
     );
-    for leader in [true, false] {
-        let kind = Kind::Kill { leader };
+    let leader_faults = [
+        Kind::Kill { leader: true },
+        Kind::Kill { leader: false },
+        Kind::Pause { leader: true },
+        Kind::Isolate { leader: true },
+    ];
+    for kind in leader_faults {
         let next = delays(
             records,
             faults,
@@ -233,7 +238,7 @@ pub(crate) fn figures(records: &[Record], faults: &[Fault]) -> String {
         );
         let _ = writeln!(
             out,
-            "{kind}: kill to the first ack of a later call: {}",
+            "{kind}: from the fault to the first ack of a later call: {}",
             summary(next)
         );
     }

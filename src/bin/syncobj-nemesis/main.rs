@@ -12,7 +12,7 @@
 //! - SIGSTOP of a node, or of the leader, then SIGCONT;
 //! - kill -9 of the whole cluster, every node restarted on its journal;
 //! - link cuts: a node, or the leader, isolated from every other; a minority split from the
-//!   majority.
+//!   majority (with 3 nodes the minority is one node, as when isolating one).
 //!
 //! Each fault is held 0.2 to 0.8 s (kills 0.1 to 0.4 s before the restart), undone, and followed
 //! by a wait until every node acknowledges a call again (at most 20 s, or the run fails).
@@ -35,8 +35,9 @@
 //!
 //! It prints the faults by kind, the calls (acknowledged, failed as never applied,
 //! indeterminate) and the recovery figures: heal-to-first-ack (from a heal to the first call
-//! acknowledged by each node that was cut off), kill to the first acknowledgement of a later
-//! call, restart or resume to the node's first acknowledgement. It exits with 1 on any
+//! acknowledged by each node that was cut off), from a kill, or the leader's pause or
+//! isolation, to the first acknowledgement of a later call (a new leader's election when the
+//! leader was hit), and from a restart or resume to the node's first acknowledgement. It exits with 1 on any
 //! violation, listing them, and keeps the journals and node logs for a post-mortem.
 //!
 //! ```text
