@@ -205,10 +205,12 @@ fn run(args: &Args) -> Result<bool, Error> {
     let records = recording.records();
     print!("{}", check::figures(&records, &faults));
     println!("connections refused by cuts: {}", network.refused());
+    let checking = Instant::now();
     let violations = check::violations(&records, &faults, &dumps);
     println!(
-        "final state: {} writes applied on every node; {:.0} s",
+        "final state: {} writes applied on every node; checked in {:.1} s; {:.0} s in all",
         dumps[0].len(),
+        checking.elapsed().as_secs_f64(),
         started.elapsed().as_secs_f64()
     );
     if violations.is_empty() {
