@@ -183,13 +183,14 @@ impl Cluster {
         let Some(child) = &self.children[node] else {
             return Ok(());
         };
-        let signal = if pause { "-STOP" } else { "-CONT" };
-        let status = Command::new("kill")
-            .arg(signal)
+        let signal = if pause { "STOP" } else { "CONT" };
+        // The shell's own kill: POSIX, there even where no kill program is installed.
+        let status = Command::new("sh")
+            .args(["-c", "kill -s \"$0\" \"$1\"", signal])
             .arg(child.id().to_string())
             .status()?;
         if !status.success() {
-            return Err(format!("kill {signal} {} failed: {status}", child.id()).into());
+            return Err(format!("kill -s {signal} {} failed: {status}", child.id()).into());
         }
         self.paused[node] = pause;
         Ok(())
