@@ -31,19 +31,30 @@
 //!   ([`syncobj::Effect::None`]) was applied;
 //! - no node cut off from the majority acknowledged a call invoked after the cut (10 ms of
 //!   grace), before the heal;
-//! - the history is linearizable ([`syncobj::testkit`], key-value model, checked key by key).
+//! - the history is linearizable ([`syncobj::testkit`], key-value model, checked key by key;
+//!   calls that failed as never applied, and writes of unknown outcome that no node applied,
+//!   are left out).
+//!
+//! Besides the clients' calls, the controller makes probes, each a call on a thread of its own:
+//! every 25 ms on each cut-off node while it is cut off (none may be acknowledged), and every
+//! 10 ms on each node that has not acknowledged anything since the fault was undone (so that its
+//! recovery is timed by a fresh call, not by its clients' calls that still wait on a lost
+//! leader).
 //!
 //! It prints the faults by kind, the calls (acknowledged, failed as never applied,
-//! indeterminate) and the recovery figures: heal-to-first-ack (from a heal to the first call
-//! acknowledged by each node that was cut off), from a kill, or the leader's pause or
-//! isolation, to the first acknowledgement of a later call (a new leader's election when the
-//! leader was hit), and from a restart or resume to the node's first acknowledgement. It exits with 1 on any
-//! violation, listing them, and keeps the journals and node logs for a post-mortem.
+//! indeterminate), the failures by reason, and the recovery figures: heal-to-first-ack (from a
+//! heal to the first call acknowledged by each node that was cut off); from a kill, or from the
+//! leader's pause or isolation, to the first acknowledgement of a later call (a new leader's
+//! election when the leader was hit); from a restart or resume to the node's first
+//! acknowledgement. It exits with 1 on any violation, listing them, and keeps the journals and
+//! node logs (`node-N.log`, the nodes' warnings) for a post-mortem; the seed replays the same
+//! fault schedule, not the same timing.
 //!
 //! ```text
-//! cargo run --release --bin syncobj-nemesis                        # the CI run: 3 nodes, 100 faults
-//! cargo run --release --bin syncobj-nemesis -- --faults 1000       # a long run
+//! cargo run --release --bin syncobj-nemesis                      # CI: 3 nodes, 100 faults
+//! cargo run --release --bin syncobj-nemesis -- --faults 1000     # a long run
 //! cargo run --release --bin syncobj-nemesis -- --nodes 5 --faults 300 --seed 42
+//! cargo run --release --bin syncobj-nemesis -- --help            # every option
 //! ```
 //!
 //! Every node process is killed on every way out (drop, error, panic); a node also exits when
@@ -88,9 +99,11 @@ struct Args {
     /// Faults to inflict, one after another.
     #[arg(long, default_value_t = 100)]
     faults: usize,
-    /// Keys of the replicated map the clients share.
-    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..))]
-    keys: u32,
+    /// Keys of the replicated map the clients share (default: 32 with 3 nodes, 128 with
+    /// more: the more clients per key, the more calls on a key overlap, and the longer the
+    /// linearizability check).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    keys: Option<u32>,
     /// Client threads calling on each node.
     #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=16))]
     clients: u16,
@@ -147,9 +160,10 @@ fn run(args: &Args) -> Result<bool, Error> {
             .as_nanos() as u64,
     };
     let n = usize::from(args.nodes);
+    let keys = args.keys.unwrap_or(if n <= 3 { 32 } else { 128 });
     println!(
         "syncobj-nemesis: {n} nodes, {} faults, {} keys, {} clients per node, seed {seed}",
-        args.faults, args.keys, args.clients
+        args.faults, keys, args.clients
     );
     let mut rng = Rng::new(seed);
     let dir = std::env::temp_dir().join(format!("syncobj-nemesis-{}-{seed}", std::process::id()));
@@ -169,7 +183,7 @@ fn run(args: &Args) -> Result<bool, Error> {
     for node in 0..n {
         cluster.start(node)?;
     }
-    let recording = Arc::new(Recording::new(n, args.keys));
+    let recording = Arc::new(Recording::new(n, keys));
     let all: Vec<usize> = (0..n).collect();
     let mut clients = Clients::start(&recording, &cluster.links, usize::from(args.clients), seed);
     if let Err(silent) = recording.wait_for_acks(&all, 0, SETTLE_DEADLINE) {
