@@ -155,8 +155,12 @@ pub(crate) fn inflict(
         }
     }
     let undone = recording.now();
-    recover(cluster, recording, probes, undone)
-        .map_err(|silent| format!("after {kind} of {nodes:?}, nodes {silent:?} acknowledged nothing within {RECOVERY_DEADLINE:?}"))?;
+    recover(cluster, recording, probes, undone).map_err(|silent| {
+        format!(
+            "after {kind} of {nodes:?}, nodes {silent:?} acknowledged nothing within \
+             {RECOVERY_DEADLINE:?}"
+        )
+    })?;
     Ok(Fault {
         kind,
         nodes,
