@@ -4,6 +4,20 @@
 //! cargo run --release --features sim --bin syncobj-sim -- --seeds 500 --nodes 5
 //! cargo run --release --features sim --bin syncobj-sim -- --seed 42 --nodes 5 [--messages]
 //! ```
+//!
+//! Each seed makes a Raft-level run and two driver-level runs (`--level` picks): the running
+//! total, whose every result is checked against a replay of the log, and the history check
+//! ([`history`]), whose clients' history of a replicated map is checked for linearizability.
+//! The last line reads `violations=0 nonlinearizable=0` when every seed passed; a failing seed
+//! is printed with the command that replays it.
+//!
+//! A long campaign (see docs/reliability.md for its figures):
+//!
+//! ```text
+//! cargo run --release --features sim --bin syncobj-sim -- --faults all --seeds 100000 --nodes 5
+//! ```
+
+mod history;
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -12,7 +26,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use syncobj::sim::{Faults, RunReport, SeedFailure, SimConfig, run_driver_seed, run_seed};
+use syncobj::sim::{
+    DriverFaults, Faults, RunReport, SeedFailure, SimConfig, run_driver_seed, run_driver_workload,
+    run_seed,
+};
+
+use crate::history::{HistorySummary, KvHistory};
 
 /// Run the syncobj Raft simulator.
 #[derive(Debug, Parser)]
@@ -41,7 +60,8 @@ struct Args {
     #[arg(long, default_value = "all")]
     faults: String,
     /// Which runs each seed makes: `raft` (Raft nodes, every fault, crashes included), `driver`
-    /// (whole nodes with calls, partitions and lossy networks), or `both`.
+    /// (whole nodes with calls under every fault, their results checked against a replay and
+    /// their history checked for linearizability), or `both`.
     #[arg(long, value_enum, default_value_t = Level::Both)]
     level: Level,
     /// With --seed: also trace every delivered message.
@@ -76,13 +96,60 @@ struct SeedTotals {
     snapshots_installed: u64,
     membership_changes: u64,
     transfers: u64,
+    driver_faults: DriverFaults,
+    /// Virtual time of the driver-level runs.
+    simulated: Duration,
+    history: HistorySummary,
+    /// Histories whose check ran out of budget.
+    unknown: u64,
+}
+
+impl SeedTotals {
+    fn add(&mut self, other: &SeedTotals) {
+        self.steps += other.steps;
+        self.committed += other.committed;
+        self.acknowledged += other.acknowledged;
+        self.driver_crashes += other.driver_crashes;
+        self.disk_faults += other.disk_faults;
+        self.compactions += other.compactions;
+        self.snapshot_chunks += other.snapshot_chunks;
+        self.snapshots_installed += other.snapshots_installed;
+        self.membership_changes += other.membership_changes;
+        self.transfers += other.transfers;
+        self.driver_faults.add(&other.driver_faults);
+        self.simulated += other.simulated;
+        self.history.add(&other.history);
+        self.unknown += other.unknown;
+    }
+
+    fn add_driver(&mut self, report: &syncobj::sim::DriverRunReport) {
+        self.steps += report.steps;
+        self.committed += report.committed;
+        self.acknowledged += report.calls_succeeded;
+        self.driver_crashes += report.crashes;
+        self.disk_faults += report.disk_faults;
+        self.compactions += report.compactions;
+        self.snapshots_installed += report.snapshots_installed;
+        self.driver_faults.add(&report.faults);
+        self.simulated += report.simulated;
+    }
+}
+
+/// A seed that failed, and whether its failure was a history found not linearizable.
+struct Failure {
+    failure: SeedFailure,
+    nonlinearizable: bool,
 }
 
 /// Runs one seed at the chosen level(s).
-fn run_one(seed: u64, config: &SimConfig, level: Level) -> Result<SeedTotals, SeedFailure> {
+fn run_one(seed: u64, config: &SimConfig, level: Level) -> Result<SeedTotals, Failure> {
+    let plain = |failure| Failure {
+        failure,
+        nonlinearizable: false,
+    };
     let mut totals = SeedTotals::default();
     if level != Level::Driver {
-        let report: RunReport = run_seed(seed, config, None)?;
+        let report: RunReport = run_seed(seed, config, None).map_err(plain)?;
         totals.steps += report.steps;
         totals.committed += report.committed;
         totals.acknowledged += report.acknowledged;
@@ -93,16 +160,32 @@ fn run_one(seed: u64, config: &SimConfig, level: Level) -> Result<SeedTotals, Se
         totals.transfers += report.transfers;
     }
     if level != Level::Raft {
-        let report = run_driver_seed(seed, config)?;
-        totals.steps += report.steps;
-        totals.committed += report.committed;
-        totals.acknowledged += report.calls_succeeded;
-        totals.driver_crashes += report.crashes;
-        totals.disk_faults += report.disk_faults;
-        totals.compactions += report.compactions;
-        totals.snapshots_installed += report.snapshots_installed;
+        let report = run_driver_seed(seed, config).map_err(plain)?;
+        totals.add_driver(&report);
+        let (report, summary) = run_history(seed, config);
+        totals.add_driver(&report.map_err(|failure| Failure {
+            failure,
+            nonlinearizable: summary.nonlinearizable,
+        })?);
+        totals.history = summary;
+        totals.unknown = u64::from(summary.unknown);
     }
     Ok(totals)
+}
+
+/// The history-checked driver-level run of `seed`, and what its history came to.
+fn run_history(
+    seed: u64,
+    config: &SimConfig,
+) -> (
+    Result<syncobj::sim::DriverRunReport, SeedFailure>,
+    HistorySummary,
+) {
+    let summary = std::sync::Arc::new(Mutex::new(HistorySummary::default()));
+    let workload = KvHistory::new(seed, std::sync::Arc::clone(&summary));
+    let report = run_driver_workload(seed, config, workload);
+    let summary = *summary.lock().unwrap_or_else(|p| p.into_inner());
+    (report, summary)
 }
 
 fn main() -> ExitCode {
@@ -173,7 +256,7 @@ fn replay(seed: u64, config: &SimConfig, level: Level, messages: bool) -> ExitCo
                 totals.steps += report.steps;
                 totals.committed += report.committed;
             }
-            Err(failure) => return replay_failed(&failure, config),
+            Err(failure) => return replay_failed(&failure, config, false),
         }
     }
     if level != Level::Raft {
@@ -183,22 +266,28 @@ fn replay(seed: u64, config: &SimConfig, level: Level, messages: bool) -> ExitCo
                     "driver level: calls_succeeded={} calls_failed={}",
                     report.calls_succeeded, report.calls_failed
                 );
-                totals.steps += report.steps;
-                totals.committed += report.committed;
+                totals.add_driver(&report);
             }
-            Err(failure) => return replay_failed(&failure, config),
+            Err(failure) => return replay_failed(&failure, config, false),
+        }
+        let (report, history) = run_history(seed, config);
+        totals.history = history;
+        totals.unknown = u64::from(history.unknown);
+        match report {
+            Ok(report) => totals.add_driver(&report),
+            Err(failure) => return replay_failed(&failure, config, history.nonlinearizable),
         }
     }
-    println!(
-        "{}",
-        summary(1, config.nodes, totals.steps, totals.committed, 0)
-    );
+    print_totals(&totals);
+    println!("{}", summary(1, config.nodes, &totals, 0, 0));
     ExitCode::SUCCESS
 }
 
-fn replay_failed(failure: &SeedFailure, config: &SimConfig) -> ExitCode {
+fn replay_failed(failure: &SeedFailure, config: &SimConfig, nonlinearizable: bool) -> ExitCode {
     println!("{failure}");
-    println!("{}", summary(1, config.nodes, 0, 0, 1));
+    let totals = SeedTotals::default();
+    let nonlinearizable = usize::from(nonlinearizable);
+    println!("{}", summary(1, config.nodes, &totals, 1, nonlinearizable));
     ExitCode::FAILURE
 }
 
@@ -207,7 +296,7 @@ fn run_many(args: &Args, config: &SimConfig) -> ExitCode {
     let next = AtomicU64::new(args.first_seed);
     let end = args.first_seed.saturating_add(args.seeds);
     let reports: Mutex<Vec<SeedTotals>> = Mutex::new(Vec::new());
-    let failures: Mutex<Vec<SeedFailure>> = Mutex::new(Vec::new());
+    let failures: Mutex<Vec<Failure>> = Mutex::new(Vec::new());
     let jobs = args
         .jobs
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
@@ -225,7 +314,7 @@ fn run_many(args: &Args, config: &SimConfig) -> ExitCode {
                             .expect("no worker panics holding the lock")
                             .push(report),
                         Err(failure) => {
-                            eprintln!("{failure}");
+                            eprintln!("{}", failure.failure);
                             failures
                                 .lock()
                                 .expect("no worker panics holding the lock")
@@ -238,32 +327,29 @@ fn run_many(args: &Args, config: &SimConfig) -> ExitCode {
     });
     let reports = reports.into_inner().expect("workers are done");
     let failures = failures.into_inner().expect("workers are done");
-    let steps: u64 = reports.iter().map(|r| r.steps).sum();
-    let committed: u64 = reports.iter().map(|r| r.committed).sum();
-    let acknowledged: u64 = reports.iter().map(|r| r.acknowledged).sum();
-    let driver_crashes: u64 = reports.iter().map(|r| r.driver_crashes).sum();
-    let disk_faults: u64 = reports.iter().map(|r| r.disk_faults).sum();
+    let mut totals = SeedTotals::default();
+    for report in &reports {
+        totals.add(report);
+    }
     let wall = started.elapsed().as_secs_f64();
-    println!(
-        "snapshots: compactions={} chunks={} installed={}",
-        reports.iter().map(|r| r.compactions).sum::<u64>(),
-        reports.iter().map(|r| r.snapshot_chunks).sum::<u64>(),
-        reports.iter().map(|r| r.snapshots_installed).sum::<u64>()
-    );
-    println!(
-        "membership: changes={} transfers={}",
-        reports.iter().map(|r| r.membership_changes).sum::<u64>(),
-        reports.iter().map(|r| r.transfers).sum::<u64>()
-    );
-    println!(
-        "wall={wall:.1}s jobs={jobs} acknowledged={acknowledged} driver_crashes={driver_crashes} disk_faults={disk_faults} commits_per_wall_second={:.0} steps_per_wall_second={:.0}",
-        committed as f64 / wall,
-        steps as f64 / wall
-    );
+    print_totals(&totals);
     let count = reports.len() + failures.len();
     println!(
+        "wall={wall:.1}s jobs={jobs} seeds_per_wall_second={:.1} commits_per_wall_second={:.0} steps_per_wall_second={:.0}",
+        count as f64 / wall,
+        totals.committed as f64 / wall,
+        totals.steps as f64 / wall
+    );
+    let nonlinearizable = failures.iter().filter(|f| f.nonlinearizable).count();
+    println!(
         "{}",
-        summary(count, config.nodes, steps, committed, failures.len())
+        summary(
+            count,
+            config.nodes,
+            &totals,
+            failures.len(),
+            nonlinearizable
+        )
     );
     if failures.is_empty() {
         ExitCode::SUCCESS
@@ -272,8 +358,52 @@ fn run_many(args: &Args, config: &SimConfig) -> ExitCode {
     }
 }
 
-fn summary(seeds: usize, nodes: usize, steps: u64, committed: u64, violations: usize) -> String {
+/// What the seeds' runs did: snapshots, faults by kind, the histories checked.
+fn print_totals(totals: &SeedTotals) {
+    println!(
+        "snapshots: compactions={} chunks={} installed={}",
+        totals.compactions, totals.snapshot_chunks, totals.snapshots_installed
+    );
+    println!(
+        "raft level: membership_changes={} transfers={}",
+        totals.membership_changes, totals.transfers
+    );
+    let f = &totals.driver_faults;
+    println!(
+        "driver faults: crashes={} disk={} partitions={} one_way={} flapping={} heals={} lossy_networks={} transfers={} (succeeded {})",
+        totals.driver_crashes,
+        totals.disk_faults,
+        f.partitions,
+        f.one_way,
+        f.flapping,
+        f.heals,
+        f.lossy_networks,
+        f.transfers,
+        f.transfers_succeeded
+    );
+    let h = &totals.history;
+    println!(
+        "histories: operations={} returned={} never_applied={} indeterminate={} simulated_driver_seconds={:.0} acknowledged={}",
+        h.operations,
+        h.returned,
+        h.never_applied,
+        h.indeterminate,
+        totals.simulated.as_secs_f64(),
+        totals.acknowledged
+    );
+}
+
+/// The last line: `violations` counts every failed seed, `nonlinearizable` those whose
+/// history the checker rejected, `unknown` the histories whose check ran out of budget.
+fn summary(
+    seeds: usize,
+    nodes: usize,
+    totals: &SeedTotals,
+    violations: usize,
+    nonlinearizable: usize,
+) -> String {
     format!(
-        "seeds={seeds} nodes={nodes} steps={steps} committed={committed} violations={violations}"
+        "seeds={seeds} nodes={nodes} steps={} committed={} operations={} violations={violations} nonlinearizable={nonlinearizable} unknown={}",
+        totals.steps, totals.committed, totals.history.operations, totals.unknown
     )
 }
