@@ -60,8 +60,9 @@ struct Args {
     #[arg(long, default_value = "all")]
     faults: String,
     /// Which runs each seed makes: `raft` (Raft nodes, every fault, crashes included), `driver`
-    /// (whole nodes with calls under every fault, their results checked against a replay and
-    /// their history checked for linearizability), or `both`.
+    /// (whole nodes with calls under every fault: a running total whose results are checked
+    /// against a replay of the log, then a map whose clients' history is checked for
+    /// linearizability), `both`, or `history` (the map's run alone).
     #[arg(long, value_enum, default_value_t = Level::Both)]
     level: Level,
     /// With --seed: also trace every delivered message.
@@ -81,6 +82,23 @@ enum Level {
     Driver,
     /// Both.
     Both,
+    /// The driver level's history check alone.
+    History,
+}
+
+impl Level {
+    fn raft(self) -> bool {
+        matches!(self, Level::Raft | Level::Both)
+    }
+
+    /// Whether the running total's run is made (the driver level's first run).
+    fn total(self) -> bool {
+        matches!(self, Level::Driver | Level::Both)
+    }
+
+    fn history(self) -> bool {
+        !matches!(self, Level::Raft)
+    }
 }
 
 /// What one seed's runs added up to.
@@ -148,7 +166,7 @@ fn run_one(seed: u64, config: &SimConfig, level: Level) -> Result<SeedTotals, Fa
         nonlinearizable: false,
     };
     let mut totals = SeedTotals::default();
-    if level != Level::Driver {
+    if level.raft() {
         let report: RunReport = run_seed(seed, config, None).map_err(plain)?;
         totals.steps += report.steps;
         totals.committed += report.committed;
@@ -159,9 +177,11 @@ fn run_one(seed: u64, config: &SimConfig, level: Level) -> Result<SeedTotals, Fa
         totals.membership_changes += report.membership_changes;
         totals.transfers += report.transfers;
     }
-    if level != Level::Raft {
+    if level.total() {
         let report = run_driver_seed(seed, config).map_err(plain)?;
         totals.add_driver(&report);
+    }
+    if level.history() {
         let (report, summary) = run_history(seed, config);
         totals.add_driver(&report.map_err(|failure| Failure {
             failure,
@@ -183,7 +203,10 @@ fn run_history(
 ) {
     let summary = std::sync::Arc::new(Mutex::new(HistorySummary::default()));
     let workload = KvHistory::new(seed, std::sync::Arc::clone(&summary));
-    let report = run_driver_workload(seed, config, workload);
+    let report = run_driver_workload(seed, config, workload).map_err(|failure| SeedFailure {
+        replay_flags: " --level history",
+        ..failure
+    });
     let summary = *summary.lock().unwrap_or_else(|p| p.into_inner());
     (report, summary)
 }
@@ -244,7 +267,7 @@ fn parse_faults(spec: &str) -> Result<Faults, String> {
 /// driver-level run with its call counts.
 fn replay(seed: u64, config: &SimConfig, level: Level, messages: bool) -> ExitCode {
     let mut totals = SeedTotals::default();
-    if level != Level::Driver {
+    if level.raft() {
         let sink = Box::new(
             |at: syncobj::sim::raft::Instant, event: &syncobj::sim::TraceEvent| {
                 // A closed pipe (`| head`) ends the trace, not the run.
@@ -259,7 +282,7 @@ fn replay(seed: u64, config: &SimConfig, level: Level, messages: bool) -> ExitCo
             Err(failure) => return replay_failed(&failure, config, false),
         }
     }
-    if level != Level::Raft {
+    if level.total() {
         match run_driver_seed(seed, config) {
             Ok(report) => {
                 println!(
@@ -270,6 +293,8 @@ fn replay(seed: u64, config: &SimConfig, level: Level, messages: bool) -> ExitCo
             }
             Err(failure) => return replay_failed(&failure, config, false),
         }
+    }
+    if level.history() {
         let (report, history) = run_history(seed, config);
         totals.history = history;
         totals.unknown = u64::from(history.unknown);
