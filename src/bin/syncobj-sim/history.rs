@@ -373,3 +373,35 @@ impl SplitMix {
         self.next() % n.max(1)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use syncobj::sim::{SimConfig, run_driver_workload};
+
+    use super::{HistorySummary, KvHistory};
+
+    /// A seed under every fault records calls of every kind of outcome and checks them all.
+    #[test]
+    fn a_seed_checks_its_history() {
+        let config = SimConfig {
+            nodes: 3,
+            ..SimConfig::default()
+        };
+        let summary = Arc::new(Mutex::new(HistorySummary::default()));
+        let workload = KvHistory::new(3, Arc::clone(&summary));
+        let report = run_driver_workload(3, &config, workload).unwrap_or_else(|f| panic!("{f}"));
+        let summary = *summary.lock().unwrap_or_else(|p| p.into_inner());
+        assert!(report.calls_succeeded > 100, "{report:?}");
+        assert!(
+            summary.returned > 100 && summary.indeterminate > 0,
+            "{summary:?}"
+        );
+        assert!(!summary.nonlinearizable && !summary.unknown, "{summary:?}");
+        assert_eq!(
+            summary.operations,
+            summary.returned + summary.indeterminate + u64::from(super::KEYS)
+        );
+    }
+}
