@@ -119,10 +119,15 @@ fn driver_level_seeds_pass() {
 ///   leader answered `NotLeader` although it had placed the first copy, and the call, failed
 ///   with a reason that promises it was never applied, was committed (a leader now answers
 ///   a duplicate with its first placement, whatever the term).
+/// - 16, 5 nodes: a leader handing the leadership over refused a forwarded call (`NotLeader`),
+///   the transfer failed and it led on in the same term, and a late duplicate of the refused
+///   call was placed and committed (a leader now answers a duplicate with its first answer,
+///   refusals included).
 const DRIVER_REGRESSION_SEEDS: &[(u64, usize, bool, bool)] = &[
     (2_000_356, 3, false, false),
     (74, 5, true, true),
     (1_000_157, 3, true, false),
+    (16, 5, true, true),
 ];
 
 /// Every driver-level regression seed runs clean, crashes included.

@@ -42,11 +42,11 @@ use super::run::{SeedFailure, SimConfig};
 use crate::conf::{FsyncPolicy, SyncObjConf};
 use crate::driver::addresses::{Addresses, voter_id};
 use crate::driver::assembly::{Blueprint, assemble, without};
-use crate::driver::engine::{Engine, Queued};
+use crate::driver::engine::{Engine, Queued, QueuedChange};
 use crate::driver::objects::{ErasedObject, ObjectCell};
 use crate::driver::queue::QueueSender;
 use crate::driver::recovery::{DiskLayout, recover_on_disk};
-use crate::driver::wire::NodeMessage;
+use crate::driver::wire::{ChangeRequest, NodeMessage};
 use crate::object::{
     ApplyError, Call, Caller, Completion, Effect, FailReason, MethodSpec, Replicated,
     ReplicatedMethods, ReplicatedState, Submit, TickHelp,
@@ -78,6 +78,42 @@ pub struct DriverRunReport {
     /// Committed commands whose cluster-time stamp was checked against the virtual time its
     /// leader proposed it at.
     pub stamps_checked: u64,
+    /// The faults injected, by kind.
+    pub faults: DriverFaults,
+    /// The virtual time the run lasted, healing and checks included.
+    pub simulated: Duration,
+}
+
+/// How many faults of each kind a driver-level run injected.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DriverFaults {
+    /// Symmetric partitions: the nodes split in two groups that cannot talk.
+    pub partitions: u64,
+    /// One-way cuts: a node's messages to the others are lost, or theirs to it, not both.
+    pub one_way: u64,
+    /// Flapping partitions: a split that comes and goes every few hundred milliseconds.
+    pub flapping: u64,
+    /// Heals of every partition and cut.
+    pub heals: u64,
+    /// Networks made lossy, duplicating, delaying or reordering.
+    pub lossy_networks: u64,
+    /// Leadership transfers asked of a random node (through the engine's own path).
+    pub transfers: u64,
+    /// Transfers whose call succeeded (the target took over).
+    pub transfers_succeeded: u64,
+}
+
+impl DriverFaults {
+    /// Adds `other`'s counts to these.
+    pub fn add(&mut self, other: &DriverFaults) {
+        self.partitions += other.partitions;
+        self.one_way += other.one_way;
+        self.flapping += other.flapping;
+        self.heals += other.heals;
+        self.lossy_networks += other.lossy_networks;
+        self.transfers += other.transfers;
+        self.transfers_succeeded += other.transfers_succeeded;
+    }
 }
 
 /// What a driver-level run replicates, and what its clients do: the calls made at the run's
@@ -442,6 +478,10 @@ struct SimDriverNode<O: Replicated> {
     clock: NodeClock,
     state: Arc<ObjectCell<O>>,
     calls: O::Calls,
+    /// Where the node's calls go, for the run's own calls (leadership transfers).
+    submit: Arc<dyn Submit>,
+    /// Where membership changes and leadership transfers are queued for the engine.
+    changes: QueueSender<QueuedChange>,
     wire: Arc<parking_lot::Mutex<SimWire>>,
     /// When the journal writer runs next (virtual time), while writes wait for it.
     write_due: Option<Instant>,
@@ -496,6 +536,30 @@ struct DriverSim<W: Workload> {
     writer_rng: ChaCha8Rng,
     /// The virtual time each command was proposed at, by argument and stamp.
     proposed: BTreeMap<(i64, u64), Instant>,
+    /// Cut links one way and make partitions flap.
+    partitions: bool,
+    /// Hand the leadership over now and then.
+    transfers: bool,
+    /// The faults added after the first ones (one-way and flapping partitions, transfers)
+    /// draw from their own generator.
+    more_rng: ChaCha8Rng,
+    /// The partition flapping now, if one is.
+    flap: Option<Flap>,
+    faults: DriverFaults,
+    /// Transfers whose call succeeded, counted by their callbacks.
+    transfers_succeeded: Arc<AtomicU64>,
+}
+
+/// A partition that comes and goes.
+struct Flap {
+    /// One side; the other nodes are the other.
+    side: Vec<NodeId>,
+    /// When it changes next.
+    next: Instant,
+    /// Changes left before it stays healed.
+    left: u32,
+    /// Whether the split holds now.
+    cut: bool,
 }
 
 impl<W: Workload> DriverSim<W> {
@@ -540,6 +604,12 @@ impl<W: Workload> DriverSim<W> {
             clock_rng: ChaCha8Rng::seed_from_u64(seed ^ 0xC10C_0FF5),
             writer_rng: ChaCha8Rng::seed_from_u64(seed ^ 0x0005_717E_5EED),
             proposed: BTreeMap::new(),
+            partitions: config.faults.partitions,
+            transfers: config.faults.membership_changes,
+            more_rng: ChaCha8Rng::seed_from_u64(seed ^ 0x0F1A_9F1A_5EED),
+            flap: None,
+            faults: DriverFaults::default(),
+            transfers_succeeded: Arc::new(AtomicU64::new(0)),
         };
         let ids: Vec<NodeId> = sim.addresses.values().copied().collect();
         for id in ids {
@@ -565,6 +635,7 @@ impl<W: Workload> DriverSim<W> {
             disk,
             session,
             self.compaction,
+            self.transfers,
             self.workload.object(),
         )
         .map_err(|e| self.violation(format!("{id} cannot recover its journal: {e}")))?;
@@ -693,6 +764,11 @@ impl<W: Workload> DriverSim<W> {
                 .map(|n| n.engine.raft.snapshot_counters().installed)
                 .sum(),
             stamps_checked,
+            faults: DriverFaults {
+                transfers_succeeded: self.transfers_succeeded.load(Ordering::Relaxed),
+                ..self.faults
+            },
+            simulated: Duration::from_nanos(self.now.as_nanos()),
         })
     }
 
@@ -701,8 +777,10 @@ impl<W: Workload> DriverSim<W> {
         let mut next_call = self.now;
         let mut next_fault = self.now + Duration::from_millis(500);
         while self.now < end {
-            self.run_until(next_call.min(next_fault).min(end))?;
+            let next_flap = self.flap.as_ref().map_or(end, |f| f.next);
+            self.run_until(next_call.min(next_fault).min(next_flap).min(end))?;
             self.restart_due(false)?;
+            self.flap_due();
             if self.now >= next_call {
                 self.call_somewhere();
                 next_call = self.now + Duration::from_micros(self.rng.random_range(100..=20_000));
@@ -715,9 +793,18 @@ impl<W: Workload> DriverSim<W> {
         Ok(())
     }
 
-    /// The workload's calls at a random node.
+    /// The workload's calls at a random node. A node that halted (its disk failed) is as
+    /// good as down to its clients until it is restarted: it gets none.
     fn call_somewhere(&mut self) {
-        let ids: Vec<NodeId> = self.nodes.keys().copied().collect();
+        let ids: Vec<NodeId> = self
+            .nodes
+            .iter()
+            .filter(|(_, n)| !n.engine.is_halted())
+            .map(|(&id, _)| id)
+            .collect();
+        if ids.is_empty() {
+            return;
+        }
         let id = ids[self.rng.random_range(0..ids.len())];
         self.clock.set(self.now);
         let index = self.index(id);
@@ -747,6 +834,17 @@ impl<W: Workload> DriverSim<W> {
             self.fail_a_disk();
             return;
         }
+        if self.partitions && self.more_rng.random_range(0..5) == 0 {
+            match self.more_rng.random_bool(0.5) {
+                true => self.cut_one_way(),
+                false => self.start_flapping(),
+            }
+            return;
+        }
+        if self.transfers && self.more_rng.random_range(0..6) == 0 {
+            self.transfer_somewhere();
+            return;
+        }
         let kinds = if self.crashes { 5 } else { 4 };
         match self.rng.random_range(0..kinds) {
             0 => {
@@ -755,12 +853,108 @@ impl<W: Workload> DriverSim<W> {
                 let cut = self.rng.random_range(1..ids.len().max(2));
                 let (a, b) = ids.split_at(cut.min(ids.len()));
                 self.net.partition(&[a.to_vec(), b.to_vec()]);
+                self.faults.partitions += 1;
             }
-            1 => self.net.heal(),
-            2 => self.net.config = NetConfig::random(&mut self.rng),
+            1 => {
+                self.net.heal();
+                self.flap = None;
+                self.faults.heals += 1;
+            }
+            2 => {
+                self.net.config = NetConfig::random(&mut self.rng);
+                self.faults.lossy_networks += 1;
+            }
             3 => self.net.config = NetConfig::reliable(),
             _ => self.crash_somewhere(),
         }
+    }
+
+    /// Every node of the cluster, running or not, in address order.
+    fn all_ids(&self) -> Vec<NodeId> {
+        self.addresses.values().copied().collect()
+    }
+
+    /// Cuts one random node's links one way: what it sends is lost, or what it is sent.
+    fn cut_one_way(&mut self) {
+        let ids = self.all_ids();
+        let node = ids[self.more_rng.random_range(0..ids.len())];
+        match self.more_rng.random_bool(0.5) {
+            true => self.net.cut_one_way(&[node], &ids),
+            false => self.net.cut_one_way(&ids, &[node]),
+        }
+        self.faults.one_way += 1;
+    }
+
+    /// Starts a partition that comes and goes every 50 to 500 ms, a few times, then heals.
+    fn start_flapping(&mut self) {
+        let mut ids = self.all_ids();
+        ids.shuffle(&mut self.more_rng);
+        let cut = self
+            .more_rng
+            .random_range(1..ids.len().max(2))
+            .min(ids.len());
+        ids.truncate(cut);
+        self.flap = Some(Flap {
+            side: ids,
+            next: self.now,
+            left: self.more_rng.random_range(4..=20),
+            cut: false,
+        });
+        self.faults.flapping += 1;
+    }
+
+    /// Splits or heals the flapping partition if its time has come.
+    fn flap_due(&mut self) {
+        let Some(flap) = self.flap.as_mut() else {
+            return;
+        };
+        if flap.next > self.now {
+            return;
+        }
+        if flap.cut || flap.left == 0 {
+            self.net.heal();
+        } else {
+            let other: Vec<NodeId> = self
+                .addresses
+                .values()
+                .copied()
+                .filter(|id| !flap.side.contains(id))
+                .collect();
+            self.net.partition(&[flap.side.clone(), other]);
+        }
+        flap.cut = !flap.cut;
+        if flap.left == 0 {
+            self.flap = None;
+            return;
+        }
+        flap.left -= 1;
+        flap.next = self.now + Duration::from_millis(self.more_rng.random_range(50..=500));
+    }
+
+    /// Asks a random running node to hand the leadership over to the most up-to-date voter,
+    /// as a user would with `SyncObj::transfer_leadership(None)`.
+    fn transfer_somewhere(&mut self) {
+        let ids: Vec<NodeId> = self.nodes.keys().copied().collect();
+        if ids.len() <= 1 {
+            return;
+        }
+        let id = ids[self.more_rng.random_range(0..ids.len())];
+        let Some(node) = self.nodes.get(&id) else {
+            return;
+        };
+        let (completion, call) = Call::<()>::pending(&node.submit);
+        // A full queue drops the completion, which fails the call.
+        let _ = node
+            .changes
+            .try_send((ChangeRequest::Transfer(None), completion));
+        let succeeded = Arc::clone(&self.transfers_succeeded);
+        call.on_done(move |outcome| {
+            if outcome.is_ok() {
+                succeeded.fetch_add(1, Ordering::Relaxed);
+            }
+        });
+        self.faults.transfers += 1;
+        self.wakeups.push(Reverse((self.now, id)));
     }
 
     /// Heals everything, then requires one successful call from every node and the nodes to
@@ -768,6 +962,7 @@ impl<W: Workload> DriverSim<W> {
     fn liveness_phase(&mut self) -> Result<(), Violation> {
         self.restart_due(true)?;
         self.restart_failed_disks()?;
+        self.flap = None;
         self.net.heal();
         self.net.config = NetConfig::reliable();
         let deadline = self.now + self.liveness_timeout;
@@ -1022,6 +1217,7 @@ fn build_node<O: Replicated>(
     disk: SimDisk,
     session: u64,
     compaction: u64,
+    dynamic: bool,
     object: O,
 ) -> Result<SimDriverNode<O>, String> {
     let me = names
@@ -1037,6 +1233,7 @@ fn build_node<O: Replicated>(
         journal_fsync: FsyncPolicy::Always,
         log_compaction_min_entries: compaction,
         log_compaction_min_time: Duration::MAX,
+        dynamic_membership_change: dynamic,
         ..SyncObjConf::default()
     };
     let state = Arc::new(ObjectCell {
@@ -1072,17 +1269,17 @@ fn build_node<O: Replicated>(
         inline_journal: true,
     })
     .map_err(|e| e.to_string())?;
-    let calls = O::Calls::from(Caller::new(
-        Arc::new(SimSubmit {
-            queue: assembled.queue,
-        }),
-        0,
-    ));
+    let submit: Arc<dyn Submit> = Arc::new(SimSubmit {
+        queue: assembled.queue,
+    });
+    let calls = O::Calls::from(Caller::new(Arc::clone(&submit), 0));
     Ok(SimDriverNode {
         engine: assembled.engine,
         clock: NodeClock::EXACT,
         state,
         calls,
+        submit,
+        changes: assembled.changes,
         wire,
         write_due: None,
     })

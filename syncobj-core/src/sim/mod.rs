@@ -38,7 +38,8 @@ pub use crate::storage::{SimDisk, SimDiskStats};
 pub use checker::Violation;
 pub use cluster::{CallOutcome, Cluster, ClusterConfig, ClusterStats};
 pub use driven::{
-    DriverRunReport, SimClock, SimNode, Workload, run_driver_seed, run_driver_workload,
+    DriverFaults, DriverRunReport, SimClock, SimNode, Workload, run_driver_seed,
+    run_driver_workload,
 };
 pub use net::{NetConfig, NetStats};
 pub use run::{Faults, RunReport, SeedFailure, SimConfig, run_seed};

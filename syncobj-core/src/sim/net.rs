@@ -2,7 +2,7 @@
 //! simulation's seeded random number generator.
 
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap};
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
 use std::time::Duration;
 
 use rand::Rng;
@@ -90,6 +90,8 @@ pub(crate) struct SimNet<M: Routed = Envelope> {
     next_seq: u64,
     /// Each node's side of the current partition; nodes on different sides cannot talk.
     sides: BTreeMap<NodeId, u32>,
+    /// Links cut in one direction only: (from, to).
+    one_way: BTreeSet<(NodeId, NodeId)>,
     /// The latest arrival scheduled on each link, which FIFO links do not undercut.
     link_tail: BTreeMap<(NodeId, NodeId), Instant>,
     pub(crate) stats: NetStats,
@@ -116,6 +118,7 @@ impl<M: Routed> SimNet<M> {
             messages: BTreeMap::new(),
             next_seq: 0,
             sides: BTreeMap::new(),
+            one_way: BTreeSet::new(),
             link_tail: BTreeMap::new(),
             stats: NetStats::default(),
         }
@@ -192,9 +195,23 @@ impl<M: Routed> SimNet<M> {
         }
     }
 
-    /// Whether `a` and `b` are on the same side of the partition.
+    /// Whether `a` can reach `b`: they are on the same side of the partition and the link
+    /// from `a` to `b` is not cut one way.
     pub(crate) fn connected(&self, a: NodeId, b: NodeId) -> bool {
         self.sides.get(&a).copied().unwrap_or(0) == self.sides.get(&b).copied().unwrap_or(0)
+            && !self.one_way.contains(&(a, b))
+    }
+
+    /// Cuts every link from a node of `from` to a node of `to`, in that direction only: what
+    /// `to` sends still reaches `from`. Adds to the cuts already made.
+    pub(crate) fn cut_one_way(&mut self, from: &[NodeId], to: &[NodeId]) {
+        for &a in from {
+            for &b in to {
+                if a != b {
+                    self.one_way.insert((a, b));
+                }
+            }
+        }
     }
 
     /// Splits the nodes: each group can talk only within itself. Unlisted nodes join group 0.
@@ -208,8 +225,9 @@ impl<M: Routed> SimNet<M> {
         }
     }
 
-    /// Ends every partition.
+    /// Ends every partition, one-way cuts included.
     pub(crate) fn heal(&mut self) {
         self.sides.clear();
+        self.one_way.clear();
     }
 }

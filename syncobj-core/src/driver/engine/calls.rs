@@ -230,10 +230,10 @@ impl Calls {
     }
 
     /// Appends a forwarded call once, stamped with the cluster time: a duplicate of a call
-    /// already placed in this term gets the first placement back.
+    /// forwarded before gets the first answer back, placement or refusal.
     fn place_forwarded(
         &mut self,
-        (raft, clock): (&mut RaftNode, &mut ClusterClock),
+        raft: (&mut RaftNode, &mut ClusterClock),
         from: NodeId,
         term: Term,
         (session, request): (u64, u64),
@@ -241,22 +241,12 @@ impl Calls {
         now: Instant,
     ) -> Result<(LogIndex, Term), Refusal> {
         let key = (from, session, request);
-        if let Some(placement) = self.placed_forwards.get(key) {
-            return Ok(placement);
+        if let Some(answer) = self.placed_forwards.get(key) {
+            return answer;
         }
-        if term != raft.term() || !raft.is_leader() {
-            return Err(Refusal::NotLeader);
-        }
-        let command = stamped(command, clock.stamp(raft, now));
-        let position = match raft.propose(command, now) {
-            Ok(position) => (position.index, position.term),
-            Err(ProposeError::NotLeader { .. } | ProposeError::TransferInProgress { .. }) => {
-                return Err(Refusal::NotLeader);
-            }
-            Err(ProposeError::TooManyUncommitted { .. }) => return Err(Refusal::QueueFull),
-        };
-        self.placed_forwards.remember(key, position);
-        Ok(position)
+        let answer = place_new(raft, term, command, now);
+        self.placed_forwards.remember(key, answer.clone());
+        answer
     }
 
     /// The leader's answer to one of this node's forwarded calls.
@@ -350,5 +340,26 @@ impl Calls {
             self.backlog.len(),
             self.queue.len()
         )
+    }
+}
+
+/// Appends a forwarded call made in `term`, stamped with the cluster time, if this node leads
+/// in that term and takes proposals.
+fn place_new(
+    (raft, clock): (&mut RaftNode, &mut ClusterClock),
+    term: Term,
+    command: Bytes,
+    now: Instant,
+) -> Result<(LogIndex, Term), Refusal> {
+    if term != raft.term() || !raft.is_leader() {
+        return Err(Refusal::NotLeader);
+    }
+    let command = stamped(command, clock.stamp(raft, now));
+    match raft.propose(command, now) {
+        Ok(position) => Ok((position.index, position.term)),
+        Err(ProposeError::NotLeader { .. } | ProposeError::TransferInProgress { .. }) => {
+            Err(Refusal::NotLeader)
+        }
+        Err(ProposeError::TooManyUncommitted { .. }) => Err(Refusal::QueueFull),
     }
 }

@@ -193,6 +193,11 @@ impl Engine {
             })
     }
 
+    /// Whether the node halted (its journal failed): it takes no more calls.
+    pub(crate) fn is_halted(&self) -> bool {
+        self.halted.is_some()
+    }
+
     /// When the Raft node next needs a tick, if ever: never once the node halted (its timers
     /// would otherwise fire, undone, for ever).
     pub(crate) fn next_deadline(&self) -> Option<Instant> {
