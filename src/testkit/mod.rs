@@ -124,6 +124,11 @@
 //!     fn get(&mut self, key: String) -> Option<i64> {
 //!         self.entries.get(&key).copied()
 //!     }
+//!
+//!     #[replicated]
+//!     fn delete(&mut self, key: String) -> Option<i64> {
+//!         self.entries.remove(&key)
+//!     }
 //! }
 //!
 //! const NODES: [&str; 3] = ["a", "b", "c"];
@@ -149,7 +154,8 @@
 //!     let op = log.invoke(client, input.clone());
 //!     let outcome = match input {
 //!         KvInput::Put(key, value) => node.put(key, value),
-//!         KvInput::Get(key) | KvInput::Delete(key) => node.get(key),
+//!         KvInput::Get(key) => node.get(key),
+//!         KvInput::Delete(key) => node.delete(key),
 //!     };
 //!     match outcome.wait_timeout(Duration::from_secs(2)) {
 //!         Ok(value) => log.complete(op, KvOutput::Value(value)),

@@ -33,6 +33,9 @@ use syncobj::sim::{
 
 use crate::history::{HistorySummary, KvHistory};
 
+/// Seconds of virtual time with faults per seed, unless `--fault-seconds` says otherwise.
+const FAULT_SECONDS_DEFAULT: u64 = 20;
+
 /// Run the syncobj Raft simulator.
 #[derive(Debug, Parser)]
 #[command(version, about)]
@@ -53,7 +56,7 @@ struct Args {
     #[arg(long)]
     non_voters: Option<usize>,
     /// Seconds of virtual time with faults, per seed.
-    #[arg(long, default_value_t = 20)]
+    #[arg(long, default_value_t = FAULT_SECONDS_DEFAULT)]
     fault_seconds: u64,
     /// Faults to inject: all, none, or a comma-separated list of crash, partition, lossy, disk,
     /// churn (membership changes and leadership transfers).
@@ -226,6 +229,22 @@ fn main() -> ExitCode {
     }
 }
 
+/// The flags a failing seed's replay command needs besides its seed, nodes and level: the
+/// fault settings, where they are not the defaults.
+fn fault_flags(args: &Args) -> String {
+    let mut flags = String::new();
+    if args.faults != "all" {
+        flags.push_str(&format!(" --faults {}", args.faults));
+    }
+    if args.fault_seconds != FAULT_SECONDS_DEFAULT {
+        flags.push_str(&format!(" --fault-seconds {}", args.fault_seconds));
+    }
+    if let Some(non_voters) = args.non_voters {
+        flags.push_str(&format!(" --non-voters {non_voters}"));
+    }
+    flags
+}
+
 fn sim_config(args: &Args) -> Result<SimConfig, String> {
     if args.nodes == 0 {
         return Err("--nodes must be at least 1".into());
@@ -339,7 +358,7 @@ fn run_many(args: &Args, config: &SimConfig) -> ExitCode {
                             .expect("no worker panics holding the lock")
                             .push(report),
                         Err(failure) => {
-                            eprintln!("{}", failure.failure);
+                            eprintln!("{}{}", failure.failure, fault_flags(args));
                             failures
                                 .lock()
                                 .expect("no worker panics holding the lock")

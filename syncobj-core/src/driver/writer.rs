@@ -453,15 +453,7 @@ impl Writer {
                 answers,
                 handle,
                 ..
-            } => {
-                // Refused only if the writer already ended (it failed): its answer says why.
-                let _ = send_draining(&ops, &answers, Op::Finish, &mut self.early);
-                drop(ops);
-                // The writer's end of the answers goes when it ends; take them meanwhile, so
-                // that it never waits for room.
-                self.early.extend(answers.iter());
-                let _ = handle.join();
-            }
+            } => end_thread((ops, answers, handle), Op::Finish, &mut self.early),
             Mode::Inline {
                 mut worker,
                 mut queue,
@@ -493,12 +485,7 @@ impl Writer {
                 answers,
                 handle,
                 ..
-            } => {
-                let _ = send_draining(&ops, &answers, Op::Abandon, &mut self.early);
-                drop(ops);
-                self.early.extend(answers.iter());
-                let _ = handle.join();
-            }
+            } => end_thread((ops, answers, handle), Op::Abandon, &mut self.early),
             Mode::Inline { .. } | Mode::Stopped => {}
         }
         self.early.clear();
@@ -516,6 +503,22 @@ impl Drop for Writer {
             tracing::error!(%error, "the journal's last sync failed");
         }
     }
+}
+
+/// Ends the writer thread with its last op (`Finish` or `Abandon`) and joins it, keeping the
+/// answers it gives meanwhile in `early`.
+fn end_thread(
+    (ops, answers, handle): (Sender<Op>, Receiver<Answer>, JoinHandle<()>),
+    last: Op,
+    early: &mut VecDeque<Answer>,
+) {
+    // Refused only if the writer already ended (it failed): its answer says why.
+    let _ = send_draining(&ops, &answers, last, early);
+    drop(ops);
+    // The writer's end of the answers goes when it ends; take them meanwhile, so that it
+    // never waits for room.
+    early.extend(answers.iter());
+    let _ = handle.join();
 }
 
 /// Sends `op`, waiting for room while the queue is full and keeping the answers that arrive

@@ -101,6 +101,16 @@ impl Checker {
         Ok(())
     }
 
+    /// Node `id` crashed with `durable` the term its disk had synced (none if its journal
+    /// writer failed): a term it reached but had not synced yet is lost with the crash, and
+    /// harmless, since nothing that depends on it left the node (persist before send, checked
+    /// on every message). It restarts at the synced term at least.
+    pub(crate) fn on_crash(&mut self, id: NodeId, durable: Option<Term>) {
+        if let (Some(seen), Some(durable)) = (self.seen.get_mut(&id), durable) {
+            seen.term = seen.term.min(durable);
+        }
+    }
+
     /// A node restarted: its volatile commit and applied index start over (at its snapshot, if
     /// it has one), its term does not — unless its disk failed (`after_disk_failure`): a write
     /// that failed may have held a newer term, which the node never revealed, since it halted

@@ -678,7 +678,13 @@ impl<W: Workload> DriverSim<W> {
             return;
         }
         let id = ids[self.rng.random_range(0..ids.len())];
-        self.nodes.remove(&id);
+        if let Some(node) = self.nodes.remove(&id) {
+            let durable = node
+                .engine
+                .durable_view()
+                .map(|(hard_state, _)| hard_state.term);
+            self.checker.on_crash(id, durable);
+        }
         self.tell_links(id, false);
         self.workload.crashed(self.index(id), self.clock.now());
         self.crashes_done += 1;
