@@ -86,11 +86,11 @@ fn pick(rng: &mut Rng) -> Kind {
 
 /// Makes, holds and undoes one fault, then waits until every node acknowledges again.
 pub(crate) fn inflict(
-    cluster: &mut Cluster,
-    network: &Network,
+    (cluster, network): (&mut Cluster, &Network),
     recording: &Arc<Recording>,
     rng: &mut Rng,
     probes: &mut Probes,
+    hold_max: Duration,
 ) -> Result<Fault, Error> {
     let n = cluster.len();
     let mut kind = pick(rng);
@@ -108,7 +108,9 @@ pub(crate) fn inflict(
         (kind, _) => kind,
     };
     let victim = leader.unwrap_or_else(|| rng.below(n));
-    let hold = Duration::from_millis(200 + rng.below(600) as u64);
+    let quarter = hold_max / 4;
+    let spread = (hold_max - quarter).as_millis() as usize;
+    let hold = quarter + Duration::from_millis(rng.below(spread) as u64);
     let nodes = match kind {
         Kind::ClusterKill => (0..n).collect(),
         Kind::Split => minority(n, rng),

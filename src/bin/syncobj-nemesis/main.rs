@@ -110,6 +110,11 @@ struct Args {
     /// The seed of the fault schedule and the clients' choices (default: from the clock).
     #[arg(long)]
     seed: Option<u64>,
+    /// The longest a fault is held, in milliseconds; each is held a random time between a
+    /// quarter of it and all of it (kills half that). Long holds let the nodes' redial
+    /// back-off grow before a cut heals.
+    #[arg(long, default_value_t = 800, value_parser = clap::value_parser!(u64).range(4..=600_000))]
+    hold_ms: u64,
 }
 
 fn main() -> ExitCode {
@@ -162,8 +167,8 @@ fn run(args: &Args) -> Result<bool, Error> {
     let n = usize::from(args.nodes);
     let keys = args.keys.unwrap_or(if n <= 3 { 32 } else { 128 });
     println!(
-        "syncobj-nemesis: {n} nodes, {} faults, {} keys, {} clients per node, seed {seed}",
-        args.faults, keys, args.clients
+        "syncobj-nemesis: {n} nodes, {} faults held up to {} ms, {} keys, {} clients per node, seed {seed}",
+        args.faults, args.hold_ms, keys, args.clients
     );
     let mut rng = Rng::new(seed);
     let dir = std::env::temp_dir().join(format!("syncobj-nemesis-{}-{seed}", std::process::id()));
@@ -192,7 +197,13 @@ fn run(args: &Args) -> Result<bool, Error> {
     let mut faults = Vec::new();
     let mut probes = Probes::default();
     for number in 1..=args.faults {
-        let fault = faults::inflict(&mut cluster, &network, &recording, &mut rng, &mut probes);
+        let fault = faults::inflict(
+            (&mut cluster, &network),
+            &recording,
+            &mut rng,
+            &mut probes,
+            Duration::from_millis(args.hold_ms),
+        );
         let fault = match fault {
             Ok(fault) => fault,
             Err(error) => {

@@ -50,7 +50,8 @@ impl Store {
 
 /// The node's options: short timeouts for quick elections on loopback, a journal synced before
 /// every acknowledgement, and a listening address apart from the address the peers dial (the
-/// controller's proxy).
+/// controller's proxy). The redial back-off keeps its default cap (`connection_retry_time`,
+/// 5 s), so that heal-to-first-ack measures the transport's rejoin as users get it.
 fn conf(journal: &str, bind: &str) -> Result<SyncObjConf, Error> {
     Ok(SyncObjConf::builder()
         .append_entries_period(Duration::from_millis(20))
@@ -58,7 +59,6 @@ fn conf(journal: &str, bind: &str) -> Result<SyncObjConf, Error> {
         .raft_max_timeout(Duration::from_millis(300))
         .leader_fallback_timeout(Duration::from_millis(150))
         .connection_timeout(Duration::from_millis(600))
-        .connection_retry_time(Duration::from_millis(50))
         .call_timeout(Some(Duration::from_secs(2)))
         .journal_file(journal)
         .journal_fsync(FsyncPolicy::Always)

@@ -60,7 +60,11 @@
 //! connect still waiting for an answer is made anew), their back-off kept. Dials that fail
 //! (nothing listens, no answer, a refused hello) never reset it, so a peer that is really down
 //! is dialled a few times a second at first, then once per `connection_retry_time` (and at
-//! most twice a second more when this node's own links come and go). Of two connections between
+//! most twice a second more when this node's own links come and go). One exception: while
+//! this node is linked to no majority of the voters, itself counted, it redials the voters
+//! it was linked to before at least every 100 ms: cut off from a cluster it was part of, its
+//! own network is the likely cause, and its first dial after the cut heals brings it back
+//! (the other side has backed off by then). Peers never reached keep the back-off. Of two connections between
 //! two voters, the one the higher address dialled stays the link, the other is closed
 //! (`links_replaced`): crossing dials settle on one link. One that opens while the usual one is
 //! the link is left open, unlinked, for the peer to close (it may be the peer's link until the
@@ -143,6 +147,14 @@ const KNOCK_DELAY: Duration = Duration::from_millis(100);
 /// network coming back, which has the other voters dialled at once: at most one such round of
 /// dials per this long, whatever the links do.
 const CUT_OFF_MIN: Duration = Duration::from_millis(500);
+
+/// The longest pause between dials of an unlinked voter that this node was linked to before,
+/// while this node is linked to no majority of the voters (itself counted): cut off from a
+/// cluster it was part of, the likely cause is its own network, and the first dial after the
+/// cut heals brings it back. Ten dials a second per such peer, from the minority side only;
+/// the majority keeps its back-off, and so do peers never reached (a cluster starting up, a
+/// peer that never came).
+const MINORITY_REDIAL_MAX: Duration = Duration::from_millis(100);
 
 /// A TCP transport over mio: see the module documentation.
 pub struct TcpTransport {
@@ -399,6 +411,8 @@ impl TcpTransport {
     }
 
     fn dial_due(&mut self, now: Instant) {
+        let retry = self.settings.connection_retry_time;
+        let minority = self.in_minority();
         let due: Vec<PeerId> = self
             .peers
             .iter()
@@ -426,8 +440,13 @@ impl TcpTransport {
             };
             // Back off from a quick first retry (peers start at about the same time) up to
             // `connection_retry_time`, knocks as well as usual dials; an open link resets it.
-            let retry = self.settings.connection_retry_time;
-            slot.next_dial = now + slot.backoff.min(retry);
+            // A node in a minority redials a peer it reached before sooner
+            // (`MINORITY_REDIAL_MAX`).
+            let redial_max = match minority && slot.reached {
+                true => MINORITY_REDIAL_MAX.min(retry),
+                false => retry,
+            };
+            slot.next_dial = now + slot.backoff.min(redial_max);
             slot.backoff = (slot.backoff * 2).min(retry);
             let name = slot.name.clone();
             if let Err(error) = self.dial(id, name, address, now) {
@@ -435,6 +454,18 @@ impl TcpTransport {
                 tracing::debug!(peer = %id, %error, "dial failed");
             }
         }
+    }
+
+    /// Whether this node is linked to no majority of the voters it knows, itself counted.
+    fn in_minority(&self) -> bool {
+        let (mut others, mut linked) = (0usize, 0usize);
+        for (_, slot) in self.peers.iter() {
+            if matches!(slot.kind, Kind::Voter { .. }) {
+                others += 1;
+                linked += usize::from(slot.link.is_some());
+            }
+        }
+        others > 0 && 2 * (linked + 1) <= others + 1
     }
 
     fn dialling(&self, id: PeerId) -> bool {
@@ -738,6 +769,7 @@ impl TcpTransport {
         // often a link opens and closes).
         slot.backoff = DIAL_BACKOFF_MIN;
         slot.next_dial = slot.next_dial.min(now + DIAL_BACKOFF_MIN);
+        slot.reached = true;
         match (slot.link.replace(token), old) {
             (None, _) => {
                 self.queue.push(TransportEvent::LinkUp(id));

@@ -43,6 +43,9 @@ pub(super) struct Slot {
     pub(super) next_dial: Instant,
     /// The pause after the next dial; back to the minimum when a link with it opens.
     pub(super) backoff: Duration,
+    /// Whether a link with it ever opened: a peer reached before is redialled sooner while
+    /// this node is in a minority (its own network was likely cut).
+    pub(super) reached: bool,
 }
 
 /// The peers, by id and by name. Ids index `slots`, so they stay dense: a read-only node's or
@@ -183,6 +186,7 @@ impl Peers {
             link: None,
             next_dial: now,
             backoff,
+            reached: false,
         };
         let id = match self.free.pop() {
             Some(id) => {

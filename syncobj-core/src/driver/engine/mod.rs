@@ -194,6 +194,7 @@ impl Engine {
     }
 
     /// Whether the node halted (its journal failed): it takes no more calls.
+    #[cfg(feature = "sim")]
     pub(crate) fn is_halted(&self) -> bool {
         self.halted.is_some()
     }
