@@ -14,7 +14,7 @@
 //! A long campaign (see docs/reliability.md for its figures):
 //!
 //! ```text
-//! cargo run --release --features sim --bin syncobj-sim -- --faults all --seeds 100000 --nodes 5
+//! cargo run --release --features sim --bin syncobj-sim -- --faults all --level history --nodes 3 --seeds 100000
 //! ```
 
 mod history;
