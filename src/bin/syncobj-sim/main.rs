@@ -353,10 +353,20 @@ fn run_many(args: &Args, config: &SimConfig) -> ExitCode {
                         break;
                     }
                     match run_one(seed, config, args.level) {
-                        Ok(report) => reports
-                            .lock()
-                            .expect("no worker panics holding the lock")
-                            .push(report),
+                        Ok(report) => {
+                            if report.unknown > 0 {
+                                // Not a failure, but worth a look with a larger budget.
+                                eprintln!(
+                                    "seed={seed} history check out of budget (unknown)\n  replay: cargo run --release --features sim --bin syncobj-sim -- --seed {seed} --nodes {} --level history{}",
+                                    config.nodes,
+                                    fault_flags(args)
+                                );
+                            }
+                            reports
+                                .lock()
+                                .expect("no worker panics holding the lock")
+                                .push(report);
+                        }
                         Err(failure) => {
                             eprintln!("{}{}", failure.failure, fault_flags(args));
                             failures
