@@ -411,8 +411,6 @@ impl TcpTransport {
     }
 
     fn dial_due(&mut self, now: Instant) {
-        let retry = self.settings.connection_retry_time;
-        let minority = self.in_minority();
         let due: Vec<PeerId> = self
             .peers
             .iter()
@@ -424,6 +422,11 @@ impl TcpTransport {
             })
             .map(|(id, _)| id)
             .collect();
+        if due.is_empty() {
+            return;
+        }
+        let retry = self.settings.connection_retry_time;
+        let minority = self.in_minority();
         for id in due {
             let Some(slot) = self.peers.get_mut(id) else {
                 continue;
